@@ -1,0 +1,3 @@
+module github.com/bulkhead-go/bulkhead
+
+go 1.26.8
