@@ -1,3 +1,9 @@
 module github.com/bulkhead-go/bulkhead
 
 go 1.26.8
+
+require (
+	github.com/fxamacker/cbor/v2 v2.9.6 // indirect
+	github.com/x448/float16 v0.8.4 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+)

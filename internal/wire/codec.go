@@ -1,0 +1,292 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"reflect"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+// Decode limits of PROTOCOL.md section 5.
+const (
+	MaxDepth       = 32
+	MaxArrayItems  = 131072
+	MaxMapPairs    = 131072
+	MaxMethodBytes = 256
+)
+
+// The modes are built once and never change; they are safe for concurrent use.
+var (
+	encMode = mustEnc(cbor.EncOptions{
+		Sort:          cbor.SortCoreDeterministic,
+		IndefLength:   cbor.IndefLengthForbidden,
+		TagsMd:        cbor.TagsForbidden,
+		Time:          cbor.TimeUnixDynamic,
+		NilContainers: cbor.NilContainerAsNull,
+	})
+	decMode = mustDec(cbor.DecOptions{
+		MaxNestedLevels:  MaxDepth,
+		MaxArrayElements: MaxArrayItems,
+		MaxMapPairs:      MaxMapPairs,
+		IndefLength:      cbor.IndefLengthForbidden,
+		TagsMd:           cbor.TagsForbidden,
+		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
+		UTF8:             cbor.UTF8RejectInvalid,
+		DefaultMapType:   reflect.TypeOf(map[any]any(nil)),
+	})
+)
+
+func mustEnc(o cbor.EncOptions) cbor.UserBufferEncMode {
+	m, err := o.UserBufferEncMode()
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+func mustDec(o cbor.DecOptions) cbor.DecMode {
+	m, err := o.DecMode()
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// Marshal encodes v as one CBOR data item under the protocol's rules.
+func Marshal(v any) ([]byte, error) { return encMode.Marshal(v) }
+
+// Unmarshal decodes exactly one CBOR data item into v under the protocol's
+// limits. Trailing bytes are an error.
+func Unmarshal(data []byte, v any) error { return decMode.Unmarshal(data, v) }
+
+// Builder appends frames to a buffer. Its zero value is ready to use; it is
+// reused across calls so that steady-state encoding does not allocate.
+type Builder struct {
+	buf   bytes.Buffer
+	start int // offset of the frame being built
+}
+
+var zeroHeader [HeaderSize]byte
+
+// Reset discards all frames.
+func (b *Builder) Reset() { b.buf.Reset() }
+
+// Bytes returns the frames built so far.
+func (b *Builder) Bytes() []byte { return b.buf.Bytes() }
+
+// Len returns the number of bytes built so far.
+func (b *Builder) Len() int { return b.buf.Len() }
+
+func (b *Builder) begin() {
+	b.start = b.buf.Len()
+	b.buf.Write(zeroHeader[:])
+}
+
+// end fills in the header of the frame begun last, or drops the frame and
+// reports an error if its payload is over maxFrame.
+func (b *Builder) end(t Type, id uint64, maxFrame uint32) error {
+	n := b.buf.Len() - b.start - HeaderSize
+	if uint64(n) > uint64(maxFrame) {
+		b.buf.Truncate(b.start)
+		return fmt.Errorf("%w: %v payload of %d bytes is over the frame limit of %d",
+			ErrTooLarge, t, n, maxFrame)
+	}
+	PutHeader(b.buf.Bytes()[b.start:], Header{Length: uint32(n), Type: t, ID: id})
+	return nil
+}
+
+// ErrTooLarge is returned when a message would exceed the frame limit.
+var ErrTooLarge = errors.New("message too large")
+
+// Empty appends a frame without payload (CANCEL, QUIT, PING, PONG).
+func (b *Builder) Empty(t Type, id uint64) {
+	b.begin()
+	_ = b.end(t, id, 0)
+}
+
+// Call appends a CALL frame: ["method", deadline, [args...]].
+func (b *Builder) Call(id uint64, method string, deadline int64, args []any, maxFrame uint32) error {
+	b.begin()
+	b.buf.WriteByte(0x83)
+	b.head(3, uint64(len(method)))
+	b.buf.WriteString(method)
+	if deadline < 0 {
+		deadline = 0
+	}
+	b.head(0, uint64(deadline))
+	b.head(4, uint64(len(args)))
+	for i, a := range args {
+		if err := encMode.MarshalToBuffer(a, &b.buf); err != nil {
+			b.buf.Truncate(b.start)
+			return fmt.Errorf("encoding argument %d (%T): %w", i, a, err)
+		}
+	}
+	return b.end(TypeCall, id, maxFrame)
+}
+
+// Value appends a frame whose payload is one encoded value (REPLY, HELLO).
+func (b *Builder) Value(t Type, id uint64, v any, maxFrame uint32) error {
+	b.begin()
+	if err := encMode.MarshalToBuffer(v, &b.buf); err != nil {
+		b.buf.Truncate(b.start)
+		return fmt.Errorf("encoding %v value (%T): %w", t, v, err)
+	}
+	return b.end(t, id, maxFrame)
+}
+
+// Raw appends a frame whose payload is already-encoded CBOR.
+func (b *Builder) Raw(t Type, id uint64, payload []byte, maxFrame uint32) error {
+	b.begin()
+	b.buf.Write(payload)
+	return b.end(t, id, maxFrame)
+}
+
+// head writes a CBOR major type and argument in the shortest form.
+func (b *Builder) head(major byte, n uint64) {
+	var tmp [9]byte
+	m := major << 5
+	switch {
+	case n < 24:
+		b.buf.WriteByte(m | byte(n))
+	case n <= 0xff:
+		b.buf.Write([]byte{m | 24, byte(n)})
+	case n <= 0xffff:
+		tmp[0] = m | 25
+		binary.BigEndian.PutUint16(tmp[1:], uint16(n))
+		b.buf.Write(tmp[:3])
+	case n <= 0xffffffff:
+		tmp[0] = m | 26
+		binary.BigEndian.PutUint32(tmp[1:], uint32(n))
+		b.buf.Write(tmp[:5])
+	default:
+		tmp[0] = m | 27
+		binary.BigEndian.PutUint64(tmp[1:], n)
+		b.buf.Write(tmp[:9])
+	}
+}
+
+// Call is a decoded CALL payload. Args holds each argument's encoded bytes.
+type Call struct {
+	_        struct{} `cbor:",toarray"`
+	Method   string
+	Deadline int64
+	Args     []cbor.RawMessage
+}
+
+// DecodeCall decodes a CALL payload into c, reusing c's argument buffers.
+func DecodeCall(p []byte, c *Call) error {
+	if len(p) == 0 || p[0] != 0x83 {
+		return &FrameError{Header{Type: TypeCall}, "CALL payload is not an array of 3 items"}
+	}
+	if err := decMode.Unmarshal(p, c); err != nil {
+		return fmt.Errorf("%w: CALL payload: %v", ErrProtocol, err)
+	}
+	if len(c.Method) == 0 || len(c.Method) > MaxMethodBytes {
+		return fmt.Errorf("%w: CALL method name of %d bytes (want 1 to %d)", ErrProtocol, len(c.Method), MaxMethodBytes)
+	}
+	if c.Deadline < 0 {
+		return fmt.Errorf("%w: CALL deadline is negative", ErrProtocol)
+	}
+	return nil
+}
+
+// Error codes of PROTOCOL.md section 3.
+const (
+	CodeApplication        = 1
+	CodeUnknownMethod      = 2
+	CodeBadArguments       = 3
+	CodePanic              = 4
+	CodeCanceled           = 5
+	CodeServerStopping     = 6
+	CodeUnsupportedVersion = 7
+	CodeBadHello           = 8
+)
+
+// ErrorBody is an ERROR payload.
+type ErrorBody struct {
+	Code    uint64 `cbor:"code"`
+	Message string `cbor:"message"`
+	Details any    `cbor:"details,omitempty"`
+}
+
+// DecodeError decodes an ERROR payload.
+func DecodeError(p []byte) (ErrorBody, error) {
+	var e ErrorBody
+	if err := decMode.Unmarshal(p, &e); err != nil {
+		return e, fmt.Errorf("%w: ERROR payload: %v", ErrProtocol, err)
+	}
+	return e, nil
+}
+
+// Hello is the HELLO payload (PROTOCOL.md section 4).
+type Hello struct {
+	Protocol    uint64   `cbor:"protocol"`
+	PID         int64    `cbor:"pid"`
+	Cookie      string   `cbor:"cookie"`
+	Methods     []string `cbor:"methods"`
+	Concurrency uint64   `cbor:"concurrency"`
+	Marker      bool     `cbor:"marker,omitempty"`
+	Name        string   `cbor:"name,omitempty"`
+}
+
+// Limits on HELLO contents.
+const (
+	MaxHelloMethods  = 4096
+	MaxConcurrency   = 1 << 16
+	MaxHelloNameSize = 256
+)
+
+// HelloError is a HELLO that was refused; Code is the ERROR code to send back.
+type HelloError struct {
+	Code   uint64
+	Reason string
+}
+
+func (e *HelloError) Error() string { return "bulkhead handshake refused: " + e.Reason }
+
+func (e *HelloError) Unwrap() error { return ErrProtocol }
+
+// DecodeHello decodes and checks a HELLO payload against the expected cookie.
+// The version is checked before anything else, so that a worker of another
+// version is told exactly that.
+func DecodeHello(p []byte, cookie string) (Hello, error) {
+	var h Hello
+	if err := decMode.Unmarshal(p, &h); err != nil {
+		// Try to find the version alone, for a clearer error.
+		var v struct {
+			Protocol uint64 `cbor:"protocol"`
+		}
+		if decMode.Unmarshal(p, &v) == nil && v.Protocol != Version {
+			return h, versionError(v.Protocol)
+		}
+		return h, &HelloError{CodeBadHello, fmt.Sprintf("malformed HELLO: %v", err)}
+	}
+	switch {
+	case h.Protocol != Version:
+		return h, versionError(h.Protocol)
+	case h.Cookie != cookie:
+		return h, &HelloError{CodeBadHello, "cookie does not match"}
+	case h.PID <= 0:
+		return h, &HelloError{CodeBadHello, fmt.Sprintf("invalid pid %d", h.PID)}
+	case h.Concurrency < 1 || h.Concurrency > MaxConcurrency:
+		return h, &HelloError{CodeBadHello, fmt.Sprintf("concurrency %d out of range 1..%d", h.Concurrency, MaxConcurrency)}
+	case len(h.Methods) > MaxHelloMethods:
+		return h, &HelloError{CodeBadHello, fmt.Sprintf("%d methods, more than %d", len(h.Methods), MaxHelloMethods)}
+	case len(h.Name) > MaxHelloNameSize:
+		return h, &HelloError{CodeBadHello, "name too long"}
+	}
+	for _, m := range h.Methods {
+		if len(m) == 0 || len(m) > MaxMethodBytes {
+			return h, &HelloError{CodeBadHello, fmt.Sprintf("method name of %d bytes", len(m))}
+		}
+	}
+	return h, nil
+}
+
+func versionError(v uint64) error {
+	return &HelloError{CodeUnsupportedVersion,
+		fmt.Sprintf("worker speaks protocol version %d; this dispatcher speaks version %d", v, Version)}
+}
