@@ -1,0 +1,125 @@
+package proc
+
+import (
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func start(t *testing.T, sp *Spawner, name string, args ...string) *Process {
+	t.Helper()
+	p, err := Start(sp, exec.Command(name, args...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestExitClassification(t *testing.T) {
+	sp := NewSpawner()
+	defer sp.Close()
+	tests := []struct {
+		script string
+		want   Exit
+	}{
+		{"exit 0", Exit{Code: 0}},
+		{"exit 3", Exit{Code: 3}},
+		{"kill -SEGV $$", Exit{Code: -1, Signal: syscall.SIGSEGV}},
+		{"kill -ABRT $$", Exit{Code: -1, Signal: syscall.SIGABRT}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.script, func(t *testing.T) {
+			p := start(t, sp, "sh", "-c", "ulimit -c 0; "+tt.script)
+			<-p.Exited()
+			if got := ExitOf(p.State()); got != tt.want {
+				t.Fatalf("exit = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestStopEscalates(t *testing.T) {
+	sp := NewSpawner()
+	defer sp.Close()
+	// The shell ignores SIGTERM, so only the final SIGKILL ends it.
+	cmd := exec.Command("sh", "-c", "trap '' TERM; echo ready; while :; do sleep 1; done")
+	r, _ := cmd.StdoutPipe()
+	p, err := Start(sp, cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Read(make([]byte, 6)); err != nil { // the trap is set
+		t.Fatal(err)
+	}
+	p.Stop(Step{syscall.SIGTERM, 20 * time.Millisecond})
+	<-p.Exited()
+	p.Release()
+	if got := ExitOf(p.State()); got.Signal != syscall.SIGKILL {
+		t.Fatalf("exit = %v, want killed by SIGKILL", got)
+	}
+}
+
+// The whole process group goes when the leader exits: no orphans.
+func TestGroupCleanedUp(t *testing.T) {
+	sp := NewSpawner()
+	defer sp.Close()
+	cmd := exec.Command("sh", "-c", "sleep 300 & echo $!; exit 0")
+	var out strings.Builder
+	cmd.Stdout = &out
+	p, err := Start(sp, cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p.Exited()
+	var pid int
+	if _, err := fmtSscan(out.String(), &pid); err != nil {
+		t.Fatalf("no grandchild pid in %q", out.String())
+	}
+	waitGone(t, pid)
+}
+
+// Closing the spawner ends its thread, and the kernel kills the children.
+func TestSpawnerCloseKillsChildren(t *testing.T) {
+	sp := NewSpawner()
+	p := start(t, sp, "sleep", "300")
+	sp.Close()
+	<-p.Exited()
+	if got := ExitOf(p.State()); got.Signal != syscall.SIGKILL {
+		t.Fatalf("exit = %v, want SIGKILL from the parent-death signal", got)
+	}
+	if _, err := Start(sp, exec.Command("true")); err != ErrSpawnerClosed {
+		t.Fatalf("Start after Close: %v", err)
+	}
+}
+
+func TestTail(t *testing.T) {
+	tl := NewTail(8)
+	for _, s := range []string{"abc", "defgh", "ij", "0123456789xyz"} {
+		tl.Write([]byte(s))
+	}
+	if got := tl.String(); got != "56789xyz" {
+		t.Fatalf("tail = %q", got)
+	}
+	tl.Write([]byte("AB"))
+	if got := tl.String(); got != "789xyzAB" || tl.Total() != 25 {
+		t.Fatalf("tail = %q total %d", got, tl.Total())
+	}
+}
+
+// waitGone polls (with a pidfd, not a sleep loop) until pid no longer exists.
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return // already gone
+	}
+	defer unix.Close(fd)
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	if n, _ := unix.Poll(fds, 10_000); n != 1 {
+		t.Fatalf("process %d still alive", pid)
+	}
+}

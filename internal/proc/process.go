@@ -1,0 +1,198 @@
+package proc
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Process is a started child in its own process group, watched through a
+// pidfd. Exactly one goroutine, started by Start, waits for it; Exited is
+// closed when that goroutine has reaped the child.
+type Process struct {
+	Cmd *exec.Cmd
+	PID int
+
+	pidfd  *os.File // nil where pidfds are unavailable
+	exited chan struct{}
+	state  *os.ProcessState
+	err    error // Wait's error, other than the exit status
+
+	stopOnce sync.Once
+	stopMu   sync.Mutex
+	timer    *time.Timer
+}
+
+// Start prepares cmd (own process group, parent-death SIGKILL) and starts it
+// through sp. cmd.SysProcAttr is replaced by a copy; the caller's is not
+// modified.
+func Start(sp *Spawner, cmd *exec.Cmd) (*Process, error) {
+	attr := syscall.SysProcAttr{}
+	if cmd.SysProcAttr != nil {
+		attr = *cmd.SysProcAttr
+	}
+	attr.Setpgid = true
+	attr.Pgid = 0
+	attr.Pdeathsig = syscall.SIGKILL
+	cmd.SysProcAttr = &attr
+	if err := sp.Start(cmd); err != nil {
+		return nil, err
+	}
+	p := &Process{Cmd: cmd, PID: cmd.Process.Pid, exited: make(chan struct{})}
+	// The child cannot be reaped before we Wait, so its pid is still ours.
+	if fd, err := unix.PidfdOpen(p.PID, unix.PIDFD_NONBLOCK); err == nil {
+		p.pidfd = os.NewFile(uintptr(fd), "pidfd")
+	}
+	go p.watch()
+	return p, nil
+}
+
+// watch waits for the child's exit without holding a thread: the pidfd becomes
+// readable when the child exits, and the netpoller parks this goroutine until
+// then. It then kills what is left of the process group and reaps the child.
+func (p *Process) watch() {
+	defer close(p.exited)
+	if p.pidfd != nil {
+		p.waitPidfd()
+		p.pidfd.Close()
+	}
+	// The leader is a zombie (or still running, if pidfd polling failed),
+	// so its group id cannot have been reused: clean up its group.
+	if p.pidfd != nil {
+		_ = unix.Kill(-p.PID, unix.SIGKILL)
+	}
+	err := p.Cmd.Wait()
+	p.state = p.Cmd.ProcessState
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		p.err = err
+	}
+}
+
+func (p *Process) waitPidfd() {
+	rc, err := p.pidfd.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Read(func(fd uintptr) bool {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 0)
+		return err != nil && err != unix.EINTR || n > 0
+	})
+}
+
+// Exited is closed once the process has exited and been reaped.
+func (p *Process) Exited() <-chan struct{} { return p.exited }
+
+// State returns the exit state; valid after Exited is closed.
+func (p *Process) State() *os.ProcessState { return p.state }
+
+// Alive reports whether the process has not yet been seen to exit.
+func (p *Process) Alive() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// Signal sends sig to the process's whole group. Signalling a process that
+// has exited is not an error.
+func (p *Process) Signal(sig syscall.Signal) error {
+	if !p.Alive() {
+		return nil
+	}
+	if err := unix.Kill(-p.PID, sig); err != nil && err != unix.ESRCH {
+		return fmt.Errorf("signal %v to process group %d: %w", sig, p.PID, err)
+	}
+	return nil
+}
+
+// Step is one stage of a stop: send Signal, then wait up to Wait for the
+// process to exit before the next step.
+type Step struct {
+	Signal syscall.Signal
+	Wait   time.Duration
+}
+
+// Stop escalates through steps and finally SIGKILL, without blocking the
+// caller. Only the first Stop takes effect. A step with Signal 0 sends
+// nothing (for example, a grace period after a QUIT message).
+func (p *Process) Stop(steps ...Step) {
+	p.stopOnce.Do(func() { p.step(steps) })
+}
+
+func (p *Process) step(steps []Step) {
+	if !p.Alive() {
+		return
+	}
+	if len(steps) == 0 {
+		_ = p.Signal(syscall.SIGKILL)
+		return
+	}
+	s := steps[0]
+	if s.Signal != 0 {
+		_ = p.Signal(s.Signal)
+	}
+	if s.Signal == syscall.SIGKILL {
+		return
+	}
+	rest := steps[1:]
+	p.stopMu.Lock()
+	p.timer = time.AfterFunc(s.Wait, func() { p.step(rest) })
+	p.stopMu.Unlock()
+}
+
+// Kill sends SIGKILL to the group now, whether or not a Stop is under way.
+func (p *Process) Kill() {
+	_ = p.Signal(syscall.SIGKILL)
+}
+
+// Release cancels pending Stop timers; call it after Exited is closed.
+func (p *Process) Release() {
+	p.stopMu.Lock()
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	p.stopMu.Unlock()
+}
+
+// Exit describes how a process ended.
+type Exit struct {
+	Code   int            // exit status, or -1 if killed by a signal
+	Signal syscall.Signal // the signal that killed it, or 0
+	Core   bool           // a core dump was written
+}
+
+func (e Exit) String() string {
+	if e.Signal != 0 {
+		s := "killed by signal " + e.Signal.String()
+		if e.Core {
+			s += " (core dumped)"
+		}
+		return s
+	}
+	return fmt.Sprintf("exit status %d", e.Code)
+}
+
+// ExitOf decodes a process state.
+func ExitOf(st *os.ProcessState) Exit {
+	if st == nil {
+		return Exit{Code: -1}
+	}
+	ws, ok := st.Sys().(syscall.WaitStatus)
+	if !ok {
+		return Exit{Code: st.ExitCode()}
+	}
+	if ws.Signaled() {
+		return Exit{Code: -1, Signal: ws.Signal(), Core: ws.CoreDump()}
+	}
+	return Exit{Code: ws.ExitStatus()}
+}
