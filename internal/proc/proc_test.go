@@ -12,7 +12,7 @@ import (
 
 func start(t *testing.T, sp *Spawner, name string, args ...string) *Process {
 	t.Helper()
-	p, err := Start(sp, exec.Command(name, args...))
+	p, err := Start(sp, exec.Command(name, args...), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestStopEscalates(t *testing.T) {
 	// The shell ignores SIGTERM, so only the final SIGKILL ends it.
 	cmd := exec.Command("sh", "-c", "trap '' TERM; echo ready; while :; do sleep 1; done")
 	r, _ := cmd.StdoutPipe()
-	p, err := Start(sp, cmd)
+	p, err := Start(sp, cmd, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestGroupCleanedUp(t *testing.T) {
 	cmd := exec.Command("sh", "-c", "sleep 300 & echo $!; exit 0")
 	var out strings.Builder
 	cmd.Stdout = &out
-	p, err := Start(sp, cmd)
+	p, err := Start(sp, cmd, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestSpawnerCloseKillsChildren(t *testing.T) {
 	if got := ExitOf(p.State()); got.Signal != syscall.SIGKILL {
 		t.Fatalf("exit = %v, want SIGKILL from the parent-death signal", got)
 	}
-	if _, err := Start(sp, exec.Command("true")); err != ErrSpawnerClosed {
+	if _, err := Start(sp, exec.Command("true"), nil); err != ErrSpawnerClosed {
 		t.Fatalf("Start after Close: %v", err)
 	}
 }

@@ -24,6 +24,8 @@ type Process struct {
 	state  *os.ProcessState
 	err    error // Wait's error, other than the exit status
 
+	onExit func()
+
 	stopOnce sync.Once
 	stopMu   sync.Mutex
 	timer    *time.Timer
@@ -31,8 +33,9 @@ type Process struct {
 
 // Start prepares cmd (own process group, parent-death SIGKILL) and starts it
 // through sp. cmd.SysProcAttr is replaced by a copy; the caller's is not
-// modified.
-func Start(sp *Spawner, cmd *exec.Cmd) (*Process, error) {
+// modified. onExit, if not nil, runs on the watching goroutine once the
+// process has been reaped, just before Exited is closed.
+func Start(sp *Spawner, cmd *exec.Cmd, onExit func()) (*Process, error) {
 	attr := syscall.SysProcAttr{}
 	if cmd.SysProcAttr != nil {
 		attr = *cmd.SysProcAttr
@@ -44,7 +47,7 @@ func Start(sp *Spawner, cmd *exec.Cmd) (*Process, error) {
 	if err := sp.Start(cmd); err != nil {
 		return nil, err
 	}
-	p := &Process{Cmd: cmd, PID: cmd.Process.Pid, exited: make(chan struct{})}
+	p := &Process{Cmd: cmd, PID: cmd.Process.Pid, exited: make(chan struct{}), onExit: onExit}
 	// The child cannot be reaped before we Wait, so its pid is still ours.
 	if fd, err := unix.PidfdOpen(p.PID, unix.PIDFD_NONBLOCK); err == nil {
 		p.pidfd = os.NewFile(uintptr(fd), "pidfd")
@@ -73,6 +76,9 @@ func (p *Process) watch() {
 	if err != nil && !errors.As(err, &ee) {
 		p.err = err
 	}
+	if p.onExit != nil {
+		p.onExit()
+	}
 }
 
 func (p *Process) waitPidfd() {
@@ -93,7 +99,7 @@ func (p *Process) Exited() <-chan struct{} { return p.exited }
 // State returns the exit state; valid after Exited is closed.
 func (p *Process) State() *os.ProcessState { return p.state }
 
-// Alive reports whether the process has not yet been seen to exit.
+// Alive reports whether Exited is still open.
 func (p *Process) Alive() bool {
 	select {
 	case <-p.exited:

@@ -1,0 +1,254 @@
+package bulkhead
+
+import (
+	"errors"
+	"io"
+	"sync"
+
+	"github.com/bulkhead-go/bulkhead/internal/fdio"
+	"github.com/bulkhead-go/bulkhead/internal/wire"
+	"golang.org/x/sys/unix"
+)
+
+// conn is the dispatcher's end of one worker's socket.
+//
+// Writes are combined: a caller appends its frame to the outgoing buffer and,
+// if nobody is writing, becomes the writer and flushes everything queued,
+// swapping buffers so that no lock is held across write(2). Calls queued
+// while a write is in progress go out together in the next one.
+//
+// Reads follow the leader/follower pattern: there is no reader goroutine. A
+// waiting caller that finds nobody reading becomes the reader, delivers every
+// frame it reads to its owner, and hands the role on when its own reply has
+// come. With one call in flight, the caller simply reads its own reply with a
+// blocking read(2): two system calls per round trip and no goroutine switch.
+type conn struct {
+	fd       fdio.FD
+	maxFrame uint32
+
+	wmu     sync.Mutex
+	out     *wire.Builder // frames waiting to be written
+	spare   *wire.Builder
+	writing bool
+	nextID  uint64
+
+	mu      sync.Mutex
+	pend    map[uint64]*pending
+	reading bool
+	broken  error // set once; every later call fails with it
+	reader  *wire.Reader
+
+	closeOnce sync.Once
+}
+
+// pending is one call awaiting its reply. Pooled.
+type pending struct {
+	id      uint64
+	wake    chan struct{} // cap 1: the reply came, or the reader role is free
+	done    bool          // guarded by conn.mu
+	typ     wire.Type     // REPLY or ERROR
+	payload []byte
+	err     error // the connection broke before the reply
+}
+
+var pendingPool = sync.Pool{New: func() any { return &pending{wake: make(chan struct{}, 1)} }}
+
+func newConn(fd int, maxFrame uint32) *conn {
+	c := &conn{
+		fd:       fdio.FD(fd),
+		maxFrame: maxFrame,
+		out:      new(wire.Builder),
+		spare:    new(wire.Builder),
+		pend:     make(map[uint64]*pending),
+	}
+	c.reader = wire.NewReader(c.fd, maxFrame)
+	return c
+}
+
+// errConnBroken wraps the cause when a worker's connection fails.
+var errConnBroken = errors.New("worker connection broken")
+
+// send encodes and queues a CALL and registers it. On an encoding error
+// nothing is sent and p is nil.
+func (c *conn) send(method string, deadline int64, args []any) (*pending, error) {
+	c.wmu.Lock()
+	c.nextID++
+	id := c.nextID
+	if err := c.out.Call(id, method, deadline, args, c.maxFrame); err != nil {
+		c.wmu.Unlock()
+		return nil, err
+	}
+	p := pendingPool.Get().(*pending)
+	p.id = id
+	c.mu.Lock()
+	if c.broken != nil {
+		p.done, p.err = true, c.broken
+	} else {
+		c.pend[id] = p
+	}
+	c.mu.Unlock()
+	c.flushLocked()
+	return p, nil
+}
+
+// sendControl queues a frame without a reply (QUIT, CANCEL, PONG).
+func (c *conn) sendControl(t wire.Type, id uint64) {
+	c.wmu.Lock()
+	c.out.Empty(t, id)
+	c.flushLocked()
+}
+
+// flushLocked writes queued frames unless another caller is already doing
+// so. It is called with wmu held and returns with it released.
+func (c *conn) flushLocked() {
+	if c.writing {
+		c.wmu.Unlock()
+		return
+	}
+	c.writing = true
+	for c.out.Len() > 0 {
+		buf := c.out
+		c.out, c.spare = c.spare, nil
+		c.wmu.Unlock()
+		_, err := c.fd.Write(buf.Bytes())
+		buf.Reset()
+		c.wmu.Lock()
+		c.spare = buf
+		if err != nil {
+			c.out.Reset()
+			c.wmu.Unlock()
+			c.fail(err)
+			c.wmu.Lock()
+			break
+		}
+	}
+	c.writing = false
+	c.wmu.Unlock()
+}
+
+// wait blocks until p has its reply or the connection breaks. The caller
+// arranges for ctx cancellation to break the connection (see Pool.callOn).
+func (c *conn) wait(p *pending, cancel <-chan struct{}) {
+	for {
+		c.mu.Lock()
+		if p.done {
+			c.mu.Unlock()
+			return
+		}
+		if !c.reading {
+			c.reading = true
+			c.mu.Unlock()
+			c.readUntil(p)
+			c.mu.Lock()
+			c.reading = false
+			// Hand the reader role to another waiter, if any.
+			for _, q := range c.pend {
+				if !q.done {
+					signal(q)
+					break
+				}
+			}
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		select {
+		case <-p.wake:
+		case <-cancel:
+			return
+		}
+	}
+}
+
+func signal(p *pending) {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// readUntil reads and delivers frames until p is done or the connection fails.
+func (c *conn) readUntil(p *pending) {
+	for {
+		h, payload, err := c.reader.Next()
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			c.fail(err)
+			return
+		}
+		switch h.Type {
+		case wire.TypeReply, wire.TypeError:
+			c.mu.Lock()
+			q := c.pend[h.ID]
+			if q != nil {
+				delete(c.pend, h.ID)
+				q.typ = h.Type
+				q.payload = append([]byte(nil), payload...)
+				q.done = true
+			}
+			c.mu.Unlock()
+			if q == p {
+				return
+			}
+			if q != nil {
+				signal(q)
+			}
+			// A reply nobody waits for belongs to an abandoned call.
+		case wire.TypePing:
+			c.sendControl(wire.TypePong, h.ID)
+		case wire.TypePong:
+		default:
+			c.fail(&wire.FrameError{Header: h, Reason: "unexpected frame from worker"})
+			return
+		}
+	}
+}
+
+// fail breaks the connection: every pending call, now and later, fails with err.
+func (c *conn) fail(err error) {
+	c.mu.Lock()
+	if c.broken == nil {
+		c.broken = err
+	}
+	for id, q := range c.pend {
+		delete(c.pend, id)
+		q.done, q.err = true, c.broken
+		signal(q)
+	}
+	c.mu.Unlock()
+	c.shutdown()
+}
+
+// release returns p to the pool once its caller is done with it. A pending
+// still registered (its caller gave up) is left to the connection.
+func (c *conn) release(p *pending) {
+	c.mu.Lock()
+	if !p.done {
+		delete(c.pend, p.id)
+		c.mu.Unlock()
+		return // a late signal may still arrive on p.wake; do not reuse
+	}
+	c.mu.Unlock()
+	*p = pending{wake: p.wake}
+	select {
+	case <-p.wake:
+	default:
+	}
+	pendingPool.Put(p)
+}
+
+// shutdown wakes any reader or writer blocked on the socket. The descriptor
+// stays open until close, so its number cannot be reused under them.
+func (c *conn) shutdown() {
+	_ = unix.Shutdown(int(c.fd), unix.SHUT_RDWR)
+}
+
+// close releases the descriptor; call only when no goroutine can use it.
+func (c *conn) close() {
+	c.closeOnce.Do(func() {
+		c.shutdown()
+		_ = unix.Close(int(c.fd))
+	})
+}

@@ -1,0 +1,171 @@
+package bulkhead
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+
+	"github.com/bulkhead-go/bulkhead/internal/wire"
+)
+
+// The taxonomy of call failures. Every error a call returns matches exactly
+// one of these with errors.Is or errors.As:
+//
+//	*CrashError     errors.Is(err, ErrWorkerCrashed): the worker died or broke the protocol while the call was on it
+//	*StartError     errors.Is(err, ErrStartFailed): no worker could be started for the call
+//	*CanceledError  errors.Is(err, context.DeadlineExceeded / context.Canceled): the caller's ctx ended first; the worker was killed
+//	*RemoteError    the worker answered with an error; it keeps serving (unless Code is CodePanic)
+//	ErrClosed       the pool is closed
+//	encoding errors the arguments could not be encoded; nothing was sent
+var (
+	ErrWorkerCrashed = errors.New("bulkhead: worker crashed")
+	ErrStartFailed   = errors.New("bulkhead: worker failed to start")
+	ErrClosed        = errors.New("bulkhead: pool closed")
+)
+
+// Phase says when a worker died, after seed 000's three kinds of crash.
+type Phase int
+
+const (
+	PhaseStartup Phase = iota + 1 // before it said HELLO
+	PhaseCall                     // while a call was on it
+	PhaseIdle                     // between calls
+)
+
+func (p Phase) String() string {
+	switch p {
+	case PhaseStartup:
+		return "startup"
+	case PhaseCall:
+		return "call"
+	case PhaseIdle:
+		return "idle"
+	}
+	return fmt.Sprintf("Phase(%d)", int(p))
+}
+
+// CrashError reports a call that failed because its worker died, closed its
+// connection, or broke the protocol while the call was on it. The call had
+// started (or may have: see docs/PROTOCOL.md, the start marker), so it was
+// not run again.
+type CrashError struct {
+	Phase     Phase
+	PID       int
+	RequestID uint64
+	Method    string
+
+	ExitCode   int            // exit status, or -1 if killed by a signal
+	Signal     syscall.Signal // the signal that ended the worker, or 0
+	CoreDumped bool
+	// Killed is true when the pool itself killed the worker, because it
+	// closed its connection or broke the protocol; Signal is then SIGKILL.
+	Killed bool
+	Reason string // what happened, in words
+	Stderr string // the tail of the worker's stderr
+	Err    error  // the underlying connection or protocol error, if any
+}
+
+func (e *CrashError) Error() string {
+	return fmt.Sprintf("bulkhead: worker %d crashed during %q (request %d): %s", e.PID, e.Method, e.RequestID, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrWorkerCrashed) true.
+func (e *CrashError) Is(target error) bool { return target == ErrWorkerCrashed }
+
+func (e *CrashError) Unwrap() error { return e.Err }
+
+// StartError reports a worker that did not get as far as HELLO: it could not
+// be executed, exited or crashed, stayed silent past StartTimeout, or sent a
+// HELLO that was refused.
+type StartError struct {
+	PID      int // 0 if it never ran
+	ExitCode int // -1 if killed by a signal or still running when killed
+	Signal   syscall.Signal
+	Exited   bool // the process ended on its own before HELLO
+	Reason   string
+	Stderr   string
+	Err      error
+}
+
+func (e *StartError) Error() string {
+	return fmt.Sprintf("bulkhead: worker failed to start: %s", e.Reason)
+}
+
+// Is makes errors.Is(err, ErrStartFailed) true, and errors.Is(err,
+// ErrWorkerCrashed) too when the process died on its own.
+func (e *StartError) Is(target error) bool {
+	return target == ErrStartFailed || (target == ErrWorkerCrashed && e.Exited)
+}
+
+func (e *StartError) Unwrap() error { return e.Err }
+
+// CanceledError reports a call whose ctx ended before its reply. It wraps
+// ctx.Err(), so errors.Is(err, context.DeadlineExceeded) works. The worker may
+// be stuck in native code, so it was stopped and will be replaced.
+type CanceledError struct {
+	Method    string
+	RequestID uint64
+	PID       int  // 0 if the call never reached a worker
+	Started   bool // the worker had started running the call
+	Err       error
+}
+
+func (e *CanceledError) Error() string {
+	return fmt.Sprintf("bulkhead: call %q (request %d) abandoned: %v", e.Method, e.RequestID, e.Err)
+}
+
+func (e *CanceledError) Unwrap() error { return e.Err }
+
+// ErrorCode is the code of a RemoteError (docs/PROTOCOL.md section 3).
+type ErrorCode uint64
+
+const (
+	CodeApplication    ErrorCode = wire.CodeApplication
+	CodeUnknownMethod  ErrorCode = wire.CodeUnknownMethod
+	CodeBadArguments   ErrorCode = wire.CodeBadArguments
+	CodePanic          ErrorCode = wire.CodePanic
+	CodeCanceled       ErrorCode = wire.CodeCanceled
+	CodeServerStopping ErrorCode = wire.CodeServerStopping
+)
+
+func (c ErrorCode) String() string {
+	switch c {
+	case CodeApplication:
+		return "application"
+	case CodeUnknownMethod:
+		return "unknown_method"
+	case CodeBadArguments:
+		return "bad_arguments"
+	case CodePanic:
+		return "panic"
+	case CodeCanceled:
+		return "canceled"
+	case CodeServerStopping:
+		return "server_stopping"
+	}
+	return fmt.Sprintf("code(%d)", uint64(c))
+}
+
+// RemoteError is an error the worker's handler returned. The worker is
+// healthy and keeps serving, except after CodePanic.
+type RemoteError struct {
+	Code      ErrorCode
+	Message   string
+	Details   any
+	Method    string
+	RequestID uint64
+	PID       int
+}
+
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("bulkhead: %s error from worker %d in %q: %s", e.Code, e.PID, e.Method, e.Message)
+}
+
+// Stack returns the worker's stack trace for a CodePanic error, or "".
+func (e *RemoteError) Stack() string {
+	if m, ok := e.Details.(map[any]any); ok {
+		s, _ := m["stack"].(string)
+		return s
+	}
+	return ""
+}

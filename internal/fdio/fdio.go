@@ -1,0 +1,61 @@
+// Package fdio does blocking reads and writes on raw file descriptors.
+//
+// The hot path of bulkhead avoids the Go netpoller on purpose: a blocking
+// read(2) on the goroutine that waits for the reply costs two system calls per
+// round trip, where the netpoller costs up to eleven (docs/DESIGN.md).
+package fdio
+
+import (
+	"io"
+
+	"golang.org/x/sys/unix"
+)
+
+// FD is a blocking file descriptor used as an io.Reader and io.Writer.
+type FD int
+
+// Read reads once, retrying on EINTR. A zero-byte read is io.EOF.
+func (f FD) Read(p []byte) (int, error) {
+	for {
+		n, err := unix.Read(int(f), p)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 && len(p) > 0 {
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+// Write writes all of p, retrying on EINTR and short writes.
+func (f FD) Write(p []byte) (int, error) {
+	done := 0
+	for done < len(p) {
+		n, err := unix.Write(int(f), p[done:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return done, err
+		}
+		done += n
+	}
+	return done, nil
+}
+
+// WaitReadable blocks until fd is readable or timeoutMs passes (-1: forever).
+// It reports whether fd became readable (or hung up).
+func (f FD) WaitReadable(timeoutMs int) (bool, error) {
+	fds := []unix.PollFd{{Fd: int32(f), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, timeoutMs)
+		if err == unix.EINTR {
+			continue
+		}
+		return n > 0, err
+	}
+}

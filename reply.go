@@ -1,0 +1,48 @@
+package bulkhead
+
+import (
+	"context"
+
+	"github.com/bulkhead-go/bulkhead/internal/wire"
+)
+
+// Reply is the result of a call, still encoded, so that a caller pays for
+// decoding only into the type it wants.
+type Reply struct {
+	raw []byte
+}
+
+// Decode decodes the result into v, which must be a pointer.
+func (r Reply) Decode(v any) error {
+	if r.raw == nil {
+		return wire.Unmarshal([]byte{0xf6}, v)
+	}
+	return wire.Unmarshal(r.raw, v)
+}
+
+// Value decodes the result into the natural Go type: nil, bool, uint64 or
+// int64, float64, string, []byte, []any or map[any]any.
+func (r Reply) Value() (any, error) {
+	var v any
+	err := r.Decode(&v)
+	return v, err
+}
+
+// Raw returns the result's CBOR encoding.
+func (r Reply) Raw() []byte { return r.raw }
+
+// Caller is anything that runs calls: a *Pool.
+type Caller interface {
+	Call(ctx context.Context, method string, args ...any) (Reply, error)
+}
+
+// CallAs runs a call and decodes its result into a T.
+func CallAs[T any](ctx context.Context, c Caller, method string, args ...any) (T, error) {
+	var v T
+	r, err := c.Call(ctx, method, args...)
+	if err != nil {
+		return v, err
+	}
+	err = r.Decode(&v)
+	return v, err
+}

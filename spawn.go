@@ -1,0 +1,240 @@
+package bulkhead
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/bulkhead-go/bulkhead/internal/proc"
+	"github.com/bulkhead-go/bulkhead/internal/wire"
+	"golang.org/x/sys/unix"
+)
+
+// workerProc is the dispatcher's view of one worker process. Fields below mu
+// are guarded by Pool.mu.
+type workerProc struct {
+	proc     *proc.Process
+	pid      int
+	conn     *conn
+	hello    wire.Hello
+	marker   []byte         // the shared start-marker page
+	started  *atomic.Uint64 // its "started" word
+	stderr   *proc.Tail
+	capacity int       // calls it may have in flight
+	born     time.Time // when it said HELLO
+
+	// guarded by Pool.mu
+	inflight  int
+	available bool   // in Pool.avail
+	retiring  bool   // no new calls: it is being stopped on purpose
+	dead      bool   // its process has exited
+	retireWhy string // why it was retired, for the log
+	closed    bool   // conn and marker released
+
+	broken  atomic.Bool   // its connection failed under a call; being killed
+	current atomic.Uint64 // request id of the latest call, for the crash log
+}
+
+const (
+	markerSize    = 4096
+	markerMagic   = 0x4b4d4842 // "BHMK"
+	markerVersion = 1
+)
+
+// hasStarted reports whether the worker had begun call id, by the start
+// marker. Without a marker every call in flight counts as started.
+func (w *workerProc) hasStarted(id uint64) bool {
+	return !w.hello.Marker || w.started.Load() >= id
+}
+
+// startWorker spawns one worker and waits for its HELLO, its exit, or the
+// start timeout, whichever comes first. onExit runs once the process has
+// exited and been reaped, whatever happened.
+func (p *Pool) startWorker(onExit func(*workerProc), track func(*workerProc, bool)) (*workerProc, error) {
+	s := &p.cfg
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, &StartError{ExitCode: -1, Reason: "socketpair: " + err.Error(), Err: err}
+	}
+	parentFD, childFD := fds[0], fds[1]
+	childSock := os.NewFile(uintptr(childFD), "bulkhead-socket")
+	defer childSock.Close()
+
+	markerFile, page, err := newMarker()
+	if err != nil {
+		unix.Close(parentFD)
+		return nil, &StartError{ExitCode: -1, Reason: "start marker: " + err.Error(), Err: err}
+	}
+	defer markerFile.Close()
+
+	var cookieBytes [16]byte
+	_, _ = rand.Read(cookieBytes[:])
+	cookie := hex.EncodeToString(cookieBytes[:])
+
+	env := s.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	env = append(env[:len(env):len(env)],
+		"BULKHEAD_PROTOCOL="+strconv.Itoa(wire.Version),
+		"BULKHEAD_FD=3",
+		"BULKHEAD_MARKER_FD=4",
+		"BULKHEAD_COOKIE="+cookie,
+		"BULKHEAD_PARENT_PID="+strconv.Itoa(os.Getpid()),
+		"BULKHEAD_MAX_FRAME="+strconv.FormatUint(uint64(s.maxFrame), 10),
+	)
+	stderr := proc.NewTail(s.StderrTail)
+	cmd := &exec.Cmd{
+		Path:       s.path,
+		Args:       append([]string{s.Command}, s.Args...),
+		Env:        env,
+		Dir:        s.Dir,
+		Stdout:     stderr, // never parsed: a library's stray prints cannot break the protocol
+		Stderr:     stderr,
+		ExtraFiles: []*os.File{childSock, markerFile},
+		WaitDelay:  s.KillGrace,
+	}
+	w := &workerProc{
+		marker:  page,
+		started: (*atomic.Uint64)(unsafe.Pointer(&page[8])),
+		stderr:  stderr,
+		conn:    newConn(parentFD, s.maxFrame),
+	}
+	pr, err := proc.Start(p.spawner, cmd, func() { onExit(w) })
+	if err != nil {
+		w.conn.close()
+		unix.Munmap(page)
+		return nil, &StartError{ExitCode: -1, Reason: "exec " + s.Command + ": " + err.Error(), Err: err}
+	}
+	w.proc, w.pid = pr, pr.PID
+	childSock.Close()
+	markerFile.Close()
+
+	track(w, true)
+	hello, err := w.readHello(cookie, s.StartTimeout)
+	track(w, false)
+	if err != nil {
+		err := w.startFailure(err, s.StartTimeout, s.KillGrace)
+		w.closeResources()
+		return nil, err
+	}
+	w.hello = hello
+	w.capacity = min(s.ConcurrencyPerWorker, int(hello.Concurrency))
+	w.born = time.Now()
+	if int(hello.PID) != w.pid {
+		p.cfg.Logger.Warn("worker HELLO names another pid", "pid", w.pid, "hello_pid", hello.PID)
+	}
+	return w, nil
+}
+
+func newMarker() (*os.File, []byte, error) {
+	fd, err := unix.MemfdCreate("bulkhead-marker", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, nil, err
+	}
+	f := os.NewFile(uintptr(fd), "bulkhead-marker")
+	if err := f.Truncate(markerSize); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	page, err := unix.Mmap(fd, 0, markerSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	binary.LittleEndian.PutUint32(page[0:], markerMagic)
+	binary.LittleEndian.PutUint32(page[4:], markerVersion)
+	return f, page, nil
+}
+
+var errStartTimeout = errors.New("no HELLO before the start timeout")
+
+// readHello reads the first frame. A timer shuts the socket down at the
+// deadline; the process's exit shuts it down too (see Pool.onExit), so the
+// blocking read always ends.
+func (w *workerProc) readHello(cookie string, timeout time.Duration) (wire.Hello, error) {
+	var timedOut atomic.Bool
+	t := time.AfterFunc(timeout, func() {
+		timedOut.Store(true)
+		w.conn.shutdown()
+	})
+	defer t.Stop()
+	r := w.conn.reader
+	r.SetMaxFrame(wire.MaxHelloSize)
+	h, payload, err := r.Next()
+	r.SetMaxFrame(w.conn.maxFrame)
+	if timedOut.Load() {
+		return wire.Hello{}, errStartTimeout
+	}
+	if err != nil {
+		return wire.Hello{}, err
+	}
+	if h.Type != wire.TypeHello {
+		return wire.Hello{}, &wire.FrameError{Header: h, Reason: "first frame is not HELLO"}
+	}
+	hello, err := wire.DecodeHello(payload, cookie)
+	if err != nil {
+		var he *wire.HelloError
+		if errors.As(err, &he) {
+			// Tell the worker why, best effort, before dropping it.
+			var b wire.Builder
+			_ = b.Value(wire.TypeError, 0, wire.ErrorBody{Code: he.Code, Message: he.Reason}, wire.MaxHelloSize)
+			_, _ = w.conn.fd.Write(b.Bytes())
+		}
+		return wire.Hello{}, err
+	}
+	return hello, nil
+}
+
+// startFailure stops a worker that failed its start and describes why.
+func (w *workerProc) startFailure(cause error, timeout, grace time.Duration) *StartError {
+	exitedOnItsOwn := !w.proc.Alive()
+	if !exitedOnItsOwn {
+		// It may still exit by itself a moment after closing its socket:
+		// give it the start timeout's own bound, no more.
+		if errors.Is(cause, io.ErrUnexpectedEOF) {
+			t := time.NewTimer(grace)
+			select {
+			case <-w.proc.Exited():
+				exitedOnItsOwn = true
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
+	w.proc.Kill()
+	<-w.proc.Exited()
+	ex := proc.ExitOf(w.proc.State())
+	e := &StartError{
+		PID: w.pid, ExitCode: ex.Code, Signal: ex.Signal, Exited: exitedOnItsOwn,
+		Stderr: w.stderr.String(), Err: cause,
+	}
+	switch {
+	case exitedOnItsOwn:
+		e.Reason = fmt.Sprintf("worker %d exited before HELLO: %v", w.pid, ex)
+	case errors.Is(cause, errStartTimeout):
+		e.Reason = fmt.Sprintf("worker %d sent no HELLO within %v; killed", w.pid, timeout)
+	default:
+		e.Reason = fmt.Sprintf("worker %d: %v; killed", w.pid, cause)
+	}
+	return e
+}
+
+// closeResources releases the socket and marker; the process must have
+// exited and no call may be using the connection.
+func (w *workerProc) closeResources() {
+	w.conn.close()
+	if w.marker != nil {
+		_ = unix.Munmap(w.marker)
+		w.marker = nil
+	}
+}

@@ -1,0 +1,465 @@
+// Package worker is the Go SDK for bulkhead worker processes.
+//
+// A worker registers handlers and serves the calls a dispatcher sends it:
+//
+//	var s worker.Server
+//	s.Handle("upper", worker.Func(func(ctx context.Context, s string) (string, error) {
+//		return strings.ToUpper(s), nil
+//	}))
+//	s.Run() // serves, then exits the process
+//
+// The worker finds its socket and cookie in the environment the dispatcher
+// gives it, and stops when the dispatcher says QUIT, closes the socket, or
+// dies (parent-death signal), or after an idle timeout.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/bulkhead-go/bulkhead/internal/fdio"
+	"github.com/bulkhead-go/bulkhead/internal/wire"
+	"golang.org/x/sys/unix"
+)
+
+// Handler serves one method. The result is encoded as CBOR; return a *Error
+// to choose the error code the caller sees.
+type Handler func(ctx context.Context, args Args) (any, error)
+
+// Server serves calls from a dispatcher. The zero value is ready to use once
+// handlers are registered. A Server serves once.
+type Server struct {
+	// Name is sent in HELLO, for the dispatcher's logs.
+	// Zero value: the program's base name.
+	Name string
+
+	// Concurrency is how many calls may run at once.
+	// Zero value: 1. Calls then run one at a time on a single locked OS
+	// thread, like a single-threaded COM apartment, which suits native
+	// libraries that are not thread-safe.
+	Concurrency int
+
+	// ContinueAfterPanic keeps serving after a handler panics.
+	// Zero value: the panic is reported to the caller with its stack and
+	// the worker exits (Serve returns a *PanicError), because a panic may
+	// leave native state corrupt.
+	ContinueAfterPanic bool
+
+	// IdleTimeout ends Serve after this long with no call in flight.
+	// Zero value: BULKHEAD_IDLE_TIMEOUT_MS if the dispatcher set it,
+	// otherwise none.
+	IdleTimeout time.Duration
+
+	// Logger receives the worker's own diagnostics.
+	// Zero value: a text logger on stderr, which the dispatcher keeps.
+	Logger *slog.Logger
+
+	// BeforeCall, if set, runs after a call has been marked started and
+	// before its handler. Tests use it to crash at exact points.
+	BeforeCall func(method string, id uint64)
+
+	mu       sync.Mutex
+	handlers map[string]Handler
+	serving  atomic.Bool
+}
+
+// PanicError is returned by Serve after a handler panicked, unless
+// ContinueAfterPanic is set.
+type PanicError struct {
+	Method string
+	Value  any
+	Stack  string
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("worker: handler for %q panicked: %v", e.Method, e.Value)
+}
+
+// Handle registers h for method. It panics if called during Serve, or on an
+// empty or duplicate method name, like http.ServeMux.
+func (s *Server) Handle(method string, h Handler) {
+	if len(method) == 0 || len(method) > wire.MaxMethodBytes {
+		panic(fmt.Sprintf("worker: method name of %d bytes", len(method)))
+	}
+	if h == nil {
+		panic("worker: nil handler for " + method)
+	}
+	if s.serving.Load() {
+		panic("worker: Handle called during Serve")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.handlers == nil {
+		s.handlers = make(map[string]Handler)
+	}
+	if _, dup := s.handlers[method]; dup {
+		panic("worker: duplicate handler for " + method)
+	}
+	s.handlers[method] = h
+}
+
+// Run serves until the dispatcher is done with this worker, then exits the
+// process: status 0 after QUIT, end of stream or idle timeout, 70 after a
+// handler panic, 78 when not started by a dispatcher, 1 on other errors.
+func (s *Server) Run() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	err := s.Serve(ctx)
+	stop()
+	var pe *PanicError
+	switch {
+	case err == nil:
+		os.Exit(0)
+	case errors.As(err, &pe):
+		os.Exit(70)
+	case errors.Is(err, ErrNotWorker):
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(78)
+	default:
+		s.logger().Error("worker stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+}
+
+// conn is one serving session.
+type conn struct {
+	s        *Server
+	env      env
+	fd       fdio.FD
+	reader   *wire.Reader
+	started  *atomic.Uint64 // in the shared start-marker page, or a private word
+	handlers map[string]Handler
+
+	wmu sync.Mutex // serialises writes when Concurrency > 1
+	out wire.Builder
+
+	quit    atomic.Bool
+	panicMu sync.Mutex
+	panic   *PanicError
+}
+
+// Serve runs the protocol on the socket the dispatcher handed over. It
+// returns nil after QUIT, end of stream or the idle timeout; ctx ending also
+// stops it (calls in flight are cancelled).
+func (s *Server) Serve(ctx context.Context) error {
+	if !s.serving.CompareAndSwap(false, true) {
+		return errors.New("worker: Serve called twice")
+	}
+	e, err := readEnv()
+	if err != nil {
+		return err
+	}
+	c, err := s.open(e)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(int(c.fd))
+	if err := c.hello(); err != nil {
+		return err
+	}
+	idle := s.IdleTimeout
+	if idle == 0 {
+		idle = e.idleTimeout
+	}
+	if s.Concurrency <= 1 {
+		err = c.serveSerial(ctx, idle)
+	} else {
+		err = c.serveConcurrent(ctx, idle, s.Concurrency)
+	}
+	if err == nil && c.panic != nil {
+		return c.panic
+	}
+	return err
+}
+
+func (s *Server) open(e env) (*conn, error) {
+	// Processes this worker starts must not keep the connection open after
+	// it dies, or the dispatcher would not see end of stream.
+	unix.CloseOnExec(e.fd)
+	if err := unix.SetNonblock(e.fd, false); err != nil {
+		return nil, fmt.Errorf("worker: socket fd %d: %w", e.fd, err)
+	}
+	if e.parentPID != 0 {
+		// The dispatcher set this at spawn; setting it again covers
+		// wrappers that re-exec, and the check covers a parent that died
+		// before it took effect.
+		_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+		if os.Getppid() != e.parentPID {
+			return nil, errors.New("worker: dispatcher is already gone")
+		}
+	}
+	c := &conn{s: s, env: e, fd: fdio.FD(e.fd), started: new(atomic.Uint64)}
+	c.reader = wire.NewReader(c.fd, e.maxFrame)
+	if e.markerFD >= 0 {
+		unix.CloseOnExec(e.markerFD)
+		page, err := unix.Mmap(e.markerFD, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		if err != nil {
+			return nil, fmt.Errorf("worker: mapping the start marker: %w", err)
+		}
+		unix.Close(e.markerFD)
+		// The page stays mapped for the life of the process: the
+		// dispatcher reads it after we die.
+		c.started = (*atomic.Uint64)(unsafe.Pointer(&page[8]))
+	}
+	s.mu.Lock()
+	c.handlers = s.handlers
+	s.mu.Unlock()
+	return c, nil
+}
+
+func (c *conn) hello() error {
+	name := c.s.Name
+	if name == "" {
+		name = filepath.Base(os.Args[0])
+	}
+	methods := make([]string, 0, len(c.handlers))
+	for m := range c.handlers {
+		methods = append(methods, m)
+	}
+	slices.Sort(methods)
+	conc := max(c.s.Concurrency, 1)
+	h := wire.Hello{
+		Protocol: wire.Version, PID: int64(os.Getpid()), Cookie: c.env.cookie,
+		Methods: methods, Concurrency: uint64(conc), Marker: c.env.markerFD >= 0, Name: name,
+	}
+	if err := c.out.Value(wire.TypeHello, 0, h, wire.MaxHelloSize); err != nil {
+		return err
+	}
+	return c.flush()
+}
+
+func (c *conn) flush() error {
+	_, err := c.fd.Write(c.out.Bytes())
+	c.out.Reset()
+	return err
+}
+
+// next reads the next frame, honouring the idle timeout and ctx. ok is false
+// when the worker should stop serving cleanly.
+func (c *conn) next(ctx context.Context, idle time.Duration) (h wire.Header, p []byte, ok bool, err error) {
+	if idle > 0 && !c.reader.Buffered() {
+		readable, err := c.fd.WaitReadable(int(idle / time.Millisecond))
+		if err != nil {
+			return h, nil, false, err
+		}
+		if !readable {
+			c.s.logger().Info("worker idle timeout", "idle", idle)
+			return h, nil, false, nil
+		}
+	}
+	if ctx.Err() != nil {
+		return h, nil, false, nil
+	}
+	h, p, err = c.reader.Next()
+	if err == io.EOF {
+		return h, nil, false, nil // the dispatcher closed the connection
+	}
+	if err != nil {
+		return h, nil, false, fmt.Errorf("worker: reading from dispatcher: %w", err)
+	}
+	return h, p, true, nil
+}
+
+// serveSerial runs every call on this goroutine, locked to its thread.
+func (c *conn) serveSerial(ctx context.Context, idle time.Duration) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var call wire.Call
+	for !c.quit.Load() {
+		h, p, ok, err := c.next(ctx, idle)
+		if !ok {
+			return err
+		}
+		switch h.Type {
+		case wire.TypeCall:
+			res, rerr := c.run(ctx, h.ID, p, &call)
+			c.encodeResult(h.ID, res, rerr)
+			if err := c.flush(); err != nil {
+				return fmt.Errorf("worker: writing reply: %w", err)
+			}
+			if c.panic != nil && !c.s.ContinueAfterPanic {
+				return nil
+			}
+		case wire.TypeQuit:
+			return nil
+		case wire.TypePing:
+			c.out.Empty(wire.TypePong, h.ID)
+			if err := c.flush(); err != nil {
+				return err
+			}
+		case wire.TypeCancel, wire.TypePong:
+			// A serial worker reads CANCEL only after the call ended.
+		default:
+			return fmt.Errorf("worker: unexpected %v frame from dispatcher", h.Type)
+		}
+	}
+	return nil
+}
+
+// serveConcurrent reads frames on this goroutine and runs up to n calls at
+// once. Calls are marked started in id order, as the protocol requires,
+// because the reader marks each one before handing it to a handler.
+func (c *conn) serveConcurrent(ctx context.Context, idle time.Duration, n int) error {
+	slots := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var cmu sync.Mutex
+	cancels := make(map[uint64]context.CancelFunc)
+	for !c.quit.Load() {
+		h, p, ok, err := c.next(ctx, idleIfNone(idle, slots))
+		if !ok {
+			return err
+		}
+		switch h.Type {
+		case wire.TypeCall:
+			slots <- struct{}{}
+			payload := slices.Clone(p)
+			cctx, cancel := context.WithCancel(ctx)
+			cmu.Lock()
+			cancels[h.ID] = cancel
+			cmu.Unlock()
+			c.started.Store(h.ID)
+			wg.Add(1)
+			go func(id uint64) {
+				defer wg.Done()
+				var call wire.Call
+				res, rerr := c.runMarked(cctx, id, payload, &call)
+				cmu.Lock()
+				delete(cancels, id)
+				cmu.Unlock()
+				cancel()
+				c.wmu.Lock()
+				c.encodeResult(id, res, rerr)
+				werr := c.flush()
+				c.wmu.Unlock()
+				<-slots
+				if werr != nil || (c.panicked() && !c.s.ContinueAfterPanic) {
+					c.quit.Store(true)
+					unix.Shutdown(int(c.fd), unix.SHUT_RD) // wake the reader
+				}
+			}(h.ID)
+		case wire.TypeCancel:
+			cmu.Lock()
+			if cancel := cancels[h.ID]; cancel != nil {
+				cancel()
+			}
+			cmu.Unlock()
+		case wire.TypeQuit:
+			return nil
+		case wire.TypePing:
+			c.wmu.Lock()
+			c.out.Empty(wire.TypePong, h.ID)
+			err := c.flush()
+			c.wmu.Unlock()
+			if err != nil {
+				return err
+			}
+		case wire.TypePong:
+		default:
+			return fmt.Errorf("worker: unexpected %v frame from dispatcher", h.Type)
+		}
+	}
+	return nil
+}
+
+// idleIfNone applies the idle timeout only while no call is in flight.
+func idleIfNone(idle time.Duration, slots chan struct{}) time.Duration {
+	if len(slots) > 0 {
+		return 0
+	}
+	return idle
+}
+
+// run marks the call started, then runs it.
+func (c *conn) run(ctx context.Context, id uint64, p []byte, call *wire.Call) (any, error) {
+	c.started.Store(id)
+	return c.runMarked(ctx, id, p, call)
+}
+
+func (c *conn) runMarked(ctx context.Context, id uint64, p []byte, call *wire.Call) (res any, err error) {
+	if err := wire.DecodeCall(p, call); err != nil {
+		return nil, &Error{Code: wire.CodeBadArguments, Message: err.Error()}
+	}
+	h := c.handlers[call.Method]
+	if h == nil {
+		return nil, &Error{Code: wire.CodeUnknownMethod, Message: fmt.Sprintf("unknown method %q", call.Method)}
+	}
+	if c.s.BeforeCall != nil {
+		c.s.BeforeCall(call.Method, id)
+	}
+	if call.Deadline > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, call.Deadline))
+		defer cancel()
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			pe := &PanicError{Method: call.Method, Value: v, Stack: string(debug.Stack())}
+			c.panicMu.Lock()
+			if c.panic == nil {
+				c.panic = pe
+			}
+			c.panicMu.Unlock()
+			res, err = nil, &Error{Code: wire.CodePanic, Message: fmt.Sprint("panic: ", v),
+				Details: map[string]any{"stack": pe.Stack}}
+		}
+	}()
+	res, err = h(ctx, Args{raw: call.Args})
+	if err == nil && ctx.Err() != nil && call.Deadline > 0 && time.Now().UnixNano() > call.Deadline {
+		// The caller has given up; the result is still sent, the
+		// dispatcher drops it.
+		return res, nil
+	}
+	return res, err
+}
+
+func (c *conn) panicked() bool {
+	c.panicMu.Lock()
+	defer c.panicMu.Unlock()
+	return c.panic != nil
+}
+
+func (c *conn) encodeResult(id uint64, res any, err error) {
+	if err == nil {
+		if eerr := c.out.Value(wire.TypeReply, id, res, c.env.maxFrame); eerr == nil {
+			return
+		} else {
+			err = &Error{Code: wire.CodeApplication, Message: "encoding result: " + eerr.Error()}
+		}
+	}
+	body := wire.ErrorBody{Code: wire.CodeApplication, Message: err.Error()}
+	var we *Error
+	if errors.As(err, &we) {
+		body = wire.ErrorBody{Code: we.Code, Message: we.Message, Details: we.Details}
+	} else if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		body.Code = wire.CodeCanceled
+	}
+	if eerr := c.out.Value(wire.TypeError, id, body, c.env.maxFrame); eerr != nil {
+		// Details too large to send: send the message alone.
+		body.Details = nil
+		if len(body.Message) > 4096 {
+			body.Message = body.Message[:4096]
+		}
+		_ = c.out.Value(wire.TypeError, id, body, c.env.maxFrame)
+	}
+}
