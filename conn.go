@@ -187,13 +187,15 @@ func (c *conn) readUntil(p *pending) {
 				q.typ = h.Type
 				q.payload = append([]byte(nil), payload...)
 				q.done = true
+				if q != p {
+					// Under the lock: once q's owner sees done it may
+					// recycle q, and must not be signalled after that.
+					signal(q)
+				}
 			}
 			c.mu.Unlock()
 			if q == p {
 				return
-			}
-			if q != nil {
-				signal(q)
 			}
 			// A reply nobody waits for belongs to an abandoned call.
 		case wire.TypePing:

@@ -422,14 +422,17 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, args []
 		p.abandon(w, "call abandoned: "+ctx.Err().Error())
 		return Reply{}, &CanceledError{Method: method, RequestID: pd.id, PID: w.pid, Started: started, Err: ctx.Err()}, false
 	}
-	return Reply{}, p.crashed(w, pd.id, method, cerr), true
+	err = p.crashed(w, pd.id, method, cerr)
+	var ce *CrashError
+	again = errors.As(err, &ce) && ce.Phase == PhaseIdle // it never started
+	return Reply{}, err, again
 }
 
 // crashed handles a broken connection under a call: the worker died, closed
 // the socket, or broke the protocol.
 func (p *Pool) crashed(w *workerProc, id uint64, method string, cause error) error {
 	started := w.hasStarted(id)
-	alive := w.proc.Alive()
+	alive := !w.proc.Exiting()
 	if alive {
 		// A live worker that closed its socket or sent garbage is of no
 		// further use, and cannot be trusted to exit: kill it now.
@@ -611,4 +614,24 @@ func startAttrs(err error) []any {
 		return []any{"pid", se.PID, "reason", se.Reason, "stderr_tail", se.Stderr}
 	}
 	return []any{"err", err}
+}
+
+// WorkerInfo describes one running worker.
+type WorkerInfo struct {
+	PID      int
+	Name     string // from its HELLO
+	InFlight int
+	Capacity int
+	Since    time.Time // when it said HELLO
+}
+
+// Workers lists the running workers.
+func (p *Pool) Workers() []WorkerInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]WorkerInfo, 0, len(p.workers))
+	for w := range p.workers {
+		out = append(out, WorkerInfo{PID: w.pid, Name: w.hello.Name, InFlight: w.inflight, Capacity: w.capacity, Since: w.born})
+	}
+	return out
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -123,7 +122,7 @@ func (p *Pool) startWorker(onExit func(*workerProc), track func(*workerProc, boo
 	hello, err := w.readHello(cookie, s.StartTimeout)
 	track(w, false)
 	if err != nil {
-		err := w.startFailure(err, s.StartTimeout, s.KillGrace)
+		err := w.startFailure(err, s.StartTimeout)
 		w.closeResources()
 		return nil, err
 	}
@@ -196,21 +195,8 @@ func (w *workerProc) readHello(cookie string, timeout time.Duration) (wire.Hello
 }
 
 // startFailure stops a worker that failed its start and describes why.
-func (w *workerProc) startFailure(cause error, timeout, grace time.Duration) *StartError {
-	exitedOnItsOwn := !w.proc.Alive()
-	if !exitedOnItsOwn {
-		// It may still exit by itself a moment after closing its socket:
-		// give it the start timeout's own bound, no more.
-		if errors.Is(cause, io.ErrUnexpectedEOF) {
-			t := time.NewTimer(grace)
-			select {
-			case <-w.proc.Exited():
-				exitedOnItsOwn = true
-			case <-t.C:
-			}
-			t.Stop()
-		}
-	}
+func (w *workerProc) startFailure(cause error, timeout time.Duration) *StartError {
+	exitedOnItsOwn := w.proc.Exiting()
 	w.proc.Kill()
 	<-w.proc.Exited()
 	ex := proc.ExitOf(w.proc.State())

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -202,3 +204,34 @@ func ExitOf(st *os.ProcessState) Exit {
 	}
 	return Exit{Code: ws.ExitStatus()}
 }
+
+// Exiting reports whether the process is exiting or has exited, as opposed to
+// running. The kernel sets PF_EXITING before it closes the process's files, so
+// a peer that sees end of stream on a socket because the process is dying
+// always finds Exiting true; a process that merely closed the socket is not.
+func (p *Process) Exiting() bool {
+	if !p.Alive() {
+		return true
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/stat")
+	if err != nil {
+		return true // not reaped yet, so only a vanished /proc makes this fail
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return false
+	}
+	// Fields after the command: state ppid pgrp session tty_nr tpgid flags.
+	f := strings.Fields(s[i+1:])
+	if len(f) < 7 {
+		return false
+	}
+	if f[0] == "Z" || f[0] == "X" {
+		return true
+	}
+	flags, err := strconv.ParseUint(f[6], 10, 64)
+	return err == nil && flags&pfExiting != 0
+}
+
+const pfExiting = 0x4 // PF_EXITING in include/linux/sched.h

@@ -1,0 +1,178 @@
+package bulkhead_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead/internal/fdio"
+	"github.com/bulkhead-go/bulkhead/internal/wire"
+	"github.com/bulkhead-go/bulkhead/worker"
+	"golang.org/x/sys/unix"
+)
+
+// The test binary doubles as the worker program: when a pool starts it,
+// TestMain runs a worker instead of the tests. Its behaviour is chosen with
+// environment variables:
+//
+//	HELPER_START  how it starts: "" (normal), "exit", "silent", "badversion",
+//	              "badcookie", "noise", "die_on_call", "die_on_call_nomarker"
+//	HELPER_ONCE   a path: only the first worker to create it uses HELPER_START;
+//	              its replacements start normally
+//	HELPER_CONC   the worker's Concurrency
+func TestMain(m *testing.M) {
+	if worker.IsWorker() {
+		runHelperWorker()
+		return
+	}
+	if os.Getenv("HELPER_DISPATCHER") != "" {
+		runHelperDispatcher()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func runHelperWorker() {
+	mode := os.Getenv("HELPER_START")
+	if once := os.Getenv("HELPER_ONCE"); once != "" && mode != "" {
+		f, err := os.OpenFile(once, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			mode = "" // a replacement: start normally
+		} else {
+			f.Close()
+		}
+	}
+	fd, _ := strconv.Atoi(os.Getenv("BULKHEAD_FD"))
+	switch mode {
+	case "exit":
+		fmt.Fprintln(os.Stderr, "helper: cannot load the native library")
+		os.Exit(3)
+	case "silent":
+		blockForever() // never says HELLO
+	case "badversion", "badcookie":
+		h := wire.Hello{Protocol: 1, PID: int64(os.Getpid()), Cookie: os.Getenv("BULKHEAD_COOKIE"), Concurrency: 1}
+		if mode == "badversion" {
+			h.Protocol = 2
+		} else {
+			h.Cookie = "0000"
+		}
+		var b wire.Builder
+		_ = b.Value(wire.TypeHello, 0, h, wire.MaxHelloSize)
+		fdio.FD(fd).Write(b.Bytes())
+		// Wait for the refusal, then exit as a worker would.
+		r := wire.NewReader(fdio.FD(fd), wire.MaxHelloSize)
+		hd, p, err := r.Next()
+		if err == nil && hd.Type == wire.TypeError {
+			e, _ := wire.DecodeError(p)
+			fmt.Fprintf(os.Stderr, "helper: refused: %s\n", e.Message)
+		}
+		os.Exit(1)
+	case "noise":
+		fmt.Println("HELLO? a stray line on stdout from a chatty library")
+	case "die_on_call", "die_on_call_nomarker":
+		// Say HELLO, take one CALL off the socket and die before
+		// marking it started: the dispatcher must send it elsewhere
+		// (or, without a marker, must fail it).
+		h := wire.Hello{Protocol: 1, PID: int64(os.Getpid()), Cookie: os.Getenv("BULKHEAD_COOKIE"),
+			Concurrency: 1, Marker: mode == "die_on_call"}
+		var b wire.Builder
+		_ = b.Value(wire.TypeHello, 0, h, wire.MaxHelloSize)
+		fdio.FD(fd).Write(b.Bytes())
+		r := wire.NewReader(fdio.FD(fd), wire.DefaultMaxFrame)
+		r.Next()
+		unix.Kill(os.Getpid(), unix.SIGKILL)
+	}
+	s := &worker.Server{}
+	if c := os.Getenv("HELPER_CONC"); c != "" {
+		s.Concurrency, _ = strconv.Atoi(c)
+	}
+	registerHelperMethods(s, fd)
+	s.Run()
+}
+
+func registerHelperMethods(s *worker.Server, fd int) {
+	s.Handle("null", func(context.Context, worker.Args) (any, error) { return nil, nil })
+	s.Handle("echo", func(_ context.Context, a worker.Args) (any, error) {
+		var v any
+		err := a.Decode(0, &v)
+		return v, err
+	})
+	s.Handle("upper", worker.Func(func(_ context.Context, s string) (string, error) {
+		b := []byte(s)
+		for i, c := range b {
+			if 'a' <= c && c <= 'z' {
+				b[i] = c - 32
+			}
+		}
+		return string(b), nil
+	}))
+	s.Handle("pid", func(context.Context, worker.Args) (any, error) { return os.Getpid(), nil })
+	s.Handle("fail", func(context.Context, worker.Args) (any, error) { return nil, errors.New("no such record") })
+	s.Handle("coded", func(context.Context, worker.Args) (any, error) {
+		return nil, &worker.Error{Code: 42, Message: "custom", Details: map[string]any{"k": "v"}}
+	})
+	s.Handle("panic", func(context.Context, worker.Args) (any, error) { panic("handler bug") })
+	s.Handle("exit", worker.Func(func(_ context.Context, code int) (any, error) {
+		fmt.Fprintf(os.Stderr, "helper: exiting with %d\n", code)
+		os.Exit(code)
+		return nil, nil
+	}))
+	s.Handle("kill", func(context.Context, worker.Args) (any, error) {
+		fmt.Fprintln(os.Stderr, "helper: killing myself")
+		unix.Kill(os.Getpid(), unix.SIGKILL)
+		select {}
+	})
+	s.Handle("abort", func(context.Context, worker.Args) (any, error) {
+		// An unrecovered panic with traceback "crash" dies by SIGABRT,
+		// as native abort() does.
+		debug.SetTraceback("crash")
+		done := make(chan struct{})
+		go func() { panic("helper: abort") }()
+		<-done
+		return nil, nil
+	})
+	s.Handle("hang", func(context.Context, worker.Args) (any, error) {
+		blockForever() // stuck as native code would be, deaf to ctx
+		return nil, nil
+	})
+	s.Handle("sleep", worker.Func(func(ctx context.Context, ms int) (any, error) {
+		t := time.NewTimer(time.Duration(ms) * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return ms, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}))
+	s.Handle("garbage", func(context.Context, worker.Args) (any, error) {
+		fdio.FD(fd).Write([]byte("Segmentation fault? no, just a library printing to the wrong fd\n"))
+		blockForever()
+		return nil, nil
+	})
+	s.Handle("oversize", func(context.Context, worker.Args) (any, error) {
+		var hb [wire.HeaderSize]byte
+		wire.PutHeader(hb[:], wire.Header{Length: wire.MaxMaxFrame, Type: wire.TypeReply, ID: 1})
+		fdio.FD(fd).Write(hb[:])
+		blockForever()
+		return nil, nil
+	})
+	s.Handle("closesock", func(context.Context, worker.Args) (any, error) {
+		unix.Close(fd)
+		blockForever() // alive, but deaf
+		return nil, nil
+	})
+}
+
+// blockForever blocks in a system call, as a hung native library would; a
+// bare select{} could trip the Go runtime's deadlock detector instead.
+func blockForever() {
+	var p [2]int
+	unix.Pipe(p[:])
+	unix.Read(p[0], make([]byte, 1))
+}
