@@ -314,16 +314,9 @@ func TestWriteFD(t *testing.T) {
 		})
 	}
 	t.Run("bad fd", func(t *testing.T) {
-		r, w, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		fd := int(w.Fd())
-		r.Close()
-		w.Close() // fd is now closed and, in a quiet test, not reused yet
-		err = native.WriteFD(fd, []byte("x"))
-		if !errors.Is(err, syscall.EBADF) && !errors.Is(err, syscall.EPIPE) {
-			t.Errorf("WriteFD on a closed fd: %v, want EBADF", err)
+		err := native.WriteFD(-1, []byte("x"))
+		if !errors.Is(err, syscall.EBADF) {
+			t.Errorf("WriteFD(-1): %v, want EBADF", err)
 		}
 	})
 }
