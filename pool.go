@@ -106,7 +106,7 @@ func (p *Pool) spawn(since time.Time, first chan<- error) {
 	defer p.wg.Done()
 	backoff := p.cfg.restartDelay()
 	for attempt := 0; ; attempt++ {
-		w, err := p.startWorker(p.onExit, p.trackStarting)
+		w, err := launch(&p.cfg, p.spawner, p.onExit, p.trackStarting)
 		p.mu.Lock()
 		if err != nil {
 			p.stats.startFailures.Add(1)

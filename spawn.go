@@ -55,11 +55,13 @@ func (w *workerProc) hasStarted(id uint64) bool {
 	return !w.hello.Marker || w.started.Load() >= id
 }
 
-// startWorker spawns one worker and waits for its HELLO, its exit, or the
-// start timeout, whichever comes first. onExit runs once the process has
-// exited and been reaped, whatever happened.
-func (p *Pool) startWorker(onExit func(*workerProc), track func(*workerProc, bool)) (*workerProc, error) {
-	s := &p.cfg
+// launch spawns one worker of s.Command through sp and waits for its HELLO,
+// its exit, or the start timeout, whichever comes first. onExit runs once the
+// process has exited and been reaped, whatever happened. track, if not nil,
+// is told when the worker starts and stops waiting for HELLO, so that an
+// owner closing down can cut the wait short with w.conn.shutdown.
+// extraEnv is added to the worker's environment.
+func launch(s *settings, sp *proc.Spawner, onExit func(*workerProc), track func(*workerProc, bool), extraEnv ...string) (*workerProc, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, &StartError{ExitCode: -1, Reason: "socketpair: " + err.Error(), Err: err}
@@ -91,6 +93,7 @@ func (p *Pool) startWorker(onExit func(*workerProc), track func(*workerProc, boo
 		"BULKHEAD_PARENT_PID="+strconv.Itoa(os.Getpid()),
 		"BULKHEAD_MAX_FRAME="+strconv.FormatUint(uint64(s.maxFrame), 10),
 	)
+	env = append(env, extraEnv...)
 	stderr := proc.NewTail(s.StderrTail)
 	cmd := &exec.Cmd{
 		Path:       s.path,
@@ -108,7 +111,7 @@ func (p *Pool) startWorker(onExit func(*workerProc), track func(*workerProc, boo
 		stderr:  stderr,
 		conn:    newConn(parentFD, s.maxFrame),
 	}
-	pr, err := proc.Start(p.spawner, cmd, func() { onExit(w) })
+	pr, err := proc.Start(sp, cmd, func() { onExit(w) })
 	if err != nil {
 		w.conn.close()
 		unix.Munmap(page)
@@ -118,9 +121,13 @@ func (p *Pool) startWorker(onExit func(*workerProc), track func(*workerProc, boo
 	childSock.Close()
 	markerFile.Close()
 
-	track(w, true)
+	if track != nil {
+		track(w, true)
+	}
 	hello, err := w.readHello(cookie, s.StartTimeout)
-	track(w, false)
+	if track != nil {
+		track(w, false)
+	}
 	if err != nil {
 		err := w.startFailure(err, s.StartTimeout)
 		w.closeResources()
@@ -130,7 +137,7 @@ func (p *Pool) startWorker(onExit func(*workerProc), track func(*workerProc, boo
 	w.capacity = min(s.ConcurrencyPerWorker, int(hello.Concurrency))
 	w.born = time.Now()
 	if int(hello.PID) != w.pid {
-		p.cfg.Logger.Warn("worker HELLO names another pid", "pid", w.pid, "hello_pid", hello.PID)
+		s.Logger.Warn("worker HELLO names another pid", "pid", w.pid, "hello_pid", hello.PID)
 	}
 	return w, nil
 }
