@@ -65,7 +65,7 @@ var errUnavailable = errors.New("unavailable")
 // is charged to the calls, besides this process's own.
 func measureLatency(ctx context.Context, d time.Duration, pids func() []int, call func() error) (Sample, error) {
 	warmEnd := time.Now().Add(d / 10)
-	for i := 0; i < 50 || time.Now().Before(warmEnd); i++ {
+	for i := 0; i < 5 || time.Now().Before(warmEnd); i++ {
 		if err := call(); err != nil {
 			return Sample{}, fmt.Errorf("warm-up call: %w", err)
 		}

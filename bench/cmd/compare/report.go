@@ -71,7 +71,7 @@ func medianOf(ss []Sample, f func(Sample) float64) float64 {
 	for i, s := range ss {
 		xs[i] = f(s)
 	}
-	return median(xs)
+	return round3(median(xs))
 }
 
 func buildReport(cfg *config, es []*entry, starts map[string][]float64, cStatic bool, closeErrs []error) *Report {
@@ -85,7 +85,7 @@ func buildReport(cfg *config, es []*entry, starts map[string][]float64, cStatic 
 	rep.Results.Machine = machineInfo(cStatic)
 	rep.Results.ProcessStart = map[string]float64{}
 	for k, v := range starts {
-		rep.Results.ProcessStart[k] = median(v)
+		rep.Results.ProcessStart[k] = round3(median(v))
 	}
 	rep.Results.Errors = []string{}
 	for _, err := range closeErrs {
@@ -114,15 +114,15 @@ func buildReport(cfg *config, es []*entry, starts map[string][]float64, cStatic 
 			r.EchoP50US = medianOf(e.echo, func(s Sample) float64 { return us(s.P50) })
 			r.EchoP99US = medianOf(e.echo, func(s Sample) float64 { return us(s.P99) })
 			r.EchoCPUUS = medianOf(e.echo, func(s Sample) float64 { return us(s.CPUPerCall) })
-			r.EchoGiBps = ratio(2*float64(cfg.echoSize)/(1<<30), r.EchoP50US/1e6)
+			r.EchoGiBps = round3(ratio(2*float64(cfg.echoSize)/(1<<30), r.EchoP50US/1e6))
 		}
 		if len(e.extras)+len(e.finished) > 0 {
 			r.Extras = map[string]float64{}
 			for k, v := range e.extras {
-				r.Extras[k] = median(v)
+				r.Extras[k] = round3(median(v))
 			}
 			for k, v := range e.finished {
-				r.Extras[k] = median(v)
+				r.Extras[k] = round3(median(v))
 			}
 		}
 		if len(e.lat) == 0 {
@@ -149,7 +149,7 @@ func buildReport(cfg *config, es []*entry, starts map[string][]float64, cStatic 
 	}
 	cP50 := get("c_floor", p50)
 	for _, r := range rep.Results.Contenders {
-		r.P50VsCFloor = ratio(r.P50US, cP50)
+		r.P50VsCFloor = round3(ratio(r.P50US, cP50))
 	}
 	rep.CFloorP50US = cP50
 	rep.NullCallVsFloor = ratio(get("bulkhead", p50), cP50)
@@ -160,6 +160,10 @@ func buildReport(cfg *config, es []*entry, starts map[string][]float64, cStatic 
 	rep.RespawnVsExec = ratio(get("bulkhead", extra("respawn_us")), rep.Results.ProcessStart["go_compare_binary_us"])
 	rep.Idle256VsIdle1 = get("bulkhead", extra("idle256_vs_idle1"))
 	rep.MiBEchoVsC = ratio(get("bulkhead", echo), get("c_floor", echo))
+	for _, p := range []*float64{&rep.NullCallVsFloor, &rep.GopluginGRPCVsBulkhead, &rep.GopluginGRPCThroughputRatio,
+		&rep.NetRPCVsBulkhead, &rep.AggregateVsC, &rep.RespawnVsExec, &rep.Idle256VsIdle1, &rep.MiBEchoVsC} {
+		*p = round3(*p)
+	}
 	for _, k := range []struct {
 		name string
 		v    float64

@@ -49,3 +49,7 @@ func ratio(a, b float64) float64 {
 	}
 	return a / b
 }
+
+// round3 rounds to 3 decimals (µs to the nanosecond, ratios to 0.001), so
+// the JSON holds no float noise.
+func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
