@@ -1,0 +1,191 @@
+//go:build bulkheadapi
+
+// The bulkhead contender. It is compiled only with -tags bulkheadapi until
+// the Pool API from the main branch is merged here; see README.md.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/worker"
+)
+
+func init() {
+	bulkheadFactory = func(cfg *config) Contender { return &bulkheadContender{cfg: cfg} }
+	bulkheadChildMain = bulkheadChild
+}
+
+// bulkheadContender is bulkhead's Pool.Call with cfg.servers workers, each
+// a re-execution of this binary serving "null", "echo" and "crash".
+type bulkheadContender struct {
+	cfg  *config
+	pool *bulkhead.Pool // cfg.servers workers: latency, throughput, echo
+	one  *bulkhead.Pool // one worker: crash and replacement
+}
+
+const bulkheadChildEnv = "BENCH_CHILD=bulkhead"
+
+func (b *bulkheadContender) Name() string  { return "bulkhead" }
+func (b *bulkheadContender) Label() string { return "bulkhead Pool.Call" }
+
+func newBenchPool(ctx context.Context, workers int) (*bulkhead.Pool, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return bulkhead.New(ctx, bulkhead.Config{
+		Command: exe,
+		Env:     append(os.Environ(), bulkheadChildEnv),
+		Workers: workers,
+	})
+}
+
+func (b *bulkheadContender) Setup(ctx context.Context) error {
+	var err error
+	if b.pool, err = newBenchPool(ctx, b.cfg.servers); err != nil {
+		return err
+	}
+	if b.one, err = newBenchPool(ctx, 1); err != nil {
+		return err
+	}
+	for _, p := range []*bulkhead.Pool{b.pool, b.one} {
+		if _, err := p.Call(ctx, "null"); err != nil {
+			return fmt.Errorf("first call: %w", err)
+		}
+	}
+	return nil
+}
+
+func (b *bulkheadContender) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var errs []error
+	for _, p := range []*bulkhead.Pool{b.pool, b.one} {
+		if p != nil {
+			errs = append(errs, p.Close(ctx))
+		}
+	}
+	b.pool, b.one = nil, nil
+	return errors.Join(errs...)
+}
+
+// workerPids finds the workers among our children by their environment: the
+// Pool does not need to expose pids for the CPU accounting.
+func workerPids() []int { return childrenWithEnv(bulkheadChildEnv) }
+
+func (b *bulkheadContender) Latency(ctx context.Context, d time.Duration) (Sample, error) {
+	return poolLatency(ctx, b.pool, d)
+}
+
+func poolLatency(ctx context.Context, p *bulkhead.Pool, d time.Duration) (Sample, error) {
+	return measureLatency(ctx, d, workerPids, func() error {
+		_, err := p.Call(ctx, "null")
+		return err
+	})
+}
+
+func (b *bulkheadContender) Throughput(ctx context.Context, d time.Duration) (Sample, error) {
+	return measureParallel(ctx, d, b.cfg.callers, b.cfg.servers, false, workerPids, func(int) error {
+		_, err := b.pool.Call(ctx, "null")
+		return err
+	})
+}
+
+func (b *bulkheadContender) Echo(ctx context.Context, size int, d time.Duration) (Sample, error) {
+	in := make([]byte, size)
+	var got int
+	s, err := measureLatency(ctx, d, workerPids, func() error {
+		r, err := b.pool.Call(ctx, "echo", in)
+		if err != nil {
+			return err
+		}
+		var out []byte
+		if err := r.Decode(&out); err != nil {
+			return err
+		}
+		got = len(out)
+		return nil
+	})
+	if err == nil && got != size {
+		err = fmt.Errorf("echo returned %d bytes, want %d", got, size)
+	}
+	return s, err
+}
+
+// Extras measures crash -> replacement as a caller sees it: from the call
+// that kills the only worker until a null call has succeeded again.
+func (b *bulkheadContender) Extras(ctx context.Context) (map[string]float64, error) {
+	t0 := time.Now()
+	if _, err := b.one.Call(ctx, "crash"); err == nil {
+		return nil, errors.New(`"crash" call succeeded; the worker should have died`)
+	}
+	deadline := t0.Add(10 * time.Second)
+	var err error
+	for tries := 0; ; tries++ {
+		if _, err = b.one.Call(ctx, "null"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, fmt.Errorf("no working worker %v after a crash (%d tries): %w", time.Since(t0), tries, err)
+		}
+	}
+	return map[string]float64{"respawn_us": float64(time.Since(t0)) / 1e3}, nil
+}
+
+// Finish runs alone after the other contenders are closed: null-call latency
+// of a pool of 256 idle workers against a pool of 1, interleaved over rounds.
+// A ratio near 1 means idle workers cost the hot path nothing.
+func (b *bulkheadContender) Finish(ctx context.Context, rounds int, d time.Duration) (map[string]float64, error) {
+	t0 := time.Now()
+	big, err := newBenchPool(ctx, 256)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		big.Close(cctx)
+	}()
+	if _, err := big.Call(ctx, "null"); err != nil {
+		return nil, err
+	}
+	out := map[string]float64{"pool256_first_call_ms": float64(time.Since(t0)) / 1e6}
+	var p1, p256 []float64
+	for range rounds {
+		s1, err := poolLatency(ctx, b.one, d)
+		if err != nil {
+			return out, err
+		}
+		s256, err := poolLatency(ctx, big, d)
+		if err != nil {
+			return out, err
+		}
+		p1 = append(p1, us(s1.P50))
+		p256 = append(p256, us(s256.P50))
+	}
+	out["idle1_p50_us"] = median(p1)
+	out["idle256_p50_us"] = median(p256)
+	out["idle256_vs_idle1"] = ratio(median(p256), median(p1))
+	return out, nil
+}
+
+func bulkheadChild() error {
+	var s worker.Server
+	s.Handle("null", func(ctx context.Context, args worker.Args) (any, error) { return nil, nil })
+	s.Handle("echo", func(ctx context.Context, args worker.Args) (any, error) {
+		var b []byte
+		err := args.Scan(&b)
+		return b, err
+	})
+	s.Handle("crash", func(ctx context.Context, args worker.Args) (any, error) {
+		os.Exit(3)
+		return nil, nil
+	})
+	return s.Serve(context.Background())
+}

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+)
+
+// TestMain lets the test binary serve as the child process of the Go
+// contenders, as the compare binary does.
+func TestMain(m *testing.M) {
+	if kind := os.Getenv("BENCH_CHILD"); kind != "" {
+		os.Exit(childMain(kind))
+	}
+	os.Exit(m.Run())
+}
+
+func testConfig() *config {
+	return &config{rounds: 1, dur: 30 * time.Millisecond, callers: 4, servers: 2, echoSize: 64 << 10, spawns: 2}
+}
+
+func checkSample(t *testing.T, what string, s Sample, wantLatency bool) {
+	t.Helper()
+	if s.Calls <= 0 || s.CallsPerSec <= 0 {
+		t.Errorf("%s: no calls measured: %+v", what, s)
+	}
+	if s.CPUPerCall <= 0 {
+		t.Errorf("%s: CPU per call %v, want > 0", what, s.CPUPerCall)
+	}
+	if wantLatency && (s.P50 <= 0 || s.P99 < s.P50) {
+		t.Errorf("%s: p50 %v, p99 %v", what, s.P50, s.P99)
+	}
+}
+
+// TestCFloorSmoke builds pingpong.c and runs every C measurement briefly.
+func TestCFloorSmoke(t *testing.T) {
+	ctx := context.Background()
+	c := &cFloor{cfg: testConfig()}
+	if err := c.Setup(ctx); errors.Is(err, errUnavailable) {
+		t.Skip(err)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := c.Latency(ctx, 30*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSample(t, "latency", s, true)
+	if s, err = c.Throughput(ctx, 30*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	checkSample(t, "throughput", s, false)
+	if s.Callers != 2 || s.Servers != 2 {
+		t.Errorf("C throughput shape %d/%d, want 2 pairs", s.Callers, s.Servers)
+	}
+	if s, err = c.Echo(ctx, 64<<10, 30*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	checkSample(t, "echo", s, true)
+	m, err := (&procStart{cBin: c.bin}).round(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["c_static_us"] <= 0 || m["go_compare_binary_us"] <= 0 {
+		t.Errorf("process start: %v", m)
+	}
+}
+
+// directChildren lists live or unreaped children of this process.
+func directChildren(t *testing.T) []int {
+	t.Helper()
+	self := strconv.Itoa(os.Getpid())
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		fs := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(fs) > 1 && fs[1] == self {
+			pid, _ := strconv.Atoi(e.Name())
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// TestGoContendersTeardown runs each Go contender briefly and checks that
+// Close leaves no child process behind, reaped or not.
+func TestGoContendersTeardown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes of every Go contender")
+	}
+	ctx := context.Background()
+	cfg := testConfig()
+	for _, c := range []Contender{
+		&rawGo{cfg: cfg}, &netRPC{cfg: cfg}, &grpcDirect{cfg: cfg},
+		&goPlugin{cfg: cfg, proto: plugin.ProtocolGRPC}, &goPlugin{cfg: cfg, proto: plugin.ProtocolNetRPC},
+	} {
+		t.Run(c.Name(), func(t *testing.T) {
+			g0 := runtime.NumGoroutine()
+			if err := c.Setup(ctx); err != nil {
+				c.Close()
+				t.Fatal(err)
+			}
+			s, err := c.Latency(ctx, cfg.dur)
+			if err != nil {
+				c.Close()
+				t.Fatal(err)
+			}
+			checkSample(t, "latency", s, true)
+			if s, err = c.Throughput(ctx, cfg.dur); err != nil {
+				c.Close()
+				t.Fatal(err)
+			}
+			checkSample(t, "throughput", s, false)
+			if e, ok := c.(Echoer); ok {
+				if s, err = e.Echo(ctx, cfg.echoSize, cfg.dur); err != nil {
+					c.Close()
+					t.Fatal(err)
+				}
+				checkSample(t, "echo", s, true)
+			}
+			if err := c.Close(); err != nil {
+				t.Errorf("close: %v", err)
+			}
+			if kids := directChildren(t); len(kids) > 0 {
+				t.Errorf("children left after Close: %v", kids)
+			}
+			if g := runtime.NumGoroutine(); g > g0 {
+				t.Logf("goroutines: %d before, %d after Close", g0, g)
+			}
+		})
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	var errOut bytes.Buffer
+	for _, bad := range [][]string{
+		{"--rounds", "0"}, {"--rounds", "x"}, {"--duration", "1ns"}, {"--duration", "2h"},
+		{"--nope"}, {"extra"}, {"--only", "c_floor,grcp"},
+	} {
+		if _, err := parseFlags(bad, &errOut); err == nil {
+			t.Errorf("parseFlags(%q) accepted", bad)
+		}
+	}
+	cfg, err := parseFlags([]string{"--quick", "--json"}, &errOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.rounds != 5 || cfg.dur != 200*time.Millisecond || !cfg.json {
+		t.Errorf("--quick defaults: %+v", cfg)
+	}
+	cfg, err = parseFlags([]string{"--quick", "--rounds", "2", "--only", "c_floor, raw_go"}, &errOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.rounds != 2 || !cfg.only["raw_go"] || len(cfg.only) != 2 {
+		t.Errorf("explicit flags: %+v", cfg)
+	}
+}
+
+// TestReportJSONWithoutBulkhead checks the JSON shape: the required keys
+// are numbers, ratios that cannot be computed are 0 and listed in missing.
+func TestReportJSONWithoutBulkhead(t *testing.T) {
+	cfg := testConfig()
+	c := &entry{c: &cFloor{cfg: cfg}, lat: []Sample{{P50: 10 * time.Microsecond, P99: 20 * time.Microsecond, CallsPerSec: 1e5, Calls: 10}}}
+	rep := buildReport(cfg, []*entry{c}, map[string][]float64{"go_compare_binary_us": {1000}}, true, nil)
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"null_call_vs_floor", "goplugin_grpc_vs_bulkhead", "goplugin_grpc_throughput_ratio",
+		"netrpc_vs_bulkhead", "aggregate_vs_c", "respawn_vs_exec", "idle256_vs_idle1", "mib_echo_vs_c"} {
+		v, ok := m[k].(float64)
+		if !ok {
+			t.Errorf("%s = %v, want a number", k, m[k])
+		}
+		if bulkheadFactory == nil && v != 0 {
+			t.Errorf("%s = %v without bulkhead", k, v)
+		}
+	}
+	if m["c_floor_p50_us"] != 10.0 {
+		t.Errorf("c_floor_p50_us = %v", m["c_floor_p50_us"])
+	}
+	missing, _ := m["missing"].([]any)
+	if bulkheadFactory == nil && (len(missing) == 0 || !strings.Contains(string(b), `"bulkhead"`)) {
+		t.Errorf("missing = %v, want bulkhead and its keys", missing)
+	}
+	if bytes.Contains(b, []byte(":null")) {
+		t.Errorf("JSON holds null: %s", b)
+	}
+}
