@@ -185,7 +185,11 @@ func (c *conn) readUntil(p *pending) {
 			if q != nil {
 				delete(c.pend, h.ID)
 				q.typ = h.Type
-				q.payload = append([]byte(nil), payload...)
+				if c.reader.Owned() {
+					q.payload = payload // a large frame: already its own allocation
+				} else {
+					q.payload = append([]byte(nil), payload...)
+				}
 				q.done = true
 				if q != p {
 					// Under the lock: once q's owner sees done it may

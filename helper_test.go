@@ -30,6 +30,10 @@ func TestMain(m *testing.M) {
 		runHelperWorker()
 		return
 	}
+	if os.Getenv("HELPER_PINGPONG") != "" {
+		runPingPong()
+		return
+	}
 	if os.Getenv("HELPER_DISPATCHER") != "" {
 		runHelperDispatcher()
 		return

@@ -210,6 +210,9 @@ func (s *Server) open(e env) (*conn, error) {
 	}
 	c := &conn{s: s, env: e, fd: fdio.FD(e.fd), started: new(atomic.Uint64)}
 	c.reader = wire.NewReader(c.fd, e.maxFrame)
+	// A serial worker is done with a payload before it reads the next
+	// frame; a concurrent one clones each CALL it hands to a goroutine.
+	c.reader.ReuseLarge = true
 	if e.markerFD >= 0 {
 		unix.CloseOnExec(e.markerFD)
 		page, err := unix.Mmap(e.markerFD, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
