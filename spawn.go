@@ -203,7 +203,10 @@ func (w *workerProc) readHello(cookie string, timeout time.Duration) (wire.Hello
 
 // startFailure stops a worker that failed its start and describes why.
 func (w *workerProc) startFailure(cause error, timeout time.Duration) *StartError {
-	exitedOnItsOwn := w.proc.Exiting()
+	// A worker we refused may exit by itself on reading the refusal; that
+	// is not a crash. Otherwise PF_EXITING tells a death from a hang-up.
+	var refused *wire.HelloError
+	exitedOnItsOwn := !errors.As(cause, &refused) && w.proc.Exiting()
 	w.proc.Kill()
 	<-w.proc.Exited()
 	ex := proc.ExitOf(w.proc.State())
