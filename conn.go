@@ -202,9 +202,14 @@ func (c *conn) readUntil(p *pending) {
 				return
 			}
 			// A reply nobody waits for belongs to an abandoned call.
-		case wire.TypePing:
-			c.sendControl(wire.TypePong, h.ID)
-		case wire.TypePong:
+		case wire.TypePing, wire.TypePong:
+			if len(payload) != 0 {
+				c.fail(&wire.FrameError{Header: h, Reason: "control frame with a payload"})
+				return
+			}
+			if h.Type == wire.TypePing {
+				c.sendControl(wire.TypePong, h.ID)
+			}
 		default:
 			c.fail(&wire.FrameError{Header: h, Reason: "unexpected frame from worker"})
 			return

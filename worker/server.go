@@ -15,6 +15,7 @@ package worker
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -114,7 +115,8 @@ func (s *Server) Handle(method string, h Handler) {
 
 // Run serves until the dispatcher is done with this worker, then exits the
 // process: status 0 after QUIT, end of stream or idle timeout, 70 after a
-// handler panic, 78 when not started by a dispatcher, 1 on other errors.
+// handler panic, 78 when not started by a dispatcher, with a bad environment
+// or when refused, 1 on other errors.
 func (s *Server) Run() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	err := s.Serve(ctx)
@@ -125,8 +127,10 @@ func (s *Server) Run() {
 		os.Exit(0)
 	case errors.As(err, &pe):
 		os.Exit(70)
-	case errors.Is(err, ErrNotWorker):
+	case errors.Is(err, ErrNotWorker) || errors.Is(err, errBadEnv):
 		fmt.Fprintln(os.Stderr, err)
+		os.Exit(78)
+	case errors.Is(err, ErrRefused):
 		os.Exit(78)
 	default:
 		s.logger().Error("worker stopped", "err", err)
@@ -154,6 +158,7 @@ type conn struct {
 	out wire.Builder
 
 	quit    atomic.Bool
+	lastID  uint64 // the last CALL id read: ids must increase
 	panicMu sync.Mutex
 	panic   *PanicError
 }
@@ -222,7 +227,12 @@ func (s *Server) open(e env) (*conn, error) {
 		unix.Close(e.markerFD)
 		// The page stays mapped for the life of the process: the
 		// dispatcher reads it after we die.
-		c.started = (*atomic.Uint64)(unsafe.Pointer(&page[8]))
+		if binary.LittleEndian.Uint32(page[0:]) == markerMagic && binary.LittleEndian.Uint32(page[4:]) == markerVersion {
+			c.started = (*atomic.Uint64)(unsafe.Pointer(&page[8]))
+		} else {
+			e.markerFD = -1 // not a marker we understand: say marker=false
+			c.env.markerFD = -1
+		}
 	}
 	s.mu.Lock()
 	c.handlers = s.handlers
@@ -280,7 +290,39 @@ func (c *conn) next(ctx context.Context, idle time.Duration) (h wire.Header, p [
 	if err != nil {
 		return h, nil, false, fmt.Errorf("worker: reading from dispatcher: %w", err)
 	}
+	if err := c.check(h, p); err != nil {
+		return h, nil, false, err
+	}
 	return h, p, true, nil
+}
+
+// ErrRefused is returned by Serve when the dispatcher refused the HELLO.
+var ErrRefused = errors.New("worker: the dispatcher refused this worker")
+
+// check enforces the rules of PROTOCOL.md section 3 that the frame header
+// alone cannot.
+func (c *conn) check(h wire.Header, p []byte) error {
+	switch h.Type {
+	case wire.TypeCall:
+		if h.ID == 0 || h.ID <= c.lastID {
+			return fmt.Errorf("%w: CALL id %d after %d", wire.ErrProtocol, h.ID, c.lastID)
+		}
+		c.lastID = h.ID
+	case wire.TypeCancel, wire.TypeQuit, wire.TypePing, wire.TypePong:
+		if len(p) != 0 {
+			return fmt.Errorf("%w: %v frame with a payload", wire.ErrProtocol, h.Type)
+		}
+	case wire.TypeError:
+		if h.ID == 0 {
+			e, _ := wire.DecodeError(p)
+			fmt.Fprintf(os.Stderr, "worker: refused by the dispatcher: %s\n", e.Message)
+			return ErrRefused
+		}
+		return fmt.Errorf("%w: ERROR frame sent to a worker", wire.ErrProtocol)
+	default:
+		return fmt.Errorf("%w: unexpected %v frame from the dispatcher", wire.ErrProtocol, h.Type)
+	}
+	return nil
 }
 
 // serveSerial runs every call on this goroutine, locked to its thread.
@@ -312,8 +354,6 @@ func (c *conn) serveSerial(ctx context.Context, idle time.Duration) error {
 			}
 		case wire.TypeCancel, wire.TypePong:
 			// A serial worker reads CANCEL only after the call ended.
-		default:
-			return fmt.Errorf("worker: unexpected %v frame from dispatcher", h.Type)
 		}
 	}
 	return nil
@@ -378,8 +418,6 @@ func (c *conn) serveConcurrent(ctx context.Context, idle time.Duration, n int) e
 				return err
 			}
 		case wire.TypePong:
-		default:
-			return fmt.Errorf("worker: unexpected %v frame from dispatcher", h.Type)
 		}
 	}
 	return nil
@@ -466,3 +504,9 @@ func (c *conn) encodeResult(id uint64, res any, err error) {
 		_ = c.out.Value(wire.TypeError, id, body, c.env.maxFrame)
 	}
 }
+
+// The start-marker page header (PROTOCOL.md section 6).
+const (
+	markerMagic   = 0x4b4d4842
+	markerVersion = 1
+)

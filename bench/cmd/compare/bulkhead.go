@@ -1,4 +1,3 @@
-
 // The bulkhead contender. It is compiled only with -tags bulkheadapi until
 // the Pool API from the main branch is merged here; see README.md.
 
