@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkhead-go/bulkhead/examples/crashy/native"
 	"github.com/bulkhead-go/bulkhead/internal/fdio"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 	"github.com/bulkhead-go/bulkhead/worker"
@@ -138,6 +139,14 @@ func registerHelperMethods(s *worker.Server, fd int) {
 		done := make(chan struct{})
 		go func() { panic("helper: abort") }()
 		<-done
+		return nil, nil
+	})
+	s.Handle("segv", func(context.Context, worker.Args) (any, error) {
+		native.Segv() // a NULL dereference in C
+		return nil, nil
+	})
+	s.Handle("cabort", func(context.Context, worker.Args) (any, error) {
+		native.Abort() // abort() in C
 		return nil, nil
 	})
 	s.Handle("hang", func(context.Context, worker.Args) (any, error) {

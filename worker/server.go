@@ -179,6 +179,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		return err
 	}
 	defer unix.Close(int(c.fd))
+	// The serving loop blocks in read(2), which cannot select on ctx:
+	// shutting the read side down is what makes it see the end.
+	stop := context.AfterFunc(ctx, func() { _ = unix.Shutdown(int(c.fd), unix.SHUT_RD) })
+	defer stop()
 	if err := c.hello(); err != nil {
 		return err
 	}

@@ -164,3 +164,27 @@ func TestServeBadMarkerFallsBack(t *testing.T) {
 		t.Fatalf("worker wrote %d into a page it should not use", got)
 	}
 }
+
+// An idle worker blocked in read(2) must still stop when its ctx ends (the
+// SDK's Run cancels it on SIGTERM).
+func TestServeStopsOnContext(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	t.Setenv("BULKHEAD_FD", strconv.Itoa(fds[1]))
+	t.Setenv("BULKHEAD_COOKIE", "c")
+	os.Unsetenv("BULKHEAD_MARKER_FD")
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- echoServer().Serve(ctx) }()
+	r := wire.NewReader(fdio.FD(fds[0]), 1<<20)
+	if _, _, err := r.Next(); err != nil { // HELLO: it is now idle in read(2)
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-served; err != nil {
+		t.Fatalf("Serve after cancel = %v, want nil", err)
+	}
+}
