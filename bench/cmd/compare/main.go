@@ -39,7 +39,7 @@ type config struct {
 }
 
 // bulkheadFactory and bulkheadChildMain are set by bulkhead.go, which is
-// compiled only with -tags bulkheadapi (see README.md).
+// set by bulkhead.go's init.
 var (
 	bulkheadFactory   func(*config) Contender
 	bulkheadChildMain func() error
@@ -93,7 +93,7 @@ func childMain(kind string) int {
 		err = goPluginChild("netrpc")
 	case "bulkhead":
 		if bulkheadChildMain == nil {
-			err = errors.New("this binary was built without -tags bulkheadapi")
+			err = errors.New("this binary was built without the bulkhead contender")
 		} else {
 			err = bulkheadChildMain()
 		}

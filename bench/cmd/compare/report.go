@@ -133,7 +133,7 @@ func buildReport(cfg *config, es []*entry, starts map[string][]float64, cStatic 
 	}
 	if bulkheadFactory == nil && (cfg.only == nil || cfg.only["bulkhead"]) {
 		rep.Missing = append(rep.Missing, "bulkhead")
-		rep.Results.Errors = append(rep.Results.Errors, "bulkhead: not built (enable with -tags bulkheadapi)")
+		rep.Results.Errors = append(rep.Results.Errors, "bulkhead: contender not built into this binary")
 	}
 	get := func(name string, f func(*ContenderResult) float64) float64 {
 		if r := by[name]; r != nil {
