@@ -4,8 +4,10 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/bulkhead-go/bulkhead/internal/fdio"
+	"github.com/bulkhead-go/bulkhead/internal/shmpipe"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 	"golang.org/x/sys/unix"
 )
@@ -23,7 +25,11 @@ import (
 // come. With one call in flight, the caller simply reads its own reply with a
 // blocking read(2): two system calls per round trip and no goroutine switch.
 type conn struct {
-	fd       fdio.FD
+	fd       fdio.FD                 // the socket: the handshake, and waking blocked callers
+	rd       io.Reader               // where frames come from: the socket or a shared-memory pipe
+	wr       io.Writer               // where frames go
+	shm      atomic.Pointer[shmLink] // nil unless the shared-memory transport is in use
+	down     atomic.Bool             // shutdown has been called
 	maxFrame uint32
 
 	wmu     sync.Mutex
@@ -56,13 +62,36 @@ var pendingPool = sync.Pool{New: func() any { return &pending{wake: make(chan st
 func newConn(fd int, maxFrame uint32) *conn {
 	c := &conn{
 		fd:       fdio.FD(fd),
+		rd:       fdio.FD(fd),
+		wr:       fdio.FD(fd),
 		maxFrame: maxFrame,
 		out:      new(wire.Builder),
 		spare:    new(wire.Builder),
 		pend:     make(map[uint64]*pending),
 	}
-	c.reader = wire.NewReader(c.fd, maxFrame)
+	c.reader = wire.NewReader(c.rd, maxFrame)
 	return c
+}
+
+// shmLink is the shared-memory transport of one connection (PROTOCOL.md
+// section 9): a pipe each way in one mapped region.
+type shmLink struct {
+	mem     []byte
+	in, out *shmpipe.Pipe
+}
+
+// useShm moves the connection onto shared-memory pipes after a HELLO that
+// accepted them. Nothing else may be using the connection yet.
+func (c *conn) useShm(l *shmLink) {
+	c.rd, c.wr = l.in, l.out
+	c.reader = wire.NewReader(c.rd, c.maxFrame)
+	c.shm.Store(l)
+	// A shutdown racing with this switch either sees l, or set down
+	// before we look here: either way the pipes get shut.
+	if c.down.Load() {
+		l.in.Shut()
+		l.out.Shut()
+	}
 }
 
 // errConnBroken wraps the cause when a worker's connection fails.
@@ -110,7 +139,7 @@ func (c *conn) flushLocked() {
 		buf := c.out
 		c.out, c.spare = c.spare, nil
 		c.wmu.Unlock()
-		_, err := c.fd.Write(buf.Bytes())
+		_, err := c.wr.Write(buf.Bytes())
 		buf.Reset()
 		c.wmu.Lock()
 		c.spare = buf
@@ -253,7 +282,12 @@ func (c *conn) release(p *pending) {
 // shutdown wakes any reader or writer blocked on the socket. The descriptor
 // stays open until close, so its number cannot be reused under them.
 func (c *conn) shutdown() {
+	c.down.Store(true)
 	_ = unix.Shutdown(int(c.fd), unix.SHUT_RDWR)
+	if l := c.shm.Load(); l != nil {
+		l.in.Shut()
+		l.out.Shut()
+	}
 }
 
 // close releases the descriptor; call only when no goroutine can use it.
@@ -261,5 +295,8 @@ func (c *conn) close() {
 	c.closeOnce.Do(func() {
 		c.shutdown()
 		_ = unix.Close(int(c.fd))
+		if l := c.shm.Load(); l != nil {
+			_ = unix.Munmap(l.mem)
+		}
 	})
 }

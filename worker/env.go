@@ -18,6 +18,9 @@ type env struct {
 	parentPID   int
 	maxFrame    uint32
 	idleTimeout time.Duration
+	shmFD       int // -1: no shared-memory transport offered
+	shmSize     int // ring bytes per direction
+	shmSpin     int
 }
 
 // ErrNotWorker is returned by Serve when the process was not started by a
@@ -29,7 +32,7 @@ var ErrNotWorker = fmt.Errorf("worker: not started by a bulkhead dispatcher (BUL
 func IsWorker() bool { return os.Getenv("BULKHEAD_FD") != "" }
 
 func readEnv() (env, error) {
-	e := env{markerFD: -1, maxFrame: wire.DefaultMaxFrame}
+	e := env{markerFD: -1, shmFD: -1, maxFrame: wire.DefaultMaxFrame}
 	fdStr := os.Getenv("BULKHEAD_FD")
 	if fdStr == "" {
 		return e, ErrNotWorker

@@ -24,6 +24,7 @@ import (
 	"io"
 	"runtime"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -205,4 +206,36 @@ func futexWait(addr *atomic.Uint32, val uint32) {
 
 func futexWake(addr *atomic.Uint32) {
 	_, _, _ = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWakeOp, 1<<30, 0, 0, 0)
+}
+
+// WaitReadable blocks until data is available, the pipe is shut, or timeout
+// passes (a negative timeout waits for ever). It reports whether the pipe is
+// readable (data, or end of stream).
+func (pp *Pipe) WaitReadable(timeout time.Duration) bool {
+	h := pp.h
+	var deadline time.Time
+	if timeout >= 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	for {
+		tail := h.tail.Load()
+		if h.head.Load() != tail || h.closed.Load() != 0 {
+			return true
+		}
+		var ts *unix.Timespec
+		if timeout >= 0 {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return false
+			}
+			t := unix.NsecToTimespec(left.Nanoseconds())
+			ts = &t
+		}
+		seq := h.dataSeq.Load()
+		h.readerWaits.Store(1)
+		if h.head.Load() == tail && h.closed.Load() == 0 {
+			_, _, _ = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(&h.dataSeq)), futexWaitOp, uintptr(seq), uintptr(unsafe.Pointer(ts)), 0, 0)
+		}
+		h.readerWaits.Store(0)
+	}
 }

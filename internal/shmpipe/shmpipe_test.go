@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -171,4 +172,21 @@ func BenchmarkPingPong(b *testing.B) {
 		io.ReadFull(b2a, buf)
 	}
 	a2b.Shut()
+}
+
+func TestWaitReadable(t *testing.T) {
+	_, mem := newRegion(t, Region(4096))
+	p, _ := New(mem, 4096, 0)
+	if p.WaitReadable(time.Millisecond) {
+		t.Fatal("empty pipe readable")
+	}
+	p.Write([]byte{1})
+	if !p.WaitReadable(-1) {
+		t.Fatal("pipe with data not readable")
+	}
+	p.Read(make([]byte, 1))
+	p.Shut()
+	if !p.WaitReadable(-1) {
+		t.Fatal("shut pipe not readable (end of stream)")
+	}
 }
