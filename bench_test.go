@@ -2,6 +2,7 @@ package bulkhead_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"runtime"
 	"sync/atomic"
@@ -61,16 +62,19 @@ func BenchmarkEcho1MiB(b *testing.B) {
 }
 
 func benchPool(b *testing.B, workers, conc int) *bulkhead.Pool {
+	return benchPoolCfg(b, bulkhead.Config{Workers: workers, ConcurrencyPerWorker: conc})
+}
+
+func benchPoolCfg(b *testing.B, cfg bulkhead.Config) *bulkhead.Pool {
 	b.Helper()
-	exe, _ := os.Executable()
-	p, err := bulkhead.New(context.Background(), bulkhead.Config{
-		Command: exe, Workers: workers, ConcurrencyPerWorker: conc,
-	})
+	cfg.Command, _ = os.Executable()
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	p, err := bulkhead.New(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
 	// Make sure every worker has said HELLO before timing.
-	for len(p.Workers()) < workers {
+	for len(p.Workers()) < cfg.Workers {
 		p.Call(context.Background(), "null")
 	}
 	b.Cleanup(func() { p.Close(context.Background()) })

@@ -3,6 +3,7 @@ package bulkhead
 import (
 	"errors"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -78,6 +79,7 @@ func newConn(fd int, maxFrame uint32) *conn {
 type shmLink struct {
 	mem     []byte
 	in, out *shmpipe.Pipe
+	file    *os.File // the region, until it has been handed to the worker
 }
 
 // useShm moves the connection onto shared-memory pipes after a HELLO that
