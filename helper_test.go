@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"testing"
 	"time"
@@ -97,6 +98,15 @@ func runHelperWorker() {
 		s.Concurrency, _ = strconv.Atoi(c)
 	}
 	registerHelperMethods(s, fd)
+	if prof := os.Getenv("HELPER_CPUPROFILE"); prof != "" {
+		// For investigating the worker's side of a benchmark.
+		f, _ := os.Create(prof + "." + strconv.Itoa(os.Getpid()))
+		pprof.StartCPUProfile(f)
+		s.Serve(context.Background())
+		pprof.StopCPUProfile()
+		f.Close()
+		os.Exit(0)
+	}
 	s.Run()
 }
 

@@ -14,7 +14,9 @@ import (
 )
 
 func init() {
-	bulkheadFactory = func(cfg *config) Contender { return &bulkheadContender{cfg: cfg} }
+	bulkheadFactory = func(cfg *config) []Contender {
+		return []Contender{&bulkheadContender{cfg: cfg}, &bulkheadShm{cfg: cfg}}
+	}
 	bulkheadChildMain = bulkheadChild
 }
 
@@ -32,14 +34,66 @@ func (b *bulkheadContender) Name() string  { return "bulkhead" }
 func (b *bulkheadContender) Label() string { return "bulkhead Pool.Call" }
 
 func newBenchPool(ctx context.Context, workers int) (*bulkhead.Pool, error) {
+	return newBenchPoolTransport(ctx, workers, bulkhead.TransportSocket)
+}
+
+func newBenchPoolTransport(ctx context.Context, workers int, t bulkhead.Transport) (*bulkhead.Pool, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	return bulkhead.New(ctx, bulkhead.Config{
-		Command: exe,
-		Env:     append(os.Environ(), bulkheadChildEnv),
-		Workers: workers,
+	p, err := bulkhead.New(ctx, bulkhead.Config{
+		Command:   exe,
+		Env:       append(os.Environ(), bulkheadChildEnv),
+		Workers:   workers,
+		Transport: t,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for len(p.Workers()) < workers { // all ready before anything is timed
+		if _, err := p.Call(ctx, "null"); err != nil {
+			p.Close(ctx)
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// bulkheadShm is Pool.Call over the optional shared-memory transport: the
+// same workers, frames on futex-doorbell rings instead of the socket.
+type bulkheadShm struct {
+	cfg  *config
+	pool *bulkhead.Pool
+}
+
+func (b *bulkheadShm) Name() string  { return "bulkhead_shm" }
+func (b *bulkheadShm) Label() string { return "bulkhead Pool.Call, shared memory" }
+
+func (b *bulkheadShm) Setup(ctx context.Context) (err error) {
+	b.pool, err = newBenchPoolTransport(ctx, b.cfg.servers, bulkhead.TransportShm)
+	return err
+}
+
+func (b *bulkheadShm) Close() error {
+	if b.pool == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := b.pool.Close(ctx)
+	b.pool = nil
+	return err
+}
+
+func (b *bulkheadShm) Latency(ctx context.Context, d time.Duration) (Sample, error) {
+	return poolLatency(ctx, b.pool, d)
+}
+
+func (b *bulkheadShm) Throughput(ctx context.Context, d time.Duration) (Sample, error) {
+	return measureParallel(ctx, d, b.cfg.callers, b.cfg.servers, false, workerPids, func(int) error {
+		_, err := b.pool.Call(ctx, "null")
+		return err
 	})
 }
 
