@@ -84,8 +84,18 @@ func benchPoolCfg(b *testing.B, cfg bulkhead.Config) *bulkhead.Pool {
 // BenchmarkRawSocketpair is the floor for BenchmarkNullCall in the same
 // package: a ping-pong of 16-byte messages with blocking read/write between
 // this process and a child (this test binary, re-executed), on locked threads.
+// It runs over both socket types; bulkhead uses stream (docs/DESIGN.md).
 func BenchmarkRawSocketpair(b *testing.B) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	for _, typ := range []struct {
+		name string
+		t    int
+	}{{"stream", unix.SOCK_STREAM}, {"seqpacket", unix.SOCK_SEQPACKET}} {
+		b.Run(typ.name, func(b *testing.B) { rawPingPong(b, typ.t) })
+	}
+}
+
+func rawPingPong(b *testing.B, sockType int) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, sockType|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
