@@ -580,6 +580,9 @@ func TestResourceLimits(t *testing.T) {
 		if !ok || ce.Limit != LimitCPU || ce.Signal != syscall.SIGKILL || ce.Killed || !strings.Contains(ce.Reason, "cpu limit") {
 			t.Fatalf("err = %v (%+v), want a CPU limit crash", err, ce)
 		}
+		if testing.Verbose() {
+			t.Logf("ok: %+v", ce)
+		}
 	})
 }
 
@@ -595,7 +598,7 @@ func TestClassifyLimit(t *testing.T) {
 		want   Limit
 	}{
 		{"xcpu", Limits{CPUTime: time.Second}, syscall.SIGXCPU, false, nil, "", LimitCPU},
-		{"cpu kill", Limits{CPUTime: 2 * time.Second}, syscall.SIGKILL, false, ru(2), "", LimitCPU},
+		{"cpu kill", Limits{CPUTime: 2 * time.Second}, syscall.SIGKILL, false, ru(1), "", LimitCPU},
 		{"early kill", Limits{CPUTime: 2 * time.Second}, syscall.SIGKILL, false, ru(0), "", LimitNone},
 		{"pool kill", Limits{CPUTime: time.Second}, syscall.SIGKILL, true, ru(5), "", LimitNone},
 		{"no cpu limit", Limits{}, syscall.SIGXCPU, false, nil, "", LimitNone},
