@@ -624,3 +624,40 @@ func TestReadRSS(t *testing.T) {
 		t.Fatal("readRSS of no process succeeded")
 	}
 }
+
+// BenchmarkCallPolicies measures what the policies add to a call: compare
+// "off" with the others (go test -bench CallPolicies -run ^$).
+func BenchmarkCallPolicies(b *testing.B) {
+	cases := []struct {
+		name string
+		cfg  Config
+		ctx  context.Context
+	}{
+		{"off", Config{}, context.Background()},
+		{"quarantine-hash", Config{QuarantineAfter: 3}, context.Background()},
+		{"quarantine-key", Config{QuarantineAfter: 3}, WithFingerprint(context.Background(), "k")},
+		{"recycle", Config{MaxCalls: 1 << 40, MaxLifetime: time.Hour, IdleTimeout: time.Hour}, context.Background()},
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			cfg := c.cfg
+			cfg.Workers, cfg.Command, cfg.Logger = 1, exe, slogDiscard()
+			cfg.Env = append(os.Environ(), "POLICY_WORKER=1")
+			p, err := New(context.Background(), cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close(context.Background())
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := p.Call(c.ctx, "null", 42, "x"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

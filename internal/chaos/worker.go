@@ -42,8 +42,14 @@ const (
 func RunWorker() {
 	dir := os.Getenv(WorkerEnv)
 	fd, _ := strconv.Atoi(os.Getenv("BULKHEAD_FD"))
-	j, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("journal-%d", os.Getpid())),
-		os.O_WRONLY|os.O_CREATE|os.O_APPEND|os.O_EXCL, 0o600)
+	// Unique, not named by pid alone: a long soak wraps the pid space.
+	j, err := os.CreateTemp(dir, fmt.Sprintf("journal-%d-*", os.Getpid()))
+	if err == nil {
+		// Reopen for appending: each record is then one atomic write.
+		name := j.Name()
+		j.Close()
+		j, err = os.OpenFile(name, os.O_WRONLY|os.O_APPEND, 0)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos worker: journal:", err)
 		os.Exit(1)
