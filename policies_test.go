@@ -294,6 +294,22 @@ func TestHangEscalation(t *testing.T) {
 	}
 }
 
+// The deadline passes while the CALL sits unstarted in the worker, which
+// starts it only once the dispatcher begins to stop it (at SIGTERM). Read
+// at the deadline, the start marker would say "not started"; read once the
+// worker is dead, it tells the truth.
+func TestAbandonedCallStartedLate(t *testing.T) {
+	p, _ := testPool(t, Config{Workers: 1, TermGrace: 50 * time.Millisecond, KillGrace: 100 * time.Millisecond, StderrTail: 256 << 10}, hooks{},
+		"POLICY_START=late_start")
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := p.Call(ctx, "anything")
+	var ce *CanceledError
+	if !errors.As(err, &ce) || !ce.Started || !strings.Contains(ce.Stack, "goroutine ") {
+		t.Fatalf("err = %v (%+v), want a started CanceledError with a stack", err, ce)
+	}
+}
+
 func TestBackpressureMaxQueue(t *testing.T) {
 	p, _ := testPool(t, Config{Workers: 1, MaxQueue: 1}, hooks{})
 	g := newGate(t)

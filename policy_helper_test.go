@@ -12,10 +12,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
+	"github.com/bulkhead-go/bulkhead/internal/fdio"
+	"github.com/bulkhead-go/bulkhead/internal/wire"
 	"github.com/bulkhead-go/bulkhead/worker"
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
@@ -33,6 +37,9 @@ func init() {
 }
 
 func runPolicyWorker() {
+	if os.Getenv("POLICY_START") == "late_start" {
+		lateStartWorker()
+	}
 	if os.Getenv("POLICY_START") == "exit" {
 		if _, err := os.Stat(os.Getenv("POLICY_HEAL")); err != nil {
 			fmt.Fprintln(os.Stderr, "policy helper: cannot start")
@@ -105,6 +112,33 @@ func runPolicyWorker() {
 		return string(b), err
 	})
 	s.Run()
+}
+
+// lateStartWorker speaks the protocol by hand: it takes one CALL off the
+// socket but marks it started only when SIGTERM arrives, that is after the
+// dispatcher has seen the call's deadline pass and begun to stop it. Then
+// it hangs (ignoring SIGTERM) until the dump signal.
+func lateStartWorker() {
+	fd, _ := strconv.Atoi(os.Getenv("BULKHEAD_FD"))
+	mfd, _ := strconv.Atoi(os.Getenv("BULKHEAD_MARKER_FD"))
+	page, err := unix.Mmap(mfd, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		os.Exit(5)
+	}
+	term := make(chan os.Signal, 1)
+	ossignal.Notify(term, syscall.SIGTERM)
+	h := wire.Hello{Protocol: wire.Version, PID: int64(os.Getpid()), Cookie: os.Getenv("BULKHEAD_COOKIE"),
+		Concurrency: 1, Marker: true}
+	var b wire.Builder
+	_ = b.Value(wire.TypeHello, 0, h, wire.MaxHelloSize)
+	fdio.FD(fd).Write(b.Bytes())
+	hd, _, err := wire.NewReader(fdio.FD(fd), wire.DefaultMaxFrame).Next()
+	if err != nil {
+		os.Exit(6)
+	}
+	<-term
+	(*atomic.Uint64)(unsafe.Pointer(&page[8])).Store(hd.ID)
+	blockForever()
 }
 
 func blockForever() {
