@@ -129,6 +129,10 @@ type Result struct {
 	// reaching a worker.
 	Quarantined int  `json:"quarantined"`
 	OK          bool `json:"ok"`
+	// Planned is the calls asked for; Calls is the calls issued, fewer
+	// only if Timeout cut the run short (Truncated).
+	Planned   int  `json:"planned"`
+	Truncated bool `json:"truncated,omitempty"`
 
 	Faults                  map[string]int    `json:"faults"`
 	Outcomes                map[string]int    `json:"outcomes"`
@@ -219,16 +223,18 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, fmt.Errorf("starting the pool: %w", err)
 	}
 
+	// Timeout stops the issuing of calls; calls already issued run to
+	// their own deadlines (at most 30 s), and are all audited.
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range o.Callers {
 		wg.Go(func() {
-			for {
+			for runCtx.Err() == nil {
 				i := int(next.Add(1) - 1)
-				if i >= len(calls) || runCtx.Err() != nil {
+				if i >= len(calls) {
 					return
 				}
-				do1(runCtx, pool, uint64(i+1), &calls[i])
+				do1(ctx, pool, uint64(i+1), &calls[i])
 			}
 		})
 	}
@@ -237,6 +243,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	select {
 	case <-finished:
 	case <-runCtx.Done():
+		select {
+		case <-finished:
+		case <-time.After(time.Minute):
+		}
 	}
 	res.Seconds = time.Since(start).Seconds()
 	st := pool.Stats()
@@ -256,7 +266,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.WorkersStarted, res.Recycled, res.RecycledByReason = st.Started, st.Recycled, st.RecycledByReason
 	res.MemoryKills, res.Hung, res.Replayed, res.Redispatched = st.MemoryKills, st.Hung, st.Replayed, st.Redispatched
 	if res.Seconds > 0 {
-		res.CallsPerSecond = float64(o.Calls) / res.Seconds
+		res.CallsPerSecond = float64(min(int(next.Load()), o.Calls)) / res.Seconds
 	}
 
 	starts, records, err := readJournals(dir, len(calls))
@@ -264,10 +274,24 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	res.JournalRecords = records
+	res.Planned = o.Calls
+	if n := int(min(next.Load(), int64(len(calls)))); n < len(calls) {
+		// Cut short by Timeout: calls never issued are not audited.
+		// Issued calls are a prefix, since each caller takes the next.
+		res.Truncated = true
+		res.Calls = n
+		calls = calls[:n]
+		for f := range res.Faults {
+			res.Faults[f] = 0
+		}
+		for i := range calls {
+			res.Faults[string(calls[i].fault)]++
+		}
+	}
 	audit(res, calls, starts)
 	res.LeakedFDs, res.LeakedGoroutines = settle(baseFDs, baseG)
 	res.LeakedProcesses, res.Zombies = children()
-	res.OK = res.AnsweredOnce == res.Calls && res.Lost == 0 && res.Duplicated == 0 && res.Misclassified == 0 &&
+	res.OK = !res.Truncated && res.AnsweredOnce == res.Calls && res.Lost == 0 && res.Duplicated == 0 && res.Misclassified == 0 &&
 		res.LeakedFDs == 0 && res.LeakedGoroutines == 0 && res.LeakedProcesses == 0 && res.Zombies == 0
 	return res, nil
 }
