@@ -137,9 +137,16 @@ func TestRecycleFinishesInFlightCall(t *testing.T) {
 	if r.err != nil || r.pid != old {
 		t.Fatalf("in-flight call on the recycled worker: pid %d, err %v; want %d, nil", r.pid, r.err, old)
 	}
-	stopped := logs.wait(t, "worker stopped", 1)[0]
-	if stopped["pid"] != int64(old) {
-		t.Fatalf("stopped %v, want %d", stopped, old)
+	// The replacement, recycled after its own single call, may stop
+	// first; look for the old worker's record among the first two.
+	found := false
+	for n := 1; n <= 2 && !found; n++ {
+		for _, rec := range logs.wait(t, "worker stopped", n) {
+			found = found || rec["pid"] == int64(old)
+		}
+	}
+	if !found {
+		t.Fatalf("no stop record for the recycled worker %d", old)
 	}
 	if s := p.Stats(); s.CallCrashes+s.IdleCrashes != 0 || s.RecycledByReason["calls"] < 1 {
 		t.Fatalf("stats %+v", s)
