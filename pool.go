@@ -437,6 +437,10 @@ func (p *Pool) removeAvailLocked(w *workerProc) {
 		return
 	}
 	w.available = false
+	if n := len(p.avail); n > 0 && p.avail[n-1] == w {
+		p.avail = p.avail[:n-1] // the hot case: acquire takes the top
+		return
+	}
 	for i, x := range p.avail {
 		if x == w {
 			p.avail = append(p.avail[:i], p.avail[i+1:]...)
