@@ -284,7 +284,11 @@ func (s *summary) writeText(w io.Writer) {
 	fmt.Fprintf(tw, "timeouts\t%d\t%d hung in C and were killed, %d did not get a worker in time  (*CanceledError)\n",
 		s.Timeouts, s.TimeoutsStarted, s.TimeoutsWaiting)
 	fmt.Fprintf(tw, "no worker\t%d\tevery worker was down and a replacement died at start-up  (*StartError)\n", s.NoWorker)
-	fmt.Fprintf(tw, "other errors\t%d\t%s\n", s.Errors, s.FirstError)
+	if s.FirstError != "" {
+		fmt.Fprintf(tw, "other errors\t%d\t%s\n", s.Errors, s.FirstError)
+	} else {
+		fmt.Fprintf(tw, "other errors\t%d\n", s.Errors)
+	}
 	fmt.Fprintf(tw, "wrong results\t%d\t%s\n", s.Wrong, mark(s.Wrong))
 	fmt.Fprintf(tw, "lost\t%d\t%s: %d never answered, %d answered ok but started by no worker\n", s.Lost, mark(s.Lost), s.LostNoAnswer, s.LostUnstarted)
 	fmt.Fprintf(tw, "duplicated\t%d\t%s: no call started twice (the most any call was journalled: %d)\n", s.Duplicated, mark(s.Duplicated), s.MaxStarts)
