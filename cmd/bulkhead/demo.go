@@ -33,6 +33,7 @@ type demoConfig struct {
 	killGrace   time.Duration
 	stall       time.Duration
 	progress    time.Duration // 0: no progress
+	transport   bulkhead.Transport
 	json        bool
 	log         bool
 }
@@ -51,6 +52,7 @@ func newDemoCmd() *cobra.Command {
 	cfg := demoConfig{}
 	var progress time.Duration
 	var quiet bool
+	var transport string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run a pool of crashing native workers under load and check that no call is lost",
@@ -71,6 +73,14 @@ wrongly, 2 on bad flags.`,
 			}
 			if !f.Changed("startup-crash-rate") {
 				cfg.startupRate = min(2*cfg.crashRate, maxStartupRate)
+			}
+			switch transport {
+			case "socket":
+				cfg.transport = bulkhead.TransportSocket
+			case "shm":
+				cfg.transport = bulkhead.TransportShm
+			default:
+				return usagef("--transport %q: want socket or shm", transport)
 			}
 			cfg.progress = progress
 			if progress == 0 {
@@ -99,6 +109,7 @@ wrongly, 2 on bad flags.`,
 	f.DurationVar(&cfg.killGrace, "kill-grace", 20*time.Millisecond, "time a stopped worker gets before SIGKILL (Config.KillGrace), 1ms to 1m")
 	f.DurationVar(&cfg.stall, "stall", 30*time.Second, "give up when no call has returned for this long, counting the calls still out as lost; more than --timeout, at most 1h")
 	f.DurationVar(&progress, "progress-every", 0, "progress interval on stderr (default: 250ms on a terminal, 1s otherwise)")
+	f.StringVar(&transport, "transport", "socket", "how calls travel to workers: socket, or shm (shared-memory rings; see docs/DESIGN.md)")
 	f.BoolVar(&quiet, "quiet", false, "no progress output")
 	f.BoolVar(&cfg.json, "json", false, "print the summary as one JSON object")
 	f.BoolVar(&cfg.log, "log", false, "print the pool's log records (crashes, failed starts, stopped workers) on stderr")
@@ -288,6 +299,7 @@ func startDemoPool(ctx context.Context, cfg demoConfig, exe, dir string, logger 
 			Env:       append(os.Environ(), cfg.workerOptions(journal).Environ()...),
 			Workers:   cfg.workers,
 			KillGrace: cfg.killGrace,
+			Transport: cfg.transport,
 			Logger:    logger,
 		})
 		var se *bulkhead.StartError

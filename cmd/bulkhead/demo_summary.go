@@ -116,6 +116,7 @@ type summary struct {
 	// Recycled and quarantined workers: add here, and to writeText, once
 	// Pool.Stats has them (policies branch).
 
+	Transport         string  `json:"transport"`
 	Workers           int     `json:"workers"`
 	Concurrency       int     `json:"concurrency"`
 	CrashRate         float64 `json:"crash_rate"`
@@ -136,7 +137,7 @@ type summary struct {
 func (r *demoRun) tally(journals [][]crashy.Record, lat []time.Duration, st bulkhead.Stats, elapsed time.Duration) *summary {
 	cfg := r.cfg
 	s := &summary{
-		Requested: cfg.calls, Workers: cfg.workers, Concurrency: cfg.concurrency,
+		Requested: cfg.calls, Transport: transportName(cfg.transport), Workers: cfg.workers, Concurrency: cfg.concurrency,
 		CrashRate: cfg.crashRate, IdleCrashRate: cfg.idleRate, StartupCrashRate: cfg.startupRate,
 		TimeoutMs: float64(cfg.timeout) / float64(time.Millisecond),
 	}
@@ -221,7 +222,7 @@ func (r *demoRun) tally(journals [][]crashy.Record, lat []time.Duration, st bulk
 		}
 	}
 	if e := r.firstErr.Load(); e != nil {
-		s.FirstError = "first: " + *e
+		s.FirstError = "; the first: " + *e
 	}
 	s.Lost = s.LostNoAnswer + s.LostUnstarted
 	s.Clean = s.Lost == 0 && s.Duplicated == 0 && s.Wrong == 0
@@ -238,6 +239,13 @@ func (r *demoRun) tally(journals [][]crashy.Record, lat []time.Duration, st bulk
 	s.ElapsedMs = elapsed.Milliseconds()
 	s.CallsPerSec = math.Round(float64(s.Calls)/max(elapsed.Seconds(), 1e-9)*10) / 10
 	return s
+}
+
+func transportName(t bulkhead.Transport) string {
+	if t == bulkhead.TransportShm {
+		return "shm"
+	}
+	return "socket"
 }
 
 // percentile returns the nearest-rank q-quantile of sorted d, or 0.
@@ -267,8 +275,8 @@ func (s *summary) writeText(w io.Writer) {
 	if s.Calls < s.Requested {
 		head = fmt.Sprintf("%d of %d calls", s.Calls, s.Requested)
 	}
-	fmt.Fprintf(w, "\nbulkhead demo: %s from %d callers on %d crashy workers, in %.1fs (%.0f calls/s)\n",
-		head, s.Concurrency, s.Workers, float64(s.ElapsedMs)/1000, s.CallsPerSec)
+	fmt.Fprintf(w, "\nbulkhead demo: %s from %d callers on %d crashy workers (%s), in %.1fs (%.0f calls/s)\n",
+		head, s.Concurrency, s.Workers, s.Transport, float64(s.ElapsedMs)/1000, s.CallsPerSec)
 	fmt.Fprintf(w, "crash rate %g per call (segv, abort, exit, hang alike), idle %g per call, start-up %g per worker; deadline %gms\n\n",
 		s.CrashRate, s.IdleCrashRate, s.StartupCrashRate, s.TimeoutMs)
 
@@ -284,11 +292,7 @@ func (s *summary) writeText(w io.Writer) {
 	fmt.Fprintf(tw, "timeouts\t%d\t%d hung in C and were killed, %d did not get a worker in time  (*CanceledError)\n",
 		s.Timeouts, s.TimeoutsStarted, s.TimeoutsWaiting)
 	fmt.Fprintf(tw, "no worker\t%d\tevery worker was down and a replacement died at start-up  (*StartError)\n", s.NoWorker)
-	if s.FirstError != "" {
-		fmt.Fprintf(tw, "other errors\t%d\t%s\n", s.Errors, s.FirstError)
-	} else {
-		fmt.Fprintf(tw, "other errors\t%d\n", s.Errors)
-	}
+	fmt.Fprintf(tw, "other errors\t%d\tany other error%s\n", s.Errors, s.FirstError)
 	fmt.Fprintf(tw, "wrong results\t%d\t%s\n", s.Wrong, mark(s.Wrong))
 	fmt.Fprintf(tw, "lost\t%d\t%s: %d never answered, %d answered ok but started by no worker\n", s.Lost, mark(s.Lost), s.LostNoAnswer, s.LostUnstarted)
 	fmt.Fprintf(tw, "duplicated\t%d\t%s: no call started twice (the most any call was journalled: %d)\n", s.Duplicated, mark(s.Duplicated), s.MaxStarts)

@@ -44,6 +44,7 @@ func TestDemoFlags(t *testing.T) {
 		{"stall not over timeout", []string{"--timeout", "1s", "--stall", "1s"}, "--stall"},
 		{"negative progress", []string{"--progress-every", "-1s"}, "--progress-every"},
 		{"unknown flag", []string{"--bogus"}, "unknown flag: --bogus"},
+		{"unknown transport", []string{"--transport", "pigeon"}, `--transport "pigeon"`},
 		{"positional argument", []string{"extra"}, "takes no arguments"},
 		{"two errors at once", []string{"--calls", "-1", "--workers", "0"}, "--workers 0"},
 	}
@@ -64,10 +65,17 @@ func TestDemoFlags(t *testing.T) {
 	}
 }
 
-// A short run with a high crash rate: every invariant of the summary holds.
+// A short run with a high crash rate, over each transport: every invariant
+// of the summary holds.
 func TestDemoShortRun(t *testing.T) {
+	for _, transport := range []string{"socket", "shm"} {
+		t.Run(transport, func(t *testing.T) { testShortRun(t, transport) })
+	}
+}
+
+func testShortRun(t *testing.T, transport string) {
 	checkLeaks(t)
-	code, out, errs := run(t, "demo", "--calls", "300", "--crash-rate", "0.05", "--workers", "2", "--json", "--quiet")
+	code, out, errs := run(t, "demo", "--calls", "300", "--crash-rate", "0.05", "--workers", "2", "--transport", transport, "--json", "--quiet")
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
@@ -103,7 +111,7 @@ func TestDemoShortRun(t *testing.T) {
 	check(s.TimeoutsStarted+s.TimeoutsWaiting == s.Timeouts, "timeouts do not add up")
 	check(0 < s.P50us && s.P50us <= s.P99us, "latency percentiles")
 	check(s.WorkersStarted >= 2 && s.Respawns > 0 && s.RespawnP50 > 0, "no replacement measured")
-	check(s.Interrupted == false && s.Stalled == false && s.PoolStartAttempts >= 1, "run state")
+	check(!s.Interrupted && !s.Stalled && s.PoolStartAttempts >= 1 && s.Transport == transport, "run state")
 }
 
 // The human summary names every check and says the run was clean.
