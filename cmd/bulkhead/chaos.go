@@ -43,7 +43,7 @@ Each worker journals every call it starts; the soak then checks that every
 call was answered exactly once, none was lost or run twice, every error names
 the fault that was injected, and nothing leaked (descriptors, goroutines,
 processes, zombies). Exit status 1 if any check fails.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			exe, err := os.Executable()
 			if err != nil {
@@ -83,24 +83,18 @@ processes, zombies). Exit status 1 if any check fails.`,
 	cmd.PreRunE = func(*cobra.Command, []string) error {
 		switch {
 		case o.Calls < 1 || o.Calls > chaos.MaxCalls:
-			return usageErrorf("--calls %d: want 1 to %d", o.Calls, chaos.MaxCalls)
+			return usagef("--calls %d: want 1 to %d", o.Calls, chaos.MaxCalls)
 		case o.Workers < 1 || o.Workers > 256:
-			return usageErrorf("--workers %d: want 1 to 256", o.Workers)
+			return usagef("--workers %d: want 1 to 256", o.Workers)
 		case o.Callers < 0 || o.Callers > 4096:
-			return usageErrorf("--callers %d: want 0 to 4096", o.Callers)
+			return usagef("--callers %d: want 0 to 4096", o.Callers)
 		case !(o.FaultRate >= 0 && o.FaultRate <= 1):
-			return usageErrorf("--fault-rate %v: want 0 to 1", o.FaultRate)
+			return usagef("--fault-rate %v: want 0 to 1", o.FaultRate)
 		case o.Timeout <= 0:
-			return usageErrorf("--timeout %v: must be positive", o.Timeout)
+			return usagef("--timeout %v: must be positive", o.Timeout)
 		}
 		return nil
 	}
 	return cmd
 }
 
-// usageError is a bad flag value: exit status 2.
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-
-func usageErrorf(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }

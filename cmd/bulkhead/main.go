@@ -1,27 +1,104 @@
-// Command bulkhead runs bulkhead's demonstrations and its chaos soak.
+// Command bulkhead shows bulkhead at work.
+//
+//	go run ./cmd/bulkhead demo            # a pool of crashing workers under load
+//	go run ./cmd/bulkhead demo --help     # its flags
+//
+// The binary is also its own worker program: the demo starts a pool whose
+// workers are this same executable, re-executed with the hidden "worker"
+// subcommand, so that nothing needs building first. Only those worker
+// processes ever call the crash-prone C code.
+//
+// Exit status: 0 on success, 1 when a run failed its checks or could not
+// run, 2 on a bad command line.
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 )
 
 func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// newRootCmd builds the command tree. Each subcommand is one AddCommand
+// line, built by its own file's newXCmd.
+func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "bulkhead",
-		Short:         "Call crash-prone native code in worker processes",
+		Use:   "bulkhead",
+		Short: "Call crash-prone native code from Go in worker processes",
+		Long: "bulkhead runs native code that may segfault, abort, exit or hang in worker processes,\n" +
+			"so that a crash costs one call, never the service. This command demonstrates it.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Args:          noArgs,
+		RunE:          func(c *cobra.Command, _ []string) error { return c.Help() },
 	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newDemoCmd())
+	root.AddCommand(newWorkerCmd())
 	root.AddCommand(newChaosCmd())
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "bulkhead:", err)
-		if errors.Is(err, errSoakFailed) {
-			os.Exit(1)
-		}
-		os.Exit(2) // a bad command line
+	return root
+}
+
+// execute runs the command line args and returns the exit status.
+func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return 0
 	}
+	fmt.Fprintf(stderr, "bulkhead: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		return 2
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return 1
+}
+
+// usageError is a bad command line: exit status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// exitError carries a specific exit status for an error already explained
+// to the user; any other error returned by a command exits 1.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
+
+// noArgs refuses positional arguments as a usage error.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		if cmd.HasSubCommands() {
+			return usagef("unknown command %q for %q", args[0], cmd.CommandPath())
+		}
+		return usagef("%q takes no arguments, got %q", cmd.CommandPath(), args)
+	}
+	return nil
 }

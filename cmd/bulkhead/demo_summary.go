@@ -1,0 +1,331 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/examples/crashy"
+	"github.com/bulkhead-go/bulkhead/examples/crashy/native"
+)
+
+// crashKind is how a crashed call's worker died, from its wait status.
+type crashKind uint8
+
+const (
+	kindSegv  crashKind = iota // killed by SIGSEGV
+	kindAbort                  // killed by SIGABRT
+	kindExit                   // exit status native.FaultExitCode
+	kindOther                  // anything else: a bug, or the OOM killer
+)
+
+func kindOf(e *bulkhead.CrashError) crashKind {
+	switch {
+	case e.Killed:
+		return kindOther // the pool killed it: it broke the protocol
+	case e.Signal == syscall.SIGSEGV:
+		return kindSegv
+	case e.Signal == syscall.SIGABRT:
+		return kindAbort
+	case e.Signal == 0 && e.ExitCode == native.FaultExitCode:
+		return kindExit
+	}
+	return kindOther
+}
+
+// Kinds counts crashes by how the worker died.
+type Kinds struct {
+	Segv  int `json:"segv"`
+	Abort int `json:"abort"`
+	Exit  int `json:"exit"`
+	Hang  int `json:"hang,omitempty"` // faults only: a hang is not a crash, it ends as a timeout
+	Other int `json:"other,omitempty"`
+}
+
+func (k *Kinds) add(f native.Fault) {
+	switch f {
+	case native.FaultSegv:
+		k.Segv++
+	case native.FaultAbort:
+		k.Abort++
+	case native.FaultExit:
+		k.Exit++
+	case native.FaultHang:
+		k.Hang++
+	default:
+		k.Other++
+	}
+}
+
+func (k Kinds) total() int { return k.Segv + k.Abort + k.Exit + k.Hang + k.Other }
+
+// Phases counts worker deaths as the pool saw them (Pool.Stats).
+type Phases struct {
+	Startup uint64 `json:"startup"` // failed starts
+	Call    uint64 `json:"call"`
+	Idle    uint64 `json:"idle"`
+}
+
+// Faults counts the faults the workers journalled just before triggering
+// them, by where they struck.
+type Faults struct {
+	Call    Kinds `json:"call"`
+	Idle    Kinds `json:"idle"`
+	Startup Kinds `json:"startup"`
+}
+
+// summary is the demo's result. Its JSON keys are the --json output.
+type summary struct {
+	Requested  int    `json:"requested"`
+	Calls      int    `json:"calls"` // calls sent; fewer than requested only if interrupted
+	OK         int    `json:"ok"`
+	Crashed    int    `json:"crashed"`      // calls that got a *CrashError
+	Timeouts   int    `json:"timeouts"`     // calls that ended by their deadline
+	NoWorker   int    `json:"start_failed"` // *StartError: every worker was down and a replacement died at start-up
+	Errors     int    `json:"errors"`       // any other error
+	FirstError string `json:"first_error,omitempty"`
+	Wrong      int    `json:"wrong"` // a result that is not the right checksum: must be 0
+	Lost       int    `json:"lost"`  // must be 0
+	Duplicated int    `json:"duplicated"`
+	P50us      int64  `json:"p50_us"` // latency of ok calls
+	P99us      int64  `json:"p99_us"`
+	RespawnP50 int64  `json:"respawn_p50_us"` // Pool.Stats().RespawnP50
+	Respawns   int    `json:"respawns"`       // replacements that RespawnP50 is over
+	Redispatch uint64 `json:"redispatched"`   // calls re-sent because their worker died before starting them
+
+	LostNoAnswer     int   `json:"lost_no_answer"`          // Call never returned
+	LostUnstarted    int   `json:"lost_ok_but_not_started"` // success, yet no worker journalled the call
+	CrashedByKind    Kinds `json:"crashed_by_kind"`
+	CrashedUnstarted int   `json:"crashed_unstarted"`     // CrashError in phase idle: died before starting it, redispatch exhausted
+	CrashedNoJournal int   `json:"crashed_not_journaled"` // CrashError, but no worker journalled the call: it died between the start marker and the handler
+	TimeoutsStarted  int   `json:"timeouts_started"`      // a worker had started the call (a hang)
+	TimeoutsWaiting  int   `json:"timeouts_not_started"`  // the deadline passed before a worker started it
+	MaxStarts        int   `json:"max_starts"`            // the most times one call was journalled
+
+	WorkerDeaths   Phases `json:"worker_deaths"`
+	FaultsInjected Faults `json:"faults_injected"`
+	DeadlyFaults   int    `json:"deadly_faults_journaled"` // workers whose last journalled fault kills (segv, abort, exit)
+	WorkersStarted uint64 `json:"workers_started"`
+	Abandoned      uint64 `json:"abandoned"` // calls whose deadline passed (Pool.Stats)
+	// Recycled and quarantined workers: add here, and to writeText, once
+	// Pool.Stats has them (policies branch).
+
+	Transport         string  `json:"transport"`
+	Workers           int     `json:"workers"`
+	Concurrency       int     `json:"concurrency"`
+	CrashRate         float64 `json:"crash_rate"`
+	IdleCrashRate     float64 `json:"idle_crash_rate"`
+	StartupCrashRate  float64 `json:"startup_crash_rate"`
+	TimeoutMs         float64 `json:"timeout_ms"`
+	ElapsedMs         int64   `json:"elapsed_ms"`
+	CallsPerSec       float64 `json:"calls_per_sec"`
+	PoolStartAttempts int     `json:"pool_start_attempts"`
+	Interrupted       bool    `json:"interrupted"`
+	Stalled           bool    `json:"stalled"`
+	Clean             bool    `json:"clean"` // lost, duplicated and wrong are all 0
+}
+
+// tally checks every call against the workers' journals and builds the
+// summary. The callers must be done, or stalled (their calls still out are
+// lost).
+func (r *demoRun) tally(journals [][]crashy.Record, lat []time.Duration, st bulkhead.Stats, elapsed time.Duration) *summary {
+	cfg := r.cfg
+	s := &summary{
+		Requested: cfg.calls, Transport: transportName(cfg.transport), Workers: cfg.workers, Concurrency: cfg.concurrency,
+		CrashRate: cfg.crashRate, IdleCrashRate: cfg.idleRate, StartupCrashRate: cfg.startupRate,
+		TimeoutMs: float64(cfg.timeout) / float64(time.Millisecond),
+	}
+	starts := make([]int, cfg.calls+1)
+	for _, recs := range journals {
+		for _, rec := range recs {
+			switch rec.Kind {
+			case crashy.KindCall:
+				if rec.ID <= uint64(cfg.calls) {
+					starts[rec.ID]++
+				} else {
+					s.Duplicated++ // an id the demo never sent: count it against the run
+				}
+				if rec.Fault != native.FaultNone {
+					s.FaultsInjected.Call.add(rec.Fault)
+				}
+			case crashy.KindIdle:
+				s.FaultsInjected.Idle.add(rec.Fault)
+			case crashy.KindStartup:
+				s.FaultsInjected.Startup.add(rec.Fault)
+			}
+		}
+		if f := crashy.LastFault(recs); f != native.FaultNone && f != native.FaultHang {
+			s.DeadlyFaults++
+		}
+	}
+	for id := 1; id <= cfg.calls; id++ {
+		n := starts[id]
+		s.MaxStarts = max(s.MaxStarts, n)
+		if n > 1 {
+			s.Duplicated++
+		}
+		switch r.status[id].Load() {
+		case statusNotSent:
+			if n > 0 {
+				s.Duplicated++ // started, yet never sent
+			}
+			continue
+		case statusOut:
+			s.Calls++
+			s.LostNoAnswer++
+			continue
+		}
+		s.Calls++
+		res := r.result[id]
+		switch res.out {
+		case outOK:
+			s.OK++
+			if n == 0 {
+				s.LostUnstarted++
+			}
+		case outWrong:
+			s.Wrong++
+		case outCrash:
+			s.Crashed++
+			switch res.kind {
+			case kindSegv:
+				s.CrashedByKind.Segv++
+			case kindAbort:
+				s.CrashedByKind.Abort++
+			case kindExit:
+				s.CrashedByKind.Exit++
+			default:
+				s.CrashedByKind.Other++
+			}
+			if res.idle {
+				s.CrashedUnstarted++
+			} else if n == 0 {
+				s.CrashedNoJournal++
+			}
+		case outTimeout:
+			s.Timeouts++
+			if res.started {
+				s.TimeoutsStarted++
+			} else {
+				s.TimeoutsWaiting++
+			}
+		case outNoWorker:
+			s.NoWorker++
+		default:
+			s.Errors++
+		}
+	}
+	if e := r.firstErr.Load(); e != nil {
+		s.FirstError = "; the first: " + *e
+	}
+	s.Lost = s.LostNoAnswer + s.LostUnstarted
+	s.Clean = s.Lost == 0 && s.Duplicated == 0 && s.Wrong == 0
+
+	slices.Sort(lat)
+	s.P50us = percentile(lat, 0.50).Microseconds()
+	s.P99us = percentile(lat, 0.99).Microseconds()
+	s.RespawnP50 = st.RespawnP50.Microseconds()
+	s.Respawns = st.Respawns
+	s.Redispatch = st.Redispatched
+	s.Abandoned = st.Abandoned
+	s.WorkersStarted = st.Started
+	s.WorkerDeaths = Phases{Startup: st.StartFailures, Call: st.CallCrashes, Idle: st.IdleCrashes}
+	s.ElapsedMs = elapsed.Milliseconds()
+	s.CallsPerSec = math.Round(float64(s.Calls)/max(elapsed.Seconds(), 1e-9)*10) / 10
+	return s
+}
+
+func transportName(t bulkhead.Transport) string {
+	if t == bulkhead.TransportShm {
+		return "shm"
+	}
+	return "socket"
+}
+
+// percentile returns the nearest-rank q-quantile of sorted d, or 0.
+func percentile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(d)))) - 1
+	return d[min(max(i, 0), len(d)-1)]
+}
+
+func (s *summary) writeJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(s)
+}
+
+func (s *summary) writeText(w io.Writer) {
+	us := func(v int64) string { return (time.Duration(v) * time.Microsecond).String() }
+	mark := func(n int) string {
+		if n == 0 {
+			return "ok"
+		}
+		return "FAILED"
+	}
+	head := fmt.Sprintf("%d calls", s.Calls)
+	if s.Calls < s.Requested {
+		head = fmt.Sprintf("%d of %d calls", s.Calls, s.Requested)
+	}
+	fmt.Fprintf(w, "\nbulkhead demo: %s from %d callers on %d crashy workers (%s), in %.1fs (%.0f calls/s)\n",
+		head, s.Concurrency, s.Workers, s.Transport, float64(s.ElapsedMs)/1000, s.CallsPerSec)
+	fmt.Fprintf(w, "crash rate %g per call (segv, abort, exit, hang alike), idle %g per call, start-up %g per worker; deadline %gms\n\n",
+		s.CrashRate, s.IdleCrashRate, s.StartupCrashRate, s.TimeoutMs)
+
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "ok\t%d\tright checksum, checked in Go\n", s.OK)
+	k := s.CrashedByKind
+	fmt.Fprintf(tw, "crashed\t%d\tsegv %d, abort %d, exit %d, other %d  (*CrashError)\n",
+		s.Crashed, k.Segv, k.Abort, k.Exit, k.Other)
+	if s.CrashedUnstarted+s.CrashedNoJournal > 0 {
+		fmt.Fprintf(tw, "\t\tof which %d died before starting the call (redispatch exhausted), %d before its handler ran\n",
+			s.CrashedUnstarted, s.CrashedNoJournal)
+	}
+	fmt.Fprintf(tw, "timeouts\t%d\t%d hung in C and were killed, %d did not get a worker in time  (*CanceledError)\n",
+		s.Timeouts, s.TimeoutsStarted, s.TimeoutsWaiting)
+	fmt.Fprintf(tw, "no worker\t%d\tevery worker was down and a replacement died at start-up  (*StartError)\n", s.NoWorker)
+	fmt.Fprintf(tw, "other errors\t%d\tany other error%s\n", s.Errors, s.FirstError)
+	fmt.Fprintf(tw, "wrong results\t%d\t%s\n", s.Wrong, mark(s.Wrong))
+	fmt.Fprintf(tw, "lost\t%d\t%s: %d never answered, %d answered ok but started by no worker\n", s.Lost, mark(s.Lost), s.LostNoAnswer, s.LostUnstarted)
+	fmt.Fprintf(tw, "duplicated\t%d\t%s: no call started twice (the most any call was journalled: %d)\n", s.Duplicated, mark(s.Duplicated), s.MaxStarts)
+	fmt.Fprintf(tw, "redispatched\t%d\tcalls whose worker died before starting them, sent to another\n", s.Redispatch)
+	fmt.Fprintf(tw, "latency\tp50 %s\tp99 %s  (ok calls, waiting for a worker included)\n", us(s.P50us), us(s.P99us))
+	fmt.Fprintf(tw, "respawn p50\t%s\tfrom losing a worker to its replacement's HELLO, over %d replacements\n", us(s.RespawnP50), s.Respawns)
+	tw.Flush()
+
+	fmt.Fprintf(w, "\nworker deaths, as the pool saw them: %d at start-up, %d during a call, %d between calls; %d workers started\n",
+		s.WorkerDeaths.Startup, s.WorkerDeaths.Call, s.WorkerDeaths.Idle, s.WorkersStarted)
+	fmt.Fprintf(w, "faults the workers journalled just before triggering them:\n")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "\tsegv\tabort\texit\thang\t\n")
+	for _, row := range []struct {
+		name string
+		k    Kinds
+	}{{"in a call", s.FaultsInjected.Call}, {"after a call (idle)", s.FaultsInjected.Idle}, {"at start-up", s.FaultsInjected.Startup}} {
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t\n", row.name, row.k.Segv, row.k.Abort, row.k.Exit, row.k.Hang)
+	}
+	tw.Flush()
+	// Recycled and quarantined workers: print here once Pool.Stats has them.
+	if s.PoolStartAttempts > 1 {
+		fmt.Fprintf(w, "the pool took %d attempts to start: every first worker died at start-up\n", s.PoolStartAttempts)
+	}
+	switch {
+	case s.Stalled:
+		fmt.Fprintf(w, "\nSTALLED: calls stopped returning; the ones still out are counted as lost\n")
+	case s.Interrupted:
+		fmt.Fprintf(w, "\ninterrupted: the calls not yet sent were not made\n")
+	}
+	if s.Clean {
+		fmt.Fprintf(w, "\nno call lost, none run twice, every answer right.\n")
+	} else {
+		fmt.Fprintf(w, "\nCHECKS FAILED: %d lost, %d duplicated, %d wrong\n", s.Lost, s.Duplicated, s.Wrong)
+	}
+}

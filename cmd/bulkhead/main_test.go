@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/bulkhead-go/bulkhead/worker"
+	"go.uber.org/goleak"
+)
+
+// cliEnv makes the test binary run the CLI on its arguments instead of the
+// tests: the helper-process pattern, for tests that need a dispatcher of
+// their own to kill.
+const cliEnv = "BULKHEAD_TEST_CLI"
+
+// The test binary is also the demo's worker: the demo re-executes
+// os.Executable() with the "worker" subcommand, and here that is this binary.
+func TestMain(m *testing.M) {
+	if worker.IsWorker() || os.Getenv(cliEnv) != "" {
+		os.Exit(execute(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// run runs the CLI in-process.
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = execute(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestRootUsage(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+		want string // in stdout for code 0, stderr otherwise
+	}{
+		{nil, 0, "demo"},
+		{[]string{"--help"}, 0, "Available Commands"},
+		{[]string{"nosuch"}, 2, `unknown command "nosuch"`},
+		{[]string{"--nosuch"}, 2, "unknown flag"},
+	}
+	for _, tt := range tests {
+		code, out, errs := run(t, tt.args...)
+		got := out
+		if tt.code != 0 {
+			got = errs
+		}
+		if code != tt.code || !strings.Contains(got, tt.want) {
+			t.Errorf("bulkhead %q: exit %d, output %q; want exit %d and %q", tt.args, code, got, tt.code, tt.want)
+		}
+	}
+	// The worker subcommand is not for people.
+	if _, out, _ := run(t, "--help"); strings.Contains(out, "\n  "+workerArg+" ") {
+		t.Errorf("help lists the hidden worker subcommand:\n%s", out)
+	}
+}
+
+// childrenOf lists pid's child processes, zombies included.
+func childrenOf(pid int) []int {
+	want := strconv.Itoa(pid)
+	var out []int
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(s[i+1:])
+		if len(fields) > 1 && fields[1] == want {
+			if n, err := strconv.Atoi(filepath.Base(filepath.Dir(f))); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// checkLeaks fails the test if it leaves a child process or a descriptor
+// behind (goroutines are checked for the whole binary by TestMain).
+func checkLeaks(t *testing.T) {
+	fds := countFDs(t)
+	t.Cleanup(func() {
+		if kids := childrenOf(os.Getpid()); len(kids) > 0 {
+			t.Errorf("child processes left behind: %v", kids)
+		}
+		if n := countFDs(t); n > fds {
+			t.Errorf("descriptors leaked: %d before, %d after", fds, n)
+		}
+	})
+}
+
+func countFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
