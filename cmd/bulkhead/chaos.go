@@ -97,4 +97,3 @@ processes, zombies). Exit status 1 if any check fails.`,
 	}
 	return cmd
 }
-

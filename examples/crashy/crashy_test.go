@@ -150,7 +150,14 @@ func TestCallFaults(t *testing.T) {
 			if err := p.Close(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			js := journals(t, dir)
+			// A replacement started after the fault may have opened an
+			// empty journal of its own: only records count.
+			var js [][]crashy.Record
+			for _, j := range journals(t, dir) {
+				if len(j) > 0 {
+					js = append(js, j)
+				}
+			}
 			if len(js) != 1 || len(js[0]) != 1 {
 				t.Fatalf("journals %v: want one with one record", js)
 			}
