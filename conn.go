@@ -38,6 +38,12 @@ type conn struct {
 	broken  error // set once; every later call fails with it
 	reader  *wire.Reader
 
+	// Object servers only (conn_watch.go): onFrame takes the object-model
+	// frames (types 16-31) from whichever goroutine is reading, and
+	// watchWake (cap 1) tells the idle watcher that the reader role is free.
+	onFrame   func(h wire.Header, payload []byte) error
+	watchWake chan struct{}
+
 	closeOnce sync.Once
 }
 
@@ -142,11 +148,16 @@ func (c *conn) wait(p *pending, cancel <-chan struct{}) {
 			c.mu.Lock()
 			c.reading = false
 			// Hand the reader role to another waiter, if any.
+			handed := false
 			for _, q := range c.pend {
 				if !q.done {
 					signal(q)
+					handed = true
 					break
 				}
+			}
+			if !handed && c.watchWake != nil {
+				c.wakeWatcher()
 			}
 			c.mu.Unlock()
 			return
@@ -202,6 +213,13 @@ func (c *conn) readUntil(p *pending) {
 			c.sendControl(wire.TypePong, h.ID)
 		case wire.TypePong:
 		default:
+			if c.onFrame != nil && wire.IsObjectType(h.Type) {
+				if err := c.onFrame(h, payload); err != nil {
+					c.fail(err)
+					return
+				}
+				continue
+			}
 			c.fail(&wire.FrameError{Header: h, Reason: "unexpected frame from worker"})
 			return
 		}
@@ -218,6 +236,9 @@ func (c *conn) fail(err error) {
 		delete(c.pend, id)
 		q.done, q.err = true, c.broken
 		signal(q)
+	}
+	if c.watchWake != nil {
+		c.wakeWatcher()
 	}
 	c.mu.Unlock()
 	c.shutdown()
