@@ -27,7 +27,8 @@ func helperServer(t testing.TB, spec string, classes []ClassConfig, env ...strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := append(os.Environ(), "BULKHEAD_ACT_HELPER="+spec)
+	// A race-enabled child sleeps a second at exit unless told not to.
+	e := append(os.Environ(), "BULKHEAD_ACT_HELPER="+spec, "GORACE=atexit_sleep_ms=0")
 	return ServerConfig{Name: "helper", Process: Config{Command: exe, Env: append(e, env...)}, Classes: classes}
 }
 
