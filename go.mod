@@ -8,4 +8,9 @@ require (
 	golang.org/x/sys v0.49.0
 )
 
-require github.com/x448/float16 v0.8.4 // indirect
+require (
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/spf13/cobra v1.10.2 // indirect
+	github.com/spf13/pflag v1.0.9 // indirect
+	github.com/x448/float16 v0.8.4 // indirect
+)
