@@ -171,8 +171,8 @@ type classEntry struct {
 	name     string
 	cfg      ClassConfig
 	def      *serverDef
-	routable []*server   // running servers that registered the class and take activations
-	pending  int         // launches under way that will serve it
+	routable []*server    // running servers that registered the class and take activations
+	pending  int          // launches under way that will serve it
 	waiters  []*actWaiter // activations and handouts waiting for a server
 }
 

@@ -225,7 +225,7 @@ func TestObjectLifecycle(t *testing.T) {
 		t.Fatalf("add = %v", v)
 	}
 	p.expect(p.activate("Counter", 2, -1), wire.CodeApplication) // constructor error
-	p.expect(p.call(2, "add", 1), wire.CodeUnknownObject)         // it was never created
+	p.expect(p.call(2, "add", 1), wire.CodeUnknownObject)        // it was never created
 	p.expect(p.activate("Nope", 3), wire.CodeUnknownClass)
 	p.expect(p.call(1, "nope"), wire.CodeUnknownMethod)
 	p.expect(p.call(1, "add", "x"), wire.CodeBadArguments)

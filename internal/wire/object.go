@@ -50,8 +50,8 @@ const (
 
 // Limits on object-model messages.
 const (
-	MaxClassBytes = 256  // class and event names
-	MaxClasses    = 256  // classes one worker may register
+	MaxClassBytes = 256 // class and event names
+	MaxClasses    = 256 // classes one worker may register
 	MaxObjectID   = 1<<63 - 1
 )
 
