@@ -104,6 +104,13 @@ type ActivatorConfig struct {
 	// Zero value: 4096.
 	MaxROTEntries int
 
+	// EventDelay bounds how long a frame a server sends on its own (an
+	// event, REVOKE) can wait to be read while calls keep coming. Calls
+	// read such frames themselves; a watcher takes over when they stop,
+	// after this long, so that calls do not pay for waking it.
+	// Zero value: 1 ms. At most 1 s.
+	EventDelay time.Duration
+
 	// Clock is the source of time for leases and linger.
 	// Zero value: the system clock.
 	Clock Clock
@@ -136,6 +143,7 @@ type hooks struct {
 // suspension are one step. See docs/DESIGN-lifetime.md.
 type Activator struct {
 	linger     time.Duration
+	eventDelay time.Duration
 	maxRetries int
 	maxObjects int
 	maxROT     int
@@ -210,6 +218,7 @@ func NewActivator(cfg ActivatorConfig) (*Activator, error) {
 func newActivator(cfg ActivatorConfig, h hooks) (*Activator, error) {
 	a := &Activator{
 		linger:     cfg.Linger,
+		eventDelay: cfg.EventDelay,
 		maxRetries: cfg.MaxRetries,
 		maxObjects: cfg.MaxObjects,
 		maxROT:     cfg.MaxROTEntries,
@@ -230,6 +239,11 @@ func newActivator(cfg ActivatorConfig, h hooks) (*Activator, error) {
 		a.linger = defaultLinger
 	case a.linger < 0:
 		a.linger = 0
+	}
+	if a.eventDelay < 0 || a.eventDelay > time.Second {
+		bad("EventDelay = %v: want 0 (1 ms) to 1 s", a.eventDelay)
+	} else if a.eventDelay == 0 {
+		a.eventDelay = time.Millisecond
 	}
 	if a.maxRetries < 0 || a.maxRetries > 1000 {
 		bad("MaxRetries = %d: want 0 (16) to 1000", a.maxRetries)
@@ -555,7 +569,7 @@ func (a *Activator) launchServer(s *server) {
 	s.pid = w.pid
 	s.state = stateRegistered
 	s.connRefs.Store(2) // the process and the watcher
-	w.conn.startWatch(func(h wire.Header, p []byte) error { return a.onFrame(s, h, p) })
+	w.conn.startWatch(func(h wire.Header, p []byte) error { return a.onFrame(s, h, p) }, a.eventDelay)
 	s.regTimer = a.afterFunc(s.def.s.StartTimeout, func() { a.registrationTimeout(s) })
 	a.wg.Add(1)
 	a.mu.Unlock()

@@ -39,10 +39,11 @@ type conn struct {
 	reader  *wire.Reader
 
 	// Object servers only (conn_watch.go): onFrame takes the object-model
-	// frames (types 16-31) from whichever goroutine is reading, and
-	// watchWake (cap 1) tells the idle watcher that the reader role is free.
+	// frames (types 16-31) from whichever goroutine is reading; the idle
+	// watcher's state is guarded by mu.
 	onFrame   func(h wire.Header, payload []byte) error
 	watchWake chan struct{}
+	ws        watchState
 
 	closeOnce sync.Once
 }
@@ -157,7 +158,7 @@ func (c *conn) wait(p *pending, cancel <-chan struct{}) {
 				}
 			}
 			if !handed && c.watchWake != nil {
-				c.wakeWatcher()
+				c.roleFreed()
 			}
 			c.mu.Unlock()
 			return

@@ -2,6 +2,7 @@ package bulkhead
 
 import (
 	"io"
+	"time"
 
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
@@ -13,14 +14,21 @@ import (
 // up as soon as a caller waits: a caller still reads its own reply, the fast
 // path, whenever it can.
 
-// startWatch enables the watcher; call before any goroutine uses c.
-func (c *conn) startWatch(onFrame func(wire.Header, []byte) error) {
-	c.onFrame = onFrame
-	c.watchWake = make(chan struct{}, 1)
+// watchState is the idle watcher's state, guarded by conn.mu.
+type watchState struct {
+	backoff  time.Duration // how long callers are left to read before the watcher looks
+	parked   bool          // waiting on watchWake for the reader role
+	activity uint64        // reader roles released by callers
 }
 
-// wakeWatcher tells the watcher the reader role may be free. Called with c.mu
-// held.
+// startWatch enables the watcher; call before any goroutine uses c.
+func (c *conn) startWatch(onFrame func(wire.Header, []byte) error, backoff time.Duration) {
+	c.onFrame = onFrame
+	c.watchWake = make(chan struct{}, 1)
+	c.ws.backoff = backoff
+}
+
+// wakeWatcher wakes the watcher whatever it waits for. Called with c.mu held.
 func (c *conn) wakeWatcher() {
 	select {
 	case c.watchWake <- struct{}{}:
@@ -28,14 +36,63 @@ func (c *conn) wakeWatcher() {
 	}
 }
 
+// roleFreed is called, with c.mu held, when a caller lets the reader role go
+// and nobody else waits for it. It wakes the watcher only if the watcher is
+// parked waiting for the role: while calls keep coming the watcher is on its
+// backoff timer instead, and callers pay nothing for it. Frames the caller
+// read past its reply (an event another object emitted meanwhile) are in
+// the reader's buffer, where a watcher blocked in poll(2) cannot see them:
+// the caller handles them before it leaves, which costs nothing when there
+// are none.
+func (c *conn) roleFreed() {
+	c.ws.activity++
+	if c.ws.parked {
+		c.ws.parked = false
+		c.wakeWatcher()
+		return
+	}
+	if !c.reader.Buffered() || c.broken != nil {
+		return
+	}
+	c.reading = true
+	c.mu.Unlock()
+	ok := true
+	for ok && c.reader.Buffered() {
+		ok = c.readOne()
+	}
+	c.mu.Lock()
+	c.reading = false
+	for _, q := range c.pend {
+		if !q.done {
+			signal(q) // a caller came while the frames were handled
+			return
+		}
+	}
+}
+
+// parkLocked waits, with c.mu held, until a caller frees the reader role or
+// the connection fails.
+func (c *conn) parkLocked() {
+	c.ws.parked = true
+	c.mu.Unlock()
+	<-c.watchWake
+	c.mu.Lock()
+	c.ws.parked = false
+}
+
 // watch is the watcher's loop. It returns once the connection has failed.
+//
+// While callers come and go, each reads every frame before its reply, so
+// the watcher stays off the socket: blocking in poll(2) there would be woken
+// by every reply. After callers were active it waits a backoff and looks
+// again; only once a look finds that no caller came since the last one does
+// it block in poll(2) until data comes.
 func (c *conn) watch() {
+	var seen uint64
+	c.mu.Lock()
 	for {
-		c.mu.Lock()
 		for c.reading && c.broken == nil {
-			c.mu.Unlock()
-			<-c.watchWake
-			c.mu.Lock()
+			c.parkLocked()
 		}
 		if c.broken != nil {
 			c.mu.Unlock()
@@ -44,7 +101,7 @@ func (c *conn) watch() {
 		c.reading = true
 		c.mu.Unlock()
 
-		idle, ok := c.readAvailable()
+		handed, ok := c.readAvailable()
 
 		c.mu.Lock()
 		c.reading = false
@@ -54,25 +111,40 @@ func (c *conn) watch() {
 				break
 			}
 		}
+		switch {
+		case !ok:
+			c.mu.Unlock()
+			return
+		case handed:
+			c.parkLocked() // the caller wakes the watcher when it lets go
+			continue
+		case c.ws.activity != seen:
+			// Callers were busy: leave the reading to them a while.
+			seen = c.ws.activity
+			c.mu.Unlock()
+			t := time.NewTimer(c.ws.backoff)
+			select {
+			case <-t.C:
+			case <-c.watchWake: // the connection failed
+				t.Stop()
+			}
+			c.mu.Lock()
+			continue
+		}
 		c.mu.Unlock()
-		if !ok {
+		// Quiet: wait for data. Shutdown wakes the poll too.
+		if _, err := c.fd.WaitReadable(-1); err != nil {
+			c.fail(err)
 			return
 		}
-		if idle {
-			// Nothing to read: wait for data without holding the role,
-			// so that a caller can take it. Shutdown wakes this too.
-			if _, err := c.fd.WaitReadable(-1); err != nil {
-				c.fail(err)
-				return
-			}
-		}
+		c.mu.Lock()
 	}
 }
 
 // readAvailable reads the frames already waiting, without blocking between
-// frames. It stops early when a caller waits for the reader role. idle is
-// true when nothing was left to read; ok is false when the connection failed.
-func (c *conn) readAvailable() (idle, ok bool) {
+// frames. It stops early, with handed true, when a caller waits for the
+// reader role; ok is false when the connection failed.
+func (c *conn) readAvailable() (handed, ok bool) {
 	for {
 		c.mu.Lock()
 		waiter := false
@@ -84,7 +156,7 @@ func (c *conn) readAvailable() (idle, ok bool) {
 		}
 		c.mu.Unlock()
 		if waiter {
-			return false, true
+			return true, true
 		}
 		if !c.reader.Buffered() {
 			readable, err := c.fd.WaitReadable(0)
@@ -93,42 +165,51 @@ func (c *conn) readAvailable() (idle, ok bool) {
 				return false, false
 			}
 			if !readable {
-				return true, true
+				return false, true
 			}
 		}
-		h, payload, err := c.reader.Next()
-		if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			c.fail(err)
-			return false, false
-		}
-		switch {
-		case h.Type == wire.TypeReply || h.Type == wire.TypeError:
-			// As in readUntil: the owner may be waiting as a follower.
-			c.mu.Lock()
-			if q := c.pend[h.ID]; q != nil {
-				delete(c.pend, h.ID)
-				q.typ = h.Type
-				q.payload = append([]byte(nil), payload...)
-				q.done = true
-				signal(q)
-			}
-			c.mu.Unlock()
-		case h.Type == wire.TypePing:
-			c.sendControl(wire.TypePong, h.ID)
-		case h.Type == wire.TypePong:
-		case wire.IsObjectType(h.Type) && c.onFrame != nil:
-			if err := c.onFrame(h, payload); err != nil {
-				c.fail(err)
-				return false, false
-			}
-		default:
-			c.fail(&wire.FrameError{Header: h, Reason: "unexpected frame from worker"})
+		if !c.readOne() {
 			return false, false
 		}
 	}
+}
+
+// readOne reads and handles one frame for the role holder; false if the
+// connection failed.
+func (c *conn) readOne() bool {
+	h, payload, err := c.reader.Next()
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		c.fail(err)
+		return false
+	}
+	switch {
+	case h.Type == wire.TypeReply || h.Type == wire.TypeError:
+		// As in readUntil: the owner may be waiting as a follower.
+		c.mu.Lock()
+		if q := c.pend[h.ID]; q != nil {
+			delete(c.pend, h.ID)
+			q.typ = h.Type
+			q.payload = append([]byte(nil), payload...)
+			q.done = true
+			signal(q)
+		}
+		c.mu.Unlock()
+	case h.Type == wire.TypePing:
+		c.sendControl(wire.TypePong, h.ID)
+	case h.Type == wire.TypePong:
+	case wire.IsObjectType(h.Type) && c.onFrame != nil:
+		if err := c.onFrame(h, payload); err != nil {
+			c.fail(err)
+			return false
+		}
+	default:
+		c.fail(&wire.FrameError{Header: h, Reason: "unexpected frame from worker"})
+		return false
+	}
+	return true
 }
 
 // sendActivate queues an ACTIVATE request and registers it, like send.
