@@ -84,19 +84,25 @@ func (c *conn) parkLocked() {
 //
 // While callers come and go, each reads every frame before its reply, so
 // the watcher stays off the socket: blocking in poll(2) there would be woken
-// by every reply. After callers were active it waits a backoff and looks
-// again; only once a look finds that no caller came since the last one does
-// it block in poll(2) until data comes.
+// by every reply, and waiting for the reader role would be woken by every
+// caller. It looks again after a backoff instead. Only when a look finds
+// that no caller came since the last one does it block in poll(2) until data
+// comes; and only behind one long call does it wait for the role.
 func (c *conn) watch() {
 	var seen uint64
 	c.mu.Lock()
 	for {
-		for c.reading && c.broken == nil {
-			c.parkLocked()
-		}
 		if c.broken != nil {
 			c.mu.Unlock()
 			return
+		}
+		if c.reading {
+			if c.ws.activity == seen {
+				c.parkLocked() // one long call: its caller wakes the watcher
+			} else {
+				c.backoffLocked(&seen)
+			}
+			continue
 		}
 		c.reading = true
 		c.mu.Unlock()
@@ -115,20 +121,8 @@ func (c *conn) watch() {
 		case !ok:
 			c.mu.Unlock()
 			return
-		case handed:
-			c.parkLocked() // the caller wakes the watcher when it lets go
-			continue
-		case c.ws.activity != seen:
-			// Callers were busy: leave the reading to them a while.
-			seen = c.ws.activity
-			c.mu.Unlock()
-			t := time.NewTimer(c.ws.backoff)
-			select {
-			case <-t.C:
-			case <-c.watchWake: // the connection failed
-				t.Stop()
-			}
-			c.mu.Lock()
+		case handed || c.ws.activity != seen:
+			c.backoffLocked(&seen)
 			continue
 		}
 		c.mu.Unlock()
@@ -139,6 +133,20 @@ func (c *conn) watch() {
 		}
 		c.mu.Lock()
 	}
+}
+
+// backoffLocked leaves the reading to callers for a while. Called and
+// returns with c.mu held.
+func (c *conn) backoffLocked(seen *uint64) {
+	*seen = c.ws.activity
+	c.mu.Unlock()
+	t := time.NewTimer(c.ws.backoff)
+	select {
+	case <-t.C:
+	case <-c.watchWake: // the connection failed
+		t.Stop()
+	}
+	c.mu.Lock()
 }
 
 // readAvailable reads the frames already waiting, without blocking between
