@@ -232,7 +232,9 @@ type objConn struct {
 	sta     chan func()   // the Single thread's queue, when not inline
 	staDone chan struct{} // closed when the Single thread exits
 	sem     chan struct{} // Free and Apartment calls running
-	wg      sync.WaitGroup
+	wg      sync.WaitGroup // goroutines running tasks
+
+	readerDone chan error // the read loop's end, whichever goroutine runs it
 }
 
 // liveObject is an object and, for Apartment, its call queue.
@@ -313,7 +315,13 @@ func (c *conn) serveObjects(ctx context.Context) error {
 		o.staDone = make(chan struct{})
 		go o.singleThread()
 	}
-	err = o.read(ctx)
+	if o.inline {
+		err, _ = o.read(ctx)
+	} else {
+		o.readerDone = make(chan error, 1)
+		go o.readLoop(ctx)
+		err = <-o.readerDone
+	}
 	if err == nil && !c.panicked() {
 		o.quit()
 	}
@@ -344,48 +352,69 @@ func (o *objConn) singleThread() {
 	}
 }
 
-// read is the frame loop. It returns nil on QUIT or end of stream.
-func (o *objConn) read(ctx context.Context) error {
+// readLoop runs the read loop on a goroutine of its own; whichever
+// goroutine is reading when the loop ends reports it.
+func (o *objConn) readLoop(ctx context.Context) {
+	if err, ended := o.read(ctx); ended {
+		o.readerDone <- err
+	}
+}
+
+// read is the frame loop. It returns ended and an error (nil on QUIT or end
+// of stream), or, without ended, after this goroutine handed the reading to
+// another one and ran a task itself: leader/follower, so that a call that
+// can start at once starts on the goroutine that read it, with no wait for a
+// goroutine to be scheduled.
+func (o *objConn) read(ctx context.Context) (err error, ended bool) {
 	c := o.c
 	for !c.quit.Load() {
 		h, p, ok, err := c.next(ctx, 0)
 		if !ok {
 			if err != nil && c.quit.Load() {
-				return nil // woken by a handler panic
+				return nil, true // woken by a handler panic
 			}
-			return err
+			return err, true
 		}
+		var now func()
 		switch h.Type {
 		case wire.TypeCall:
 			c.started.Store(h.ID)
-			o.call(ctx, h.ID, slices.Clone(p))
+			now = o.call(ctx, h.ID, slices.Clone(p))
 		case wire.TypeActivate:
 			c.started.Store(h.ID)
-			o.activate(ctx, h.ID, p)
+			now = o.activate(ctx, h.ID, p)
 		case wire.TypeObjCall:
 			c.started.Store(h.ID)
-			o.objCall(ctx, h.ID, p)
+			now = o.objCall(ctx, h.ID, p)
 		case wire.TypeRelease:
 			o.release(h.ID)
 		case wire.TypeSuspend:
 			o.stopping.Store(true)
 		case wire.TypeQuit:
-			return nil
+			return nil, true
 		case wire.TypePing:
 			c.wmu.Lock()
 			c.out.Empty(wire.TypePong, h.ID)
 			err := c.flush()
 			c.wmu.Unlock()
 			if err != nil {
-				return err
+				return err, true
 			}
 		case wire.TypeCancel, wire.TypePong:
 			// CANCEL is best effort (PROTOCOL.md); object calls ignore it.
 		default:
-			return fmt.Errorf("worker: unexpected %v frame from dispatcher", h.Type)
+			return fmt.Errorf("worker: unexpected %v frame from dispatcher", h.Type), true
+		}
+		if now != nil {
+			// Tasks own decoded copies: the next reader may reuse p.
+			o.wg.Add(1)
+			go o.readLoop(ctx)
+			now()
+			o.wg.Done()
+			return nil, false
 		}
 	}
-	return nil
+	return nil, true
 }
 
 // reply sends a call's result; after a handler panic it stops the worker
@@ -431,37 +460,56 @@ func (o *objConn) invoke(ctx context.Context, name string, id uint64, deadline i
 }
 
 // run schedules task by threading model. obj is the object for Apartment.
-func (o *objConn) run(t Threading, obj *liveObject, task func()) {
+// It returns what must run now on a goroutine of its own (the reader hands
+// off and runs it, see read), or nil when the task was run, queued, or sent
+// to the Single thread.
+func (o *objConn) run(t Threading, obj *liveObject, task func()) func() {
 	switch {
 	case t == Single && o.inline:
 		task()
+		return nil
 	case t == Single:
 		o.sta <- task
+		return nil
 	case t == Apartment && obj != nil:
 		obj.qmu.Lock()
-		obj.queue = append(obj.queue, task)
-		start := !obj.running
+		if obj.running {
+			obj.queue = append(obj.queue, task)
+			obj.qmu.Unlock()
+			return nil
+		}
 		obj.running = true
 		obj.qmu.Unlock()
-		if start {
-			o.sem <- struct{}{}
-			o.wg.Add(1)
-			go o.drain(obj)
+		o.sem <- struct{}{}
+		return func() {
+			task()
+			o.drain(obj)
 		}
 	default:
 		o.sem <- struct{}{}
-		o.wg.Add(1)
-		go func() {
-			defer o.wg.Done()
+		return func() {
 			task()
 			<-o.sem
-		}()
+		}
 	}
 }
 
-// drain runs an Apartment object's queued calls in order, then exits.
+// spawn runs a task that must start now on a new goroutine, for callers
+// that are not the reader.
+func (o *objConn) spawn(now func()) {
+	if now == nil {
+		return
+	}
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		now()
+	}()
+}
+
+// drain runs an Apartment object's queued calls in order, then lets the
+// object go idle.
 func (o *objConn) drain(obj *liveObject) {
-	defer o.wg.Done()
 	for {
 		obj.qmu.Lock()
 		if len(obj.queue) == 0 {
@@ -480,41 +528,41 @@ func (o *objConn) drain(obj *liveObject) {
 
 // call serves a stateless CALL: on the Single thread when the Server's
 // Concurrency is 1, concurrently otherwise.
-func (o *objConn) call(ctx context.Context, id uint64, p []byte) {
+func (o *objConn) call(ctx context.Context, id uint64, p []byte) func() {
 	t := Single
 	if o.c.s.Concurrency > 1 {
 		t = Free
 	}
-	o.run(t, nil, func() {
+	return o.run(t, nil, func() {
 		var call wire.Call
 		res, err := o.c.runMarked(ctx, id, p, &call)
 		o.reply(id, res, err)
 	})
 }
 
-func (o *objConn) activate(ctx context.Context, id uint64, p []byte) {
+func (o *objConn) activate(ctx context.Context, id uint64, p []byte) func() {
 	var a wire.Activate
 	if err := wire.DecodeActivate(p, &a); err != nil {
 		o.reply(id, nil, &Error{Code: wire.CodeBadArguments, Message: err.Error()})
-		return
+		return nil
 	}
 	if o.stopping.Load() {
 		// Activations that cross the shutdown decision on the wire are
 		// refused here; the activator retries on a fresh server.
 		o.reply(id, nil, &Error{Code: wire.CodeServerStopping, Message: "server stopping"})
-		return
+		return nil
 	}
 	spec := o.classes[a.Class]
 	if spec == nil {
 		o.reply(id, nil, &Error{Code: wire.CodeUnknownClass, Message: fmt.Sprintf("class %q is not registered", a.Class)})
-		return
+		return nil
 	}
 	obj := &liveObject{self: Object{id: a.Object, class: a.Class, c: o.c}, spec: spec}
 	o.mu.Lock()
 	if _, dup := o.objects[a.Object]; dup {
 		o.mu.Unlock()
 		o.reply(id, nil, &Error{Code: wire.CodeBadArguments, Message: fmt.Sprintf("object %d exists", a.Object)})
-		return
+		return nil
 	}
 	o.objects[a.Object] = obj
 	o.mu.Unlock()
@@ -523,7 +571,7 @@ func (o *objConn) activate(ctx context.Context, id uint64, p []byte) {
 		_ = o.revoke()
 	}
 	args := Args{raw: slices.Clone(a.Args)}
-	o.run(spec.threading, obj, func() {
+	return o.run(spec.threading, obj, func() {
 		state, err := o.invoke(ctx, spec.name, id, 0, func(ctx context.Context) (any, error) {
 			return spec.newFn(ctx, &obj.self, args)
 		})
@@ -541,27 +589,27 @@ func (o *objConn) activate(ctx context.Context, id uint64, p []byte) {
 	})
 }
 
-func (o *objConn) objCall(ctx context.Context, id uint64, p []byte) {
+func (o *objConn) objCall(ctx context.Context, id uint64, p []byte) func() {
 	var oc wire.ObjCall
 	if err := wire.DecodeObjCall(p, &oc); err != nil {
 		o.reply(id, nil, &Error{Code: wire.CodeBadArguments, Message: err.Error()})
-		return
+		return nil
 	}
 	o.mu.Lock()
 	obj := o.objects[oc.Object]
 	o.mu.Unlock()
 	if obj == nil {
 		o.reply(id, nil, &Error{Code: wire.CodeUnknownObject, Message: fmt.Sprintf("no object %d", oc.Object)})
-		return
+		return nil
 	}
 	fn := obj.spec.methods[oc.Method]
 	if fn == nil {
 		o.reply(id, nil, &Error{Code: wire.CodeUnknownMethod,
 			Message: fmt.Sprintf("class %s has no method %q", obj.spec.name, oc.Method)})
-		return
+		return nil
 	}
 	method, deadline, args := oc.Method, oc.Deadline, Args{raw: slices.Clone(oc.Args)}
-	o.run(obj.spec.threading, obj, func() {
+	return o.run(obj.spec.threading, obj, func() {
 		res, err := o.invoke(ctx, method, id, deadline, func(ctx context.Context) (any, error) {
 			return fn(ctx, obj.current(), args)
 		})
@@ -584,11 +632,11 @@ func (o *objConn) destroy(obj *liveObject) {
 	if obj.spec.destroy == nil {
 		return
 	}
-	o.run(obj.spec.threading, obj, func() {
+	o.spawn(o.run(obj.spec.threading, obj, func() {
 		if st := obj.current(); st != nil {
 			obj.spec.destroy(st)
 		}
-	})
+	}))
 }
 
 // quit finishes the calls in flight, then destroys the objects still alive.
