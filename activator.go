@@ -68,7 +68,8 @@ type ServerConfig struct {
 	// Process is how to start the program. Only its process fields are
 	// used: Command, Args, Env, Dir, StartTimeout, KillGrace, MaxFrameSize,
 	// StderrTail. StartTimeout bounds the time from spawn to HELLO, and
-	// again from HELLO to RESUME. Required: Command.
+	// again from HELLO to RESUME. Transport is ignored: class servers
+	// always use the socket. Required: Command.
 	Process Config
 
 	// Classes are the classes the program registers. At least one.
@@ -276,6 +277,9 @@ func newActivator(cfg ActivatorConfig, h hooks) (*Activator, error) {
 			continue
 		}
 		s.Logger = a.log
+		// The watcher polls the socket for frames a server sends on its
+		// own; shared-memory pipes would hide them from it.
+		s.Transport = TransportSocket
 		def := &serverDef{name: sc.Name, s: s}
 		if def.name == "" {
 			def.name = filepath.Base(sc.Process.Command)

@@ -63,6 +63,22 @@ type Config struct {
 	// Zero value: 3.
 	MaxRedispatch int
 
+	// Transport is how frames travel once a worker has said HELLO:
+	// TransportSocket (the zero value), or TransportShm, shared-memory
+	// pipes with futex doorbells, for callers who will spend CPU on
+	// spinning to cut latency. A worker that does not support shared
+	// memory stays on the socket.
+	Transport Transport
+
+	// ShmRingSize is the bytes of each direction's ring with TransportShm.
+	// Zero value: 1 MiB. A power of two from 4 KiB to 64 MiB.
+	ShmRingSize int
+
+	// ShmSpin is how many times a side polls an empty ring before it
+	// sleeps in futex(2), with TransportShm.
+	// Zero value: 20000 (tens of microseconds on current hardware).
+	ShmSpin int
+
 	// RestartDelay is the first pause before retrying a worker that failed
 	// to start; it doubles on each further failure, up to 1000 times
 	// itself.
@@ -74,6 +90,14 @@ type Config struct {
 	// Zero value: slog.Default().
 	Logger *slog.Logger
 }
+
+// Transport selects how frames travel between dispatcher and worker.
+type Transport int
+
+const (
+	TransportSocket Transport = iota // a Unix stream socket
+	TransportShm                     // shared-memory pipes (PROTOCOL.md section 9)
+)
 
 // Bounds on Config values, so that a typo cannot ask for a million workers.
 const (
@@ -150,6 +174,20 @@ func (c *Config) settings() (settings, error) {
 		bad("MaxRedispatch = %d: want 0 (3) to 100", c.MaxRedispatch)
 	} else if c.MaxRedispatch == 0 {
 		s.MaxRedispatch = 3
+	}
+	switch {
+	case c.Transport != TransportSocket && c.Transport != TransportShm:
+		bad("Transport = %d: want TransportSocket or TransportShm", c.Transport)
+	case c.ShmRingSize < 0 || c.ShmRingSize > 64<<20 || (c.ShmRingSize != 0 && (c.ShmRingSize < 4096 || c.ShmRingSize&(c.ShmRingSize-1) != 0)):
+		bad("ShmRingSize = %d: want 0 (1 MiB) or a power of two from 4096 to %d", c.ShmRingSize, 64<<20)
+	case c.ShmSpin < 0 || c.ShmSpin > 1<<30:
+		bad("ShmSpin = %d: want 0 (20000) to %d", c.ShmSpin, 1<<30)
+	}
+	if s.ShmRingSize == 0 {
+		s.ShmRingSize = 1 << 20
+	}
+	if s.ShmSpin == 0 {
+		s.ShmSpin = 20000
 	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()

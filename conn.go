@@ -3,9 +3,12 @@ package bulkhead
 import (
 	"errors"
 	"io"
+	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/bulkhead-go/bulkhead/internal/fdio"
+	"github.com/bulkhead-go/bulkhead/internal/shmpipe"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 	"golang.org/x/sys/unix"
 )
@@ -23,7 +26,11 @@ import (
 // come. With one call in flight, the caller simply reads its own reply with a
 // blocking read(2): two system calls per round trip and no goroutine switch.
 type conn struct {
-	fd       fdio.FD
+	fd       fdio.FD                 // the socket: the handshake, and waking blocked callers
+	rd       io.Reader               // where frames come from: the socket or a shared-memory pipe
+	wr       io.Writer               // where frames go
+	shm      atomic.Pointer[shmLink] // nil unless the shared-memory transport is in use
+	down     atomic.Bool             // shutdown has been called
 	maxFrame uint32
 
 	wmu     sync.Mutex
@@ -63,13 +70,37 @@ var pendingPool = sync.Pool{New: func() any { return &pending{wake: make(chan st
 func newConn(fd int, maxFrame uint32) *conn {
 	c := &conn{
 		fd:       fdio.FD(fd),
+		rd:       fdio.FD(fd),
+		wr:       fdio.FD(fd),
 		maxFrame: maxFrame,
 		out:      new(wire.Builder),
 		spare:    new(wire.Builder),
 		pend:     make(map[uint64]*pending),
 	}
-	c.reader = wire.NewReader(c.fd, maxFrame)
+	c.reader = wire.NewReader(c.rd, maxFrame)
 	return c
+}
+
+// shmLink is the shared-memory transport of one connection (PROTOCOL.md
+// section 9): a pipe each way in one mapped region.
+type shmLink struct {
+	mem     []byte
+	in, out *shmpipe.Pipe
+	file    *os.File // the region, until it has been handed to the worker
+}
+
+// useShm moves the connection onto shared-memory pipes after a HELLO that
+// accepted them. Nothing else may be using the connection yet.
+func (c *conn) useShm(l *shmLink) {
+	c.rd, c.wr = l.in, l.out
+	c.reader = wire.NewReader(c.rd, c.maxFrame)
+	c.shm.Store(l)
+	// A shutdown racing with this switch either sees l, or set down
+	// before we look here: either way the pipes get shut.
+	if c.down.Load() {
+		l.in.Shut()
+		l.out.Shut()
+	}
 }
 
 // errConnBroken wraps the cause when a worker's connection fails.
@@ -117,7 +148,7 @@ func (c *conn) flushLocked() {
 		buf := c.out
 		c.out, c.spare = c.spare, nil
 		c.wmu.Unlock()
-		_, err := c.fd.Write(buf.Bytes())
+		_, err := c.wr.Write(buf.Bytes())
 		buf.Reset()
 		c.wmu.Lock()
 		c.spare = buf
@@ -197,7 +228,11 @@ func (c *conn) readUntil(p *pending) {
 			if q != nil {
 				delete(c.pend, h.ID)
 				q.typ = h.Type
-				q.payload = append([]byte(nil), payload...)
+				if c.reader.Owned() {
+					q.payload = payload // a large frame: already its own allocation
+				} else {
+					q.payload = append([]byte(nil), payload...)
+				}
 				q.done = true
 				if q != p {
 					// Under the lock: once q's owner sees done it may
@@ -210,9 +245,14 @@ func (c *conn) readUntil(p *pending) {
 				return
 			}
 			// A reply nobody waits for belongs to an abandoned call.
-		case wire.TypePing:
-			c.sendControl(wire.TypePong, h.ID)
-		case wire.TypePong:
+		case wire.TypePing, wire.TypePong:
+			if len(payload) != 0 {
+				c.fail(&wire.FrameError{Header: h, Reason: "control frame with a payload"})
+				return
+			}
+			if h.Type == wire.TypePing {
+				c.sendControl(wire.TypePong, h.ID)
+			}
 		default:
 			if c.onFrame != nil && wire.IsObjectType(h.Type) {
 				if err := c.onFrame(h, payload); err != nil {
@@ -266,7 +306,12 @@ func (c *conn) release(p *pending) {
 // shutdown wakes any reader or writer blocked on the socket. The descriptor
 // stays open until close, so its number cannot be reused under them.
 func (c *conn) shutdown() {
+	c.down.Store(true)
 	_ = unix.Shutdown(int(c.fd), unix.SHUT_RDWR)
+	if l := c.shm.Load(); l != nil {
+		l.in.Shut()
+		l.out.Shut()
+	}
 }
 
 // close releases the descriptor; call only when no goroutine can use it.
@@ -274,5 +319,8 @@ func (c *conn) close() {
 	c.closeOnce.Do(func() {
 		c.shutdown()
 		_ = unix.Close(int(c.fd))
+		if l := c.shm.Load(); l != nil {
+			_ = unix.Munmap(l.mem)
+		}
 	})
 }

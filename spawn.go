@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/bulkhead-go/bulkhead/internal/proc"
+	"github.com/bulkhead-go/bulkhead/internal/shmpipe"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 	"golang.org/x/sys/unix"
 )
@@ -67,6 +68,13 @@ func launch(s *settings, sp *proc.Spawner, onExit func(*workerProc), track func(
 		return nil, &StartError{ExitCode: -1, Reason: "socketpair: " + err.Error(), Err: err}
 	}
 	parentFD, childFD := fds[0], fds[1]
+	for _, fd := range fds {
+		// Larger buffers let a big frame cross in a few system calls
+		// rather than many 200 KiB hand-offs; the kernel caps the value
+		// at net.core.wmem_max, which is fine.
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, socketBuffer)
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, socketBuffer)
+	}
 	childSock := os.NewFile(uintptr(childFD), "bulkhead-socket")
 	defer childSock.Close()
 
@@ -76,6 +84,16 @@ func launch(s *settings, sp *proc.Spawner, onExit func(*workerProc), track func(
 		return nil, &StartError{ExitCode: -1, Reason: "start marker: " + err.Error(), Err: err}
 	}
 	defer markerFile.Close()
+
+	var shm *shmLink
+	if s.Transport == TransportShm {
+		if shm, err = newShmLink(s.ShmRingSize, s.ShmSpin); err != nil {
+			unix.Close(parentFD)
+			unix.Munmap(page)
+			return nil, &StartError{ExitCode: -1, Reason: "shared-memory transport: " + err.Error(), Err: err}
+		}
+		defer shm.file.Close()
+	}
 
 	var cookieBytes [16]byte
 	_, _ = rand.Read(cookieBytes[:])
@@ -93,6 +111,14 @@ func launch(s *settings, sp *proc.Spawner, onExit func(*workerProc), track func(
 		"BULKHEAD_PARENT_PID="+strconv.Itoa(os.Getpid()),
 		"BULKHEAD_MAX_FRAME="+strconv.FormatUint(uint64(s.maxFrame), 10),
 	)
+	extra := []*os.File{childSock, markerFile}
+	if shm != nil {
+		env = append(env,
+			"BULKHEAD_SHM_FD=5",
+			"BULKHEAD_SHM_SIZE="+strconv.Itoa(s.ShmRingSize),
+			"BULKHEAD_SHM_SPIN="+strconv.Itoa(s.ShmSpin))
+		extra = append(extra, shm.file)
+	}
 	env = append(env, extraEnv...)
 	stderr := proc.NewTail(s.StderrTail)
 	cmd := &exec.Cmd{
@@ -102,7 +128,7 @@ func launch(s *settings, sp *proc.Spawner, onExit func(*workerProc), track func(
 		Dir:        s.Dir,
 		Stdout:     stderr, // never parsed: a library's stray prints cannot break the protocol
 		Stderr:     stderr,
-		ExtraFiles: []*os.File{childSock, markerFile},
+		ExtraFiles: extra,
 		WaitDelay:  s.KillGrace,
 	}
 	w := &workerProc{
@@ -115,6 +141,9 @@ func launch(s *settings, sp *proc.Spawner, onExit func(*workerProc), track func(
 	if err != nil {
 		w.conn.close()
 		unix.Munmap(page)
+		if shm != nil {
+			unix.Munmap(shm.mem)
+		}
 		return nil, &StartError{ExitCode: -1, Reason: "exec " + s.Command + ": " + err.Error(), Err: err}
 	}
 	w.proc, w.pid = pr, pr.PID
@@ -128,12 +157,24 @@ func launch(s *settings, sp *proc.Spawner, onExit func(*workerProc), track func(
 	if track != nil {
 		track(w, false)
 	}
+	if err == nil && hello.Transport == "shm" && shm == nil {
+		err = &wire.HelloError{Code: wire.CodeBadHello, Reason: "worker chose the shared-memory transport, which was not offered"}
+	}
 	if err != nil {
+		if shm != nil {
+			unix.Munmap(shm.mem)
+		}
 		err := w.startFailure(err, s.StartTimeout)
 		w.closeResources()
 		return nil, err
 	}
 	w.hello = hello
+	switch {
+	case hello.Transport == "shm" && shm != nil:
+		w.conn.useShm(shm)
+	case shm != nil:
+		unix.Munmap(shm.mem) // the worker stays on the socket
+	}
 	w.capacity = min(s.ConcurrencyPerWorker, int(hello.Concurrency))
 	w.born = time.Now()
 	if int(hello.PID) != w.pid {
@@ -161,6 +202,9 @@ func newMarker() (*os.File, []byte, error) {
 	binary.LittleEndian.PutUint32(page[4:], markerVersion)
 	return f, page, nil
 }
+
+// socketBuffer is the send and receive buffer asked for on each socket.
+const socketBuffer = 4 << 20
 
 var errStartTimeout = errors.New("no HELLO before the start timeout")
 
@@ -203,7 +247,10 @@ func (w *workerProc) readHello(cookie string, timeout time.Duration) (wire.Hello
 
 // startFailure stops a worker that failed its start and describes why.
 func (w *workerProc) startFailure(cause error, timeout time.Duration) *StartError {
-	exitedOnItsOwn := w.proc.Exiting()
+	// A worker we refused may exit by itself on reading the refusal; that
+	// is not a crash. Otherwise PF_EXITING tells a death from a hang-up.
+	var refused *wire.HelloError
+	exitedOnItsOwn := !errors.As(cause, &refused) && w.proc.Exiting()
 	w.proc.Kill()
 	<-w.proc.Exited()
 	ex := proc.ExitOf(w.proc.State())
@@ -230,4 +277,34 @@ func (w *workerProc) closeResources() {
 		_ = unix.Munmap(w.marker)
 		w.marker = nil
 	}
+}
+
+// newShmLink creates the shared-memory region of PROTOCOL.md section 9: pipe
+// 0 carries frames to the worker, pipe 1 from it.
+func newShmLink(size, spin int) (*shmLink, error) {
+	fd, err := unix.MemfdCreate("bulkhead-shm", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "bulkhead-shm")
+	n := 2 * shmpipe.Region(size)
+	if err := f.Truncate(int64(n)); err != nil {
+		f.Close()
+		return nil, err
+	}
+	mem, err := unix.Mmap(fd, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	out, err := shmpipe.New(mem[:n/2], size, spin)
+	if err == nil {
+		var in *shmpipe.Pipe
+		if in, err = shmpipe.New(mem[n/2:], size, spin); err == nil {
+			return &shmLink{mem: mem, in: in, out: out, file: f}, nil
+		}
+	}
+	unix.Munmap(mem)
+	f.Close()
+	return nil, err
 }

@@ -5,7 +5,7 @@ go 1.26.8
 replace github.com/bulkhead-go/bulkhead => ../
 
 require (
-	github.com/bulkhead-go/bulkhead v0.0.0-00010101000000-000000000000 // replaced by ../; used by cmd/compare/bulkhead.go (-tags bulkheadapi)
+	github.com/bulkhead-go/bulkhead v0.0.0-00010101000000-000000000000 // replaced by ../
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/go-plugin v1.8.0
 	golang.org/x/sys v0.49.0

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/bulkhead-go/bulkhead/internal/wire"
-	"golang.org/x/sys/unix"
 )
 
 // Threading is a class's threading model (seed 003), declared when the class
@@ -70,7 +69,7 @@ func (o *Object) Emit(event string, args ...any) error {
 	c := o.c
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if err := c.out.Event(o.id, event, args, c.env.maxFrame); err != nil {
+	if err := c.outb.Event(o.id, event, args, c.env.maxFrame); err != nil {
 		return fmt.Errorf("worker: event %q: %w", event, err)
 	}
 	return c.flush()
@@ -228,10 +227,10 @@ type objConn struct {
 	mu      sync.Mutex
 	objects map[uint64]*liveObject
 
-	inline  bool          // every class is Single: the reader runs calls itself
-	sta     chan func()   // the Single thread's queue, when not inline
-	staDone chan struct{} // closed when the Single thread exits
-	sem     chan struct{} // Free and Apartment calls running
+	inline  bool           // every class is Single: the reader runs calls itself
+	sta     chan func()    // the Single thread's queue, when not inline
+	staDone chan struct{}  // closed when the Single thread exits
+	sem     chan struct{}  // Free and Apartment calls running
 	wg      sync.WaitGroup // goroutines running tasks
 
 	readerDone chan error // the read loop's end, whichever goroutine runs it
@@ -263,8 +262,31 @@ func (o *objConn) revoke() error {
 	c := o.c
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.out.Empty(wire.TypeRevoke, 0)
+	c.outb.Empty(wire.TypeRevoke, 0)
 	return c.flush()
+}
+
+// checkObject enforces, for a class server, the rules of PROTOCOL.md section
+// 10 that the frame header alone cannot: ACTIVATE and OBJCALL ids continue
+// the CALL sequence; RELEASE and SUSPEND carry no payload.
+func (c *conn) checkObject(h wire.Header, p []byte) error {
+	if len(c.s.objsrv.classes) == 0 {
+		return fmt.Errorf("%w: %v frame to a worker that serves no class", wire.ErrProtocol, h.Type)
+	}
+	switch h.Type {
+	case wire.TypeActivate, wire.TypeObjCall:
+		if h.ID == 0 || h.ID <= c.lastID {
+			return fmt.Errorf("%w: %v id %d after %d", wire.ErrProtocol, h.Type, h.ID, c.lastID)
+		}
+		c.lastID = h.ID
+	case wire.TypeRelease, wire.TypeSuspend:
+		if len(p) != 0 {
+			return fmt.Errorf("%w: %v frame with a payload", wire.ErrProtocol, h.Type)
+		}
+	default:
+		return fmt.Errorf("%w: unexpected %v frame from the dispatcher", wire.ErrProtocol, h.Type)
+	}
+	return nil
 }
 
 // serveObjects registers the classes, resumes them, and serves objects,
@@ -295,12 +317,12 @@ func (c *conn) serveObjects(ctx context.Context) error {
 		}
 		slices.Sort(methods)
 		reg := wire.Register{Class: cl.name, Threading: uint64(cl.threading), Methods: methods}
-		if err := c.out.Value(wire.TypeRegister, 0, reg, c.env.maxFrame); err != nil {
+		if err := c.outb.Value(wire.TypeRegister, 0, reg, c.env.maxFrame); err != nil {
 			c.wmu.Unlock()
 			return fmt.Errorf("worker: registering class %s: %w", cl.name, err)
 		}
 	}
-	c.out.Empty(wire.TypeResume, 0)
+	c.outb.Empty(wire.TypeResume, 0)
 	err := c.flush()
 	c.wmu.Unlock()
 	if err != nil {
@@ -394,7 +416,7 @@ func (o *objConn) read(ctx context.Context) (err error, ended bool) {
 			return nil, true
 		case wire.TypePing:
 			c.wmu.Lock()
-			c.out.Empty(wire.TypePong, h.ID)
+			c.outb.Empty(wire.TypePong, h.ID)
 			err := c.flush()
 			c.wmu.Unlock()
 			if err != nil {
@@ -428,7 +450,7 @@ func (o *objConn) reply(id uint64, res any, err error) {
 	if werr != nil || (c.panicked() && !c.s.ContinueAfterPanic) {
 		c.quit.Store(true)
 		if !o.inline {
-			_ = unix.Shutdown(int(c.fd), unix.SHUT_RD) // wake the reader
+			c.wakeReader()
 		}
 	}
 }

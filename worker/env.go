@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -17,6 +18,9 @@ type env struct {
 	parentPID   int
 	maxFrame    uint32
 	idleTimeout time.Duration
+	shmFD       int // -1: no shared-memory transport offered
+	shmSize     int // ring bytes per direction
+	shmSpin     int
 }
 
 // ErrNotWorker is returned by Serve when the process was not started by a
@@ -28,13 +32,13 @@ var ErrNotWorker = fmt.Errorf("worker: not started by a bulkhead dispatcher (BUL
 func IsWorker() bool { return os.Getenv("BULKHEAD_FD") != "" }
 
 func readEnv() (env, error) {
-	e := env{markerFD: -1, maxFrame: wire.DefaultMaxFrame}
+	e := env{markerFD: -1, shmFD: -1, maxFrame: wire.DefaultMaxFrame}
 	fdStr := os.Getenv("BULKHEAD_FD")
 	if fdStr == "" {
 		return e, ErrNotWorker
 	}
 	if v := os.Getenv("BULKHEAD_PROTOCOL"); v != "" && v != strconv.Itoa(wire.Version) {
-		return e, fmt.Errorf("worker: dispatcher speaks protocol %q, this worker speaks %d", v, wire.Version)
+		return e, fmt.Errorf("worker: %w: dispatcher speaks protocol %q, this worker speaks %d", errBadEnv, v, wire.Version)
 	}
 	var err error
 	if e.fd, err = atoiRange("BULKHEAD_FD", fdStr, 0, 1<<20); err != nil {
@@ -68,10 +72,13 @@ func readEnv() (env, error) {
 	return e, nil
 }
 
+// errBadEnv is wrapped by errors about the environment the dispatcher gave.
+var errBadEnv = errors.New("bad environment")
+
 func atoiRange(name, s string, lo, hi int) (int, error) {
 	n, err := strconv.Atoi(s)
 	if err != nil || n < lo || n > hi {
-		return 0, fmt.Errorf("worker: %s=%q: want an integer from %d to %d", name, s, lo, hi)
+		return 0, fmt.Errorf("worker: %w: %s=%q: want an integer from %d to %d", errBadEnv, name, s, lo, hi)
 	}
 	return n, nil
 }

@@ -15,6 +15,7 @@ package worker
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,7 @@ import (
 	"unsafe"
 
 	"github.com/bulkhead-go/bulkhead/internal/fdio"
+	"github.com/bulkhead-go/bulkhead/internal/shmpipe"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 	"golang.org/x/sys/unix"
 )
@@ -119,7 +121,8 @@ func (s *Server) Handle(method string, h Handler) {
 
 // Run serves until the dispatcher is done with this worker, then exits the
 // process: status 0 after QUIT, end of stream or idle timeout, 70 after a
-// handler panic, 78 when not started by a dispatcher, 1 on other errors.
+// handler panic, 78 when not started by a dispatcher, with a bad environment
+// or when refused, 1 on other errors.
 func (s *Server) Run() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	err := s.Serve(ctx)
@@ -130,8 +133,10 @@ func (s *Server) Run() {
 		os.Exit(0)
 	case errors.As(err, &pe):
 		os.Exit(70)
-	case errors.Is(err, ErrNotWorker):
+	case errors.Is(err, ErrNotWorker) || errors.Is(err, errBadEnv):
 		fmt.Fprintln(os.Stderr, err)
+		os.Exit(78)
+	case errors.Is(err, ErrRefused):
 		os.Exit(78)
 	default:
 		s.logger().Error("worker stopped", "err", err)
@@ -150,15 +155,20 @@ func (s *Server) logger() *slog.Logger {
 type conn struct {
 	s        *Server
 	env      env
-	fd       fdio.FD
+	fd       fdio.FD   // the socket
+	rd       io.Reader // where frames come from: the socket, or a shared-memory pipe
+	wr       io.Writer
+	in       *shmpipe.Pipe // the shared-memory pipes, when in use
+	out      *shmpipe.Pipe
 	reader   *wire.Reader
 	started  *atomic.Uint64 // in the shared start-marker page, or a private word
 	handlers map[string]Handler
 
-	wmu sync.Mutex // serialises writes when Concurrency > 1
-	out wire.Builder
+	wmu  sync.Mutex // serialises writes when Concurrency > 1
+	outb wire.Builder
 
 	quit    atomic.Bool
+	lastID  uint64 // the last CALL id read: ids must increase
 	panicMu sync.Mutex
 	panic   *PanicError
 }
@@ -179,8 +189,18 @@ func (s *Server) Serve(ctx context.Context) error {
 		return err
 	}
 	defer unix.Close(int(c.fd))
+	// The serving loop blocks in read(2), which cannot select on ctx:
+	// shutting the read side down is what makes it see the end.
+	stop := context.AfterFunc(ctx, c.wakeReader)
+	defer stop()
 	if err := c.hello(); err != nil {
 		return err
+	}
+	if c.in != nil {
+		// From here on, frames travel through shared memory.
+		c.rd, c.wr = c.in, c.out
+		c.reader = wire.NewReader(c.rd, e.maxFrame)
+		c.reader.ReuseLarge = true
 	}
 	idle := s.IdleTimeout
 	if idle == 0 {
@@ -216,7 +236,11 @@ func (s *Server) open(e env) (*conn, error) {
 		}
 	}
 	c := &conn{s: s, env: e, fd: fdio.FD(e.fd), started: new(atomic.Uint64)}
-	c.reader = wire.NewReader(c.fd, e.maxFrame)
+	c.rd, c.wr = c.fd, c.fd
+	c.reader = wire.NewReader(c.rd, e.maxFrame)
+	// A serial worker is done with a payload before it reads the next
+	// frame; a concurrent one clones each CALL it hands to a goroutine.
+	c.reader.ReuseLarge = true
 	if e.markerFD >= 0 {
 		unix.CloseOnExec(e.markerFD)
 		page, err := unix.Mmap(e.markerFD, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
@@ -226,12 +250,48 @@ func (s *Server) open(e env) (*conn, error) {
 		unix.Close(e.markerFD)
 		// The page stays mapped for the life of the process: the
 		// dispatcher reads it after we die.
-		c.started = (*atomic.Uint64)(unsafe.Pointer(&page[8]))
+		if binary.LittleEndian.Uint32(page[0:]) == markerMagic && binary.LittleEndian.Uint32(page[4:]) == markerVersion {
+			c.started = (*atomic.Uint64)(unsafe.Pointer(&page[8]))
+		} else {
+			e.markerFD = -1 // not a marker we understand: say marker=false
+			c.env.markerFD = -1
+		}
+	}
+	if e.shmFD >= 0 {
+		if err := c.mapShm(); err != nil {
+			return nil, err
+		}
 	}
 	s.mu.Lock()
 	c.handlers = s.handlers
 	s.mu.Unlock()
 	return c, nil
+}
+
+// mapShm maps the shared-memory transport the dispatcher offered
+// (PROTOCOL.md section 9): pipe 0 carries frames to us, pipe 1 from us.
+func (c *conn) mapShm() error {
+	e := c.env
+	unix.CloseOnExec(e.shmFD)
+	n := 2 * shmpipe.Region(e.shmSize)
+	mem, err := unix.Mmap(e.shmFD, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("worker: mapping the shared-memory transport: %w", err)
+	}
+	unix.Close(e.shmFD)
+	if c.in, err = shmpipe.New(mem[:n/2], e.shmSize, e.shmSpin); err != nil {
+		return err
+	}
+	c.out, err = shmpipe.New(mem[n/2:], e.shmSize, e.shmSpin)
+	return err
+}
+
+// wakeReader ends a read blocked on the connection, to stop serving.
+func (c *conn) wakeReader() {
+	_ = unix.Shutdown(int(c.fd), unix.SHUT_RD)
+	if c.in != nil {
+		c.in.Shut()
+	}
 }
 
 func (c *conn) hello() error {
@@ -249,15 +309,18 @@ func (c *conn) hello() error {
 		Protocol: wire.Version, PID: int64(os.Getpid()), Cookie: c.env.cookie,
 		Methods: methods, Concurrency: uint64(conc), Marker: c.env.markerFD >= 0, Name: name,
 	}
-	if err := c.out.Value(wire.TypeHello, 0, h, wire.MaxHelloSize); err != nil {
+	if c.in != nil {
+		h.Transport = "shm"
+	}
+	if err := c.outb.Value(wire.TypeHello, 0, h, wire.MaxHelloSize); err != nil {
 		return err
 	}
 	return c.flush()
 }
 
 func (c *conn) flush() error {
-	_, err := c.fd.Write(c.out.Bytes())
-	c.out.Reset()
+	_, err := c.wr.Write(c.outb.Bytes())
+	c.outb.Reset()
 	return err
 }
 
@@ -265,7 +328,12 @@ func (c *conn) flush() error {
 // when the worker should stop serving cleanly.
 func (c *conn) next(ctx context.Context, idle time.Duration) (h wire.Header, p []byte, ok bool, err error) {
 	if idle > 0 && !c.reader.Buffered() {
-		readable, err := c.fd.WaitReadable(int(idle / time.Millisecond))
+		readable, err := true, error(nil)
+		if c.in != nil {
+			readable = c.in.WaitReadable(idle)
+		} else {
+			readable, err = c.fd.WaitReadable(int(idle / time.Millisecond))
+		}
 		if err != nil {
 			return h, nil, false, err
 		}
@@ -284,7 +352,41 @@ func (c *conn) next(ctx context.Context, idle time.Duration) (h wire.Header, p [
 	if err != nil {
 		return h, nil, false, fmt.Errorf("worker: reading from dispatcher: %w", err)
 	}
+	if err := c.check(h, p); err != nil {
+		return h, nil, false, err
+	}
 	return h, p, true, nil
+}
+
+// ErrRefused is returned by Serve when the dispatcher refused the HELLO.
+var ErrRefused = errors.New("worker: the dispatcher refused this worker")
+
+// check enforces the rules of PROTOCOL.md section 3 that the frame header
+// alone cannot.
+func (c *conn) check(h wire.Header, p []byte) error {
+	switch h.Type {
+	case wire.TypeCall:
+		if h.ID == 0 || h.ID <= c.lastID {
+			return fmt.Errorf("%w: CALL id %d after %d", wire.ErrProtocol, h.ID, c.lastID)
+		}
+		c.lastID = h.ID
+	case wire.TypeCancel, wire.TypeQuit, wire.TypePing, wire.TypePong:
+		if len(p) != 0 {
+			return fmt.Errorf("%w: %v frame with a payload", wire.ErrProtocol, h.Type)
+		}
+	case wire.TypeError:
+		if h.ID == 0 {
+			e, _ := wire.DecodeError(p)
+			fmt.Fprintf(os.Stderr, "worker: refused by the dispatcher: %s\n", e.Message)
+			return ErrRefused
+		}
+		return fmt.Errorf("%w: ERROR frame sent to a worker", wire.ErrProtocol)
+	case wire.TypeActivate, wire.TypeObjCall, wire.TypeRelease, wire.TypeSuspend:
+		return c.checkObject(h, p) // class.go
+	default:
+		return fmt.Errorf("%w: unexpected %v frame from the dispatcher", wire.ErrProtocol, h.Type)
+	}
+	return nil
 }
 
 // serveSerial runs every call on this goroutine, locked to its thread.
@@ -310,14 +412,12 @@ func (c *conn) serveSerial(ctx context.Context, idle time.Duration) error {
 		case wire.TypeQuit:
 			return nil
 		case wire.TypePing:
-			c.out.Empty(wire.TypePong, h.ID)
+			c.outb.Empty(wire.TypePong, h.ID)
 			if err := c.flush(); err != nil {
 				return err
 			}
 		case wire.TypeCancel, wire.TypePong:
 			// A serial worker reads CANCEL only after the call ended.
-		default:
-			return fmt.Errorf("worker: unexpected %v frame from dispatcher", h.Type)
 		}
 	}
 	return nil
@@ -362,7 +462,7 @@ func (c *conn) serveConcurrent(ctx context.Context, idle time.Duration, n int) e
 				<-slots
 				if werr != nil || (c.panicked() && !c.s.ContinueAfterPanic) {
 					c.quit.Store(true)
-					unix.Shutdown(int(c.fd), unix.SHUT_RD) // wake the reader
+					c.wakeReader()
 				}
 			}(h.ID)
 		case wire.TypeCancel:
@@ -375,15 +475,13 @@ func (c *conn) serveConcurrent(ctx context.Context, idle time.Duration, n int) e
 			return nil
 		case wire.TypePing:
 			c.wmu.Lock()
-			c.out.Empty(wire.TypePong, h.ID)
+			c.outb.Empty(wire.TypePong, h.ID)
 			err := c.flush()
 			c.wmu.Unlock()
 			if err != nil {
 				return err
 			}
 		case wire.TypePong:
-		default:
-			return fmt.Errorf("worker: unexpected %v frame from dispatcher", h.Type)
 		}
 	}
 	return nil
@@ -448,7 +546,7 @@ func (c *conn) panicked() bool {
 
 func (c *conn) encodeResult(id uint64, res any, err error) {
 	if err == nil {
-		if eerr := c.out.Value(wire.TypeReply, id, res, c.env.maxFrame); eerr == nil {
+		if eerr := c.outb.Value(wire.TypeReply, id, res, c.env.maxFrame); eerr == nil {
 			return
 		} else {
 			err = &Error{Code: wire.CodeApplication, Message: "encoding result: " + eerr.Error()}
@@ -461,12 +559,18 @@ func (c *conn) encodeResult(id uint64, res any, err error) {
 	} else if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		body.Code = wire.CodeCanceled
 	}
-	if eerr := c.out.Value(wire.TypeError, id, body, c.env.maxFrame); eerr != nil {
+	if eerr := c.outb.Value(wire.TypeError, id, body, c.env.maxFrame); eerr != nil {
 		// Details too large to send: send the message alone.
 		body.Details = nil
 		if len(body.Message) > 4096 {
 			body.Message = body.Message[:4096]
 		}
-		_ = c.out.Value(wire.TypeError, id, body, c.env.maxFrame)
+		_ = c.outb.Value(wire.TypeError, id, body, c.env.maxFrame)
 	}
 }
+
+// The start-marker page header (PROTOCOL.md section 6).
+const (
+	markerMagic   = 0x4b4d4842
+	markerVersion = 1
+)

@@ -230,6 +230,9 @@ type Hello struct {
 	Concurrency uint64   `cbor:"concurrency"`
 	Marker      bool     `cbor:"marker,omitempty"`
 	Name        string   `cbor:"name,omitempty"`
+	// Transport is "shm" when the worker accepted the shared-memory
+	// transport the dispatcher offered (PROTOCOL.md section 9).
+	Transport string `cbor:"transport,omitempty"`
 }
 
 // Limits on HELLO contents.
@@ -277,6 +280,8 @@ func DecodeHello(p []byte, cookie string) (Hello, error) {
 		return h, &HelloError{CodeBadHello, fmt.Sprintf("%d methods, more than %d", len(h.Methods), MaxHelloMethods)}
 	case len(h.Name) > MaxHelloNameSize:
 		return h, &HelloError{CodeBadHello, "name too long"}
+	case h.Transport != "" && h.Transport != "shm":
+		return h, &HelloError{CodeBadHello, fmt.Sprintf("unknown transport %q", h.Transport)}
 	}
 	for _, m := range h.Methods {
 		if len(m) == 0 || len(m) > MaxMethodBytes {

@@ -141,6 +141,13 @@ type Reader struct {
 	end      int // end of buffered data
 	maxFrame uint32
 	big      []byte // payload of a frame larger than buf
+	owned    bool   // the last payload is not in buf: the caller may keep it
+
+	// ReuseLarge keeps the allocation for frames larger than the read
+	// buffer and reuses it for the next large frame, for a reader that
+	// never keeps a payload past the next call to Next. By default each
+	// large payload is a fresh allocation that the caller may keep.
+	ReuseLarge bool
 }
 
 // DefaultReadBuffer is the read buffer size: large enough that a batch of
@@ -211,6 +218,7 @@ func (r *Reader) Next() (Header, []byte, error) {
 		}
 		p := r.buf[r.start : r.start+n : r.start+n]
 		r.start += n
+		r.owned = false
 		return h, p, nil
 	}
 	// Larger than the buffer: read it into its own allocation, which the
@@ -224,9 +232,17 @@ func (r *Reader) Next() (Header, []byte, error) {
 	if _, err := io.ReadFull(r.r, p[c:]); err != nil {
 		return h, nil, noEOF(err)
 	}
-	r.big = nil // the caller owns it now; do not hand it out twice
+	r.owned = !r.ReuseLarge
+	if r.owned {
+		r.big = nil // the caller owns it now; do not hand it out twice
+	}
 	return h, p, nil
 }
+
+// Owned reports whether the payload last returned by Next is the caller's
+// to keep (it was read into its own allocation) rather than a view of the
+// reader's buffer that the next call overwrites.
+func (r *Reader) Owned() bool { return r.owned }
 
 func noEOF(err error) error {
 	if errors.Is(err, io.EOF) {

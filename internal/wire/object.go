@@ -7,7 +7,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 )
 
-// Object-model message types (PROTOCOL.md section 9). They live in the range
+// Object-model message types (PROTOCOL.md section 10). They live in the range
 // 16-31 that version 1 reserves for activation and lifetime.
 const (
 	TypeRegister Type = 16 // worker → dispatcher: a class, registered suspended
@@ -42,7 +42,7 @@ func objectTypeName(t Type) string {
 // IsObjectType reports whether t is in the range reserved for the object model.
 func IsObjectType(t Type) bool { return t >= typeObjectFirst && t <= typeObjectLast }
 
-// Error codes of the object model (PROTOCOL.md section 9).
+// Error codes of the object model (PROTOCOL.md section 10).
 const (
 	CodeUnknownClass  = 9  // ACTIVATE for a class the worker did not register
 	CodeUnknownObject = 10 // OBJCALL for an object the worker does not have

@@ -289,3 +289,28 @@ func BenchmarkBuildCall(b *testing.B) {
 		_ = bl.Call(1, "null", 0, args, DefaultMaxFrame)
 	}
 }
+
+func TestReaderLargePayloadOwnership(t *testing.T) {
+	var b Builder
+	big := bytes.Repeat([]byte{1}, 2*DefaultReadBuffer)
+	for range 2 {
+		if err := b.Raw(TypeReply, 1, big, DefaultMaxFrame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = b.Raw(TypeReply, 2, []byte{0xf6}, DefaultMaxFrame)
+	for _, reuse := range []bool{false, true} {
+		r := NewReader(bytes.NewReader(b.Bytes()), DefaultMaxFrame)
+		r.ReuseLarge = reuse
+		_, p1, _ := r.Next()
+		owned1 := r.Owned()
+		_, p2, _ := r.Next()
+		_, _, _ = r.Next()
+		if owned1 == reuse || r.Owned() {
+			t.Fatalf("reuse=%v: Owned() = %v then %v", reuse, owned1, r.Owned())
+		}
+		if same := &p1[0] == &p2[0]; same != reuse {
+			t.Fatalf("reuse=%v: large payloads share memory = %v", reuse, same)
+		}
+	}
+}

@@ -1,6 +1,4 @@
-
-// The bulkhead contender. It is compiled only with -tags bulkheadapi until
-// the Pool API from the main branch is merged here; see README.md.
+// The bulkhead contender.
 
 package main
 
@@ -16,7 +14,9 @@ import (
 )
 
 func init() {
-	bulkheadFactory = func(cfg *config) Contender { return &bulkheadContender{cfg: cfg} }
+	bulkheadFactory = func(cfg *config) []Contender {
+		return []Contender{&bulkheadContender{cfg: cfg}, &bulkheadShm{cfg: cfg}}
+	}
 	bulkheadChildMain = bulkheadChild
 }
 
@@ -34,14 +34,66 @@ func (b *bulkheadContender) Name() string  { return "bulkhead" }
 func (b *bulkheadContender) Label() string { return "bulkhead Pool.Call" }
 
 func newBenchPool(ctx context.Context, workers int) (*bulkhead.Pool, error) {
+	return newBenchPoolTransport(ctx, workers, bulkhead.TransportSocket)
+}
+
+func newBenchPoolTransport(ctx context.Context, workers int, t bulkhead.Transport) (*bulkhead.Pool, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	return bulkhead.New(ctx, bulkhead.Config{
-		Command: exe,
-		Env:     append(os.Environ(), bulkheadChildEnv),
-		Workers: workers,
+	p, err := bulkhead.New(ctx, bulkhead.Config{
+		Command:   exe,
+		Env:       append(os.Environ(), bulkheadChildEnv),
+		Workers:   workers,
+		Transport: t,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for len(p.Workers()) < workers { // all ready before anything is timed
+		if _, err := p.Call(ctx, "null"); err != nil {
+			p.Close(ctx)
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// bulkheadShm is Pool.Call over the optional shared-memory transport: the
+// same workers, frames on futex-doorbell rings instead of the socket.
+type bulkheadShm struct {
+	cfg  *config
+	pool *bulkhead.Pool
+}
+
+func (b *bulkheadShm) Name() string  { return "bulkhead_shm" }
+func (b *bulkheadShm) Label() string { return "bulkhead Pool.Call, shared memory" }
+
+func (b *bulkheadShm) Setup(ctx context.Context) (err error) {
+	b.pool, err = newBenchPoolTransport(ctx, b.cfg.servers, bulkhead.TransportShm)
+	return err
+}
+
+func (b *bulkheadShm) Close() error {
+	if b.pool == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := b.pool.Close(ctx)
+	b.pool = nil
+	return err
+}
+
+func (b *bulkheadShm) Latency(ctx context.Context, d time.Duration) (Sample, error) {
+	return poolLatency(ctx, b.pool, d)
+}
+
+func (b *bulkheadShm) Throughput(ctx context.Context, d time.Duration) (Sample, error) {
+	return measureParallel(ctx, d, b.cfg.callers, b.cfg.servers, false, workerPids, func(int) error {
+		_, err := b.pool.Call(ctx, "null")
+		return err
 	})
 }
 
@@ -155,6 +207,17 @@ func (b *bulkheadContender) Finish(ctx context.Context, rounds int, d time.Durat
 		return nil, err
 	}
 	out := map[string]float64{"pool256_first_call_ms": float64(time.Since(t0)) / 1e6}
+	// New returns once one worker is ready; measure only when all 256 are
+	// up and idle, not while the rest are still starting.
+	for len(big.Workers()) < 256 {
+		if ctx.Err() != nil {
+			return out, ctx.Err()
+		}
+		if _, err := big.Call(ctx, "null"); err != nil {
+			return out, err
+		}
+	}
+	out["pool256_all_ready_ms"] = float64(time.Since(t0)) / 1e6
 	var p1, p256 []float64
 	for range rounds {
 		s1, err := poolLatency(ctx, b.one, d)

@@ -39,9 +39,9 @@ type config struct {
 }
 
 // bulkheadFactory and bulkheadChildMain are set by bulkhead.go, which is
-// compiled only with -tags bulkheadapi (see README.md).
+// set by bulkhead.go's init.
 var (
-	bulkheadFactory   func(*config) Contender
+	bulkheadFactory   func(*config) []Contender
 	bulkheadChildMain func() error
 )
 
@@ -93,7 +93,7 @@ func childMain(kind string) int {
 		err = goPluginChild("netrpc")
 	case "bulkhead":
 		if bulkheadChildMain == nil {
-			err = errors.New("this binary was built without -tags bulkheadapi")
+			err = errors.New("this binary was built without the bulkhead contender")
 		} else {
 			err = bulkheadChildMain()
 		}
@@ -108,7 +108,7 @@ func childMain(kind string) int {
 }
 
 // contenderNames lists every contender in table order.
-var contenderNames = []string{"c_floor", "raw_go", "net_rpc", "grpc", "goplugin_grpc", "goplugin_netrpc", "bulkhead"}
+var contenderNames = []string{"c_floor", "raw_go", "net_rpc", "grpc", "goplugin_grpc", "goplugin_netrpc", "bulkhead", "bulkhead_shm"}
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)

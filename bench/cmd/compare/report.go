@@ -25,6 +25,10 @@ type Report struct {
 	RespawnVsExec               float64 `json:"respawn_vs_exec"`
 	Idle256VsIdle1              float64 `json:"idle256_vs_idle1"`
 	MiBEchoVsC                  float64 `json:"mib_echo_vs_c"`
+	// ShmNullCallVsFloor is the shared-memory transport's null-call p50
+	// over the C socketpair floor (a stretch goal: under 2 µs absolute).
+	ShmNullCallVsFloor float64 `json:"shm_null_call_vs_floor"`
+	ShmNullCallP50US   float64 `json:"shm_null_call_p50_us"`
 
 	Missing []string `json:"missing"`
 }
@@ -133,7 +137,7 @@ func buildReport(cfg *config, es []*entry, starts map[string][]float64, cStatic 
 	}
 	if bulkheadFactory == nil && (cfg.only == nil || cfg.only["bulkhead"]) {
 		rep.Missing = append(rep.Missing, "bulkhead")
-		rep.Results.Errors = append(rep.Results.Errors, "bulkhead: not built (enable with -tags bulkheadapi)")
+		rep.Results.Errors = append(rep.Results.Errors, "bulkhead: contender not built into this binary")
 	}
 	get := func(name string, f func(*ContenderResult) float64) float64 {
 		if r := by[name]; r != nil {
@@ -160,8 +164,10 @@ func buildReport(cfg *config, es []*entry, starts map[string][]float64, cStatic 
 	rep.RespawnVsExec = ratio(get("bulkhead", extra("respawn_us")), rep.Results.ProcessStart["go_compare_binary_us"])
 	rep.Idle256VsIdle1 = get("bulkhead", extra("idle256_vs_idle1"))
 	rep.MiBEchoVsC = ratio(get("bulkhead", echo), get("c_floor", echo))
+	rep.ShmNullCallVsFloor = ratio(get("bulkhead_shm", p50), cP50)
+	rep.ShmNullCallP50US = round3(get("bulkhead_shm", p50))
 	for _, p := range []*float64{&rep.NullCallVsFloor, &rep.GopluginGRPCVsBulkhead, &rep.GopluginGRPCThroughputRatio,
-		&rep.NetRPCVsBulkhead, &rep.AggregateVsC, &rep.RespawnVsExec, &rep.Idle256VsIdle1, &rep.MiBEchoVsC} {
+		&rep.NetRPCVsBulkhead, &rep.AggregateVsC, &rep.RespawnVsExec, &rep.Idle256VsIdle1, &rep.MiBEchoVsC, &rep.ShmNullCallVsFloor} {
 		*p = round3(*p)
 	}
 	for _, k := range []struct {
@@ -177,6 +183,7 @@ func buildReport(cfg *config, es []*entry, starts map[string][]float64, cStatic 
 		{"respawn_vs_exec", rep.RespawnVsExec},
 		{"idle256_vs_idle1", rep.Idle256VsIdle1},
 		{"mib_echo_vs_c", rep.MiBEchoVsC},
+		{"shm_null_call_vs_floor", rep.ShmNullCallVsFloor},
 	} {
 		if k.v == 0 {
 			rep.Missing = append(rep.Missing, k.name)

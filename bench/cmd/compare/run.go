@@ -29,7 +29,7 @@ func newContenders(cfg *config) []Contender {
 		&goPlugin{cfg: cfg, proto: plugin.ProtocolNetRPC},
 	}
 	if bulkheadFactory != nil {
-		cs = append(cs, bulkheadFactory(cfg))
+		cs = append(cs, bulkheadFactory(cfg)...)
 	}
 	var out []Contender
 	for _, c := range cs {

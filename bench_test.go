@@ -1,0 +1,156 @@
+package bulkhead_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"testing"
+
+	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/internal/fdio"
+	"golang.org/x/sys/unix"
+)
+
+// BenchmarkNullCall is the round trip of a call with no arguments and no
+// result through Pool.Call, one caller, one worker.
+func BenchmarkNullCall(b *testing.B) {
+	p := benchPool(b, 1, 1)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.Call(ctx, "null"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkNullCallParallel measures aggregate throughput with 2 workers
+// and GOMAXPROCS*8 callers.
+func BenchmarkNullCallParallel(b *testing.B) {
+	p := benchPool(b, 2, 1)
+	ctx := context.Background()
+	b.SetParallelism(8)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := p.Call(ctx, "null"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkEcho1MiB is the round trip of a 1 MiB byte string.
+func BenchmarkEcho1MiB(b *testing.B) {
+	p := benchPool(b, 1, 1)
+	ctx := context.Background()
+	payload := make([]byte, 1<<20)
+	b.SetBytes(2 << 20)
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := p.Call(ctx, "echo", payload)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(r.Raw()) < 1<<20 {
+			b.Fatal("short reply")
+		}
+	}
+}
+
+func benchPool(b *testing.B, workers, conc int) *bulkhead.Pool {
+	return benchPoolCfg(b, bulkhead.Config{Workers: workers, ConcurrencyPerWorker: conc})
+}
+
+func benchPoolCfg(b *testing.B, cfg bulkhead.Config) *bulkhead.Pool {
+	b.Helper()
+	cfg.Command, _ = os.Executable()
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	p, err := bulkhead.New(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Make sure every worker has said HELLO before timing.
+	for len(p.Workers()) < cfg.Workers {
+		p.Call(context.Background(), "null")
+	}
+	b.Cleanup(func() { p.Close(context.Background()) })
+	return p
+}
+
+// BenchmarkRawSocketpair is the floor for BenchmarkNullCall in the same
+// package: a ping-pong of 16-byte messages with blocking read/write between
+// this process and a child (this test binary, re-executed), on locked threads.
+// It runs over both socket types; bulkhead uses stream (docs/DESIGN.md).
+func BenchmarkRawSocketpair(b *testing.B) {
+	for _, typ := range []struct {
+		name string
+		t    int
+	}{{"stream", unix.SOCK_STREAM}, {"seqpacket", unix.SOCK_SEQPACKET}} {
+		b.Run(typ.name, func(b *testing.B) { rawPingPong(b, typ.t) })
+	}
+}
+
+func rawPingPong(b *testing.B, sockType int) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, sockType|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	child := os.NewFile(uintptr(fds[1]), "child")
+	exe, _ := os.Executable()
+	attr := &os.ProcAttr{Env: append(os.Environ(), "HELPER_PINGPONG=1"), Files: []*os.File{nil, os.Stdout, os.Stderr, child}}
+	proc, err := os.StartProcess(exe, []string{exe}, attr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	child.Close()
+	fd := fdio.FD(fds[0])
+	defer func() {
+		unix.Close(fds[0])
+		proc.Wait()
+	}()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	buf := make([]byte, 16)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := fd.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := readFull(fd, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func readFull(fd fdio.FD, p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := fd.Read(p[n:])
+		if err != nil {
+			return n, err
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// runPingPong is the child side of BenchmarkRawSocketpair.
+func runPingPong() {
+	runtime.LockOSThread()
+	fd := fdio.FD(3)
+	buf := make([]byte, 16)
+	var n atomic.Int64
+	for {
+		if _, err := readFull(fd, buf); err != nil {
+			os.Exit(0)
+		}
+		n.Add(1)
+		if _, err := fd.Write(buf); err != nil {
+			os.Exit(0)
+		}
+	}
+}
