@@ -333,3 +333,28 @@ func TestThreadingModels(t *testing.T) {
 		})
 	}
 }
+
+// Object requests continue the CALL id sequence; a dispatcher that reuses
+// an id breaks the protocol and the worker stops.
+func TestObjectFrameChecks(t *testing.T) {
+	p := startPeer(t, testServer(make(chan int, 10), nil, nil))
+	skipRegistration(p)
+	p.expect(p.activate("Probe", 1), 0)
+	p.next-- // reuse the last id
+	p.activate("Probe", 2)
+	if err := <-p.done; !errors.Is(err, wire.ErrProtocol) {
+		t.Fatalf("Serve = %v, want a protocol error", err)
+	}
+	p.done <- nil // for the cleanup
+}
+
+func TestObjectFramesToPlainWorker(t *testing.T) {
+	s := &Server{}
+	s.Handle("null", func(context.Context, Args) (any, error) { return nil, nil })
+	p := startPeer(t, s)
+	p.activate("Probe", 1)
+	if err := <-p.done; !errors.Is(err, wire.ErrProtocol) {
+		t.Fatalf("Serve = %v, want a protocol error", err)
+	}
+	p.done <- nil
+}
