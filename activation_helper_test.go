@@ -102,6 +102,22 @@ func runClassHelper(spec string) {
 			}
 			return n, nil
 		})
+		c.Method("emitLater", func(_ context.Context, o *helperObj, a worker.Args) (any, error) {
+			var gate string
+			var n int
+			if err := a.Scan(&gate, &n); err != nil {
+				return nil, err
+			}
+			// After the reply: nobody is waiting for a reply when these
+			// arrive, so only the dispatcher's watcher can read them.
+			go func() {
+				<-gs.get(gate)
+				for i := range n {
+					o.self.Emit("later", i)
+				}
+			}()
+			return nil, nil
+		})
 		c.Method("kill", func(context.Context, *helperObj, worker.Args) (any, error) {
 			fmt.Fprintln(os.Stderr, "helper: class server killing itself")
 			unix.Kill(os.Getpid(), unix.SIGKILL)

@@ -922,3 +922,33 @@ func TestClassNotRegistered(t *testing.T) {
 	}
 	o.Release()
 }
+
+// Events a server emits while no call is in flight are read by the idle
+// watcher and delivered all the same.
+func TestEventsWhileIdle(t *testing.T) {
+	a := newAct(t, ActivatorConfig{Servers: []ServerConfig{helperServer(t, "Probe:free", multi("Probe"))}}, hooks{})
+	ctx := context.Background()
+	x, _ := a.CreateInstance(ctx, "Probe")
+	y, err := a.CreateInstance(ctx, "Probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, _ := x.Subscribe(10)
+	if _, err := x.Call(ctx, "emitLater", "g", 5); err != nil {
+		t.Fatal(err)
+	}
+	// Open the gate through another object; the emitting goroutine runs
+	// after this call has its reply.
+	if _, err := y.Call(ctx, "open", "g"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		ev := <-sub.Events()
+		var v int
+		if ev.Name != "later" || ev.Decode(0, &v) != nil || v != i {
+			t.Fatalf("event %d: %+v", i, ev)
+		}
+	}
+	x.Release()
+	y.Release()
+}
