@@ -6,13 +6,15 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/bulkhead-go/bulkhead/internal/proc"
 )
 
-// benchPool is a one-worker pool of the pool tests' helper worker, for the
-// null-call baseline.
-func benchPool(b *testing.B) *Pool {
+// baselinePool is a one-worker pool of the pool tests' helper worker, for
+// the null-call baseline (BenchmarkNullCall in bench_test.go measures the
+// same call on its own).
+func baselinePool(b *testing.B) *Pool {
 	exe, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)
@@ -25,15 +27,50 @@ func benchPool(b *testing.B) *Pool {
 	return p
 }
 
-// BenchmarkNullCall is the baseline: a stateless call with no arguments
-// and no result, on a pool worker.
-func BenchmarkNullCall(b *testing.B) {
-	p := benchPool(b)
-	ctx := context.Background()
-	for b.Loop() {
-		if _, err := p.Call(ctx, "null"); err != nil {
-			b.Fatal(err)
-		}
+// BenchmarkWarmActivationVsNullCall alternates blocks of null calls on a
+// pool worker and warm activations plus releases, so that both see the
+// same machine load, and reports each one's mean and their ratio (target:
+// at most 2).
+func BenchmarkWarmActivationVsNullCall(b *testing.B) {
+	for _, model := range benchModels {
+		b.Run(model, func(b *testing.B) {
+			a := newAct(b, ActivatorConfig{Servers: []ServerConfig{helperServer(b, "C:"+model, multi("C"))}}, hooks{})
+			p := baselinePool(b) // closed first: before newAct's leak check
+			ctx := context.Background()
+			co, err := a.GetClassObject(ctx, "C")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer co.Release()
+			if err := co.LockServer(true); err != nil {
+				b.Fatal(err)
+			}
+			const block = 32
+			var tNull, tAct time.Duration
+			n := 0
+			for b.Loop() {
+				t0 := time.Now()
+				for range block {
+					if _, err := p.Call(ctx, "null"); err != nil {
+						b.Fatal(err)
+					}
+				}
+				t1 := time.Now()
+				for range block {
+					o, err := a.CreateInstance(ctx, "C")
+					if err != nil {
+						b.Fatal(err)
+					}
+					o.Release()
+				}
+				tAct += time.Since(t1)
+				tNull += t1.Sub(t0)
+				n += block
+			}
+			b.ReportMetric(float64(tNull.Nanoseconds())/float64(n), "ns/null-call")
+			b.ReportMetric(float64(tAct.Nanoseconds())/float64(n), "ns/activation")
+			b.ReportMetric(float64(tAct)/float64(tNull), "activation/null-call")
+		})
 	}
 }
 
