@@ -45,6 +45,13 @@ type conn struct {
 	broken  error // set once; every later call fails with it
 	reader  *wire.Reader
 
+	// Object servers only (conn_watch.go): onFrame takes the object-model
+	// frames (types 16-31) from whichever goroutine is reading; the idle
+	// watcher's state is guarded by mu.
+	onFrame   func(h wire.Header, payload []byte) error
+	watchWake chan struct{}
+	ws        watchState
+
 	closeOnce sync.Once
 }
 
@@ -173,11 +180,16 @@ func (c *conn) wait(p *pending, cancel <-chan struct{}) {
 			c.mu.Lock()
 			c.reading = false
 			// Hand the reader role to another waiter, if any.
+			handed := false
 			for _, q := range c.pend {
 				if !q.done {
 					signal(q)
+					handed = true
 					break
 				}
+			}
+			if !handed && c.watchWake != nil {
+				c.roleFreed()
 			}
 			c.mu.Unlock()
 			return
@@ -242,6 +254,13 @@ func (c *conn) readUntil(p *pending) {
 				c.sendControl(wire.TypePong, h.ID)
 			}
 		default:
+			if c.onFrame != nil && wire.IsObjectType(h.Type) {
+				if err := c.onFrame(h, payload); err != nil {
+					c.fail(err)
+					return
+				}
+				continue
+			}
 			c.fail(&wire.FrameError{Header: h, Reason: "unexpected frame from worker"})
 			return
 		}
@@ -258,6 +277,9 @@ func (c *conn) fail(err error) {
 		delete(c.pend, id)
 		q.done, q.err = true, c.broken
 		signal(q)
+	}
+	if c.watchWake != nil {
+		c.wakeWatcher()
 	}
 	c.mu.Unlock()
 	c.shutdown()

@@ -74,7 +74,12 @@ type Server struct {
 	// before its handler. Tests use it to crash at exact points.
 	BeforeCall func(method string, id uint64)
 
+	// Objects configures how registered classes are served (class.go).
+	// Zero value: see ObjectOptions.
+	Objects ObjectOptions
+
 	mu       sync.Mutex
+	objsrv   objectServer // registered classes (class.go)
 	handlers map[string]Handler
 	serving  atomic.Bool
 }
@@ -201,7 +206,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	if idle == 0 {
 		idle = e.idleTimeout
 	}
-	if s.Concurrency <= 1 {
+	if len(s.objsrv.classes) > 0 {
+		err = c.serveObjects(ctx)
+	} else if s.Concurrency <= 1 {
 		err = c.serveSerial(ctx, idle)
 	} else {
 		err = c.serveConcurrent(ctx, idle, s.Concurrency)
@@ -374,6 +381,8 @@ func (c *conn) check(h wire.Header, p []byte) error {
 			return ErrRefused
 		}
 		return fmt.Errorf("%w: ERROR frame sent to a worker", wire.ErrProtocol)
+	case wire.TypeActivate, wire.TypeObjCall, wire.TypeRelease, wire.TypeSuspend:
+		return c.checkObject(h, p) // class.go
 	default:
 		return fmt.Errorf("%w: unexpected %v frame from the dispatcher", wire.ErrProtocol, h.Type)
 	}

@@ -48,6 +48,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newDemoCmd())
 	root.AddCommand(newWorkerCmd())
 	root.AddCommand(newChaosCmd())
+	root.AddCommand(newStormCmd())
 	return root
 }
 

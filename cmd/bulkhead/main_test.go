@@ -21,6 +21,10 @@ const cliEnv = "BULKHEAD_TEST_CLI"
 // The test binary is also the demo's worker: the demo re-executes
 // os.Executable() with the "worker" subcommand, and here that is this binary.
 func TestMain(m *testing.M) {
+	if worker.IsWorker() && os.Getenv(stormServeEnv) != "" {
+		serveStormClasses() // the storm's class server (storm_test.go)
+		return
+	}
 	if worker.IsWorker() || os.Getenv(cliEnv) != "" {
 		os.Exit(execute(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 	}

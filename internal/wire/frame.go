@@ -55,6 +55,9 @@ func (t Type) String() string {
 	if int(t) < len(typeNames) && typeNames[t] != "" {
 		return typeNames[t]
 	}
+	if n := objectTypeName(t); n != "" {
+		return n
+	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
 

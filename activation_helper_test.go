@@ -1,0 +1,145 @@
+package bulkhead
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/bulkhead-go/bulkhead/worker"
+	"golang.org/x/sys/unix"
+)
+
+// The test binary doubles as a class server. The mode is chosen by
+// BULKHEAD_ACT_HELPER, distinct from the pool helper's variables, and is
+// checked in init, before the package's TestMain runs:
+//
+//	BULKHEAD_ACT_HELPER  comma-separated classes as Name:threading, threading
+//	                     one of apartment, free, single
+//	ACT_MAX_ACTIVATIONS  worker.ObjectOptions.MaxActivations
+func init() {
+	if spec := os.Getenv("BULKHEAD_ACT_HELPER"); spec != "" && worker.IsWorker() {
+		runClassHelper(spec)
+	}
+}
+
+// helperObj is every helper class's state.
+type helperObj struct {
+	self *worker.Object
+	mu   sync.Mutex
+	n    int
+}
+
+// gates are process-wide, so that a call on one object can open a gate a
+// call on another waits at.
+type gates struct {
+	mu    sync.Mutex
+	gates map[string]chan struct{}
+}
+
+func (g *gates) get(name string) chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.gates[name] == nil {
+		g.gates[name] = make(chan struct{})
+	}
+	return g.gates[name]
+}
+
+func runClassHelper(spec string) {
+	s := &worker.Server{}
+	s.Objects.MaxActivations, _ = strconv.Atoi(os.Getenv("ACT_MAX_ACTIVATIONS"))
+	gs := &gates{gates: make(map[string]chan struct{})}
+	for _, item := range strings.Split(spec, ",") {
+		name, model, _ := strings.Cut(item, ":")
+		var th worker.Threading
+		switch model {
+		case "free":
+			th = worker.Free
+		case "single":
+			th = worker.Single
+		}
+		c := &worker.Class[*helperObj]{Name: name, Threading: th,
+			New: func(_ context.Context, self *worker.Object, a worker.Args) (*helperObj, error) {
+				o := &helperObj{self: self}
+				if a.Len() > 0 {
+					if err := a.Decode(0, &o.n); err != nil {
+						return nil, err
+					}
+				}
+				if o.n < 0 {
+					return nil, errors.New("negative start")
+				}
+				return o, nil
+			}}
+		c.Method("add", func(_ context.Context, o *helperObj, a worker.Args) (any, error) {
+			var d int
+			if err := a.Scan(&d); err != nil {
+				return nil, err
+			}
+			o.mu.Lock()
+			defer o.mu.Unlock()
+			o.n += d
+			return o.n, nil
+		})
+		c.Method("null", func(context.Context, *helperObj, worker.Args) (any, error) { return nil, nil })
+		c.Method("pid", func(context.Context, *helperObj, worker.Args) (any, error) { return os.Getpid(), nil })
+		c.Method("revoke", func(context.Context, *helperObj, worker.Args) (any, error) {
+			return nil, s.RevokeClasses()
+		})
+		c.Method("emit", func(_ context.Context, o *helperObj, a worker.Args) (any, error) {
+			var n int
+			if err := a.Scan(&n); err != nil {
+				return nil, err
+			}
+			for i := range n {
+				if err := o.self.Emit("tick", i); err != nil {
+					return nil, err
+				}
+			}
+			return n, nil
+		})
+		c.Method("emitLater", func(_ context.Context, o *helperObj, a worker.Args) (any, error) {
+			var gate string
+			var n int
+			if err := a.Scan(&gate, &n); err != nil {
+				return nil, err
+			}
+			// After the reply: nobody is waiting for a reply when these
+			// arrive, so only the dispatcher's watcher can read them.
+			go func() {
+				<-gs.get(gate)
+				for i := range n {
+					o.self.Emit("later", i)
+				}
+			}()
+			return nil, nil
+		})
+		c.Method("kill", func(context.Context, *helperObj, worker.Args) (any, error) {
+			fmt.Fprintln(os.Stderr, "helper: class server killing itself")
+			unix.Kill(os.Getpid(), unix.SIGKILL)
+			select {}
+		})
+		c.Method("wait", func(_ context.Context, _ *helperObj, a worker.Args) (any, error) {
+			var gate string
+			if err := a.Scan(&gate); err != nil {
+				return nil, err
+			}
+			<-gs.get(gate)
+			return gate, nil
+		})
+		c.Method("open", func(_ context.Context, _ *helperObj, a worker.Args) (any, error) {
+			var gate string
+			if err := a.Scan(&gate); err != nil {
+				return nil, err
+			}
+			close(gs.get(gate))
+			return nil, nil
+		})
+		s.Register(c)
+	}
+	s.Run()
+}

@@ -1,0 +1,749 @@
+package bulkhead
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead/internal/proc"
+	"github.com/bulkhead-go/bulkhead/internal/wire"
+)
+
+// Instancing says how a class's objects are spread over server processes.
+type Instancing int
+
+const (
+	// MultipleUse: one server process hosts every object of the class
+	// (REGCLS_MULTIPLEUSE).
+	MultipleUse Instancing = iota
+	// SingleUse: every object gets a fresh server process of its own, so
+	// that clients are isolated from each other (REGCLS_SINGLEUSE).
+	SingleUse
+	// Pooled: up to PoolSize identical server processes, each started
+	// with its own cookie. A new object goes to an empty server while the
+	// pool may grow, and to the least loaded one once it is full.
+	Pooled
+)
+
+func (i Instancing) String() string {
+	switch i {
+	case MultipleUse:
+		return "multiple-use"
+	case SingleUse:
+		return "single-use"
+	case Pooled:
+		return "pooled"
+	}
+	return fmt.Sprintf("Instancing(%d)", int(i))
+}
+
+// ClassConfig describes one class in the activator's registry.
+type ClassConfig struct {
+	// Name is the class name the server registers: 1 to 256 bytes of
+	// UTF-8 without control characters, unique across servers. Required.
+	Name string
+
+	// Instancing chooses how objects map to processes.
+	// Zero value: MultipleUse.
+	Instancing Instancing
+
+	// PoolSize bounds the servers of a Pooled class.
+	// Zero value: runtime.NumCPU(). At most 1024. Ignored otherwise.
+	PoolSize int
+}
+
+// ServerConfig describes a server program and the classes it serves.
+type ServerConfig struct {
+	// Name names the server in logs.
+	// Zero value: the base name of Process.Command.
+	Name string
+
+	// Process is how to start the program. Only its process fields are
+	// used: Command, Args, Env, Dir, StartTimeout, KillGrace, MaxFrameSize,
+	// StderrTail. StartTimeout bounds the time from spawn to HELLO, and
+	// again from HELLO to RESUME. Transport is ignored: class servers
+	// always use the socket. Required: Command.
+	Process Config
+
+	// Classes are the classes the program registers. At least one.
+	Classes []ClassConfig
+}
+
+// NoLinger makes a server whose lock count reached zero get QUIT at once.
+const NoLinger time.Duration = -1
+
+// ActivatorConfig describes an activator. Every field's zero value is usable
+// except Servers. NewActivator copies it.
+type ActivatorConfig struct {
+	// Servers is the registry: which program serves which classes.
+	Servers []ServerConfig
+
+	// Linger is how long a server whose lock count reached zero stays
+	// before it is sent QUIT. It is suspended from the moment of the
+	// decision either way: lingering never lets a new activation in.
+	// Zero value: 100 ms. NoLinger (or any negative value): QUIT at once.
+	Linger time.Duration
+
+	// MaxRetries bounds how often one activation is moved to another
+	// server after an answer "server stopping", or after its server died
+	// before starting it.
+	// Zero value: 16. At most 1000.
+	MaxRetries int
+
+	// MaxObjects bounds the objects alive at once, over all servers.
+	// Zero value: 1<<20.
+	MaxObjects int
+
+	// MaxROTEntries bounds the running object table.
+	// Zero value: 4096.
+	MaxROTEntries int
+
+	// EventDelay bounds how long a frame a server sends on its own (an
+	// event, REVOKE) can wait to be read while calls keep coming. Calls
+	// read such frames themselves; a watcher takes over when they stop,
+	// after this long, so that calls do not pay for waking it.
+	// Zero value: 1 ms. At most 1 s.
+	EventDelay time.Duration
+
+	// Clock is the source of time for leases and linger.
+	// Zero value: the system clock.
+	Clock Clock
+
+	// Logger receives one record per server launch failure, crash and
+	// stop. Zero value: slog.Default().
+	Logger *slog.Logger
+}
+
+const (
+	defaultLinger = 100 * time.Millisecond
+	maxPoolSize   = 1024
+)
+
+// actHooks let tests stop the activator at exact points, to force each race of
+// seeds 001, 002 and 004. Every hook is optional.
+type actHooks struct {
+	registered   func(s *server, class string) // a REGISTER was recorded (on the reader)
+	waiting      func(class string)            // an activation or handout waits for a server
+	decided      func(s *server)               // the zero-lock decision and suspend are done; nothing sent yet
+	handout      func(co *ClassObject)         // a class handle locked its server; not yet returned
+	activateSent func(s *server, oid uint64)   // an ACTIVATE was written
+	frame        func(s *server, t wire.Type)  // an object-model frame is about to be handled (on the reader)
+	gone         func(s *server)               // a server's exit has been processed
+}
+
+// Activator is bulkhead's service control manager: it starts class servers on
+// demand, routes activations to them, and is the single authority on every
+// server's lock count, so that the decision to shut a server down and its
+// suspension are one step. See docs/DESIGN-lifetime.md.
+type Activator struct {
+	linger     time.Duration
+	eventDelay time.Duration
+	maxRetries int
+	maxObjects int
+	maxROT     int
+	clock      Clock
+	log        *slog.Logger
+	spawner    *proc.Spawner
+	hooks      actHooks
+	classes    map[string]*classEntry // fixed after NewActivator
+
+	mu       sync.Mutex
+	servers  map[*server]struct{} // not yet gone
+	rot      map[string]*rotEntry
+	sessions map[*Session]struct{}
+	objects  int // pending and live, over all servers
+	closed   bool
+
+	def       *Session
+	wg        sync.WaitGroup // launches, watchers, timers, client watchers
+	closeOnce sync.Once
+	closeErr  error
+	stats     actCounters
+}
+
+// serverDef is a validated ServerConfig.
+type serverDef struct {
+	name    string
+	s       settings
+	classes []*classEntry
+}
+
+// classEntry is a class's routing state, guarded by Activator.mu.
+type classEntry struct {
+	name     string
+	cfg      ClassConfig
+	def      *serverDef
+	routable []*server    // running servers that registered the class and take activations
+	pending  int          // launches under way that will serve it
+	waiters  []*actWaiter // activations and handouts waiting for a server
+}
+
+// actWaiter is an activation (or class handout) waiting for a server.
+type actWaiter struct {
+	ch  chan actGrant // cap 1
+	cls bool          // a class handout, not an activation
+}
+
+// actGrant is what a waiter receives: a server already locked for it (and,
+// for an activation, its object), or the reason it gets none.
+type actGrant struct {
+	s   *server
+	obj *object
+	err error
+}
+
+type actCounters struct {
+	launches        atomic.Uint64
+	launchFailures  atomic.Uint64
+	activations     atomic.Uint64
+	stoppingRetries atomic.Uint64
+	redispatched    atomic.Uint64
+	disconnected    atomic.Uint64
+	crashes         atomic.Uint64
+	stops           atomic.Uint64
+}
+
+// NewActivator validates cfg and returns an activator. No server starts until
+// the first activation of one of its classes.
+func NewActivator(cfg ActivatorConfig) (*Activator, error) {
+	return newActivator(cfg, actHooks{})
+}
+
+func newActivator(cfg ActivatorConfig, h actHooks) (*Activator, error) {
+	a := &Activator{
+		linger:     cfg.Linger,
+		eventDelay: cfg.EventDelay,
+		maxRetries: cfg.MaxRetries,
+		maxObjects: cfg.MaxObjects,
+		maxROT:     cfg.MaxROTEntries,
+		clock:      cfg.Clock,
+		log:        cfg.Logger,
+		hooks:      h,
+		classes:    make(map[string]*classEntry),
+		servers:    make(map[*server]struct{}),
+		rot:        make(map[string]*rotEntry),
+		sessions:   make(map[*Session]struct{}),
+	}
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("bulkhead: ActivatorConfig."+format, args...))
+	}
+	switch {
+	case a.linger == 0:
+		a.linger = defaultLinger
+	case a.linger < 0:
+		a.linger = 0
+	}
+	if a.eventDelay < 0 || a.eventDelay > time.Second {
+		bad("EventDelay = %v: want 0 (1 ms) to 1 s", a.eventDelay)
+	} else if a.eventDelay == 0 {
+		a.eventDelay = time.Millisecond
+	}
+	if a.maxRetries < 0 || a.maxRetries > 1000 {
+		bad("MaxRetries = %d: want 0 (16) to 1000", a.maxRetries)
+	} else if a.maxRetries == 0 {
+		a.maxRetries = 16
+	}
+	if a.maxObjects < 0 {
+		bad("MaxObjects = %d: must not be negative", a.maxObjects)
+	} else if a.maxObjects == 0 {
+		a.maxObjects = 1 << 20
+	}
+	if a.maxROT < 0 {
+		bad("MaxROTEntries = %d: must not be negative", a.maxROT)
+	} else if a.maxROT == 0 {
+		a.maxROT = 4096
+	}
+	if a.clock == nil {
+		a.clock = systemClock{}
+	}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if len(cfg.Servers) == 0 {
+		bad("Servers: at least one server is required")
+	}
+	for i, sc := range cfg.Servers {
+		s, err := sc.Process.settings()
+		if err != nil {
+			bad("Servers[%d].Process: %w", i, err)
+			continue
+		}
+		s.Logger = a.log
+		// The watcher polls the socket for frames a server sends on its
+		// own; shared-memory pipes would hide them from it.
+		s.Transport = TransportSocket
+		def := &serverDef{name: sc.Name, s: s}
+		if def.name == "" {
+			def.name = filepath.Base(sc.Process.Command)
+		}
+		if len(sc.Classes) == 0 {
+			bad("Servers[%d].Classes: at least one class is required", i)
+		}
+		if len(sc.Classes) > wire.MaxClasses {
+			bad("Servers[%d].Classes: %d classes, more than %d", i, len(sc.Classes), wire.MaxClasses)
+			continue
+		}
+		for j, cc := range sc.Classes {
+			switch {
+			case !wire.ValidName(cc.Name):
+				bad("Servers[%d].Classes[%d].Name %q: want 1 to %d bytes of printable UTF-8", i, j, cc.Name, wire.MaxClassBytes)
+				continue
+			case a.classes[cc.Name] != nil:
+				bad("Servers[%d].Classes[%d]: class %q is configured twice", i, j, cc.Name)
+				continue
+			case cc.Instancing < MultipleUse || cc.Instancing > Pooled:
+				bad("Servers[%d].Classes[%d].Instancing = %d: unknown", i, j, cc.Instancing)
+				continue
+			case cc.PoolSize < 0 || cc.PoolSize > maxPoolSize:
+				bad("Servers[%d].Classes[%d].PoolSize = %d: want 0 (NumCPU) to %d", i, j, cc.PoolSize, maxPoolSize)
+				continue
+			}
+			if cc.PoolSize == 0 {
+				cc.PoolSize = runtime.NumCPU()
+			}
+			c := &classEntry{name: cc.Name, cfg: cc, def: def}
+			a.classes[cc.Name] = c
+			def.classes = append(def.classes, c)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	a.spawner = proc.NewSpawner()
+	a.def = a.newSession(0)
+	a.sessions[a.def] = struct{}{}
+	return a, nil
+}
+
+// CreateInstance creates an object of class in the activator's own session
+// (see Session.CreateInstance).
+func (a *Activator) CreateInstance(ctx context.Context, class string, args ...any) (*Object, error) {
+	return a.def.CreateInstance(ctx, class, args...)
+}
+
+// GetClassObject returns a class handle in the activator's own session (see
+// Session.GetClassObject).
+func (a *Activator) GetClassObject(ctx context.Context, class string) (*ClassObject, error) {
+	return a.def.GetClassObject(ctx, class)
+}
+
+// Register enters obj in the running object table, owned by the activator's
+// own session (see Session.Register).
+func (a *Activator) Register(name string, obj *Object, keepAlive bool) error {
+	return a.def.Register(name, obj, keepAlive)
+}
+
+// Revoke removes a running object table entry made with Activator.Register.
+func (a *Activator) Revoke(name string) error { return a.def.Revoke(name) }
+
+// Lookup returns a new handle, in the activator's own session, to the object
+// registered as name.
+func (a *Activator) Lookup(name string) (*Object, error) { return a.def.Lookup(name) }
+
+// afterFunc arms a timer on the activator's clock whose callback the
+// activator's WaitGroup owns.
+func (a *Activator) afterFunc(d time.Duration, f func()) *ownedTimer {
+	a.wg.Add(1)
+	t := &ownedTimer{done: a.wg.Done}
+	t.t = a.clock.AfterFunc(d, func() {
+		defer a.wg.Done()
+		f()
+	})
+	return t
+}
+
+// placeObject finds a server for one object of c and takes a lock on it
+// for the object, launching a server if the class needs one. via, if not
+// nil, is a class handle whose server is preferred.
+func (a *Activator) placeObject(ctx context.Context, c *classEntry, via *ClassObject) (*object, error) {
+	g, err := a.place(ctx, c, via, false)
+	return g.obj, err
+}
+
+// place is placeObject and the class handout: cls asks for a class lock
+// instead of an object.
+func (a *Activator) place(ctx context.Context, c *classEntry, via *ClassObject, cls bool) (actGrant, error) {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return actGrant{}, ErrClosed
+	}
+	if !cls && a.objects >= a.maxObjects {
+		a.mu.Unlock()
+		return actGrant{}, fmt.Errorf("%w: %d alive", ErrTooManyObjects, a.objects)
+	}
+	if via != nil && a.routableLocked(via.s, c) {
+		g := a.takeLocked(via.s, c, cls)
+		a.mu.Unlock()
+		return g, nil
+	}
+	if s, launch := a.pickLocked(c, len(c.waiters)+1); s != nil {
+		g := a.takeLocked(s, c, cls)
+		a.mu.Unlock()
+		return g, nil
+	} else if launch {
+		a.launchLocked(c.def)
+	}
+	wt := &actWaiter{ch: make(chan actGrant, 1), cls: cls}
+	c.waiters = append(c.waiters, wt)
+	a.mu.Unlock()
+	if h := a.hooks.waiting; h != nil {
+		h(c.name)
+	}
+	select {
+	case g := <-wt.ch:
+		return g, g.err
+	case <-ctx.Done():
+		a.mu.Lock()
+		i := slices.Index(c.waiters, wt)
+		if i >= 0 {
+			c.waiters = slices.Delete(c.waiters, i, i+1)
+		}
+		a.mu.Unlock()
+		if i < 0 {
+			// Granted as ctx ended: give it back.
+			if g := <-wt.ch; g.err == nil {
+				a.giveBack(g)
+			}
+		}
+		return actGrant{}, &CanceledError{Method: "activate " + c.name, Err: ctx.Err()}
+	}
+}
+
+// giveBack undoes a grant its waiter no longer wants.
+func (a *Activator) giveBack(g actGrant) {
+	if g.obj != nil {
+		a.dropObject(g.obj)
+		return
+	}
+	a.mu.Lock()
+	g.s.classRefs--
+	stop := a.maybeStopLocked(g.s)
+	a.mu.Unlock()
+	if stop {
+		a.stop(g.s)
+	}
+}
+
+// routableLocked reports whether s takes activations of c now.
+func (a *Activator) routableLocked(s *server, c *classEntry) bool {
+	return slices.Contains(c.routable, s)
+}
+
+// pickLocked chooses a routable server for one more object of c, or says
+// whether a server must be launched for it. n counts the waiters that need a
+// server, this one included.
+func (a *Activator) pickLocked(c *classEntry, n int) (s *server, launch bool) {
+	switch c.cfg.Instancing {
+	case SingleUse:
+		if len(c.routable) > 0 {
+			return c.routable[0], false // resumed for a waiter that gave up
+		}
+		return nil, c.pending < n
+	case Pooled:
+		var best *server
+		for _, s := range c.routable {
+			if best == nil || s.objCount < best.objCount {
+				best = s
+			}
+		}
+		if best != nil && best.objCount == 0 {
+			return best, false
+		}
+		if c.pending >= n {
+			return nil, false
+		}
+		if len(c.routable)+c.pending < c.cfg.PoolSize {
+			return nil, true
+		}
+		return best, best == nil && c.pending == 0
+	default: // MultipleUse
+		if len(c.routable) > 0 {
+			return c.routable[len(c.routable)-1], false
+		}
+		return nil, c.pending == 0
+	}
+}
+
+// takeLocked takes a lock on s for an activation of c (creating its object
+// record) or for a class handout. This is the step that makes a handout
+// lock the server atomically (seed 001: the NT4 SCM's implicit LockServer).
+func (a *Activator) takeLocked(s *server, c *classEntry, cls bool) actGrant {
+	if cls {
+		s.classRefs++
+		return actGrant{s: s}
+	}
+	obj := a.newObjectLocked(s, c)
+	if c.cfg.Instancing == SingleUse {
+		s.singleUsed = true
+		a.unrouteClassLocked(s, c)
+	}
+	return actGrant{s: s, obj: obj}
+}
+
+// serveWaitersLocked hands servers to c's waiters after a change: a server
+// resumed, a launch failed, a server stopped. Waiters that a launch under way
+// will serve keep waiting; the rest get a new launch, or failErr if set.
+func (a *Activator) serveWaitersLocked(c *classEntry, failErr error) {
+	for i := 0; i < len(c.waiters); {
+		wt := c.waiters[i]
+		s, launch := a.pickLocked(c, i+1)
+		switch {
+		case s != nil:
+			c.waiters = slices.Delete(c.waiters, i, i+1)
+			wt.ch <- a.takeLocked(s, c, wt.cls)
+		case launch && failErr != nil:
+			c.waiters = slices.Delete(c.waiters, i, i+1)
+			wt.ch <- actGrant{err: failErr}
+		case launch:
+			a.launchLocked(c.def)
+			i++
+		default:
+			i++
+		}
+	}
+}
+
+// launchLocked starts a server of def in the background.
+func (a *Activator) launchLocked(def *serverDef) {
+	s := newServer(a, def)
+	a.servers[s] = struct{}{}
+	for _, c := range def.classes {
+		c.pending++
+	}
+	a.wg.Add(1)
+	go a.launchServer(s)
+}
+
+// launchServer starts s's process and waits for its HELLO; its watcher then
+// reads its registrations.
+func (a *Activator) launchServer(s *server) {
+	defer a.wg.Done()
+	track := func(w *workerProc, add bool) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if add {
+			s.starting = w
+			if a.closed {
+				w.conn.shutdown()
+			}
+		} else {
+			s.starting = nil
+		}
+	}
+	w, err := launch(&s.def.s, a.spawner, func(w *workerProc) { a.onExit(s, w) }, track)
+	a.mu.Lock()
+	if err == nil && (a.closed || s.exited) {
+		// Closing, or it died just after HELLO: not worth a server.
+		a.mu.Unlock()
+		w.proc.Kill()
+		<-w.proc.Exited()
+		w.proc.Release()
+		w.closeResources()
+		a.mu.Lock()
+		if !a.closed {
+			err = &StartError{PID: w.pid, ExitCode: -1, Exited: true, Reason: fmt.Sprintf("server %d exited right after HELLO", w.pid), Stderr: w.stderr.String()}
+		} else {
+			err = ErrClosed
+		}
+	}
+	if err != nil {
+		if a.closed {
+			err = ErrClosed
+		} else {
+			a.stats.launchFailures.Add(1)
+		}
+		a.launchFailedLocked(s, err)
+		a.mu.Unlock()
+		if !errors.Is(err, ErrClosed) {
+			a.log.Error("class server failed to start", append([]any{"server", s.def.name}, startAttrs(err)...)...)
+		}
+		return
+	}
+	a.stats.launches.Add(1)
+	s.w = w
+	s.pid = w.pid
+	s.state = stateRegistered
+	s.connRefs.Store(2) // the process and the watcher
+	w.conn.startWatch(func(h wire.Header, p []byte) error { return a.onFrame(s, h, p) }, a.eventDelay)
+	s.regTimer = a.afterFunc(s.def.s.StartTimeout, func() { a.registrationTimeout(s) })
+	a.wg.Add(1)
+	a.mu.Unlock()
+	go a.watchServer(s)
+}
+
+func (a *Activator) watchServer(s *server) {
+	defer a.wg.Done()
+	s.w.conn.watch()
+	s.releaseConn()
+}
+
+// launchFailedLocked forgets a server that never resumed and tells the
+// waiters that counted on it.
+func (a *Activator) launchFailedLocked(s *server, err error) {
+	a.launchEndedLocked(s)
+	delete(a.servers, s)
+	s.state = stateGone
+	s.crash = err
+	close(s.gone)
+	for _, c := range s.def.classes {
+		a.serveWaitersLocked(c, err)
+	}
+}
+
+// launchEndedLocked ends s's count as a launch under way, once.
+func (a *Activator) launchEndedLocked(s *server) {
+	if s.launchEnded {
+		return
+	}
+	s.launchEnded = true
+	for _, c := range s.def.classes {
+		c.pending--
+	}
+}
+
+// ActivatorStats is a snapshot of an activator's state and counters.
+type ActivatorStats struct {
+	Servers    int // servers that said HELLO and have not exited
+	Starting   int // servers being started
+	Objects    int // objects alive or being activated
+	Sessions   int // open sessions, the activator's own included
+	ROTEntries int
+
+	Launches        uint64 // servers that said HELLO
+	LaunchFailures  uint64
+	Activations     uint64 // objects created
+	StoppingRetries uint64 // activations answered "server stopping" and retried elsewhere
+	Redispatched    uint64 // activations retried because their server died before starting them
+	Disconnected    uint64 // calls that failed because their server was gone
+	ServerCrashes   uint64 // servers that exited without being asked
+	ServerStops     uint64 // servers stopped because their lock count reached zero
+}
+
+// Stats returns a snapshot of the activator's state and counters.
+func (a *Activator) Stats() ActivatorStats {
+	a.mu.Lock()
+	st := ActivatorStats{Objects: a.objects, Sessions: len(a.sessions), ROTEntries: len(a.rot)}
+	for s := range a.servers {
+		if s.state == stateStarting {
+			st.Starting++
+		} else {
+			st.Servers++
+		}
+	}
+	a.mu.Unlock()
+	st.Launches = a.stats.launches.Load()
+	st.LaunchFailures = a.stats.launchFailures.Load()
+	st.Activations = a.stats.activations.Load()
+	st.StoppingRetries = a.stats.stoppingRetries.Load()
+	st.Redispatched = a.stats.redispatched.Load()
+	st.Disconnected = a.stats.disconnected.Load()
+	st.ServerCrashes = a.stats.crashes.Load()
+	st.ServerStops = a.stats.stops.Load()
+	return st
+}
+
+// ServerInfo describes one class server process.
+type ServerInfo struct {
+	Name    string
+	PID     int
+	Cookie  string // its BULKHEAD_COOKIE, unique per process
+	State   string // "registered", "running", "stopping"
+	Locks   int    // objects + explicit locks + class handles
+	Objects int
+	Classes []string // registered
+}
+
+// Servers lists the class servers that said HELLO and have not exited.
+func (a *Activator) Servers() []ServerInfo {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []ServerInfo
+	for s := range a.servers {
+		if s.state == stateStarting {
+			continue
+		}
+		info := ServerInfo{Name: s.def.name, PID: s.pid, Cookie: s.w.hello.Cookie, State: s.state.String(),
+			Locks: s.lockCount(), Objects: s.objCount}
+		for c := range s.registered {
+			info.Classes = append(info.Classes, c)
+		}
+		slices.Sort(info.Classes)
+		out = append(out, info)
+	}
+	slices.SortFunc(out, func(x, y ServerInfo) int { return x.PID - y.PID })
+	return out
+}
+
+// Close ends every session (releasing every reference and lock), asks every
+// server to QUIT (calls in flight finish first) and waits for them to exit.
+// If ctx ends first the rest are killed. Later calls fail with ErrClosed.
+func (a *Activator) Close(ctx context.Context) error {
+	a.closeOnce.Do(func() { a.closeErr = a.close(ctx) })
+	return a.closeErr
+}
+
+func (a *Activator) close(ctx context.Context) error {
+	a.mu.Lock()
+	a.closed = true
+	for _, c := range a.classes {
+		for _, wt := range c.waiters {
+			wt.ch <- actGrant{err: ErrClosed}
+		}
+		c.waiters = nil
+	}
+	for s := range a.servers {
+		if s.starting != nil {
+			s.starting.conn.shutdown()
+		}
+	}
+	sessions := make([]*Session, 0, len(a.sessions))
+	for s := range a.sessions {
+		sessions = append(sessions, s)
+	}
+	a.mu.Unlock()
+	for _, s := range sessions {
+		s.end(ErrClosed)
+	}
+
+	a.mu.Lock()
+	var live []*server
+	for s := range a.servers {
+		if s.state == stateStarting {
+			continue // its launch goroutine kills it
+		}
+		live = append(live, s)
+		s.stopInit = true
+		s.lingerTimer.Stop()
+		s.regTimer.Stop()
+	}
+	a.mu.Unlock()
+	for _, s := range live {
+		a.quit(s)
+	}
+	var err error
+	for _, s := range live {
+		select {
+		case <-s.gone:
+		case <-ctx.Done():
+			if err == nil {
+				err = ctx.Err()
+			}
+			for _, s := range live {
+				s.w.proc.Kill()
+			}
+			<-s.gone
+		}
+	}
+	a.wg.Wait()
+	a.spawner.Close()
+	return err
+}

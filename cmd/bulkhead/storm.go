@@ -1,0 +1,420 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/worker"
+	"github.com/spf13/cobra"
+)
+
+// The storm is seed 001's brutal test made into a command: many goroutines
+// create, call and release objects as fast as they can, while servers shut
+// down at zero with zero linger, recycle themselves (answering late
+// activations "server stopping"), and cold launches interleave. Any failure
+// or disconnected object is a lifetime bug.
+
+// stormOptions are the storm's parameters.
+type stormOptions struct {
+	Activations int
+	Goroutines  int
+	Calls       int
+	Recycle     int
+	SingleEvery int
+	Linger      time.Duration
+	Timeout     time.Duration
+	JSON        bool
+
+	// serverCmd and serverArgs start a class server (serveStormClasses).
+	serverCmd  string
+	serverArgs []string
+	serverEnv  []string
+}
+
+// stormResult is what the storm prints.
+type stormResult struct {
+	Activations     uint64  `json:"activations"`
+	Calls           uint64  `json:"calls"`
+	Failures        uint64  `json:"failures"`
+	Disconnected    uint64  `json:"disconnected"`
+	Launches        uint64  `json:"launches"`
+	StoppingRetries uint64  `json:"stopping_retries"`
+	Redispatched    uint64  `json:"redispatched"`
+	ServerStops     uint64  `json:"server_stops"`
+	ServerCrashes   uint64  `json:"server_crashes"`
+	Goroutines      int     `json:"goroutines"`
+	Seconds         float64 `json:"seconds"`
+	PerSecond       float64 `json:"activations_per_second"`
+	FirstFailure    string  `json:"first_failure,omitempty"`
+}
+
+const stormServeEnv = "BULKHEAD_STORM_SERVER"
+
+func newStormCmd() *cobra.Command {
+	var o stormOptions
+	var serve bool
+	cmd := &cobra.Command{
+		Use:   "storm",
+		Short: "Stress the object activator: activations, calls and releases racing server shutdowns",
+		Long: `storm runs many goroutines that create, call and release objects as fast as
+they can, through every path (class handles with LockServer, clones, the
+running object table, sessions closed with references held), while class
+servers stop the moment their lock count reaches zero, recycle themselves
+after --recycle activations, and cold launches interleave. It prints one
+result; failures and disconnected must be 0, and the command exits 1 if not.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if serve || os.Getenv(stormServeEnv) != "" {
+				serveStormClasses()
+				return nil
+			}
+			if err := o.validate(); err != nil {
+				return usageError{err}
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			o.serverCmd, o.serverArgs = exe, []string{"storm"}
+			o.serverEnv = []string{stormServeEnv + "=1"}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			res, err := runStorm(ctx, o)
+			if err != nil {
+				return err
+			}
+			if err := res.print(cmd.OutOrStdout(), o.JSON); err != nil {
+				return err
+			}
+			if res.Failures > 0 || res.Disconnected > 0 {
+				return fmt.Errorf("storm: %d failures, %d disconnected (first: %s)", res.Failures, res.Disconnected, res.FirstFailure)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.Activations, "activations", 10000, "objects to create in all (1 to 1e9)")
+	f.IntVar(&o.Goroutines, "goroutines", 32, "concurrent clients (1 to 4096)")
+	f.IntVar(&o.Calls, "calls", 2, "calls on each object (0 to 1000)")
+	f.IntVar(&o.Recycle, "recycle", 200, "servers revoke their classes after this many activations (0: never)")
+	f.IntVar(&o.SingleEvery, "single-every", 50, "every n-th activation is of a single-use class (0: never)")
+	f.DurationVar(&o.Linger, "linger", 0, "how long a server whose lock count reached zero lingers before QUIT (0: none)")
+	f.DurationVar(&o.Timeout, "timeout", 0, "stop creating objects after this long (0: no limit)")
+	f.BoolVar(&o.JSON, "json", false, "print one JSON object")
+	f.BoolVar(&serve, "serve", false, "run as the storm's class server")
+	_ = f.MarkHidden("serve")
+	return cmd
+}
+
+func (o *stormOptions) validate() error {
+	var errs []error
+	check := func(name string, v, lo, hi int) {
+		if v < lo || v > hi {
+			errs = append(errs, fmt.Errorf("--%s=%d: want %d to %d", name, v, lo, hi))
+		}
+	}
+	check("activations", o.Activations, 1, 1_000_000_000)
+	check("goroutines", o.Goroutines, 1, 4096)
+	check("calls", o.Calls, 0, 1000)
+	check("recycle", o.Recycle, 0, 1<<30)
+	check("single-every", o.SingleEvery, 0, 1<<30)
+	if o.Linger < 0 || o.Linger > time.Minute {
+		errs = append(errs, fmt.Errorf("--linger=%v: want 0 to 1m", o.Linger))
+	}
+	if o.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("--timeout=%v: must not be negative", o.Timeout))
+	}
+	return errors.Join(errs...)
+}
+
+func (r *stormResult) print(w io.Writer, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(w).Encode(r)
+	}
+	_, err := fmt.Fprintf(w, "activations %d, calls %d, failures %d, disconnected %d\n"+
+		"launches %d, stopping retries %d, redispatched %d, server stops %d, server crashes %d\n"+
+		"%d goroutines, %.1f s, %.0f activations/s\n",
+		r.Activations, r.Calls, r.Failures, r.Disconnected,
+		r.Launches, r.StoppingRetries, r.Redispatched, r.ServerStops, r.ServerCrashes,
+		r.Goroutines, r.Seconds, r.PerSecond)
+	return err
+}
+
+// The storm's classes: two in one multiple-use server (a multi-class
+// server, registered suspended and resumed at once), a single-use class,
+// and a pooled one.
+var stormClasses = []string{"Counter", "Gauge", "Pooled"}
+
+func stormConfig(o stormOptions) bulkhead.ActivatorConfig {
+	proc := func() bulkhead.Config {
+		env := append(os.Environ(), o.serverEnv...)
+		env = append(env, "STORM_RECYCLE="+strconv.Itoa(o.Recycle), "GORACE=atexit_sleep_ms=0")
+		return bulkhead.Config{Command: o.serverCmd, Args: o.serverArgs, Env: env}
+	}
+	linger := o.Linger
+	if linger == 0 {
+		linger = bulkhead.NoLinger
+	}
+	return bulkhead.ActivatorConfig{
+		Linger: linger,
+		Logger: slog.New(slog.DiscardHandler),
+		Servers: []bulkhead.ServerConfig{
+			{Name: "storm-multi", Process: proc(), Classes: []bulkhead.ClassConfig{{Name: "Counter"}, {Name: "Gauge"}}},
+			{Name: "storm-iso", Process: proc(), Classes: []bulkhead.ClassConfig{{Name: "Iso", Instancing: bulkhead.SingleUse}}},
+			{Name: "storm-pool", Process: proc(), Classes: []bulkhead.ClassConfig{{Name: "Pooled", Instancing: bulkhead.Pooled, PoolSize: 3}}},
+		},
+	}
+}
+
+// stormTally counts outcomes across the storm's goroutines.
+type stormTally struct {
+	activations  atomic.Uint64
+	calls        atomic.Uint64
+	failures     atomic.Uint64
+	disconnected atomic.Uint64
+	firstMu      sync.Mutex
+	first        string
+}
+
+func (t *stormTally) fail(what string, err error) {
+	t.failures.Add(1)
+	if errors.Is(err, bulkhead.ErrObjectDisconnected) {
+		t.disconnected.Add(1)
+	}
+	t.firstMu.Lock()
+	if t.first == "" {
+		t.first = what + ": " + err.Error()
+	}
+	t.firstMu.Unlock()
+}
+
+func runStorm(ctx context.Context, o stormOptions) (*stormResult, error) {
+	act, err := bulkhead.NewActivator(stormConfig(o))
+	if err != nil {
+		return nil, err
+	}
+	if o.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+	}
+	var next atomic.Int64
+	var t stormTally
+	var wg sync.WaitGroup
+	start := time.Now()
+	for g := range o.Goroutines {
+		wg.Go(func() { stormClient(ctx, act, o, g, &next, &t) })
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err := act.Close(context.Background()); err != nil {
+		return nil, fmt.Errorf("storm: closing the activator: %w", err)
+	}
+	st := act.Stats()
+	res := &stormResult{
+		Activations: t.activations.Load(), Calls: t.calls.Load(),
+		Failures: t.failures.Load(), Disconnected: t.disconnected.Load(),
+		Launches: st.Launches, StoppingRetries: st.StoppingRetries, Redispatched: st.Redispatched,
+		ServerStops: st.ServerStops, ServerCrashes: st.ServerCrashes,
+		Goroutines: o.Goroutines, Seconds: elapsed.Seconds(),
+		FirstFailure: t.first,
+	}
+	res.PerSecond = float64(res.Activations) / elapsed.Seconds()
+	if st.ServerCrashes > 0 && res.Failures == 0 {
+		res.Failures = st.ServerCrashes
+		res.FirstFailure = "a class server crashed"
+	}
+	return res, nil
+}
+
+// stormClient is one client: its own session, taking activation numbers
+// until they run out.
+func stormClient(ctx context.Context, act *bulkhead.Activator, o stormOptions, g int, next *atomic.Int64, t *stormTally) {
+	sess, err := act.NewSession(bulkhead.SessionConfig{})
+	if err != nil {
+		t.fail("session", err)
+		return
+	}
+	defer sess.Close()
+	for ctx.Err() == nil {
+		i := int(next.Add(1))
+		if i > o.Activations {
+			return
+		}
+		class := stormClasses[i%len(stormClasses)]
+		if o.SingleEvery > 0 && i%o.SingleEvery == 0 {
+			class = "Iso"
+		}
+		stormOne(ctx, act, sess, o, g, i, class, t)
+	}
+}
+
+// stormOne creates one object through one of the paths, calls it and lets
+// it go.
+func stormOne(ctx context.Context, act *bulkhead.Activator, sess *bulkhead.Session, o stormOptions, g, i int, class string, t *stormTally) {
+	start := i % 100
+	switch i % 16 {
+	case 0: // class handle, explicit lock, activation through it
+		co, err := sess.GetClassObject(ctx, class)
+		if err != nil {
+			t.fail("GetClassObject", err)
+			return
+		}
+		defer co.Release()
+		if err := co.LockServer(true); err != nil {
+			t.fail("LockServer", err)
+			return
+		}
+		obj, err := co.CreateInstance(ctx, start)
+		if err != nil {
+			t.fail("ClassObject.CreateInstance", err)
+			return
+		}
+		t.activations.Add(1)
+		stormCalls(ctx, obj, o.Calls, start, t)
+		obj.Release()
+		if err := co.LockServer(false); err != nil {
+			t.fail("LockServer(false)", err)
+		}
+	case 1: // a clone outlives the original
+		obj, ok := stormCreate(ctx, sess, class, start, t)
+		if !ok {
+			return
+		}
+		clone, err := obj.Clone()
+		obj.Release()
+		if err != nil {
+			t.fail("Clone", err)
+			return
+		}
+		stormCalls(ctx, clone, o.Calls, start, t)
+		if err := clone.Release(); err != nil {
+			t.fail("Release", err)
+		}
+	case 2: // through the running object table, keep-alive or weak
+		obj, ok := stormCreate(ctx, sess, class, start, t)
+		if !ok {
+			return
+		}
+		name := "storm/" + strconv.Itoa(g) + "/" + strconv.Itoa(i)
+		keep := i%32 == 2
+		if err := sess.Register(name, obj, keep); err != nil {
+			t.fail("Register", err)
+			obj.Release()
+			return
+		}
+		if keep {
+			obj.Release() // the entry alone keeps it
+		}
+		got, err := sess.Lookup(name)
+		if err != nil {
+			t.fail("Lookup", err)
+		} else {
+			stormCalls(ctx, got, o.Calls, start, t)
+			got.Release()
+		}
+		if err := sess.Revoke(name); err != nil {
+			t.fail("Revoke", err)
+		}
+		if !keep {
+			obj.Release()
+		}
+	case 3: // a client that goes away holding its references
+		dead, err := act.NewSession(bulkhead.SessionConfig{})
+		if err != nil {
+			t.fail("session", err)
+			return
+		}
+		obj, ok := stormCreate(ctx, dead, class, start, t)
+		if ok {
+			stormCalls(ctx, obj, o.Calls, start, t)
+			_, _ = obj.Clone()
+		}
+		dead.Close()
+	default:
+		obj, ok := stormCreate(ctx, sess, class, start, t)
+		if !ok {
+			return
+		}
+		stormCalls(ctx, obj, o.Calls, start, t)
+		if err := obj.Release(); err != nil {
+			t.fail("Release", err)
+		}
+	}
+}
+
+func stormCreate(ctx context.Context, sess *bulkhead.Session, class string, start int, t *stormTally) (*bulkhead.Object, bool) {
+	obj, err := sess.CreateInstance(ctx, class, start)
+	if err != nil {
+		if ctx.Err() == nil {
+			t.fail("CreateInstance "+class, err)
+		}
+		return nil, false
+	}
+	t.activations.Add(1)
+	return obj, true
+}
+
+// stormCalls adds 1 n times and checks every total: a call that reached the
+// wrong object, or a fresh one, would show.
+func stormCalls(ctx context.Context, obj *bulkhead.Object, n, start int, t *stormTally) {
+	for k := 1; k <= n; k++ {
+		got, err := bulkhead.CallAs[int](ctx, obj, "add", 1)
+		if err != nil {
+			if ctx.Err() == nil {
+				t.fail("call", err)
+			}
+			return
+		}
+		t.calls.Add(1)
+		if got != start+k {
+			t.fail("call", fmt.Errorf("object %d of %s: total %d, want %d", obj.ID(), obj.Class(), got, start+k))
+			return
+		}
+	}
+}
+
+// serveStormClasses runs this process as the storm's class server.
+func serveStormClasses() {
+	s := &worker.Server{}
+	s.Objects.MaxActivations, _ = strconv.Atoi(os.Getenv("STORM_RECYCLE"))
+	for _, c := range []struct {
+		name string
+		th   worker.Threading
+	}{{"Counter", worker.Apartment}, {"Gauge", worker.Free}, {"Iso", worker.Single}, {"Pooled", worker.Free}} {
+		cl := &worker.Class[*stormObj]{Name: c.name, Threading: c.th,
+			New: func(_ context.Context, _ *worker.Object, a worker.Args) (*stormObj, error) {
+				o := &stormObj{}
+				return o, a.Scan(&o.n)
+			}}
+		cl.Method("add", func(_ context.Context, o *stormObj, a worker.Args) (any, error) {
+			var d int
+			if err := a.Scan(&d); err != nil {
+				return nil, err
+			}
+			o.mu.Lock()
+			defer o.mu.Unlock()
+			o.n += d
+			return o.n, nil
+		})
+		s.Register(cl)
+	}
+	s.Run()
+}
+
+type stormObj struct {
+	mu sync.Mutex
+	n  int
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+)
+
+// The test binary doubles as the storm's class server.
+
+func stormTestOptions(t *testing.T, n int) stormOptions {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stormOptions{Activations: n, Goroutines: 8, Calls: 2, Recycle: 7, SingleEvery: 10,
+		serverCmd: exe, serverEnv: []string{stormServeEnv + "=1"}}
+}
+
+// The short storm CI runs under -race: every path, servers stopping at zero
+// with no linger, recycling servers answering late activations.
+func TestStormShort(t *testing.T) {
+	n := 400
+	if testing.Short() {
+		n = 150
+	}
+	res, err := runStorm(context.Background(), stormTestOptions(t, n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Failures != 0 || res.Disconnected != 0 {
+		t.Fatalf("storm: %+v", res)
+	}
+	if res.Activations < uint64(n)*3/4 || res.Launches < 2 || res.Calls == 0 {
+		t.Fatalf("storm did less than asked: %+v", res)
+	}
+	var b bytes.Buffer
+	if err := res.print(&b, true); err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"activations", "calls", "failures", "disconnected", "launches", "stopping_retries"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("JSON lacks %q: %s", k, b.String())
+		}
+	}
+}
+
+func TestStormFlagValidation(t *testing.T) {
+	for _, args := range [][]string{
+		{"--activations", "0"},
+		{"--goroutines", "100000"},
+		{"--calls", "-1"},
+		{"--linger", "-1s"},
+	} {
+		cmd := newStormCmd()
+		cmd.SetArgs(args)
+		cmd.SetOut(&bytes.Buffer{})
+		cmd.SetErr(&bytes.Buffer{})
+		err := cmd.Execute()
+		var u usageError
+		if !errors.As(err, &u) || !strings.Contains(err.Error(), strings.TrimPrefix(args[0], "--")) {
+			t.Errorf("%v: err = %v, want a usage error naming the flag", args, err)
+		}
+	}
+}

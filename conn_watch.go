@@ -1,0 +1,270 @@
+package bulkhead
+
+import (
+	"io"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead/internal/wire"
+)
+
+// An object server sends frames nobody asked for: REGISTER, RESUME, REVOKE
+// and EVENT. With leader/follower reads nobody reads while no call waits, so
+// an object server's connection also has an idle watcher. The watcher reads
+// only while the reader role is free and data is waiting, and gives the role
+// up as soon as a caller waits: a caller still reads its own reply, the fast
+// path, whenever it can.
+
+// watchState is the idle watcher's state, guarded by conn.mu.
+type watchState struct {
+	backoff  time.Duration // how long callers are left to read before the watcher looks
+	parked   bool          // waiting on watchWake for the reader role
+	activity uint64        // reader roles released by callers
+}
+
+// startWatch enables the watcher; call before any goroutine uses c.
+func (c *conn) startWatch(onFrame func(wire.Header, []byte) error, backoff time.Duration) {
+	c.onFrame = onFrame
+	c.watchWake = make(chan struct{}, 1)
+	c.ws.backoff = backoff
+}
+
+// wakeWatcher wakes the watcher whatever it waits for. Called with c.mu held.
+func (c *conn) wakeWatcher() {
+	select {
+	case c.watchWake <- struct{}{}:
+	default:
+	}
+}
+
+// roleFreed is called, with c.mu held, when a caller lets the reader role go
+// and nobody else waits for it. It wakes the watcher only if the watcher is
+// parked waiting for the role: while calls keep coming the watcher is on its
+// backoff timer instead, and callers pay nothing for it. Frames the caller
+// read past its reply (an event another object emitted meanwhile) are in
+// the reader's buffer, where a watcher blocked in poll(2) cannot see them:
+// the caller handles them before it leaves, which costs nothing when there
+// are none.
+func (c *conn) roleFreed() {
+	c.ws.activity++
+	if c.ws.parked {
+		c.ws.parked = false
+		c.wakeWatcher()
+		return
+	}
+	if !c.reader.Buffered() || c.broken != nil {
+		return
+	}
+	c.reading = true
+	c.mu.Unlock()
+	ok := true
+	for ok && c.reader.Buffered() {
+		ok = c.readOne()
+	}
+	c.mu.Lock()
+	c.reading = false
+	for _, q := range c.pend {
+		if !q.done {
+			signal(q) // a caller came while the frames were handled
+			return
+		}
+	}
+}
+
+// parkLocked waits, with c.mu held, until a caller frees the reader role or
+// the connection fails.
+func (c *conn) parkLocked() {
+	c.ws.parked = true
+	c.mu.Unlock()
+	<-c.watchWake
+	c.mu.Lock()
+	c.ws.parked = false
+}
+
+// watch is the watcher's loop. It returns once the connection has failed.
+//
+// While callers come and go, each reads every frame before its reply, so
+// the watcher stays off the socket: blocking in poll(2) there would be woken
+// by every reply, and waiting for the reader role would be woken by every
+// caller. It looks again after a backoff instead. Only when a look finds
+// that no caller came since the last one does it block in poll(2) until data
+// comes; and only behind one long call does it wait for the role.
+func (c *conn) watch() {
+	var seen uint64
+	c.mu.Lock()
+	for {
+		if c.broken != nil {
+			c.mu.Unlock()
+			return
+		}
+		if c.reading {
+			if c.ws.activity == seen {
+				c.parkLocked() // one long call: its caller wakes the watcher
+			} else {
+				c.backoffLocked(&seen)
+			}
+			continue
+		}
+		c.reading = true
+		c.mu.Unlock()
+
+		handed, ok := c.readAvailable()
+
+		c.mu.Lock()
+		c.reading = false
+		for _, q := range c.pend {
+			if !q.done {
+				signal(q)
+				break
+			}
+		}
+		switch {
+		case !ok:
+			c.mu.Unlock()
+			return
+		case handed || c.ws.activity != seen:
+			c.backoffLocked(&seen)
+			continue
+		}
+		c.mu.Unlock()
+		// Quiet: wait for data. Shutdown wakes the poll too.
+		if _, err := c.fd.WaitReadable(-1); err != nil {
+			c.fail(err)
+			return
+		}
+		c.mu.Lock()
+	}
+}
+
+// backoffLocked leaves the reading to callers for a while. Called and
+// returns with c.mu held.
+func (c *conn) backoffLocked(seen *uint64) {
+	*seen = c.ws.activity
+	c.mu.Unlock()
+	t := time.NewTimer(c.ws.backoff)
+	select {
+	case <-t.C:
+	case <-c.watchWake: // the connection failed
+		t.Stop()
+	}
+	c.mu.Lock()
+}
+
+// readAvailable reads the frames already waiting, without blocking between
+// frames. It stops early, with handed true, when a caller waits for the
+// reader role; ok is false when the connection failed.
+func (c *conn) readAvailable() (handed, ok bool) {
+	for {
+		c.mu.Lock()
+		waiter := false
+		for _, q := range c.pend {
+			if !q.done {
+				waiter = true
+				break
+			}
+		}
+		c.mu.Unlock()
+		if waiter {
+			return true, true
+		}
+		if !c.reader.Buffered() {
+			readable, err := c.fd.WaitReadable(0)
+			if err != nil {
+				c.fail(err)
+				return false, false
+			}
+			if !readable {
+				return false, true
+			}
+		}
+		if !c.readOne() {
+			return false, false
+		}
+	}
+}
+
+// readOne reads and handles one frame for the role holder; false if the
+// connection failed.
+func (c *conn) readOne() bool {
+	h, payload, err := c.reader.Next()
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		c.fail(err)
+		return false
+	}
+	switch {
+	case h.Type == wire.TypeReply || h.Type == wire.TypeError:
+		// As in readUntil: the owner may be waiting as a follower.
+		c.mu.Lock()
+		if q := c.pend[h.ID]; q != nil {
+			delete(c.pend, h.ID)
+			q.typ = h.Type
+			if c.reader.Owned() {
+				q.payload = payload
+			} else {
+				q.payload = append([]byte(nil), payload...)
+			}
+			q.done = true
+			signal(q)
+		}
+		c.mu.Unlock()
+	case h.Type == wire.TypePing || h.Type == wire.TypePong:
+		if len(payload) != 0 {
+			c.fail(&wire.FrameError{Header: h, Reason: "control frame with a payload"})
+			return false
+		}
+		if h.Type == wire.TypePing {
+			c.sendControl(wire.TypePong, h.ID)
+		}
+	case wire.IsObjectType(h.Type) && c.onFrame != nil:
+		if err := c.onFrame(h, payload); err != nil {
+			c.fail(err)
+			return false
+		}
+	default:
+		c.fail(&wire.FrameError{Header: h, Reason: "unexpected frame from worker"})
+		return false
+	}
+	return true
+}
+
+// sendActivate queues an ACTIVATE request and registers it, like send.
+func (c *conn) sendActivate(class string, oid uint64, args []any) (*pending, error) {
+	c.wmu.Lock()
+	c.nextID++
+	id := c.nextID
+	if err := c.out.Activate(id, class, oid, args, c.maxFrame); err != nil {
+		c.wmu.Unlock()
+		return nil, err
+	}
+	return c.register(id), nil
+}
+
+// sendObjCall queues an OBJCALL request and registers it, like send.
+func (c *conn) sendObjCall(oid uint64, method string, deadline int64, args []any) (*pending, error) {
+	c.wmu.Lock()
+	c.nextID++
+	id := c.nextID
+	if err := c.out.ObjCall(id, oid, method, deadline, args, c.maxFrame); err != nil {
+		c.wmu.Unlock()
+		return nil, err
+	}
+	return c.register(id), nil
+}
+
+// register records request id as pending and flushes. Called with wmu held;
+// returns with it released.
+func (c *conn) register(id uint64) *pending {
+	p := pendingPool.Get().(*pending)
+	p.id = id
+	c.mu.Lock()
+	if c.broken != nil {
+		p.done, p.err = true, c.broken
+	} else {
+		c.pend[id] = p
+	}
+	c.mu.Unlock()
+	c.flushLocked()
+	return p
+}
