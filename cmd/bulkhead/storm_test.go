@@ -8,7 +8,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-
 )
 
 // The test binary doubles as the storm's class server.

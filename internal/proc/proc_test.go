@@ -87,7 +87,13 @@ func TestSpawnerCloseKillsChildren(t *testing.T) {
 	sp := NewSpawner()
 	p := start(t, sp, "sleep", "300")
 	sp.Close()
-	<-p.Exited()
+	select {
+	case <-p.Exited():
+	case <-time.After(10 * time.Second):
+		p.Kill()
+		<-p.Exited()
+		t.Fatal("the child outlived the spawner's thread: no parent-death signal")
+	}
 	if got := ExitOf(p.State()); got.Signal != syscall.SIGKILL {
 		t.Fatalf("exit = %v, want SIGKILL from the parent-death signal", got)
 	}
@@ -121,5 +127,21 @@ func waitGone(t *testing.T, pid int) {
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	if n, _ := unix.Poll(fds, 10_000); n != 1 {
 		t.Fatalf("process %d still alive", pid)
+	}
+}
+
+// The spawner must never serve from the main thread, which the runtime never
+// terminates: start many from this test goroutine and check each.
+func TestSpawnerAvoidsMainThread(t *testing.T) {
+	for range 50 {
+		sp := NewSpawner()
+		var tid int
+		r := spawnReq{reply: make(chan error, 1), tid: &tid}
+		sp.reqs <- r
+		<-r.reply
+		sp.Close()
+		if tid == unix.Getpid() {
+			t.Fatal("spawner served from the main thread")
+		}
 	}
 }
