@@ -11,7 +11,7 @@ import (
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
 
-// A class server's life (docs/DESIGN-lifetime.md):
+// A class server's life (docs/DESIGN.md, "States of a server"):
 //
 //	starting ──HELLO──▶ registered ──RESUME──▶ running ──locks reach 0──▶ stopping ──exit──▶ gone
 //	   │                (suspended)              │        or REVOKE            │
