@@ -40,7 +40,7 @@ type demoConfig struct {
 
 // Bounds on the demo's flags.
 const (
-	maxDemoCalls       = 10_000_000
+	maxDemoCalls       = 1_000_000
 	maxDemoWorkers     = 1024
 	maxDemoConcurrency = 10_000
 	maxStartupRate     = 0.5
@@ -99,7 +99,7 @@ wrongly, 2 on bad flags.`,
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&cfg.calls, "calls", 2000, "number of calls, 1 to 10000000")
+	f.IntVar(&cfg.calls, "calls", 2000, "number of calls, 1 to 1000000")
 	f.IntVar(&cfg.workers, "workers", min(runtime.NumCPU(), maxDemoWorkers), "worker processes, 1 to 1024")
 	f.IntVar(&cfg.concurrency, "concurrency", 16, "concurrent callers, 1 to 10000")
 	f.Float64Var(&cfg.crashRate, "crash-rate", 0.02, "chance per call that it dies in C: segv, abort, exit and hang alike, 0 to 1")

@@ -27,7 +27,7 @@ func TestDemoFlags(t *testing.T) {
 	}{
 		{"negative calls", []string{"--calls", "-1"}, "--calls -1"},
 		{"zero calls", []string{"--calls", "0"}, "--calls 0"},
-		{"too many calls", []string{"--calls", "10000001"}, "--calls"},
+		{"too many calls", []string{"--calls", "1000001"}, "--calls 1000001"},
 		{"calls not a number", []string{"--calls", "many"}, "invalid argument"},
 		{"crash rate over 1", []string{"--crash-rate", "1.5"}, "--crash-rate 1.5"},
 		{"negative crash rate", []string{"--crash-rate", "-0.1"}, "--crash-rate -0.1"},
@@ -209,7 +209,7 @@ func TestWorkerOutsidePool(t *testing.T) {
 
 // SIGKILL the demo in mid-run: none of its workers outlives it.
 func TestDemoKilled(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "demo", "--calls", "10000000", "--workers", "3", "--crash-rate", "0.02", "--progress-every", "20ms")
+	cmd := exec.Command(os.Args[0], "demo", "--calls", "1000000", "--workers", "3", "--crash-rate", "0.02", "--progress-every", "20ms")
 	cmd.Env = append(os.Environ(), cliEnv+"=1", "TMPDIR="+t.TempDir())
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
