@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"runtime"
+	"syscall"
 	"time"
 
 	"github.com/bulkhead-go/bulkhead/internal/wire"
@@ -32,9 +33,28 @@ type Config struct {
 	// Zero value: the dispatcher's.
 	Dir string
 
-	// Workers is the number of worker processes kept running.
-	// Zero value: runtime.NumCPU().
+	// Workers is the shorthand for a fixed-size pool: it sets both
+	// MinWorkers and MaxWorkers, and may not be combined with them.
+	// Zero value: MinWorkers and MaxWorkers decide; if all three are zero,
+	// runtime.NumCPU() workers, fixed.
 	Workers int
+
+	// MinWorkers is how many workers are kept running even when idle.
+	// Zero value: none, if MaxWorkers is set: the pool then starts lazily,
+	// with its first call.
+	MinWorkers int
+
+	// MaxWorkers bounds the workers running at once. Workers beyond
+	// MinWorkers are started on demand, when calls queue, and stopped after
+	// IdleTimeout. A worker being recycled may briefly overlap its
+	// replacement.
+	// Zero value: MinWorkers (or runtime.NumCPU() if that is zero too).
+	MaxWorkers int
+
+	// IdleTimeout stops a worker that has had no call for this long, while
+	// more than MinWorkers run.
+	// Zero value: workers are never stopped for idleness.
+	IdleTimeout time.Duration
 
 	// ConcurrencyPerWorker caps the calls in flight on one worker. The
 	// worker's own HELLO may lower it further.
@@ -49,6 +69,23 @@ type Config struct {
 	// after SIGTERM, before the next step (SIGKILL).
 	// Zero value: 2 seconds.
 	KillGrace time.Duration
+
+	// TermGrace is how long a worker whose call passed its deadline (or
+	// was canceled) has to exit after SIGTERM, before DumpSignal.
+	// Zero value: 200 milliseconds.
+	TermGrace time.Duration
+
+	// DumpSignal is sent to a hung worker that ignored SIGTERM, so that it
+	// prints its stacks before it is killed: SIGQUIT makes a Go worker
+	// print every goroutine's stack and exit. The tail of what it prints
+	// is attached to the call's *CanceledError and to the log.
+	// Zero value: SIGQUIT.
+	DumpSignal syscall.Signal
+
+	// DumpGrace is how long a worker has, after DumpSignal, to print its
+	// stacks and exit before SIGKILL.
+	// Zero value: 1 second.
+	DumpGrace time.Duration
 
 	// MaxFrameSize bounds every message in both directions, in bytes.
 	// Zero value: 16 MiB. At most 1 GiB.
@@ -79,11 +116,106 @@ type Config struct {
 	// Zero value: 20000 (tens of microseconds on current hardware).
 	ShmSpin int
 
-	// RestartDelay is the first pause before retrying a worker that failed
-	// to start; it doubles on each further failure, up to 1000 times
-	// itself.
+	// RestartDelay is the first pause before starting a worker after a
+	// start-up failure or an idle crash; it doubles with each further
+	// failure in a row (crash-loop backoff), up to MaxRestartDelay. A call
+	// that completes resets it.
 	// Zero value: 10 milliseconds.
 	RestartDelay time.Duration
+
+	// MaxRestartDelay caps the crash-loop backoff; it is also the pause
+	// between half-open probes of an unhealthy pool.
+	// Zero value: 1000 times RestartDelay.
+	MaxRestartDelay time.Duration
+
+	// UnhealthyAfter is how many start-up failures and idle crashes, with
+	// no completed call between them and all within CrashLoopWindow, make
+	// the pool unhealthy: calls then fail at once with *UnhealthyError
+	// while one probe worker at a time is tried; the pool heals by itself
+	// when one starts. Crashes during calls do not count: they are the
+	// calls' own (see QuarantineAfter).
+	// Zero value: 5. At most 1000.
+	UnhealthyAfter int
+
+	// CrashLoopWindow is the window of UnhealthyAfter.
+	// Zero value: 1 minute.
+	CrashLoopWindow time.Duration
+
+	// MaxQueue bounds the calls waiting for a worker. A call beyond it
+	// fails at once with *OverloadedError, so that an overloaded pool
+	// sheds load instead of growing memory without bound.
+	// Zero value: 1024 per MaxWorkers. At most 1<<20.
+	MaxQueue int
+
+	// QueueTimeout bounds the time a call waits for a worker; it then fails
+	// with *OverloadedError.
+	// Zero value: only the call's ctx bounds the wait.
+	QueueTimeout time.Duration
+
+	// MaxCalls recycles a worker after it has served this many calls
+	// (drain and replace: a replacement is started first, and the worker
+	// finishes its calls in flight, so recycling never fails a call).
+	// Zero value: never recycled for its call count.
+	MaxCalls int
+
+	// MaxCallsJitter adds a random 0 to MaxCallsJitter calls to each
+	// worker's MaxCalls, so that workers started together are not all
+	// recycled together.
+	// Zero value: no jitter.
+	MaxCallsJitter int
+
+	// MaxLifetime recycles a worker this long after it started.
+	// Zero value: never recycled for age.
+	MaxLifetime time.Duration
+
+	// MaxMemory is the most resident memory (RSS, bytes) a worker may use.
+	// A worker found above it while running a call is killed, and the call
+	// fails with a *CrashError whose Limit is LimitMemory; an idle worker
+	// above it is recycled. Checked every MonitorInterval, also while calls
+	// run.
+	// Zero value: no limit.
+	MaxMemory int64
+
+	// MonitorInterval is how often the pool's monitor checks MaxMemory,
+	// MaxLifetime and IdleTimeout. The monitor runs only if one is set.
+	// Zero value: 100 milliseconds.
+	MonitorInterval time.Duration
+
+	// QuarantineAfter enables poison-request quarantine: after this many
+	// worker deaths attributed to calls with one fingerprint within
+	// QuarantineWindow, calls with that fingerprint fail at once with
+	// *QuarantinedError for QuarantineFor. A call's fingerprint is its
+	// method and a hash of its arguments, or method and the key given with
+	// WithFingerprint.
+	// Zero value: no quarantine, and no fingerprinting cost.
+	QuarantineAfter int
+
+	// QuarantineWindow is the window of QuarantineAfter.
+	// Zero value: 10 minutes.
+	QuarantineWindow time.Duration
+
+	// QuarantineFor is how long a fingerprint stays quarantined.
+	// Zero value: 10 minutes.
+	QuarantineFor time.Duration
+
+	// QuarantineMax bounds the fingerprints tracked (dead or quarantined).
+	// Zero value: 1024. At most 1<<20.
+	QuarantineMax int
+
+	// Idempotent lists the methods that are safe to run more than once. A
+	// call to one of them whose worker crashed under it is replayed on
+	// another worker, up to MaxReplays times. Other methods are never
+	// replayed once started.
+	// Zero value: none.
+	Idempotent []string
+
+	// MaxReplays bounds the replays of one idempotent call.
+	// Zero value: 1. At most 100.
+	MaxReplays int
+
+	// Limits are resource limits set on each worker at spawn.
+	// Zero value: the dispatcher's own limits are inherited.
+	Limits Limits
 
 	// Logger receives one structured record per worker start failure,
 	// crash and replacement.
@@ -102,6 +234,7 @@ const (
 // Bounds on Config values, so that a typo cannot ask for a million workers.
 const (
 	maxWorkers     = 4096
+	maxQueueBound  = 1 << 20
 	maxConcurrency = wire.MaxConcurrency
 	maxStderrTail  = 1 << 20
 )
@@ -109,8 +242,10 @@ const (
 // settings is a validated Config with defaults filled in.
 type settings struct {
 	Config
-	path     string
-	maxFrame uint32
+	path       string
+	maxFrame   uint32
+	min, max   int                 // worker counts
+	idempotent map[string]struct{} // from Idempotent
 }
 
 func (c *Config) settings() (settings, error) {
@@ -129,11 +264,7 @@ func (c *Config) settings() (settings, error) {
 	} else {
 		s.path = p
 	}
-	if c.Workers < 0 || c.Workers > maxWorkers {
-		bad("Workers = %d: want 0 (NumCPU) to %d", c.Workers, maxWorkers)
-	} else if c.Workers == 0 {
-		s.Workers = runtime.NumCPU()
-	}
+	s.sizes(bad)
 	if c.ConcurrencyPerWorker < 0 || c.ConcurrencyPerWorker > maxConcurrency {
 		bad("ConcurrencyPerWorker = %d: want 0 (1) to %d", c.ConcurrencyPerWorker, maxConcurrency)
 	} else if c.ConcurrencyPerWorker == 0 {
@@ -147,6 +278,16 @@ func (c *Config) settings() (settings, error) {
 		{"StartTimeout", &s.StartTimeout, 10 * time.Second},
 		{"KillGrace", &s.KillGrace, 2 * time.Second},
 		{"RestartDelay", &s.RestartDelay, 10 * time.Millisecond},
+		{"TermGrace", &s.TermGrace, 200 * time.Millisecond},
+		{"DumpGrace", &s.DumpGrace, time.Second},
+		{"CrashLoopWindow", &s.CrashLoopWindow, time.Minute},
+		{"MonitorInterval", &s.MonitorInterval, 100 * time.Millisecond},
+		{"QuarantineWindow", &s.QuarantineWindow, 10 * time.Minute},
+		{"QuarantineFor", &s.QuarantineFor, 10 * time.Minute},
+		{"IdleTimeout", &s.IdleTimeout, 0},
+		{"QueueTimeout", &s.QueueTimeout, 0},
+		{"MaxLifetime", &s.MaxLifetime, 0},
+		{"MaxRestartDelay", &s.MaxRestartDelay, 0},
 	}
 	for _, d := range durations {
 		if *d.v < 0 {
@@ -189,11 +330,95 @@ func (c *Config) settings() (settings, error) {
 	if s.ShmSpin == 0 {
 		s.ShmSpin = 20000
 	}
+	if s.MaxRestartDelay == 0 {
+		s.MaxRestartDelay = 1000 * s.RestartDelay
+	} else if s.MaxRestartDelay < s.RestartDelay {
+		bad("MaxRestartDelay = %v: want at least RestartDelay (%v)", s.MaxRestartDelay, s.RestartDelay)
+	}
+	s.policies(bad)
+	if err := s.Limits.validate(); err != nil {
+		bad("Limits: %w", err)
+	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
 	return s, errors.Join(errs...)
 }
 
-func (s *settings) restartDelay() time.Duration    { return s.RestartDelay }
-func (s *settings) maxRestartDelay() time.Duration { return 1000 * s.RestartDelay }
+// sizes resolves Workers, MinWorkers and MaxWorkers into s.min and s.max.
+func (s *settings) sizes(bad func(string, ...any)) {
+	inRange := func(name string, v int) bool {
+		if v < 0 || v > maxWorkers {
+			bad("%s = %d: want 0 to %d", name, v, maxWorkers)
+			return false
+		}
+		return true
+	}
+	if !inRange("Workers", s.Workers) || !inRange("MinWorkers", s.MinWorkers) || !inRange("MaxWorkers", s.MaxWorkers) {
+		return
+	}
+	switch {
+	case s.Workers > 0 && (s.MinWorkers > 0 || s.MaxWorkers > 0):
+		bad("Workers = %d: set either Workers or MinWorkers/MaxWorkers, not both", s.Workers)
+	case s.Workers > 0:
+		s.min, s.max = s.Workers, s.Workers
+	case s.MaxWorkers > 0:
+		s.min, s.max = s.MinWorkers, s.MaxWorkers
+		if s.min > s.max {
+			bad("MinWorkers = %d: more than MaxWorkers (%d)", s.min, s.max)
+		}
+	case s.MinWorkers > 0:
+		s.min, s.max = s.MinWorkers, s.MinWorkers
+	default:
+		s.min, s.max = runtime.NumCPU(), runtime.NumCPU()
+	}
+	s.Workers = s.max
+}
+
+// policies validates the recycling, backpressure, crash-loop, quarantine
+// and replay settings.
+func (s *settings) policies(bad func(string, ...any)) {
+	ints := []struct {
+		name    string
+		v       *int
+		def, hi int
+	}{
+		{"UnhealthyAfter", &s.UnhealthyAfter, 5, 1000},
+		{"MaxQueue", &s.MaxQueue, min(1024*max(s.max, 1), maxQueueBound), maxQueueBound},
+		{"MaxCalls", &s.MaxCalls, 0, 1 << 40},
+		{"MaxCallsJitter", &s.MaxCallsJitter, 0, 1 << 40},
+		{"QuarantineAfter", &s.QuarantineAfter, 0, 1000},
+		{"QuarantineMax", &s.QuarantineMax, 1024, 1 << 20},
+		{"MaxReplays", &s.MaxReplays, 1, 100},
+	}
+	for _, n := range ints {
+		if *n.v < 0 || *n.v > n.hi {
+			bad("%s = %d: want 0 to %d", n.name, *n.v, n.hi)
+		} else if *n.v == 0 {
+			*n.v = n.def
+		}
+	}
+	if s.MaxMemory < 0 {
+		bad("MaxMemory = %d: must not be negative", s.MaxMemory)
+	}
+	if s.DumpSignal < 0 || s.DumpSignal > 64 {
+		bad("DumpSignal = %d: not a signal", int(s.DumpSignal))
+	} else if s.DumpSignal == 0 {
+		s.DumpSignal = syscall.SIGQUIT
+	}
+	if len(s.Idempotent) > 0 {
+		s.idempotent = make(map[string]struct{}, len(s.Idempotent))
+		for _, m := range s.Idempotent {
+			if len(m) == 0 || len(m) > wire.MaxMethodBytes {
+				bad("Idempotent: method name of %d bytes", len(m))
+			}
+			s.idempotent[m] = struct{}{}
+		}
+		s.Idempotent = append([]string(nil), s.Idempotent...)
+	}
+}
+
+// monitored reports whether the pool needs its monitor goroutine.
+func (s *settings) monitored() bool {
+	return s.MaxMemory > 0 || s.MaxLifetime > 0 || s.IdleTimeout > 0
+}

@@ -4,23 +4,36 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+	"time"
 
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
 
 // The taxonomy of call failures. Every error a call returns matches exactly
-// one of these with errors.Is or errors.As:
+// one of these with errors.Is or errors.As (docs/DESIGN-policies.md has the
+// full table):
 //
-//	*CrashError     errors.Is(err, ErrWorkerCrashed): the worker died or broke the protocol while the call was on it
-//	*StartError     errors.Is(err, ErrStartFailed): no worker could be started for the call
-//	*CanceledError  errors.Is(err, context.DeadlineExceeded / context.Canceled): the caller's ctx ended first; the worker was killed
-//	*RemoteError    the worker answered with an error; it keeps serving (unless Code is CodePanic)
-//	ErrClosed       the pool is closed
-//	encoding errors the arguments could not be encoded; nothing was sent
+//	*CrashError       errors.Is(err, ErrWorkerCrashed): the worker died or broke the protocol while the call was on it;
+//	                  also errors.Is(err, ErrLimitExceeded) when it was killed for a limit (Limit says which)
+//	*StartError       errors.Is(err, ErrStartFailed): no worker could be started for the call
+//	*CanceledError    errors.Is(err, context.DeadlineExceeded / context.Canceled): the caller's ctx ended first;
+//	                  the worker was stopped step by step (SIGTERM, DumpSignal, SIGKILL), Stack holds its stack dump
+//	*OverloadedError  errors.Is(err, ErrOverloaded): the queue was full (MaxQueue) or the wait too long (QueueTimeout)
+//	*UnhealthyError   errors.Is(err, ErrUnhealthy): workers keep failing to start or crashing idle; failed fast
+//	*QuarantinedError errors.Is(err, ErrQuarantined): calls like this one kept killing workers; failed fast
+//	*RemoteError      the worker answered with an error; it keeps serving (unless Code is CodePanic)
+//	ErrClosed         the pool is closed
+//	encoding errors   the arguments could not be encoded; nothing was sent
+//
+// Errors for calls that never reached a worker carry RequestID 0 and PID 0.
 var (
 	ErrWorkerCrashed = errors.New("bulkhead: worker crashed")
 	ErrStartFailed   = errors.New("bulkhead: worker failed to start")
 	ErrClosed        = errors.New("bulkhead: pool closed")
+	ErrLimitExceeded = errors.New("bulkhead: worker exceeded a resource limit")
+	ErrOverloaded    = errors.New("bulkhead: pool overloaded")
+	ErrUnhealthy     = errors.New("bulkhead: pool unhealthy")
+	ErrQuarantined   = errors.New("bulkhead: request quarantined")
 )
 
 // Phase says when a worker died, after seed 000's three kinds of crash.
@@ -63,14 +76,23 @@ type CrashError struct {
 	Reason string // what happened, in words
 	Stderr string // the tail of the worker's stderr
 	Err    error  // the underlying connection or protocol error, if any
+	// Limit is the resource limit the worker was killed for exceeding:
+	// Config.MaxMemory (the pool killed it mid-call) or one of Limits.
+	Limit Limit
+	// Replays is how many times the call had been replayed before this
+	// attempt (idempotent methods only).
+	Replays int
 }
 
 func (e *CrashError) Error() string {
 	return fmt.Sprintf("bulkhead: worker %d crashed during %q (request %d): %s", e.PID, e.Method, e.RequestID, e.Reason)
 }
 
-// Is makes errors.Is(err, ErrWorkerCrashed) true.
-func (e *CrashError) Is(target error) bool { return target == ErrWorkerCrashed }
+// Is makes errors.Is(err, ErrWorkerCrashed) true, and errors.Is(err,
+// ErrLimitExceeded) when Limit is set.
+func (e *CrashError) Is(target error) bool {
+	return target == ErrWorkerCrashed || (target == ErrLimitExceeded && e.Limit != LimitNone)
+}
 
 func (e *CrashError) Unwrap() error { return e.Err }
 
@@ -102,16 +124,31 @@ func (e *StartError) Unwrap() error { return e.Err }
 // CanceledError reports a call whose ctx ended before its reply. It wraps
 // ctx.Err(), so errors.Is(err, context.DeadlineExceeded) works. The worker may
 // be stuck in native code, so it was stopped and will be replaced.
+//
+// When the worker had started the call, Call returns only once the worker is
+// gone, escalating step by step: SIGTERM, then after Config.TermGrace the
+// Config.DumpSignal (SIGQUIT: a Go worker prints every goroutine's stack),
+// then after Config.DumpGrace SIGKILL. Stack then holds the tail of what the
+// worker printed, and Reason says which step ended it.
 type CanceledError struct {
 	Method    string
 	RequestID uint64
 	PID       int  // 0 if the call never reached a worker
 	Started   bool // the worker had started running the call
 	Err       error
+
+	Reason   string         // how the worker was stopped, for a started call
+	ExitCode int            // the worker's exit status, or -1 (started calls only)
+	Signal   syscall.Signal // the signal that ended the worker, or 0
+	Stack    string         // the worker's stderr tail after DumpSignal, or ""
 }
 
 func (e *CanceledError) Error() string {
-	return fmt.Sprintf("bulkhead: call %q (request %d) abandoned: %v", e.Method, e.RequestID, e.Err)
+	s := fmt.Sprintf("bulkhead: call %q (request %d) abandoned: %v", e.Method, e.RequestID, e.Err)
+	if e.Reason != "" {
+		s += "; worker " + fmt.Sprint(e.PID) + " " + e.Reason
+	}
+	return s
 }
 
 func (e *CanceledError) Unwrap() error { return e.Err }
@@ -169,3 +206,62 @@ func (e *RemoteError) Stack() string {
 	}
 	return ""
 }
+
+// OverloadedError reports a call refused because the pool was overloaded:
+// MaxQueue calls were already waiting, or it waited QueueTimeout. Nothing
+// was sent to a worker.
+type OverloadedError struct {
+	Method string
+	Queued int           // calls waiting when it was refused
+	Waited time.Duration // how long it waited (QueueTimeout), or 0
+	Reason string
+}
+
+func (e *OverloadedError) Error() string {
+	return fmt.Sprintf("bulkhead: call %q refused: %s", e.Method, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrOverloaded) true.
+func (e *OverloadedError) Is(target error) bool { return target == ErrOverloaded }
+
+// UnhealthyError reports a call failed fast because workers keep failing to
+// start or crashing while idle (Config.UnhealthyAfter). Nothing was sent to
+// a worker. The pool probes one worker at a time and heals by itself.
+type UnhealthyError struct {
+	Method   string
+	Failures int       // failures in a row
+	Since    time.Time // when the pool turned unhealthy
+	// Last is the latest failure: a *StartError or a *CrashError of phase
+	// idle. It is not unwrapped, so that errors.Is(err, ErrStartFailed)
+	// stays false for a call that no worker ever saw.
+	Last   error
+	Reason string
+}
+
+func (e *UnhealthyError) Error() string {
+	return fmt.Sprintf("bulkhead: call %q failed fast: %s; last failure: %v", e.Method, e.Reason, e.Last)
+}
+
+// Is makes errors.Is(err, ErrUnhealthy) true.
+func (e *UnhealthyError) Is(target error) bool { return target == ErrUnhealthy }
+
+// QuarantinedError reports a call failed fast because calls with the same
+// fingerprint killed Config.QuarantineAfter workers. Nothing was sent.
+type QuarantinedError struct {
+	Method   string
+	Key      string // the caller's key (WithFingerprint), or ""
+	ArgsHash uint64 // the hash of the arguments, when Key is ""
+	Deaths   int    // worker deaths attributed to the fingerprint
+	Until    time.Time
+	// Last is the crash that put the fingerprint in quarantine; its PID and
+	// RequestID name the worker and call. Not unwrapped.
+	Last   error
+	Reason string
+}
+
+func (e *QuarantinedError) Error() string {
+	return fmt.Sprintf("bulkhead: call %q quarantined: %s", e.Method, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrQuarantined) true.
+func (e *QuarantinedError) Is(target error) bool { return target == ErrQuarantined }

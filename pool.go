@@ -24,52 +24,74 @@ import (
 // Pool routes calls to worker processes. It is safe for concurrent use.
 type Pool struct {
 	cfg     settings
+	hooks   hooks
 	spawner *proc.Spawner
-	done    chan struct{} // closed by Close: stops spawn retries
+	done    chan struct{} // closed by Close: stops spawn retries and the monitor
 
 	mu       sync.Mutex
 	workers  map[*workerProc]struct{} // said HELLO and not yet exited
 	starting map[*workerProc]struct{} // spawned, waiting for HELLO
 	avail    []*workerProc            // workers with spare capacity
 	waiters  waitQueue
-	active   int // workers that count toward cfg.Workers (not retiring)
+	active   int // workers that count toward the pool's size (not retiring)
 	pending  int // spawns under way
 	inflight int // calls holding a worker
 	closed   bool
 	drained  chan struct{} // closed when inflight reaches 0 after Close
 	respawns ring
+	loop     crashLoop
+	quar     *quarantine   // nil: quarantine is off
+	sweepBuf []*workerProc // the monitor's scratch list
 
-	wg        sync.WaitGroup // spawn goroutines
+	wg        sync.WaitGroup // spawn goroutines and the monitor
 	closeOnce sync.Once
 	closeErr  error
 
 	stats counters
 }
 
-// New validates cfg, starts cfg.Workers workers and returns once one of them
-// is ready. It fails if every initial worker fails to start (the error is the
-// first *StartError) or if ctx ends first. Later start failures are retried
-// in the background and never fail New.
+// New validates cfg, starts cfg's MinWorkers workers and returns once one of
+// them is ready. It fails if every initial worker fails to start (the error
+// is the first *StartError) or if ctx ends first. Later start failures are
+// retried in the background and never fail New. With MinWorkers 0 (and
+// MaxWorkers set) New starts nothing and returns at once: the first call
+// starts the first worker.
 func New(ctx context.Context, cfg Config) (*Pool, error) {
+	return newPool(ctx, cfg, hooks{})
+}
+
+func newPool(ctx context.Context, cfg Config, h hooks) (*Pool, error) {
 	s, err := cfg.settings()
 	if err != nil {
 		return nil, err
 	}
 	p := &Pool{
 		cfg:      s,
+		hooks:    h,
 		spawner:  proc.NewSpawner(),
 		done:     make(chan struct{}),
 		workers:  make(map[*workerProc]struct{}),
 		starting: make(map[*workerProc]struct{}),
 	}
-	first := make(chan error, s.Workers)
+	p.loop.init(s.UnhealthyAfter)
+	if s.QuarantineAfter > 0 {
+		p.quar = newQuarantine(&p.cfg)
+	}
+	if s.monitored() && !h.noMonitor {
+		p.wg.Add(1)
+		go p.monitor()
+	}
+	if s.min == 0 {
+		return p, nil
+	}
+	first := make(chan error, s.min)
 	p.mu.Lock()
-	for range s.Workers {
-		p.spawnLocked(time.Time{}, first)
+	for range s.min {
+		p.spawnLocked(spawnReq{first: first})
 	}
 	p.mu.Unlock()
 	var firstErr error
-	for range s.Workers {
+	for range s.min {
 		select {
 		case err := <-first:
 			if err == nil {
@@ -91,40 +113,78 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	return nil, firstErr
 }
 
-// spawnLocked starts one spawn goroutine. since is when the worker it
-// replaces was lost (zero for an initial worker). The result of its first
-// attempt goes to first, if not nil. Called with p.mu held.
-func (p *Pool) spawnLocked(since time.Time, first chan<- error) {
-	p.pending++
-	p.wg.Add(1)
-	go p.spawn(since, first)
+// now is the pool's clock; tests inject one.
+func (p *Pool) now() time.Time {
+	if p.hooks.now != nil {
+		return p.hooks.now()
+	}
+	return time.Now()
 }
 
-// spawn starts a worker, retrying start failures with exponential backoff
-// until one starts or the pool closes.
-func (p *Pool) spawn(since time.Time, first chan<- error) {
+// spawnReq says why a spawn goroutine runs.
+type spawnReq struct {
+	since    time.Time    // when the worker it replaces was lost (zero: none)
+	first    chan<- error // receives the first attempt's result, if not nil
+	replaces *workerProc  // a worker being recycled: retired once this one is ready
+	probe    bool         // the half-open probe of an unhealthy pool
+}
+
+// spawnLocked starts one spawn goroutine. Called with p.mu held.
+func (p *Pool) spawnLocked(req spawnReq) {
+	p.pending++
+	p.wg.Add(1)
+	go p.spawn(req)
+}
+
+// fillLocked starts workers while the pool is below MinWorkers, or calls
+// are queued with no spawn under way to serve them, up to MaxWorkers. An
+// unhealthy pool starts only its one probe. since is when a worker was lost,
+// for the respawn statistics (zero if none was).
+func (p *Pool) fillLocked(since time.Time) {
+	if p.closed {
+		return
+	}
+	if p.loop.unhealthy {
+		if !p.loop.probing {
+			p.loop.probing = true
+			p.spawnLocked(spawnReq{since: since, probe: true})
+		}
+		return
+	}
+	for p.active+p.pending < p.cfg.max &&
+		(p.active+p.pending < p.cfg.min || p.waiters.n > p.pending*p.cfg.ConcurrencyPerWorker) {
+		p.spawnLocked(spawnReq{since: since})
+	}
+}
+
+// spawn starts a worker, retrying start failures with the crash-loop
+// backoff until one starts, the pool closes, or it is no longer needed.
+func (p *Pool) spawn(req spawnReq) {
 	defer p.wg.Done()
-	backoff := p.cfg.restartDelay()
-	for attempt := 0; ; attempt++ {
+	first := req.first
+	p.mu.Lock()
+	delay := p.loop.delay(&p.cfg)
+	p.mu.Unlock()
+	for {
+		if delay > 0 && !p.pause(delay) {
+			p.mu.Lock()
+			p.pending--
+			p.dropReqLocked(&req)
+			p.mu.Unlock()
+			if first != nil {
+				first <- ErrClosed
+			}
+			return
+		}
 		w, err := launch(&p.cfg, p.spawner, p.onExit, p.trackStarting)
 		p.mu.Lock()
-		if err != nil {
-			p.stats.startFailures.Add(1)
-			p.cfg.Logger.Error("worker failed to start", startAttrs(err)...)
-			if len(p.workers) == 0 {
-				// No worker can serve the oldest caller: tell it why,
-				// rather than leave it waiting on a broken command.
-				if wt := p.waiters.pop(); wt != nil {
-					wt.ch <- grant{err: err}
-				}
-			}
-		}
 		if first != nil {
 			first <- err
 			first = nil
 		}
 		if p.closed {
 			p.pending--
+			p.dropReqLocked(&req)
 			p.mu.Unlock()
 			if w != nil {
 				w.proc.Kill()
@@ -133,26 +193,96 @@ func (p *Pool) spawn(since time.Time, first chan<- error) {
 			}
 			return
 		}
-		if err == nil {
-			p.pending--
-			p.active++
-			p.workers[w] = struct{}{}
-			p.stats.started.Add(1)
-			if !since.IsZero() {
-				p.respawns.add(time.Since(since))
+		if err != nil {
+			p.stats.startFailures.Add(1)
+			p.cfg.Logger.Error("worker failed to start", startAttrs(err)...)
+			delay = p.failureLocked(err)
+			if !p.loop.unhealthy && len(p.workers) == 0 {
+				// No worker can serve the oldest caller: tell it why,
+				// rather than leave it waiting on a broken command.
+				if wt := p.waiters.pop(); wt != nil {
+					wt.ch <- grant{err: err}
+				}
 			}
-			p.offerLocked(w)
+			if !p.keepTryingLocked(&req) {
+				p.pending--
+				p.mu.Unlock()
+				return
+			}
 			p.mu.Unlock()
-			return
+			continue
 		}
+		p.pending--
+		if req.probe {
+			p.loop.probing = false
+		}
+		p.halfOpenLocked(w)
+		p.active++
+		p.workers[w] = struct{}{}
+		w.pol.start(&p.cfg, p.now())
+		p.stats.started.Add(1)
+		if !req.since.IsZero() {
+			p.respawns.add(time.Since(req.since))
+		}
+		if r := req.replaces; r != nil {
+			r.pol.replacing = false
+			if !r.dead && !r.retiring {
+				p.retireLocked(r, "recycled: "+r.pol.due.String(), r.pol.due)
+			}
+		}
+		p.offerLocked(w)
+		p.fillLocked(time.Time{})
 		p.mu.Unlock()
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-p.done:
-			t.Stop()
+		return
+	}
+}
+
+// pause waits d, or until the pool closes; it reports false if it closed.
+func (p *Pool) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-p.done:
+		return false
+	}
+}
+
+// keepTryingLocked decides whether a spawn whose attempt failed tries again.
+// While the pool is unhealthy only the probe does; otherwise a spawn goes on
+// while its worker is still needed.
+func (p *Pool) keepTryingLocked(req *spawnReq) bool {
+	if p.loop.unhealthy {
+		if req.probe {
+			return true
 		}
-		backoff = min(backoff*2, p.cfg.maxRestartDelay())
+		if !p.loop.probing {
+			p.loop.probing, req.probe = true, true
+			return true
+		}
+		p.dropReqLocked(req)
+		return false
+	}
+	if r := req.replaces; r != nil && !r.dead && !r.retiring {
+		return true
+	}
+	if p.active+p.pending-1 < p.cfg.min || p.waiters.n > 0 {
+		return true
+	}
+	p.dropReqLocked(req)
+	return false
+}
+
+// dropReqLocked undoes what a spawn that gives up had claimed.
+func (p *Pool) dropReqLocked(req *spawnReq) {
+	if req.probe {
+		p.loop.probing = false
+		req.probe = false
+	}
+	if r := req.replaces; r != nil {
+		r.pol.replacing = false
+		req.replaces = nil
 	}
 }
 
@@ -180,6 +310,7 @@ func (p *Pool) onExit(w *workerProc) {
 		p.mu.Unlock()
 		return // a start-up failure: startWorker cleans up
 	}
+	ex := proc.ExitOf(w.proc.State())
 	delete(p.workers, w)
 	w.dead = true
 	p.removeAvailLocked(w)
@@ -191,14 +322,20 @@ func (p *Pool) onExit(w *workerProc) {
 	if !expected {
 		p.active--
 	}
-	if !p.closed && p.active+p.pending < p.cfg.Workers {
-		p.spawnLocked(time.Now(), nil)
+	var limit Limit
+	if !expected {
+		limit = classifyLimit(&p.cfg.Limits, ex.Signal, w.broken.Load(), rusage(w), w.stderr.String())
 	}
+	if !expected && phase == PhaseIdle && !p.closed {
+		// Nobody's call killed it: the worker itself is failing.
+		p.failureLocked(&CrashError{Phase: PhaseIdle, PID: w.pid, ExitCode: ex.Code, Signal: ex.Signal,
+			CoreDumped: ex.Core, Reason: "died between calls: " + ex.String(), Stderr: w.stderr.String(), Limit: limit})
+	}
+	p.fillLocked(time.Now())
 	closeNow := w.inflight == 0 && !w.closed
 	w.closed = w.closed || closeNow
 	p.mu.Unlock()
 
-	ex := proc.ExitOf(w.proc.State())
 	if expected {
 		p.cfg.Logger.Info("worker stopped", "pid", w.pid, "reason", w.retireWhy, "exit", ex.String())
 	} else {
@@ -209,6 +346,9 @@ func (p *Pool) onExit(w *workerProc) {
 		}
 		if w.broken.Load() {
 			attrs = append(attrs, "killed_by_pool", true)
+		}
+		if limit != LimitNone {
+			attrs = append(attrs, "limit", limit.String())
 		}
 		p.cfg.Logger.Error("worker crashed", attrs...)
 	}
@@ -224,12 +364,26 @@ type grant struct {
 	err error
 }
 
-// acquire takes a worker with spare capacity, waiting in FIFO order.
-func (p *Pool) acquire(ctx context.Context, method string) (*workerProc, error) {
+// acquire takes a worker with spare capacity, waiting in FIFO order. It
+// fails fast for a quarantined fingerprint (fp is nil when quarantine is
+// off), an unhealthy pool, or a full queue.
+func (p *Pool) acquire(ctx context.Context, method string, fp *fingerprint) (*workerProc, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return nil, ErrClosed
+	}
+	if fp != nil {
+		if err := p.quar.checkLocked(fp, method, p.now); err != nil {
+			p.stats.quarantineRefused.Add(1)
+			p.mu.Unlock()
+			return nil, err
+		}
+	}
+	if p.loop.unhealthy {
+		err := p.unhealthyErrorLocked(method)
+		p.mu.Unlock()
+		return nil, err
 	}
 	if p.waiters.empty() && len(p.avail) > 0 {
 		w := p.avail[len(p.avail)-1]
@@ -237,28 +391,18 @@ func (p *Pool) acquire(ctx context.Context, method string) (*workerProc, error) 
 		p.mu.Unlock()
 		return w, nil
 	}
+	if p.waiters.n >= p.cfg.MaxQueue {
+		n := p.waiters.n
+		p.mu.Unlock()
+		p.stats.overloaded.Add(1)
+		return nil, &OverloadedError{Method: method, Queued: n,
+			Reason: fmt.Sprintf("%d calls already waiting for a worker (MaxQueue)", n)}
+	}
 	wt := getWaiter()
 	p.waiters.push(wt)
+	p.fillLocked(time.Time{})
 	p.mu.Unlock()
-
-	select {
-	case g := <-wt.ch:
-		putWaiter(wt)
-		return g.w, g.err
-	case <-ctx.Done():
-		p.mu.Lock()
-		removed := p.waiters.remove(wt)
-		p.mu.Unlock()
-		if !removed {
-			// A worker (or error) was granted as ctx ended: give it back.
-			g := <-wt.ch
-			if g.w != nil {
-				p.release(g.w)
-			}
-		}
-		putWaiter(wt)
-		return nil, &CanceledError{Method: method, Err: ctx.Err()}
-	}
+	return p.wait(ctx, method, wt)
 }
 
 // takeLocked counts a call on w.
@@ -293,6 +437,10 @@ func (p *Pool) removeAvailLocked(w *workerProc) {
 		return
 	}
 	w.available = false
+	if n := len(p.avail); n > 0 && p.avail[n-1] == w {
+		p.avail = p.avail[:n-1] // the hot case: acquire takes the top
+		return
+	}
 	for i, x := range p.avail {
 		if x == w {
 			p.avail = append(p.avail[:i], p.avail[i+1:]...)
@@ -301,11 +449,17 @@ func (p *Pool) removeAvailLocked(w *workerProc) {
 	}
 }
 
-// release ends a call's hold on w.
-func (p *Pool) release(w *workerProc) {
+// release ends a call's hold on w. served is true when the worker answered
+// the call (a reply or an error of its own): evidence that workers work,
+// which resets the crash-loop count.
+func (p *Pool) release(w *workerProc, served bool) {
 	p.mu.Lock()
 	w.inflight--
 	p.inflight--
+	w.pol.calls++
+	if served && p.loop.streak > 0 {
+		p.healedLocked()
+	}
 	if p.closed && p.inflight == 0 && p.drained != nil {
 		close(p.drained)
 		p.drained = nil
@@ -323,14 +477,27 @@ func (p *Pool) release(w *workerProc) {
 			p.stopLocked(w)
 		}
 	case !p.closed:
-		p.offerLocked(w)
+		if p.cfg.timed() {
+			now := p.now()
+			w.pol.lastUsed = now
+			if r := p.dueLocked(w, now); r != RecycleNone {
+				p.recycleLocked(w, r)
+			}
+		} else if r := p.dueLocked(w, time.Time{}); r != RecycleNone {
+			p.recycleLocked(w, r)
+		}
+		if !w.retiring {
+			p.offerLocked(w)
+		}
 	}
 	p.mu.Unlock()
 }
 
 // retireLocked takes w out of service on purpose (recycling, a panic, an
-// abandoned call); it is stopped once its calls are done, and replaced now.
-func (p *Pool) retireLocked(w *workerProc, why string) {
+// abandoned call, a memory kill); it is stopped once its calls are done,
+// and replaced now if the pool needs it. reason, if set, is counted and
+// logged as a recycle.
+func (p *Pool) retireLocked(w *workerProc, why string, reason RecycleReason) {
 	if w.retiring || w.dead {
 		return
 	}
@@ -340,9 +507,11 @@ func (p *Pool) retireLocked(w *workerProc, why string) {
 	if !w.broken.Load() {
 		p.active--
 	}
-	if !p.closed && p.active+p.pending < p.cfg.Workers {
-		p.spawnLocked(time.Now(), nil)
+	if reason != RecycleNone {
+		p.stats.recycled[reason].Add(1)
+		p.cfg.Logger.Info("worker recycled", "pid", w.pid, "reason", reason.String(), "calls", w.pol.calls)
 	}
+	p.fillLocked(time.Now())
 	if w.inflight == 0 {
 		p.stopLocked(w)
 	}
@@ -358,31 +527,69 @@ func (p *Pool) stopLocked(w *workerProc) {
 // and results are encoded as CBOR: nil, bools, integers, floats, strings,
 // []byte, slices, maps and structs.
 //
-// The ctx deadline travels to the worker. If ctx ends first, Call returns at
-// once with a *CanceledError wrapping ctx.Err(), and the worker, which may be
-// stuck in native code, is stopped and replaced. See errors.go for every
-// other error.
+// The ctx deadline travels to the worker. If ctx ends first, Call returns a
+// *CanceledError wrapping ctx.Err(), and the worker, which may be stuck in
+// native code, is stopped (see CanceledError) and replaced. A call to a
+// method listed in Config.Idempotent whose worker crashes under it is
+// replayed on another worker. See errors.go for every other error.
 func (p *Pool) Call(ctx context.Context, method string, args ...any) (Reply, error) {
 	if len(method) == 0 || len(method) > wire.MaxMethodBytes {
 		return Reply{}, fmt.Errorf("bulkhead: method name of %d bytes (want 1 to %d)", len(method), wire.MaxMethodBytes)
 	}
+	var fp *fingerprint
+	if p.quar != nil {
+		f, err := p.quar.fingerprint(ctx, method, args)
+		if err != nil {
+			return Reply{}, fmt.Errorf("bulkhead: call %q: %w", method, err)
+		}
+		fp = &f
+	}
+	replays := 0
 	for attempt := 0; ; attempt++ {
-		w, err := p.acquire(ctx, method)
+		w, err := p.acquire(ctx, method, fp)
 		if err != nil {
 			return Reply{}, err
 		}
-		r, err, again := p.callOn(ctx, w, method, args)
-		p.release(w)
-		if !again || attempt >= p.cfg.MaxRedispatch {
-			return r, err
+		r, err, again := p.callOn(ctx, w, method, args, fp)
+		p.release(w, err == nil || isRemote(err))
+		if again && attempt < p.cfg.MaxRedispatch {
+			p.stats.redispatched.Add(1)
+			continue
 		}
-		p.stats.redispatched.Add(1)
+		if err != nil && p.replayable(ctx, method, err, replays) {
+			replays++
+			p.stats.replayed.Add(1)
+			continue
+		}
+		var ce *CrashError
+		if replays > 0 && errors.As(err, &ce) {
+			ce.Replays = replays
+		}
+		return r, err
 	}
+}
+
+// replayable reports whether a failed attempt may run again: only a crash of
+// a started call to an idempotent method, with replays and ctx left.
+func (p *Pool) replayable(ctx context.Context, method string, err error, replays int) bool {
+	if p.cfg.idempotent == nil || replays >= p.cfg.MaxReplays || ctx.Err() != nil {
+		return false
+	}
+	if _, ok := p.cfg.idempotent[method]; !ok {
+		return false
+	}
+	var ce *CrashError
+	return errors.As(err, &ce) && ce.Phase == PhaseCall
+}
+
+func isRemote(err error) bool {
+	var re *RemoteError
+	return errors.As(err, &re)
 }
 
 // callOn runs one attempt of a call on w. again is true when the worker died
 // before starting the call, so that it may safely go to another worker.
-func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, args []any) (r Reply, err error, again bool) {
+func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, args []any, fp *fingerprint) (r Reply, err error, again bool) {
 	var deadline int64
 	if d, ok := ctx.Deadline(); ok {
 		deadline = d.UnixNano()
@@ -414,17 +621,21 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, args []
 		if typ == wire.TypeReply {
 			return Reply{raw: payload}, nil, false
 		}
-		return Reply{}, p.remoteError(w, pd.id, method, payload), false
+		return Reply{}, p.remoteError(w, pd.id, method, payload, fp), false
 	}
 	if ctx.Err() != nil {
-		started := w.hasStarted(pd.id)
 		p.stats.abandoned.Add(1)
-		p.abandon(w, "call abandoned: "+ctx.Err().Error())
-		return Reply{}, &CanceledError{Method: method, RequestID: pd.id, PID: w.pid, Started: started, Err: ctx.Err()}, false
+		e := &CanceledError{Method: method, RequestID: pd.id, PID: w.pid, Err: ctx.Err()}
+		p.stopHung(w, e)
+		p.attribute(fp, w, e)
+		return Reply{}, e, false
 	}
 	err = p.crashed(w, pd.id, method, cerr)
 	var ce *CrashError
 	again = errors.As(err, &ce) && ce.Phase == PhaseIdle // it never started
+	if !again {
+		p.attribute(fp, w, err)
+	}
 	return Reply{}, err, again
 }
 
@@ -448,12 +659,18 @@ func (p *Pool) crashed(w *workerProc, id uint64, method string, cause error) err
 		Stderr: w.stderr.String(), Err: cause,
 	}
 	switch {
+	case w.pol.limitKill.Load() == int32(LimitMemory):
+		e.Limit, e.Killed = LimitMemory, true
+		e.Reason = fmt.Sprintf("resident memory of %d bytes exceeded MaxMemory (%d); killed", w.pol.rss.Load(), p.cfg.MaxMemory)
 	case errors.Is(cause, wire.ErrProtocol):
 		e.Reason = "broke the protocol (" + cause.Error() + "); killed"
 	case e.Killed:
 		e.Reason = "closed its connection while alive; killed"
 	default:
 		e.Reason = ex.String()
+		if e.Limit = classifyLimit(&p.cfg.Limits, ex.Signal, false, rusage(w), e.Stderr); e.Limit != LimitNone {
+			e.Reason += " (exceeded its " + e.Limit.String() + " limit)"
+		}
 	}
 	if !started {
 		e.Phase = PhaseIdle
@@ -462,35 +679,28 @@ func (p *Pool) crashed(w *workerProc, id uint64, method string, cause error) err
 	return e
 }
 
-// abandon stops a worker whose call was abandoned: it may be stuck.
+// abandon stops a worker whose call was abandoned before it started: it
+// may be stuck in an earlier call. It does not wait.
 func (p *Pool) abandon(w *workerProc, why string) {
 	p.mu.Lock()
-	if !w.retiring && !w.dead {
-		w.retiring = true
-		w.retireWhy = why
-		p.removeAvailLocked(w)
-		if !w.broken.Load() {
-			p.active--
-		}
-		if !p.closed && p.active+p.pending < p.cfg.Workers {
-			p.spawnLocked(time.Now(), nil)
-		}
-	}
+	p.retireLocked(w, why, RecycleNone)
 	p.mu.Unlock()
 	w.proc.Stop(proc.Step{Signal: syscall.SIGTERM, Wait: p.cfg.KillGrace})
 }
 
-func (p *Pool) remoteError(w *workerProc, id uint64, method string, payload []byte) error {
+func (p *Pool) remoteError(w *workerProc, id uint64, method string, payload []byte, fp *fingerprint) error {
 	body, err := wire.DecodeError(payload)
 	if err != nil {
 		// A malformed ERROR is a protocol violation.
-		return p.crashed(w, id, method, err)
+		err := p.crashed(w, id, method, err)
+		p.attribute(fp, w, err)
+		return err
 	}
 	e := &RemoteError{Code: ErrorCode(body.Code), Message: body.Message, Details: body.Details,
 		Method: method, RequestID: id, PID: w.pid}
 	if e.Code == CodePanic {
 		p.mu.Lock()
-		p.retireLocked(w, "handler panicked")
+		p.retireLocked(w, "handler panicked", RecycleNone)
 		p.mu.Unlock()
 	}
 	return e
@@ -566,11 +776,19 @@ func (p *Pool) close(ctx context.Context) error {
 
 // counters are the pool's cumulative statistics.
 type counters struct {
-	started       atomic.Uint64
-	startFailures atomic.Uint64
-	crashes       [PhaseIdle + 1]atomic.Uint64
-	redispatched  atomic.Uint64
-	abandoned     atomic.Uint64
+	started           atomic.Uint64
+	startFailures     atomic.Uint64
+	crashes           [PhaseIdle + 1]atomic.Uint64
+	redispatched      atomic.Uint64
+	abandoned         atomic.Uint64
+	hung              atomic.Uint64
+	replayed          atomic.Uint64
+	recycled          [recycleReasons]atomic.Uint64
+	memoryKills       atomic.Uint64
+	overloaded        atomic.Uint64
+	unhealthyRefused  atomic.Uint64
+	quarantineRefused atomic.Uint64
+	quarantines       atomic.Uint64
 }
 
 // Stats is a snapshot of a pool's state and counters.
@@ -589,6 +807,26 @@ type Stats struct {
 	// replacement's HELLO, over recent replacements.
 	RespawnP50 time.Duration
 	Respawns   int // replacements measured for RespawnP50
+
+	Hung     uint64 // started calls abandoned at their deadline; the worker was stopped step by step
+	Replayed uint64 // idempotent calls run again after a crash
+
+	// Recycled counts workers drained and replaced on purpose, in all and
+	// by reason code (RecycleCalls, RecycleLifetime, RecycleMemory,
+	// RecycleIdle).
+	Recycled         uint64
+	RecycledByReason map[string]uint64
+	MemoryKills      uint64 // workers killed mid-call for MaxMemory (also counted as recycled, reason memory)
+
+	Overloaded uint64 // calls refused by MaxQueue or QueueTimeout
+
+	Unhealthy        bool   // calls fail fast with *UnhealthyError now
+	UnhealthyRefused uint64 // calls refused while unhealthy
+	FailureStreak    int    // start-up failures and idle crashes since the last completed call
+
+	Quarantined       int    // fingerprints in quarantine now
+	Quarantines       uint64 // fingerprints put in quarantine, in all
+	QuarantineRefused uint64 // calls refused by quarantine
 }
 
 // Stats returns a snapshot of the pool's state and counters.
@@ -596,7 +834,7 @@ func (p *Pool) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p50, n := p.respawns.median()
-	return Stats{
+	s := Stats{
 		Workers: len(p.workers), Starting: p.pending, InFlight: p.inflight, Waiting: p.waiters.n,
 		Started:       p.stats.started.Load(),
 		StartFailures: p.stats.startFailures.Load(),
@@ -605,7 +843,26 @@ func (p *Pool) Stats() Stats {
 		Redispatched:  p.stats.redispatched.Load(),
 		Abandoned:     p.stats.abandoned.Load(),
 		RespawnP50:    p50, Respawns: n,
+		Hung:              p.stats.hung.Load(),
+		Replayed:          p.stats.replayed.Load(),
+		RecycledByReason:  make(map[string]uint64, recycleReasons-1),
+		MemoryKills:       p.stats.memoryKills.Load(),
+		Overloaded:        p.stats.overloaded.Load(),
+		Unhealthy:         p.loop.unhealthy,
+		UnhealthyRefused:  p.stats.unhealthyRefused.Load(),
+		FailureStreak:     p.loop.streak,
+		Quarantines:       p.stats.quarantines.Load(),
+		QuarantineRefused: p.stats.quarantineRefused.Load(),
 	}
+	for r := RecycleCalls; r < recycleReasons; r++ {
+		v := p.stats.recycled[r].Load()
+		s.Recycled += v
+		s.RecycledByReason[r.String()] = v
+	}
+	if p.quar != nil {
+		s.Quarantined = p.quar.countLocked(p.now())
+	}
+	return s
 }
 
 func startAttrs(err error) []any {

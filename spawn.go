@@ -42,6 +42,8 @@ type workerProc struct {
 
 	broken  atomic.Bool   // its connection failed under a call; being killed
 	current atomic.Uint64 // request id of the latest call, for the crash log
+
+	pol workerPolicy // recycling and limit state (policy_recycle.go)
 }
 
 const (
@@ -149,6 +151,14 @@ func launch(s *settings, sp *proc.Spawner, onExit func(*workerProc), track func(
 	w.proc, w.pid = pr, pr.PID
 	childSock.Close()
 	markerFile.Close()
+	if s.Limits.set() {
+		if err := s.Limits.apply(w.pid); err != nil {
+			w.proc.Kill()
+			<-w.proc.Exited()
+			w.closeResources()
+			return nil, &StartError{PID: w.pid, ExitCode: -1, Reason: "resource limits: " + err.Error(), Err: err}
+		}
+	}
 
 	if track != nil {
 		track(w, true)

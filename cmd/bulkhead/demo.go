@@ -90,7 +90,7 @@ wrongly, 2 on bad flags.`,
 				}
 			}
 			if err := cfg.validate(); err != nil {
-				return usageError{err}
+				return badUsage{err}
 			}
 			if quiet {
 				cfg.progress = 0

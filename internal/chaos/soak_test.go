@@ -1,0 +1,81 @@
+package chaos
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"testing"
+)
+
+// The test binary doubles as the chaos worker.
+func TestMain(m *testing.M) {
+	if IsWorker() {
+		RunWorker()
+	}
+	os.Exit(m.Run())
+}
+
+// TestSoak runs a short soak and requires every invariant. CI sets
+// BULKHEAD_CHAOS_CALLS for a longer run (about 20,000 calls).
+func TestSoak(t *testing.T) {
+	calls := 600
+	if v := os.Getenv("BULKHEAD_CHAOS_CALLS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxCalls {
+			t.Fatalf("BULKHEAD_CHAOS_CALLS=%q: want 1 to %d", v, MaxCalls)
+		}
+		calls = n
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A high fault rate, so that a short run still meets every fault.
+	res, err := Run(context.Background(), Options{Calls: calls, Workers: 2, FaultRate: 0.5, Seed: 7, Command: exe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK || res.AnsweredOnce != res.Calls {
+		t.Fatalf("soak failed: %+v", res)
+	}
+	for _, f := range Faults() {
+		if res.Faults[string(f)] == 0 {
+			t.Errorf("fault %s never injected", f)
+		}
+	}
+	if res.Quarantined == 0 || res.MemoryKills == 0 || res.Hung == 0 || res.Replayed == 0 {
+		t.Errorf("a policy never acted: %+v", res)
+	}
+	t.Logf("%d calls in %.1fs: %v", res.Calls, res.Seconds, res.Outcomes)
+}
+
+func TestOptionsValidation(t *testing.T) {
+	tests := []Options{
+		{Calls: -1, Command: "x"},
+		{Calls: MaxCalls + 1, Command: "x"},
+		{Workers: 1000, Command: "x"},
+		{FaultRate: 1.5, Command: "x"},
+		{Callers: -1, Command: "x"},
+		{},
+	}
+	for i, o := range tests {
+		if _, err := Run(context.Background(), o); err == nil {
+			t.Errorf("options %d (%+v) accepted", i, o)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	// A success answered for a crash fault is misclassified, and vice versa.
+	c := &call{fault: FaultSegv, decoded: true, reply: 5}
+	if _, ok, _ := classify(c, 5); ok {
+		t.Fatal("success classified as a segv")
+	}
+	c = &call{fault: FaultNone, decoded: true, reply: 5}
+	if _, ok, starts := classify(c, 5); !ok || starts != 1 {
+		t.Fatal("success misclassified")
+	}
+	if _, ok, _ := classify(c, 6); ok {
+		t.Fatal("wrong reply accepted")
+	}
+}

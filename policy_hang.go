@@ -1,0 +1,70 @@
+package bulkhead
+
+import (
+	"fmt"
+	"syscall"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead/internal/proc"
+)
+
+// stopHung stops a worker whose call outlived its ctx, step by step, and
+// fills e with how it ended:
+//
+//  1. SIGTERM: a worker whose handler heeds its ctx exits cleanly;
+//  2. after TermGrace, DumpSignal (SIGQUIT): a Go worker prints the stack of
+//     every goroutine, the one stuck in native code included, and exits;
+//  3. after DumpGrace, SIGKILL.
+//
+// The caller waits for it, at most TermGrace+DumpGrace past its deadline, so
+// that the error carries the stack dump, and so that e.Started is exact: the
+// start marker is read once the worker is dead, since a CALL already in its
+// socket could still be started while we look. A Go worker that had not
+// started the call exits at SIGTERM. The work happens on the caller's
+// goroutine: no goroutine is started, and the timer exists only on this
+// failure path.
+func (p *Pool) stopHung(w *workerProc, e *CanceledError) {
+	p.mu.Lock()
+	p.retireLocked(w, "hung: call abandoned: "+e.Err.Error(), RecycleNone)
+	p.mu.Unlock()
+
+	exited := w.proc.Exited()
+	t := time.NewTimer(p.cfg.TermGrace)
+	defer t.Stop()
+	_ = w.proc.Signal(syscall.SIGTERM)
+	step := "exited after SIGTERM"
+	dumped := false
+	select {
+	case <-exited:
+	case <-t.C:
+		_ = w.proc.Signal(p.cfg.DumpSignal)
+		dumped = true
+		step = fmt.Sprintf("ignored SIGTERM for %v; exited after %v", p.cfg.TermGrace, p.cfg.DumpSignal)
+		t.Reset(p.cfg.DumpGrace)
+		select {
+		case <-exited:
+		case <-t.C:
+			w.proc.Kill()
+			<-exited
+			step = fmt.Sprintf("ignored SIGTERM and %v; killed with SIGKILL", p.cfg.DumpSignal)
+		}
+	}
+	ex := proc.ExitOf(w.proc.State())
+	e.Started = w.hasStarted(e.RequestID)
+	e.ExitCode, e.Signal = ex.Code, ex.Signal
+	e.Reason = step + " (" + ex.String() + ")"
+	if dumped {
+		e.Stack = w.stderr.String()
+	}
+	if !e.Started {
+		p.cfg.Logger.Info("call abandoned before it started: worker stopped", "pid", w.pid, "method", e.Method,
+			"request_id", e.RequestID, "cause", e.Err.Error(), "stopped", e.Reason)
+		return
+	}
+	p.stats.hung.Add(1)
+	attrs := []any{"pid", w.pid, "method", e.Method, "request_id", e.RequestID, "cause", e.Err.Error(), "stopped", e.Reason}
+	if dumped {
+		attrs = append(attrs, "stack_tail", e.Stack)
+	}
+	p.cfg.Logger.Warn("hung call: worker stopped", attrs...)
+}
