@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -142,6 +143,26 @@ func TestSpawnerAvoidsMainThread(t *testing.T) {
 		sp.Close()
 		if tid == unix.Getpid() {
 			t.Fatal("spawner served from the main thread")
+		}
+	}
+}
+
+func TestChildren(t *testing.T) {
+	sp := NewSpawner()
+	defer sp.Close()
+	p := start(t, sp, "sleep", "300")
+	found := false
+	for _, c := range Children(os.Getpid()) {
+		found = found || (c.PID == p.PID && !c.Zombie())
+	}
+	if !found {
+		t.Fatalf("Children does not list the running child %d", p.PID)
+	}
+	p.Kill()
+	<-p.Exited()
+	for _, c := range Children(os.Getpid()) {
+		if c.PID == p.PID {
+			t.Fatalf("reaped child %d still listed as %v", p.PID, c)
 		}
 	}
 }
