@@ -125,27 +125,53 @@ func (e *StartError) Unwrap() error { return e.Err }
 // ctx.Err(), so errors.Is(err, context.DeadlineExceeded) works. The worker may
 // be stuck in native code, so it was stopped and will be replaced.
 //
-// When the worker had started the call, Call returns only once the worker is
-// gone, escalating step by step: SIGTERM, then after Config.TermGrace the
+// Call returns it at once. The worker it was on is meanwhile stopped step by
+// step, in the background: SIGTERM, then after Config.TermGrace the
 // Config.DumpSignal (SIGQUIT: a Go worker prints every goroutine's stack),
-// then after Config.DumpGrace SIGKILL. Stack then holds the tail of what the
-// worker printed, and Reason says which step ended it.
+// then after Config.DumpGrace SIGKILL. Wait blocks until that is over and
+// the fields below Wait's line are filled: Stack then holds the tail of what
+// the worker printed, and Reason says which step ended it.
 type CanceledError struct {
 	Method    string
 	RequestID uint64
-	PID       int  // 0 if the call never reached a worker
-	Started   bool // the worker had started running the call
+	PID       int // 0 if the call never reached a worker
 	Err       error
 
-	Reason   string         // how the worker was stopped, for a started call
-	ExitCode int            // the worker's exit status, or -1 (started calls only)
+	// Valid after Wait:
+	Started  bool           // the worker had started running the call (exact: read once it was dead)
+	Reason   string         // how the worker was stopped
+	ExitCode int            // the worker's exit status, or -1
 	Signal   syscall.Signal // the signal that ended the worker, or 0
 	Stack    string         // the worker's stderr tail after DumpSignal, or ""
+
+	stopped chan struct{} // closed once the fields above are filled; nil if no worker had the call
+}
+
+// Wait blocks until the worker that had the call has been stopped and the
+// fields documented as valid after Wait are filled. It returns at once for a
+// call that never reached a worker. Safe to call from several goroutines.
+func (e *CanceledError) Wait() {
+	if e.stopped != nil {
+		<-e.stopped
+	}
+}
+
+// done reports whether the stop report is complete, without blocking.
+func (e *CanceledError) done() bool {
+	if e.stopped == nil {
+		return true
+	}
+	select {
+	case <-e.stopped:
+		return true
+	default:
+		return false
+	}
 }
 
 func (e *CanceledError) Error() string {
 	s := fmt.Sprintf("bulkhead: call %q (request %d) abandoned: %v", e.Method, e.RequestID, e.Err)
-	if e.Reason != "" {
+	if e.done() && e.Reason != "" {
 		s += "; worker " + fmt.Sprint(e.PID) + " " + e.Reason
 	}
 	return s

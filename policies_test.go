@@ -278,6 +278,9 @@ func TestHangEscalation(t *testing.T) {
 			defer cancel()
 			_, err := p.Call(ctx, tt.method)
 			var ce *CanceledError
+			if errors.As(err, &ce) {
+				ce.Wait()
+			}
 			if !errors.As(err, &ce) || !errors.Is(err, context.DeadlineExceeded) || !ce.Started || ce.PID != pid || ce.RequestID == 0 {
 				t.Fatalf("err = %v, want a started CanceledError", err)
 			}
@@ -312,6 +315,9 @@ func TestAbandonedCallStartedLate(t *testing.T) {
 	defer cancel()
 	_, err := p.Call(ctx, "anything")
 	var ce *CanceledError
+	if errors.As(err, &ce) {
+		ce.Wait()
+	}
 	if !errors.As(err, &ce) || !ce.Started || !strings.Contains(ce.Stack, "goroutine ") {
 		t.Fatalf("err = %v (%+v), want a started CanceledError with a stack", err, ce)
 	}

@@ -8,25 +8,35 @@ import (
 	"github.com/bulkhead-go/bulkhead/internal/proc"
 )
 
-// stopHung stops a worker whose call outlived its ctx, step by step, and
-// fills e with how it ended:
+// stopHung stops a worker whose call outlived its ctx, step by step, fills e
+// with how it ended, attributes the call to its fingerprint, and closes
+// e.stopped:
 //
 //  1. SIGTERM: a worker whose handler heeds its ctx exits cleanly;
 //  2. after TermGrace, DumpSignal (SIGQUIT): a Go worker prints the stack of
 //     every goroutine, the one stuck in native code included, and exits;
 //  3. after DumpGrace, SIGKILL.
 //
-// The caller waits for it, at most TermGrace+DumpGrace past its deadline, so
-// that the error carries the stack dump, and so that e.Started is exact: the
-// start marker is read once the worker is dead, since a CALL already in its
-// socket could still be started while we look. A Go worker that had not
-// started the call exits at SIGTERM. The work happens on the caller's
-// goroutine: no goroutine is started, and the timer exists only on this
-// failure path.
-func (p *Pool) stopHung(w *workerProc, e *CanceledError) {
-	p.mu.Lock()
-	p.retireLocked(w, "hung: call abandoned: "+e.Err.Error(), RecycleNone)
-	p.mu.Unlock()
+// It runs on a goroutine of the pool's (callOn starts it, Close waits for
+// it), at most TermGrace+DumpGrace, so that the caller need not wait: e.Wait
+// waits instead. e.Started is exact: the start marker is read once the worker
+// is dead, since a CALL already in its socket could still be started while
+// we look. A Go worker that had not started the call exits at SIGTERM.
+func (p *Pool) stopHung(w *workerProc, e *CanceledError, fp *fingerprint) {
+	defer close(e.stopped)
+	defer p.attribute(fp, w, e)
+	// w.hung keeps the worker's marker page and socket from being released
+	// under us (onExit and release leave them to us); let them go at the end.
+	defer func() {
+		p.mu.Lock()
+		w.hung = false
+		closeNow := w.dead && w.inflight == 0 && !w.closed
+		w.closed = w.closed || closeNow
+		p.mu.Unlock()
+		if closeNow {
+			w.closeResources()
+		}
+	}()
 
 	exited := w.proc.Exited()
 	t := time.NewTimer(p.cfg.TermGrace)

@@ -332,7 +332,7 @@ func (p *Pool) onExit(w *workerProc) {
 			CoreDumped: ex.Core, Reason: "died between calls: " + ex.String(), Stderr: w.stderr.String(), Limit: limit})
 	}
 	p.fillLocked(time.Now())
-	closeNow := w.inflight == 0 && !w.closed
+	closeNow := w.inflight == 0 && !w.hung && !w.closed
 	w.closed = w.closed || closeNow
 	p.mu.Unlock()
 
@@ -466,14 +466,14 @@ func (p *Pool) release(w *workerProc, served bool) {
 	}
 	switch {
 	case w.dead:
-		if w.inflight == 0 && !w.closed {
+		if w.inflight == 0 && !w.hung && !w.closed {
 			w.closed = true
 			p.mu.Unlock()
 			w.closeResources()
 			return
 		}
 	case w.retiring || w.broken.Load():
-		if w.inflight == 0 && w.retiring {
+		if w.inflight == 0 && w.retiring && !w.hung {
 			p.stopLocked(w)
 		}
 	case !p.closed:
@@ -626,8 +626,26 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, args []
 	if ctx.Err() != nil {
 		p.stats.abandoned.Add(1)
 		e := &CanceledError{Method: method, RequestID: pd.id, PID: w.pid, Err: ctx.Err()}
-		p.stopHung(w, e)
-		p.attribute(fp, w, e)
+		e.stopped = make(chan struct{})
+		p.mu.Lock()
+		p.retireLocked(w, "hung: call abandoned: "+e.Err.Error(), RecycleNone)
+		w.hung = true // stopHung stops it, not release
+		async := !p.closed
+		if async {
+			p.wg.Add(1)
+		}
+		p.mu.Unlock()
+		// The caller gets its error at once; the worker, perhaps stuck in
+		// native code, is stopped step by step on a goroutine the pool
+		// owns, and e.Wait reports how.
+		if async {
+			go func() {
+				defer p.wg.Done()
+				p.stopHung(w, e, fp)
+			}()
+		} else {
+			p.stopHung(w, e, fp)
+		}
 		return Reply{}, e, false
 	}
 	err = p.crashed(w, pd.id, method, cerr)

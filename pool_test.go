@@ -37,7 +37,8 @@ func startPool(t *testing.T, cfg bulkhead.Config, env ...string) (*bulkhead.Pool
 		t.Fatal(err)
 	}
 	cfg.Command = exe
-	cfg.Env = append(os.Environ(), env...)
+	// A race-enabled worker sleeps a second at exit unless told not to.
+	cfg.Env = append(append(os.Environ(), "GORACE=atexit_sleep_ms=0"), env...)
 	if cfg.Workers == 0 {
 		cfg.Workers = 1
 	}
@@ -250,7 +251,13 @@ func TestStartupFailure(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode, func(t *testing.T) {
-			_, err := startPool(t, bulkhead.Config{StartTimeout: 300 * time.Millisecond, KillGrace: time.Second}, "HELPER_START="+tt.mode)
+			// Only the silent worker needs a short start timeout; the
+			// others must fail by themselves, however loaded the machine.
+			timeout := 10 * time.Second
+			if tt.mode == "silent" {
+				timeout = 300 * time.Millisecond
+			}
+			_, err := startPool(t, bulkhead.Config{StartTimeout: timeout, KillGrace: time.Second}, "HELPER_START="+tt.mode)
 			var se *bulkhead.StartError
 			if !errors.As(err, &se) || !errors.Is(err, bulkhead.ErrStartFailed) {
 				t.Fatalf("err = %v, want *StartError", err)
@@ -368,6 +375,9 @@ func TestDeadlineKillsHungWorker(t *testing.T) {
 			defer cancel()
 			_, err := p.Call(ctx, "hang")
 			var ce *bulkhead.CanceledError
+			if errors.As(err, &ce) {
+				ce.Wait()
+			}
 			if !errors.Is(err, want) || !errors.As(err, &ce) || ce.PID != pid || !ce.Started {
 				t.Fatalf("err = %v (%+v), want CanceledError wrapping %v", err, ce, want)
 			}
@@ -473,5 +483,34 @@ func TestBadArgumentsNotSent(t *testing.T) {
 	}
 	if _, err := p.Call(context.Background(), "null"); err != nil {
 		t.Fatalf("pool broken by bad arguments: %v", err)
+	}
+}
+
+// A hung call's caller gets its error at once: the worker, deaf to SIGTERM
+// while stuck, is still alive when Call returns, and Wait then reports how it
+// was stopped, stack dump included.
+func TestDeadlineReturnsAtOnce(t *testing.T) {
+	p := newPool(t, bulkhead.Config{TermGrace: 2 * time.Second, DumpGrace: 200 * time.Millisecond})
+	pid := mustPID(t, p)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := p.Call(ctx, "hang")
+	var ce *bulkhead.CanceledError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want *CanceledError", err)
+	}
+	alive := false
+	for _, c := range proc.Children(os.Getpid()) {
+		alive = alive || (c.PID == pid && !c.Zombie())
+	}
+	if !alive {
+		t.Fatal("Call waited for the hung worker to die before returning")
+	}
+	ce.Wait()
+	if !ce.Started || ce.Signal == 0 && ce.ExitCode == 0 || !strings.Contains(ce.Stack, "goroutine ") {
+		t.Fatalf("after Wait: %+v, want a started call, how it ended, and the goroutine dump", ce)
+	}
+	if !strings.Contains(ce.Error(), ce.Reason) {
+		t.Fatalf("Error() %q omits the reason after Wait", ce.Error())
 	}
 }

@@ -36,6 +36,7 @@ type workerProc struct {
 	inflight  int
 	available bool   // in Pool.avail
 	retiring  bool   // no new calls: it is being stopped on purpose
+	hung      bool   // an abandoned call's stopHung is stopping it
 	dead      bool   // its process has exited
 	retireWhy string // why it was retired, for the log
 	closed    bool   // conn and marker released

@@ -397,6 +397,7 @@ func classify(err error, right bool) callResult {
 	case errors.As(err, &ce):
 		return callResult{out: outCrash, kind: kindOf(ce), idle: ce.Phase == bulkhead.PhaseIdle}
 	case errors.As(err, &cancel) && errors.Is(err, context.DeadlineExceeded):
+		cancel.Wait() // how the worker was stopped, and whether it had started
 		return callResult{out: outTimeout, started: cancel.Started}
 	case errors.Is(err, bulkhead.ErrStartFailed):
 		return callResult{out: outNoWorker}

@@ -117,6 +117,9 @@ func TestCallFaults(t *testing.T) {
 		}},
 		{native.FaultHang, crashy.Options{Hang: 1}, func(t *testing.T, err error) {
 			var ce *bulkhead.CanceledError
+			if errors.As(err, &ce) {
+				ce.Wait()
+			}
 			if !errors.As(err, &ce) || !errors.Is(err, context.DeadlineExceeded) || !ce.Started {
 				t.Fatalf("got %v, want a CanceledError for a started call past its deadline", err)
 			}

@@ -443,6 +443,7 @@ func classify(c *call, key uint64) (outcome string, ok bool, starts int) {
 		if ca == nil || !errors.Is(err, context.DeadlineExceeded) {
 			return outcome, false, 1
 		}
+		ca.Wait()
 		if !ca.Started {
 			return outcome, true, 0 // its deadline passed before a worker took it
 		}
