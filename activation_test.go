@@ -3,10 +3,10 @@ package bulkhead
 import (
 	"context"
 	"errors"
+	"github.com/bulkhead-go/bulkhead/internal/proc"
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -78,23 +78,9 @@ func openFDs(t testing.TB) int {
 
 // childProcs lists this process's children, zombies included.
 func childProcs() []string {
-	me := strconv.Itoa(os.Getpid())
 	var out []string
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, f := range stats {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(s[i+1:])
-		if len(fields) > 1 && fields[1] == me {
-			out = append(out, filepath.Base(filepath.Dir(f))+":"+fields[0])
-		}
+	for _, c := range proc.Children(os.Getpid()) {
+		out = append(out, c.String())
 	}
 	return out
 }

@@ -141,7 +141,7 @@ type actHooks struct {
 // Activator is bulkhead's service control manager: it starts class servers on
 // demand, routes activations to them, and is the single authority on every
 // server's lock count, so that the decision to shut a server down and its
-// suspension are one step. See docs/DESIGN-lifetime.md.
+// suspension are one step. See docs/DESIGN.md, "Objects and server lifetime".
 type Activator struct {
 	linger     time.Duration
 	eventDelay time.Duration

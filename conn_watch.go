@@ -46,28 +46,43 @@ func (c *conn) wakeWatcher() {
 // are none.
 func (c *conn) roleFreed() {
 	c.ws.activity++
+	if !c.ws.parked && c.reader.Buffered() && c.broken == nil {
+		c.reading = true
+		c.mu.Unlock()
+		ok := true
+		for ok && c.reader.Buffered() {
+			ok = c.readOne()
+		}
+		c.mu.Lock()
+		c.reading = false
+		for _, q := range c.pend {
+			if !q.done {
+				signal(q) // a caller came while the frames were handled
+				return
+			}
+		}
+		// The watcher may have parked behind the drain: wake it below.
+	}
 	if c.ws.parked {
 		c.ws.parked = false
 		c.wakeWatcher()
-		return
 	}
-	if !c.reader.Buffered() || c.broken != nil {
+}
+
+// kickWatcher wakes a parked watcher from outside the reader role, once the
+// connection has been shut down: a caller that was handed the role may have
+// given up (its ctx ended) without taking it, and the watcher must still see
+// the end of the stream, fail the connection, and return.
+func (c *conn) kickWatcher() {
+	if c.watchWake == nil {
 		return
-	}
-	c.reading = true
-	c.mu.Unlock()
-	ok := true
-	for ok && c.reader.Buffered() {
-		ok = c.readOne()
 	}
 	c.mu.Lock()
-	c.reading = false
-	for _, q := range c.pend {
-		if !q.done {
-			signal(q) // a caller came while the frames were handled
-			return
-		}
+	if c.ws.parked {
+		c.ws.parked = false
+		c.wakeWatcher()
 	}
+	c.mu.Unlock()
 }
 
 // parkLocked waits, with c.mu held, until a caller frees the reader role or

@@ -10,7 +10,7 @@ import (
 )
 
 // The taxonomy of call failures. Every error a call returns matches exactly
-// one of these with errors.Is or errors.As (docs/DESIGN-policies.md has the
+// one of these with errors.Is or errors.As (docs/DESIGN.md, "Errors", has the
 // full table):
 //
 //	*CrashError       errors.Is(err, ErrWorkerCrashed): the worker died or broke the protocol while the call was on it;

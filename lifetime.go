@@ -11,7 +11,7 @@ import (
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
 
-// A class server's life (docs/DESIGN-lifetime.md):
+// A class server's life (docs/DESIGN.md, "States of a server"):
 //
 //	starting ──HELLO──▶ registered ──RESUME──▶ running ──locks reach 0──▶ stopping ──exit──▶ gone
 //	   │                (suspended)              │        or REVOKE            │
@@ -308,13 +308,14 @@ func (a *Activator) quit(s *server) {
 // it is disconnected, its running object table entries and locks are
 // dropped, and the next activation of its classes launches a fresh server.
 func (a *Activator) onExit(s *server, w *workerProc) {
-	w.conn.shutdown() // wake the watcher and any caller blocked reading
+	w.conn.shutdown() // wake any caller blocked reading, and a watcher in poll
 	a.mu.Lock()
 	if s.state == stateStarting {
 		s.exited = true
 		a.mu.Unlock()
 		return // the launch goroutine cleans up
 	}
+	w.conn.kickWatcher() // set up under a.mu by launchServer; c.mu nests inside a.mu
 	expected := s.stopInit || a.closed
 	ex := proc.ExitOf(w.proc.State())
 	var cause error

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/bulkhead-go/bulkhead/internal/proc"
 	"log/slog"
 	"os"
 	ossignal "os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -200,22 +200,9 @@ func countFDs(t *testing.T) int {
 }
 
 func children() []string {
-	me := strconv.Itoa(os.Getpid())
 	var out []string
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, f := range stats {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		if fields := strings.Fields(s[i+1:]); len(fields) > 1 && fields[1] == me {
-			out = append(out, filepath.Base(filepath.Dir(f))+":"+fields[0])
-		}
+	for _, c := range proc.Children(os.Getpid()) {
+		out = append(out, c.String())
 	}
 	return out
 }

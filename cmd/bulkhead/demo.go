@@ -29,6 +29,7 @@ type demoConfig struct {
 	crashRate   float64 // per call, split evenly over segv, abort, exit and hang
 	idleRate    float64 // per call: the worker dies just after replying
 	startupRate float64 // per worker start: it dies before HELLO
+	recycle     int     // Config.MaxCalls; 0: off
 	timeout     time.Duration
 	killGrace   time.Duration
 	stall       time.Duration
@@ -40,7 +41,7 @@ type demoConfig struct {
 
 // Bounds on the demo's flags.
 const (
-	maxDemoCalls       = 10_000_000
+	maxDemoCalls       = 1_000_000
 	maxDemoWorkers     = 1024
 	maxDemoConcurrency = 10_000
 	maxStartupRate     = 0.5
@@ -90,7 +91,7 @@ wrongly, 2 on bad flags.`,
 				}
 			}
 			if err := cfg.validate(); err != nil {
-				return usageError{err}
+				return badUsage{err}
 			}
 			if quiet {
 				cfg.progress = 0
@@ -99,14 +100,15 @@ wrongly, 2 on bad flags.`,
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&cfg.calls, "calls", 2000, "number of calls, 1 to 10000000")
+	f.IntVar(&cfg.calls, "calls", 2000, "number of calls, 1 to 1000000")
 	f.IntVar(&cfg.workers, "workers", min(runtime.NumCPU(), maxDemoWorkers), "worker processes, 1 to 1024")
 	f.IntVar(&cfg.concurrency, "concurrency", 16, "concurrent callers, 1 to 10000")
 	f.Float64Var(&cfg.crashRate, "crash-rate", 0.02, "chance per call that it dies in C: segv, abort, exit and hang alike, 0 to 1")
 	f.Float64Var(&cfg.idleRate, "idle-crash-rate", 0, "chance per call that the worker dies 1ms after replying, 0 to 1 (default: crash-rate/4)")
 	f.Float64Var(&cfg.startupRate, "startup-crash-rate", 0, "chance per worker start that it dies before HELLO, 0 to 0.5 (default: 2×crash-rate, at most 0.5)")
+	f.IntVar(&cfg.recycle, "recycle-after", 0, "recycle a worker (drain and replace) after this many calls (Config.MaxCalls), 0 (never) to 1000000")
 	f.DurationVar(&cfg.timeout, "timeout", 100*time.Millisecond, "deadline of each call, waiting for a worker included; a hung call ends by it, 1ms to 10m")
-	f.DurationVar(&cfg.killGrace, "kill-grace", 20*time.Millisecond, "time a stopped worker gets before SIGKILL (Config.KillGrace), 1ms to 1m")
+	f.DurationVar(&cfg.killGrace, "kill-grace", 20*time.Millisecond, "time a worker being stopped gets at each step (QUIT or SIGTERM, then SIGQUIT for a hung one) before the next, harsher one (Config.KillGrace, TermGrace, DumpGrace), 1ms to 1m")
 	f.DurationVar(&cfg.stall, "stall", 30*time.Second, "give up when no call has returned for this long, counting the calls still out as lost; more than --timeout, at most 1h")
 	f.DurationVar(&progress, "progress-every", 0, "progress interval on stderr (default: 250ms on a terminal, 1s otherwise)")
 	f.StringVar(&transport, "transport", "socket", "how calls travel to workers: socket, or shm (shared-memory rings; see docs/DESIGN.md)")
@@ -127,6 +129,9 @@ func (c *demoConfig) validate() error {
 	}
 	if c.concurrency < 1 || c.concurrency > maxDemoConcurrency {
 		bad("--concurrency %d: want 1 to %d", c.concurrency, maxDemoConcurrency)
+	}
+	if c.recycle < 0 || c.recycle > maxDemoCalls {
+		bad("--recycle-after %d: want 0 (never) to %d", c.recycle, maxDemoCalls)
 	}
 	rate := func(name string, v, hi float64) {
 		if math.IsNaN(v) || v < 0 || v > hi {
@@ -176,6 +181,7 @@ const (
 	outCrash            // *CrashError
 	outTimeout          // *CanceledError past the deadline
 	outNoWorker         // *StartError: no worker was up and a start failed
+	outRefused          // failed fast, nothing sent: overloaded, unhealthy or quarantined
 	outError            // any other error
 )
 
@@ -197,7 +203,17 @@ type callResult struct {
 	kind    crashKind // for outCrash
 	idle    bool      // for outCrash: the worker died before starting it (after every redispatch)
 	started bool      // for outTimeout: the worker had started it
+	refusal refusal   // for outRefused
 }
+
+// refusal is why a call failed fast.
+type refusal uint8
+
+const (
+	refusedOverloaded refusal = iota
+	refusedUnhealthy
+	refusedQuarantined
+)
 
 func runDemo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) error {
 	exe, err := os.Executable()
@@ -298,7 +314,10 @@ func startDemoPool(ctx context.Context, cfg demoConfig, exe, dir string, logger 
 			Args:      []string{workerArg},
 			Env:       append(os.Environ(), cfg.workerOptions(journal).Environ()...),
 			Workers:   cfg.workers,
+			MaxCalls:  cfg.recycle,
 			KillGrace: cfg.killGrace,
+			TermGrace: cfg.killGrace,
+			DumpGrace: cfg.killGrace,
 			Transport: cfg.transport,
 			Logger:    logger,
 		})
@@ -381,6 +400,12 @@ func classify(err error, right bool) callResult {
 		return callResult{out: outTimeout, started: cancel.Started}
 	case errors.Is(err, bulkhead.ErrStartFailed):
 		return callResult{out: outNoWorker}
+	case errors.Is(err, bulkhead.ErrOverloaded):
+		return callResult{out: outRefused, refusal: refusedOverloaded}
+	case errors.Is(err, bulkhead.ErrUnhealthy):
+		return callResult{out: outRefused, refusal: refusedUnhealthy}
+	case errors.Is(err, bulkhead.ErrQuarantined):
+		return callResult{out: outRefused, refusal: refusedQuarantined}
 	}
 	return callResult{out: outError}
 }

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -72,6 +74,15 @@ type Phases struct {
 	Idle    uint64 `json:"idle"`
 }
 
+// Refused counts calls that failed fast, by error type.
+type Refused struct {
+	Overloaded  int `json:"overloaded"`  // *OverloadedError
+	Unhealthy   int `json:"unhealthy"`   // *UnhealthyError
+	Quarantined int `json:"quarantined"` // *QuarantinedError
+}
+
+func (r Refused) total() int { return r.Overloaded + r.Unhealthy + r.Quarantined }
+
 // Faults counts the faults the workers journalled just before triggering
 // them, by where they struck.
 type Faults struct {
@@ -82,22 +93,23 @@ type Faults struct {
 
 // summary is the demo's result. Its JSON keys are the --json output.
 type summary struct {
-	Requested  int    `json:"requested"`
-	Calls      int    `json:"calls"` // calls sent; fewer than requested only if interrupted
-	OK         int    `json:"ok"`
-	Crashed    int    `json:"crashed"`      // calls that got a *CrashError
-	Timeouts   int    `json:"timeouts"`     // calls that ended by their deadline
-	NoWorker   int    `json:"start_failed"` // *StartError: every worker was down and a replacement died at start-up
-	Errors     int    `json:"errors"`       // any other error
-	FirstError string `json:"first_error,omitempty"`
-	Wrong      int    `json:"wrong"` // a result that is not the right checksum: must be 0
-	Lost       int    `json:"lost"`  // must be 0
-	Duplicated int    `json:"duplicated"`
-	P50us      int64  `json:"p50_us"` // latency of ok calls
-	P99us      int64  `json:"p99_us"`
-	RespawnP50 int64  `json:"respawn_p50_us"` // Pool.Stats().RespawnP50
-	Respawns   int    `json:"respawns"`       // replacements that RespawnP50 is over
-	Redispatch uint64 `json:"redispatched"`   // calls re-sent because their worker died before starting them
+	Requested  int     `json:"requested"`
+	Calls      int     `json:"calls"` // calls sent; fewer than requested only if interrupted
+	OK         int     `json:"ok"`
+	Crashed    int     `json:"crashed"`      // calls that got a *CrashError
+	Timeouts   int     `json:"timeouts"`     // calls that ended by their deadline
+	NoWorker   int     `json:"start_failed"` // *StartError: every worker was down and a replacement died at start-up
+	Refused    Refused `json:"refused"`      // failed fast, nothing sent
+	Errors     int     `json:"errors"`       // any other error
+	FirstError string  `json:"first_error,omitempty"`
+	Wrong      int     `json:"wrong"` // a result that is not the right checksum: must be 0
+	Lost       int     `json:"lost"`  // must be 0
+	Duplicated int     `json:"duplicated"`
+	P50us      int64   `json:"p50_us"` // latency of ok calls
+	P99us      int64   `json:"p99_us"`
+	RespawnP50 int64   `json:"respawn_p50_us"` // Pool.Stats().RespawnP50
+	Respawns   int     `json:"respawns"`       // replacements that RespawnP50 is over
+	Redispatch uint64  `json:"redispatched"`   // calls re-sent because their worker died before starting them
 
 	LostNoAnswer     int   `json:"lost_no_answer"`          // Call never returned
 	LostUnstarted    int   `json:"lost_ok_but_not_started"` // success, yet no worker journalled the call
@@ -105,16 +117,21 @@ type summary struct {
 	CrashedUnstarted int   `json:"crashed_unstarted"`     // CrashError in phase idle: died before starting it, redispatch exhausted
 	CrashedNoJournal int   `json:"crashed_not_journaled"` // CrashError, but no worker journalled the call: it died between the start marker and the handler
 	TimeoutsStarted  int   `json:"timeouts_started"`      // a worker had started the call (a hang)
+	TimeoutsHang     int   `json:"timeouts_hang"`         // of those, calls that hung in C by design
 	TimeoutsWaiting  int   `json:"timeouts_not_started"`  // the deadline passed before a worker started it
 	MaxStarts        int   `json:"max_starts"`            // the most times one call was journalled
 
-	WorkerDeaths   Phases `json:"worker_deaths"`
-	FaultsInjected Faults `json:"faults_injected"`
-	DeadlyFaults   int    `json:"deadly_faults_journaled"` // workers whose last journalled fault kills (segv, abort, exit)
-	WorkersStarted uint64 `json:"workers_started"`
-	Abandoned      uint64 `json:"abandoned"` // calls whose deadline passed (Pool.Stats)
-	// Recycled and quarantined workers: add here, and to writeText, once
-	// Pool.Stats has them (policies branch).
+	WorkerDeaths      Phases            `json:"worker_deaths"`
+	FaultsInjected    Faults            `json:"faults_injected"`
+	DeadlyFaults      int               `json:"deadly_faults_journaled"` // workers whose last journalled fault kills (segv, abort, exit)
+	WorkersStarted    uint64            `json:"workers_started"`
+	Abandoned         uint64            `json:"abandoned"` // calls whose deadline passed (Pool.Stats)
+	Hung              uint64            `json:"hung"`      // started calls abandoned at their deadline (Pool.Stats)
+	Recycled          uint64            `json:"recycled"`  // workers drained and replaced on purpose
+	RecycledByReason  map[string]uint64 `json:"recycled_by_reason"`
+	Quarantines       uint64            `json:"quarantines"` // fingerprints put in quarantine
+	QuarantineRefused uint64            `json:"quarantine_refused"`
+	RecycleAfter      int               `json:"recycle_after"`
 
 	Transport         string  `json:"transport"`
 	Workers           int     `json:"workers"`
@@ -139,15 +156,19 @@ func (r *demoRun) tally(journals [][]crashy.Record, lat []time.Duration, st bulk
 	s := &summary{
 		Requested: cfg.calls, Transport: transportName(cfg.transport), Workers: cfg.workers, Concurrency: cfg.concurrency,
 		CrashRate: cfg.crashRate, IdleCrashRate: cfg.idleRate, StartupCrashRate: cfg.startupRate,
-		TimeoutMs: float64(cfg.timeout) / float64(time.Millisecond),
+		TimeoutMs: float64(cfg.timeout) / float64(time.Millisecond), RecycleAfter: cfg.recycle,
 	}
-	starts := make([]int, cfg.calls+1)
+	starts := make([]uint8, cfg.calls+1) // saturates at 255: more than enough to see a duplicate
+	hung := make([]bool, cfg.calls+1)    // the call was to hang in C
 	for _, recs := range journals {
 		for _, rec := range recs {
 			switch rec.Kind {
 			case crashy.KindCall:
 				if rec.ID <= uint64(cfg.calls) {
-					starts[rec.ID]++
+					if starts[rec.ID] < 255 {
+						starts[rec.ID]++
+					}
+					hung[rec.ID] = hung[rec.ID] || rec.Fault == native.FaultHang
 				} else {
 					s.Duplicated++ // an id the demo never sent: count it against the run
 				}
@@ -165,7 +186,7 @@ func (r *demoRun) tally(journals [][]crashy.Record, lat []time.Duration, st bulk
 		}
 	}
 	for id := 1; id <= cfg.calls; id++ {
-		n := starts[id]
+		n := int(starts[id])
 		s.MaxStarts = max(s.MaxStarts, n)
 		if n > 1 {
 			s.Duplicated++
@@ -212,11 +233,23 @@ func (r *demoRun) tally(journals [][]crashy.Record, lat []time.Duration, st bulk
 			s.Timeouts++
 			if res.started {
 				s.TimeoutsStarted++
+				if hung[id] {
+					s.TimeoutsHang++
+				}
 			} else {
 				s.TimeoutsWaiting++
 			}
 		case outNoWorker:
 			s.NoWorker++
+		case outRefused:
+			switch res.refusal {
+			case refusedOverloaded:
+				s.Refused.Overloaded++
+			case refusedUnhealthy:
+				s.Refused.Unhealthy++
+			default:
+				s.Refused.Quarantined++
+			}
 		default:
 			s.Errors++
 		}
@@ -235,6 +268,16 @@ func (r *demoRun) tally(journals [][]crashy.Record, lat []time.Duration, st bulk
 	s.Redispatch = st.Redispatched
 	s.Abandoned = st.Abandoned
 	s.WorkersStarted = st.Started
+	s.Hung = st.Hung
+	s.Recycled = st.Recycled
+	s.RecycledByReason = map[string]uint64{}
+	for reason, n := range st.RecycledByReason {
+		if n > 0 {
+			s.RecycledByReason[reason] = n
+		}
+	}
+	s.Quarantines = st.Quarantines
+	s.QuarantineRefused = st.QuarantineRefused
 	s.WorkerDeaths = Phases{Startup: st.StartFailures, Call: st.CallCrashes, Idle: st.IdleCrashes}
 	s.ElapsedMs = elapsed.Milliseconds()
 	s.CallsPerSec = math.Round(float64(s.Calls)/max(elapsed.Seconds(), 1e-9)*10) / 10
@@ -246,6 +289,19 @@ func transportName(t bulkhead.Transport) string {
 		return "shm"
 	}
 	return "socket"
+}
+
+// byReason formats non-zero counts by reason, sorted, or "".
+func byReason(m map[string]uint64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	keys := slices.Sorted(maps.Keys(m))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 // percentile returns the nearest-rank q-quantile of sorted d, or 0.
@@ -289,9 +345,12 @@ func (s *summary) writeText(w io.Writer) {
 		fmt.Fprintf(tw, "\t\tof which %d died before starting the call (redispatch exhausted), %d before its handler ran\n",
 			s.CrashedUnstarted, s.CrashedNoJournal)
 	}
-	fmt.Fprintf(tw, "timeouts\t%d\t%d hung in C and were killed, %d did not get a worker in time  (*CanceledError)\n",
-		s.Timeouts, s.TimeoutsStarted, s.TimeoutsWaiting)
+	fmt.Fprintf(tw, "timeouts\t%d\t%d timed out running (%d in an injected hang; the worker was stopped), %d waiting for a worker  (*CanceledError)\n",
+		s.Timeouts, s.TimeoutsStarted, s.TimeoutsHang, s.TimeoutsWaiting)
 	fmt.Fprintf(tw, "no worker\t%d\tevery worker was down and a replacement died at start-up  (*StartError)\n", s.NoWorker)
+	rf := s.Refused
+	fmt.Fprintf(tw, "refused\t%d\tfailed fast, nothing sent: overloaded %d, unhealthy %d, quarantined %d\n",
+		rf.total(), rf.Overloaded, rf.Unhealthy, rf.Quarantined)
 	fmt.Fprintf(tw, "other errors\t%d\tany other error%s\n", s.Errors, s.FirstError)
 	fmt.Fprintf(tw, "wrong results\t%d\t%s\n", s.Wrong, mark(s.Wrong))
 	fmt.Fprintf(tw, "lost\t%d\t%s: %d never answered, %d answered ok but started by no worker\n", s.Lost, mark(s.Lost), s.LostNoAnswer, s.LostUnstarted)
@@ -313,7 +372,8 @@ func (s *summary) writeText(w io.Writer) {
 		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t\n", row.name, row.k.Segv, row.k.Abort, row.k.Exit, row.k.Hang)
 	}
 	tw.Flush()
-	// Recycled and quarantined workers: print here once Pool.Stats has them.
+	fmt.Fprintf(w, "recycled workers (drained and replaced on purpose): %d%s; quarantine: %d fingerprints, %d calls refused\n",
+		s.Recycled, byReason(s.RecycledByReason), s.Quarantines, s.QuarantineRefused)
 	if s.PoolStartAttempts > 1 {
 		fmt.Fprintf(w, "the pool took %d attempts to start: every first worker died at start-up\n", s.PoolStartAttempts)
 	}

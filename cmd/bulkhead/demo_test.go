@@ -27,7 +27,7 @@ func TestDemoFlags(t *testing.T) {
 	}{
 		{"negative calls", []string{"--calls", "-1"}, "--calls -1"},
 		{"zero calls", []string{"--calls", "0"}, "--calls 0"},
-		{"too many calls", []string{"--calls", "10000001"}, "--calls"},
+		{"too many calls", []string{"--calls", "1000001"}, "--calls 1000001"},
 		{"calls not a number", []string{"--calls", "many"}, "invalid argument"},
 		{"crash rate over 1", []string{"--crash-rate", "1.5"}, "--crash-rate 1.5"},
 		{"negative crash rate", []string{"--crash-rate", "-0.1"}, "--crash-rate -0.1"},
@@ -37,6 +37,7 @@ func TestDemoFlags(t *testing.T) {
 		{"zero workers", []string{"--workers", "0"}, "--workers 0"},
 		{"too many workers", []string{"--workers", "1025"}, "--workers 1025"},
 		{"zero concurrency", []string{"--concurrency", "0"}, "--concurrency 0"},
+		{"negative recycle", []string{"--recycle-after", "-1"}, "--recycle-after -1"},
 		{"zero timeout", []string{"--timeout", "0s"}, "--timeout"},
 		{"huge timeout", []string{"--timeout", "11m"}, "--timeout"},
 		{"bad duration", []string{"--timeout", "soon"}, "invalid argument"},
@@ -102,13 +103,15 @@ func testShortRun(t *testing.T, transport string) {
 	}
 	check(s.Calls == 300 && s.Requested == 300, "calls != 300")
 	check(s.Lost == 0 && s.Duplicated == 0 && s.Wrong == 0 && s.Clean, "lost, duplicated or wrong")
-	check(s.OK+s.Crashed+s.Timeouts+s.NoWorker+s.Errors == s.Calls, "outcomes do not add up to calls")
+	check(s.OK+s.Crashed+s.Timeouts+s.NoWorker+s.Refused.total()+s.Errors == s.Calls, "outcomes do not add up to calls")
 	check(s.Errors == 0, "errors other than crashes, timeouts and failed starts")
 	check(s.OK > 0 && s.Crashed > 0, "want both ok and crashed calls at a 5% crash rate")
 	k := s.CrashedByKind
 	check(k.Segv+k.Abort+k.Exit == s.Crashed && k.Other == 0, "crashes of an unknown kind")
 	check(s.MaxStarts == 1, "no call journalled exactly once?")
 	check(s.TimeoutsStarted+s.TimeoutsWaiting == s.Timeouts, "timeouts do not add up")
+	check(s.Hung == uint64(s.TimeoutsStarted), "Stats.Hung differs from the timed-out calls a worker had started")
+	check(s.TimeoutsHang <= s.TimeoutsStarted && s.TimeoutsHang <= s.FaultsInjected.Call.Hang, "more hang timeouts than hangs")
 	check(0 < s.P50us && s.P50us <= s.P99us, "latency percentiles")
 	check(s.WorkersStarted >= 2 && s.Respawns > 0 && s.RespawnP50 > 0, "no replacement measured")
 	check(!s.Interrupted && !s.Stalled && s.PoolStartAttempts >= 1 && s.Transport == transport, "run state")
@@ -209,7 +212,7 @@ func TestWorkerOutsidePool(t *testing.T) {
 
 // SIGKILL the demo in mid-run: none of its workers outlives it.
 func TestDemoKilled(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "demo", "--calls", "10000000", "--workers", "3", "--crash-rate", "0.02", "--progress-every", "20ms")
+	cmd := exec.Command(os.Args[0], "demo", "--calls", "1000000", "--workers", "3", "--crash-rate", "0.02", "--progress-every", "20ms")
 	cmd.Env = append(os.Environ(), cliEnv+"=1", "TMPDIR="+t.TempDir())
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

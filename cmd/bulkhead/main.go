@@ -44,12 +44,33 @@ func newRootCmd() *cobra.Command {
 		Args:          noArgs,
 		RunE:          func(c *cobra.Command, _ []string) error { return c.Help() },
 	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return badUsage{err} })
 	root.AddCommand(newDemoCmd())
-	root.AddCommand(newWorkerCmd())
 	root.AddCommand(newChaosCmd())
+	root.AddCommand(newWorkerCmd())
 	root.AddCommand(newStormCmd())
+	argsAreUsage(root)
 	return root
+}
+
+// argsAreUsage makes every command's positional-argument errors usage
+// errors (exit status 2), whatever validator the command chose.
+func argsAreUsage(c *cobra.Command) {
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				var bu badUsage
+				if errors.As(err, &bu) {
+					return err
+				}
+				return badUsage{err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		argsAreUsage(sub)
+	}
 }
 
 // execute runs the command line args and returns the exit status.
@@ -63,8 +84,8 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprintf(stderr, "bulkhead: %v\n", err)
-	var ue usageError
-	if errors.As(err, &ue) {
+	var bu badUsage
+	if errors.As(err, &bu) {
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 		return 2
 	}
@@ -75,13 +96,14 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-// usageError is a bad command line: exit status 2.
-type usageError struct{ err error }
+// badUsage is a bad command line: exit status 2. (chaos.go's *usageError,
+// from usageErrorf, is one too.)
+type badUsage struct{ err error }
 
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
+func (e badUsage) Error() string { return e.err.Error() }
+func (e badUsage) Unwrap() error { return e.err }
 
-func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+func usagef(format string, a ...any) error { return badUsage{fmt.Errorf(format, a...)} }
 
 // exitError carries a specific exit status for an error already explained
 // to the user; any other error returned by a command exits 1.

@@ -3,9 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/bulkhead-go/bulkhead/internal/proc"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -68,25 +67,9 @@ func TestRootUsage(t *testing.T) {
 
 // childrenOf lists pid's child processes, zombies included.
 func childrenOf(pid int) []int {
-	want := strconv.Itoa(pid)
 	var out []int
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, f := range stats {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(s[i+1:])
-		if len(fields) > 1 && fields[1] == want {
-			if n, err := strconv.Atoi(filepath.Base(filepath.Dir(f))); err == nil {
-				out = append(out, n)
-			}
-		}
+	for _, c := range proc.Children(pid) {
+		out = append(out, c.PID)
 	}
 	return out
 }

@@ -81,7 +81,7 @@ result; failures and disconnected must be 0, and the command exits 1 if not.`,
 				return nil
 			}
 			if err := o.validate(); err != nil {
-				return usageError{err}
+				return badUsage{err}
 			}
 			exe, err := os.Executable()
 			if err != nil {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-
 )
 
 // The test binary doubles as the storm's class server.
@@ -66,7 +65,7 @@ func TestStormFlagValidation(t *testing.T) {
 		cmd.SetOut(&bytes.Buffer{})
 		cmd.SetErr(&bytes.Buffer{})
 		err := cmd.Execute()
-		var u usageError
+		var u badUsage
 		if !errors.As(err, &u) || !strings.Contains(err.Error(), strings.TrimPrefix(args[0], "--")) {
 			t.Errorf("%v: err = %v, want a usage error naming the flag", args, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/bulkhead-go/bulkhead/internal/proc"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -471,25 +472,11 @@ func settle(fds, gs int) (int, int) {
 
 // children counts this process's live children and zombies.
 func children() (live, zombies int) {
-	me := strconv.Itoa(os.Getpid())
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, f := range stats {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(s[i+1:])
-		if len(fields) > 1 && fields[1] == me {
-			if fields[0] == "Z" {
-				zombies++
-			} else {
-				live++
-			}
+	for _, c := range proc.Children(os.Getpid()) {
+		if c.Zombie() {
+			zombies++
+		} else {
+			live++
 		}
 	}
 	return live, zombies

@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -87,7 +88,13 @@ func TestSpawnerCloseKillsChildren(t *testing.T) {
 	sp := NewSpawner()
 	p := start(t, sp, "sleep", "300")
 	sp.Close()
-	<-p.Exited()
+	select {
+	case <-p.Exited():
+	case <-time.After(10 * time.Second):
+		p.Kill()
+		<-p.Exited()
+		t.Fatal("the child outlived the spawner's thread: no parent-death signal")
+	}
 	if got := ExitOf(p.State()); got.Signal != syscall.SIGKILL {
 		t.Fatalf("exit = %v, want SIGKILL from the parent-death signal", got)
 	}
@@ -121,5 +128,41 @@ func waitGone(t *testing.T, pid int) {
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	if n, _ := unix.Poll(fds, 10_000); n != 1 {
 		t.Fatalf("process %d still alive", pid)
+	}
+}
+
+// The spawner must never serve from the main thread, which the runtime never
+// terminates: start many from this test goroutine and check each.
+func TestSpawnerAvoidsMainThread(t *testing.T) {
+	for range 50 {
+		sp := NewSpawner()
+		var tid int
+		r := spawnReq{reply: make(chan error, 1), tid: &tid}
+		sp.reqs <- r
+		<-r.reply
+		sp.Close()
+		if tid == unix.Getpid() {
+			t.Fatal("spawner served from the main thread")
+		}
+	}
+}
+
+func TestChildren(t *testing.T) {
+	sp := NewSpawner()
+	defer sp.Close()
+	p := start(t, sp, "sleep", "300")
+	found := false
+	for _, c := range Children(os.Getpid()) {
+		found = found || (c.PID == p.PID && !c.Zombie())
+	}
+	if !found {
+		t.Fatalf("Children does not list the running child %d", p.PID)
+	}
+	p.Kill()
+	<-p.Exited()
+	for _, c := range Children(os.Getpid()) {
+		if c.PID == p.PID {
+			t.Fatalf("reaped child %d still listed as %v", p.PID, c)
+		}
 	}
 }

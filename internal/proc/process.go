@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -217,13 +216,8 @@ func (p *Process) Exiting() bool {
 	if err != nil {
 		return true // not reaped yet, so only a vanished /proc makes this fail
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return false
-	}
 	// Fields after the command: state ppid pgrp session tty_nr tpgid flags.
-	f := strings.Fields(s[i+1:])
+	f := statFields(string(b))
 	if len(f) < 7 {
 		return false
 	}

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"runtime"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrSpawnerClosed is returned by Start after Close.
@@ -34,6 +36,7 @@ type Spawner struct {
 type spawnReq struct {
 	cmd   *exec.Cmd
 	reply chan error
+	tid   *int // tests: report the serving thread instead of starting cmd
 }
 
 // NewSpawner starts the spawning thread.
@@ -48,8 +51,32 @@ func (s *Spawner) loop() {
 	// the thread instead of reusing it, and the kernel delivers each
 	// remaining child's parent-death signal.
 	runtime.LockOSThread()
+	if unix.Gettid() == unix.Getpid() {
+		// The main thread is the one thread the runtime never
+		// terminates (it parks it instead), so children forked here
+		// would outlive Close. Move to another thread: while this
+		// goroutine holds the main thread, the new one cannot get it.
+		moved := make(chan struct{})
+		go s.serveLocked(moved)
+		<-moved
+		runtime.UnlockOSThread()
+		return
+	}
+	s.serveLocked(nil)
+}
+
+func (s *Spawner) serveLocked(moved chan<- struct{}) {
+	runtime.LockOSThread()
+	if moved != nil {
+		close(moved)
+	}
 	defer close(s.done)
 	for r := range s.reqs {
+		if r.tid != nil {
+			*r.tid = unix.Gettid()
+			r.reply <- nil
+			continue
+		}
 		r.reply <- r.cmd.Start()
 	}
 }
