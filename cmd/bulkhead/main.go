@@ -96,8 +96,8 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-// badUsage is a bad command line: exit status 2. (chaos.go's *usageError,
-// from usageErrorf, is one too.)
+// badUsage is a bad command line: exit status 2. Every subcommand returns
+// its flag-value errors as one (usagef).
 type badUsage struct{ err error }
 
 func (e badUsage) Error() string { return e.err.Error() }

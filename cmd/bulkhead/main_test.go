@@ -3,11 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"github.com/bulkhead-go/bulkhead/internal/proc"
 	"os"
 	"strings"
 	"testing"
 
+	"github.com/bulkhead-go/bulkhead/internal/proc"
 	"github.com/bulkhead-go/bulkhead/worker"
 	"go.uber.org/goleak"
 )
