@@ -3,7 +3,6 @@ package bulkhead
 import (
 	"context"
 	"errors"
-	"github.com/bulkhead-go/bulkhead/internal/proc"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkhead-go/bulkhead/internal/proc"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 	"go.uber.org/goleak"
 )

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/bulkhead-go/bulkhead/internal/proc"
 	"log/slog"
 	"os"
 	ossignal "os/signal"
@@ -19,6 +18,7 @@ import (
 	"unsafe"
 
 	"github.com/bulkhead-go/bulkhead/internal/fdio"
+	"github.com/bulkhead-go/bulkhead/internal/proc"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 	"github.com/bulkhead-go/bulkhead/worker"
 	"go.uber.org/goleak"
