@@ -898,6 +898,9 @@ type WorkerInfo struct {
 	InFlight int
 	Capacity int
 	Since    time.Time // when it said HELLO
+	// Transport is the transport its frames use: TransportShm only if
+	// Config asked for it and the worker accepted it in HELLO.
+	Transport Transport
 }
 
 // Workers lists the running workers.
@@ -906,7 +909,7 @@ func (p *Pool) Workers() []WorkerInfo {
 	defer p.mu.Unlock()
 	out := make([]WorkerInfo, 0, len(p.workers))
 	for w := range p.workers {
-		out = append(out, WorkerInfo{PID: w.pid, Name: w.hello.Name, InFlight: w.inflight, Capacity: w.capacity, Since: w.born})
+		out = append(out, WorkerInfo{PID: w.pid, Name: w.hello.Name, InFlight: w.inflight, Capacity: w.capacity, Since: w.born, Transport: w.transport()})
 	}
 	return out
 }

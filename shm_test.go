@@ -20,6 +20,9 @@ func TestShmTransport(t *testing.T) {
 
 	t.Run("values larger than the ring", func(t *testing.T) {
 		p := newPool(t, shm)
+		if ws := p.Workers(); len(ws) != 1 || ws[0].Transport != bulkhead.TransportShm {
+			t.Fatalf("workers %+v: want the shared-memory transport in use", ws)
+		}
 		big := make([]byte, 1<<20)
 		for i := range big {
 			big[i] = byte(i)
@@ -35,6 +38,9 @@ func TestShmTransport(t *testing.T) {
 	})
 	t.Run("crash during a call", func(t *testing.T) {
 		p := newPool(t, shm)
+		if ws := p.Workers(); ws[0].Transport != bulkhead.TransportShm {
+			t.Fatalf("transport %v, want shm", ws[0].Transport)
+		}
 		_, err := p.Call(ctx, "segv")
 		var ce *bulkhead.CrashError
 		if !errors.As(err, &ce) || ce.Signal != syscall.SIGSEGV || ce.Phase != bulkhead.PhaseCall {
@@ -46,6 +52,9 @@ func TestShmTransport(t *testing.T) {
 	})
 	t.Run("deadline", func(t *testing.T) {
 		p := newPool(t, shm)
+		if ws := p.Workers(); ws[0].Transport != bulkhead.TransportShm {
+			t.Fatalf("transport %v, want shm", ws[0].Transport)
+		}
 		dctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 		defer cancel()
 		if _, err := p.Call(dctx, "hang"); !errors.Is(err, context.DeadlineExceeded) {
@@ -86,14 +95,20 @@ func TestShmTransport(t *testing.T) {
 	})
 }
 
-// BenchmarkNullCallShm is BenchmarkNullCall over the shared-memory transport.
+// BenchmarkNullCallShm is BenchmarkNullCall over the shared-memory transport,
+// with the default spin and with a long one (both sides then spin through
+// the whole round trip on a machine with a core free for each).
 func BenchmarkNullCallShm(b *testing.B) {
-	p := benchPoolCfg(b, bulkhead.Config{Workers: 1, Transport: bulkhead.TransportShm})
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := p.Call(ctx, "null"); err != nil {
-			b.Fatal(err)
-		}
+	for _, spin := range []int{0, 1 << 22} {
+		b.Run("spin="+strconv.Itoa(spin), func(b *testing.B) {
+			p := benchPoolCfg(b, bulkhead.Config{Workers: 1, Transport: bulkhead.TransportShm, ShmSpin: spin})
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := p.Call(ctx, "null"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

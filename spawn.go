@@ -319,3 +319,11 @@ func newShmLink(size, spin int) (*shmLink, error) {
 	f.Close()
 	return nil, err
 }
+
+// transport reports which transport w's frames use.
+func (w *workerProc) transport() Transport {
+	if w.conn.shm.Load() != nil {
+		return TransportShm
+	}
+	return TransportSocket
+}

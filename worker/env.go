@@ -69,6 +69,22 @@ func readEnv() (env, error) {
 		}
 		e.idleTimeout = time.Duration(n) * time.Millisecond
 	}
+	if v := os.Getenv("BULKHEAD_SHM_FD"); v != "" {
+		if e.shmFD, err = atoiRange("BULKHEAD_SHM_FD", v, 0, 1<<20); err != nil {
+			return e, err
+		}
+		if e.shmSize, err = atoiRange("BULKHEAD_SHM_SIZE", os.Getenv("BULKHEAD_SHM_SIZE"), 4096, 1<<30); err != nil {
+			return e, err
+		}
+		if e.shmSize&(e.shmSize-1) != 0 {
+			return e, fmt.Errorf("worker: %w: BULKHEAD_SHM_SIZE=%d is not a power of two", errBadEnv, e.shmSize)
+		}
+		if v := os.Getenv("BULKHEAD_SHM_SPIN"); v != "" {
+			if e.shmSpin, err = atoiRange("BULKHEAD_SHM_SPIN", v, 0, 1<<30); err != nil {
+				return e, err
+			}
+		}
+	}
 	return e, nil
 }
 

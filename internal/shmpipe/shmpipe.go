@@ -22,7 +22,6 @@ package shmpipe
 import (
 	"errors"
 	"io"
-	"runtime"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -146,12 +145,13 @@ func (pp *Pipe) Read(p []byte) (int, error) {
 // waitData blocks until head moves past tail or the pipe is shut.
 func (pp *Pipe) waitData(tail uint64) {
 	h := pp.h
+	// A plain spin: no runtime.Gosched, which on a goroutine locked to
+	// its thread (as a serial worker is) hands the thread off and parks it,
+	// a round trip through another thread. Async preemption keeps the loop
+	// from starving the scheduler.
 	for i := 0; i < pp.spin; i++ {
 		if h.head.Load() != tail || h.closed.Load() != 0 {
 			return
-		}
-		if i&63 == 63 {
-			runtime.Gosched()
 		}
 	}
 	seq := h.dataSeq.Load()
@@ -168,9 +168,6 @@ func (pp *Pipe) waitSpace(head uint64) error {
 	for i := 0; i < pp.spin; i++ {
 		if !full() || h.closed.Load() != 0 {
 			return nil
-		}
-		if i&63 == 63 {
-			runtime.Gosched()
 		}
 	}
 	seq := h.spaceSeq.Load()
