@@ -116,17 +116,7 @@ func (c *conn) send(method string, deadline int64, args []any) (*pending, error)
 		c.wmu.Unlock()
 		return nil, err
 	}
-	p := pendingPool.Get().(*pending)
-	p.id = id
-	c.mu.Lock()
-	if c.broken != nil {
-		p.done, p.err = true, c.broken
-	} else {
-		c.pend[id] = p
-	}
-	c.mu.Unlock()
-	c.flushLocked()
-	return p, nil
+	return c.register(id), nil
 }
 
 // sendControl queues a frame without a reply (QUIT, CANCEL, PONG).

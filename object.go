@@ -2,13 +2,10 @@ package bulkhead
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
-	"github.com/bulkhead-go/bulkhead/internal/proc"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
 
@@ -315,31 +312,9 @@ func (s *server) wait(ctx context.Context, pd *pending) (typ wire.Type, payload 
 	return typ, payload, err, false
 }
 
-// serverCrash describes a server whose connection broke under a request,
-// as Pool.crashed does for a worker: a live server that closed its socket or
-// broke the protocol is killed.
+// serverCrash describes a server whose connection broke under a request.
 func serverCrash(w *workerProc, id uint64, method string, cause error) *CrashError {
-	alive := !w.proc.Exiting()
-	if alive {
-		w.broken.Store(true)
-		w.proc.Kill()
-	}
-	<-w.proc.Exited()
-	ex := proc.ExitOf(w.proc.State())
-	e := &CrashError{
-		Phase: PhaseCall, PID: w.pid, RequestID: id, Method: method,
-		ExitCode: ex.Code, Signal: ex.Signal, CoreDumped: ex.Core,
-		Killed: alive && ex.Signal == syscall.SIGKILL,
-		Stderr: w.stderr.String(), Err: cause,
-	}
-	switch {
-	case errors.Is(cause, wire.ErrProtocol):
-		e.Reason = "broke the protocol (" + cause.Error() + "); killed"
-	case e.Killed:
-		e.Reason = "closed its connection while alive; killed"
-	default:
-		e.Reason = ex.String()
-	}
+	e := crashOf(w, id, method, cause)
 	if !w.hasStarted(id) {
 		e.Phase = PhaseIdle
 		e.Reason = "died before starting the request: " + e.Reason

@@ -660,33 +660,14 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, args []
 // crashed handles a broken connection under a call: the worker died, closed
 // the socket, or broke the protocol.
 func (p *Pool) crashed(w *workerProc, id uint64, method string, cause error) error {
-	started := w.hasStarted(id)
-	alive := !w.proc.Exiting()
-	if alive {
-		// A live worker that closed its socket or sent garbage is of no
-		// further use, and cannot be trusted to exit: kill it now.
-		w.broken.Store(true)
-		w.proc.Kill()
-	}
-	<-w.proc.Exited() // prompt: it is dead or SIGKILLed
-	ex := proc.ExitOf(w.proc.State())
-	e := &CrashError{
-		Phase: PhaseCall, PID: w.pid, RequestID: id, Method: method,
-		ExitCode: ex.Code, Signal: ex.Signal, CoreDumped: ex.Core,
-		Killed: alive && ex.Signal == syscall.SIGKILL,
-		Stderr: w.stderr.String(), Err: cause,
-	}
+	started := w.hasStarted(id) // before crashOf kills it: a live worker could still start it
+	e := crashOf(w, id, method, cause)
 	switch {
 	case w.pol.limitKill.Load() == int32(LimitMemory):
 		e.Limit, e.Killed = LimitMemory, true
 		e.Reason = fmt.Sprintf("resident memory of %d bytes exceeded MaxMemory (%d); killed", w.pol.rss.Load(), p.cfg.MaxMemory)
-	case errors.Is(cause, wire.ErrProtocol):
-		e.Reason = "broke the protocol (" + cause.Error() + "); killed"
-	case e.Killed:
-		e.Reason = "closed its connection while alive; killed"
-	default:
-		e.Reason = ex.String()
-		if e.Limit = classifyLimit(&p.cfg.Limits, ex.Signal, false, rusage(w), e.Stderr); e.Limit != LimitNone {
+	case !e.Killed && !errors.Is(cause, wire.ErrProtocol):
+		if e.Limit = classifyLimit(&p.cfg.Limits, e.Signal, false, rusage(w), e.Stderr); e.Limit != LimitNone {
 			e.Reason += " (exceeded its " + e.Limit.String() + " limit)"
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -326,4 +327,33 @@ func (w *workerProc) transport() Transport {
 		return TransportShm
 	}
 	return TransportSocket
+}
+
+// crashOf describes a worker whose connection broke under request id: it
+// died, closed its socket, or broke the protocol. A live worker is of no
+// further use and cannot be trusted to exit, so it is killed first; either
+// way crashOf returns once the process has been reaped.
+func crashOf(w *workerProc, id uint64, method string, cause error) *CrashError {
+	alive := !w.proc.Exiting()
+	if alive {
+		w.broken.Store(true)
+		w.proc.Kill()
+	}
+	<-w.proc.Exited() // prompt: it is dead or SIGKILLed
+	ex := proc.ExitOf(w.proc.State())
+	e := &CrashError{
+		Phase: PhaseCall, PID: w.pid, RequestID: id, Method: method,
+		ExitCode: ex.Code, Signal: ex.Signal, CoreDumped: ex.Core,
+		Killed: alive && ex.Signal == syscall.SIGKILL,
+		Stderr: w.stderr.String(), Err: cause,
+	}
+	switch {
+	case errors.Is(cause, wire.ErrProtocol):
+		e.Reason = "broke the protocol (" + cause.Error() + "); killed"
+	case e.Killed:
+		e.Reason = "closed its connection while alive; killed"
+	default:
+		e.Reason = ex.String()
+	}
+	return e
 }
