@@ -27,12 +27,15 @@ import (
 // come. With one call in flight, the caller simply reads its own reply with a
 // blocking read(2): two system calls per round trip and no goroutine switch.
 type conn struct {
-	fd       fdio.FD                 // the socket: the handshake, and waking blocked callers
-	rd       io.Reader               // where frames come from: the socket or a shared-memory pipe
-	wr       io.Writer               // where frames go
-	shm      atomic.Pointer[shmLink] // nil unless the shared-memory transport is in use
-	down     atomic.Bool             // shutdown has been called
-	maxFrame uint32
+	fd   fdio.FD                 // the socket: the handshake, and waking blocked callers
+	rd   io.Reader               // where frames come from: the socket or a shared-memory pipe
+	wr   io.Writer               // where frames go
+	shm  atomic.Pointer[shmLink] // nil unless the shared-memory transport is in use
+	down atomic.Bool             // shutdown has been called
+	// abandonedBy is the id of the call whose ctx ending shut the
+	// connection down (abandon), or 0.
+	abandonedBy atomic.Uint64
+	maxFrame    uint32
 
 	wmu     sync.Mutex
 	out     *wire.Builder // frames waiting to be written
@@ -47,7 +50,10 @@ type conn struct {
 	drainers sync.WaitGroup    // drain, reading for orphans while no caller does
 	reading  bool
 	broken   error // set once; every later call fails with it
-	reader   *wire.Reader
+	// lastAnswered is the highest id answered: a worker whose start
+	// marker is beyond it died running a call.
+	lastAnswered uint64
+	reader       *wire.Reader
 
 	// Object servers only (conn_watch.go): onFrame takes the object-model
 	// frames (types 16-31) from whichever goroutine is reading; the idle
@@ -147,10 +153,13 @@ func (c *conn) flushLocked() {
 		c.wmu.Lock()
 		c.spare = buf
 		if err != nil {
+			// The worker stopped reading: it died or closed its socket.
+			// Answers to earlier calls may still wait in the socket, so
+			// do not fail the connection here: the reader delivers them,
+			// then meets the end of the stream. Calls whose frames are
+			// dropped here never reached the worker; they fail then, and
+			// the start marker sends them elsewhere.
 			c.out.Reset()
-			c.wmu.Unlock()
-			c.fail(err)
-			c.wmu.Lock()
 			break
 		}
 	}
@@ -179,7 +188,8 @@ func (c *conn) wait(p *pending, ctx context.Context) (fired bool) {
 			c.mu.Unlock()
 			var stop func() bool
 			if ctx.Done() != nil {
-				stop = context.AfterFunc(ctx, c.shutdown)
+				id := p.id // p is recycled once wait returns; the func may still run
+				stop = context.AfterFunc(ctx, func() { c.abandon(id) })
 			}
 			c.readUntil(p)
 			fired = stop != nil && !stop()
@@ -196,6 +206,26 @@ func (c *conn) wait(p *pending, ctx context.Context) (fired bool) {
 			return false
 		}
 	}
+}
+
+// abandon shuts the connection down under a reader whose ctx ended, unless
+// its answer has come meanwhile: the shutdown costs every other call on the
+// worker its connection. abandonedBy says which call it was.
+func (c *conn) abandon(id uint64) {
+	c.mu.Lock()
+	_, waiting := c.pend[id] // delivery removes it
+	c.mu.Unlock()
+	if waiting {
+		c.abandonedBy.CompareAndSwap(0, id)
+		c.shutdown()
+	}
+}
+
+// answered is the highest request id answered on the connection.
+func (c *conn) answered() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastAnswered
 }
 
 // oldestLocked reports whether p is the oldest call still waiting.
@@ -272,6 +302,7 @@ func (c *conn) readUntil(p *pending) {
 		switch h.Type {
 		case wire.TypeReply, wire.TypeError:
 			c.mu.Lock()
+			c.lastAnswered = max(c.lastAnswered, h.ID)
 			q := c.pend[h.ID]
 			if q == nil {
 				if o := c.orphans[h.ID]; o != nil {

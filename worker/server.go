@@ -496,24 +496,37 @@ func idleIfNone(idle time.Duration, slots chan struct{}) time.Duration {
 }
 
 // run marks the call started, then runs it.
+// run marks call id started and runs it, unless its deadline has passed:
+// its caller has given up already, perhaps while the call waited behind
+// others (a pipelining dispatcher), and it is skipped, unmarked, so that the
+// start marker still tells exactly which calls had any effect.
 func (c *conn) run(ctx context.Context, id uint64, p []byte, call *wire.Call) (any, error) {
+	derr := wire.DecodeCall(p, call)
+	if derr == nil && call.Deadline > 0 && time.Now().UnixNano() >= call.Deadline {
+		return nil, skippedError()
+	}
 	c.started.Store(id)
-	return c.runMarked(ctx, id, p, call)
+	return c.runDecoded(ctx, id, call, derr)
+}
+
+// skippedError answers a call whose deadline passed before it could start
+// (PROTOCOL.md section 3).
+func skippedError() *Error {
+	return &Error{Code: wire.CodeCanceled, Message: "deadline passed before the call started",
+		Details: map[string]any{"started": false}}
 }
 
 func (c *conn) runMarked(ctx context.Context, id uint64, p []byte, call *wire.Call) (res any, err error) {
-	if err := wire.DecodeCall(p, call); err != nil {
-		return nil, &Error{Code: wire.CodeBadArguments, Message: err.Error()}
+	return c.runDecoded(ctx, id, call, wire.DecodeCall(p, call))
+}
+
+func (c *conn) runDecoded(ctx context.Context, id uint64, call *wire.Call, derr error) (res any, err error) {
+	if derr != nil {
+		return nil, &Error{Code: wire.CodeBadArguments, Message: derr.Error()}
 	}
 	h := c.handlers[call.Method]
 	if h == nil {
 		return nil, &Error{Code: wire.CodeUnknownMethod, Message: fmt.Sprintf("unknown method %q", call.Method)}
-	}
-	if call.Deadline > 0 && time.Now().UnixNano() >= call.Deadline {
-		// Its caller has given up already, perhaps while the call waited
-		// behind others (a pipelining dispatcher): do not run it at all.
-		return nil, &Error{Code: wire.CodeCanceled, Message: "deadline passed before the call started",
-			Details: map[string]any{"started": false}}
 	}
 	if c.s.BeforeCall != nil {
 		c.s.BeforeCall(call.Method, id)
