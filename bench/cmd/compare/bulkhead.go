@@ -15,7 +15,14 @@ import (
 
 func init() {
 	bulkheadFactory = func(cfg *config) []Contender {
-		return []Contender{&bulkheadContender{cfg: cfg}, &bulkheadShm{cfg: cfg}}
+		return []Contender{&bulkheadContender{cfg: cfg},
+			&bulkheadVariant{cfg: cfg, name: "bulkhead_shm", label: "bulkhead Pool.Call, shared memory",
+				tune: func(c *bulkhead.Config) { c.Transport = bulkhead.TransportShm }},
+			&bulkheadVariant{cfg: cfg, name: "bulkhead_pipelined", label: "bulkhead Pool.Call, Pipeline: 8",
+				tune: func(c *bulkhead.Config) { c.Pipeline = 8 }},
+			&bulkheadVariant{cfg: cfg, name: "bulkhead_shm_pipelined", label: "bulkhead Pool.Call, shared memory, Pipeline: 8",
+				tune: func(c *bulkhead.Config) { c.Transport, c.Pipeline = bulkhead.TransportShm, 8 }},
+		}
 	}
 	bulkheadChildMain = bulkheadChild
 }
@@ -34,20 +41,25 @@ func (b *bulkheadContender) Name() string  { return "bulkhead" }
 func (b *bulkheadContender) Label() string { return "bulkhead Pool.Call" }
 
 func newBenchPool(ctx context.Context, workers int) (*bulkhead.Pool, error) {
-	return newBenchPoolTransport(ctx, workers, bulkhead.TransportSocket)
+	return newBenchPoolTuned(ctx, workers, nil)
 }
 
-func newBenchPoolTransport(ctx context.Context, workers int, t bulkhead.Transport) (*bulkhead.Pool, error) {
+// newBenchPoolTuned starts a pool of workers with the default Config, which
+// tune, if not nil, adjusts.
+func newBenchPoolTuned(ctx context.Context, workers int, tune func(*bulkhead.Config)) (*bulkhead.Pool, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	p, err := bulkhead.New(ctx, bulkhead.Config{
-		Command:   exe,
-		Env:       append(os.Environ(), bulkheadChildEnv),
-		Workers:   workers,
-		Transport: t,
-	})
+	cfg := bulkhead.Config{
+		Command: exe,
+		Env:     append(os.Environ(), bulkheadChildEnv),
+		Workers: workers,
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	p, err := bulkhead.New(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -60,22 +72,25 @@ func newBenchPoolTransport(ctx context.Context, workers int, t bulkhead.Transpor
 	return p, nil
 }
 
-// bulkheadShm is Pool.Call over the optional shared-memory transport: the
-// same workers, frames on futex-doorbell rings instead of the socket.
-type bulkheadShm struct {
-	cfg  *config
-	pool *bulkhead.Pool
+// bulkheadVariant is Pool.Call with the same workers under another Config:
+// the shared-memory transport (frames on futex-doorbell rings instead of
+// the socket), Config.Pipeline, or both.
+type bulkheadVariant struct {
+	cfg         *config
+	name, label string
+	tune        func(*bulkhead.Config)
+	pool        *bulkhead.Pool
 }
 
-func (b *bulkheadShm) Name() string  { return "bulkhead_shm" }
-func (b *bulkheadShm) Label() string { return "bulkhead Pool.Call, shared memory" }
+func (b *bulkheadVariant) Name() string  { return b.name }
+func (b *bulkheadVariant) Label() string { return b.label }
 
-func (b *bulkheadShm) Setup(ctx context.Context) (err error) {
-	b.pool, err = newBenchPoolTransport(ctx, b.cfg.servers, bulkhead.TransportShm)
+func (b *bulkheadVariant) Setup(ctx context.Context) (err error) {
+	b.pool, err = newBenchPoolTuned(ctx, b.cfg.servers, b.tune)
 	return err
 }
 
-func (b *bulkheadShm) Close() error {
+func (b *bulkheadVariant) Close() error {
 	if b.pool == nil {
 		return nil
 	}
@@ -86,11 +101,11 @@ func (b *bulkheadShm) Close() error {
 	return err
 }
 
-func (b *bulkheadShm) Latency(ctx context.Context, d time.Duration) (Sample, error) {
+func (b *bulkheadVariant) Latency(ctx context.Context, d time.Duration) (Sample, error) {
 	return poolLatency(ctx, b.pool, d)
 }
 
-func (b *bulkheadShm) Throughput(ctx context.Context, d time.Duration) (Sample, error) {
+func (b *bulkheadVariant) Throughput(ctx context.Context, d time.Duration) (Sample, error) {
 	return measureParallel(ctx, d, b.cfg.callers, b.cfg.servers, false, workerPids, func(int) error {
 		_, err := b.pool.Call(ctx, "null")
 		return err
