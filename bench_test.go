@@ -31,9 +31,13 @@ func BenchmarkNullCall(b *testing.B) {
 // BenchmarkNullCallParallel measures aggregate throughput with 2 workers
 // and GOMAXPROCS*8 callers, without and with Config.Pipeline.
 func BenchmarkNullCallParallel(b *testing.B) {
-	for _, pipe := range []int{0, 8} {
-		b.Run(fmt.Sprintf("pipeline=%d", pipe), func(b *testing.B) {
-			p := benchPoolCfg(b, bulkhead.Config{Workers: 2, Pipeline: pipe})
+	for _, tc := range []struct {
+		pipe int
+		t    bulkhead.Transport
+	}{{0, bulkhead.TransportSocket}, {8, bulkhead.TransportSocket}, {8, bulkhead.TransportShm}} {
+		name := map[bulkhead.Transport]string{bulkhead.TransportSocket: "socket", bulkhead.TransportShm: "shm"}[tc.t]
+		b.Run(fmt.Sprintf("pipeline=%d/%s", tc.pipe, name), func(b *testing.B) {
+			p := benchPoolCfg(b, bulkhead.Config{Workers: 2, Pipeline: tc.pipe, Transport: tc.t})
 			ctx := context.Background()
 			b.SetParallelism(8)
 			b.ReportAllocs()

@@ -396,7 +396,12 @@ func (c *conn) abandonQueued(p *pending, done orphan) bool {
 	if c.orphans == nil {
 		c.orphans = make(map[uint64]orphan)
 	}
+	// One move under one lock: its answer must find either p or done.
+	delete(c.pend, p.id)
 	c.orphans[p.id] = done
+	if !c.reading {
+		c.handOffLocked()
+	}
 	return true
 }
 
