@@ -38,6 +38,11 @@ type conn struct {
 	spare   *wire.Builder
 	writing bool
 	nextID  uint64
+	// A call that references large arguments (sendVec) waits on roleFree
+	// for the writer role; vecWaiting counts such calls.
+	roleFree   sync.Cond
+	vecWaiting int
+	segs       [][]byte // the writer's scratch for a frame with references
 
 	mu      sync.Mutex
 	pend    map[uint64]*pending
@@ -77,6 +82,7 @@ func newConn(fd int, maxFrame uint32) *conn {
 		spare:    new(wire.Builder),
 		pend:     make(map[uint64]*pending),
 	}
+	c.roleFree.L = &c.wmu
 	c.reader = wire.NewReader(c.rd, maxFrame)
 	return c
 }
@@ -109,6 +115,9 @@ var errConnBroken = errors.New("worker connection broken")
 // send encodes and queues a CALL and registers it. On an encoding error
 // nothing is sent and p is nil.
 func (c *conn) send(method string, deadline int64, args []any) (*pending, error) {
+	if wire.AnyLarge(args) {
+		return c.sendVec(method, deadline, args)
+	}
 	c.wmu.Lock()
 	c.nextID++
 	id := c.nextID
@@ -116,6 +125,31 @@ func (c *conn) send(method string, deadline int64, args []any) (*pending, error)
 		c.wmu.Unlock()
 		return nil, err
 	}
+	return c.register(id), nil
+}
+
+// sendVec sends a CALL whose large byte-string arguments go to the kernel
+// straight from the caller's slices (one writev), not copied into the
+// buffer. The caller waits for the writer role and writes the frame itself,
+// so that no other goroutine ever holds its slices: when sendVec returns,
+// successfully or not (the connection broke, or was shut down by a
+// cancellation), no write can still be reading them.
+func (c *conn) sendVec(method string, deadline int64, args []any) (*pending, error) {
+	c.wmu.Lock()
+	for c.writing {
+		c.vecWaiting++
+		c.roleFree.Wait()
+		c.vecWaiting--
+	}
+	// The id is taken with the role: frames leave in id order.
+	c.nextID++
+	id := c.nextID
+	if err := c.out.CallVec(id, method, deadline, args, c.maxFrame); err != nil {
+		c.wmu.Unlock()
+		return nil, err
+	}
+	// Nobody writes, so out holds only this frame, and flushLocked
+	// writes it on this goroutine before returning.
 	return c.register(id), nil
 }
 
@@ -138,7 +172,14 @@ func (c *conn) flushLocked() {
 		buf := c.out
 		c.out, c.spare = c.spare, nil
 		c.wmu.Unlock()
-		_, err := c.wr.Write(buf.Bytes())
+		var err error
+		if buf.HasRefs() {
+			c.segs = buf.Segments(c.segs[:0])
+			_, err = fdio.WriteAll(c.wr, c.segs)
+			clear(c.segs)
+		} else {
+			_, err = c.wr.Write(buf.Bytes())
+		}
 		buf.Reset()
 		c.wmu.Lock()
 		c.spare = buf
@@ -151,6 +192,9 @@ func (c *conn) flushLocked() {
 		}
 	}
 	c.writing = false
+	if c.vecWaiting > 0 {
+		c.roleFree.Signal()
+	}
 	c.wmu.Unlock()
 }
 

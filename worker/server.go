@@ -166,6 +166,7 @@ type conn struct {
 
 	wmu  sync.Mutex // serialises writes when Concurrency > 1
 	outb wire.Builder
+	segs [][]byte // flush's scratch for frames with referenced results
 
 	quit    atomic.Bool
 	lastID  uint64 // the last CALL id read: ids must increase
@@ -318,8 +319,18 @@ func (c *conn) hello() error {
 	return c.flush()
 }
 
+// flush writes the frames built so far. A large []byte result was only
+// referenced by encodeResult: it goes out by one writev with its frame
+// header, uncopied, before flush returns.
 func (c *conn) flush() error {
-	_, err := c.wr.Write(c.outb.Bytes())
+	var err error
+	if c.outb.HasRefs() {
+		c.segs = c.outb.Segments(c.segs[:0])
+		_, err = fdio.WriteAll(c.wr, c.segs)
+		clear(c.segs)
+	} else {
+		_, err = c.wr.Write(c.outb.Bytes())
+	}
 	c.outb.Reset()
 	return err
 }
@@ -544,9 +555,13 @@ func (c *conn) panicked() bool {
 	return c.panic != nil
 }
 
+// encodeResult builds the REPLY or ERROR frame of a call. A []byte result
+// of wire.MinRef bytes or more is referenced, not copied (it may be a view
+// of the call's own frame, from Args.Bytes): the caller flushes before the
+// handler's memory is reused.
 func (c *conn) encodeResult(id uint64, res any, err error) {
 	if err == nil {
-		if eerr := c.outb.Value(wire.TypeReply, id, res, c.env.maxFrame); eerr == nil {
+		if eerr := c.outb.ValueVec(wire.TypeReply, id, res, c.env.maxFrame); eerr == nil {
 			return
 		} else {
 			err = &Error{Code: wire.CodeApplication, Message: "encoding result: " + eerr.Error()}
