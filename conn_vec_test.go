@@ -146,7 +146,7 @@ func TestConnSendVecWaitsForWriter(t *testing.T) {
 // once instead of waiting.
 func TestConnSendVecBroken(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
+		name   string
 		break_ func(c *conn, peer fdio.FD)
 	}{
 		{"peer closed", func(_ *conn, peer fdio.FD) { unix.Shutdown(int(peer), unix.SHUT_RDWR) }},
