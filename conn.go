@@ -114,29 +114,18 @@ var errConnBroken = errors.New("worker connection broken")
 
 // send encodes and queues a CALL and registers it. On an encoding error
 // nothing is sent and p is nil.
+//
+// Large byte-string arguments (wire.MinRef and up) go to the kernel straight
+// from the caller's slices, by one writev, instead of being copied into the
+// buffer. Such a caller first waits for the writer role and then writes its
+// frame itself (flushLocked, on this goroutine), so that no other goroutine
+// ever holds its slices: when send returns, successfully or not (the
+// connection broke, or a cancellation shut it down), no write can still be
+// reading them.
 func (c *conn) send(method string, deadline int64, args []any) (*pending, error) {
-	if wire.AnyLarge(args) {
-		return c.sendVec(method, deadline, args)
-	}
+	vec := wire.AnyLarge(args)
 	c.wmu.Lock()
-	c.nextID++
-	id := c.nextID
-	if err := c.out.Call(id, method, deadline, args, c.maxFrame); err != nil {
-		c.wmu.Unlock()
-		return nil, err
-	}
-	return c.register(id), nil
-}
-
-// sendVec sends a CALL whose large byte-string arguments go to the kernel
-// straight from the caller's slices (one writev), not copied into the
-// buffer. The caller waits for the writer role and writes the frame itself,
-// so that no other goroutine ever holds its slices: when sendVec returns,
-// successfully or not (the connection broke, or was shut down by a
-// cancellation), no write can still be reading them.
-func (c *conn) sendVec(method string, deadline int64, args []any) (*pending, error) {
-	c.wmu.Lock()
-	for c.writing {
+	for vec && c.writing {
 		c.vecWaiting++
 		c.roleFree.Wait()
 		c.vecWaiting--
@@ -144,12 +133,16 @@ func (c *conn) sendVec(method string, deadline int64, args []any) (*pending, err
 	// The id is taken with the role: frames leave in id order.
 	c.nextID++
 	id := c.nextID
-	if err := c.out.CallVec(id, method, deadline, args, c.maxFrame); err != nil {
+	var err error
+	if vec {
+		err = c.out.CallVec(id, method, deadline, args, c.maxFrame)
+	} else {
+		err = c.out.Call(id, method, deadline, args, c.maxFrame)
+	}
+	if err != nil {
 		c.wmu.Unlock()
 		return nil, err
 	}
-	// Nobody writes, so out holds only this frame, and flushLocked
-	// writes it on this goroutine before returning.
 	return c.register(id), nil
 }
 
@@ -172,15 +165,7 @@ func (c *conn) flushLocked() {
 		buf := c.out
 		c.out, c.spare = c.spare, nil
 		c.wmu.Unlock()
-		var err error
-		if buf.HasRefs() {
-			c.segs = buf.Segments(c.segs[:0])
-			_, err = fdio.WriteAll(c.wr, c.segs)
-			clear(c.segs)
-		} else {
-			_, err = c.wr.Write(buf.Bytes())
-		}
-		buf.Reset()
+		err := buf.Flush(c.wr, &c.segs)
 		c.wmu.Lock()
 		c.spare = buf
 		if err != nil {

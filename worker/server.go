@@ -8,6 +8,14 @@
 //	}))
 //	s.Run() // serves, then exits the process
 //
+// Large byte strings need not be copied: Args.Bytes is a view of an argument,
+// valid until the handler returns, and a []byte result is written straight
+// from the slice, so an echo of 1 MiB is
+//
+//	s.Handle("echo", func(ctx context.Context, a worker.Args) (any, error) {
+//		return a.Bytes(0)
+//	})
+//
 // The worker finds its socket and cookie in the environment the dispatcher
 // gives it, and stops when the dispatcher says QUIT, closes the socket, or
 // dies (parent-death signal), or after an idle timeout.
@@ -323,16 +331,7 @@ func (c *conn) hello() error {
 // referenced by encodeResult: it goes out by one writev with its frame
 // header, uncopied, before flush returns.
 func (c *conn) flush() error {
-	var err error
-	if c.outb.HasRefs() {
-		c.segs = c.outb.Segments(c.segs[:0])
-		_, err = fdio.WriteAll(c.wr, c.segs)
-		clear(c.segs)
-	} else {
-		_, err = c.wr.Write(c.outb.Bytes())
-	}
-	c.outb.Reset()
-	return err
+	return c.outb.Flush(c.wr, &c.segs)
 }
 
 // next reads the next frame, honouring the idle timeout and ctx. ok is false

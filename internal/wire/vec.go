@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+
+	"github.com/bulkhead-go/bulkhead/internal/fdio"
 )
 
 // MinRef is the smallest byte string that CallVec and ValueVec reference
@@ -98,6 +101,23 @@ func (b *Builder) Segments(dst [][]byte) [][]byte {
 
 // ErrNotBytes is returned by BytesView for an item that is not a byte string.
 var ErrNotBytes = errors.New("not a CBOR byte string")
+
+// Flush writes the frames built so far to w and resets the Builder. Without
+// references that is one Write of the buffer; with them, one writev of the
+// segments when w is a descriptor (fdio.WriteAll), listed in *scratch. When
+// Flush returns, nothing holds the referenced slices any more.
+func (b *Builder) Flush(w io.Writer, scratch *[][]byte) error {
+	var err error
+	if b.HasRefs() {
+		*scratch = b.Segments((*scratch)[:0])
+		_, err = fdio.WriteAll(w, *scratch)
+		clear(*scratch)
+	} else {
+		_, err = w.Write(b.buf.Bytes())
+	}
+	b.Reset()
+	return err
+}
 
 // BytesView returns the contents of the CBOR byte string item, which must
 // be all of item, as a slice of item: nothing is copied. A null item is a
