@@ -47,7 +47,9 @@ import (
 )
 
 // Handler serves one method. The result is encoded as CBOR; return a *Error
-// to choose the error code the caller sees.
+// to choose the error code the caller sees. A []byte result of 64 KiB or
+// more is not copied: the reply is written from the slice itself after the
+// handler returns, so nothing may change it until the next call starts.
 type Handler func(ctx context.Context, args Args) (any, error)
 
 // Server serves calls from a dispatcher. The zero value is ready to use once
