@@ -49,7 +49,7 @@ import (
 // Handler serves one method. The result is encoded as CBOR; return a *Error
 // to choose the error code the caller sees. A []byte result of 64 KiB or
 // more is not copied: the reply is written from the slice itself after the
-// handler returns, so nothing may change it until the next call starts.
+// handler returns, so no other goroutine may still be changing it then.
 type Handler func(ctx context.Context, args Args) (any, error)
 
 // Server serves calls from a dispatcher. The zero value is ready to use once
