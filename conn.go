@@ -38,8 +38,8 @@ type conn struct {
 	spare   *wire.Builder
 	writing bool
 	nextID  uint64
-	// A call that references large arguments (sendVec) waits on roleFree
-	// for the writer role; vecWaiting counts such calls.
+	// A call with large arguments, which it writes itself (send), waits
+	// on roleFree for the writer role; vecWaiting counts such calls.
 	roleFree   sync.Cond
 	vecWaiting int
 	segs       [][]byte // the writer's scratch for a frame with references

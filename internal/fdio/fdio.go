@@ -51,7 +51,8 @@ func (f FD) Write(p []byte) (int, error) {
 const maxIovec = 1024
 
 // Writev writes all of bufs, in order, with writev(2), retrying on EINTR and
-// short writes. When it returns, the kernel holds no reference to bufs.
+// short writes; it trims the slice headers in bufs as it goes. When it
+// returns, nothing holds on to the bytes: the kernel copied what it took.
 func (f FD) Writev(bufs [][]byte) (int, error) {
 	done := 0
 	for len(bufs) > 0 {
