@@ -36,6 +36,7 @@ type workerProc struct {
 	// guarded by Pool.mu
 	inflight  int
 	available bool   // in Pool.avail
+	queueable bool   // in Pool.queueable
 	retiring  bool   // no new calls: it is being stopped on purpose
 	hung      bool   // an abandoned call's stopHung is stopping it
 	dead      bool   // its process has exited
