@@ -43,6 +43,11 @@ type conn struct {
 	writing bool
 	nextID  uint64
 	held    atomic.Bool // out holds calls for the reader to write (register)
+	// A call with large arguments, which it writes itself (send), waits
+	// on roleFree for the writer role; vecWaiting counts such calls.
+	roleFree   sync.Cond
+	vecWaiting int
+	segs       [][]byte // the writer's scratch for a frame with references
 
 	mu       sync.Mutex
 	pend     map[uint64]*pending
@@ -87,6 +92,7 @@ func newConn(fd int, maxFrame uint32) *conn {
 		spare:    new(wire.Builder),
 		pend:     make(map[uint64]*pending),
 	}
+	c.roleFree.L = &c.wmu
 	c.reader = wire.NewReader(c.rd, maxFrame)
 	return c
 }
@@ -118,15 +124,36 @@ var errConnBroken = errors.New("worker connection broken")
 
 // send encodes and queues a CALL and registers it. On an encoding error
 // nothing is sent and p is nil.
+//
+// Large byte-string arguments (wire.MinRef and up) go to the kernel straight
+// from the caller's slices, by one writev, instead of being copied into the
+// buffer. Such a caller first waits for the writer role and then writes its
+// frame itself (flushLocked, on this goroutine), so that no other goroutine
+// ever holds its slices: when send returns, successfully or not (the
+// connection broke, or a cancellation shut it down), no write can still be
+// reading them.
 func (c *conn) send(method string, deadline int64, args []any) (*pending, error) {
+	vec := wire.AnyLarge(args)
 	c.wmu.Lock()
+	for vec && c.writing {
+		c.vecWaiting++
+		c.roleFree.Wait()
+		c.vecWaiting--
+	}
+	// The id is taken with the role: frames leave in id order.
 	c.nextID++
 	id := c.nextID
-	if err := c.out.Call(id, method, deadline, args, c.maxFrame); err != nil {
+	var err error
+	if vec {
+		err = c.out.CallVec(id, method, deadline, args, c.maxFrame)
+	} else {
+		err = c.out.Call(id, method, deadline, args, c.maxFrame)
+	}
+	if err != nil {
 		c.wmu.Unlock()
 		return nil, err
 	}
-	return c.register(id), nil
+	return c.register(id, vec), nil
 }
 
 // sendControl queues a frame without a reply (QUIT, CANCEL, PONG).
@@ -148,8 +175,7 @@ func (c *conn) flushLocked() {
 		buf := c.out
 		c.out, c.spare = c.spare, nil
 		c.wmu.Unlock()
-		_, err := c.wr.Write(buf.Bytes())
-		buf.Reset()
+		err := buf.Flush(c.wr, &c.segs)
 		c.wmu.Lock()
 		c.spare = buf
 		if err != nil {
@@ -164,6 +190,9 @@ func (c *conn) flushLocked() {
 		}
 	}
 	c.writing = false
+	if c.vecWaiting > 0 {
+		c.roleFree.Signal()
+	}
 	c.wmu.Unlock()
 }
 

@@ -255,10 +255,14 @@ func (b *bulkheadContender) Finish(ctx context.Context, rounds int, d time.Durat
 func bulkheadChild() error {
 	var s worker.Server
 	s.Handle("null", func(ctx context.Context, args worker.Args) (any, error) { return nil, nil })
+	// The idiomatic echo: a zero-copy view of the argument, returned as
+	// the result (valid until the handler returns; the reply is written
+	// by writev straight from it).
 	s.Handle("echo", func(ctx context.Context, args worker.Args) (any, error) {
-		var b []byte
-		err := args.Scan(&b)
-		return b, err
+		if args.Len() != 1 {
+			return nil, &worker.Error{Code: 3, Message: fmt.Sprintf("want 1 argument, got %d", args.Len())}
+		}
+		return args.Bytes(0)
 	})
 	s.Handle("crash", func(ctx context.Context, args worker.Args) (any, error) {
 		os.Exit(3)
