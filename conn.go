@@ -181,11 +181,13 @@ func (c *conn) flushLocked() {
 		if err != nil {
 			// The worker stopped reading: it died or closed its socket.
 			// Answers to earlier calls may still wait in the socket, so
-			// do not fail the connection here: the reader delivers them,
-			// then meets the end of the stream. Calls whose frames are
-			// dropped here never reached the worker; they fail then, and
-			// the start marker sends them elsewhere.
+			// do not fail the connection here: shut it down, and the
+			// reader delivers what was queued, then meets the end of the
+			// stream. Calls whose frames are dropped here never reached
+			// the worker; they fail then, and the start marker sends them
+			// elsewhere.
 			c.out.Reset()
+			c.shutdown()
 			break
 		}
 	}

@@ -2,6 +2,7 @@ package bulkhead
 
 import (
 	"bytes"
+	"context"
 	"testing"
 
 	"github.com/bulkhead-go/bulkhead/internal/fdio"
@@ -167,6 +168,9 @@ func TestConnSendVecBroken(t *testing.T) {
 			tc.break_(c, peer)
 			p := <-done
 			clear(big) // under -race: no write may still read it
+			// A failed write leaves the reader to deliver what the worker
+			// had answered, then to meet the end of the stream.
+			c.wait(p, context.Background())
 			c.mu.Lock()
 			failed, broken := p.done && p.err != nil, c.broken
 			c.mu.Unlock()
