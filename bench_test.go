@@ -78,6 +78,7 @@ func BenchmarkEcho1MiB(b *testing.B) {
 				if err := r.Decode(&out); err != nil || len(out) != len(payload) {
 					b.Fatalf("echo: %d bytes, %v", len(out), err)
 				}
+				r.Release()
 			}
 		})
 	}

@@ -36,6 +36,7 @@ type conn struct {
 	// connection down (abandon), or 0.
 	abandonedBy atomic.Uint64
 	maxFrame    uint32
+	bufs        *largeBuffers // recycled large reply buffers, or nil (recycle)
 
 	wmu     sync.Mutex
 	out     *wire.Builder // frames waiting to be written
@@ -77,6 +78,7 @@ type pending struct {
 	done    bool          // guarded by conn.mu
 	typ     wire.Type     // REPLY or ERROR
 	payload []byte
+	large   bool  // payload came from conn.bufs
 	err     error // the connection broke before the reply
 }
 
@@ -97,6 +99,13 @@ func newConn(fd int, maxFrame uint32) *conn {
 	return c
 }
 
+// recycle has large frames read into buffers from bufs, which Reply.Release
+// fills. Call it before the connection is in use.
+func (c *conn) recycle(bufs *largeBuffers) {
+	c.bufs = bufs
+	c.reader.Alloc = bufs.get
+}
+
 // shmLink is the shared-memory transport of one connection (PROTOCOL.md
 // section 9): a pipe each way in one mapped region.
 type shmLink struct {
@@ -110,6 +119,9 @@ type shmLink struct {
 func (c *conn) useShm(l *shmLink) {
 	c.rd, c.wr = l.in, l.out
 	c.reader = wire.NewReader(c.rd, c.maxFrame)
+	if c.bufs != nil {
+		c.reader.Alloc = c.bufs.get
+	}
 	c.shm.Store(l)
 	// A shutdown racing with this switch either sees l, or set down
 	// before we look here: either way the pipes get shut.
@@ -346,6 +358,7 @@ func (c *conn) readUntil(p *pending) {
 				q.typ = h.Type
 				if c.reader.Owned() {
 					q.payload = payload // a large frame: already its own allocation
+					q.large = c.bufs != nil
 				} else {
 					q.payload = append([]byte(nil), payload...)
 				}

@@ -49,6 +49,7 @@ type Pool struct {
 	closeErr  error
 
 	stats counters
+	bufs  largeBuffers // large reply buffers given back by Reply.Release
 }
 
 // New validates cfg, starts cfg's MinWorkers workers and returns once one of
@@ -178,6 +179,9 @@ func (p *Pool) spawn(req spawnReq) {
 			return
 		}
 		w, err := launch(&p.cfg, p.spawner, p.onExit, p.trackStarting)
+		if err == nil {
+			w.conn.recycle(&p.bufs)
+		}
 		p.mu.Lock()
 		if first != nil {
 			first <- err
@@ -673,7 +677,7 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, args []
 	}
 
 	w.conn.mu.Lock()
-	done, typ, payload, cerr := pd.done, pd.typ, pd.payload, pd.err
+	done, typ, payload, cerr, large := pd.done, pd.typ, pd.payload, pd.err, pd.large
 	w.conn.mu.Unlock()
 
 	if done && cerr == nil {
@@ -681,7 +685,11 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, args []
 			p.abandon(w, "connection shut down by an abandoned call")
 		}
 		if typ == wire.TypeReply {
-			return Reply{raw: payload}, nil, noRedispatch
+			r := Reply{raw: payload}
+			if large {
+				r.big = &replyBuffer{buf: payload, owner: &p.bufs}
+			}
+			return r, nil, noRedispatch
 		}
 		err := p.remoteError(w, pd.id, method, payload, fp)
 		if re, ok := err.(*RemoteError); ok && skipped(re.Code, re.Details) && deadline != 0 && time.Now().UnixNano() >= deadline {

@@ -8,9 +8,22 @@ import (
 
 // Reply is the result of a call, still encoded, so that a caller pays for
 // decoding only into the type it wants. Its bytes are its own: the pool
-// never reuses them.
+// reuses them only after Release.
 type Reply struct {
 	raw []byte
+	big *replyBuffer // a large reply's buffer, which Release recycles; else nil
+}
+
+// Release gives a large reply's memory back to the pool, to be reused for a
+// later reply instead of allocating, zeroing and collecting another one. It
+// is optional: an unreleased Reply is garbage-collected as usual. After
+// Release, neither the Reply (nor a copy of it) nor anything decoded from it
+// without copying (a *[]byte, see Decode) may be used. Release of a small
+// reply, or a second Release, does nothing.
+func (r Reply) Release() {
+	if b := r.big; b != nil && b.released.CompareAndSwap(false, true) {
+		b.owner.put(b.buf)
+	}
 }
 
 // Decode decodes the result into v, which must be a pointer.

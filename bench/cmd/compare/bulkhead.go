@@ -176,6 +176,7 @@ func (b *bulkheadContender) Echo(ctx context.Context, size int, d time.Duration)
 			return err
 		}
 		got = len(out)
+		r.Release() // done with out: its memory serves the next reply
 		return nil
 	})
 	if err == nil && got != size {
