@@ -34,10 +34,14 @@ func BenchmarkNullCallParallel(b *testing.B) {
 	for _, tc := range []struct {
 		pipe int
 		t    bulkhead.Transport
-	}{{0, bulkhead.TransportSocket}, {8, bulkhead.TransportSocket}, {8, bulkhead.TransportShm}} {
+		spin int
+	}{{0, bulkhead.TransportSocket, 0}, {8, bulkhead.TransportSocket, 0}, {8, bulkhead.TransportShm, 0}, {8, bulkhead.TransportShm, 200}, {8, bulkhead.TransportShm, 2000}} {
 		name := map[bulkhead.Transport]string{bulkhead.TransportSocket: "socket", bulkhead.TransportShm: "shm"}[tc.t]
+		if tc.spin != 0 {
+			name += fmt.Sprint("/spin=", tc.spin)
+		}
 		b.Run(fmt.Sprintf("pipeline=%d/%s", tc.pipe, name), func(b *testing.B) {
-			p := benchPoolCfg(b, bulkhead.Config{Workers: 2, Pipeline: tc.pipe, Transport: tc.t})
+			p := benchPoolCfg(b, bulkhead.Config{Workers: 2, Pipeline: tc.pipe, Transport: tc.t, ShmSpin: tc.spin})
 			ctx := context.Background()
 			b.SetParallelism(8)
 			b.ReportAllocs()
