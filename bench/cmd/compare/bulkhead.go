@@ -20,6 +20,7 @@ func init() {
 				tune: func(c *bulkhead.Config) { c.Transport = bulkhead.TransportShm }},
 			&bulkheadVariant{cfg: cfg, name: "bulkhead_pipelined", label: "bulkhead Pool.Call, Pipeline: 8",
 				tune: func(c *bulkhead.Config) { c.Pipeline = 8 }},
+			&bulkheadActivation{cfg: cfg},
 			&bulkheadVariant{cfg: cfg, name: "bulkhead_shm_pipelined", label: "bulkhead Pool.Call, shared memory, Pipeline: 8",
 				tune: func(c *bulkhead.Config) { c.Transport, c.Pipeline = bulkhead.TransportShm, 8 }},
 		}
@@ -254,6 +255,9 @@ func (b *bulkheadContender) Finish(ctx context.Context, rounds int, d time.Durat
 }
 
 func bulkheadChild() error {
+	if os.Getenv("BENCH_CLASS") != "" {
+		return serveNullClass()
+	}
 	var s worker.Server
 	s.Handle("null", func(ctx context.Context, args worker.Args) (any, error) { return nil, nil })
 	// The idiomatic echo: a zero-copy view of the argument, returned as

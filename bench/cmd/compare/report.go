@@ -33,6 +33,9 @@ type Report struct {
 	// socket transport): calls queue on busy workers.
 	AggregatePipelinedVsC                float64 `json:"aggregate_pipelined_vs_c"`
 	GopluginGRPCThroughputRatioPipelined float64 `json:"goplugin_grpc_throughput_ratio_pipelined"`
+	// WarmActivationVsNullCall is a warm CreateInstance plus Release p50
+	// over bulkhead's null-call p50 (the object model's goal: at most 2).
+	WarmActivationVsNullCall float64 `json:"warm_activation_vs_null_call"`
 	// And with the shared-memory transport as well.
 	AggregateShmPipelinedVsC                float64 `json:"aggregate_shm_pipelined_vs_c"`
 	GopluginGRPCThroughputRatioShmPipelined float64 `json:"goplugin_grpc_throughput_ratio_shm_pipelined"`
@@ -175,6 +178,7 @@ func buildReport(cfg *config, es []*entry, starts map[string][]float64, cStatic 
 	rep.ShmNullCallP50US = round3(get("bulkhead_shm", p50))
 	rep.AggregatePipelinedVsC = round3(ratio(get("bulkhead_pipelined", agg), get("c_floor", agg)))
 	rep.GopluginGRPCThroughputRatioPipelined = round3(ratio(get("bulkhead_pipelined", agg), get("goplugin_grpc", agg)))
+	rep.WarmActivationVsNullCall = round3(ratio(get("bulkhead_activation", p50), get("bulkhead", p50)))
 	rep.AggregateShmPipelinedVsC = round3(ratio(get("bulkhead_shm_pipelined", agg), get("c_floor", agg)))
 	rep.GopluginGRPCThroughputRatioShmPipelined = round3(ratio(get("bulkhead_shm_pipelined", agg), get("goplugin_grpc", agg)))
 	for _, p := range []*float64{&rep.NullCallVsFloor, &rep.GopluginGRPCVsBulkhead, &rep.GopluginGRPCThroughputRatio,
@@ -257,6 +261,7 @@ func (rep *Report) writeTable(w io.Writer) {
 		rep.AggregateVsC, rep.RespawnVsExec, rep.Idle256VsIdle1, rep.MiBEchoVsC)
 	fmt.Fprintf(w, "with Pipeline 8: aggregate_pipelined_vs_c %.2f  goplugin_grpc_throughput_ratio_pipelined %.2f\n",
 		rep.AggregatePipelinedVsC, rep.GopluginGRPCThroughputRatioPipelined)
+	fmt.Fprintf(w, "warm_activation_vs_null_call %.2f\n", rep.WarmActivationVsNullCall)
 	fmt.Fprintf(w, "with shared memory and Pipeline 8: aggregate_shm_pipelined_vs_c %.2f  goplugin_grpc_throughput_ratio_shm_pipelined %.2f\n",
 		rep.AggregateShmPipelinedVsC, rep.GopluginGRPCThroughputRatioShmPipelined)
 	if len(rep.Missing) > 0 {
