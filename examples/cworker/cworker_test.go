@@ -87,6 +87,34 @@ func TestCWorker(t *testing.T) {
 	t.Run("Hello", func(t *testing.T) { testHello(t, bin) })
 	t.Run("Calls", func(t *testing.T) { testCalls(t, bin) })
 	t.Run("Lifecycle", func(t *testing.T) { testLifecycle(t, bin) })
+	t.Run("Pipelined", func(t *testing.T) { testPipelined(t, bin) })
+}
+
+// testPipelined sends many CALLs in one write, as a pipelining dispatcher
+// may (PROTOCOL.md section 3): the worker answers each, in order, and its
+// start marker ends at the last.
+func testPipelined(t *testing.T, bin string) {
+	w := start(t, bin, config{})
+	const n = 64
+	var batch []byte
+	for i := uint64(1); i <= n; i++ {
+		batch = append(batch, frame(tCall, 0, 0, i, callPayload("add", 0, enc(i), enc(1000)))...)
+	}
+	w.write(batch)
+	for i := uint64(1); i <= n; i++ {
+		typ, id, payload := w.recv()
+		if typ != tReply || id != i || !bytes.Equal(payload, enc(i+1000)) {
+			t.Fatalf("answer %d: type %d id %d payload %x; want REPLY %d with %d", i, typ, id, payload, i, i+1000)
+		}
+	}
+	if got := w.started(); got != n {
+		t.Errorf("start marker %d, want %d", got, n)
+	}
+	w.send(tQuit, 0, nil)
+	w.expectEOF()
+	if ws := w.wait(); !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Errorf("after QUIT: %s", w.status())
+	}
 }
 
 // config describes how to start one worker.
