@@ -51,6 +51,7 @@ func runPolicyWorker() {
 	pid := func(context.Context, worker.Args) (any, error) { return os.Getpid(), nil }
 	s.Handle("null", func(context.Context, worker.Args) (any, error) { return nil, nil })
 	s.Handle("pid", pid)
+	s.Handle("getenv", worker.Func(func(_ context.Context, key string) (string, error) { return os.Getenv(key), nil }))
 	s.Handle("gate", worker.Func(func(_ context.Context, path string) (int, error) {
 		f, err := os.Open(path) // blocks until the test opens the writing end
 		if err != nil {
