@@ -289,3 +289,43 @@ func TestSpareUnhealthy(t *testing.T) {
 		t.Fatalf("stats after healing %+v", s)
 	}
 }
+
+// A spare that says HELLO while a caller waits for a serving spawn serves
+// it at once; the serving spawn, when it is ready, becomes the spare.
+func TestSpareArrivesBeforeServingSpawn(t *testing.T) {
+	spareG, servingG := newSpareGate(), newSpareGate()
+	spareG.close()
+	servingG.close()
+	t.Cleanup(spareG.release)
+	t.Cleanup(servingG.release)
+	h := hooks{spawning: func(spare bool) {
+		if spare {
+			spareG.hook(true)
+		} else {
+			servingG.hook(true)
+		}
+	}}
+	p, _ := testPool(t, Config{MaxWorkers: 1, Spares: 1}, h)
+	spareG.held(t) // New's spare
+	res := callAsync(p, "pid")
+	servingG.held(t) // the queued call's spawn
+	spareG.release()
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if s := p.Stats(); s.Promoted != 1 || s.Workers != 1 || s.Spares != 0 || s.Started != 1 {
+		t.Fatalf("stats after the spare served: %+v", s)
+	}
+	servingG.release()
+	spares := waitSpares(t, p, 1)
+	if spares[0] == r.pid {
+		t.Fatalf("pid %d is both the spare and the serving worker", r.pid)
+	}
+	if s := p.Stats(); s.Workers != 1 || s.Started != 2 || s.Starting != 0 {
+		t.Fatalf("stats after the serving spawn became the spare: %+v", s)
+	}
+	if got := pidOf(t, p); got != r.pid {
+		t.Fatalf("call ran on %d, want %d", got, r.pid)
+	}
+}
