@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -328,4 +329,50 @@ func TestSpareArrivesBeforeServingSpawn(t *testing.T) {
 	if got := pidOf(t, p); got != r.pid {
 		t.Fatalf("call ran on %d, want %d", got, r.pid)
 	}
+}
+
+// BenchmarkCrashToCall is crash -> a null call succeeds again on a
+// one-worker pool: a replacement process is started while the caller waits.
+func BenchmarkCrashToCall(b *testing.B) { benchCrashToCall(b, 0) }
+
+// BenchmarkCrashToCallSpare is the same with a warm spare, which is
+// promoted; the timer stops while the next spare starts.
+func BenchmarkCrashToCallSpare(b *testing.B) { benchCrashToCall(b, 1) }
+
+func benchCrashToCall(b *testing.B, spares int) {
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	p, err := New(ctx, Config{Command: exe, Env: append(os.Environ(), "POLICY_WORKER=1"), Workers: 1, Spares: spares,
+		Logger: slogDiscard()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close(ctx)
+	var crashT, nullT time.Duration
+	n := 0
+	for b.Loop() {
+		if spares > 0 {
+			b.StopTimer()
+			for p.Stats().Spares < spares {
+				runtime.Gosched()
+			}
+			b.StartTimer()
+		}
+		t0 := time.Now()
+		if _, err := p.Call(ctx, "crash"); err == nil {
+			b.Fatal("crash call succeeded")
+		}
+		t1 := time.Now()
+		if _, err := p.Call(ctx, "null"); err != nil {
+			b.Fatal(err)
+		}
+		crashT += t1.Sub(t0)
+		nullT += time.Since(t1)
+		n++
+	}
+	b.ReportMetric(float64(crashT.Microseconds())/float64(n), "crash-us")
+	b.ReportMetric(float64(nullT.Microseconds())/float64(n), "null-us")
 }
