@@ -2,9 +2,11 @@ package bulkhead_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -27,20 +29,28 @@ func BenchmarkNullCall(b *testing.B) {
 }
 
 // BenchmarkNullCallParallel measures aggregate throughput with 2 workers
-// and GOMAXPROCS*8 callers.
+// and GOMAXPROCS*8 callers, without and with Config.Pipeline.
 func BenchmarkNullCallParallel(b *testing.B) {
-	p := benchPool(b, 2, 1)
-	ctx := context.Background()
-	b.SetParallelism(8)
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := p.Call(ctx, "null"); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
+	for _, pipe := range []int{0, 8} {
+		b.Run(fmt.Sprintf("pipeline=%d", pipe), func(b *testing.B) {
+			p := benchPoolCfg(b, bulkhead.Config{Workers: 2, Pipeline: pipe})
+			ctx := context.Background()
+			b.SetParallelism(8)
+			b.ReportAllocs()
+			r0, w0 := syscallCounts(b, p)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := p.Call(ctx, "null"); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			r1, w1 := syscallCounts(b, p)
+			b.ReportMetric(float64(r1-r0)/float64(b.N), "reads/op")
+			b.ReportMetric(float64(w1-w0)/float64(b.N), "writes/op")
+		})
+	}
 }
 
 // BenchmarkEcho1MiB is the round trip of a 1 MiB byte string.
@@ -153,4 +163,30 @@ func runPingPong() {
 			os.Exit(0)
 		}
 	}
+}
+
+// syscallCounts sums the read and write system calls (syscr, syscw in
+// /proc/PID/io) of this process and p's workers, to show how many calls a
+// system call carries.
+func syscallCounts(b *testing.B, p *bulkhead.Pool) (reads, writes uint64) {
+	b.Helper()
+	pids := []int{os.Getpid()}
+	for _, w := range p.Workers() {
+		pids = append(pids, w.PID)
+	}
+	for _, pid := range pids {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for line := range strings.Lines(string(data)) {
+			var n uint64
+			if _, err := fmt.Sscanf(line, "syscr: %d", &n); err == nil {
+				reads += n
+			} else if _, err := fmt.Sscanf(line, "syscw: %d", &n); err == nil {
+				writes += n
+			}
+		}
+	}
+	return reads, writes
 }

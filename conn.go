@@ -1,6 +1,7 @@
 package bulkhead
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -38,12 +39,15 @@ type conn struct {
 	spare   *wire.Builder
 	writing bool
 	nextID  uint64
+	held    atomic.Bool // out holds calls for the reader to write (register)
 
-	mu      sync.Mutex
-	pend    map[uint64]*pending
-	reading bool
-	broken  error // set once; every later call fails with it
-	reader  *wire.Reader
+	mu       sync.Mutex
+	pend     map[uint64]*pending
+	orphans  map[uint64]orphan // calls whose callers left them queued (abandonQueued)
+	drainers sync.WaitGroup    // drain, reading for orphans while no caller does
+	reading  bool
+	broken   error // set once; every later call fails with it
+	reader   *wire.Reader
 
 	// Object servers only (conn_watch.go): onFrame takes the object-model
 	// frames (types 16-31) from whichever goroutine is reading; the idle
@@ -154,43 +158,91 @@ func (c *conn) flushLocked() {
 	c.wmu.Unlock()
 }
 
-// wait blocks until p has its reply or the connection breaks. The caller
-// arranges for ctx cancellation to break the connection (see Pool.callOn).
-func (c *conn) wait(p *pending, cancel <-chan struct{}) {
+// wait blocks until p has its reply, the connection breaks, or ctx ends.
+//
+// Only the oldest call in flight reads from the socket. A reader blocked in
+// read(2) cannot select on ctx: its ctx ending shuts the socket down, which
+// breaks the connection and gets the worker stopped. That is right for the
+// oldest call, which the worker is running (or about to), and wrong for a
+// call queued behind it (Config.Pipeline): such a caller waits on its
+// channel, and its ctx ending returns from wait with p not done, for the
+// caller to abandon p alone. fired reports that ctx shut the socket down.
+func (c *conn) wait(p *pending, ctx context.Context) (fired bool) {
 	for {
 		c.mu.Lock()
 		if p.done {
 			c.mu.Unlock()
-			return
+			return false
 		}
-		if !c.reading {
+		if !c.reading && c.oldestLocked(p) {
 			c.reading = true
 			c.mu.Unlock()
+			var stop func() bool
+			if ctx.Done() != nil {
+				stop = context.AfterFunc(ctx, c.shutdown)
+			}
 			c.readUntil(p)
+			fired = stop != nil && !stop()
 			c.mu.Lock()
 			c.reading = false
-			// Hand the reader role to another waiter, if any.
-			handed := false
-			for _, q := range c.pend {
-				if !q.done {
-					signal(q)
-					handed = true
-					break
-				}
-			}
-			if !handed && c.watchWake != nil {
-				c.roleFreed()
-			}
+			c.handOffLocked()
 			c.mu.Unlock()
-			return
+			return fired
 		}
 		c.mu.Unlock()
 		select {
 		case <-p.wake:
-		case <-cancel:
-			return
+		case <-ctx.Done():
+			return false
 		}
 	}
+}
+
+// oldestLocked reports whether p is the oldest call still waiting.
+func (c *conn) oldestLocked(p *pending) bool {
+	if len(c.pend) > 1 {
+		for id, q := range c.pend {
+			if id < p.id && !q.done {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// handOffLocked gives the free reader role to the oldest waiting call, or,
+// on an object server, to its watcher.
+func (c *conn) handOffLocked() {
+	var next *pending
+	for _, q := range c.pend {
+		if !q.done && (next == nil || q.id < next.id) {
+			next = q
+		}
+	}
+	switch {
+	case next != nil:
+		signal(next)
+	case len(c.orphans) > 0:
+		// Nobody waits, but calls left queued will still be answered, and
+		// CanceledError.Wait waits for that: read on their behalf.
+		c.reading = true
+		c.drainers.Add(1)
+		go c.drain()
+	case c.watchWake != nil:
+		c.roleFreed()
+	}
+}
+
+// drain reads for the calls left queued (abandonQueued) while no caller
+// is waiting. It stops once they are answered, or a caller waits and can
+// read for itself, or the connection fails; close waits for it.
+func (c *conn) drain() {
+	defer c.drainers.Done()
+	c.readUntil(nil)
+	c.mu.Lock()
+	c.reading = false
+	c.handOffLocked()
+	c.mu.Unlock()
 }
 
 func signal(p *pending) {
@@ -200,9 +252,15 @@ func signal(p *pending) {
 	}
 }
 
-// readUntil reads and delivers frames until p is done or the connection fails.
+// readUntil reads and delivers frames until p is done or the connection
+// fails. With p nil (drain) it reads until no call left queued awaits its
+// answer, or a caller waits.
 func (c *conn) readUntil(p *pending) {
 	for {
+		if c.held.Load() && !c.reader.Buffered() {
+			// About to block: write the calls held back first (register).
+			c.flushHeld()
+		}
 		h, payload, err := c.reader.Next()
 		if err != nil {
 			if err == io.EOF {
@@ -215,6 +273,12 @@ func (c *conn) readUntil(p *pending) {
 		case wire.TypeReply, wire.TypeError:
 			c.mu.Lock()
 			q := c.pend[h.ID]
+			if q == nil {
+				if o := c.orphans[h.ID]; o != nil {
+					delete(c.orphans, h.ID)
+					o(h.Type, payload, nil)
+				}
+			}
 			if q != nil {
 				delete(c.pend, h.ID)
 				q.typ = h.Type
@@ -230,8 +294,9 @@ func (c *conn) readUntil(p *pending) {
 					signal(q)
 				}
 			}
+			drained := p == nil && (len(c.orphans) == 0 || len(c.pend) > 0)
 			c.mu.Unlock()
-			if q == p {
+			if (q == p && p != nil) || drained {
 				return
 			}
 			// A reply nobody waits for belongs to an abandoned call.
@@ -268,6 +333,10 @@ func (c *conn) fail(err error) {
 		q.done, q.err = true, c.broken
 		signal(q)
 	}
+	for id, o := range c.orphans {
+		delete(c.orphans, id)
+		o(0, nil, c.broken)
+	}
 	if c.watchWake != nil {
 		c.wakeWatcher()
 	}
@@ -275,12 +344,55 @@ func (c *conn) fail(err error) {
 	c.shutdown()
 }
 
+// orphan is told how a call whose caller left it queued ended: the
+// worker's answer (typ REPLY or ERROR, and its payload), or err if the
+// connection broke first. It runs under conn.mu and must not block.
+type orphan func(typ wire.Type, payload []byte, err error)
+
+// abandonQueued gives p, whose caller stops waiting before the worker
+// answered, to done; the caller must still release p. It reports false if
+// the answer had already come, when p is simply done.
+func (c *conn) abandonQueued(p *pending, done orphan) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p.done {
+		return false
+	}
+	if c.broken != nil {
+		done(0, nil, c.broken)
+		return true
+	}
+	if c.orphans == nil {
+		c.orphans = make(map[uint64]orphan)
+	}
+	c.orphans[p.id] = done
+	return true
+}
+
+// errWorkerExited ends the calls left queued on a worker that has exited.
+var errWorkerExited = errors.New("worker exited")
+
+// dropOrphans tells the calls left queued (abandonQueued) that the worker
+// is gone: with nobody else waiting, nobody may read their answers.
+func (c *conn) dropOrphans(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, o := range c.orphans {
+		delete(c.orphans, id)
+		o(0, nil, err)
+	}
+}
+
 // release returns p to the pool once its caller is done with it. A pending
-// still registered (its caller gave up) is left to the connection.
+// still registered (its caller gave up) is left to the connection; if it
+// was given the reader role, the role passes on.
 func (c *conn) release(p *pending) {
 	c.mu.Lock()
 	if !p.done {
 		delete(c.pend, p.id)
+		if !c.reading {
+			c.handOffLocked()
+		}
 		c.mu.Unlock()
 		return // a late signal may still arrive on p.wake; do not reuse
 	}
@@ -308,6 +420,7 @@ func (c *conn) shutdown() {
 func (c *conn) close() {
 	c.closeOnce.Do(func() {
 		c.shutdown()
+		c.drainers.Wait() // it may be reading the descriptor
 		_ = unix.Close(int(c.fd))
 		if l := c.shm.Load(); l != nil {
 			_ = unix.Munmap(l.mem)

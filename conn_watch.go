@@ -274,12 +274,33 @@ func (c *conn) register(id uint64) *pending {
 	p := pendingPool.Get().(*pending)
 	p.id = id
 	c.mu.Lock()
+	hold := false
 	if c.broken != nil {
 		p.done, p.err = true, c.broken
 	} else {
 		c.pend[id] = p
+		// With two or more calls ahead of it on the worker (Config.Pipeline),
+		// this one cannot be needed before the next answer comes back: leave
+		// it for the reader to write, with the others queued by then, as soon
+		// as that answer arrives (readUntil). One write then carries many
+		// calls. The oldest of those ahead is reading, or will be; they were
+		// written, since the first call held had none held ahead of it. An
+		// object server's watcher does not read through readUntil.
+		hold = c.watchWake == nil && len(c.pend) > 2
 	}
 	c.mu.Unlock()
+	if hold {
+		c.held.Store(true)
+		c.wmu.Unlock()
+		return p
+	}
 	c.flushLocked()
 	return p
+}
+
+// flushHeld writes the calls register held back.
+func (c *conn) flushHeld() {
+	c.wmu.Lock()
+	c.held.Store(false)
+	c.flushLocked()
 }

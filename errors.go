@@ -131,6 +131,13 @@ func (e *StartError) Unwrap() error { return e.Err }
 // then after Config.DumpGrace SIGKILL. Wait blocks until that is over and
 // the fields below Wait's line are filled: Stack then holds the tail of what
 // the worker printed, and Reason says which step ended it.
+//
+// Two cases leave the worker running, since it was not running the call:
+// the worker itself skipped the call because its deadline had passed before
+// it could start (Started false at once), and a call queued behind others
+// on its worker (Config.Pipeline) whose ctx ended first. The worker is then
+// sent CANCEL, and Wait blocks until it answered the call or exited:
+// Started says whether it ran the call after all.
 type CanceledError struct {
 	Method    string
 	RequestID uint64
@@ -222,6 +229,13 @@ type RemoteError struct {
 
 func (e *RemoteError) Error() string {
 	return fmt.Sprintf("bulkhead: %s error from worker %d in %q: %s", e.Code, e.PID, e.Method, e.Message)
+}
+
+// skipped reports a worker's ERROR canceled that says no handler ran
+// (details {"started": false}, PROTOCOL.md section 3).
+func skipped(code ErrorCode, details any) bool {
+	m, ok := details.(map[any]any)
+	return code == CodeCanceled && ok && m["started"] == false
 }
 
 // Stack returns the worker's stack trace for a CodePanic error, or "".

@@ -127,6 +127,22 @@ func registerHelperMethods(s *worker.Server, fd int) {
 		return string(b), nil
 	}))
 	s.Handle("pid", func(context.Context, worker.Args) (any, error) { return os.Getpid(), nil })
+	s.Handle("gate", worker.Func(func(_ context.Context, a gateArgs) (any, error) {
+		// Blocks until the test writes a byte to the fifo, then acts: the
+		// test decides when the call ends, without a timer.
+		f, err := os.Open(a.Fifo)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if _, err := f.Read(make([]byte, 1)); err != nil {
+			return nil, err
+		}
+		if a.Then == "segv" {
+			native.Segv()
+		}
+		return os.Getpid(), nil
+	}))
 	s.Handle("fail", func(context.Context, worker.Args) (any, error) { return nil, errors.New("no such record") })
 	s.Handle("coded", func(context.Context, worker.Args) (any, error) {
 		return nil, &worker.Error{Code: 42, Message: "custom", Details: map[string]any{"k": "v"}}
@@ -198,4 +214,10 @@ func blockForever() {
 	var p [2]int
 	unix.Pipe(p[:])
 	unix.Read(p[0], make([]byte, 1))
+}
+
+// gateArgs are the "gate" method's arguments.
+type gateArgs struct {
+	Fifo string // a named pipe the call waits on
+	Then string // "segv" to crash once let through; anything else returns the pid
 }

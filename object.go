@@ -288,12 +288,7 @@ func (o *object) disconnectedErr(crash error) error {
 // killed: canceled is then true.
 func (s *server) wait(ctx context.Context, pd *pending) (typ wire.Type, payload []byte, err error, canceled bool) {
 	c := s.w.conn
-	var stop func() bool
-	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, c.shutdown)
-	}
-	c.wait(pd, ctx.Done())
-	fired := stop != nil && !stop()
+	fired := c.wait(pd, ctx)
 	c.mu.Lock()
 	done, typ, payload, err := pd.done, pd.typ, pd.payload, pd.err
 	c.mu.Unlock()

@@ -28,20 +28,21 @@ type Pool struct {
 	spawner *proc.Spawner
 	done    chan struct{} // closed by Close: stops spawn retries and the monitor
 
-	mu       sync.Mutex
-	workers  map[*workerProc]struct{} // said HELLO and not yet exited
-	starting map[*workerProc]struct{} // spawned, waiting for HELLO
-	avail    []*workerProc            // workers with spare capacity
-	waiters  waitQueue
-	active   int // workers that count toward the pool's size (not retiring)
-	pending  int // spawns under way
-	inflight int // calls holding a worker
-	closed   bool
-	drained  chan struct{} // closed when inflight reaches 0 after Close
-	respawns ring
-	loop     crashLoop
-	quar     *quarantine   // nil: quarantine is off
-	sweepBuf []*workerProc // the monitor's scratch list
+	mu        sync.Mutex
+	workers   map[*workerProc]struct{} // said HELLO and not yet exited
+	starting  map[*workerProc]struct{} // spawned, waiting for HELLO
+	avail     []*workerProc            // workers with spare capacity
+	queueable []*workerProc            // workers with room in their pipeline (Config.Pipeline)
+	waiters   waitQueue
+	active    int // workers that count toward the pool's size (not retiring)
+	pending   int // spawns under way
+	inflight  int // calls holding a worker
+	closed    bool
+	drained   chan struct{} // closed when inflight reaches 0 after Close
+	respawns  ring
+	loop      crashLoop
+	quar      *quarantine   // nil: quarantine is off
+	sweepBuf  []*workerProc // the monitor's scratch list
 
 	spares       []*workerProc // warm spares, ready and taking no calls (spare.go)
 	sparePending int           // spare spawns under way
@@ -360,6 +361,7 @@ func (p *Pool) trackStarting(w *workerProc, add bool) {
 // has been reaped.
 func (p *Pool) onExit(w *workerProc) {
 	w.conn.shutdown() // wake a caller blocked reading, even if a grandchild holds the socket
+	w.conn.dropOrphans(errWorkerExited)
 	p.mu.Lock()
 	if _, ok := p.workers[w]; !ok {
 		p.mu.Unlock()
@@ -449,6 +451,17 @@ func (p *Pool) acquire(ctx context.Context, method string, fp *fingerprint) (*wo
 		p.mu.Unlock()
 		return w, nil
 	}
+	if p.waiters.empty() && len(p.queueable) > 0 && p.atMaxLocked() {
+		w := p.queueable[0]
+		for _, x := range p.queueable[1:] {
+			if x.inflight < w.inflight {
+				w = x
+			}
+		}
+		p.takeLocked(w)
+		p.mu.Unlock()
+		return w, nil
+	}
 	if p.waiters.n >= p.cfg.MaxQueue {
 		n := p.waiters.n
 		p.mu.Unlock()
@@ -468,14 +481,39 @@ func (p *Pool) takeLocked(w *workerProc) {
 	w.inflight++
 	p.inflight++
 	if w.inflight >= w.capacity {
-		p.removeAvailLocked(w)
+		p.avail = removeWorker(p.avail, w, &w.available)
+		if w.inflight >= p.depthLocked(w) {
+			p.queueable = removeWorker(p.queueable, w, &w.queueable)
+		}
 	}
 }
 
+// depthLocked is how many calls w may have in flight, the ones queued in
+// its socket (Config.Pipeline) included.
+func (p *Pool) depthLocked(w *workerProc) int {
+	if p.cfg.Pipeline > 0 && w.hello.Marker {
+		return w.capacity + p.cfg.Pipeline
+	}
+	return w.capacity
+}
+
+// atMaxLocked reports whether the pool has all the workers it may have, so
+// that calls may be queued on busy workers (Config.Pipeline) rather than
+// wait for a new one.
+func (p *Pool) atMaxLocked() bool { return p.active+p.pending >= p.cfg.max }
+
 // offerLocked gives w's spare capacity to waiting callers, oldest first, and
-// makes what is left available.
+// makes what is left available. With Config.Pipeline, waiting callers may
+// also be queued on a busy worker; only room to run a call makes a worker
+// available to a caller that did not wait.
 func (p *Pool) offerLocked(w *workerProc) {
-	for w.inflight < w.capacity {
+	limit, depth := w.capacity, p.depthLocked(w)
+	if p.atMaxLocked() {
+		// The pool cannot grow: queue calls on the worker itself
+		// (Config.Pipeline), where it finds them without a round trip.
+		limit = depth
+	}
+	for w.inflight < limit {
 		wt := p.waiters.pop()
 		if wt == nil {
 			break
@@ -488,23 +526,34 @@ func (p *Pool) offerLocked(w *workerProc) {
 		w.available = true
 		p.avail = append(p.avail, w)
 	}
+	if w.inflight < depth && depth > w.capacity && !w.queueable {
+		w.queueable = true
+		p.queueable = append(p.queueable, w)
+	}
 }
 
+// removeAvailLocked takes w off both lists of workers with room: it is
+// leaving.
 func (p *Pool) removeAvailLocked(w *workerProc) {
-	if !w.available {
-		return
+	p.avail = removeWorker(p.avail, w, &w.available)
+	p.queueable = removeWorker(p.queueable, w, &w.queueable)
+}
+
+// removeWorker removes w from list if *in says it is there.
+func removeWorker(list []*workerProc, w *workerProc, in *bool) []*workerProc {
+	if !*in {
+		return list
 	}
-	w.available = false
-	if n := len(p.avail); n > 0 && p.avail[n-1] == w {
-		p.avail = p.avail[:n-1] // the hot case: acquire takes the top
-		return
+	*in = false
+	if n := len(list); n > 0 && list[n-1] == w {
+		return list[:n-1] // the hot case: acquire takes the top
 	}
-	for i, x := range p.avail {
+	for i, x := range list {
 		if x == w {
-			p.avail = append(p.avail[:i], p.avail[i+1:]...)
-			return
+			return append(list[:i], list[i+1:]...)
 		}
 	}
+	return list
 }
 
 // release ends a call's hold on w. served is true when the worker answered
@@ -658,14 +707,15 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, args []
 	defer w.conn.release(pd)
 	w.current.Store(pd.id)
 
-	// A caller blocked in read(2) cannot select on ctx: shutting the
-	// socket down is what wakes it.
-	var stop func() bool
-	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, w.conn.shutdown)
+	fired := w.conn.wait(pd, ctx)
+	if !fired && ctx.Err() != nil && !w.hasStarted(pd.id) {
+		// It waits behind other calls on this worker (Config.Pipeline):
+		// give it up alone, and leave the worker to the calls it runs.
+		if e := p.abandonQueued(w, pd, method, ctx.Err()); e != nil {
+			return Reply{}, e, false
+		}
+		// Its answer came meanwhile: take it.
 	}
-	w.conn.wait(pd, ctx.Done())
-	fired := stop != nil && !stop()
 
 	w.conn.mu.Lock()
 	done, typ, payload, cerr := pd.done, pd.typ, pd.payload, pd.err
@@ -678,7 +728,18 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, args []
 		if typ == wire.TypeReply {
 			return Reply{raw: payload}, nil, false
 		}
-		return Reply{}, p.remoteError(w, pd.id, method, payload, fp), false
+		err := p.remoteError(w, pd.id, method, payload, fp)
+		if re, ok := err.(*RemoteError); ok && skipped(re.Code, re.Details) && deadline != 0 && time.Now().UnixNano() >= deadline {
+			// The worker saw the deadline pass before the call started and
+			// did not run it: that is our ctx ending, with nothing to stop.
+			p.stats.abandoned.Add(1)
+			e := &CanceledError{Method: method, RequestID: pd.id, PID: w.pid, Err: context.DeadlineExceeded,
+				ExitCode: -1, Reason: "the worker skipped it: its deadline had passed before it could start",
+				stopped: make(chan struct{})}
+			close(e.stopped)
+			return Reply{}, e, false
+		}
+		return Reply{}, err, false
 	}
 	if ctx.Err() != nil {
 		p.stats.abandoned.Add(1)
@@ -712,6 +773,42 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, args []
 		p.attribute(fp, w, err)
 	}
 	return Reply{}, err, again
+}
+
+// abandonQueued ends a call whose ctx ended while it was queued behind
+// other calls on w, before w started it. The worker is left running and
+// sent CANCEL; e.Wait waits until it answered the call (ran it after all,
+// or skipped it) or died, and e.Started says which. It returns nil if the
+// call's answer had already come.
+func (p *Pool) abandonQueued(w *workerProc, pd *pending, method string, cause error) *CanceledError {
+	id := pd.id
+	e := &CanceledError{Method: method, RequestID: id, PID: w.pid, Err: cause, ExitCode: -1, stopped: make(chan struct{})}
+	const queued = "abandoned while queued on the worker, which was left running; "
+	ok := w.conn.abandonQueued(pd, func(typ wire.Type, payload []byte, err error) {
+		switch {
+		case err != nil:
+			e.Started = w.hasStarted(id)
+			e.Reason = queued + "its connection ended before it answered: " + err.Error()
+		case typ == wire.TypeReply:
+			e.Started = true
+			e.Reason = queued + "it ran the call anyway; the result was dropped"
+		default:
+			body, derr := wire.DecodeError(payload)
+			e.Started = derr != nil || !skipped(ErrorCode(body.Code), body.Details)
+			if e.Started {
+				e.Reason = queued + "it ran the call anyway, which failed: " + body.Message
+			} else {
+				e.Reason = queued + "it skipped the call: " + body.Message
+			}
+		}
+		close(e.stopped)
+	})
+	if !ok {
+		return nil
+	}
+	p.stats.abandoned.Add(1)
+	w.conn.sendControl(wire.TypeCancel, id)
+	return e
 }
 
 // crashed handles a broken connection under a call: the worker died, closed

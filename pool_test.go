@@ -462,6 +462,8 @@ func TestConfigValidation(t *testing.T) {
 		{"tiny frame", bulkhead.Config{Command: "true", MaxFrameSize: 10}, "MaxFrameSize = 10"},
 		{"huge frame", bulkhead.Config{Command: "true", MaxFrameSize: 1 << 31}, "MaxFrameSize"},
 		{"concurrency", bulkhead.Config{Command: "true", ConcurrencyPerWorker: -2}, "ConcurrencyPerWorker"},
+		{"negative pipeline", bulkhead.Config{Command: "true", Pipeline: -1}, "Pipeline = -1"},
+		{"huge pipeline", bulkhead.Config{Command: "true", Pipeline: 1 << 20}, "Pipeline = 1048576"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -45,6 +45,7 @@ type workerProc struct {
 	counted   bool   // counts toward Pool.active (serving, not retiring, not lost)
 	spare     bool   // a warm spare: in Pool.spares, takes no calls
 	gone      bool   // lost: its replacement has been seen to (Pool.workerLost)
+	queueable bool   // in Pool.queueable
 	retiring  bool   // no new calls: it is being stopped on purpose
 	hung      bool   // an abandoned call's stopHung is stopping it
 	dead      bool   // its process has exited

@@ -509,6 +509,12 @@ func (c *conn) runMarked(ctx context.Context, id uint64, p []byte, call *wire.Ca
 	if h == nil {
 		return nil, &Error{Code: wire.CodeUnknownMethod, Message: fmt.Sprintf("unknown method %q", call.Method)}
 	}
+	if call.Deadline > 0 && time.Now().UnixNano() >= call.Deadline {
+		// Its caller has given up already, perhaps while the call waited
+		// behind others (a pipelining dispatcher): do not run it at all.
+		return nil, &Error{Code: wire.CodeCanceled, Message: "deadline passed before the call started",
+			Details: map[string]any{"started": false}}
+	}
 	if c.s.BeforeCall != nil {
 		c.s.BeforeCall(call.Method, id)
 	}
