@@ -87,7 +87,7 @@ func (p *Pool) dueLocked(w *workerProc, now time.Time) RecycleReason {
 // (idle, above MinWorkers, nobody waiting) is simply retired. With a warm
 // spare there is nothing to wait for: the spare is promoted and w retired.
 func (p *Pool) recycleLocked(w *workerProc, reason RecycleReason) {
-	if w.pol.replacing || w.retiring || w.dead || p.closed {
+	if w.pol.replacing || w.retiring || w.dead || w.gone || p.closed {
 		return
 	}
 	w.pol.due = reason
