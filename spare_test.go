@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -375,4 +376,69 @@ func benchCrashToCall(b *testing.B, spares int) {
 	}
 	b.ReportMetric(float64(crashT.Microseconds())/float64(n), "crash-us")
 	b.ReportMetric(float64(nullT.Microseconds())/float64(n), "null-us")
+}
+
+// A worker lost under a call is replaced as soon as the caller sees its
+// connection break, before the process is reaped: here the reaping waits
+// for an orphan holding the worker's stderr, and the replacement's spawn
+// starts meanwhile.
+func TestReplacementStartsBeforeReap(t *testing.T) {
+	var armed sync.Mutex
+	arm := false
+	spawned := make(chan struct{}, 8)
+	h := hooks{spawning: func(bool) {
+		armed.Lock()
+		defer armed.Unlock()
+		if arm {
+			spawned <- struct{}{}
+		}
+	}}
+	p, _ := testPool(t, Config{Workers: 1, KillGrace: time.Hour}, h)
+	pidOf(t, p)
+	armed.Lock()
+	arm = true
+	armed.Unlock()
+	path := filepath.Join(t.TempDir(), "orphan")
+	t.Cleanup(func() { // on failure too, before the pool's Close, which waits for the reaping
+		if b, err := os.ReadFile(path); err == nil {
+			if pid, err := strconv.Atoi(string(b)); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	res := callAsync(p, "orphan", path)
+	select {
+	case <-spawned:
+	case r := <-res:
+		t.Fatalf("the call returned (%v) before the replacement's spawn started", r.err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("no replacement spawn")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan, err := strconv.Atoi(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-res:
+		t.Fatalf("the call returned (%v) while the worker was not reaped", r.err)
+	default:
+	}
+	if err := syscall.Kill(orphan, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-res; r.err == nil {
+		t.Fatal("orphan call succeeded")
+	} else if ce, ok := isCrash(r.err); !ok || ce.Phase != PhaseCall {
+		t.Fatalf("orphan call: %v", r.err)
+	}
+	if pidOf(t, p) == 0 {
+		t.Fatal("no pid")
+	}
+	if s := p.Stats(); s.Respawns != 1 || s.CallCrashes != 1 {
+		t.Fatalf("stats %+v", s)
+	}
 }
