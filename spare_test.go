@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -440,5 +441,69 @@ func TestReplacementStartsBeforeReap(t *testing.T) {
 	}
 	if s := p.Stats(); s.Respawns != 1 || s.CallCrashes != 1 {
 		t.Fatalf("stats %+v", s)
+	}
+}
+
+// Whatever way a serving worker leaves, the spare takes its place.
+func TestSparePromotedOnEveryLoss(t *testing.T) {
+	var serving atomic.Int64
+	rss := func(pid int) (int64, error) {
+		if int64(pid) == serving.Load() {
+			return 1 << 40, nil
+		}
+		return 1 << 20, nil
+	}
+	tests := []struct {
+		name string
+		cfg  Config
+		lose func(t *testing.T, p *Pool, logs *records, pid int)
+	}{
+		{"crash during a call", Config{}, func(t *testing.T, p *Pool, _ *records, _ int) {
+			if _, err := p.Call(context.Background(), "crash"); err == nil {
+				t.Fatal("crash call succeeded")
+			}
+		}},
+		{"death between calls", Config{}, func(t *testing.T, p *Pool, logs *records, pid int) {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			logs.wait(t, "worker crashed", 1)
+		}},
+		{"abandoned call", Config{TermGrace: 10 * time.Second}, func(t *testing.T, p *Pool, _ *records, _ int) {
+			g := newGate(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			res := make(chan error, 1)
+			go func() { _, err := p.Call(ctx, "gate", g.path); res <- err }()
+			<-g.started
+			if g.w != nil {
+				defer g.w.Close()
+			}
+			cancel()
+			var ce *CanceledError
+			if err := <-res; !errors.As(err, &ce) {
+				t.Fatalf("gate call: %v", err)
+			}
+		}},
+		{"memory", Config{MaxMemory: 1 << 30}, func(t *testing.T, p *Pool, logs *records, _ int) {
+			p.sweep()
+			logs.wait(t, "worker stopped", 1)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.Workers, tt.cfg.Spares = 1, 1
+			p, logs := testPool(t, tt.cfg, hooks{rss: rss, noMonitor: true})
+			spare := waitSpares(t, p, 1)[0]
+			pid := pidOf(t, p)
+			serving.Store(int64(pid))
+			tt.lose(t, p, logs, pid)
+			if got := pidOf(t, p); got != spare {
+				t.Fatalf("after the loss the call ran on %d, want the spare %d", got, spare)
+			}
+			if s := p.Stats(); s.Promoted != 1 {
+				t.Fatalf("stats %+v", s)
+			}
+			waitSpares(t, p, 1)
+		})
 	}
 }
