@@ -151,6 +151,12 @@ func (p *Pool) spawnLocked(req spawnReq) {
 // tops the spares up. An unhealthy pool starts only its one probe. since is
 // when a worker was lost, for the respawn statistics (zero if none was).
 func (p *Pool) fillLocked(since time.Time) {
+	p.growLocked(since)
+	p.replenishLocked()
+}
+
+// growLocked is fillLocked without topping the spares up.
+func (p *Pool) growLocked(since time.Time) {
 	if p.closed {
 		return
 	}
@@ -167,7 +173,6 @@ func (p *Pool) fillLocked(since time.Time) {
 			p.spawnLocked(spawnReq{since: since})
 		}
 	}
-	p.replenishLocked()
 }
 
 // spawn starts a worker, retrying start failures with the crash-loop

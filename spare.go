@@ -125,7 +125,7 @@ func (p *Pool) workerLost(w *workerProc) {
 		p.removeSpareLocked(w)
 		if w.counted {
 			p.uncountLocked(w)
-			p.fillLocked(time.Now())
+			p.growLocked(time.Now())
 		}
 	}
 	p.mu.Unlock()
