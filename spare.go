@@ -116,7 +116,8 @@ func (p *Pool) addSpareLocked(w *workerProc) {
 // workerLost is a worker's lost callback: a caller found its connection
 // broken (the worker died or is being killed). The replacement, or the
 // promotion of a spare, starts now; onExit does the rest once the process
-// has been reaped.
+// has been reaped, starting the next spare then, so that its fork/exec does
+// not compete with the reaping the crashed call waits for.
 func (p *Pool) workerLost(w *workerProc) {
 	p.mu.Lock()
 	if _, ok := p.workers[w]; ok && !w.gone && !w.dead {
