@@ -31,9 +31,13 @@ func BenchmarkNullCall(b *testing.B) {
 // BenchmarkNullCallParallel measures aggregate throughput with 2 workers
 // and GOMAXPROCS*8 callers, without and with Config.Pipeline.
 func BenchmarkNullCallParallel(b *testing.B) {
-	for _, pipe := range []int{0, 8} {
-		b.Run(fmt.Sprintf("pipeline=%d", pipe), func(b *testing.B) {
-			p := benchPoolCfg(b, bulkhead.Config{Workers: 2, Pipeline: pipe})
+	for _, tc := range []struct {
+		pipe int
+		t    bulkhead.Transport
+	}{{0, bulkhead.TransportSocket}, {8, bulkhead.TransportSocket}, {8, bulkhead.TransportShm}} {
+		name := map[bulkhead.Transport]string{bulkhead.TransportSocket: "socket", bulkhead.TransportShm: "shm"}[tc.t]
+		b.Run(fmt.Sprintf("pipeline=%d/%s", tc.pipe, name), func(b *testing.B) {
+			p := benchPoolCfg(b, bulkhead.Config{Workers: 2, Pipeline: tc.pipe, Transport: tc.t})
 			ctx := context.Background()
 			b.SetParallelism(8)
 			b.ReportAllocs()
@@ -53,21 +57,30 @@ func BenchmarkNullCallParallel(b *testing.B) {
 	}
 }
 
-// BenchmarkEcho1MiB is the round trip of a 1 MiB byte string.
+// BenchmarkEcho1MiB is the round trip of a 1 MiB byte string, decoded by
+// the caller into a []byte. The worker's handler either takes a zero-copy
+// view of the argument and returns it (view: Args.Bytes), or decodes it
+// into a value and returns that (decode: one copy in the worker).
 func BenchmarkEcho1MiB(b *testing.B) {
-	p := benchPool(b, 1, 1)
-	ctx := context.Background()
-	payload := make([]byte, 1<<20)
-	b.SetBytes(2 << 20)
-	b.ReportAllocs()
-	for b.Loop() {
-		r, err := p.Call(ctx, "echo", payload)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if len(r.Raw()) < 1<<20 {
-			b.Fatal("short reply")
-		}
+	for _, m := range []struct{ name, method string }{{"view", "echobytes"}, {"decode", "echo"}} {
+		b.Run(m.name, func(b *testing.B) {
+			p := benchPool(b, 1, 1)
+			ctx := context.Background()
+			payload := make([]byte, 1<<20)
+			b.SetBytes(2 << 20)
+			b.ReportAllocs()
+			for b.Loop() {
+				r, err := p.Call(ctx, m.method, payload)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var out []byte
+				if err := r.Decode(&out); err != nil || len(out) != len(payload) {
+					b.Fatalf("echo: %d bytes, %v", len(out), err)
+				}
+				r.Release()
+			}
+		})
 	}
 }
 

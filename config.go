@@ -127,7 +127,9 @@ type Config struct {
 	StderrTail int
 
 	// MaxRedispatch bounds how many times one call that never started is
-	// sent to another worker after its worker died under it.
+	// sent to another worker after its worker died under it. A call that
+	// was queued behind another that had started (Config.Pipeline) is a
+	// bystander of that crash and does not count.
 	// Zero value: 3.
 	MaxRedispatch int
 

@@ -27,12 +27,16 @@ import (
 // come. With one call in flight, the caller simply reads its own reply with a
 // blocking read(2): two system calls per round trip and no goroutine switch.
 type conn struct {
-	fd       fdio.FD                 // the socket: the handshake, and waking blocked callers
-	rd       io.Reader               // where frames come from: the socket or a shared-memory pipe
-	wr       io.Writer               // where frames go
-	shm      atomic.Pointer[shmLink] // nil unless the shared-memory transport is in use
-	down     atomic.Bool             // shutdown has been called
-	maxFrame uint32
+	fd   fdio.FD                 // the socket: the handshake, and waking blocked callers
+	rd   io.Reader               // where frames come from: the socket or a shared-memory pipe
+	wr   io.Writer               // where frames go
+	shm  atomic.Pointer[shmLink] // nil unless the shared-memory transport is in use
+	down atomic.Bool             // shutdown has been called
+	// abandonedBy is the id of the call whose ctx ending shut the
+	// connection down (abandon), or 0.
+	abandonedBy atomic.Uint64
+	maxFrame    uint32
+	bufs        *largeBuffers // recycled large reply buffers, or nil (recycle)
 
 	wmu     sync.Mutex
 	out     *wire.Builder // frames waiting to be written
@@ -40,6 +44,11 @@ type conn struct {
 	writing bool
 	nextID  uint64
 	held    atomic.Bool // out holds calls for the reader to write (register)
+	// A call with large arguments, which it writes itself (send), waits
+	// on roleFree for the writer role; vecWaiting counts such calls.
+	roleFree   sync.Cond
+	vecWaiting int
+	segs       [][]byte // the writer's scratch for a frame with references
 
 	mu       sync.Mutex
 	pend     map[uint64]*pending
@@ -47,7 +56,10 @@ type conn struct {
 	drainers sync.WaitGroup    // drain, reading for orphans while no caller does
 	reading  bool
 	broken   error // set once; every later call fails with it
-	reader   *wire.Reader
+	// lastAnswered is the highest id answered: a worker whose start
+	// marker is beyond it died running a call.
+	lastAnswered uint64
+	reader       *wire.Reader
 
 	// Object servers only (conn_watch.go): onFrame takes the object-model
 	// frames (types 16-31) from whichever goroutine is reading; the idle
@@ -66,6 +78,7 @@ type pending struct {
 	done    bool          // guarded by conn.mu
 	typ     wire.Type     // REPLY or ERROR
 	payload []byte
+	large   bool  // payload came from conn.bufs
 	err     error // the connection broke before the reply
 }
 
@@ -81,8 +94,16 @@ func newConn(fd int, maxFrame uint32) *conn {
 		spare:    new(wire.Builder),
 		pend:     make(map[uint64]*pending),
 	}
+	c.roleFree.L = &c.wmu
 	c.reader = wire.NewReader(c.rd, maxFrame)
 	return c
+}
+
+// recycle has large frames read into buffers from bufs, which Reply.Release
+// fills. Call it before the connection is in use.
+func (c *conn) recycle(bufs *largeBuffers) {
+	c.bufs = bufs
+	c.reader.Alloc = bufs.get
 }
 
 // shmLink is the shared-memory transport of one connection (PROTOCOL.md
@@ -98,6 +119,9 @@ type shmLink struct {
 func (c *conn) useShm(l *shmLink) {
 	c.rd, c.wr = l.in, l.out
 	c.reader = wire.NewReader(c.rd, c.maxFrame)
+	if c.bufs != nil {
+		c.reader.Alloc = c.bufs.get
+	}
 	c.shm.Store(l)
 	// A shutdown racing with this switch either sees l, or set down
 	// before we look here: either way the pipes get shut.
@@ -112,15 +136,36 @@ var errConnBroken = errors.New("worker connection broken")
 
 // send encodes and queues a CALL and registers it. On an encoding error
 // nothing is sent and p is nil.
+//
+// Large byte-string arguments (wire.MinRef and up) go to the kernel straight
+// from the caller's slices, by one writev, instead of being copied into the
+// buffer. Such a caller first waits for the writer role and then writes its
+// frame itself (flushLocked, on this goroutine), so that no other goroutine
+// ever holds its slices: when send returns, successfully or not (the
+// connection broke, or a cancellation shut it down), no write can still be
+// reading them.
 func (c *conn) send(method string, deadline int64, args []any) (*pending, error) {
+	vec := wire.AnyLarge(args)
 	c.wmu.Lock()
+	for vec && c.writing {
+		c.vecWaiting++
+		c.roleFree.Wait()
+		c.vecWaiting--
+	}
+	// The id is taken with the role: frames leave in id order.
 	c.nextID++
 	id := c.nextID
-	if err := c.out.Call(id, method, deadline, args, c.maxFrame); err != nil {
+	var err error
+	if vec {
+		err = c.out.CallVec(id, method, deadline, args, c.maxFrame)
+	} else {
+		err = c.out.Call(id, method, deadline, args, c.maxFrame)
+	}
+	if err != nil {
 		c.wmu.Unlock()
 		return nil, err
 	}
-	return c.register(id), nil
+	return c.register(id, vec), nil
 }
 
 // sendControl queues a frame without a reply (QUIT, CANCEL, PONG).
@@ -142,19 +187,26 @@ func (c *conn) flushLocked() {
 		buf := c.out
 		c.out, c.spare = c.spare, nil
 		c.wmu.Unlock()
-		_, err := c.wr.Write(buf.Bytes())
-		buf.Reset()
+		err := buf.Flush(c.wr, &c.segs)
 		c.wmu.Lock()
 		c.spare = buf
 		if err != nil {
+			// The worker stopped reading: it died or closed its socket.
+			// Answers to earlier calls may still wait in the socket, so
+			// do not fail the connection here: shut it down, and the
+			// reader delivers what was queued, then meets the end of the
+			// stream. Calls whose frames are dropped here never reached
+			// the worker; they fail then, and the start marker sends them
+			// elsewhere.
 			c.out.Reset()
-			c.wmu.Unlock()
-			c.fail(err)
-			c.wmu.Lock()
+			c.shutdown()
 			break
 		}
 	}
 	c.writing = false
+	if c.vecWaiting > 0 {
+		c.roleFree.Signal()
+	}
 	c.wmu.Unlock()
 }
 
@@ -179,7 +231,8 @@ func (c *conn) wait(p *pending, ctx context.Context) (fired bool) {
 			c.mu.Unlock()
 			var stop func() bool
 			if ctx.Done() != nil {
-				stop = context.AfterFunc(ctx, c.shutdown)
+				id := p.id // p is recycled once wait returns; the func may still run
+				stop = context.AfterFunc(ctx, func() { c.abandon(id) })
 			}
 			c.readUntil(p)
 			fired = stop != nil && !stop()
@@ -196,6 +249,26 @@ func (c *conn) wait(p *pending, ctx context.Context) (fired bool) {
 			return false
 		}
 	}
+}
+
+// abandon shuts the connection down under a reader whose ctx ended, unless
+// its answer has come meanwhile: the shutdown costs every other call on the
+// worker its connection. abandonedBy says which call it was.
+func (c *conn) abandon(id uint64) {
+	c.mu.Lock()
+	_, waiting := c.pend[id] // delivery removes it
+	c.mu.Unlock()
+	if waiting {
+		c.abandonedBy.CompareAndSwap(0, id)
+		c.shutdown()
+	}
+}
+
+// answered is the highest request id answered on the connection.
+func (c *conn) answered() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastAnswered
 }
 
 // oldestLocked reports whether p is the oldest call still waiting.
@@ -272,6 +345,7 @@ func (c *conn) readUntil(p *pending) {
 		switch h.Type {
 		case wire.TypeReply, wire.TypeError:
 			c.mu.Lock()
+			c.lastAnswered = max(c.lastAnswered, h.ID)
 			q := c.pend[h.ID]
 			if q == nil {
 				if o := c.orphans[h.ID]; o != nil {
@@ -284,6 +358,7 @@ func (c *conn) readUntil(p *pending) {
 				q.typ = h.Type
 				if c.reader.Owned() {
 					q.payload = payload // a large frame: already its own allocation
+					q.large = c.bufs != nil
 				} else {
 					q.payload = append([]byte(nil), payload...)
 				}
@@ -365,7 +440,12 @@ func (c *conn) abandonQueued(p *pending, done orphan) bool {
 	if c.orphans == nil {
 		c.orphans = make(map[uint64]orphan)
 	}
+	// One move under one lock: its answer must find either p or done.
+	delete(c.pend, p.id)
 	c.orphans[p.id] = done
+	if !c.reading {
+		c.handOffLocked()
+	}
 	return true
 }
 

@@ -253,7 +253,7 @@ func (c *conn) sendActivate(class string, oid uint64, args []any) (*pending, err
 		c.wmu.Unlock()
 		return nil, err
 	}
-	return c.register(id), nil
+	return c.register(id, false), nil
 }
 
 // sendObjCall queues an OBJCALL request and registers it, like send.
@@ -265,12 +265,15 @@ func (c *conn) sendObjCall(oid uint64, method string, deadline int64, args []any
 		c.wmu.Unlock()
 		return nil, err
 	}
-	return c.register(id), nil
+	return c.register(id, false), nil
 }
 
 // register records request id as pending and flushes. Called with wmu held;
 // returns with it released.
-func (c *conn) register(id uint64) *pending {
+//
+// A frame that references its caller's slices (refs, see send) is never
+// held: it is written now, on this goroutine.
+func (c *conn) register(id uint64, refs bool) *pending {
 	p := pendingPool.Get().(*pending)
 	p.id = id
 	c.mu.Lock()
@@ -286,7 +289,7 @@ func (c *conn) register(id uint64) *pending {
 		// calls. The oldest of those ahead is reading, or will be; they were
 		// written, since the first call held had none held ahead of it. An
 		// object server's watcher does not read through readUntil.
-		hold = c.watchWake == nil && len(c.pend) > 2
+		hold = !refs && c.watchWake == nil && len(c.pend) > 2
 	}
 	c.mu.Unlock()
 	if hold {

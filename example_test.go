@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 
 	"github.com/bulkhead-go/bulkhead"
 )
@@ -79,4 +80,36 @@ func ExampleRemoteError() {
 		fmt.Println(remote.Code, remote.Message)
 	}
 	// Output: application no such record
+}
+
+// With Config.Pipeline, a saturated pool queues calls on its busy workers,
+// so that each finds its next call waiting: many callers, few workers.
+func ExampleConfig_pipeline() {
+	ctx := context.Background()
+	pool, err := bulkhead.New(ctx, bulkhead.Config{
+		Command:  workerCommand(),
+		Workers:  2,
+		Pipeline: 8, // up to 8 calls wait in each busy worker's socket
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer pool.Close(ctx)
+
+	var wg sync.WaitGroup
+	results := make([]string, 16)
+	for i := range results {
+		wg.Go(func() {
+			s, err := bulkhead.CallAs[string](ctx, pool, "upper", fmt.Sprint("caller ", i))
+			if err != nil {
+				s = err.Error()
+			}
+			results[i] = s
+		})
+	}
+	wg.Wait()
+	fmt.Println(results[0], results[15], pool.Stats().Redispatched)
+	// Output: CALLER 0 CALLER 15 0
 }

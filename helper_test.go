@@ -117,6 +117,9 @@ func registerHelperMethods(s *worker.Server, fd int) {
 		err := a.Decode(0, &v)
 		return v, err
 	})
+	s.Handle("echobytes", func(_ context.Context, a worker.Args) (any, error) {
+		return a.Bytes(0) // a view of the request frame, written back uncopied
+	})
 	s.Handle("upper", worker.Func(func(_ context.Context, s string) (string, error) {
 		b := []byte(s)
 		for i, c := range b {

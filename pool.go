@@ -52,6 +52,7 @@ type Pool struct {
 	closeErr  error
 
 	stats counters
+	bufs  largeBuffers // large reply buffers given back by Reply.Release
 }
 
 // New validates cfg, starts cfg's MinWorkers workers and returns once one of
@@ -202,6 +203,9 @@ func (p *Pool) spawn(req spawnReq) {
 			extraEnv = []string{spareIdleEnv}
 		}
 		w, err := launch(&p.cfg, p.spawner, p.onExit, p.trackStarting, extraEnv...)
+		if err == nil {
+			w.conn.recycle(&p.bufs)
+		}
 		p.mu.Lock()
 		if first != nil {
 			first <- err
@@ -655,15 +659,18 @@ func (p *Pool) Call(ctx context.Context, method string, args ...any) (Reply, err
 		}
 		fp = &f
 	}
-	replays := 0
-	for attempt := 0; ; attempt++ {
+	replays, redispatches := 0, 0
+	for {
 		w, err := p.acquire(ctx, method, fp)
 		if err != nil {
 			return Reply{}, err
 		}
 		r, err, again := p.callOn(ctx, w, method, args, fp)
 		p.release(w, err == nil || isRemote(err))
-		if again && attempt < p.cfg.MaxRedispatch {
+		if again == redispatchQueued || (again == redispatchNext && redispatches < p.cfg.MaxRedispatch) {
+			if again == redispatchNext {
+				redispatches++
+			}
 			p.stats.redispatched.Add(1)
 			continue
 		}
@@ -698,16 +705,25 @@ func isRemote(err error) bool {
 	return errors.As(err, &re)
 }
 
-// callOn runs one attempt of a call on w. again is true when the worker died
+// redispatch says whether a call whose worker died may go to another one.
+type redispatch int
+
+const (
+	noRedispatch     redispatch = iota
+	redispatchNext              // it never started, and was next in line: counts toward MaxRedispatch
+	redispatchQueued            // it never started, queued behind a call that was running (Config.Pipeline): a bystander
+)
+
+// callOn runs one attempt of a call on w. again is set when the worker died
 // before starting the call, so that it may safely go to another worker.
-func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, args []any, fp *fingerprint) (r Reply, err error, again bool) {
+func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, args []any, fp *fingerprint) (r Reply, err error, again redispatch) {
 	var deadline int64
 	if d, ok := ctx.Deadline(); ok {
 		deadline = d.UnixNano()
 	}
 	pd, err := w.conn.send(method, deadline, args)
 	if err != nil {
-		return Reply{}, fmt.Errorf("bulkhead: call %q: %w", method, err), false
+		return Reply{}, fmt.Errorf("bulkhead: call %q: %w", method, err), noRedispatch
 	}
 	defer w.conn.release(pd)
 	w.current.Store(pd.id)
@@ -717,13 +733,13 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, args []
 		// It waits behind other calls on this worker (Config.Pipeline):
 		// give it up alone, and leave the worker to the calls it runs.
 		if e := p.abandonQueued(w, pd, method, ctx.Err()); e != nil {
-			return Reply{}, e, false
+			return Reply{}, e, noRedispatch
 		}
 		// Its answer came meanwhile: take it.
 	}
 
 	w.conn.mu.Lock()
-	done, typ, payload, cerr := pd.done, pd.typ, pd.payload, pd.err
+	done, typ, payload, cerr, large := pd.done, pd.typ, pd.payload, pd.err, pd.large
 	w.conn.mu.Unlock()
 
 	if done && cerr == nil {
@@ -731,7 +747,11 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, args []
 			p.abandon(w, "connection shut down by an abandoned call")
 		}
 		if typ == wire.TypeReply {
-			return Reply{raw: payload}, nil, false
+			r := Reply{raw: payload}
+			if large {
+				r.big = &replyBuffer{buf: payload, owner: &p.bufs}
+			}
+			return r, nil, noRedispatch
 		}
 		err := p.remoteError(w, pd.id, method, payload, fp)
 		if re, ok := err.(*RemoteError); ok && skipped(re.Code, re.Details) && deadline != 0 && time.Now().UnixNano() >= deadline {
@@ -742,9 +762,9 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, args []
 				ExitCode: -1, Reason: "the worker skipped it: its deadline had passed before it could start",
 				stopped: make(chan struct{})}
 			close(e.stopped)
-			return Reply{}, e, false
+			return Reply{}, e, noRedispatch
 		}
-		return Reply{}, err, false
+		return Reply{}, err, noRedispatch
 	}
 	if ctx.Err() != nil {
 		p.stats.abandoned.Add(1)
@@ -769,15 +789,18 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, args []
 		} else {
 			p.stopHung(w, e, fp)
 		}
-		return Reply{}, e, false
+		return Reply{}, e, noRedispatch
 	}
 	err = p.crashed(w, pd.id, method, cerr)
 	var ce *CrashError
-	again = errors.As(err, &ce) && ce.Phase == PhaseIdle // it never started
-	if !again {
+	switch {
+	case !errors.As(err, &ce) || ce.Phase != PhaseIdle:
 		p.attribute(fp, w, err)
+		return Reply{}, err, noRedispatch
+	case w.started.Load() > w.conn.answered():
+		return Reply{}, err, redispatchQueued // another call was running
 	}
-	return Reply{}, err, again
+	return Reply{}, err, redispatchNext
 }
 
 // abandonQueued ends a call whose ctx ended while it was queued behind
@@ -819,9 +842,13 @@ func (p *Pool) abandonQueued(w *workerProc, pd *pending, method string, cause er
 // crashed handles a broken connection under a call: the worker died, closed
 // the socket, or broke the protocol.
 func (p *Pool) crashed(w *workerProc, id uint64, method string, cause error) error {
-	started := w.hasStarted(id) // before crashOf kills it: a live worker could still start it
 	e := crashOf(w, id, method, cause)
+	started := w.hasStarted(id) // exact now that it is dead
 	switch {
+	case w.conn.abandonedBy.Load() != 0 && w.conn.abandonedBy.Load() != id:
+		// Not this call's doing: another call on the worker was abandoned,
+		// which shut the connection down and has the worker stopped.
+		e.Reason = fmt.Sprintf("stopped by the pool: call %d on the same worker was abandoned (%s)", w.conn.abandonedBy.Load(), e.Reason)
 	case w.pol.limitKill.Load() == int32(LimitMemory):
 		e.Limit, e.Killed = LimitMemory, true
 		e.Reason = fmt.Sprintf("resident memory of %d bytes exceeded MaxMemory (%d); killed", w.pol.rss.Load(), p.cfg.MaxMemory)

@@ -7,15 +7,41 @@ import (
 )
 
 // Reply is the result of a call, still encoded, so that a caller pays for
-// decoding only into the type it wants.
+// decoding only into the type it wants. Its bytes are its own: the pool
+// reuses them only after Release.
 type Reply struct {
 	raw []byte
+	big *replyBuffer // a large reply's buffer, which Release recycles; else nil
+}
+
+// Release gives a large reply's memory back to the pool, to be reused for a
+// later reply instead of allocating, zeroing and collecting another one. It
+// is optional: an unreleased Reply is garbage-collected as usual. After
+// Release, neither the Reply (nor a copy of it) nor anything decoded from it
+// without copying (a *[]byte, see Decode) may be used. Release of a small
+// reply, or a second Release, does nothing.
+func (r Reply) Release() {
+	if b := r.big; b != nil && b.released.CompareAndSwap(false, true) {
+		b.owner.put(b.buf)
+	}
 }
 
 // Decode decodes the result into v, which must be a pointer.
+//
+// A byte string decoded into a *[]byte is not copied: the slice shares
+// memory with the Reply (it is a part of Raw), so writing into it changes
+// what Raw and later Decode calls see. Copy it (bytes.Clone) to keep both.
 func (r Reply) Decode(v any) error {
 	if r.raw == nil {
 		return wire.Unmarshal([]byte{0xf6}, v)
+	}
+	if p, ok := v.(*[]byte); ok {
+		// Anything but a byte string (null included) takes the
+		// decoder's path below, with its errors.
+		if b, err := wire.BytesView(r.raw); err == nil && b != nil {
+			*p = b
+			return nil
+		}
 	}
 	return wire.Unmarshal(r.raw, v)
 }

@@ -347,9 +347,11 @@ func crashOf(w *workerProc, id uint64, method string, cause error) *CrashError {
 	if w.lost != nil {
 		w.lost(w) // the worker is finished either way: replace it now
 	}
-	alive := !w.proc.Exiting()
-	if alive {
-		w.broken.Store(true)
+	// A connection shut down to abandon a call is not the worker's fault,
+	// and the pool is stopping the worker already (stopHung, abandon).
+	// Several calls may see the same broken connection (Config.Pipeline,
+	// ConcurrencyPerWorker): the first kills, and all say so.
+	if !w.proc.Exiting() && w.conn.abandonedBy.Load() == 0 && w.broken.CompareAndSwap(false, true) {
 		w.proc.Kill()
 	}
 	<-w.proc.Exited() // prompt: it is dead or SIGKILLed
@@ -357,7 +359,7 @@ func crashOf(w *workerProc, id uint64, method string, cause error) *CrashError {
 	e := &CrashError{
 		Phase: PhaseCall, PID: w.pid, RequestID: id, Method: method,
 		ExitCode: ex.Code, Signal: ex.Signal, CoreDumped: ex.Core,
-		Killed: alive && ex.Signal == syscall.SIGKILL,
+		Killed: w.broken.Load() && ex.Signal == syscall.SIGKILL,
 		Stderr: w.stderr.String(), Err: cause,
 	}
 	switch {

@@ -8,8 +8,10 @@ import (
 	"github.com/fxamacker/cbor/v2"
 )
 
-// Args are the positional arguments of a call, still encoded. They are valid
-// only until the handler returns.
+// Args are the positional arguments of a call, still encoded. They point
+// into the frame the call arrived in, which the worker reuses for the next
+// frame: Raw and Bytes are valid only until the handler returns. Decode and
+// Scan copy what they decode, so their results may be kept.
 type Args struct {
 	raw []cbor.RawMessage
 }
@@ -17,8 +19,26 @@ type Args struct {
 // Len returns the number of arguments.
 func (a Args) Len() int { return len(a.raw) }
 
-// Raw returns the CBOR encoding of argument i.
+// Raw returns the CBOR encoding of argument i, valid until the handler
+// returns.
 func (a Args) Raw(i int) []byte { return a.raw[i] }
+
+// Bytes returns the contents of argument i, a byte string, without copying:
+// the slice points into the frame the call arrived in. It is valid only
+// until the handler returns, after which the worker reads the next call into
+// the same memory; use bytes.Clone to keep it longer, or Decode into a
+// *[]byte for a copy. It may be returned as the handler's result: the reply
+// is written before that memory is reused. A null argument gives nil.
+func (a Args) Bytes(i int) ([]byte, error) {
+	if i < 0 || i >= len(a.raw) {
+		return nil, &Error{Code: wire.CodeBadArguments, Message: fmt.Sprintf("argument %d missing: the call has %d", i, len(a.raw))}
+	}
+	b, err := wire.BytesView(a.raw[i])
+	if err != nil {
+		return nil, &Error{Code: wire.CodeBadArguments, Message: fmt.Sprintf("argument %d: %v", i, err)}
+	}
+	return b, nil
+}
 
 // Decode decodes argument i into v, which must be a pointer.
 func (a Args) Decode(i int, v any) error {

@@ -8,6 +8,14 @@
 //	}))
 //	s.Run() // serves, then exits the process
 //
+// Large byte strings need not be copied: Args.Bytes is a view of an argument,
+// valid until the handler returns, and a []byte result is written straight
+// from the slice, so an echo of 1 MiB is
+//
+//	s.Handle("echo", func(ctx context.Context, a worker.Args) (any, error) {
+//		return a.Bytes(0)
+//	})
+//
 // The worker finds its socket and cookie in the environment the dispatcher
 // gives it, and stops when the dispatcher says QUIT, closes the socket, or
 // dies (parent-death signal), or after an idle timeout.
@@ -39,7 +47,9 @@ import (
 )
 
 // Handler serves one method. The result is encoded as CBOR; return a *Error
-// to choose the error code the caller sees.
+// to choose the error code the caller sees. A []byte result of 64 KiB or
+// more is not copied: the reply is written from the slice itself after the
+// handler returns, so no other goroutine may still be changing it then.
 type Handler func(ctx context.Context, args Args) (any, error)
 
 // Server serves calls from a dispatcher. The zero value is ready to use once
@@ -166,6 +176,7 @@ type conn struct {
 
 	wmu  sync.Mutex // serialises writes when Concurrency > 1
 	outb wire.Builder
+	segs [][]byte // flush's scratch for frames with referenced results
 
 	quit    atomic.Bool
 	lastID  uint64 // the last CALL id read: ids must increase
@@ -318,10 +329,11 @@ func (c *conn) hello() error {
 	return c.flush()
 }
 
+// flush writes the frames built so far. A large []byte result was only
+// referenced by encodeResult: it goes out by one writev with its frame
+// header, uncopied, before flush returns.
 func (c *conn) flush() error {
-	_, err := c.wr.Write(c.outb.Bytes())
-	c.outb.Reset()
-	return err
+	return c.outb.Flush(c.wr, &c.segs)
 }
 
 // next reads the next frame, honouring the idle timeout and ctx. ok is false
@@ -496,24 +508,37 @@ func idleIfNone(idle time.Duration, slots chan struct{}) time.Duration {
 }
 
 // run marks the call started, then runs it.
+// run marks call id started and runs it, unless its deadline has passed:
+// its caller has given up already, perhaps while the call waited behind
+// others (a pipelining dispatcher), and it is skipped, unmarked, so that the
+// start marker still tells exactly which calls had any effect.
 func (c *conn) run(ctx context.Context, id uint64, p []byte, call *wire.Call) (any, error) {
+	derr := wire.DecodeCall(p, call)
+	if derr == nil && call.Deadline > 0 && time.Now().UnixNano() >= call.Deadline {
+		return nil, skippedError()
+	}
 	c.started.Store(id)
-	return c.runMarked(ctx, id, p, call)
+	return c.runDecoded(ctx, id, call, derr)
+}
+
+// skippedError answers a call whose deadline passed before it could start
+// (PROTOCOL.md section 3).
+func skippedError() *Error {
+	return &Error{Code: wire.CodeCanceled, Message: "deadline passed before the call started",
+		Details: map[string]any{"started": false}}
 }
 
 func (c *conn) runMarked(ctx context.Context, id uint64, p []byte, call *wire.Call) (res any, err error) {
-	if err := wire.DecodeCall(p, call); err != nil {
-		return nil, &Error{Code: wire.CodeBadArguments, Message: err.Error()}
+	return c.runDecoded(ctx, id, call, wire.DecodeCall(p, call))
+}
+
+func (c *conn) runDecoded(ctx context.Context, id uint64, call *wire.Call, derr error) (res any, err error) {
+	if derr != nil {
+		return nil, &Error{Code: wire.CodeBadArguments, Message: derr.Error()}
 	}
 	h := c.handlers[call.Method]
 	if h == nil {
 		return nil, &Error{Code: wire.CodeUnknownMethod, Message: fmt.Sprintf("unknown method %q", call.Method)}
-	}
-	if call.Deadline > 0 && time.Now().UnixNano() >= call.Deadline {
-		// Its caller has given up already, perhaps while the call waited
-		// behind others (a pipelining dispatcher): do not run it at all.
-		return nil, &Error{Code: wire.CodeCanceled, Message: "deadline passed before the call started",
-			Details: map[string]any{"started": false}}
 	}
 	if c.s.BeforeCall != nil {
 		c.s.BeforeCall(call.Method, id)
@@ -550,9 +575,13 @@ func (c *conn) panicked() bool {
 	return c.panic != nil
 }
 
+// encodeResult builds the REPLY or ERROR frame of a call. A []byte result
+// of wire.MinRef bytes or more is referenced, not copied (it may be a view
+// of the call's own frame, from Args.Bytes): the caller flushes before the
+// handler's memory is reused.
 func (c *conn) encodeResult(id uint64, res any, err error) {
 	if err == nil {
-		if eerr := c.outb.Value(wire.TypeReply, id, res, c.env.maxFrame); eerr == nil {
+		if eerr := c.outb.ValueVec(wire.TypeReply, id, res, c.env.maxFrame); eerr == nil {
 			return
 		} else {
 			err = &Error{Code: wire.CodeApplication, Message: "encoding result: " + eerr.Error()}

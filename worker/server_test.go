@@ -24,6 +24,11 @@ type harness struct {
 }
 
 func newHarness(t *testing.T, s *Server, marker bool, magic ...uint32) *harness {
+	return newHarnessFrame(t, s, 65536, marker, magic...)
+}
+
+// newHarnessFrame is newHarness with a frame limit of maxFrame bytes.
+func newHarnessFrame(t *testing.T, s *Server, maxFrame int, marker bool, magic ...uint32) *harness {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +36,7 @@ func newHarness(t *testing.T, s *Server, marker bool, magic ...uint32) *harness 
 	t.Setenv("BULKHEAD_FD", strconv.Itoa(fds[1]))
 	t.Setenv("BULKHEAD_COOKIE", "c00k1e")
 	t.Setenv("BULKHEAD_PARENT_PID", strconv.Itoa(os.Getppid()))
-	t.Setenv("BULKHEAD_MAX_FRAME", "65536")
+	t.Setenv("BULKHEAD_MAX_FRAME", strconv.Itoa(maxFrame))
 	h := &harness{t: t, fd: fdio.FD(fds[0]), served: make(chan error, 1)}
 	if marker {
 		mfd, _ := unix.MemfdCreate("m", 0)
@@ -44,7 +49,7 @@ func newHarness(t *testing.T, s *Server, marker bool, magic ...uint32) *harness 
 		t.Setenv("BULKHEAD_MARKER_FD", "")
 		os.Unsetenv("BULKHEAD_MARKER_FD")
 	}
-	h.r = wire.NewReader(h.fd, 1<<20)
+	h.r = wire.NewReader(h.fd, uint32(max(maxFrame, 1<<20)))
 	go func() { h.served <- s.Serve(context.Background()) }()
 	t.Cleanup(func() { unix.Close(fds[0]) })
 	return h

@@ -77,6 +77,7 @@ processes, zombies). Exit status 1 if any check fails.`,
 	f.IntVar(&o.Callers, "callers", 0, "concurrent callers (0: 2 per worker)")
 	f.Float64Var(&o.FaultRate, "fault-rate", 0.2, "share of calls that inject a fault (0 to 1)")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed of the fault plan")
+	f.IntVar(&o.Pipeline, "pipeline", 0, "calls queued on each busy worker (Config.Pipeline, 0 to 1024)")
 	f.DurationVar(&o.Timeout, "timeout", time.Hour, "bound on the whole run; calls unanswered by then count as lost")
 	f.BoolVar(&asJSON, "json", false, "print the audit as one JSON object")
 	f.BoolVar(&verbose, "verbose", false, "log the pool's records to stderr")
@@ -88,6 +89,8 @@ processes, zombies). Exit status 1 if any check fails.`,
 			return usagef("--workers %d: want 1 to 256", o.Workers)
 		case o.Callers < 0 || o.Callers > 4096:
 			return usagef("--callers %d: want 0 to 4096", o.Callers)
+		case o.Pipeline < 0 || o.Pipeline > 1024:
+			return usagef("--pipeline %d: want 0 to 1024", o.Pipeline)
 		case !(o.FaultRate >= 0 && o.FaultRate <= 1):
 			return usagef("--fault-rate %v: want 0 to 1", o.FaultRate)
 		case o.Timeout <= 0:

@@ -57,6 +57,7 @@ type Options struct {
 	Callers   int     // concurrent callers; zero: 2 per worker
 	FaultRate float64 // share of calls that inject a fault; zero: 0.2
 	Seed      uint64  // seeds the fault plan; zero: 1
+	Pipeline  int     // Config.Pipeline of the pool; zero: no pipelining
 	// Command and Args start a chaos worker: a program that calls
 	// RunWorker when IsWorker reports true. Required.
 	Command string
@@ -204,6 +205,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	cfg := bulkhead.Config{
 		Command: o.Command, Args: o.Args, Env: append(os.Environ(), WorkerEnv+"="+dir),
 		Workers:      o.Workers,
+		Pipeline:     o.Pipeline,
 		StartTimeout: 10 * time.Second, KillGrace: time.Second,
 		TermGrace: 20 * time.Millisecond, DumpGrace: 2 * time.Second,
 		StderrTail:      16 << 10,

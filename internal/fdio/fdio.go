@@ -47,6 +47,60 @@ func (f FD) Write(p []byte) (int, error) {
 	return done, nil
 }
 
+// maxIovec bounds the buffers of one writev(2) (IOV_MAX on Linux).
+const maxIovec = 1024
+
+// Writev writes all of bufs, in order, with writev(2), retrying on EINTR and
+// short writes; it trims the slice headers in bufs as it goes. When it
+// returns, nothing holds on to the bytes: the kernel copied what it took.
+func (f FD) Writev(bufs [][]byte) (int, error) {
+	done := 0
+	for len(bufs) > 0 {
+		if len(bufs[0]) == 0 {
+			bufs = bufs[1:]
+			continue
+		}
+		n, err := unix.Writev(int(f), bufs[:min(len(bufs), maxIovec)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return done, err
+		}
+		if n == 0 {
+			return done, io.ErrShortWrite
+		}
+		done += n
+		for n > 0 { // drop what was written
+			if n < len(bufs[0]) {
+				bufs[0] = bufs[0][n:]
+				break
+			}
+			n -= len(bufs[0])
+			bufs = bufs[1:]
+		}
+	}
+	return done, nil
+}
+
+// WriteAll writes bufs in order to w: by one writev(2) when w is an FD,
+// otherwise by one Write each. It trims bufs as it goes (the caller's slice
+// headers change, not the bytes).
+func WriteAll(w io.Writer, bufs [][]byte) (int, error) {
+	if f, ok := w.(FD); ok {
+		return f.Writev(bufs)
+	}
+	done := 0
+	for _, b := range bufs {
+		n, err := w.Write(b)
+		done += n
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
 // WaitReadable blocks until fd is readable or timeoutMs passes (-1: forever).
 // It reports whether fd became readable (or hung up).
 func (f FD) WaitReadable(timeoutMs int) (bool, error) {

@@ -64,33 +64,62 @@ func Unmarshal(data []byte, v any) error { return decMode.Unmarshal(data, v) }
 
 // Builder appends frames to a buffer. Its zero value is ready to use; it is
 // reused across calls so that steady-state encoding does not allocate.
+//
+// CallVec and ValueVec reference large byte strings instead of copying them
+// (vec.go); a Builder holding such references is written with Segments.
 type Builder struct {
 	buf   bytes.Buffer
-	start int // offset of the frame being built
+	start int   // offset of the frame being built
+	refs  []ref // referenced byte strings, in stream order
+	first int   // index in refs of the first reference of the frame being built
 }
 
 var zeroHeader [HeaderSize]byte
 
-// Reset discards all frames.
-func (b *Builder) Reset() { b.buf.Reset() }
+// Reset discards all frames, and drops any references to byte strings.
+func (b *Builder) Reset() {
+	b.buf.Reset()
+	if len(b.refs) > 0 {
+		clear(b.refs)
+		b.refs = b.refs[:0]
+	}
+}
 
-// Bytes returns the frames built so far.
+// Bytes returns the frames built so far. With references (HasRefs) it is
+// not the whole stream: use Segments.
 func (b *Builder) Bytes() []byte { return b.buf.Bytes() }
 
-// Len returns the number of bytes built so far.
-func (b *Builder) Len() int { return b.buf.Len() }
+// Len returns the number of bytes built so far, referenced ones included.
+func (b *Builder) Len() int {
+	n := b.buf.Len()
+	for _, r := range b.refs {
+		n += len(r.b)
+	}
+	return n
+}
 
 func (b *Builder) begin() {
 	b.start = b.buf.Len()
+	b.first = len(b.refs)
 	b.buf.Write(zeroHeader[:])
+}
+
+// drop discards the frame begun last.
+func (b *Builder) drop() {
+	b.buf.Truncate(b.start)
+	clear(b.refs[b.first:])
+	b.refs = b.refs[:b.first]
 }
 
 // end fills in the header of the frame begun last, or drops the frame and
 // reports an error if its payload is over maxFrame.
 func (b *Builder) end(t Type, id uint64, maxFrame uint32) error {
 	n := b.buf.Len() - b.start - HeaderSize
+	for _, r := range b.refs[b.first:] {
+		n += len(r.b)
+	}
 	if uint64(n) > uint64(maxFrame) {
-		b.buf.Truncate(b.start)
+		b.drop()
 		return fmt.Errorf("%w: %v payload of %d bytes is over the frame limit of %d",
 			ErrTooLarge, t, n, maxFrame)
 	}
@@ -109,6 +138,10 @@ func (b *Builder) Empty(t Type, id uint64) {
 
 // Call appends a CALL frame: ["method", deadline, [args...]].
 func (b *Builder) Call(id uint64, method string, deadline int64, args []any, maxFrame uint32) error {
+	return b.call(id, method, deadline, args, maxFrame, false)
+}
+
+func (b *Builder) call(id uint64, method string, deadline int64, args []any, maxFrame uint32, vec bool) error {
 	b.begin()
 	b.buf.WriteByte(0x83)
 	b.head(3, uint64(len(method)))
@@ -119,8 +152,11 @@ func (b *Builder) Call(id uint64, method string, deadline int64, args []any, max
 	b.head(0, uint64(deadline))
 	b.head(4, uint64(len(args)))
 	for i, a := range args {
+		if vec && b.ref(a) {
+			continue
+		}
 		if err := encMode.MarshalToBuffer(a, &b.buf); err != nil {
-			b.buf.Truncate(b.start)
+			b.drop()
 			return fmt.Errorf("encoding argument %d (%T): %w", i, a, err)
 		}
 	}
@@ -131,7 +167,7 @@ func (b *Builder) Call(id uint64, method string, deadline int64, args []any, max
 func (b *Builder) Value(t Type, id uint64, v any, maxFrame uint32) error {
 	b.begin()
 	if err := encMode.MarshalToBuffer(v, &b.buf); err != nil {
-		b.buf.Truncate(b.start)
+		b.drop()
 		return fmt.Errorf("encoding %v value (%T): %w", t, v, err)
 	}
 	return b.end(t, id, maxFrame)
@@ -168,21 +204,48 @@ func (b *Builder) head(major byte, n uint64) {
 	}
 }
 
-// Call is a decoded CALL payload. Args holds each argument's encoded bytes.
+// Call is a decoded CALL payload. Args holds each argument's encoded bytes:
+// slices of the payload given to DecodeCall, not copies.
 type Call struct {
 	_        struct{} `cbor:",toarray"`
 	Method   string
 	Deadline int64
 	Args     []cbor.RawMessage
+
+	w callView // decoding scratch, reused
 }
 
-// DecodeCall decodes a CALL payload into c, reusing c's argument buffers.
+// callView is a CALL payload decoded without copying its arguments.
+type callView struct {
+	_        struct{} `cbor:",toarray"`
+	Method   string
+	Deadline int64
+	Args     []rawView
+}
+
+// rawView is the encoding of one data item as a slice of the decoder's
+// input. cbor.RawMessage copies; for a 1 MiB argument that copy is as
+// expensive as the system call that carried it.
+type rawView []byte
+
+func (v *rawView) UnmarshalCBOR(data []byte) error {
+	*v = data
+	return nil
+}
+
+// DecodeCall decodes a CALL payload into c, reusing c's argument slice. The
+// arguments alias p: they are valid while p is.
 func DecodeCall(p []byte, c *Call) error {
 	if len(p) == 0 || p[0] != 0x83 {
 		return &FrameError{Header{Type: TypeCall}, "CALL payload is not an array of 3 items"}
 	}
-	if err := decMode.Unmarshal(p, c); err != nil {
+	if err := decMode.Unmarshal(p, &c.w); err != nil {
 		return fmt.Errorf("%w: CALL payload: %v", ErrProtocol, err)
+	}
+	c.Method, c.Deadline = c.w.Method, c.w.Deadline
+	c.Args = c.Args[:0]
+	for _, a := range c.w.Args {
+		c.Args = append(c.Args, cbor.RawMessage(a))
 	}
 	if len(c.Method) == 0 || len(c.Method) > MaxMethodBytes {
 		return fmt.Errorf("%w: CALL method name of %d bytes (want 1 to %d)", ErrProtocol, len(c.Method), MaxMethodBytes)

@@ -148,6 +148,11 @@ type Reader struct {
 	// never keeps a payload past the next call to Next. By default each
 	// large payload is a fresh allocation that the caller may keep.
 	ReuseLarge bool
+
+	// Alloc, if set, provides the allocation for a frame larger than the
+	// read buffer: n bytes, whose contents Next overwrites. By default it
+	// is make([]byte, n).
+	Alloc func(n int) []byte
 }
 
 // DefaultReadBuffer is the read buffer size: large enough that a batch of
@@ -224,7 +229,11 @@ func (r *Reader) Next() (Header, []byte, error) {
 	// Larger than the buffer: read it into its own allocation, which the
 	// header has already bounded.
 	if cap(r.big) < n {
-		r.big = make([]byte, n)
+		if r.Alloc != nil {
+			r.big = r.Alloc(n)
+		} else {
+			r.big = make([]byte, n)
+		}
 	}
 	p := r.big[:n]
 	c := copy(p, r.buf[r.start:r.end])

@@ -86,5 +86,44 @@ func FuzzDecodeCall(f *testing.F) {
 		if c.Method == "" || len(c.Method) > MaxMethodBytes || c.Deadline < 0 {
 			t.Fatalf("accepted invalid call %+v", c)
 		}
+		// Arguments are views of the payload, each one well-formed data
+		// item (not necessarily valid: a handler's decoding checks that).
+		for i, a := range c.Args {
+			if !within(a, data) || decMode.Wellformed(a) != nil {
+				t.Fatalf("argument %d (% x) is not an item of the payload", i, []byte(a))
+			}
+			checkBytesView(t, a)
+		}
 	})
+}
+
+// FuzzBytesView checks the zero-copy byte string view against the decoder:
+// they agree on what is a byte string and on its contents.
+func FuzzBytesView(f *testing.F) {
+	for _, v := range []any{[]byte{}, []byte{1, 2}, make([]byte, 300), "text", nil, 5} {
+		b, _ := Marshal(v)
+		f.Add(b)
+	}
+	f.Add([]byte{0x5f, 0x41, 1, 0xff})
+	f.Add([]byte{0x5b, 0, 0, 0, 0, 0, 0, 0, 1, 9})
+	f.Fuzz(checkBytesView)
+}
+
+func checkBytesView(t *testing.T, item []byte) {
+	got, err := BytesView(item)
+	var want []byte
+	derr := Unmarshal(item, &want)
+	isBytes := len(item) > 0 && (item[0]>>5 == 2 || item[0] == 0xf6)
+	switch {
+	case err != nil && !errors.Is(err, ErrNotBytes):
+		t.Fatalf("BytesView(% x): error %v does not wrap ErrNotBytes", item, err)
+	case err == nil && derr != nil:
+		t.Fatalf("BytesView(% x) accepted what the decoder refuses: %v", item, derr)
+	case err == nil && (!bytes.Equal(got, want) || (got == nil) != (want == nil)):
+		t.Fatalf("BytesView(% x) = % x, the decoder % x", item, got, want)
+	case err == nil && len(got) > 0 && !within(got, item):
+		t.Fatalf("BytesView(% x) copied", item)
+	case err != nil && derr == nil && isBytes:
+		t.Fatalf("BytesView(% x) refused a byte string the decoder takes: %v", item, err)
+	}
 }

@@ -132,7 +132,7 @@ func (b *Builder) args(args []any) error {
 	b.head(4, uint64(len(args)))
 	for i, a := range args {
 		if err := encMode.MarshalToBuffer(a, &b.buf); err != nil {
-			b.buf.Truncate(b.start)
+			b.drop()
 			return fmt.Errorf("encoding argument %d (%T): %w", i, a, err)
 		}
 	}

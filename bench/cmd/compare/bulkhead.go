@@ -15,7 +15,14 @@ import (
 
 func init() {
 	bulkheadFactory = func(cfg *config) []Contender {
-		return []Contender{&bulkheadContender{cfg: cfg}, &bulkheadShm{cfg: cfg}}
+		return []Contender{&bulkheadContender{cfg: cfg},
+			&bulkheadVariant{cfg: cfg, name: "bulkhead_shm", label: "bulkhead Pool.Call, shared memory",
+				tune: func(c *bulkhead.Config) { c.Transport = bulkhead.TransportShm }},
+			&bulkheadVariant{cfg: cfg, name: "bulkhead_pipelined", label: "bulkhead Pool.Call, Pipeline: 8",
+				tune: func(c *bulkhead.Config) { c.Pipeline = 8 }},
+			&bulkheadVariant{cfg: cfg, name: "bulkhead_shm_pipelined", label: "bulkhead Pool.Call, shared memory, Pipeline: 8",
+				tune: func(c *bulkhead.Config) { c.Transport, c.Pipeline = bulkhead.TransportShm, 8 }},
+		}
 	}
 	bulkheadChildMain = bulkheadChild
 }
@@ -35,21 +42,24 @@ func (b *bulkheadContender) Name() string  { return "bulkhead" }
 func (b *bulkheadContender) Label() string { return "bulkhead Pool.Call" }
 
 func newBenchPool(ctx context.Context, workers int) (*bulkhead.Pool, error) {
-	return newBenchPoolTransport(ctx, workers, bulkhead.TransportSocket)
+	return newBenchPoolTuned(ctx, workers, nil)
 }
 
-func newBenchPoolTransport(ctx context.Context, workers int, t bulkhead.Transport) (*bulkhead.Pool, error) {
-	return newBenchPoolConfig(ctx, bulkhead.Config{Workers: workers, Transport: t})
-}
-
-func newBenchPoolConfig(ctx context.Context, cfg bulkhead.Config) (*bulkhead.Pool, error) {
+// newBenchPoolTuned starts a pool of workers with the default Config, which
+// tune, if not nil, adjusts.
+func newBenchPoolTuned(ctx context.Context, workers int, tune func(*bulkhead.Config)) (*bulkhead.Pool, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	workers := cfg.Workers
-	cfg.Command = exe
-	cfg.Env = append(os.Environ(), bulkheadChildEnv)
+	cfg := bulkhead.Config{
+		Command: exe,
+		Env:     append(os.Environ(), bulkheadChildEnv),
+		Workers: workers,
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
 	p, err := bulkhead.New(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -63,22 +73,25 @@ func newBenchPoolConfig(ctx context.Context, cfg bulkhead.Config) (*bulkhead.Poo
 	return p, nil
 }
 
-// bulkheadShm is Pool.Call over the optional shared-memory transport: the
-// same workers, frames on futex-doorbell rings instead of the socket.
-type bulkheadShm struct {
-	cfg  *config
-	pool *bulkhead.Pool
+// bulkheadVariant is Pool.Call with the same workers under another Config:
+// the shared-memory transport (frames on futex-doorbell rings instead of
+// the socket), Config.Pipeline, or both.
+type bulkheadVariant struct {
+	cfg         *config
+	name, label string
+	tune        func(*bulkhead.Config)
+	pool        *bulkhead.Pool
 }
 
-func (b *bulkheadShm) Name() string  { return "bulkhead_shm" }
-func (b *bulkheadShm) Label() string { return "bulkhead Pool.Call, shared memory" }
+func (b *bulkheadVariant) Name() string  { return b.name }
+func (b *bulkheadVariant) Label() string { return b.label }
 
-func (b *bulkheadShm) Setup(ctx context.Context) (err error) {
-	b.pool, err = newBenchPoolTransport(ctx, b.cfg.servers, bulkhead.TransportShm)
+func (b *bulkheadVariant) Setup(ctx context.Context) (err error) {
+	b.pool, err = newBenchPoolTuned(ctx, b.cfg.servers, b.tune)
 	return err
 }
 
-func (b *bulkheadShm) Close() error {
+func (b *bulkheadVariant) Close() error {
 	if b.pool == nil {
 		return nil
 	}
@@ -89,11 +102,11 @@ func (b *bulkheadShm) Close() error {
 	return err
 }
 
-func (b *bulkheadShm) Latency(ctx context.Context, d time.Duration) (Sample, error) {
+func (b *bulkheadVariant) Latency(ctx context.Context, d time.Duration) (Sample, error) {
 	return poolLatency(ctx, b.pool, d)
 }
 
-func (b *bulkheadShm) Throughput(ctx context.Context, d time.Duration) (Sample, error) {
+func (b *bulkheadVariant) Throughput(ctx context.Context, d time.Duration) (Sample, error) {
 	return measureParallel(ctx, d, b.cfg.callers, b.cfg.servers, false, workerPids, func(int) error {
 		_, err := b.pool.Call(ctx, "null")
 		return err
@@ -108,7 +121,7 @@ func (b *bulkheadContender) Setup(ctx context.Context) error {
 	if b.one, err = newBenchPool(ctx, 1); err != nil {
 		return err
 	}
-	if b.spare, err = newBenchPoolConfig(ctx, bulkhead.Config{Workers: 1, Spares: 1}); err != nil {
+	if b.spare, err = newBenchPoolTuned(ctx, 1, func(c *bulkhead.Config) { c.Spares = 1 }); err != nil {
 		return err
 	}
 	for _, p := range []*bulkhead.Pool{b.pool, b.one, b.spare} {
@@ -167,6 +180,7 @@ func (b *bulkheadContender) Echo(ctx context.Context, size int, d time.Duration)
 			return err
 		}
 		got = len(out)
+		r.Release() // done with out: its memory serves the next reply
 		return nil
 	})
 	if err == nil && got != size {
@@ -291,10 +305,14 @@ func (b *bulkheadContender) Finish(ctx context.Context, rounds int, d time.Durat
 func bulkheadChild() error {
 	var s worker.Server
 	s.Handle("null", func(ctx context.Context, args worker.Args) (any, error) { return nil, nil })
+	// The idiomatic echo: a zero-copy view of the argument, returned as
+	// the result (valid until the handler returns; the reply is written
+	// by writev straight from it).
 	s.Handle("echo", func(ctx context.Context, args worker.Args) (any, error) {
-		var b []byte
-		err := args.Scan(&b)
-		return b, err
+		if args.Len() != 1 {
+			return nil, &worker.Error{Code: 3, Message: fmt.Sprintf("want 1 argument, got %d", args.Len())}
+		}
+		return args.Bytes(0)
 	})
 	s.Handle("crash", func(ctx context.Context, args worker.Args) (any, error) {
 		os.Exit(3)

@@ -108,7 +108,7 @@ func childMain(kind string) int {
 }
 
 // contenderNames lists every contender in table order.
-var contenderNames = []string{"c_floor", "raw_go", "net_rpc", "grpc", "goplugin_grpc", "goplugin_netrpc", "bulkhead", "bulkhead_shm"}
+var contenderNames = []string{"c_floor", "raw_go", "net_rpc", "grpc", "goplugin_grpc", "goplugin_netrpc", "bulkhead", "bulkhead_shm", "bulkhead_pipelined", "bulkhead_shm_pipelined"}
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)

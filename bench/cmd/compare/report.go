@@ -30,6 +30,10 @@ type Report struct {
 	// over the C socketpair floor (a stretch goal: under 2 µs absolute).
 	ShmNullCallVsFloor float64 `json:"shm_null_call_vs_floor"`
 	ShmNullCallP50US   float64 `json:"shm_null_call_p50_us"`
+	// The aggregate ratios again, for a pool with Config.Pipeline 8 (the
+	// socket transport): calls queue on busy workers.
+	AggregatePipelinedVsC                float64 `json:"aggregate_pipelined_vs_c"`
+	GopluginGRPCThroughputRatioPipelined float64 `json:"goplugin_grpc_throughput_ratio_pipelined"`
 
 	Missing []string `json:"missing"`
 }
@@ -168,6 +172,8 @@ func buildReport(cfg *config, es []*entry, starts map[string][]float64, cStatic 
 	rep.MiBEchoVsC = ratio(get("bulkhead", echo), get("c_floor", echo))
 	rep.ShmNullCallVsFloor = ratio(get("bulkhead_shm", p50), cP50)
 	rep.ShmNullCallP50US = round3(get("bulkhead_shm", p50))
+	rep.AggregatePipelinedVsC = round3(ratio(get("bulkhead_pipelined", agg), get("c_floor", agg)))
+	rep.GopluginGRPCThroughputRatioPipelined = round3(ratio(get("bulkhead_pipelined", agg), get("goplugin_grpc", agg)))
 	for _, p := range []*float64{&rep.NullCallVsFloor, &rep.GopluginGRPCVsBulkhead, &rep.GopluginGRPCThroughputRatio,
 		&rep.NetRPCVsBulkhead, &rep.AggregateVsC, &rep.RespawnVsExec, &rep.RespawnSpareVsExec, &rep.Idle256VsIdle1, &rep.MiBEchoVsC, &rep.ShmNullCallVsFloor} {
 		*p = round3(*p)
@@ -247,6 +253,8 @@ func (rep *Report) writeTable(w io.Writer) {
 		rep.NullCallVsFloor, rep.GopluginGRPCVsBulkhead, rep.GopluginGRPCThroughputRatio, rep.NetRPCVsBulkhead)
 	fmt.Fprintf(w, "aggregate_vs_c %.2f  respawn_vs_exec %.2f  respawn_spare_vs_exec %.2f  idle256_vs_idle1 %.2f  mib_echo_vs_c %.2f\n",
 		rep.AggregateVsC, rep.RespawnVsExec, rep.RespawnSpareVsExec, rep.Idle256VsIdle1, rep.MiBEchoVsC)
+	fmt.Fprintf(w, "with Pipeline 8: aggregate_pipelined_vs_c %.2f  goplugin_grpc_throughput_ratio_pipelined %.2f\n",
+		rep.AggregatePipelinedVsC, rep.GopluginGRPCThroughputRatioPipelined)
 	if len(rep.Missing) > 0 {
 		fmt.Fprintf(w, "missing: %s\n", strings.Join(rep.Missing, ", "))
 	}

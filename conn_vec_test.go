@@ -1,0 +1,261 @@
+package bulkhead
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/bulkhead-go/bulkhead/internal/fdio"
+	"github.com/bulkhead-go/bulkhead/internal/wire"
+	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
+)
+
+// vecConn is a conn on one end of a socketpair whose other end the test
+// plays; the socket buffer is small, so that a large frame blocks in writev
+// until the peer reads. Everything is closed when the test ends.
+func vecConn(t *testing.T) (*conn, fdio.FD) {
+	t.Helper()
+	opt := goleak.IgnoreCurrent()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.SetsockoptInt(fds[0], unix.SOL_SOCKET, unix.SO_SNDBUF, 16<<10); err != nil {
+		t.Fatal(err)
+	}
+	c := newConn(fds[0], wire.DefaultMaxFrame)
+	t.Cleanup(func() {
+		c.close()
+		unix.Close(fds[1])
+		goleak.VerifyNone(t, opt)
+	})
+	return c, fdio.FD(fds[1])
+}
+
+// readAll collects what the peer end receives until end of stream.
+func readAll(fd fdio.FD) <-chan []byte {
+	got := make(chan []byte, 1)
+	go func() {
+		var all []byte
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := fd.Read(buf)
+			all = append(all, buf[:n]...)
+			if err != nil {
+				got <- all
+				return
+			}
+		}
+	}()
+	return got
+}
+
+// underWmu reads the writer's state under its lock, for until.
+func underWmu(c *conn, f func() bool) func() bool {
+	return func() bool {
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		return f()
+	}
+}
+
+func patterned(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7) ^ seed
+	}
+	return b
+}
+
+// The bytes a conn sends with large arguments referenced are those of the
+// copying encoder, mixed with small calls.
+func TestConnSendVecWireBytes(t *testing.T) {
+	c, peer := vecConn(t)
+	got := readAll(peer)
+	var want wire.Builder
+	id := uint64(0)
+	for _, n := range []int{0, 1, wire.MinRef - 1, wire.MinRef, wire.MinRef + 1, 1 << 20} {
+		for _, args := range [][]any{{patterned(n, byte(n))}, {"s", patterned(n, 1), patterned(n, 2)}} {
+			id++
+			if _, err := c.send("m", 5, args); err != nil {
+				t.Fatal(err)
+			}
+			if err := want.Call(id, "m", 5, args, wire.DefaultMaxFrame); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	unix.Shutdown(int(c.fd), unix.SHUT_WR)
+	if g := <-got; !bytes.Equal(g, want.Bytes()) {
+		t.Fatalf("stream of %d bytes differs from the %d the copying encoder makes", len(g), want.Len())
+	}
+}
+
+type blob []byte // a []byte the encoder copies: not referenced
+
+// A call with a large argument waits for the writer role rather than hand
+// its slice to the goroutine writing, takes its id only then (frames leave
+// in id order), and returns only when its bytes are in the kernel: changing
+// the slice after send returns changes nothing on the wire.
+func TestConnSendVecWaitsForWriter(t *testing.T) {
+	c, peer := vecConn(t)
+	first := blob(patterned(512<<10, 1))
+	big := patterned(1<<20, 2)
+	orig := bytes.Clone(big)
+
+	firstDone := make(chan struct{})
+	go func() { // becomes the writer and blocks: nobody reads yet
+		defer close(firstDone)
+		c.send("first", 0, []any{first})
+	}()
+	until(t, "the first writer", underWmu(c, func() bool { return c.writing }))
+	vecDone := make(chan *pending)
+	go func() {
+		p, err := c.send("big", 0, []any{big})
+		if err != nil {
+			t.Error(err)
+		}
+		vecDone <- p
+	}()
+	until(t, "the large call waiting", underWmu(c, func() bool { return c.vecWaiting == 1 }))
+	if _, err := c.send("small", 0, []any{"x"}); err != nil { // queued behind first
+		t.Fatal(err)
+	}
+
+	got := readAll(peer)
+	p := <-vecDone
+	clear(big) // the caller's slice is the caller's again
+	<-firstDone
+	unix.Shutdown(int(c.fd), unix.SHUT_WR)
+
+	var want wire.Builder
+	want.Call(1, "first", 0, []any{first}, wire.DefaultMaxFrame)
+	want.Call(2, "small", 0, []any{"x"}, wire.DefaultMaxFrame)
+	want.Call(3, "big", 0, []any{orig}, wire.DefaultMaxFrame)
+	if g := <-got; !bytes.Equal(g, want.Bytes()) {
+		t.Fatalf("stream of %d bytes is not frames 1, 2, 3 with the slice as it was sent", len(g))
+	}
+	if p.id != 3 {
+		t.Fatalf("large call got id %d, want 3", p.id)
+	}
+}
+
+// A connection that breaks while a large frame is in writev (the worker
+// died, or a cancelled call shut the socket down) fails the call; send
+// returns only after the write has ended, and a later large call fails at
+// once instead of waiting.
+func TestConnSendVecBroken(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		break_ func(c *conn, peer fdio.FD)
+	}{
+		{"peer closed", func(_ *conn, peer fdio.FD) { unix.Shutdown(int(peer), unix.SHUT_RDWR) }},
+		{"shut down by a cancellation", func(c *conn, _ fdio.FD) { c.shutdown() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, peer := vecConn(t)
+			big := patterned(1<<20, 3)
+			done := make(chan *pending)
+			go func() {
+				p, err := c.send("big", 0, []any{big})
+				if err != nil {
+					t.Error(err)
+				}
+				done <- p
+			}()
+			until(t, "the large write", underWmu(c, func() bool { return c.writing }))
+			tc.break_(c, peer)
+			p := <-done
+			clear(big) // under -race: no write may still read it
+			// A failed write leaves the reader to deliver what the worker
+			// had answered, then to meet the end of the stream.
+			c.wait(p, context.Background())
+			c.mu.Lock()
+			failed, broken := p.done && p.err != nil, c.broken
+			c.mu.Unlock()
+			if !failed || broken == nil {
+				t.Fatalf("call not failed by the broken connection: done %v, err %v, broken %v", p.done, p.err, broken)
+			}
+			c.release(p)
+			p2, err := c.send("again", 0, []any{big})
+			if err != nil || !p2.done || p2.err == nil {
+				t.Fatalf("a call on the broken connection: %v, %+v", err, p2)
+			}
+			c.release(p2)
+		})
+	}
+}
+
+// A byte string decoded from a Reply into a *[]byte is a part of the
+// Reply, not a copy; everything else decodes as before.
+func TestReplyDecodeBytesAliases(t *testing.T) {
+	for _, n := range []int{0, 1, 100, 1 << 20} {
+		raw, err := wire.Marshal(patterned(n, 4))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := Reply{raw: raw}
+		var out []byte
+		if err := r.Decode(&out); err != nil || !bytes.Equal(out, patterned(n, 4)) || out == nil {
+			t.Fatalf("%d bytes: got %d, %v", n, len(out), err)
+		}
+		if n > 0 {
+			out[0] ^= 0xff
+			if r.Raw()[len(raw)-n] != out[0] {
+				t.Fatalf("%d bytes: the decoded slice does not share the Reply's memory", n)
+			}
+			var v any // not a *[]byte: a copy
+			r.Decode(&v)
+			v.([]byte)[0] ^= 0xff
+			if r.Raw()[len(raw)-n] != out[0] {
+				t.Fatal("decoding into any aliased the Reply")
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		v    any
+	}{{"null", nil}, {"text", "abc"}, {"number", 5}, {"array", []int{1}}} {
+		raw, _ := wire.Marshal(tc.v)
+		var got, want []byte
+		gerr := Reply{raw: raw}.Decode(&got)
+		werr := wire.Unmarshal(raw, &want)
+		if (gerr == nil) != (werr == nil) || !bytes.Equal(got, want) || (got == nil) != (want == nil) {
+			t.Errorf("%s: Decode = %v, %v; the decoder %v, %v", tc.name, got, gerr, want, werr)
+		}
+	}
+	var out []byte
+	if err := (Reply{}).Decode(&out); err != nil || out != nil {
+		t.Fatalf("empty Reply: %v, %v", out, err)
+	}
+}
+
+// With calls queued behind others (Config.Pipeline), register holds small
+// frames for the reader to write in one batch; a frame that references its
+// caller's slice is never held: send writes it, and what was held before
+// it, before returning.
+func TestConnSendVecNeverHeld(t *testing.T) {
+	c, peer := vecConn(t)
+	got := readAll(peer)
+	var want wire.Builder
+	for id := uint64(1); id <= 3; id++ {
+		if _, err := c.send("small", 0, []any{id}); err != nil {
+			t.Fatal(err)
+		}
+		want.Call(id, "small", 0, []any{id}, wire.DefaultMaxFrame)
+	}
+	if !c.held.Load() {
+		t.Fatal("the third call in flight was not held: the test does not test anything")
+	}
+	big := patterned(1<<20, 5)
+	want.Call(4, "big", 0, []any{bytes.Clone(big)}, wire.DefaultMaxFrame)
+	if _, err := c.send("big", 0, []any{big}); err != nil {
+		t.Fatal(err)
+	}
+	clear(big)
+	unix.Shutdown(int(c.fd), unix.SHUT_WR) // nobody reads replies: nothing else writes
+	if g := <-got; !bytes.Equal(g, want.Bytes()) {
+		t.Fatalf("stream of %d bytes is not the 4 frames as sent (%d bytes)", len(g), want.Len())
+	}
+}
