@@ -51,6 +51,20 @@ type Config struct {
 	// Zero value: MinWorkers (or runtime.NumCPU() if that is zero too).
 	MaxWorkers int
 
+	// Spares is how many warm spares the pool keeps: workers started and
+	// handshaken that take no calls. When a serving worker is lost (a
+	// crash, a hang, a memory kill) or recycled, a spare is promoted at
+	// once, so that no caller waits for a process to start, and a new
+	// spare is started in the background (subject to the crash-loop
+	// backoff; none while the pool is unhealthy). Spares are processes
+	// beyond MaxWorkers; they are exempt from IdleTimeout and MaxLifetime
+	// until promoted, and are started with BULKHEAD_IDLE_TIMEOUT_MS=0. A
+	// spare that dies while waiting counts as an idle crash. New does not
+	// wait for spares.
+	// Zero value: no spare; a lost worker is replaced by starting a new
+	// process while callers wait. At most 64.
+	Spares int
+
 	// IdleTimeout stops a worker that has had no call for this long, while
 	// more than MinWorkers run.
 	// Zero value: workers are never stopped for idleness.
@@ -257,6 +271,7 @@ const (
 	maxConcurrency = wire.MaxConcurrency
 	maxPipeline    = 1024
 	maxStderrTail  = 1 << 20
+	maxSpares      = 64
 )
 
 // settings is a validated Config with defaults filled in.
@@ -285,6 +300,9 @@ func (c *Config) settings() (settings, error) {
 		s.path = p
 	}
 	s.sizes(bad)
+	if c.Spares < 0 || c.Spares > maxSpares {
+		bad("Spares = %d: want 0 to %d", c.Spares, maxSpares)
+	}
 	if c.ConcurrencyPerWorker < 0 || c.ConcurrencyPerWorker > maxConcurrency {
 		bad("ConcurrencyPerWorker = %d: want 0 (1) to %d", c.ConcurrencyPerWorker, maxConcurrency)
 	} else if c.ConcurrencyPerWorker == 0 {

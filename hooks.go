@@ -11,4 +11,5 @@ type hooks struct {
 	overMemory func(pid int)                // after a worker is found over MaxMemory, before the pool acts
 	queueTimer func() <-chan time.Time      // the QueueTimeout timer, instead of a real one
 	timedOut   func()                       // after QueueTimeout fired, before the waiter is removed
+	spawning   func(spare bool)             // a spawn goroutine is about to launch a worker
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	ossignal "os/signal"
 	"path/filepath"
 	"runtime"
@@ -51,6 +52,7 @@ func runPolicyWorker() {
 	pid := func(context.Context, worker.Args) (any, error) { return os.Getpid(), nil }
 	s.Handle("null", func(context.Context, worker.Args) (any, error) { return nil, nil })
 	s.Handle("pid", pid)
+	s.Handle("getenv", worker.Func(func(_ context.Context, key string) (string, error) { return os.Getenv(key), nil }))
 	s.Handle("gate", worker.Func(func(_ context.Context, path string) (int, error) {
 		f, err := os.Open(path) // blocks until the test opens the writing end
 		if err != nil {
@@ -69,6 +71,22 @@ func runPolicyWorker() {
 		return nil, nil
 	})
 	crash := func(context.Context, worker.Args) (any, error) { os.Exit(3); return nil, nil }
+	// orphan dies leaving a process in another session that holds its
+	// stderr open, which delays the dispatcher's reaping; the orphan's pid
+	// goes to the file named by the argument.
+	s.Handle("orphan", worker.Func(func(_ context.Context, path string) (int, error) {
+		cmd := exec.Command("sleep", "3600")
+		cmd.Stderr = os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		if err := os.WriteFile(path, []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
+			return 0, err
+		}
+		os.Exit(3)
+		return 0, nil
+	}))
 	s.Handle("crash", crash)
 	flaky := worker.Func(func(_ context.Context, path string) (string, error) {
 		if f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err == nil {

@@ -84,13 +84,18 @@ func (p *Pool) dueLocked(w *workerProc, now time.Time) RecycleReason {
 // recycleLocked drains and replaces w: a replacement is started first and w
 // keeps serving until it is ready, so that throughput does not dip; then w
 // finishes its calls in flight and quits. A worker the pool can do without
-// (idle, above MinWorkers, nobody waiting) is simply retired.
+// (idle, above MinWorkers, nobody waiting) is simply retired. With a warm
+// spare there is nothing to wait for: the spare is promoted and w retired.
 func (p *Pool) recycleLocked(w *workerProc, reason RecycleReason) {
-	if w.pol.replacing || w.retiring || w.dead || p.closed {
+	if w.pol.replacing || w.retiring || w.dead || w.gone || p.closed {
 		return
 	}
 	w.pol.due = reason
 	if p.loop.unhealthy || (w.inflight == 0 && p.active > p.cfg.min && p.waiters.empty()) {
+		p.retireLocked(w, "recycled: "+reason.String(), reason)
+		return
+	}
+	if p.promoteLocked(time.Time{}) {
 		p.retireLocked(w, "recycled: "+reason.String(), reason)
 		return
 	}
@@ -127,10 +132,10 @@ func (p *Pool) sweep() {
 	}
 	check := p.sweepBuf[:0]
 	for w := range p.workers {
-		if w.retiring || w.dead {
+		if w.retiring || w.dead || w.gone {
 			continue
 		}
-		if w.inflight == 0 && !w.pol.replacing {
+		if w.inflight == 0 && !w.pol.replacing && !w.spare { // a spare's clocks start at promotion
 			if p.cfg.MaxLifetime > 0 && now.Sub(w.pol.born) >= p.cfg.MaxLifetime {
 				p.recycleLocked(w, RecycleLifetime)
 				continue

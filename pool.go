@@ -44,6 +44,9 @@ type Pool struct {
 	quar      *quarantine   // nil: quarantine is off
 	sweepBuf  []*workerProc // the monitor's scratch list
 
+	spares       []*workerProc // warm spares, ready and taking no calls (spare.go)
+	sparePending int           // spare spawns under way
+
 	wg        sync.WaitGroup // spawn goroutines and the monitor
 	closeOnce sync.Once
 	closeErr  error
@@ -84,6 +87,9 @@ func newPool(ctx context.Context, cfg Config, h hooks) (*Pool, error) {
 		go p.monitor()
 	}
 	if s.min == 0 {
+		p.mu.Lock()
+		p.replenishLocked()
+		p.mu.Unlock()
 		return p, nil
 	}
 	first := make(chan error, s.min)
@@ -91,6 +97,7 @@ func newPool(ctx context.Context, cfg Config, h hooks) (*Pool, error) {
 	for range s.min {
 		p.spawnLocked(spawnReq{first: first})
 	}
+	p.replenishLocked()
 	p.mu.Unlock()
 	var firstErr error
 	for range s.min {
@@ -129,6 +136,7 @@ type spawnReq struct {
 	first    chan<- error // receives the first attempt's result, if not nil
 	replaces *workerProc  // a worker being recycled: retired once this one is ready
 	probe    bool         // the half-open probe of an unhealthy pool
+	spare    bool         // a warm spare (counted in sparePending, not pending)
 }
 
 // spawnLocked starts one spawn goroutine. Called with p.mu held.
@@ -139,10 +147,17 @@ func (p *Pool) spawnLocked(req spawnReq) {
 }
 
 // fillLocked starts workers while the pool is below MinWorkers, or calls
-// are queued with no spawn under way to serve them, up to MaxWorkers. An
-// unhealthy pool starts only its one probe. since is when a worker was lost,
-// for the respawn statistics (zero if none was).
+// are queued with no spawn under way to serve them, up to MaxWorkers,
+// promoting a warm spare in place of a spawn where there is one; then it
+// tops the spares up. An unhealthy pool starts only its one probe. since is
+// when a worker was lost, for the respawn statistics (zero if none was).
 func (p *Pool) fillLocked(since time.Time) {
+	p.growLocked(since)
+	p.replenishLocked()
+}
+
+// growLocked is fillLocked without topping the spares up.
+func (p *Pool) growLocked(since time.Time) {
 	if p.closed {
 		return
 	}
@@ -155,7 +170,9 @@ func (p *Pool) fillLocked(since time.Time) {
 	}
 	for p.active+p.pending < p.cfg.max &&
 		(p.active+p.pending < p.cfg.min || p.waiters.n > p.pending*p.cfg.ConcurrencyPerWorker) {
-		p.spawnLocked(spawnReq{since: since})
+		if !p.promoteLocked(since) {
+			p.spawnLocked(spawnReq{since: since})
+		}
 	}
 }
 
@@ -170,7 +187,7 @@ func (p *Pool) spawn(req spawnReq) {
 	for {
 		if delay > 0 && !p.pause(delay) {
 			p.mu.Lock()
-			p.pending--
+			p.spawnDoneLocked(&req)
 			p.dropReqLocked(&req)
 			p.mu.Unlock()
 			if first != nil {
@@ -178,7 +195,14 @@ func (p *Pool) spawn(req spawnReq) {
 			}
 			return
 		}
-		w, err := launch(&p.cfg, p.spawner, p.onExit, p.trackStarting)
+		if p.hooks.spawning != nil {
+			p.hooks.spawning(req.spare)
+		}
+		var extraEnv []string
+		if req.spare {
+			extraEnv = []string{spareIdleEnv}
+		}
+		w, err := launch(&p.cfg, p.spawner, p.onExit, p.trackStarting, extraEnv...)
 		if err == nil {
 			w.conn.recycle(&p.bufs)
 		}
@@ -188,7 +212,7 @@ func (p *Pool) spawn(req spawnReq) {
 			first = nil
 		}
 		if p.closed {
-			p.pending--
+			p.spawnDoneLocked(&req)
 			p.dropReqLocked(&req)
 			p.mu.Unlock()
 			if w != nil {
@@ -210,22 +234,36 @@ func (p *Pool) spawn(req spawnReq) {
 				}
 			}
 			if !p.keepTryingLocked(&req) {
-				p.pending--
+				p.spawnDoneLocked(&req)
+				p.replenishLocked() // a dropped surplus spawn was counted as a spare
 				p.mu.Unlock()
 				return
 			}
 			p.mu.Unlock()
 			continue
 		}
-		p.pending--
+		p.spawnDoneLocked(&req)
 		if req.probe {
 			p.loop.probing = false
 		}
 		p.halfOpenLocked(w)
-		p.active++
+		w.lost = p.workerLost
 		p.workers[w] = struct{}{}
-		w.pol.start(&p.cfg, p.now())
 		p.stats.started.Add(1)
+		if spare, needed := p.roleLocked(&req); spare {
+			if needed {
+				p.addSpareLocked(w)
+			} else {
+				w.retiring, w.retireWhy = true, "surplus spare"
+				p.stopLocked(w)
+			}
+			p.fillLocked(time.Time{})
+			p.mu.Unlock()
+			return
+		}
+		w.counted = true
+		p.active++
+		w.pol.start(&p.cfg, p.now())
 		if !req.since.IsZero() {
 			p.respawns.add(time.Since(req.since))
 		}
@@ -254,15 +292,30 @@ func (p *Pool) pause(d time.Duration) bool {
 	}
 }
 
+// spawnDoneLocked counts a spawn as no longer under way.
+func (p *Pool) spawnDoneLocked(req *spawnReq) {
+	if req.spare {
+		p.sparePending--
+	} else {
+		p.pending--
+	}
+}
+
 // keepTryingLocked decides whether a spawn whose attempt failed tries again.
-// While the pool is unhealthy only the probe does; otherwise a spawn goes on
-// while its worker is still needed.
+// While the pool is unhealthy only the probe does (a spare spawn may become
+// the probe, and then serves); otherwise a spawn goes on while its worker is
+// still needed.
 func (p *Pool) keepTryingLocked(req *spawnReq) bool {
 	if p.loop.unhealthy {
 		if req.probe {
 			return true
 		}
 		if !p.loop.probing {
+			if req.spare {
+				req.spare = false
+				p.sparePending--
+				p.pending++
+			}
 			p.loop.probing, req.probe = true, true
 			return true
 		}
@@ -271,6 +324,13 @@ func (p *Pool) keepTryingLocked(req *spawnReq) bool {
 	}
 	if r := req.replaces; r != nil && !r.dead && !r.retiring {
 		return true
+	}
+	if req.spare {
+		if len(p.spares)+p.sparePending-1 < p.cfg.Spares {
+			return true
+		}
+		p.dropReqLocked(req)
+		return false
 	}
 	if p.active+p.pending-1 < p.cfg.min || p.waiters.n > 0 {
 		return true
@@ -320,14 +380,14 @@ func (p *Pool) onExit(w *workerProc) {
 	delete(p.workers, w)
 	w.dead = true
 	p.removeAvailLocked(w)
+	wasSpare := w.spare
+	p.removeSpareLocked(w)
 	phase := PhaseIdle
 	if w.inflight > 0 {
 		phase = PhaseCall
 	}
 	expected := w.retiring
-	if !expected {
-		p.active--
-	}
+	p.uncountLocked(w)
 	var limit Limit
 	if !expected {
 		limit = classifyLimit(&p.cfg.Limits, ex.Signal, w.broken.Load(), rusage(w), w.stderr.String())
@@ -355,6 +415,9 @@ func (p *Pool) onExit(w *workerProc) {
 		}
 		if limit != LimitNone {
 			attrs = append(attrs, "limit", limit.String())
+		}
+		if wasSpare {
+			attrs = append(attrs, "spare", true)
 		}
 		p.cfg.Logger.Error("worker crashed", attrs...)
 	}
@@ -557,9 +620,8 @@ func (p *Pool) retireLocked(w *workerProc, why string, reason RecycleReason) {
 	w.retiring = true
 	w.retireWhy = why
 	p.removeAvailLocked(w)
-	if !w.broken.Load() {
-		p.active--
-	}
+	p.removeSpareLocked(w)
+	p.uncountLocked(w)
 	if reason != RecycleNone {
 		p.stats.recycled[reason].Add(1)
 		p.cfg.Logger.Info("worker recycled", "pid", w.pid, "reason", reason.String(), "calls", w.pol.calls)
@@ -912,12 +974,14 @@ type counters struct {
 	unhealthyRefused  atomic.Uint64
 	quarantineRefused atomic.Uint64
 	quarantines       atomic.Uint64
+	promoted          atomic.Uint64
 }
 
 // Stats is a snapshot of a pool's state and counters.
 type Stats struct {
-	Workers       int    // ready workers
-	Starting      int    // workers being started
+	Workers       int    // ready workers, not counting spares
+	Spares        int    // warm spares, ready and taking no calls (Config.Spares)
+	Starting      int    // workers being started, spares included
 	InFlight      int    // calls holding a worker
 	Waiting       int    // calls waiting for a worker
 	Started       uint64 // workers that said HELLO, in all
@@ -950,6 +1014,11 @@ type Stats struct {
 	Quarantined       int    // fingerprints in quarantine now
 	Quarantines       uint64 // fingerprints put in quarantine, in all
 	QuarantineRefused uint64 // calls refused by quarantine
+
+	// Promoted counts spares put into service in place of a lost or
+	// recycled worker. Started counts every worker that said HELLO,
+	// spares included.
+	Promoted uint64
 }
 
 // Stats returns a snapshot of the pool's state and counters.
@@ -958,7 +1027,8 @@ func (p *Pool) Stats() Stats {
 	defer p.mu.Unlock()
 	p50, n := p.respawns.median()
 	s := Stats{
-		Workers: len(p.workers), Starting: p.pending, InFlight: p.inflight, Waiting: p.waiters.n,
+		Workers: len(p.workers) - len(p.spares), Spares: len(p.spares), Starting: p.pending + p.sparePending,
+		InFlight: p.inflight, Waiting: p.waiters.n,
 		Started:       p.stats.started.Load(),
 		StartFailures: p.stats.startFailures.Load(),
 		CallCrashes:   p.stats.crashes[PhaseCall].Load(),
@@ -976,6 +1046,7 @@ func (p *Pool) Stats() Stats {
 		FailureStreak:     p.loop.streak,
 		Quarantines:       p.stats.quarantines.Load(),
 		QuarantineRefused: p.stats.quarantineRefused.Load(),
+		Promoted:          p.stats.promoted.Load(),
 	}
 	for r := RecycleCalls; r < recycleReasons; r++ {
 		v := p.stats.recycled[r].Load()
@@ -1006,6 +1077,9 @@ type WorkerInfo struct {
 	// Transport is the transport its frames use: TransportShm only if
 	// Config asked for it and the worker accepted it in HELLO.
 	Transport Transport
+	// Spare is true for a warm spare (Config.Spares): started and
+	// handshaken, taking no calls until it is promoted.
+	Spare bool
 }
 
 // Workers lists the running workers.
@@ -1014,7 +1088,8 @@ func (p *Pool) Workers() []WorkerInfo {
 	defer p.mu.Unlock()
 	out := make([]WorkerInfo, 0, len(p.workers))
 	for w := range p.workers {
-		out = append(out, WorkerInfo{PID: w.pid, Name: w.hello.Name, InFlight: w.inflight, Capacity: w.capacity, Since: w.born, Transport: w.transport()})
+		out = append(out, WorkerInfo{PID: w.pid, Name: w.hello.Name, InFlight: w.inflight, Capacity: w.capacity, Since: w.born,
+			Transport: w.transport(), Spare: w.spare})
 	}
 	return out
 }

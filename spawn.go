@@ -33,9 +33,18 @@ type workerProc struct {
 	capacity int       // calls it may have in flight
 	born     time.Time // when it said HELLO
 
+	// lost, if set, is told at once when a caller finds the connection
+	// broken, before the process is reaped, so that its owner can start
+	// a replacement without waiting for the reaping (see crashOf). Set
+	// before the worker takes its first call.
+	lost func(*workerProc)
+
 	// guarded by Pool.mu
 	inflight  int
 	available bool   // in Pool.avail
+	counted   bool   // counts toward Pool.active (serving, not retiring, not lost)
+	spare     bool   // a warm spare: in Pool.spares, takes no calls
+	gone      bool   // lost: its replacement has been seen to (Pool.workerLost)
 	queueable bool   // in Pool.queueable
 	retiring  bool   // no new calls: it is being stopped on purpose
 	hung      bool   // an abandoned call's stopHung is stopping it
@@ -335,6 +344,9 @@ func (w *workerProc) transport() Transport {
 // further use and cannot be trusted to exit, so it is killed first; either
 // way crashOf returns once the process has been reaped.
 func crashOf(w *workerProc, id uint64, method string, cause error) *CrashError {
+	if w.lost != nil {
+		w.lost(w) // the worker is finished either way: replace it now
+	}
 	// A connection shut down to abandon a call is not the worker's fault,
 	// and the pool is stopping the worker already (stopHung, abandon).
 	// Several calls may see the same broken connection (Config.Pipeline,

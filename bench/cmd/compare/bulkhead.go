@@ -31,9 +31,10 @@ func init() {
 // bulkheadContender is bulkhead's Pool.Call with cfg.servers workers, each
 // a re-execution of this binary serving "null", "echo" and "crash".
 type bulkheadContender struct {
-	cfg  *config
-	pool *bulkhead.Pool // cfg.servers workers: latency, throughput, echo
-	one  *bulkhead.Pool // one worker: crash and replacement
+	cfg   *config
+	pool  *bulkhead.Pool // cfg.servers workers: latency, throughput, echo
+	one   *bulkhead.Pool // one worker: crash and replacement
+	spare *bulkhead.Pool // one worker and one warm spare: crash and promotion
 }
 
 const bulkheadChildEnv = "BENCH_CHILD=bulkhead"
@@ -121,7 +122,10 @@ func (b *bulkheadContender) Setup(ctx context.Context) error {
 	if b.one, err = newBenchPool(ctx, 1); err != nil {
 		return err
 	}
-	for _, p := range []*bulkhead.Pool{b.pool, b.one} {
+	if b.spare, err = newBenchPoolTuned(ctx, 1, func(c *bulkhead.Config) { c.Spares = 1 }); err != nil {
+		return err
+	}
+	for _, p := range []*bulkhead.Pool{b.pool, b.one, b.spare} {
 		if _, err := p.Call(ctx, "null"); err != nil {
 			return fmt.Errorf("first call: %w", err)
 		}
@@ -133,12 +137,12 @@ func (b *bulkheadContender) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var errs []error
-	for _, p := range []*bulkhead.Pool{b.pool, b.one} {
+	for _, p := range []*bulkhead.Pool{b.pool, b.one, b.spare} {
 		if p != nil {
 			errs = append(errs, p.Close(ctx))
 		}
 	}
-	b.pool, b.one = nil, nil
+	b.pool, b.one, b.spare = nil, nil, nil
 	return errors.Join(errs...)
 }
 
@@ -187,23 +191,68 @@ func (b *bulkheadContender) Echo(ctx context.Context, size int, d time.Duration)
 }
 
 // Extras measures crash -> replacement as a caller sees it: from the call
-// that kills the only worker until a null call has succeeded again.
+// that kills the only worker until a null call has succeeded again, on a
+// pool without a spare (respawn_us: the replacement is a new process) and
+// on one with a warm spare (respawn_spare_us: the spare is promoted).
+//
+// Compared with the process-start probe (fork/exec until one byte back),
+// respawn_us also holds: the crash call itself, that is the worker's own
+// exit (the kernel tearing a Go process down) and its reaping, which the
+// CrashError's exit status needs; the pool's launch work (socket pair,
+// start-marker memfd, fork/exec from the spawning thread); the worker's
+// HELLO; and one null call. respawn_spare_us holds only the crash call and
+// the null call. crash_call_us is the crash call alone (no spare), so that
+// respawn_us - crash_call_us is the part a replacement process costs.
 func (b *bulkheadContender) Extras(ctx context.Context) (map[string]float64, error) {
-	t0 := time.Now()
-	if _, err := b.one.Call(ctx, "crash"); err == nil {
-		return nil, errors.New(`"crash" call succeeded; the worker should have died`)
+	plain, crash, err := crashToCall(ctx, b.one)
+	if err != nil {
+		return nil, err
 	}
+	if err := spareReady(ctx, b.spare); err != nil {
+		return nil, err
+	}
+	promoted := b.spare.Stats().Promoted
+	spare, _, err := crashToCall(ctx, b.spare)
+	if err != nil {
+		return nil, err
+	}
+	if b.spare.Stats().Promoted != promoted+1 {
+		return nil, errors.New("the crash with a spare ready did not promote it")
+	}
+	return map[string]float64{"respawn_us": us(plain), "respawn_spare_us": us(spare), "crash_call_us": us(crash)}, nil
+}
+
+// crashToCall kills p's worker with a "crash" call and returns the time
+// until a null call has succeeded again, and the crash call's own time.
+func crashToCall(ctx context.Context, p *bulkhead.Pool) (total, crash time.Duration, err error) {
+	t0 := time.Now()
+	if _, err := p.Call(ctx, "crash"); err == nil {
+		return 0, 0, errors.New(`"crash" call succeeded; the worker should have died`)
+	}
+	crash = time.Since(t0)
 	deadline := t0.Add(10 * time.Second)
-	var err error
 	for tries := 0; ; tries++ {
-		if _, err = b.one.Call(ctx, "null"); err == nil {
-			break
+		_, err := p.Call(ctx, "null")
+		if err == nil {
+			return time.Since(t0), crash, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, fmt.Errorf("no working worker %v after a crash (%d tries): %w", time.Since(t0), tries, err)
+			return 0, 0, fmt.Errorf("no working worker %v after a crash (%d tries): %w", time.Since(t0), tries, err)
 		}
 	}
-	return map[string]float64{"respawn_us": float64(time.Since(t0)) / 1e3}, nil
+}
+
+// spareReady waits, bounded, for p's spare to be up: the previous round's
+// crash used it, and its successor starts in the background.
+func spareReady(ctx context.Context, p *bulkhead.Pool) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Stats().Spares == 0 {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("no spare ready after 10s: %+v", p.Stats())
+		}
+		time.Sleep(time.Millisecond) // polling a counter; nothing announces it
+	}
+	return nil
 }
 
 // Finish runs alone after the other contenders are closed: null-call latency

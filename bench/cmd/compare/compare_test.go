@@ -186,7 +186,7 @@ func TestReportJSONWithoutBulkhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"null_call_vs_floor", "goplugin_grpc_vs_bulkhead", "goplugin_grpc_throughput_ratio",
-		"netrpc_vs_bulkhead", "aggregate_vs_c", "respawn_vs_exec", "idle256_vs_idle1", "mib_echo_vs_c"} {
+		"netrpc_vs_bulkhead", "aggregate_vs_c", "respawn_vs_exec", "respawn_spare_vs_exec", "idle256_vs_idle1", "mib_echo_vs_c"} {
 		v, ok := m[k].(float64)
 		if !ok {
 			t.Errorf("%s = %v, want a number", k, m[k])

@@ -23,6 +23,7 @@ type Report struct {
 	NetRPCVsBulkhead            float64 `json:"netrpc_vs_bulkhead"`
 	AggregateVsC                float64 `json:"aggregate_vs_c"`
 	RespawnVsExec               float64 `json:"respawn_vs_exec"`
+	RespawnSpareVsExec          float64 `json:"respawn_spare_vs_exec"` // respawn_vs_exec with a warm spare (Spares: 1)
 	Idle256VsIdle1              float64 `json:"idle256_vs_idle1"`
 	MiBEchoVsC                  float64 `json:"mib_echo_vs_c"`
 	// ShmNullCallVsFloor is the shared-memory transport's null-call p50
@@ -172,6 +173,7 @@ func buildReport(cfg *config, es []*entry, starts map[string][]float64, cStatic 
 	rep.NetRPCVsBulkhead = ratio(get("net_rpc", p50), get("bulkhead", p50))
 	rep.AggregateVsC = ratio(get("bulkhead", agg), get("c_floor", agg))
 	rep.RespawnVsExec = ratio(get("bulkhead", extra("respawn_us")), rep.Results.ProcessStart["go_compare_binary_us"])
+	rep.RespawnSpareVsExec = ratio(get("bulkhead", extra("respawn_spare_us")), rep.Results.ProcessStart["go_compare_binary_us"])
 	rep.Idle256VsIdle1 = get("bulkhead", extra("idle256_vs_idle1"))
 	rep.MiBEchoVsC = ratio(get("bulkhead", echo), get("c_floor", echo))
 	rep.ShmNullCallVsFloor = ratio(get("bulkhead_shm", p50), cP50)
@@ -182,7 +184,7 @@ func buildReport(cfg *config, es []*entry, starts map[string][]float64, cStatic 
 	rep.AggregateShmPipelinedVsC = round3(ratio(get("bulkhead_shm_pipelined", agg), get("c_floor", agg)))
 	rep.GopluginGRPCThroughputRatioShmPipelined = round3(ratio(get("bulkhead_shm_pipelined", agg), get("goplugin_grpc", agg)))
 	for _, p := range []*float64{&rep.NullCallVsFloor, &rep.GopluginGRPCVsBulkhead, &rep.GopluginGRPCThroughputRatio,
-		&rep.NetRPCVsBulkhead, &rep.AggregateVsC, &rep.RespawnVsExec, &rep.Idle256VsIdle1, &rep.MiBEchoVsC, &rep.ShmNullCallVsFloor} {
+		&rep.NetRPCVsBulkhead, &rep.AggregateVsC, &rep.RespawnVsExec, &rep.RespawnSpareVsExec, &rep.Idle256VsIdle1, &rep.MiBEchoVsC, &rep.ShmNullCallVsFloor} {
 		*p = round3(*p)
 	}
 	for _, k := range []struct {
@@ -196,6 +198,7 @@ func buildReport(cfg *config, es []*entry, starts map[string][]float64, cStatic 
 		{"netrpc_vs_bulkhead", rep.NetRPCVsBulkhead},
 		{"aggregate_vs_c", rep.AggregateVsC},
 		{"respawn_vs_exec", rep.RespawnVsExec},
+		{"respawn_spare_vs_exec", rep.RespawnSpareVsExec},
 		{"idle256_vs_idle1", rep.Idle256VsIdle1},
 		{"mib_echo_vs_c", rep.MiBEchoVsC},
 		{"shm_null_call_vs_floor", rep.ShmNullCallVsFloor},
@@ -257,8 +260,8 @@ func (rep *Report) writeTable(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nnull_call_vs_floor %.2f  goplugin_grpc_vs_bulkhead %.2f  goplugin_grpc_throughput_ratio %.2f  netrpc_vs_bulkhead %.2f\n",
 		rep.NullCallVsFloor, rep.GopluginGRPCVsBulkhead, rep.GopluginGRPCThroughputRatio, rep.NetRPCVsBulkhead)
-	fmt.Fprintf(w, "aggregate_vs_c %.2f  respawn_vs_exec %.2f  idle256_vs_idle1 %.2f  mib_echo_vs_c %.2f\n",
-		rep.AggregateVsC, rep.RespawnVsExec, rep.Idle256VsIdle1, rep.MiBEchoVsC)
+	fmt.Fprintf(w, "aggregate_vs_c %.2f  respawn_vs_exec %.2f  respawn_spare_vs_exec %.2f  idle256_vs_idle1 %.2f  mib_echo_vs_c %.2f\n",
+		rep.AggregateVsC, rep.RespawnVsExec, rep.RespawnSpareVsExec, rep.Idle256VsIdle1, rep.MiBEchoVsC)
 	fmt.Fprintf(w, "with Pipeline 8: aggregate_pipelined_vs_c %.2f  goplugin_grpc_throughput_ratio_pipelined %.2f\n",
 		rep.AggregatePipelinedVsC, rep.GopluginGRPCThroughputRatioPipelined)
 	fmt.Fprintf(w, "warm_activation_vs_null_call %.2f\n", rep.WarmActivationVsNullCall)
