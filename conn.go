@@ -37,6 +37,9 @@ type conn struct {
 	abandonedBy atomic.Uint64
 	maxFrame    uint32
 	bufs        *largeBuffers // recycled large reply buffers, or nil (recycle)
+	// serialStarted is the start marker of a worker that runs one call
+	// at a time, or nil (abandon).
+	serialStarted *atomic.Uint64
 
 	wmu     sync.Mutex
 	out     *wire.Builder // frames waiting to be written
@@ -255,6 +258,12 @@ func (c *conn) wait(p *pending, ctx context.Context) (fired bool) {
 // its answer has come meanwhile: the shutdown costs every other call on the
 // worker its connection. abandonedBy says which call it was.
 func (c *conn) abandon(id uint64) {
+	if m := c.serialStarted; m != nil && m.Load() > id {
+		// A worker that runs one call at a time has moved on to a later
+		// call: it finished this one and its answer is in the socket. A
+		// shutdown now would cost the later call, and gain nothing.
+		return
+	}
 	c.mu.Lock()
 	_, waiting := c.pend[id] // delivery removes it
 	c.mu.Unlock()

@@ -205,6 +205,9 @@ func (p *Pool) spawn(req spawnReq) {
 		w, err := launch(&p.cfg, p.spawner, p.onExit, p.trackStarting, extraEnv...)
 		if err == nil {
 			w.conn.recycle(&p.bufs)
+			if w.hello.Marker && w.capacity == 1 {
+				w.conn.serialStarted = w.started // before any call: no reader yet
+			}
 		}
 		p.mu.Lock()
 		if first != nil {

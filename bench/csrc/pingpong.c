@@ -110,6 +110,13 @@ static void serve(int fd, size_t size) {
 static int spawn(size_t size, pid_t *pid) {
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) die("socketpair");
+	/* The buffers bulkhead asks for (spawn.go, socketBuffer), so that a
+	 * large message crosses in as few hand-offs here as there. */
+	int buf = 4 << 20;
+	for (int i = 0; i < 2; i++) {
+		setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+		setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+	}
 	pid_t p = fork();
 	if (p < 0) die("fork");
 	if (p == 0) {
