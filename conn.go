@@ -47,6 +47,10 @@ type conn struct {
 	writing bool
 	nextID  uint64
 	held    atomic.Bool // out holds calls for the reader to write (register)
+	// holdAfter is how many calls may be pending before register holds
+	// the next one back: the worker's concurrency plus one, with
+	// Config.Pipeline; 0, never.
+	holdAfter int
 	// A call with large arguments, which it writes itself (send), waits
 	// on roleFree for the writer role; vecWaiting counts such calls.
 	roleFree   sync.Cond

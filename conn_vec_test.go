@@ -237,6 +237,7 @@ func TestReplyDecodeBytesAliases(t *testing.T) {
 // it, before returning.
 func TestConnSendVecNeverHeld(t *testing.T) {
 	c, peer := vecConn(t)
+	c.holdAfter = 2 // a serial worker with Config.Pipeline
 	got := readAll(peer)
 	var want wire.Builder
 	for id := uint64(1); id <= 3; id++ {
@@ -257,5 +258,46 @@ func TestConnSendVecNeverHeld(t *testing.T) {
 	unix.Shutdown(int(c.fd), unix.SHUT_WR) // nobody reads replies: nothing else writes
 	if g := <-got; !bytes.Equal(g, want.Bytes()) {
 		t.Fatalf("stream of %d bytes is not the 4 frames as sent (%d bytes)", len(g), want.Len())
+	}
+}
+
+// register holds a call back for the reader only once more calls are
+// pending than the worker runs at once, plus one (Config.Pipeline): a
+// concurrent worker gets every call it can run at once, and a pool
+// without pipelining never holds one.
+func TestRegisterHolds(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		holdAfter int
+		firstHeld int // the first call held, 0: none of 8
+	}{
+		{"no pipelining", 0, 0},
+		{"serial worker", 2, 3},
+		{"four at once", 5, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, peer := vecConn(t)
+			got := readAll(peer)
+			c.holdAfter = tc.holdAfter
+			firstHeld := 0
+			for id := 1; id <= 8; id++ {
+				if _, err := c.send("small", 0, []any{id}); err != nil {
+					t.Fatal(err)
+				}
+				if c.held.Load() && firstHeld == 0 {
+					firstHeld = id
+				}
+			}
+			if firstHeld != tc.firstHeld {
+				t.Errorf("first call held: %d, want %d", firstHeld, tc.firstHeld)
+			}
+			if c.held.Load() {
+				c.flushHeld() // what the reader does before it blocks
+			}
+			unix.Shutdown(int(c.fd), unix.SHUT_WR)
+			if g := <-got; len(g) == 0 {
+				t.Error("nothing written")
+			}
+		})
 	}
 }

@@ -282,14 +282,15 @@ func (c *conn) register(id uint64, refs bool) *pending {
 		p.done, p.err = true, c.broken
 	} else {
 		c.pend[id] = p
-		// With two or more calls ahead of it on the worker (Config.Pipeline),
-		// this one cannot be needed before the next answer comes back: leave
-		// it for the reader to write, with the others queued by then, as soon
-		// as that answer arrives (readUntil). One write then carries many
-		// calls. The oldest of those ahead is reading, or will be; they were
-		// written, since the first call held had none held ahead of it. An
-		// object server's watcher does not read through readUntil.
-		hold = !refs && c.watchWake == nil && len(c.pend) > 2
+		// With more calls ahead of it on the worker than the worker runs at
+		// once, plus one (Config.Pipeline), this one cannot be needed before
+		// the next answer comes back: leave it for the reader to write, with
+		// the others queued by then, as soon as that answer arrives
+		// (readUntil). One write then carries many calls. The oldest of
+		// those ahead is reading, or will be; they were written, since the
+		// first call held had none held ahead of it. An object server's
+		// watcher does not read through readUntil.
+		hold = !refs && c.holdAfter > 0 && c.watchWake == nil && len(c.pend) > c.holdAfter
 	}
 	c.mu.Unlock()
 	if hold {

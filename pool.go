@@ -205,8 +205,12 @@ func (p *Pool) spawn(req spawnReq) {
 		w, err := launch(&p.cfg, p.spawner, p.onExit, p.trackStarting, extraEnv...)
 		if err == nil {
 			w.conn.recycle(&p.bufs)
+			// Before any call: nobody uses the connection yet.
 			if w.hello.Marker && w.capacity == 1 {
-				w.conn.serialStarted = w.started // before any call: no reader yet
+				w.conn.serialStarted = w.started
+			}
+			if p.cfg.Pipeline > 0 && w.hello.Marker {
+				w.conn.holdAfter = w.capacity + 1
 			}
 		}
 		p.mu.Lock()
