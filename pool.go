@@ -1077,9 +1077,9 @@ func startAttrs(err error) []any {
 // WorkerInfo describes one running worker.
 type WorkerInfo struct {
 	PID      int
-	Name     string // from its HELLO
-	InFlight int
-	Capacity int
+	Name     string    // from its HELLO
+	InFlight int       // calls it holds, those queued in its socket (Config.Pipeline) included
+	Capacity int       // calls it runs at once
 	Since    time.Time // when it said HELLO
 	// Transport is the transport its frames use: TransportShm only if
 	// Config asked for it and the worker accepted it in HELLO.
