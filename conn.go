@@ -360,13 +360,10 @@ func (c *conn) readUntil(p *pending) {
 			c.mu.Lock()
 			c.lastAnswered = max(c.lastAnswered, h.ID)
 			q := c.pend[h.ID]
-			if q == nil {
-				if o := c.orphans[h.ID]; o != nil {
-					delete(c.orphans, h.ID)
-					o(h.Type, payload, nil)
-				}
-			}
-			if q != nil {
+			if o := c.orphans[h.ID]; q == nil && o != nil {
+				delete(c.orphans, h.ID)
+				o(h.Type, payload, nil)
+			} else if q != nil {
 				delete(c.pend, h.ID)
 				q.typ = h.Type
 				if c.reader.Owned() {
@@ -421,10 +418,7 @@ func (c *conn) fail(err error) {
 		q.done, q.err = true, c.broken
 		signal(q)
 	}
-	for id, o := range c.orphans {
-		delete(c.orphans, id)
-		o(0, nil, c.broken)
-	}
+	c.endOrphansLocked(c.broken)
 	if c.watchWake != nil {
 		c.wakeWatcher()
 	}
@@ -470,6 +464,11 @@ var errWorkerExited = errors.New("worker exited")
 func (c *conn) dropOrphans(err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.endOrphansLocked(err)
+}
+
+// endOrphansLocked tells every call left queued that it ended with err.
+func (c *conn) endOrphansLocked(err error) {
 	for id, o := range c.orphans {
 		delete(c.orphans, id)
 		o(0, nil, err)

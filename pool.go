@@ -209,7 +209,7 @@ func (p *Pool) spawn(req spawnReq) {
 			if w.hello.Marker && w.capacity == 1 {
 				w.conn.serialStarted = w.started
 			}
-			if p.cfg.Pipeline > 0 && w.hello.Marker {
+			if p.depth(w) > w.capacity {
 				w.conn.holdAfter = w.capacity + 1
 			}
 		}
@@ -498,15 +498,15 @@ func (p *Pool) takeLocked(w *workerProc) {
 	p.inflight++
 	if w.inflight >= w.capacity {
 		p.avail = removeWorker(p.avail, w, &w.available)
-		if w.inflight >= p.depthLocked(w) {
+		if w.inflight >= p.depth(w) {
 			p.queueable = removeWorker(p.queueable, w, &w.queueable)
 		}
 	}
 }
 
-// depthLocked is how many calls w may have in flight, the ones queued in
+// depth is how many calls w may have in flight, the ones queued in
 // its socket (Config.Pipeline) included.
-func (p *Pool) depthLocked(w *workerProc) int {
+func (p *Pool) depth(w *workerProc) int {
 	if p.cfg.Pipeline > 0 && w.hello.Marker {
 		return w.capacity + p.cfg.Pipeline
 	}
@@ -523,7 +523,7 @@ func (p *Pool) atMaxLocked() bool { return p.active+p.pending >= p.cfg.max }
 // also be queued on a busy worker; only room to run a call makes a worker
 // available to a caller that did not wait.
 func (p *Pool) offerLocked(w *workerProc) {
-	limit, depth := w.capacity, p.depthLocked(w)
+	limit, depth := w.capacity, p.depth(w)
 	if p.atMaxLocked() {
 		// The pool cannot grow: queue calls on the worker itself
 		// (Config.Pipeline), where it finds them without a round trip.
