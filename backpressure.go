@@ -29,7 +29,7 @@ func (p *Pool) wait(ctx context.Context, method string, wt *waiter) (*workerProc
 	case <-ctx.Done():
 		p.mu.Lock()
 		removed := p.waiters.remove(wt)
-		p.mu.Unlock()
+		p.unlock()
 		if !removed {
 			// A worker (or error) was granted as ctx ended: give it back.
 			g := <-wt.ch
@@ -46,7 +46,7 @@ func (p *Pool) wait(ctx context.Context, method string, wt *waiter) (*workerProc
 		p.mu.Lock()
 		removed := p.waiters.remove(wt)
 		n := p.waiters.n
-		p.mu.Unlock()
+		p.unlock()
 		if !removed {
 			// Granted just as the timer fired: the worker is ours, use it.
 			g := <-wt.ch

@@ -87,9 +87,21 @@ type pending struct {
 	payload []byte
 	large   bool  // payload came from conn.bufs
 	err     error // the connection broke before the reply
+
+	// The caller's ctx, watched by one context.AfterFunc from arm to
+	// disarm (cancel.go). role says what the caller is doing, so that the
+	// callback knows whether only a shutdown can free it; fired says the
+	// callback ran, for a caller that takes a role after it did.
+	ctx    context.Context
+	stop   func() bool
+	cbDone chan struct{} // cap 1: the callback has finished
+	role   atomic.Int32
+	fired  atomic.Bool
 }
 
-var pendingPool = sync.Pool{New: func() any { return &pending{wake: make(chan struct{}, 1)} }}
+var pendingPool = sync.Pool{New: func() any {
+	return &pending{wake: make(chan struct{}, 1), cbDone: make(chan struct{}, 1)}
+}}
 
 func newConn(fd int, maxFrame uint32) *conn {
 	c := &conn{
@@ -141,8 +153,9 @@ func (c *conn) useShm(l *shmLink) {
 // errConnBroken wraps the cause when a worker's connection fails.
 var errConnBroken = errors.New("worker connection broken")
 
-// send encodes and queues a CALL and registers it. On an encoding error
-// nothing is sent and p is nil.
+// send numbers and queues the CALL frame that f holds, registers it and
+// has ctx watched (arm). f was encoded by the caller with no lock held, so
+// that a panicking MarshalCBOR leaves nothing behind.
 //
 // Large byte-string arguments (wire.MinRef and up) go to the kernel straight
 // from the caller's slices, by one writev, instead of being copied into the
@@ -150,46 +163,121 @@ var errConnBroken = errors.New("worker connection broken")
 // frame itself (flushLocked, on this goroutine), so that no other goroutine
 // ever holds its slices: when send returns, successfully or not (the
 // connection broke, or a cancellation shut it down), no write can still be
-// reading them.
-func (c *conn) send(method string, deadline int64, args []any) (*pending, error) {
-	vec := wire.AnyLarge(args)
+// reading them. If ctx ends while it waits for the role, nothing is sent
+// and send returns errNotSent.
+func (c *conn) send(ctx context.Context, f *wire.Builder) (*pending, error) {
+	vec := f.HasRefs()
 	c.wmu.Lock()
-	for vec && c.writing {
-		c.vecWaiting++
-		c.roleFree.Wait()
-		c.vecWaiting--
+	if vec && c.writing {
+		if !c.awaitRoleLocked(ctx) {
+			c.wmu.Unlock()
+			return nil, errNotSent
+		}
 	}
 	// The id is taken with the role: frames leave in id order.
 	c.nextID++
 	id := c.nextID
-	var err error
-	if vec {
-		err = c.out.CallVec(id, method, deadline, args, c.maxFrame)
-	} else {
-		err = c.out.Call(id, method, deadline, args, c.maxFrame)
-	}
-	if err != nil {
-		c.wmu.Unlock()
-		return nil, err
-	}
-	return c.register(id, vec), nil
+	c.out.AppendFrame(f, id)
+	return c.register(id, vec, ctx), nil
 }
 
-// sendControl queues a frame without a reply (QUIT, CANCEL, PONG).
+// errNotSent is send's answer when the caller's ctx ended before its frame
+// was queued: the worker never saw it.
+var errNotSent = errors.New("bulkhead: ctx ended before the call was sent")
+
+// awaitRoleLocked waits, with wmu held, until no writer is at work, or ctx
+// ends (false). A callback wakes the waiters when ctx ends; it is waited for
+// before this returns, since it takes wmu.
+func (c *conn) awaitRoleLocked(ctx context.Context) bool {
+	var cb chan struct{}
+	var stop func() bool
+	if ctx.Done() != nil {
+		cb = make(chan struct{})
+		stop = context.AfterFunc(ctx, func() {
+			defer close(cb)
+			c.wmu.Lock()
+			c.roleFree.Broadcast()
+			c.wmu.Unlock()
+		})
+	}
+	for c.writing && ctx.Err() == nil {
+		c.vecWaiting++
+		c.roleFree.Wait()
+		c.vecWaiting--
+	}
+	if stop != nil && !stop() {
+		c.wmu.Unlock()
+		<-cb
+		c.wmu.Lock()
+	}
+	if ctx.Err() != nil {
+		if !c.writing && c.vecWaiting > 0 {
+			c.roleFree.Signal() // pass on a wake-up this waiter may have taken
+		}
+		return false
+	}
+	return !c.writing || c.awaitRoleLocked(ctx)
+}
+
+// sendControl queues a frame without a reply (QUIT, CANCEL, PONG). It never
+// blocks on the worker: with no writer at work, it writes what the socket
+// takes now and leaves the rest queued, held for the next writer (the
+// reader writes held frames before it blocks). A worker that stops reading
+// cannot stall a caller that only cancels, or a reader answering PINGs.
 func (c *conn) sendControl(t wire.Type, id uint64) {
 	c.wmu.Lock()
 	c.out.Empty(t, id)
-	c.flushLocked()
+	if c.writing {
+		c.wmu.Unlock()
+		return
+	}
+	n, err := tryWrite(c.wr, c.out.Bytes())
+	if err != nil {
+		c.out.Reset()
+		c.wmu.Unlock()
+		c.shutdown() // as in flushLocked
+		return
+	}
+	c.out.Discard(n)
+	if c.out.Len() > 0 {
+		c.held.Store(true)
+	}
+	c.wmu.Unlock()
+}
+
+// tryWrite writes what w takes of b without blocking: a socket with
+// MSG_DONTWAIT, a shared-memory pipe by its TryWrite. A full socket is not
+// an error: it returns 0.
+func tryWrite(w io.Writer, b []byte) (int, error) {
+	switch w := w.(type) {
+	case fdio.FD:
+		n, err := unix.SendmsgN(int(w), b, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+		if err == unix.EAGAIN || err == unix.EINTR {
+			return 0, nil
+		}
+		return n, err
+	case interface{ TryWrite([]byte) (int, error) }:
+		return w.TryWrite(b)
+	}
+	return w.Write(b)
 }
 
 // flushLocked writes queued frames unless another caller is already doing
-// so. It is called with wmu held and returns with it released.
-func (c *conn) flushLocked() {
+// so. It is called with wmu held and returns with it released. as, if not
+// nil, is the call of the goroutine that writes: while it writes, its ctx
+// ending shuts the connection down (cancel.go), the only way to free a
+// write that the worker does not read.
+func (c *conn) flushLocked(as *pending) {
 	if c.writing {
 		c.wmu.Unlock()
 		return
 	}
 	c.writing = true
+	var prev int32
+	if as != nil {
+		prev = as.role.Load()
+		as.setRole(roleWriter, c)
+	}
 	for c.out.Len() > 0 {
 		buf := c.out
 		c.out, c.spare = c.spare, nil
@@ -211,57 +299,61 @@ func (c *conn) flushLocked() {
 		}
 	}
 	c.writing = false
+	if as != nil {
+		as.role.Store(prev)
+	}
 	if c.vecWaiting > 0 {
 		c.roleFree.Signal()
 	}
 	c.wmu.Unlock()
 }
 
-// wait blocks until p has its reply, the connection breaks, or ctx ends.
+// wait blocks until p has its reply, the connection breaks, or ctx ends,
+// and reports whether ctx ending shut the connection down: then, and only
+// then, the worker has lost its connection on this call's account and must
+// be stopped. When wait returns, the ctx callback (cancel.go) has finished.
 //
 // Only the oldest call in flight reads from the socket. A reader blocked in
-// read(2) cannot select on ctx: its ctx ending shuts the socket down, which
-// breaks the connection and gets the worker stopped. That is right for the
-// oldest call, which the worker is running (or about to), and wrong for a
-// call queued behind it (Config.Pipeline): such a caller waits on its
-// channel, and its ctx ending returns from wait with p not done, for the
-// caller to abandon p alone. fired reports that ctx shut the socket down.
-func (c *conn) wait(p *pending, ctx context.Context) (fired bool) {
+// read(2) cannot select on ctx: its ctx ending shuts the socket down, unless
+// an answer is already waiting to be read. A call queued behind it
+// (Config.Pipeline) waits on its channel instead, and its ctx ending returns
+// from wait with p not done, for the caller to abandon p alone.
+func (c *conn) wait(p *pending, ctx context.Context) (shut bool) {
+	c.arm(p, ctx)
 	for {
 		c.mu.Lock()
 		if p.done {
 			c.mu.Unlock()
-			return false
+			break
 		}
 		if !c.reading && c.oldestLocked(p) {
 			c.reading = true
 			c.mu.Unlock()
-			var stop func() bool
-			if ctx.Done() != nil {
-				id := p.id // p is recycled once wait returns; the func may still run
-				stop = context.AfterFunc(ctx, func() { c.abandon(id) })
-			}
+			p.setRole(roleReader, c)
 			c.readUntil(p)
-			fired = stop != nil && !stop()
+			p.role.Store(roleFollower)
 			c.mu.Lock()
 			c.reading = false
 			c.handOffLocked()
 			c.mu.Unlock()
-			return fired
+			break
 		}
 		c.mu.Unlock()
-		select {
-		case <-p.wake:
-		case <-ctx.Done():
-			return false
+		if !p.sleep() {
+			break
 		}
 	}
+	c.disarm(p)
+	return c.abandonedBy.Load() == p.id
 }
 
-// abandon shuts the connection down under a reader whose ctx ended, unless
-// its answer has come meanwhile: the shutdown costs every other call on the
-// worker its connection. abandonedBy says which call it was.
-func (c *conn) abandon(id uint64) {
+// abandon shuts the connection down under a call whose ctx ended while it
+// was reading or writing (cancel.go): the shutdown costs every other call on
+// the worker its connection, so it is the last resort. It does nothing if
+// the call's answer has come meanwhile, or, for a reader, is waiting to be
+// read (buffered: the reader's own buffer holds a frame; the reader calls
+// abandon again after each frame). abandonedBy says which call it was.
+func (c *conn) abandon(id uint64, role int32, buffered bool) {
 	if m := c.serialStarted; m != nil && m.Load() > id {
 		// A worker that runs one call at a time has moved on to a later
 		// call: it finished this one and its answer is in the socket. A
@@ -271,10 +363,21 @@ func (c *conn) abandon(id uint64) {
 	c.mu.Lock()
 	_, waiting := c.pend[id] // delivery removes it
 	c.mu.Unlock()
-	if waiting {
-		c.abandonedBy.CompareAndSwap(0, id)
-		c.shutdown()
+	if !waiting || role == roleReader && (buffered || c.readable()) {
+		return
 	}
+	c.abandonedBy.CompareAndSwap(0, id)
+	c.shutdown()
+}
+
+// readable reports, without blocking, whether the worker has sent data not
+// yet read.
+func (c *conn) readable() bool {
+	if l := c.shm.Load(); l != nil {
+		return l.in.WaitReadable(0)
+	}
+	ok, _ := c.fd.WaitReadable(0)
+	return ok
 }
 
 // answered is the highest request id answered on the connection.
@@ -345,7 +448,7 @@ func (c *conn) readUntil(p *pending) {
 	for {
 		if c.held.Load() && !c.reader.Buffered() {
 			// About to block: write the calls held back first (register).
-			c.flushHeld()
+			c.flushHeld(p)
 		}
 		h, payload, err := c.reader.Next()
 		if err != nil {
@@ -385,20 +488,23 @@ func (c *conn) readUntil(p *pending) {
 				return
 			}
 			// A reply nobody waits for belongs to an abandoned call.
+			c.recheck(p)
 		case wire.TypePing, wire.TypePong:
 			if len(payload) != 0 {
 				c.fail(&wire.FrameError{Header: h, Reason: "control frame with a payload"})
 				return
 			}
-			if h.Type == wire.TypePing {
+			if h.Type == wire.TypePing && !c.down.Load() {
 				c.sendControl(wire.TypePong, h.ID)
 			}
+			c.recheck(p)
 		default:
 			if c.onFrame != nil && wire.IsObjectType(h.Type) {
 				if err := c.onFrame(h, payload); err != nil {
 					c.fail(err)
 					return
 				}
+				c.recheck(p)
 				continue
 			}
 			c.fail(&wire.FrameError{Header: h, Reason: "unexpected frame from worker"})
@@ -489,7 +595,7 @@ func (c *conn) release(p *pending) {
 		return // a late signal may still arrive on p.wake; do not reuse
 	}
 	c.mu.Unlock()
-	*p = pending{wake: p.wake}
+	*p = pending{wake: p.wake, cbDone: p.cbDone}
 	select {
 	case <-p.wake:
 	default:

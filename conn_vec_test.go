@@ -78,7 +78,7 @@ func TestConnSendVecWireBytes(t *testing.T) {
 	for _, n := range []int{0, 1, wire.MinRef - 1, wire.MinRef, wire.MinRef + 1, 1 << 20} {
 		for _, args := range [][]any{{patterned(n, byte(n))}, {"s", patterned(n, 1), patterned(n, 2)}} {
 			id++
-			if _, err := c.send("m", 5, args); err != nil {
+			if _, err := sendCall(c, "m", 5, args); err != nil {
 				t.Fatal(err)
 			}
 			if err := want.Call(id, "m", 5, args, wire.DefaultMaxFrame); err != nil {
@@ -107,19 +107,19 @@ func TestConnSendVecWaitsForWriter(t *testing.T) {
 	firstDone := make(chan struct{})
 	go func() { // becomes the writer and blocks: nobody reads yet
 		defer close(firstDone)
-		c.send("first", 0, []any{first})
+		sendCall(c, "first", 0, []any{first})
 	}()
 	until(t, "the first writer", underWmu(c, func() bool { return c.writing }))
 	vecDone := make(chan *pending)
 	go func() {
-		p, err := c.send("big", 0, []any{big})
+		p, err := sendCall(c, "big", 0, []any{big})
 		if err != nil {
 			t.Error(err)
 		}
 		vecDone <- p
 	}()
 	until(t, "the large call waiting", underWmu(c, func() bool { return c.vecWaiting == 1 }))
-	if _, err := c.send("small", 0, []any{"x"}); err != nil { // queued behind first
+	if _, err := sendCall(c, "small", 0, []any{"x"}); err != nil { // queued behind first
 		t.Fatal(err)
 	}
 
@@ -158,7 +158,7 @@ func TestConnSendVecBroken(t *testing.T) {
 			big := patterned(1<<20, 3)
 			done := make(chan *pending)
 			go func() {
-				p, err := c.send("big", 0, []any{big})
+				p, err := sendCall(c, "big", 0, []any{big})
 				if err != nil {
 					t.Error(err)
 				}
@@ -178,7 +178,7 @@ func TestConnSendVecBroken(t *testing.T) {
 				t.Fatalf("call not failed by the broken connection: done %v, err %v, broken %v", p.done, p.err, broken)
 			}
 			c.release(p)
-			p2, err := c.send("again", 0, []any{big})
+			p2, err := sendCall(c, "again", 0, []any{big})
 			if err != nil || !p2.done || p2.err == nil {
 				t.Fatalf("a call on the broken connection: %v, %+v", err, p2)
 			}
@@ -241,7 +241,7 @@ func TestConnSendVecNeverHeld(t *testing.T) {
 	got := readAll(peer)
 	var want wire.Builder
 	for id := uint64(1); id <= 3; id++ {
-		if _, err := c.send("small", 0, []any{id}); err != nil {
+		if _, err := sendCall(c, "small", 0, []any{id}); err != nil {
 			t.Fatal(err)
 		}
 		want.Call(id, "small", 0, []any{id}, wire.DefaultMaxFrame)
@@ -251,7 +251,7 @@ func TestConnSendVecNeverHeld(t *testing.T) {
 	}
 	big := patterned(1<<20, 5)
 	want.Call(4, "big", 0, []any{bytes.Clone(big)}, wire.DefaultMaxFrame)
-	if _, err := c.send("big", 0, []any{big}); err != nil {
+	if _, err := sendCall(c, "big", 0, []any{big}); err != nil {
 		t.Fatal(err)
 	}
 	clear(big)
@@ -281,7 +281,7 @@ func TestRegisterHolds(t *testing.T) {
 			c.holdAfter = tc.holdAfter
 			firstHeld := 0
 			for id := 1; id <= 8; id++ {
-				if _, err := c.send("small", 0, []any{id}); err != nil {
+				if _, err := sendCall(c, "small", 0, []any{id}); err != nil {
 					t.Fatal(err)
 				}
 				if c.held.Load() && firstHeld == 0 {
@@ -292,7 +292,7 @@ func TestRegisterHolds(t *testing.T) {
 				t.Errorf("first call held: %d, want %d", firstHeld, tc.firstHeld)
 			}
 			if c.held.Load() {
-				c.flushHeld() // what the reader does before it blocks
+				c.flushHeld(nil) // what the reader does before it blocks
 			}
 			unix.Shutdown(int(c.fd), unix.SHUT_WR)
 			if g := <-got; len(g) == 0 {
@@ -300,4 +300,19 @@ func TestRegisterHolds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sendCall encodes and sends a CALL as Pool.Call does, with no ctx.
+func sendCall(c *conn, method string, deadline int64, args []any) (*pending, error) {
+	f := new(wire.Builder)
+	var err error
+	if wire.AnyLarge(args) {
+		err = f.CallVec(0, method, deadline, args, c.maxFrame)
+	} else {
+		err = f.Call(0, method, deadline, args, c.maxFrame)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c.send(context.Background(), f)
 }

@@ -1,6 +1,7 @@
 package bulkhead
 
 import (
+	"context"
 	"io"
 	"time"
 
@@ -253,7 +254,7 @@ func (c *conn) sendActivate(class string, oid uint64, args []any) (*pending, err
 		c.wmu.Unlock()
 		return nil, err
 	}
-	return c.register(id, false), nil
+	return c.register(id, false, nil), nil
 }
 
 // sendObjCall queues an OBJCALL request and registers it, like send.
@@ -265,15 +266,16 @@ func (c *conn) sendObjCall(oid uint64, method string, deadline int64, args []any
 		c.wmu.Unlock()
 		return nil, err
 	}
-	return c.register(id, false), nil
+	return c.register(id, false, nil), nil
 }
 
-// register records request id as pending and flushes. Called with wmu held;
-// returns with it released.
+// register records request id as pending, has ctx watched (arm; a nil ctx
+// is armed later, by wait) and flushes. Called with wmu held; returns with
+// it released.
 //
 // A frame that references its caller's slices (refs, see send) is never
 // held: it is written now, on this goroutine.
-func (c *conn) register(id uint64, refs bool) *pending {
+func (c *conn) register(id uint64, refs bool, ctx context.Context) *pending {
 	p := pendingPool.Get().(*pending)
 	p.id = id
 	c.mu.Lock()
@@ -293,18 +295,21 @@ func (c *conn) register(id uint64, refs bool) *pending {
 		hold = !refs && c.holdAfter > 0 && c.watchWake == nil && len(c.pend) > c.holdAfter
 	}
 	c.mu.Unlock()
+	if ctx != nil {
+		c.arm(p, ctx)
+	}
 	if hold {
 		c.held.Store(true)
 		c.wmu.Unlock()
 		return p
 	}
-	c.flushLocked()
+	c.flushLocked(p)
 	return p
 }
 
 // flushHeld writes the calls register held back.
-func (c *conn) flushHeld() {
+func (c *conn) flushHeld(as *pending) {
 	c.wmu.Lock()
 	c.held.Store(false)
-	c.flushLocked()
+	c.flushLocked(as)
 }

@@ -2,6 +2,7 @@ package bulkhead
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -58,7 +59,7 @@ func (p *Pool) failureLocked(err error) time.Duration {
 	trip := l.halfOpen || (l.streak >= len(l.fails) && now.Sub(oldest) <= p.cfg.CrashLoopWindow)
 	if trip && !l.unhealthy {
 		l.unhealthy, l.halfOpen, l.since = true, false, now
-		p.cfg.Logger.Error("pool unhealthy: calls fail fast while one worker at a time is probed",
+		p.logLocked(slog.LevelError, "pool unhealthy: calls fail fast while one worker at a time is probed",
 			"failures", l.streak, "window", p.cfg.CrashLoopWindow.String(), "last", err.Error())
 		for wt := p.waiters.pop(); wt != nil; wt = p.waiters.pop() {
 			wt.ch <- grant{err: p.unhealthyErrorLocked("")}
@@ -71,7 +72,7 @@ func (p *Pool) failureLocked(err error) time.Duration {
 func (p *Pool) halfOpenLocked(w *workerProc) {
 	if p.loop.unhealthy {
 		p.loop.unhealthy, p.loop.halfOpen = false, true
-		p.cfg.Logger.Warn("pool half-open: a probe worker started; calls are admitted again", "pid", w.pid)
+		p.logLocked(slog.LevelWarn, "pool half-open: a probe worker started; calls are admitted again", "pid", w.pid)
 	}
 }
 
@@ -79,7 +80,7 @@ func (p *Pool) halfOpenLocked(w *workerProc) {
 func (p *Pool) healedLocked() {
 	l := &p.loop
 	if l.halfOpen {
-		p.cfg.Logger.Info("pool healthy again", "after_failures", l.streak)
+		p.logLocked(slog.LevelInfo, "pool healthy again", "after_failures", l.streak)
 	}
 	l.streak, l.halfOpen, l.last = 0, false, nil
 }

@@ -22,9 +22,9 @@ import (
 // waits instead. e.Started is exact: the start marker is read once the worker
 // is dead, since a CALL already in its socket could still be started while
 // we look. A Go worker that had not started the call exits at SIGTERM.
-func (p *Pool) stopHung(w *workerProc, e *CanceledError, fp *fingerprint) {
+func (p *Pool) stopHung(w *workerProc, e *CanceledError, fp *fingerprint, alone bool) {
 	defer close(e.stopped)
-	defer p.attribute(fp, w, e)
+	defer p.attributeAlone(fp, alone, e)
 	// w.hung keeps the worker's marker page and socket from being released
 	// under us (onExit and release leave them to us); let them go at the end.
 	defer func() {
@@ -32,7 +32,7 @@ func (p *Pool) stopHung(w *workerProc, e *CanceledError, fp *fingerprint) {
 		w.hung = false
 		closeNow := w.dead && w.inflight == 0 && !w.closed
 		w.closed = w.closed || closeNow
-		p.mu.Unlock()
+		p.unlock()
 		if closeNow {
 			w.closeResources()
 		}

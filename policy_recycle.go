@@ -127,7 +127,7 @@ func (p *Pool) sweep() {
 	now := p.now()
 	p.mu.Lock()
 	if p.closed {
-		p.mu.Unlock()
+		p.unlock()
 		return
 	}
 	check := p.sweepBuf[:0]
@@ -149,7 +149,7 @@ func (p *Pool) sweep() {
 			check = append(check, w)
 		}
 	}
-	p.mu.Unlock()
+	p.unlock()
 	for _, w := range check {
 		rss, err := p.rssOf(w.pid)
 		if err != nil || rss <= p.cfg.MaxMemory {
@@ -166,12 +166,12 @@ func (p *Pool) sweep() {
 				p.retireLocked(w, fmt.Sprintf("recycled: memory (%d bytes resident)", rss), RecycleMemory)
 			}
 		}
-		p.mu.Unlock()
+		p.unlock()
 	}
 	clear(check) // drop the references until the next round
 	p.mu.Lock()
 	p.sweepBuf = check[:0]
-	p.mu.Unlock()
+	p.unlock()
 }
 
 // memoryKillLocked kills a worker over MaxMemory in mid-call. The call

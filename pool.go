@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -53,6 +54,30 @@ type Pool struct {
 
 	stats counters
 	bufs  largeBuffers // large reply buffers given back by Reply.Release
+
+	// fx are effects decided under mu and run by unlock once it is
+	// released: writes to workers, signals, log records. Nothing that can
+	// block, or call a user's slog handler, runs under the pool's lock.
+	fx []func()
+}
+
+// unlock releases p.mu, then runs the effects queued under it, in order.
+func (p *Pool) unlock() {
+	fx := p.fx
+	p.fx = nil
+	p.mu.Unlock()
+	for _, f := range fx {
+		f()
+	}
+}
+
+// afterLocked queues f to run once p.mu is released (unlock).
+func (p *Pool) afterLocked(f func()) { p.fx = append(p.fx, f) }
+
+// logLocked queues a log record for after the lock.
+func (p *Pool) logLocked(level slog.Level, msg string, args ...any) {
+	l := p.cfg.Logger
+	p.afterLocked(func() { l.Log(context.Background(), level, msg, args...) })
 }
 
 // New validates cfg, starts cfg's MinWorkers workers and returns once one of
@@ -81,6 +106,7 @@ func newPool(ctx context.Context, cfg Config, h hooks) (*Pool, error) {
 	p.loop.init(s.UnhealthyAfter)
 	if s.QuarantineAfter > 0 {
 		p.quar = newQuarantine(&p.cfg)
+		p.quar.log = func(msg string, args ...any) { p.logLocked(slog.LevelWarn, msg, args...) }
 	}
 	if s.monitored() && !h.noMonitor {
 		p.wg.Add(1)
@@ -89,7 +115,7 @@ func newPool(ctx context.Context, cfg Config, h hooks) (*Pool, error) {
 	if s.min == 0 {
 		p.mu.Lock()
 		p.replenishLocked()
-		p.mu.Unlock()
+		p.unlock()
 		return p, nil
 	}
 	first := make(chan error, s.min)
@@ -98,7 +124,7 @@ func newPool(ctx context.Context, cfg Config, h hooks) (*Pool, error) {
 		p.spawnLocked(spawnReq{first: first})
 	}
 	p.replenishLocked()
-	p.mu.Unlock()
+	p.unlock()
 	var firstErr error
 	for range s.min {
 		select {
@@ -183,13 +209,13 @@ func (p *Pool) spawn(req spawnReq) {
 	first := req.first
 	p.mu.Lock()
 	delay := p.loop.delay(&p.cfg)
-	p.mu.Unlock()
+	p.unlock()
 	for {
 		if delay > 0 && !p.pause(delay) {
 			p.mu.Lock()
 			p.spawnDoneLocked(&req)
 			p.dropReqLocked(&req)
-			p.mu.Unlock()
+			p.unlock()
 			if first != nil {
 				first <- ErrClosed
 			}
@@ -221,7 +247,7 @@ func (p *Pool) spawn(req spawnReq) {
 		if p.closed {
 			p.spawnDoneLocked(&req)
 			p.dropReqLocked(&req)
-			p.mu.Unlock()
+			p.unlock()
 			if w != nil {
 				w.proc.Kill()
 				<-w.proc.Exited()
@@ -231,7 +257,7 @@ func (p *Pool) spawn(req spawnReq) {
 		}
 		if err != nil {
 			p.stats.startFailures.Add(1)
-			p.cfg.Logger.Error("worker failed to start", startAttrs(err)...)
+			p.logLocked(slog.LevelError, "worker failed to start", startAttrs(err)...)
 			delay = p.failureLocked(err)
 			if !p.loop.unhealthy && len(p.workers) == 0 {
 				// No worker can serve the oldest caller: tell it why,
@@ -243,10 +269,10 @@ func (p *Pool) spawn(req spawnReq) {
 			if !p.keepTryingLocked(&req) {
 				p.spawnDoneLocked(&req)
 				p.replenishLocked() // a dropped surplus spawn was counted as a spare
-				p.mu.Unlock()
+				p.unlock()
 				return
 			}
-			p.mu.Unlock()
+			p.unlock()
 			continue
 		}
 		p.spawnDoneLocked(&req)
@@ -265,7 +291,7 @@ func (p *Pool) spawn(req spawnReq) {
 				p.stopLocked(w)
 			}
 			p.fillLocked(time.Time{})
-			p.mu.Unlock()
+			p.unlock()
 			return
 		}
 		w.counted = true
@@ -282,7 +308,7 @@ func (p *Pool) spawn(req spawnReq) {
 		}
 		p.offerLocked(w)
 		p.fillLocked(time.Time{})
-		p.mu.Unlock()
+		p.unlock()
 		return
 	}
 }
@@ -362,7 +388,7 @@ func (p *Pool) dropReqLocked(req *spawnReq) {
 // cut its handshake short.
 func (p *Pool) trackStarting(w *workerProc, add bool) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	if add {
 		p.starting[w] = struct{}{}
 		if p.closed {
@@ -380,7 +406,7 @@ func (p *Pool) onExit(w *workerProc) {
 	w.conn.dropOrphans(errWorkerExited)
 	p.mu.Lock()
 	if _, ok := p.workers[w]; !ok {
-		p.mu.Unlock()
+		p.unlock()
 		return // a start-up failure: startWorker cleans up
 	}
 	ex := proc.ExitOf(w.proc.State())
@@ -407,7 +433,7 @@ func (p *Pool) onExit(w *workerProc) {
 	p.fillLocked(time.Now())
 	closeNow := w.inflight == 0 && !w.hung && !w.closed
 	w.closed = w.closed || closeNow
-	p.mu.Unlock()
+	p.unlock()
 
 	if expected {
 		p.cfg.Logger.Info("worker stopped", "pid", w.pid, "reason", w.retireWhy, "exit", ex.String())
@@ -446,25 +472,25 @@ type grant struct {
 func (p *Pool) acquire(ctx context.Context, method string, fp *fingerprint) (*workerProc, error) {
 	p.mu.Lock()
 	if p.closed {
-		p.mu.Unlock()
+		p.unlock()
 		return nil, ErrClosed
 	}
 	if fp != nil {
 		if err := p.quar.checkLocked(fp, method, p.now); err != nil {
 			p.stats.quarantineRefused.Add(1)
-			p.mu.Unlock()
+			p.unlock()
 			return nil, err
 		}
 	}
 	if p.loop.unhealthy {
 		err := p.unhealthyErrorLocked(method)
-		p.mu.Unlock()
+		p.unlock()
 		return nil, err
 	}
 	if p.waiters.empty() && len(p.avail) > 0 {
 		w := p.avail[len(p.avail)-1]
 		p.takeLocked(w)
-		p.mu.Unlock()
+		p.unlock()
 		return w, nil
 	}
 	if p.waiters.empty() && len(p.queueable) > 0 && p.atMaxLocked() {
@@ -475,12 +501,12 @@ func (p *Pool) acquire(ctx context.Context, method string, fp *fingerprint) (*wo
 			}
 		}
 		p.takeLocked(w)
-		p.mu.Unlock()
+		p.unlock()
 		return w, nil
 	}
 	if p.waiters.n >= p.cfg.MaxQueue {
 		n := p.waiters.n
-		p.mu.Unlock()
+		p.unlock()
 		p.stats.overloaded.Add(1)
 		return nil, &OverloadedError{Method: method, Queued: n,
 			Reason: fmt.Sprintf("%d calls already waiting for a worker (MaxQueue)", n)}
@@ -488,7 +514,7 @@ func (p *Pool) acquire(ctx context.Context, method string, fp *fingerprint) (*wo
 	wt := getWaiter()
 	p.waiters.push(wt)
 	p.fillLocked(time.Time{})
-	p.mu.Unlock()
+	p.unlock()
 	return p.wait(ctx, method, wt)
 }
 
@@ -591,7 +617,7 @@ func (p *Pool) release(w *workerProc, served bool) {
 	case w.dead:
 		if w.inflight == 0 && !w.hung && !w.closed {
 			w.closed = true
-			p.mu.Unlock()
+			p.unlock()
 			w.closeResources()
 			return
 		}
@@ -613,7 +639,7 @@ func (p *Pool) release(w *workerProc, served bool) {
 			p.offerLocked(w)
 		}
 	}
-	p.mu.Unlock()
+	p.unlock()
 }
 
 // retireLocked takes w out of service on purpose (recycling, a panic, an
@@ -631,7 +657,7 @@ func (p *Pool) retireLocked(w *workerProc, why string, reason RecycleReason) {
 	p.uncountLocked(w)
 	if reason != RecycleNone {
 		p.stats.recycled[reason].Add(1)
-		p.cfg.Logger.Info("worker recycled", "pid", w.pid, "reason", reason.String(), "calls", w.pol.calls)
+		p.logLocked(slog.LevelInfo, "worker recycled", "pid", w.pid, "reason", reason.String(), "calls", w.pol.calls)
 	}
 	p.fillLocked(time.Now())
 	if w.inflight == 0 {
@@ -639,263 +665,14 @@ func (p *Pool) retireLocked(w *workerProc, why string, reason RecycleReason) {
 	}
 }
 
-// stopLocked asks w to quit and escalates to SIGTERM, then SIGKILL.
+// stopLocked asks w to quit and escalates to SIGTERM, then SIGKILL, once
+// the lock is released.
 func (p *Pool) stopLocked(w *workerProc) {
-	w.conn.sendControl(wire.TypeQuit, 0)
-	w.proc.Stop(proc.Step{Wait: p.cfg.KillGrace}, proc.Step{Signal: syscall.SIGTERM, Wait: p.cfg.KillGrace})
-}
-
-// Call runs method on a worker with args and returns its result. Arguments
-// and results are encoded as CBOR: nil, bools, integers, floats, strings,
-// []byte, slices, maps and structs.
-//
-// The ctx deadline travels to the worker. If ctx ends first, Call returns a
-// *CanceledError wrapping ctx.Err(), and the worker, which may be stuck in
-// native code, is stopped (see CanceledError) and replaced. A call to a
-// method listed in Config.Idempotent whose worker crashes under it is
-// replayed on another worker. See errors.go for every other error.
-func (p *Pool) Call(ctx context.Context, method string, args ...any) (Reply, error) {
-	if len(method) == 0 || len(method) > wire.MaxMethodBytes {
-		return Reply{}, fmt.Errorf("bulkhead: method name of %d bytes (want 1 to %d)", len(method), wire.MaxMethodBytes)
-	}
-	var fp *fingerprint
-	if p.quar != nil {
-		f, err := p.quar.fingerprint(ctx, method, args)
-		if err != nil {
-			return Reply{}, fmt.Errorf("bulkhead: call %q: %w", method, err)
-		}
-		fp = &f
-	}
-	replays, redispatches := 0, 0
-	for {
-		w, err := p.acquire(ctx, method, fp)
-		if err != nil {
-			return Reply{}, err
-		}
-		r, err, again := p.callOn(ctx, w, method, args, fp)
-		p.release(w, err == nil || isRemote(err))
-		if again == redispatchQueued || (again == redispatchNext && redispatches < p.cfg.MaxRedispatch) {
-			if again == redispatchNext {
-				redispatches++
-			}
-			p.stats.redispatched.Add(1)
-			continue
-		}
-		if err != nil && p.replayable(ctx, method, err, replays) {
-			replays++
-			p.stats.replayed.Add(1)
-			continue
-		}
-		var ce *CrashError
-		if replays > 0 && errors.As(err, &ce) {
-			ce.Replays = replays
-		}
-		return r, err
-	}
-}
-
-// replayable reports whether a failed attempt may run again: only a crash of
-// a started call to an idempotent method, with replays and ctx left.
-func (p *Pool) replayable(ctx context.Context, method string, err error, replays int) bool {
-	if p.cfg.idempotent == nil || replays >= p.cfg.MaxReplays || ctx.Err() != nil {
-		return false
-	}
-	if _, ok := p.cfg.idempotent[method]; !ok {
-		return false
-	}
-	var ce *CrashError
-	return errors.As(err, &ce) && ce.Phase == PhaseCall
-}
-
-func isRemote(err error) bool {
-	var re *RemoteError
-	return errors.As(err, &re)
-}
-
-// redispatch says whether a call whose worker died may go to another one.
-type redispatch int
-
-const (
-	noRedispatch     redispatch = iota
-	redispatchNext              // it never started, and was next in line: counts toward MaxRedispatch
-	redispatchQueued            // it never started, queued behind a call that was running (Config.Pipeline): a bystander
-)
-
-// callOn runs one attempt of a call on w. again is set when the worker died
-// before starting the call, so that it may safely go to another worker.
-func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, args []any, fp *fingerprint) (r Reply, err error, again redispatch) {
-	var deadline int64
-	if d, ok := ctx.Deadline(); ok {
-		deadline = d.UnixNano()
-	}
-	pd, err := w.conn.send(method, deadline, args)
-	if err != nil {
-		return Reply{}, fmt.Errorf("bulkhead: call %q: %w", method, err), noRedispatch
-	}
-	defer w.conn.release(pd)
-	w.current.Store(pd.id)
-
-	fired := w.conn.wait(pd, ctx)
-	if !fired && ctx.Err() != nil && !w.hasStarted(pd.id) {
-		// It waits behind other calls on this worker (Config.Pipeline):
-		// give it up alone, and leave the worker to the calls it runs.
-		if e := p.abandonQueued(w, pd, method, ctx.Err()); e != nil {
-			return Reply{}, e, noRedispatch
-		}
-		// Its answer came meanwhile: take it.
-	}
-
-	w.conn.mu.Lock()
-	done, typ, payload, cerr, large := pd.done, pd.typ, pd.payload, pd.err, pd.large
-	w.conn.mu.Unlock()
-
-	if done && cerr == nil {
-		if fired {
-			p.abandon(w, "connection shut down by an abandoned call")
-		}
-		if typ == wire.TypeReply {
-			r := Reply{raw: payload}
-			if large {
-				r.big = &replyBuffer{buf: payload, owner: &p.bufs}
-			}
-			return r, nil, noRedispatch
-		}
-		err := p.remoteError(w, pd.id, method, payload, fp)
-		if re, ok := err.(*RemoteError); ok && skipped(re.Code, re.Details) && deadline != 0 && time.Now().UnixNano() >= deadline {
-			// The worker saw the deadline pass before the call started and
-			// did not run it: that is our ctx ending, with nothing to stop.
-			p.stats.abandoned.Add(1)
-			e := &CanceledError{Method: method, RequestID: pd.id, PID: w.pid, Err: context.DeadlineExceeded,
-				ExitCode: -1, Reason: "the worker skipped it: its deadline had passed before it could start",
-				stopped: make(chan struct{})}
-			close(e.stopped)
-			return Reply{}, e, noRedispatch
-		}
-		return Reply{}, err, noRedispatch
-	}
-	if ctx.Err() != nil {
-		p.stats.abandoned.Add(1)
-		e := &CanceledError{Method: method, RequestID: pd.id, PID: w.pid, Err: ctx.Err()}
-		e.stopped = make(chan struct{})
-		p.mu.Lock()
-		p.retireLocked(w, "hung: call abandoned: "+e.Err.Error(), RecycleNone)
-		w.hung = true // stopHung stops it, not release
-		async := !p.closed
-		if async {
-			p.wg.Add(1)
-		}
-		p.mu.Unlock()
-		// The caller gets its error at once; the worker, perhaps stuck in
-		// native code, is stopped step by step on a goroutine the pool
-		// owns, and e.Wait reports how.
-		if async {
-			go func() {
-				defer p.wg.Done()
-				p.stopHung(w, e, fp)
-			}()
-		} else {
-			p.stopHung(w, e, fp)
-		}
-		return Reply{}, e, noRedispatch
-	}
-	err = p.crashed(w, pd.id, method, cerr)
-	var ce *CrashError
-	switch {
-	case !errors.As(err, &ce) || ce.Phase != PhaseIdle:
-		p.attribute(fp, w, err)
-		return Reply{}, err, noRedispatch
-	case w.started.Load() > w.conn.answered():
-		return Reply{}, err, redispatchQueued // another call was running
-	}
-	return Reply{}, err, redispatchNext
-}
-
-// abandonQueued ends a call whose ctx ended while it was queued behind
-// other calls on w, before w started it. The worker is left running and
-// sent CANCEL; e.Wait waits until it answered the call (ran it after all,
-// or skipped it) or died, and e.Started says which. It returns nil if the
-// call's answer had already come.
-func (p *Pool) abandonQueued(w *workerProc, pd *pending, method string, cause error) *CanceledError {
-	id := pd.id
-	e := &CanceledError{Method: method, RequestID: id, PID: w.pid, Err: cause, ExitCode: -1, stopped: make(chan struct{})}
-	const queued = "abandoned while queued on the worker, which was left running; "
-	ok := w.conn.abandonQueued(pd, func(typ wire.Type, payload []byte, err error) {
-		switch {
-		case err != nil:
-			e.Started = w.hasStarted(id)
-			e.Reason = queued + "its connection ended before it answered: " + err.Error()
-		case typ == wire.TypeReply:
-			e.Started = true
-			e.Reason = queued + "it ran the call anyway; the result was dropped"
-		default:
-			body, derr := wire.DecodeError(payload)
-			e.Started = derr != nil || !skipped(ErrorCode(body.Code), body.Details)
-			if e.Started {
-				e.Reason = queued + "it ran the call anyway, which failed: " + body.Message
-			} else {
-				e.Reason = queued + "it skipped the call: " + body.Message
-			}
-		}
-		close(e.stopped)
+	grace := p.cfg.KillGrace
+	p.afterLocked(func() {
+		w.conn.sendControl(wire.TypeQuit, 0)
+		w.proc.Stop(proc.Step{Wait: grace}, proc.Step{Signal: syscall.SIGTERM, Wait: grace})
 	})
-	if !ok {
-		return nil
-	}
-	p.stats.abandoned.Add(1)
-	w.conn.sendControl(wire.TypeCancel, id)
-	return e
-}
-
-// crashed handles a broken connection under a call: the worker died, closed
-// the socket, or broke the protocol.
-func (p *Pool) crashed(w *workerProc, id uint64, method string, cause error) error {
-	e := crashOf(w, id, method, cause)
-	started := w.hasStarted(id) // exact now that it is dead
-	switch {
-	case w.conn.abandonedBy.Load() != 0 && w.conn.abandonedBy.Load() != id:
-		// Not this call's doing: another call on the worker was abandoned,
-		// which shut the connection down and has the worker stopped.
-		e.Reason = fmt.Sprintf("stopped by the pool: call %d on the same worker was abandoned (%s)", w.conn.abandonedBy.Load(), e.Reason)
-	case w.pol.limitKill.Load() == int32(LimitMemory):
-		e.Limit, e.Killed = LimitMemory, true
-		e.Reason = fmt.Sprintf("resident memory of %d bytes exceeded MaxMemory (%d); killed", w.pol.rss.Load(), p.cfg.MaxMemory)
-	case !e.Killed && !errors.Is(cause, wire.ErrProtocol):
-		if e.Limit = classifyLimit(&p.cfg.Limits, e.Signal, false, rusage(w), e.Stderr); e.Limit != LimitNone {
-			e.Reason += " (exceeded its " + e.Limit.String() + " limit)"
-		}
-	}
-	if !started {
-		e.Phase = PhaseIdle
-		e.Reason = "died before starting the call: " + e.Reason
-	}
-	return e
-}
-
-// abandon stops a worker whose call was abandoned before it started: it
-// may be stuck in an earlier call. It does not wait.
-func (p *Pool) abandon(w *workerProc, why string) {
-	p.mu.Lock()
-	p.retireLocked(w, why, RecycleNone)
-	p.mu.Unlock()
-	w.proc.Stop(proc.Step{Signal: syscall.SIGTERM, Wait: p.cfg.KillGrace})
-}
-
-func (p *Pool) remoteError(w *workerProc, id uint64, method string, payload []byte, fp *fingerprint) error {
-	body, err := wire.DecodeError(payload)
-	if err != nil {
-		// A malformed ERROR is a protocol violation.
-		err := p.crashed(w, id, method, err)
-		p.attribute(fp, w, err)
-		return err
-	}
-	e := &RemoteError{Code: ErrorCode(body.Code), Message: body.Message, Details: body.Details,
-		Method: method, RequestID: id, PID: w.pid}
-	if e.Code == CodePanic {
-		p.mu.Lock()
-		p.retireLocked(w, "handler panicked", RecycleNone)
-		p.mu.Unlock()
-	}
-	return e
 }
 
 // Close stops the pool: new calls fail with ErrClosed, calls in flight run
@@ -922,7 +699,7 @@ func (p *Pool) close(ctx context.Context) error {
 		drained = make(chan struct{})
 		p.drained = drained
 	}
-	p.mu.Unlock()
+	p.unlock()
 
 	var err error
 	if drained != nil {
@@ -946,7 +723,7 @@ func (p *Pool) close(ctx context.Context) error {
 			p.stopLocked(w)
 		}
 	}
-	p.mu.Unlock()
+	p.unlock()
 	for _, w := range ws {
 		select {
 		case <-w.proc.Exited():
@@ -1031,7 +808,7 @@ type Stats struct {
 // Stats returns a snapshot of the pool's state and counters.
 func (p *Pool) Stats() Stats {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	p50, n := p.respawns.median()
 	s := Stats{
 		Workers: len(p.workers) - len(p.spares), Spares: len(p.spares), Starting: p.pending + p.sparePending,
@@ -1092,7 +869,7 @@ type WorkerInfo struct {
 // Workers lists the running workers.
 func (p *Pool) Workers() []WorkerInfo {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	out := make([]WorkerInfo, 0, len(p.workers))
 	for w := range p.workers {
 		out = append(out, WorkerInfo{PID: w.pid, Name: w.hello.Name, InFlight: w.inflight, Capacity: w.capacity, Since: w.born,

@@ -173,6 +173,20 @@ func (p *Pool) attribute(fp *fingerprint, w *workerProc, err error) {
 	if fp == nil || err == nil {
 		return
 	}
+	p.mu.Lock()
+	alone := w.inflight == 1
+	p.unlock()
+	p.attributeAlone(fp, alone, err)
+}
+
+// attributeAlone is attribute for a call whose worker, when the call was
+// lost, had no other call in flight (alone): only then is it to blame. A
+// hung call is attributed once its worker is stopped, when its caller has
+// long let the worker go, so alone is taken when the call was abandoned.
+func (p *Pool) attributeAlone(fp *fingerprint, alone bool, err error) {
+	if fp == nil || err == nil || !alone {
+		return
+	}
 	var ce *CrashError
 	if errors.As(err, &ce) && ce.Phase != PhaseCall {
 		return
@@ -182,10 +196,10 @@ func (p *Pool) attribute(fp *fingerprint, w *workerProc, err error) {
 		return
 	}
 	p.mu.Lock()
-	if w.inflight == 1 && !p.closed && p.quar.recordLocked(fp, err, p.now()) {
+	if !p.closed && p.quar.recordLocked(fp, err, p.now()) {
 		p.stats.quarantines.Add(1)
 	}
-	p.mu.Unlock()
+	p.unlock()
 }
 
 // QuarantineEntry describes one quarantined fingerprint.
@@ -206,7 +220,7 @@ func (p *Pool) Quarantined() []QuarantineEntry {
 		return nil
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	now := p.now()
 	var out []QuarantineEntry
 	for fp, r := range p.quar.recs {
@@ -227,7 +241,7 @@ func (p *Pool) Unquarantine(e QuarantineEntry) bool {
 		return false
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	fp := fingerprint{method: e.Method, key: e.Key, hash: e.ArgsHash}
 	if _, ok := p.quar.recs[fp]; !ok {
 		return false

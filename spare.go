@@ -1,6 +1,9 @@
 package bulkhead
 
-import "time"
+import (
+	"log/slog"
+	"time"
+)
 
 // Warm spares (Config.Spares): workers that have been started and have said
 // HELLO but take no calls. When a serving worker leaves, for any reason,
@@ -35,7 +38,7 @@ func (p *Pool) promoteLocked(since time.Time) bool {
 	if !since.IsZero() {
 		p.respawns.add(time.Since(since))
 	}
-	p.cfg.Logger.Info("spare worker promoted", "pid", w.pid)
+	p.logLocked(slog.LevelInfo, "spare worker promoted", "pid", w.pid)
 	p.offerLocked(w)
 	return true
 }
@@ -129,5 +132,5 @@ func (p *Pool) workerLost(w *workerProc) {
 			p.growLocked(time.Now())
 		}
 	}
-	p.mu.Unlock()
+	p.unlock()
 }

@@ -358,3 +358,29 @@ func versionError(v uint64) error {
 	return &HelloError{CodeUnsupportedVersion,
 		fmt.Sprintf("worker speaks protocol version %d; this dispatcher speaks version %d", v, Version)}
 }
+
+// CheckValue reports whether p is exactly one well-formed CBOR data item
+// within the limits of PROTOCOL.md section 5 (depth, array and map sizes,
+// definite lengths, valid UTF-8, no trailing bytes). A peer's value that
+// fails is a protocol violation: the error wraps ErrProtocol. It allocates
+// nothing and reads each byte once, so a reply can be checked before it is
+// reported as a success.
+func CheckValue(p []byte) error {
+	if err := decMode.Wellformed(p); err != nil {
+		return &ValueError{Err: err}
+	}
+	return nil
+}
+
+// ValueError is a payload that breaks the value rules of PROTOCOL.md
+// section 5.
+type ValueError struct{ Err error }
+
+func (e *ValueError) Error() string {
+	return "bulkhead protocol error: malformed CBOR value: " + e.Err.Error()
+}
+
+// Is makes errors.Is(err, ErrProtocol) hold.
+func (e *ValueError) Is(target error) bool { return target == ErrProtocol }
+
+func (e *ValueError) Unwrap() error { return e.Err }

@@ -162,3 +162,33 @@ func BytesView(item []byte) ([]byte, error) {
 	}
 	return item[hl:len(item):len(item)], nil
 }
+
+// AppendFrame appends the one frame that src holds (built with any id) to b,
+// with its id set to id. References are carried over, not copied, so the
+// caller's slices must stay unchanged until b is written. It lets a caller
+// encode outside any lock (a panicking MarshalCBOR then holds nothing) and
+// only number and queue the frame under one.
+func (b *Builder) AppendFrame(src *Builder, id uint64) {
+	base := b.buf.Len()
+	b.buf.Write(src.buf.Bytes())
+	binary.LittleEndian.PutUint64(b.buf.Bytes()[base+8:], id)
+	for _, r := range src.refs {
+		b.refs = append(b.refs, ref{at: base + r.at, b: r.b})
+	}
+}
+
+// Discard drops the first n bytes of a Builder that holds no references:
+// what a non-blocking write managed to send. The rest stays queued.
+func (b *Builder) Discard(n int) {
+	if len(b.refs) > 0 {
+		panic("wire: Discard on a Builder with references")
+	}
+	b.buf.Next(n)
+	if b.buf.Len() == 0 {
+		b.buf.Reset()
+	}
+}
+
+// Cap returns the capacity of the Builder's buffer, so that a pool of
+// Builders can drop one that grew large.
+func (b *Builder) Cap() int { return b.buf.Cap() }

@@ -314,3 +314,34 @@ func TestReaderLargePayloadOwnership(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckValue(t *testing.T) {
+	deep := append(bytes.Repeat([]byte{0x81}, 10000), 0x00)
+	tests := []struct {
+		name string
+		p    []byte
+		ok   bool
+	}{
+		{"int", []byte{0x01}, true},
+		{"empty array", []byte{0x80}, true},
+		{"text", []byte{0x62, 'h', 'i'}, true},
+		{"nested 10,000 deep", deep, false},
+		{"map claiming 2^32 entries", []byte{0xbb, 0, 0, 0, 1, 0, 0, 0, 0}, false},
+		{"indefinite string never ending", []byte{0x7f, 0x61, 'a'}, false},
+		{"indefinite string", []byte{0x7f, 0x61, 'a', 0xff}, false},
+		{"trailing bytes", []byte{0x01, 0x02}, false},
+		{"empty", nil, false},
+		{"truncated", []byte{0x62, 'h'}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckValue(tt.p)
+			if (err == nil) != tt.ok {
+				t.Fatalf("CheckValue = %v, want ok=%v", err, tt.ok)
+			}
+			if err != nil && !errors.Is(err, ErrProtocol) {
+				t.Fatalf("error %v does not wrap ErrProtocol", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,374 @@
+package bulkhead
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead/internal/proc"
+	"github.com/bulkhead-go/bulkhead/internal/wire"
+)
+
+// Call runs method on a worker with args and returns its result. Arguments
+// and results are encoded as CBOR: nil, bools, integers, floats, strings,
+// []byte, slices, maps and structs.
+//
+// The ctx deadline travels to the worker. A ctx that has already ended
+// returns a *CanceledError at once, with nothing sent. If ctx ends while the
+// worker runs the call, Call returns a *CanceledError wrapping ctx.Err(), and
+// the worker, which may be stuck in native code, is stopped (see
+// CanceledError) and replaced. A call to a method listed in
+// Config.Idempotent whose worker crashes under it is replayed on another
+// worker. See errors.go for every other error.
+func (p *Pool) Call(ctx context.Context, method string, args ...any) (Reply, error) {
+	if len(method) == 0 || len(method) > wire.MaxMethodBytes {
+		return Reply{}, fmt.Errorf("bulkhead: method name of %d bytes (want 1 to %d)", len(method), wire.MaxMethodBytes)
+	}
+	if err := ctx.Err(); err != nil {
+		return Reply{}, notSent(method, err)
+	}
+	var fp *fingerprint
+	if p.quar != nil {
+		f, err := p.quar.fingerprint(ctx, method, args)
+		if err != nil {
+			return Reply{}, fmt.Errorf("bulkhead: call %q: %w", method, err)
+		}
+		fp = &f
+	}
+	// Encoded once, before any worker is held or lock taken: a panicking
+	// MarshalCBOR costs nothing but this call, and a redispatch or replay
+	// sends the same bytes.
+	f, err := encodeCall(ctx, method, args, p.cfg.maxFrame)
+	if err != nil {
+		return Reply{}, fmt.Errorf("bulkhead: call %q: %w", method, err)
+	}
+	defer putBuilder(f)
+	replays, redispatches := 0, 0
+	for {
+		w, err := p.acquire(ctx, method, fp)
+		if err != nil {
+			return Reply{}, err
+		}
+		r, again, err := p.callOn(ctx, w, method, f, fp)
+		p.release(w, err == nil || isRemote(err))
+		if again == redispatchQueued || (again == redispatchNext && redispatches < p.cfg.MaxRedispatch) {
+			if again == redispatchNext {
+				redispatches++
+			}
+			p.stats.redispatched.Add(1)
+			continue
+		}
+		if err != nil && p.replayable(ctx, method, err, replays) {
+			replays++
+			p.stats.replayed.Add(1)
+			continue
+		}
+		var ce *CrashError
+		if replays > 0 && errors.As(err, &ce) {
+			ce.Replays = replays
+		}
+		return r, err
+	}
+}
+
+// builders holds the frames of calls being made (encodeCall).
+var builders = sync.Pool{New: func() any { return new(wire.Builder) }}
+
+// encodeCall encodes a CALL frame with id 0; conn.send numbers it.
+func encodeCall(ctx context.Context, method string, args []any, maxFrame uint32) (*wire.Builder, error) {
+	var deadline int64
+	if d, ok := ctx.Deadline(); ok {
+		deadline = d.UnixNano()
+	}
+	b := builders.Get().(*wire.Builder)
+	var err error
+	if wire.AnyLarge(args) {
+		err = b.CallVec(0, method, deadline, args, maxFrame)
+	} else {
+		err = b.Call(0, method, deadline, args, maxFrame)
+	}
+	if err != nil {
+		putBuilder(b)
+		return nil, err
+	}
+	return b, nil
+}
+
+// putBuilder recycles b, unless it grew large.
+func putBuilder(b *wire.Builder) {
+	b.Reset()
+	if b.Cap() <= 1<<20 {
+		builders.Put(b)
+	}
+}
+
+// notSent is the error of a call whose ctx ended before it reached a worker.
+func notSent(method string, cause error) *CanceledError {
+	e := &CanceledError{Method: method, Err: cause, ExitCode: -1,
+		Reason: "its ctx had ended before it was sent; nothing was sent", stopped: make(chan struct{})}
+	close(e.stopped)
+	return e
+}
+
+// replayable reports whether a failed attempt may run again: only a crash of
+// a started call to an idempotent method, with replays and ctx left.
+func (p *Pool) replayable(ctx context.Context, method string, err error, replays int) bool {
+	if p.cfg.idempotent == nil || replays >= p.cfg.MaxReplays || ctx.Err() != nil {
+		return false
+	}
+	if _, ok := p.cfg.idempotent[method]; !ok {
+		return false
+	}
+	var ce *CrashError
+	return errors.As(err, &ce) && ce.Phase == PhaseCall
+}
+
+func isRemote(err error) bool {
+	var re *RemoteError
+	return errors.As(err, &re)
+}
+
+// redispatch says whether a call whose worker died may go to another one.
+type redispatch int
+
+const (
+	noRedispatch     redispatch = iota
+	redispatchNext              // it never started, and was next in line: counts toward MaxRedispatch
+	redispatchQueued            // it never started, and another call or the pool was the cause: a bystander
+)
+
+// callOn runs one attempt of a call on w: it sends the frame, waits, and
+// hands the outcome to answered, canceled or crashed. again is set when the
+// worker died before starting the call, so that it may safely go to another
+// worker.
+func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, f *wire.Builder, fp *fingerprint) (Reply, redispatch, error) {
+	if err := ctx.Err(); err != nil {
+		return Reply{}, noRedispatch, notSent(method, err)
+	}
+	pd, err := w.conn.send(ctx, f)
+	if err != nil {
+		return Reply{}, noRedispatch, notSent(method, ctx.Err())
+	}
+	defer w.conn.release(pd)
+	w.current.Store(pd.id)
+
+	shut := w.conn.wait(pd, ctx)
+	if !shut && !pd.isDone(w.conn) && ctx.Err() != nil && !w.hasStarted(pd.id) {
+		// It waits behind other calls on this worker (Config.Pipeline):
+		// give it up alone, and leave the worker to the calls it runs.
+		if e := p.abandonQueued(w, pd, method, ctx.Err()); e != nil {
+			return Reply{}, noRedispatch, e
+		}
+		// Its answer came meanwhile: take it.
+	}
+	res := pd.result(w.conn)
+	switch {
+	case res.done && res.err == nil:
+		if shut {
+			// The answer came, but the connection is gone.
+			p.abandon(w, "connection shut down by an abandoned call")
+		}
+		return p.answered(ctx, w, pd.id, method, res, fp)
+	case shut || !res.done && ctx.Err() != nil:
+		return Reply{}, noRedispatch, p.canceled(ctx, w, pd.id, method, fp)
+	}
+	return p.lostUnder(w, pd.id, method, res.err, fp)
+}
+
+// answered turns a worker's REPLY or ERROR into the call's outcome. A REPLY
+// whose value breaks PROTOCOL.md section 5 is a lie: it costs the worker.
+func (p *Pool) answered(ctx context.Context, w *workerProc, id uint64, method string, res callResult, fp *fingerprint) (Reply, redispatch, error) {
+	if res.typ == wire.TypeReply {
+		if err := wire.CheckValue(res.payload); err != nil {
+			w.conn.fail(err)
+			err := p.crashed(w, id, method, err)
+			p.attribute(fp, w, err)
+			return Reply{}, noRedispatch, err
+		}
+		r := Reply{raw: res.payload}
+		if res.large {
+			r.big = &replyBuffer{buf: res.payload, owner: &p.bufs}
+		}
+		return r, noRedispatch, nil
+	}
+	err := p.remoteError(w, id, method, res.payload, fp)
+	if re, ok := err.(*RemoteError); ok && skipped(re.Code, re.Details) && pastDeadline(ctx) {
+		// The worker saw the deadline pass before the call started and
+		// did not run it: that is our ctx ending, with nothing to stop.
+		p.stats.abandoned.Add(1)
+		e := &CanceledError{Method: method, RequestID: id, PID: w.pid, Err: context.DeadlineExceeded,
+			ExitCode: -1, Reason: "the worker skipped it: its deadline had passed before it could start",
+			stopped: make(chan struct{})}
+		close(e.stopped)
+		return Reply{}, noRedispatch, e
+	}
+	return Reply{}, noRedispatch, err
+}
+
+// canceled ends a call whose ctx ended while the worker had it (or while it
+// was being written): the worker, perhaps stuck in native code, is stopped
+// step by step on a goroutine the pool owns, and e.Wait reports how. The
+// caller gets its error at once.
+func (p *Pool) canceled(ctx context.Context, w *workerProc, id uint64, method string, fp *fingerprint) *CanceledError {
+	p.stats.abandoned.Add(1)
+	e := &CanceledError{Method: method, RequestID: id, PID: w.pid, Err: ctx.Err()}
+	e.stopped = make(chan struct{})
+	p.mu.Lock()
+	alone := w.inflight == 1 // for quarantine: only a call alone on its worker is to blame
+	p.retireLocked(w, "hung: call abandoned: "+e.Err.Error(), RecycleNone)
+	w.hung = true // stopHung stops it, not release
+	async := !p.closed
+	if async {
+		p.wg.Add(1)
+	}
+	p.unlock()
+	if async {
+		go func() {
+			defer p.wg.Done()
+			p.stopHung(w, e, fp, alone)
+		}()
+	} else {
+		p.stopHung(w, e, fp, alone)
+	}
+	return e
+}
+
+// lostUnder handles a connection that broke under a call: the worker died,
+// closed its socket or broke the protocol. A call the worker never started
+// may go elsewhere: at no cost to its redispatch budget when another call,
+// or the pool itself, was the cause.
+func (p *Pool) lostUnder(w *workerProc, id uint64, method string, cause error, fp *fingerprint) (Reply, redispatch, error) {
+	err := p.crashed(w, id, method, cause)
+	var ce *CrashError
+	if !errors.As(err, &ce) || ce.Phase != PhaseIdle {
+		p.attribute(fp, w, err)
+		return Reply{}, noRedispatch, err
+	}
+	p.mu.Lock()
+	retiring := w.retiring // a handler panicked, or the pool stops it: not this call's doing
+	p.unlock()
+	if retiring || w.started.Load() > w.conn.answered() || w.conn.abandonedBy.Load() != 0 {
+		return Reply{}, redispatchQueued, err // another call was running
+	}
+	return Reply{}, redispatchNext, err
+}
+
+// abandonQueued ends a call whose ctx ended while it was queued behind
+// other calls on w, before w started it. The worker is left running and
+// sent CANCEL; e.Wait waits until it answered the call (ran it after all,
+// or skipped it) or died, and e.Started says which. It returns nil if the
+// call's answer had already come.
+func (p *Pool) abandonQueued(w *workerProc, pd *pending, method string, cause error) *CanceledError {
+	id := pd.id
+	e := &CanceledError{Method: method, RequestID: id, PID: w.pid, Err: cause, ExitCode: -1, stopped: make(chan struct{})}
+	const queued = "abandoned while queued on the worker, which was left running; "
+	ok := w.conn.abandonQueued(pd, func(typ wire.Type, payload []byte, err error) {
+		switch {
+		case err != nil:
+			e.Started = w.hasStarted(id)
+			e.Reason = queued + "its connection ended before it answered: " + err.Error()
+		case typ == wire.TypeReply:
+			e.Started = true
+			e.Reason = queued + "it ran the call anyway; the result was dropped"
+		default:
+			body, derr := wire.DecodeError(payload)
+			e.Started = derr != nil || !skipped(ErrorCode(body.Code), body.Details)
+			if e.Started {
+				e.Reason = queued + "it ran the call anyway, which failed: " + body.Message
+			} else {
+				e.Reason = queued + "it skipped the call: " + body.Message
+			}
+		}
+		close(e.stopped)
+	})
+	if !ok {
+		return nil
+	}
+	p.stats.abandoned.Add(1)
+	w.conn.sendControl(wire.TypeCancel, id)
+	return e
+}
+
+// crashed describes a broken connection under a call: the worker died,
+// closed the socket, or broke the protocol.
+func (p *Pool) crashed(w *workerProc, id uint64, method string, cause error) error {
+	e := crashOf(w, id, method, cause)
+	started := w.hasStarted(id) // exact now that it is dead
+	switch {
+	case w.conn.abandonedBy.Load() != 0 && w.conn.abandonedBy.Load() != id:
+		// Not this call's doing: another call on the worker was abandoned,
+		// which shut the connection down and has the worker stopped.
+		e.Reason = fmt.Sprintf("stopped by the pool: call %d on the same worker was abandoned (%s)", w.conn.abandonedBy.Load(), e.Reason)
+	case w.pol.limitKill.Load() == int32(LimitMemory):
+		e.Limit, e.Killed = LimitMemory, true
+		e.Reason = fmt.Sprintf("resident memory of %d bytes exceeded MaxMemory (%d); killed", w.pol.rss.Load(), p.cfg.MaxMemory)
+	case !e.Killed && !errors.Is(cause, wire.ErrProtocol):
+		if e.Limit = classifyLimit(&p.cfg.Limits, e.Signal, false, rusage(w), e.Stderr); e.Limit != LimitNone {
+			e.Reason += " (exceeded its " + e.Limit.String() + " limit)"
+		}
+	}
+	if !started {
+		e.Phase = PhaseIdle
+		e.Reason = "died before starting the call: " + e.Reason
+	}
+	return e
+}
+
+// abandon stops a worker whose connection a cancellation shut down although
+// the call's answer came: it can serve nobody. It does not wait.
+func (p *Pool) abandon(w *workerProc, why string) {
+	p.mu.Lock()
+	p.retireLocked(w, why, RecycleNone)
+	p.unlock()
+	w.proc.Stop(proc.Step{Signal: syscall.SIGTERM, Wait: p.cfg.KillGrace})
+}
+
+func (p *Pool) remoteError(w *workerProc, id uint64, method string, payload []byte, fp *fingerprint) error {
+	body, err := wire.DecodeError(payload)
+	if err != nil {
+		// A malformed ERROR is a protocol violation.
+		w.conn.fail(err)
+		err := p.crashed(w, id, method, err)
+		p.attribute(fp, w, err)
+		return err
+	}
+	e := &RemoteError{Code: ErrorCode(body.Code), Message: body.Message, Details: body.Details,
+		Method: method, RequestID: id, PID: w.pid}
+	if e.Code == CodePanic {
+		p.mu.Lock()
+		p.retireLocked(w, "handler panicked", RecycleNone)
+		p.unlock()
+	}
+	return e
+}
+
+// callResult is a pending call's outcome, read under the connection's lock.
+type callResult struct {
+	done    bool
+	typ     wire.Type
+	payload []byte
+	large   bool
+	err     error
+}
+
+func (pd *pending) result(c *conn) callResult {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return callResult{pd.done, pd.typ, pd.payload, pd.large, pd.err}
+}
+
+func (pd *pending) isDone(c *conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return pd.done
+}
+
+// pastDeadline reports whether ctx's deadline has passed by the clock,
+// which may be a moment before ctx's own timer says so.
+func pastDeadline(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
+}

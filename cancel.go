@@ -1,0 +1,86 @@
+package bulkhead
+
+import "context"
+
+// A call's ctx is watched by one context.AfterFunc from the moment its frame
+// is queued (arm) until wait returns (disarm). What the callback may do
+// depends on what the caller is doing, its role:
+//
+//   - a follower waits on its channel and selects on ctx itself: the
+//     callback only marks the call fired;
+//   - a reader blocked in read(2), or a writer blocked in write(2), can be
+//     freed only by shutting the connection down (conn.abandon), which
+//     costs the worker. A reader is spared that if the answer is already
+//     waiting to be read.
+//
+// The callback marks fired before it looks at the role, and a caller marks
+// its role before it looks at fired (setRole): whichever comes second sees
+// the other, so a caller that takes the reader role just after its ctx
+// ended does not block for ever. disarm waits for a callback that has
+// started: it reads the start marker and shuts down the socket, which must
+// stay mapped and open until it is done.
+const (
+	roleFollower int32 = iota
+	roleReader
+	roleWriter
+)
+
+// arm starts watching ctx for p; it does nothing if p is watched already or
+// ctx can never end.
+func (c *conn) arm(p *pending, ctx context.Context) {
+	if p.ctx != nil {
+		return
+	}
+	p.ctx = ctx
+	if ctx.Done() == nil {
+		return
+	}
+	id := p.id
+	p.stop = context.AfterFunc(ctx, func() {
+		p.fired.Store(true)
+		if r := p.role.Load(); r != roleFollower {
+			c.abandon(id, r, false)
+		}
+		p.cbDone <- struct{}{}
+	})
+}
+
+// disarm stops watching p's ctx, and waits for the callback if it started.
+func (c *conn) disarm(p *pending) {
+	if p.stop != nil && !p.stop() {
+		<-p.cbDone
+	}
+	p.stop = nil
+}
+
+// setRole records what p's caller is about to do, and acts on a ctx that
+// ended before it did.
+func (p *pending) setRole(r int32, c *conn) {
+	p.role.Store(r)
+	if p.fired.Load() {
+		c.abandon(p.id, r, r == roleReader && c.reader.Buffered())
+	}
+}
+
+// recheck is called by the reader after each frame that was not its own
+// answer: if its ctx ended meanwhile and nothing more is buffered, it is
+// time to shut down after all.
+func (c *conn) recheck(p *pending) {
+	if p != nil && p.fired.Load() {
+		c.abandon(p.id, roleReader, c.reader.Buffered())
+	}
+}
+
+// sleep waits as a follower for a wake-up; false if p's ctx ended.
+func (p *pending) sleep() bool {
+	if p.ctx == nil || p.ctx.Done() == nil {
+		<-p.wake
+		return true
+	}
+	select {
+	case <-p.wake:
+		return true
+	case <-p.ctx.Done():
+		return false
+	}
+}
