@@ -64,12 +64,23 @@ func (p *pending) setRole(r int32, c *conn) {
 
 // recheck is called by the reader after each frame that was not its own
 // answer: if its ctx ended meanwhile and nothing more is buffered, it is
-// time to shut down after all.
+// time to shut down after all. A worker that keeps sending other frames
+// (a flood of PINGs) gets maxRechecks frames of grace, no more.
 func (c *conn) recheck(p *pending) {
-	if p != nil && p.fired.Load() {
-		c.abandon(p.id, roleReader, c.reader.Buffered())
+	if p == nil || !p.fired.Load() {
+		return
 	}
+	p.rechecks++
+	if p.rechecks > maxRechecks {
+		c.abandon(p.id, roleWriter, false) // a writer is never spared
+		return
+	}
+	c.abandon(p.id, roleReader, c.reader.Buffered())
 }
+
+// maxRechecks bounds the frames a reader whose ctx ended reads, looking for
+// its answer, before it shuts the connection down.
+const maxRechecks = 64
 
 // sleep waits as a follower for a wake-up; false if p's ctx ended.
 func (p *pending) sleep() bool {

@@ -97,6 +97,8 @@ type pending struct {
 	cbDone chan struct{} // cap 1: the callback has finished
 	role   atomic.Int32
 	fired  atomic.Bool
+	// rechecks counts the frames read since fired (recheck); the reader's.
+	rechecks int
 }
 
 var pendingPool = sync.Pool{New: func() any {
@@ -226,6 +228,12 @@ func (c *conn) awaitRoleLocked(ctx context.Context) bool {
 // cannot stall a caller that only cancels, or a reader answering PINGs.
 func (c *conn) sendControl(t wire.Type, id uint64) {
 	c.wmu.Lock()
+	if t == wire.TypePong && c.out.Len() > maxQueuedPong {
+		// A worker that sends PINGs and does not read the PONGs would
+		// have them pile up here: they only say we are alive.
+		c.wmu.Unlock()
+		return
+	}
 	c.out.Empty(t, id)
 	if c.writing {
 		c.wmu.Unlock()
@@ -244,6 +252,10 @@ func (c *conn) sendControl(t wire.Type, id uint64) {
 	}
 	c.wmu.Unlock()
 }
+
+// maxQueuedPong is how many bytes may wait to be written before a PONG is
+// dropped rather than queued.
+const maxQueuedPong = 64 << 10
 
 // tryWrite writes what w takes of b without blocking: a socket with
 // MSG_DONTWAIT, a shared-memory pipe by its TryWrite. A full socket is not

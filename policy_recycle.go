@@ -175,13 +175,16 @@ func (p *Pool) sweep() {
 }
 
 // memoryKillLocked kills a worker over MaxMemory in mid-call. The call
-// fails with a *CrashError whose Limit is LimitMemory (see crashed).
+// fails with a *CrashError whose Limit is LimitMemory (see crashed), and the
+// worker's exit is logged as a crash, not a recycle: a kill that fails a
+// call is a crash record (onExit).
 func (p *Pool) memoryKillLocked(w *workerProc, rss int64) {
 	w.pol.rss.Store(rss)
 	w.pol.limitKill.Store(int32(LimitMemory))
 	p.stats.memoryKills.Add(1)
-	p.retireLocked(w, fmt.Sprintf("killed: resident memory %d bytes over MaxMemory %d", rss, p.cfg.MaxMemory), RecycleMemory)
-	w.proc.Kill()
+	p.stats.recycled[RecycleMemory].Add(1)
+	p.retireLocked(w, fmt.Sprintf("killed: resident memory %d bytes over MaxMemory %d", rss, p.cfg.MaxMemory), RecycleNone)
+	p.afterLocked(w.proc.Kill)
 }
 
 // rssOf returns the resident memory of process pid in bytes.

@@ -228,7 +228,7 @@ func (p *Pool) spawn(req spawnReq) {
 		if req.spare {
 			extraEnv = []string{spareIdleEnv}
 		}
-		w, err := launch(&p.cfg, p.spawner, p.onExit, p.trackStarting, extraEnv...)
+		w, err := launchWatched(&p.cfg, p.spawner, p.workerLost, p.onExit, p.trackStarting, extraEnv...)
 		if err == nil {
 			w.conn.recycle(&p.bufs)
 			// Before any call: nobody uses the connection yet.
@@ -419,10 +419,14 @@ func (p *Pool) onExit(w *workerProc) {
 	if w.inflight > 0 {
 		phase = PhaseCall
 	}
-	expected := w.retiring
+	memKill := w.pol.limitKill.Load() == int32(LimitMemory)
+	expected := w.retiring && !memKill
 	p.uncountLocked(w)
 	var limit Limit
-	if !expected {
+	switch {
+	case memKill:
+		limit = LimitMemory
+	case !expected:
 		limit = classifyLimit(&p.cfg.Limits, ex.Signal, w.broken.Load(), rusage(w), w.stderr.String())
 	}
 	if !expected && phase == PhaseIdle && !p.closed {
@@ -443,7 +447,7 @@ func (p *Pool) onExit(w *workerProc) {
 		if phase == PhaseCall {
 			attrs = append(attrs, "request_id", w.current.Load())
 		}
-		if w.broken.Load() {
+		if w.broken.Load() || memKill {
 			attrs = append(attrs, "killed_by_pool", true)
 		}
 		if limit != LimitNone {
@@ -621,7 +625,7 @@ func (p *Pool) release(w *workerProc, served bool) {
 			w.closeResources()
 			return
 		}
-	case w.retiring || w.broken.Load():
+	case w.retiring || w.broken.Load() || w.gone:
 		if w.inflight == 0 && w.retiring && !w.hung {
 			p.stopLocked(w)
 		}
@@ -872,6 +876,9 @@ func (p *Pool) Workers() []WorkerInfo {
 	defer p.unlock()
 	out := make([]WorkerInfo, 0, len(p.workers))
 	for w := range p.workers {
+		if w.exited.Load() {
+			continue // dead, not yet reaped
+		}
 		out = append(out, WorkerInfo{PID: w.pid, Name: w.hello.Name, InFlight: w.inflight, Capacity: w.capacity, Since: w.born,
 			Transport: w.transport(), Spare: w.spare})
 	}

@@ -53,6 +53,7 @@ type workerProc struct {
 	closed    bool   // conn and marker released
 
 	broken  atomic.Bool   // its connection failed under a call; being killed
+	exited  atomic.Bool   // the pidfd reported its exit; it may not be reaped yet
 	current atomic.Uint64 // request id of the latest call, for the crash log
 
 	pol workerPolicy // recycling and limit state (policy_recycle.go)
@@ -77,6 +78,14 @@ func (w *workerProc) hasStarted(id uint64) bool {
 // owner closing down can cut the wait short with w.conn.shutdown.
 // extraEnv is added to the worker's environment.
 func launch(s *settings, sp *proc.Spawner, onExit func(*workerProc), track func(*workerProc, bool), extraEnv ...string) (*workerProc, error) {
+	return launchWatched(s, sp, nil, onExit, track, extraEnv...)
+}
+
+// launchWatched is launch with onDied, which runs as soon as the pidfd
+// reports the worker's exit, before the reaping (which a descendant holding
+// its stderr can delay): the connection is shut down first, so that nothing
+// written after the death, by a descendant that kept the socket, is read.
+func launchWatched(s *settings, sp *proc.Spawner, onDied, onExit func(*workerProc), track func(*workerProc, bool), extraEnv ...string) (*workerProc, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, &StartError{ExitCode: -1, Reason: "socketpair: " + err.Error(), Err: err}
@@ -151,7 +160,14 @@ func launch(s *settings, sp *proc.Spawner, onExit func(*workerProc), track func(
 		stderr:  stderr,
 		conn:    newConn(parentFD, s.maxFrame),
 	}
-	pr, err := proc.Start(sp, cmd, func() { onExit(w) })
+	died := func() {
+		w.exited.Store(true)
+		w.conn.shutdown()
+		if onDied != nil {
+			onDied(w)
+		}
+	}
+	pr, err := proc.StartWatched(sp, cmd, died, func() { onExit(w) })
 	if err != nil {
 		w.conn.close()
 		unix.Munmap(page)

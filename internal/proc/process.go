@@ -25,7 +25,13 @@ type Process struct {
 	state  *os.ProcessState
 	err    error // Wait's error, other than the exit status
 
+	onDied func()
 	onExit func()
+
+	// sigMu orders signals against the reaping: once dead is set the pid
+	// may be reaped and reused, so nothing is sent to it any more.
+	sigMu sync.Mutex
+	dead  bool
 
 	stopOnce sync.Once
 	stopMu   sync.Mutex
@@ -37,6 +43,14 @@ type Process struct {
 // modified. onExit, if not nil, runs on the watching goroutine once the
 // process has been reaped, just before Exited is closed.
 func Start(sp *Spawner, cmd *exec.Cmd, onExit func()) (*Process, error) {
+	return StartWatched(sp, cmd, nil, onExit)
+}
+
+// StartWatched is Start with one more callback: onDied, if not nil, runs
+// on the watching goroutine as soon as the pidfd reports the exit, before
+// the reaping. The reaping itself may wait up to cmd.WaitDelay for output
+// pipes that a surviving descendant holds open; onDied does not.
+func StartWatched(sp *Spawner, cmd *exec.Cmd, onDied, onExit func()) (*Process, error) {
 	attr := syscall.SysProcAttr{}
 	if cmd.SysProcAttr != nil {
 		attr = *cmd.SysProcAttr
@@ -48,7 +62,7 @@ func Start(sp *Spawner, cmd *exec.Cmd, onExit func()) (*Process, error) {
 	if err := sp.Start(cmd); err != nil {
 		return nil, err
 	}
-	p := &Process{Cmd: cmd, PID: cmd.Process.Pid, exited: make(chan struct{}), onExit: onExit}
+	p := &Process{Cmd: cmd, PID: cmd.Process.Pid, exited: make(chan struct{}), onDied: onDied, onExit: onExit}
 	// The child cannot be reaped before we Wait, so its pid is still ours.
 	if fd, err := unix.PidfdOpen(p.PID, unix.PIDFD_NONBLOCK); err == nil {
 		p.pidfd = os.NewFile(uintptr(fd), "pidfd")
@@ -71,6 +85,12 @@ func (p *Process) watch() {
 	if p.pidfd != nil {
 		_ = unix.Kill(-p.PID, unix.SIGKILL)
 	}
+	if p.onDied != nil {
+		p.onDied()
+	}
+	p.sigMu.Lock()
+	p.dead = true // from here on the pid may be reaped: no more signals
+	p.sigMu.Unlock()
 	err := p.Cmd.Wait()
 	p.state = p.Cmd.ProcessState
 	var ee *exec.ExitError
@@ -113,7 +133,9 @@ func (p *Process) Alive() bool {
 // Signal sends sig to the process's whole group. Signalling a process that
 // has exited is not an error.
 func (p *Process) Signal(sig syscall.Signal) error {
-	if !p.Alive() {
+	p.sigMu.Lock()
+	defer p.sigMu.Unlock()
+	if p.dead {
 		return nil
 	}
 	if err := unix.Kill(-p.PID, sig); err != nil && err != unix.ESRCH {
@@ -162,7 +184,8 @@ func (p *Process) Kill() {
 	_ = p.Signal(syscall.SIGKILL)
 }
 
-// Release cancels pending Stop timers; call it after Exited is closed.
+// Release cancels pending Stop timers; call it after Exited is closed. A
+// timer that has fired already finds the process dead and does nothing.
 func (p *Process) Release() {
 	p.stopMu.Lock()
 	if p.timer != nil {
