@@ -28,6 +28,10 @@ import (
 //	              its replacements start normally
 //	HELPER_CONC   the worker's Concurrency
 func TestMain(m *testing.M) {
+	if os.Getenv("HELPER_ORPHAN") != "" { // it inherits a worker's environment
+		runOrphan()
+		return
+	}
 	if worker.IsWorker() {
 		runHelperWorker()
 		return
@@ -141,8 +145,11 @@ func registerHelperMethods(s *worker.Server, fd int) {
 		if _, err := f.Read(make([]byte, 1)); err != nil {
 			return nil, err
 		}
-		if a.Then == "segv" {
+		switch a.Then {
+		case "segv":
 			native.Segv()
+		case "panic":
+			panic("handler bug behind the gate")
 		}
 		return os.Getpid(), nil
 	}))
@@ -204,6 +211,33 @@ func registerHelperMethods(s *worker.Server, fd int) {
 		blockForever()
 		return nil, nil
 	})
+	s.Handle("nap", worker.Func(func(_ context.Context, ms int) (any, error) {
+		time.Sleep(time.Duration(ms) * time.Millisecond) // deaf to ctx, as native code is
+		return ms, nil
+	}))
+	s.Handle("lie", worker.Func(func(_ context.Context, a lieArgs) (any, error) {
+		var b wire.Builder
+		_ = b.Raw(wire.TypeReply, a.ID, lies[a.Kind], wire.MaxMaxFrame)
+		fdio.FD(fd).Write(b.Bytes())
+		blockForever()
+		return nil, nil
+	}))
+	s.Handle("pingflood", func(context.Context, worker.Args) (any, error) {
+		var b wire.Builder
+		for range 1024 {
+			b.Empty(wire.TypePing, 0)
+		}
+		for {
+			if _, err := fdio.FD(fd).Write(b.Bytes()); err != nil {
+				blockForever()
+			}
+		}
+	})
+	s.Handle("orphanreply", worker.Func(func(_ context.Context, id uint64) (any, error) {
+		startOrphan(fd, id)
+		os.Exit(0)
+		return nil, nil
+	}))
 	s.Handle("closesock", func(context.Context, worker.Args) (any, error) {
 		unix.Close(fd)
 		blockForever() // alive, but deaf
