@@ -39,7 +39,7 @@ func startOrphan(fd int, id uint64) {
 	cmd.Env = append(os.Environ(), "HELPER_ORPHAN="+strconv.FormatUint(id, 10),
 		"HELPER_ORPHAN_PARENT="+strconv.Itoa(os.Getpid()))
 	cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(fd), "socket")} // fd 3 in the child
-	cmd.Stderr = os.Stderr // it holds the worker's stderr too: the reaping waits
+	cmd.Stderr = os.Stderr                                         // it holds the worker's stderr too: the reaping waits
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		panic(err)

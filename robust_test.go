@@ -305,4 +305,3 @@ func TestPanicBystanders(t *testing.T) {
 		}
 	}
 }
-
