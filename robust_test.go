@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -263,10 +264,16 @@ func TestHangsCountTowardQuarantine(t *testing.T) {
 	}
 }
 
-// TestPanicBystanders: calls queued behind a handler that panics
+// TestPanicBystanders: calls queued behind handlers that panic
 // (Config.Pipeline) never ran, and are sent elsewhere at no cost to their
-// redispatch budget.
+// redispatch budget, however many panics they sit behind.
 func TestPanicBystanders(t *testing.T) {
+	for i := range 3 {
+		t.Run(strconv.Itoa(i), func(t *testing.T) { panicBystanders(t) })
+	}
+}
+
+func panicBystanders(t *testing.T) {
 	p := newPool(t, bulkhead.Config{Workers: 1, Pipeline: 8, MaxRedispatch: 1})
 	fifo := filepath.Join(t.TempDir(), "gate")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
@@ -274,13 +281,17 @@ func TestPanicBystanders(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	panicked := make(chan error, 1)
+	panicked := make(chan error, 2)
 	go func() {
 		_, err := p.Call(ctx, "gate", gateArgs{Fifo: fifo, Then: "panic"})
 		panicked <- err
 	}()
 	waitInFlight(t, p, 1)
-	const n = 8
+	go func() {
+		_, err := p.Call(ctx, "panic") // a second panic, queued behind the first
+		panicked <- err
+	}()
+	const n = 7 // with the gate and the panic: the worker's depth, 1 + Pipeline
 	errs := make(chan error, n)
 	for range n {
 		go func() {
@@ -288,16 +299,18 @@ func TestPanicBystanders(t *testing.T) {
 			errs <- err
 		}()
 	}
-	waitInFlight(t, p, 1+n)
+	waitInFlight(t, p, 2+n)
 	f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.Write([]byte{1})
 	f.Close()
-	var re *bulkhead.RemoteError
-	if err := <-panicked; !errors.As(err, &re) || re.Code != bulkhead.CodePanic {
-		t.Fatalf("gate = %v, want a panic", err)
+	for range 2 {
+		var re *bulkhead.RemoteError
+		if err := <-panicked; !errors.As(err, &re) || re.Code != bulkhead.CodePanic {
+			t.Fatalf("panicking call = %v, want a panic", err)
+		}
 	}
 	for range n {
 		if err := <-errs; err != nil {
