@@ -3,6 +3,7 @@ package bulkhead
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -205,8 +206,10 @@ func TestRecycleLifetime(t *testing.T) {
 	}
 }
 
+// A memory kill fails a call: it is a crash, logged and counted as one, not
+// an INFO "worker recycled".
 func TestMemoryLimitKillsMidCall(t *testing.T) {
-	p, _ := testPool(t, Config{Workers: 1, MaxMemory: 64 << 20, MonitorInterval: 5 * time.Millisecond}, hooks{})
+	p, logs := testPool(t, Config{Workers: 1, MaxMemory: 64 << 20, MonitorInterval: 5 * time.Millisecond}, hooks{})
 	pid := pidOf(t, p)
 	_, err := p.Call(context.Background(), "grow")
 	ce, ok := isCrash(err)
@@ -220,8 +223,19 @@ func TestMemoryLimitKillsMidCall(t *testing.T) {
 		t.Fatal("killed worker still serving")
 	}
 	s := p.Stats()
-	if s.MemoryKills != 1 || s.RecycledByReason["memory"] != 1 || s.CallCrashes != 0 {
+	if s.MemoryKills != 1 || s.RecycledByReason["memory"] != 1 || s.CallCrashes != 1 {
 		t.Fatalf("stats %+v", s)
+	}
+	rec := logs.wait(t, "worker crashed", 1)[0]
+	if rec["level"] != slog.LevelError || rec["limit"] != "memory" || rec["phase"] != "call" || rec["pid"] != int64(pid) {
+		t.Fatalf("crash record %v", rec)
+	}
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	for _, r := range logs.recs {
+		if r["msg"] == "worker recycled" {
+			t.Fatalf("a memory kill logged as a recycle: %v", r)
+		}
 	}
 }
 

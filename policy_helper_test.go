@@ -237,7 +237,7 @@ func (l *records) WithAttrs([]slog.Attr) slog.Handler       { return l }
 func (l *records) WithGroup(string) slog.Handler            { return l }
 
 func (l *records) Handle(_ context.Context, r slog.Record) error {
-	m := map[string]any{"msg": r.Message}
+	m := map[string]any{"msg": r.Message, "level": r.Level}
 	r.Attrs(func(a slog.Attr) bool { m[a.Key] = a.Value.Any(); return true })
 	l.mu.Lock()
 	defer l.mu.Unlock()
