@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -316,5 +317,56 @@ func panicBystanders(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Errorf("bystander of a panic: %v", err)
 		}
+	}
+}
+
+// reentrant is a slog handler that calls back into the pool, as a user's
+// handler may (to read Stats for a metric). Were a record logged under the
+// pool's lock, it would deadlock.
+type reentrant struct {
+	pool  atomic.Pointer[bulkhead.Pool]
+	count atomic.Int64
+}
+
+func (h *reentrant) Enabled(context.Context, slog.Level) bool { return true }
+func (h *reentrant) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *reentrant) WithGroup(string) slog.Handler            { return h }
+func (h *reentrant) Handle(context.Context, slog.Record) error {
+	if p := h.pool.Load(); p != nil {
+		p.Stats()
+		p.Workers()
+		p.Quarantined()
+	}
+	h.count.Add(1)
+	return nil
+}
+
+// TestLogHandlerMayCallPool: no record is logged with the pool's lock held.
+func TestLogHandlerMayCallPool(t *testing.T) {
+	h := &reentrant{}
+	p := newPool(t, bulkhead.Config{Workers: 2, MaxCalls: 3, QuarantineAfter: 1, Logger: slog.New(h),
+		TermGrace: 20 * time.Millisecond, DumpGrace: 20 * time.Millisecond})
+	h.pool.Store(p)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 6 {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			p.Call(ctx, "segv", i) // crash records, quarantine records
+			p.Call(ctx, "panic", i)
+			p.Call(ctx, "null") // recycling records
+			cancel()
+			ctx, cancel = context.WithTimeout(context.Background(), 30*time.Millisecond)
+			p.Call(ctx, "hang", i) // hung-call records
+			cancel()
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("calls did not finish: a log record under the pool's lock deadlocked?")
+	}
+	if h.count.Load() < 10 {
+		t.Fatalf("only %d records", h.count.Load())
 	}
 }
