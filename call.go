@@ -156,6 +156,11 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, f *wire
 	w.current.Store(pd.id)
 
 	shut := w.conn.wait(pd, ctx)
+	if !shut && p.cfg.CancelGrace > 0 && !pd.isDone(w.conn) && ctx.Err() != nil {
+		if e := p.cancelSoft(w, pd, method, ctx.Err(), fp); e != nil {
+			return Reply{}, noRedispatch, e
+		}
+	}
 	if !shut && !pd.isDone(w.conn) && ctx.Err() != nil && !w.hasStarted(pd.id) {
 		// It waits behind other calls on this worker (Config.Pipeline):
 		// give it up alone, and leave the worker to the calls it runs.
@@ -266,22 +271,7 @@ func (p *Pool) abandonQueued(w *workerProc, pd *pending, method string, cause er
 	e := &CanceledError{Method: method, RequestID: id, PID: w.pid, Err: cause, ExitCode: -1, stopped: make(chan struct{})}
 	const queued = "abandoned while queued on the worker, which was left running; "
 	ok := w.conn.abandonQueued(pd, func(typ wire.Type, payload []byte, err error) {
-		switch {
-		case err != nil:
-			e.Started = w.hasStarted(id)
-			e.Reason = queued + "its connection ended before it answered: " + err.Error()
-		case typ == wire.TypeReply:
-			e.Started = true
-			e.Reason = queued + "it ran the call anyway; the result was dropped"
-		default:
-			body, derr := wire.DecodeError(payload)
-			e.Started = derr != nil || !skipped(ErrorCode(body.Code), body.Details)
-			if e.Started {
-				e.Reason = queued + "it ran the call anyway, which failed: " + body.Message
-			} else {
-				e.Reason = queued + "it skipped the call: " + body.Message
-			}
-		}
+		describeOrphan(w, e, orphanEnd{typ: typ, payload: payload, err: err}, queued)
 		close(e.stopped)
 	})
 	if !ok {

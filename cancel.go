@@ -1,6 +1,9 @@
 package bulkhead
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // A call's ctx is watched by one context.AfterFunc from the moment its frame
 // is queued (arm) until wait returns (disarm). What the callback may do
@@ -65,18 +68,24 @@ func (p *pending) setRole(r int32, c *conn) {
 // recheck is called by the reader after each frame that was not its own
 // answer: if its ctx ended meanwhile and nothing more is buffered, it is
 // time to shut down after all. A worker that keeps sending other frames
-// (a flood of PINGs) gets maxRechecks frames of grace, no more.
-func (c *conn) recheck(p *pending) {
+// (a flood of PINGs) gets maxRechecks frames of grace, no more. It reports
+// whether the reader should stop: it shut the connection down, and what is
+// still buffered (a flood) is not worth reading.
+func (c *conn) recheck(p *pending) bool {
 	if p == nil || !p.fired.Load() {
-		return
+		return false
 	}
 	p.rechecks++
 	if p.rechecks > maxRechecks {
 		c.abandon(p.id, roleWriter, false) // a writer is never spared
-		return
+	} else {
+		c.abandon(p.id, roleReader, c.reader.Buffered())
 	}
-	c.abandon(p.id, roleReader, c.reader.Buffered())
+	return c.abandonedBy.Load() == p.id
 }
+
+// errAbandoned breaks a connection that a call's ctx ending shut down.
+var errAbandoned = errors.New("connection shut down by an abandoned call")
 
 // maxRechecks bounds the frames a reader whose ctx ended reads, looking for
 // its answer, before it shuts the connection down.

@@ -106,6 +106,23 @@ type Config struct {
 	// Zero value: 200 milliseconds.
 	TermGrace time.Duration
 
+	// CancelGrace is the soft cancel: how long a worker may go on with a
+	// call whose caller's ctx ended before it is stopped. Call returns the
+	// *CanceledError at once either way; with a grace, the worker is sent
+	// CANCEL and keeps the call's slot until it answers (the answer is
+	// dropped, and CanceledError.Wait reports it) or the grace runs out,
+	// and only then is stopped as a hung worker is (TermGrace, DumpSignal,
+	// DumpGrace). It suits callers that hang up for reasons of their own,
+	// as an HTTP client does: they need not cost a worker each.
+	//
+	// Zero value: no grace. The worker is stopped at once, because a call
+	// that outlives its caller is most often stuck in native code, which
+	// CANCEL cannot reach, and a worker held for a grace is one the next
+	// calls wait for. A grace also costs every call a goroutine switch: the
+	// caller cannot read its own reply, since a caller blocked in read(2)
+	// could not return at once.
+	CancelGrace time.Duration
+
 	// DumpSignal is sent to a hung worker that ignored SIGTERM, so that it
 	// prints its stacks before it is killed: SIGQUIT makes a Go worker
 	// print every goroutine's stack and exit. The tail of what it prints
@@ -327,6 +344,7 @@ func (c *Config) settings() (settings, error) {
 		{"QuarantineFor", &s.QuarantineFor, 10 * time.Minute},
 		{"IdleTimeout", &s.IdleTimeout, 0},
 		{"QueueTimeout", &s.QueueTimeout, 0},
+		{"CancelGrace", &s.CancelGrace, 0},
 		{"MaxLifetime", &s.MaxLifetime, 0},
 		{"MaxRestartDelay", &s.MaxRestartDelay, 0},
 	}

@@ -63,6 +63,11 @@ type conn struct {
 	drainers sync.WaitGroup    // drain, reading for orphans while no caller does
 	reading  bool
 	broken   error // set once; every later call fails with it
+	// follow has callers wait as followers only, while a goroutine of the
+	// connection's reads for them (drain): a caller whose ctx ends then
+	// returns at once, without shutting the socket down
+	// (Config.CancelGrace). Set before the connection is in use.
+	follow bool
 	// lastAnswered is the highest id answered: a worker whose start
 	// marker is beyond it died running a call.
 	lastAnswered uint64
@@ -338,7 +343,10 @@ func (c *conn) wait(p *pending, ctx context.Context) (shut bool) {
 			c.mu.Unlock()
 			break
 		}
-		if !c.reading && c.oldestLocked(p) {
+		if c.follow && !c.reading {
+			c.startDrainLocked()
+		}
+		if !c.follow && !c.reading && c.oldestLocked(p) {
 			c.reading = true
 			c.mu.Unlock()
 			p.setRole(roleReader, c)
@@ -421,22 +429,30 @@ func (c *conn) handOffLocked() {
 		}
 	}
 	switch {
+	case next != nil && c.follow:
+		c.startDrainLocked()
 	case next != nil:
 		signal(next)
 	case len(c.orphans) > 0:
 		// Nobody waits, but calls left queued will still be answered, and
 		// CanceledError.Wait waits for that: read on their behalf.
-		c.reading = true
-		c.drainers.Add(1)
-		go c.drain()
+		c.startDrainLocked()
 	case c.watchWake != nil:
 		c.roleFreed()
 	}
 }
 
+// startDrainLocked gives the reader role to a new drain goroutine.
+func (c *conn) startDrainLocked() {
+	c.reading = true
+	c.drainers.Add(1)
+	go c.drain()
+}
+
 // drain reads for the calls left queued (abandonQueued) while no caller
-// is waiting. It stops once they are answered, or a caller waits and can
-// read for itself, or the connection fails; close waits for it.
+// is waiting, and for every caller with follow. It stops once they are
+// answered, or (without follow) a caller waits and can read for itself, or
+// the connection fails; close waits for it.
 func (c *conn) drain() {
 	defer c.drainers.Done()
 	c.readUntil(nil)
@@ -494,13 +510,16 @@ func (c *conn) readUntil(p *pending) {
 					signal(q)
 				}
 			}
-			drained := p == nil && (len(c.orphans) == 0 || len(c.pend) > 0)
+			drained := p == nil && (len(c.orphans) == 0 && len(c.pend) == 0 || len(c.pend) > 0 && !c.follow)
 			c.mu.Unlock()
 			if (q == p && p != nil) || drained {
 				return
 			}
 			// A reply nobody waits for belongs to an abandoned call.
-			c.recheck(p)
+			if c.recheck(p) {
+				c.fail(errAbandoned)
+				return
+			}
 		case wire.TypePing, wire.TypePong:
 			if len(payload) != 0 {
 				c.fail(&wire.FrameError{Header: h, Reason: "control frame with a payload"})
@@ -509,14 +528,20 @@ func (c *conn) readUntil(p *pending) {
 			if h.Type == wire.TypePing && !c.down.Load() {
 				c.sendControl(wire.TypePong, h.ID)
 			}
-			c.recheck(p)
+			if c.recheck(p) {
+				c.fail(errAbandoned)
+				return
+			}
 		default:
 			if c.onFrame != nil && wire.IsObjectType(h.Type) {
 				if err := c.onFrame(h, payload); err != nil {
 					c.fail(err)
 					return
 				}
-				c.recheck(p)
+				if c.recheck(p) {
+					c.fail(errAbandoned)
+					return
+				}
 				continue
 			}
 			c.fail(&wire.FrameError{Header: h, Reason: "unexpected frame from worker"})

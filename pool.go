@@ -238,6 +238,7 @@ func (p *Pool) spawn(req spawnReq) {
 			if p.depth(w) > w.capacity {
 				w.conn.holdAfter = w.capacity + 1
 			}
+			w.conn.follow = p.cfg.CancelGrace > 0
 		}
 		p.mu.Lock()
 		if first != nil {
@@ -413,14 +414,22 @@ func (p *Pool) onExit(w *workerProc) {
 	delete(p.workers, w)
 	w.dead = true
 	p.removeAvailLocked(w)
-	wasSpare := w.spare
 	p.removeSpareLocked(w)
+	wasSpare := w.wasSpare
 	phase := PhaseIdle
 	if w.inflight > 0 {
 		phase = PhaseCall
 	}
 	memKill := w.pol.limitKill.Load() == int32(LimitMemory)
-	expected := w.retiring && !memKill
+	// A worker whose connection a cancellation shut down exits at the end
+	// of its stream: the pool's doing, though the caller may not have
+	// retired it yet.
+	abandoned := w.conn.abandonedBy.Load() != 0
+	expected := (w.retiring || abandoned) && !memKill
+	why := w.retireWhy
+	if why == "" && abandoned {
+		why = "connection shut down by an abandoned call"
+	}
 	p.uncountLocked(w)
 	var limit Limit
 	switch {
@@ -440,7 +449,7 @@ func (p *Pool) onExit(w *workerProc) {
 	p.unlock()
 
 	if expected {
-		p.cfg.Logger.Info("worker stopped", "pid", w.pid, "reason", w.retireWhy, "exit", ex.String())
+		p.cfg.Logger.Info("worker stopped", "pid", w.pid, "reason", why, "exit", ex.String())
 	} else {
 		p.stats.crashes[phase].Add(1)
 		attrs := []any{"pid", w.pid, "phase", phase.String(), "exit", ex.String(), "stderr_tail", w.stderr.String()}

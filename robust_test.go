@@ -370,3 +370,61 @@ func TestLogHandlerMayCallPool(t *testing.T) {
 		t.Fatalf("only %d records", h.count.Load())
 	}
 }
+
+// TestSoftCancel: with Config.CancelGrace, a caller that hangs up returns at
+// once and costs no worker when the worker answers within the grace; one
+// stuck in native code is stopped once the grace runs out.
+func TestSoftCancel(t *testing.T) {
+	t.Run("answered within the grace", softCancelAnswered)
+	t.Run("deaf to CANCEL", softCancelDeaf)
+}
+
+func softCancelAnswered(t *testing.T) {
+	p := newPool(t, bulkhead.Config{Workers: 1, CancelGrace: 5 * time.Second,
+		TermGrace: 20 * time.Millisecond, DumpGrace: 20 * time.Millisecond})
+	pid := workerPID(t, p)
+	for range 10 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		start := time.Now()
+		_, err := p.Call(ctx, "nap", 30)
+		took := time.Since(start)
+		cancel()
+		var ca *bulkhead.CanceledError
+		if !errors.As(err, &ca) {
+			t.Fatalf("Call = %v, want *CanceledError", err)
+		}
+		if took > 25*time.Millisecond+200*time.Millisecond {
+			t.Errorf("the caller waited %v for a call it gave up after 5ms", took)
+		}
+		ca.Wait()
+		if !ca.Started || ca.PID != pid {
+			t.Fatalf("CanceledError %+v: want started on %d", ca, pid)
+		}
+	}
+	if got := workerPID(t, p); got != pid {
+		t.Fatalf("worker %d replaced by %d: callers that hang up cost workers", pid, got)
+	}
+}
+
+func softCancelDeaf(t *testing.T) {
+	hung := newPool(t, bulkhead.Config{Workers: 1, CancelGrace: 50 * time.Millisecond,
+		TermGrace: 20 * time.Millisecond, DumpGrace: 20 * time.Millisecond})
+	pid := workerPID(t, hung)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+	defer cancel()
+	_, err := hung.Call(ctx, "hang")
+	var ca *bulkhead.CanceledError
+	if !errors.As(err, &ca) {
+		t.Fatalf("Call = %v, want *CanceledError", err)
+	}
+	ca.Wait()
+	if !ca.Started || ca.Signal == 0 && ca.ExitCode == -1 {
+		t.Fatalf("CanceledError %+v: want a started call whose worker was stopped", ca)
+	}
+	if got := workerPID(t, hung); got == pid {
+		t.Fatal("a worker deaf to CANCEL was not stopped after the grace")
+	}
+	if st := hung.Stats(); st.Hung != 1 {
+		t.Fatalf("Hung = %d, want 1", st.Hung)
+	}
+}

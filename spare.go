@@ -70,7 +70,7 @@ func (p *Pool) removeSpareLocked(w *workerProc) {
 	if !w.spare {
 		return
 	}
-	w.spare = false
+	w.spare, w.wasSpare = false, true
 	for i, x := range p.spares {
 		if x == w {
 			last := len(p.spares) - 1

@@ -44,6 +44,7 @@ type workerProc struct {
 	available bool   // in Pool.avail
 	counted   bool   // counts toward Pool.active (serving, not retiring, not lost)
 	spare     bool   // a warm spare: in Pool.spares, takes no calls
+	wasSpare  bool   // it left Pool.spares without being promoted (its death is logged as a spare's)
 	gone      bool   // lost: its replacement has been seen to (Pool.workerLost)
 	queueable bool   // in Pool.queueable
 	retiring  bool   // no new calls: it is being stopped on purpose
