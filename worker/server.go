@@ -94,15 +94,20 @@ type Server struct {
 	serving  atomic.Bool
 }
 
-// PanicError is returned by Serve after a handler panicked, unless
-// ContinueAfterPanic is set.
+// PanicError is returned by Serve after a handler panicked, or encoding its
+// answer did (a MarshalCBOR method of its result), unless ContinueAfterPanic
+// is set.
 type PanicError struct {
-	Method string
-	Value  any
-	Stack  string
+	Method   string
+	Value    any
+	Stack    string
+	Encoding bool // the panic was in encoding the answer, after the handler returned
 }
 
 func (e *PanicError) Error() string {
+	if e.Encoding {
+		return fmt.Sprintf("worker: encoding the answer of %q panicked: %v", e.Method, e.Value)
+	}
 	return fmt.Sprintf("worker: handler for %q panicked: %v", e.Method, e.Value)
 }
 
@@ -414,7 +419,7 @@ func (c *conn) serveSerial(ctx context.Context, idle time.Duration) error {
 		switch h.Type {
 		case wire.TypeCall:
 			res, rerr := c.run(ctx, h.ID, p, &call)
-			c.encodeResult(h.ID, res, rerr)
+			c.encodeResult(h.ID, call.Method, res, rerr)
 			if err := c.flush(); err != nil {
 				return fmt.Errorf("worker: writing reply: %w", err)
 			}
@@ -468,7 +473,7 @@ func (c *conn) serveConcurrent(ctx context.Context, idle time.Duration, n int) e
 				cmu.Unlock()
 				cancel()
 				c.wmu.Lock()
-				c.encodeResult(id, res, rerr)
+				c.encodeResult(id, call.Method, res, rerr)
 				werr := c.flush()
 				c.wmu.Unlock()
 				<-slots
@@ -579,7 +584,47 @@ func (c *conn) panicked() bool {
 // of wire.MinRef bytes or more is referenced, not copied (it may be a view
 // of the call's own frame, from Args.Bytes): the caller flushes before the
 // handler's memory is reused.
-func (c *conn) encodeResult(id uint64, res any, err error) {
+//
+// Encoding runs the user's code too (a MarshalCBOR method, an error's Error
+// method), after the handler's recover has gone. A panic there is the call's
+// panic like any other: it is answered ERROR panic naming the encoding, with
+// the stack, and ends the worker unless ContinueAfterPanic, as a handler's
+// panic does. Unrecovered, it would kill the worker with its reply half
+// built, and the caller would learn only that the connection closed.
+func (c *conn) encodeResult(id uint64, method string, res any, err error) {
+	if perr := c.encodeGuarded(method, res, err, func() { c.encodeAnswer(id, res, err) }); perr != nil {
+		c.encodeAnswer(id, nil, perr) // only strings: cannot panic
+	}
+}
+
+// encodeGuarded runs encode, and turns a panic in it into the call's panic:
+// recorded for Serve, and returned as the ERROR to send instead. The Builder
+// has dropped the partial frame by then (wire.Builder).
+func (c *conn) encodeGuarded(method string, res any, err error, encode func()) (perr *Error) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		what := any(res)
+		if err != nil {
+			what = err
+		}
+		pe := &PanicError{Method: method, Value: v, Stack: string(debug.Stack()), Encoding: true}
+		c.panicMu.Lock()
+		if c.panic == nil {
+			c.panic = pe
+		}
+		c.panicMu.Unlock()
+		perr = &Error{Code: wire.CodePanic, Message: fmt.Sprintf("panic while encoding the answer (%T): %v", what, v),
+			Details: map[string]any{"stack": pe.Stack}}
+	}()
+	encode()
+	return nil
+}
+
+// encodeAnswer builds the REPLY, or the ERROR for err.
+func (c *conn) encodeAnswer(id uint64, res any, err error) {
 	if err == nil {
 		if eerr := c.outb.ValueVec(wire.TypeReply, id, res, c.env.maxFrame); eerr == nil {
 			return
@@ -587,12 +632,15 @@ func (c *conn) encodeResult(id uint64, res any, err error) {
 			err = &Error{Code: wire.CodeApplication, Message: "encoding result: " + eerr.Error()}
 		}
 	}
-	body := wire.ErrorBody{Code: wire.CodeApplication, Message: err.Error()}
+	body := wire.ErrorBody{Code: wire.CodeApplication}
 	var we *Error
 	if errors.As(err, &we) {
 		body = wire.ErrorBody{Code: we.Code, Message: we.Message, Details: we.Details}
-	} else if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		body.Code = wire.CodeCanceled
+	} else {
+		body.Message = err.Error()
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			body.Code = wire.CodeCanceled
+		}
 	}
 	if eerr := c.outb.Value(wire.TypeError, id, body, c.env.maxFrame); eerr != nil {
 		// Details too large to send: send the message alone.

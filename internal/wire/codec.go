@@ -155,7 +155,7 @@ func (b *Builder) call(id uint64, method string, deadline int64, args []any, max
 		if vec && b.ref(a) {
 			continue
 		}
-		if err := encMode.MarshalToBuffer(a, &b.buf); err != nil {
+		if err := b.marshal(a); err != nil {
 			b.drop()
 			return fmt.Errorf("encoding argument %d (%T): %w", i, a, err)
 		}
@@ -166,11 +166,28 @@ func (b *Builder) call(id uint64, method string, deadline int64, args []any, max
 // Value appends a frame whose payload is one encoded value (REPLY, HELLO).
 func (b *Builder) Value(t Type, id uint64, v any, maxFrame uint32) error {
 	b.begin()
-	if err := encMode.MarshalToBuffer(v, &b.buf); err != nil {
+	if err := b.marshal(v); err != nil {
 		b.drop()
 		return fmt.Errorf("encoding %v value (%T): %w", t, v, err)
 	}
 	return b.end(t, id, maxFrame)
+}
+
+// marshal encodes v into the frame being built. Should encoding panic (a
+// MarshalCBOR method of the caller's type), the partial frame is dropped
+// before the panic goes on, so that a caller that recovers still holds only
+// whole frames: a worker answers such a call with ERROR panic rather than
+// with half a REPLY.
+func (b *Builder) marshal(v any) error {
+	done := false
+	defer func() {
+		if !done {
+			b.drop()
+		}
+	}()
+	err := encMode.MarshalToBuffer(v, &b.buf)
+	done = true
+	return err
 }
 
 // Raw appends a frame whose payload is already-encoded CBOR.
