@@ -19,6 +19,14 @@
 // The worker finds its socket and cookie in the environment the dispatcher
 // gives it, and stops when the dispatcher says QUIT, closes the socket, or
 // dies (parent-death signal), or after an idle timeout.
+//
+// A worker whose C code crashes dies by the signal that killed the C code
+// (SIGSEGV, SIGABRT, ...), after the Go runtime has printed its report, so
+// that the dispatcher's CrashError names it as it would for a C worker; Go
+// itself would exit with status 2. Go panics are reported as Go reports
+// them. This holds on linux/amd64 for programs that use cgo, unless
+// GOTRACEBACK is set; see crashsig_linux_amd64.go for how and what else it
+// changes (core dumps, a longer report).
 package worker
 
 import (
