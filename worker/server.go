@@ -96,6 +96,21 @@ type Server struct {
 	// Zero value: see ObjectOptions.
 	Objects ObjectOptions
 
+	// CustomSIGTERM says that code in this worker reacts to SIGTERM in its
+	// own way: a signal.Notify of its own, a C library's handler.
+	// Zero value: under Run, SIGTERM only cancels the calls in flight, and
+	// the worker exits once they have returned; HELLO says so ("sigterm":
+	// "cancel", PROTOCOL.md section 4). A dispatcher stopping a worker
+	// whose call outlived its deadline then skips SIGTERM: the handler's
+	// context was cancelled at that deadline already, so a handler that has
+	// not returned (stuck in C, say) will not return for SIGTERM either, and
+	// the dispatcher goes straight to the stack dump. Set it if SIGTERM can
+	// end this worker in some other way, so that the dispatcher tries it.
+	CustomSIGTERM bool
+
+	// sigtermCancels is set by Run, whose SIGTERM cancels Serve's context.
+	sigtermCancels bool
+
 	mu       sync.Mutex
 	objsrv   objectServer // registered classes (class.go)
 	handlers map[string]Handler
@@ -148,6 +163,7 @@ func (s *Server) Handle(method string, h Handler) {
 // or when refused, 1 on other errors.
 func (s *Server) Run() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	s.sigtermCancels = true
 	err := s.Serve(ctx)
 	stop()
 	var pe *PanicError
@@ -335,6 +351,10 @@ func (c *conn) hello() error {
 	}
 	if c.in != nil {
 		h.Transport = "shm"
+	}
+	if c.s.sigtermCancels && !c.s.CustomSIGTERM {
+		// Serve alone says nothing: SIGTERM is then the program's.
+		h.SIGTERM = wire.SigtermCancel
 	}
 	if err := c.outb.Value(wire.TypeHello, 0, h, wire.MaxHelloSize); err != nil {
 		return err

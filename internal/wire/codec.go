@@ -313,13 +313,24 @@ type Hello struct {
 	// Transport is "shm" when the worker accepted the shared-memory
 	// transport the dispatcher offered (PROTOCOL.md section 9).
 	Transport string `cbor:"transport,omitempty"`
+	// SIGTERM says what SIGTERM does to the worker: SigtermCancel, or ""
+	// (not said). A value this dispatcher does not know means "not said".
+	SIGTERM string `cbor:"sigterm,omitempty"`
 }
+
+// SigtermCancel is HELLO's "sigterm" of a worker on which SIGTERM only
+// cancels the calls in flight (their contexts, in the Go SDK), and which
+// exits once they have returned: a call that ignores cancellation, native
+// code in particular, runs on (PROTOCOL.md section 4).
+const SigtermCancel = "cancel"
 
 // Limits on HELLO contents.
 const (
 	MaxHelloMethods  = 4096
 	MaxConcurrency   = 1 << 16
 	MaxHelloNameSize = 256
+	// MaxHelloSigtermSize bounds "sigterm", known values or not.
+	MaxHelloSigtermSize = 32
 )
 
 // HelloError is a HELLO that was refused; Code is the ERROR code to send back.
@@ -362,6 +373,8 @@ func DecodeHello(p []byte, cookie string) (Hello, error) {
 		return h, &HelloError{CodeBadHello, "name too long"}
 	case h.Transport != "" && h.Transport != "shm":
 		return h, &HelloError{CodeBadHello, fmt.Sprintf("unknown transport %q", h.Transport)}
+	case len(h.SIGTERM) > MaxHelloSigtermSize:
+		return h, &HelloError{CodeBadHello, fmt.Sprintf("sigterm of %d bytes, more than %d", len(h.SIGTERM), MaxHelloSigtermSize)}
 	}
 	for _, m := range h.Methods {
 		if len(m) == 0 || len(m) > MaxMethodBytes {

@@ -240,6 +240,11 @@ func TestDecodeHello(t *testing.T) {
 		{"huge concurrency", mod(func(h *Hello) { h.Concurrency = 1 << 40 }), CodeBadHello},
 		{"zero pid", mod(func(h *Hello) { h.PID = 0 }), CodeBadHello},
 		{"empty method", mod(func(h *Hello) { h.Methods = []string{""} }), CodeBadHello},
+		{"sigterm cancel", mod(func(h *Hello) { h.SIGTERM = SigtermCancel }), 0},
+		{"sigterm unknown value ignored", mod(func(h *Hello) { h.SIGTERM = "exit-at-once" }), 0},
+		{"sigterm too long", mod(func(h *Hello) { h.SIGTERM = strings.Repeat("x", MaxHelloSigtermSize+1) }), CodeBadHello},
+		{"sigterm not text", enc(map[string]any{"protocol": 1, "pid": 42, "cookie": "c00k1e", "methods": []string{}, "concurrency": 1, "sigterm": 1}), CodeBadHello},
+		{"sigterm bytes", enc(map[string]any{"protocol": 1, "pid": 42, "cookie": "c00k1e", "methods": []string{}, "concurrency": 1, "sigterm": []byte("cancel")}), CodeBadHello},
 		{"not a map", []byte{0x01}, CodeBadHello},
 		{"garbage", []byte("Hello from a library that prints to stdout\n"), CodeBadHello},
 	}
