@@ -139,8 +139,16 @@ type Config struct {
 	// Zero value: 16 MiB. At most 1 GiB.
 	MaxFrameSize int
 
-	// StderrTail is how many bytes of each worker's stderr are kept for
-	// crash reports. Zero value: 4 KiB. At most 1 MiB.
+	// StderrTail is how many bytes of each worker's stderr (and stdout)
+	// are kept for crash reports, in all: the first half of the budget
+	// keeps the first bytes the worker wrote, the second half the latest,
+	// and a line "... [N bytes elided] ..." stands for what was dropped
+	// between them. Both ends matter: a Go runtime crash report starts with
+	// the signal and the goroutine that was in C and goes on for kilobytes
+	// of other stacks, while a program that exits with a message ends with
+	// it. A worker that writes much before it crashes pushes the start of
+	// its crash report out of the head: give it more.
+	// Zero value: 4 KiB. At most 1 MiB.
 	StderrTail int
 
 	// MaxRedispatch bounds how many times one call that never started is

@@ -74,7 +74,7 @@ type CrashError struct {
 	// closed its connection or broke the protocol; Signal is then SIGKILL.
 	Killed bool
 	Reason string // what happened, in words
-	Stderr string // the tail of the worker's stderr
+	Stderr string // the head and tail of the worker's stderr (Config.StderrTail)
 	Err    error  // the underlying connection or protocol error, if any
 	// Limit is the resource limit the worker was killed for exceeding:
 	// Config.MaxMemory (the pool killed it mid-call) or one of Limits.
@@ -128,9 +128,11 @@ func (e *StartError) Unwrap() error { return e.Err }
 // Call returns it at once. The worker it was on is meanwhile stopped step by
 // step, in the background: SIGTERM, then after Config.TermGrace the
 // Config.DumpSignal (SIGQUIT: a Go worker prints every goroutine's stack),
-// then after Config.DumpGrace SIGKILL. Wait blocks until that is over and
-// the fields below Wait's line are filled: Stack then holds the tail of what
-// the worker printed, and Reason says which step ended it.
+// then after Config.DumpGrace SIGKILL; SIGTERM is skipped when the worker
+// said it only cancels calls and the call had passed its deadline. Wait
+// blocks until that is over and the fields below Wait's line are filled:
+// Stack then holds the head and tail of what the worker printed, and Reason
+// says which step ended it.
 //
 // Two cases leave the worker running, since it was not running the call:
 // the worker itself skipped the call because its deadline had passed before
@@ -149,7 +151,7 @@ type CanceledError struct {
 	Reason   string         // how the worker was stopped
 	ExitCode int            // the worker's exit status, or -1
 	Signal   syscall.Signal // the signal that ended the worker, or 0
-	Stack    string         // the worker's stderr tail after DumpSignal, or ""
+	Stack    string         // the head and tail of the worker's stderr after DumpSignal, or ""
 
 	stopped chan struct{} // closed once the fields above are filled; nil if no worker had the call
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"testing"
@@ -169,12 +168,9 @@ func registerHelperMethods(s *worker.Server, fd int) {
 		select {}
 	})
 	s.Handle("abort", func(context.Context, worker.Args) (any, error) {
-		// An unrecovered panic with traceback "crash" dies by SIGABRT,
-		// as native abort() does.
-		debug.SetTraceback("crash")
-		done := make(chan struct{})
-		go func() { panic("helper: abort") }()
-		<-done
+		// abort() in C, caught by the Go runtime: the SDK makes the
+		// worker die by SIGABRT after the runtime's report (goroutines).
+		native.RawAbort()
 		return nil, nil
 	})
 	s.Handle("segv", func(context.Context, worker.Args) (any, error) {

@@ -1,18 +1,23 @@
 package bulkhead
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"syscall"
 	"time"
 
 	"github.com/bulkhead-go/bulkhead/internal/proc"
+	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
 
 // stopHung stops a worker whose call outlived its ctx, step by step, fills e
 // with how it ended, attributes the call to its fingerprint, and closes
 // e.stopped:
 //
-//  1. SIGTERM: a worker whose handler heeds its ctx exits cleanly;
+//  1. SIGTERM: a worker whose handler heeds its ctx exits cleanly; skipped
+//     for a worker that says SIGTERM only cancels calls, when the call's
+//     deadline has passed (the worker cancelled it then already);
 //  2. after TermGrace, DumpSignal (SIGQUIT): a Go worker prints the stack of
 //     every goroutine, the one stuck in native code included, and exits;
 //  3. after DumpGrace, SIGKILL.
@@ -39,10 +44,18 @@ func (p *Pool) stopHung(w *workerProc, e *CanceledError, fp *fingerprint, alone 
 	}()
 
 	exited := w.proc.Exited()
-	t := time.NewTimer(p.cfg.TermGrace)
+	// A worker that says SIGTERM only cancels its calls (HELLO "sigterm")
+	// cancelled this call at its deadline already (CALL carries it): a
+	// SIGTERM cannot end it sooner, so go straight to the dump.
+	skipTerm := w.hello.SIGTERM == wire.SigtermCancel && errors.Is(e.Err, context.DeadlineExceeded)
+	termGrace, step := p.cfg.TermGrace, "exited after SIGTERM"
+	if skipTerm {
+		termGrace, step = 0, "exited by itself"
+	} else {
+		_ = w.proc.Signal(syscall.SIGTERM)
+	}
+	t := time.NewTimer(termGrace)
 	defer t.Stop()
-	_ = w.proc.Signal(syscall.SIGTERM)
-	step := "exited after SIGTERM"
 	dumped := false
 	select {
 	case <-exited:
@@ -50,6 +63,9 @@ func (p *Pool) stopHung(w *workerProc, e *CanceledError, fp *fingerprint, alone 
 		_ = w.proc.Signal(p.cfg.DumpSignal)
 		dumped = true
 		step = fmt.Sprintf("ignored SIGTERM for %v; exited after %v", p.cfg.TermGrace, p.cfg.DumpSignal)
+		if skipTerm {
+			step = fmt.Sprintf("%s; exited after %v", skippedTerm, p.cfg.DumpSignal)
+		}
 		t.Reset(p.cfg.DumpGrace)
 		select {
 		case <-exited:
@@ -57,6 +73,9 @@ func (p *Pool) stopHung(w *workerProc, e *CanceledError, fp *fingerprint, alone 
 			w.proc.Kill()
 			<-exited
 			step = fmt.Sprintf("ignored SIGTERM and %v; killed with SIGKILL", p.cfg.DumpSignal)
+			if skipTerm {
+				step = fmt.Sprintf("%s; ignored %v; killed with SIGKILL", skippedTerm, p.cfg.DumpSignal)
+			}
 		}
 	}
 	ex := proc.ExitOf(w.proc.State())
@@ -78,3 +97,6 @@ func (p *Pool) stopHung(w *workerProc, e *CanceledError, fp *fingerprint, alone 
 	}
 	p.cfg.Logger.Warn("hung call: worker stopped", attrs...)
 }
+
+// skippedTerm starts CanceledError.Reason when stopHung skipped SIGTERM.
+const skippedTerm = "skipped SIGTERM (the worker only cancels calls on it, and had cancelled this one at its deadline)"

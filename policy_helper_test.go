@@ -47,7 +47,9 @@ func runPolicyWorker() {
 			os.Exit(3)
 		}
 	}
-	s := &worker.Server{}
+	// "termexit" reacts to SIGTERM by itself, so SIGTERM is not only the
+	// SDK's cancellation here, unless a test asks for the SDK's default.
+	s := &worker.Server{CustomSIGTERM: os.Getenv("POLICY_SDK_SIGTERM") == ""}
 	s.Concurrency, _ = strconv.Atoi(os.Getenv("POLICY_CONC"))
 	pid := func(context.Context, worker.Args) (any, error) { return os.Getpid(), nil }
 	s.Handle("null", func(context.Context, worker.Args) (any, error) { return nil, nil })

@@ -444,7 +444,7 @@ func (o *objConn) read(ctx context.Context) (err error, ended bool) {
 func (o *objConn) reply(id uint64, res any, err error) {
 	c := o.c
 	c.wmu.Lock()
-	c.encodeResult(id, res, err)
+	c.encodeResult(id, "", res, err)
 	werr := c.flush()
 	c.wmu.Unlock()
 	if werr != nil || (c.panicked() && !c.s.ContinueAfterPanic) {

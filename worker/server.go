@@ -19,6 +19,14 @@
 // The worker finds its socket and cookie in the environment the dispatcher
 // gives it, and stops when the dispatcher says QUIT, closes the socket, or
 // dies (parent-death signal), or after an idle timeout.
+//
+// A worker whose C code crashes dies by the signal that killed the C code
+// (SIGSEGV, SIGABRT, ...), after the Go runtime has printed its report, so
+// that the dispatcher's CrashError names it as it would for a C worker; Go
+// itself would exit with status 2. Go panics are reported as Go reports
+// them. This holds on linux/amd64 for programs that use cgo, unless
+// GOTRACEBACK is set; see crashsig_linux_amd64.go for how and what else it
+// changes (core dumps, a longer report).
 package worker
 
 import (
@@ -88,21 +96,41 @@ type Server struct {
 	// Zero value: see ObjectOptions.
 	Objects ObjectOptions
 
+	// CustomSIGTERM says that code in this worker reacts to SIGTERM in its
+	// own way: a signal.Notify of its own, a C library's handler.
+	// Zero value: under Run, SIGTERM only cancels the calls in flight, and
+	// the worker exits once they have returned; HELLO says so ("sigterm":
+	// "cancel", PROTOCOL.md section 4). A dispatcher stopping a worker
+	// whose call outlived its deadline then skips SIGTERM: the handler's
+	// context was cancelled at that deadline already, so a handler that has
+	// not returned (stuck in C, say) will not return for SIGTERM either, and
+	// the dispatcher goes straight to the stack dump. Set it if SIGTERM can
+	// end this worker in some other way, so that the dispatcher tries it.
+	CustomSIGTERM bool
+
+	// sigtermCancels is set by Run, whose SIGTERM cancels Serve's context.
+	sigtermCancels bool
+
 	mu       sync.Mutex
 	objsrv   objectServer // registered classes (class.go)
 	handlers map[string]Handler
 	serving  atomic.Bool
 }
 
-// PanicError is returned by Serve after a handler panicked, unless
-// ContinueAfterPanic is set.
+// PanicError is returned by Serve after a handler panicked, or encoding its
+// answer did (a MarshalCBOR method of its result), unless ContinueAfterPanic
+// is set.
 type PanicError struct {
-	Method string
-	Value  any
-	Stack  string
+	Method   string
+	Value    any
+	Stack    string
+	Encoding bool // the panic was in encoding the answer, after the handler returned
 }
 
 func (e *PanicError) Error() string {
+	if e.Encoding {
+		return fmt.Sprintf("worker: encoding the answer of %q panicked: %v", e.Method, e.Value)
+	}
 	return fmt.Sprintf("worker: handler for %q panicked: %v", e.Method, e.Value)
 }
 
@@ -135,6 +163,7 @@ func (s *Server) Handle(method string, h Handler) {
 // or when refused, 1 on other errors.
 func (s *Server) Run() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	s.sigtermCancels = true
 	err := s.Serve(ctx)
 	stop()
 	var pe *PanicError
@@ -323,6 +352,10 @@ func (c *conn) hello() error {
 	if c.in != nil {
 		h.Transport = "shm"
 	}
+	if c.s.sigtermCancels && !c.s.CustomSIGTERM {
+		// Serve alone says nothing: SIGTERM is then the program's.
+		h.SIGTERM = wire.SigtermCancel
+	}
 	if err := c.outb.Value(wire.TypeHello, 0, h, wire.MaxHelloSize); err != nil {
 		return err
 	}
@@ -414,7 +447,7 @@ func (c *conn) serveSerial(ctx context.Context, idle time.Duration) error {
 		switch h.Type {
 		case wire.TypeCall:
 			res, rerr := c.run(ctx, h.ID, p, &call)
-			c.encodeResult(h.ID, res, rerr)
+			c.encodeResult(h.ID, call.Method, res, rerr)
 			if err := c.flush(); err != nil {
 				return fmt.Errorf("worker: writing reply: %w", err)
 			}
@@ -468,7 +501,7 @@ func (c *conn) serveConcurrent(ctx context.Context, idle time.Duration, n int) e
 				cmu.Unlock()
 				cancel()
 				c.wmu.Lock()
-				c.encodeResult(id, res, rerr)
+				c.encodeResult(id, call.Method, res, rerr)
 				werr := c.flush()
 				c.wmu.Unlock()
 				<-slots
@@ -579,7 +612,47 @@ func (c *conn) panicked() bool {
 // of wire.MinRef bytes or more is referenced, not copied (it may be a view
 // of the call's own frame, from Args.Bytes): the caller flushes before the
 // handler's memory is reused.
-func (c *conn) encodeResult(id uint64, res any, err error) {
+//
+// Encoding runs the user's code too (a MarshalCBOR method, an error's Error
+// method), after the handler's recover has gone. A panic there is the call's
+// panic like any other: it is answered ERROR panic naming the encoding, with
+// the stack, and ends the worker unless ContinueAfterPanic, as a handler's
+// panic does. Unrecovered, it would kill the worker with its reply half
+// built, and the caller would learn only that the connection closed.
+func (c *conn) encodeResult(id uint64, method string, res any, err error) {
+	if perr := c.encodeGuarded(method, res, err, func() { c.encodeAnswer(id, res, err) }); perr != nil {
+		c.encodeAnswer(id, nil, perr) // only strings: cannot panic
+	}
+}
+
+// encodeGuarded runs encode, and turns a panic in it into the call's panic:
+// recorded for Serve, and returned as the ERROR to send instead. The Builder
+// has dropped the partial frame by then (wire.Builder).
+func (c *conn) encodeGuarded(method string, res any, err error, encode func()) (perr *Error) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		what := any(res)
+		if err != nil {
+			what = err
+		}
+		pe := &PanicError{Method: method, Value: v, Stack: string(debug.Stack()), Encoding: true}
+		c.panicMu.Lock()
+		if c.panic == nil {
+			c.panic = pe
+		}
+		c.panicMu.Unlock()
+		perr = &Error{Code: wire.CodePanic, Message: fmt.Sprintf("panic while encoding the answer (%T): %v", what, v),
+			Details: map[string]any{"stack": pe.Stack}}
+	}()
+	encode()
+	return nil
+}
+
+// encodeAnswer builds the REPLY, or the ERROR for err.
+func (c *conn) encodeAnswer(id uint64, res any, err error) {
 	if err == nil {
 		if eerr := c.outb.ValueVec(wire.TypeReply, id, res, c.env.maxFrame); eerr == nil {
 			return
@@ -587,12 +660,15 @@ func (c *conn) encodeResult(id uint64, res any, err error) {
 			err = &Error{Code: wire.CodeApplication, Message: "encoding result: " + eerr.Error()}
 		}
 	}
-	body := wire.ErrorBody{Code: wire.CodeApplication, Message: err.Error()}
+	body := wire.ErrorBody{Code: wire.CodeApplication}
 	var we *Error
 	if errors.As(err, &we) {
 		body = wire.ErrorBody{Code: we.Code, Message: we.Message, Details: we.Details}
-	} else if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		body.Code = wire.CodeCanceled
+	} else {
+		body.Message = err.Error()
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			body.Code = wire.CodeCanceled
+		}
 	}
 	if eerr := c.outb.Value(wire.TypeError, id, body, c.env.maxFrame); eerr != nil {
 		// Details too large to send: send the message alone.

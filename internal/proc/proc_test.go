@@ -103,20 +103,6 @@ func TestSpawnerCloseKillsChildren(t *testing.T) {
 	}
 }
 
-func TestTail(t *testing.T) {
-	tl := NewTail(8)
-	for _, s := range []string{"abc", "defgh", "ij", "0123456789xyz"} {
-		tl.Write([]byte(s))
-	}
-	if got := tl.String(); got != "56789xyz" {
-		t.Fatalf("tail = %q", got)
-	}
-	tl.Write([]byte("AB"))
-	if got := tl.String(); got != "789xyzAB" || tl.Total() != 25 {
-		t.Fatalf("tail = %q total %d", got, tl.Total())
-	}
-}
-
 // waitGone polls (with a pidfd, not a sleep loop) until pid no longer exists.
 func waitGone(t *testing.T, pid int) {
 	t.Helper()

@@ -155,7 +155,7 @@ func (b *Builder) call(id uint64, method string, deadline int64, args []any, max
 		if vec && b.ref(a) {
 			continue
 		}
-		if err := encMode.MarshalToBuffer(a, &b.buf); err != nil {
+		if err := b.marshal(a); err != nil {
 			b.drop()
 			return fmt.Errorf("encoding argument %d (%T): %w", i, a, err)
 		}
@@ -166,11 +166,28 @@ func (b *Builder) call(id uint64, method string, deadline int64, args []any, max
 // Value appends a frame whose payload is one encoded value (REPLY, HELLO).
 func (b *Builder) Value(t Type, id uint64, v any, maxFrame uint32) error {
 	b.begin()
-	if err := encMode.MarshalToBuffer(v, &b.buf); err != nil {
+	if err := b.marshal(v); err != nil {
 		b.drop()
 		return fmt.Errorf("encoding %v value (%T): %w", t, v, err)
 	}
 	return b.end(t, id, maxFrame)
+}
+
+// marshal encodes v into the frame being built. Should encoding panic (a
+// MarshalCBOR method of the caller's type), the partial frame is dropped
+// before the panic goes on, so that a caller that recovers still holds only
+// whole frames: a worker answers such a call with ERROR panic rather than
+// with half a REPLY.
+func (b *Builder) marshal(v any) error {
+	done := false
+	defer func() {
+		if !done {
+			b.drop()
+		}
+	}()
+	err := encMode.MarshalToBuffer(v, &b.buf)
+	done = true
+	return err
 }
 
 // Raw appends a frame whose payload is already-encoded CBOR.
@@ -296,13 +313,24 @@ type Hello struct {
 	// Transport is "shm" when the worker accepted the shared-memory
 	// transport the dispatcher offered (PROTOCOL.md section 9).
 	Transport string `cbor:"transport,omitempty"`
+	// SIGTERM says what SIGTERM does to the worker: SigtermCancel, or ""
+	// (not said). A value this dispatcher does not know means "not said".
+	SIGTERM string `cbor:"sigterm,omitempty"`
 }
+
+// SigtermCancel is HELLO's "sigterm" of a worker on which SIGTERM only
+// cancels the calls in flight (their contexts, in the Go SDK), and which
+// exits once they have returned: a call that ignores cancellation, native
+// code in particular, runs on (PROTOCOL.md section 4).
+const SigtermCancel = "cancel"
 
 // Limits on HELLO contents.
 const (
 	MaxHelloMethods  = 4096
 	MaxConcurrency   = 1 << 16
 	MaxHelloNameSize = 256
+	// MaxHelloSigtermSize bounds "sigterm", known values or not.
+	MaxHelloSigtermSize = 32
 )
 
 // HelloError is a HELLO that was refused; Code is the ERROR code to send back.
@@ -345,6 +373,8 @@ func DecodeHello(p []byte, cookie string) (Hello, error) {
 		return h, &HelloError{CodeBadHello, "name too long"}
 	case h.Transport != "" && h.Transport != "shm":
 		return h, &HelloError{CodeBadHello, fmt.Sprintf("unknown transport %q", h.Transport)}
+	case len(h.SIGTERM) > MaxHelloSigtermSize:
+		return h, &HelloError{CodeBadHello, fmt.Sprintf("sigterm of %d bytes, more than %d", len(h.SIGTERM), MaxHelloSigtermSize)}
 	}
 	for _, m := range h.Methods {
 		if len(m) == 0 || len(m) > MaxMethodBytes {

@@ -52,6 +52,8 @@ func FuzzReader(f *testing.F) {
 func FuzzDecodeHello(f *testing.F) {
 	good, _ := cbor.Marshal(Hello{Protocol: 1, PID: 7, Cookie: "ck", Methods: []string{"a", "b"}, Concurrency: 4, Marker: true})
 	f.Add(good)
+	term, _ := cbor.Marshal(Hello{Protocol: 1, PID: 7, Cookie: "ck", Concurrency: 1, SIGTERM: SigtermCancel})
+	f.Add(term)
 	v2, _ := cbor.Marshal(map[string]any{"protocol": 2})
 	f.Add(v2)
 	f.Add([]byte{0xa0})
@@ -65,7 +67,8 @@ func FuzzDecodeHello(f *testing.F) {
 			}
 			return
 		}
-		if h.Protocol != Version || h.Cookie != "ck" || h.Concurrency < 1 || h.Concurrency > MaxConcurrency || h.PID <= 0 {
+		if h.Protocol != Version || h.Cookie != "ck" || h.Concurrency < 1 || h.Concurrency > MaxConcurrency || h.PID <= 0 ||
+			len(h.SIGTERM) > MaxHelloSigtermSize {
 			t.Fatalf("accepted invalid hello %+v", h)
 		}
 	})

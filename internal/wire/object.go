@@ -131,7 +131,7 @@ func (b *Builder) Activate(id uint64, class string, object uint64, args []any, m
 func (b *Builder) args(args []any) error {
 	b.head(4, uint64(len(args)))
 	for i, a := range args {
-		if err := encMode.MarshalToBuffer(a, &b.buf); err != nil {
+		if err := b.marshal(a); err != nil {
 			b.drop()
 			return fmt.Errorf("encoding argument %d (%T): %w", i, a, err)
 		}

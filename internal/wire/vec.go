@@ -36,7 +36,7 @@ func (b *Builder) CallVec(id uint64, method string, deadline int64, args []any, 
 func (b *Builder) ValueVec(t Type, id uint64, v any, maxFrame uint32) error {
 	b.begin()
 	if !b.ref(v) {
-		if err := encMode.MarshalToBuffer(v, &b.buf); err != nil {
+		if err := b.marshal(v); err != nil {
 			b.drop()
 			return fmt.Errorf("encoding %v value (%T): %w", t, v, err)
 		}

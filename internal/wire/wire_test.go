@@ -240,6 +240,11 @@ func TestDecodeHello(t *testing.T) {
 		{"huge concurrency", mod(func(h *Hello) { h.Concurrency = 1 << 40 }), CodeBadHello},
 		{"zero pid", mod(func(h *Hello) { h.PID = 0 }), CodeBadHello},
 		{"empty method", mod(func(h *Hello) { h.Methods = []string{""} }), CodeBadHello},
+		{"sigterm cancel", mod(func(h *Hello) { h.SIGTERM = SigtermCancel }), 0},
+		{"sigterm unknown value ignored", mod(func(h *Hello) { h.SIGTERM = "exit-at-once" }), 0},
+		{"sigterm too long", mod(func(h *Hello) { h.SIGTERM = strings.Repeat("x", MaxHelloSigtermSize+1) }), CodeBadHello},
+		{"sigterm not text", enc(map[string]any{"protocol": 1, "pid": 42, "cookie": "c00k1e", "methods": []string{}, "concurrency": 1, "sigterm": 1}), CodeBadHello},
+		{"sigterm bytes", enc(map[string]any{"protocol": 1, "pid": 42, "cookie": "c00k1e", "methods": []string{}, "concurrency": 1, "sigterm": []byte("cancel")}), CodeBadHello},
 		{"not a map", []byte{0x01}, CodeBadHello},
 		{"garbage", []byte("Hello from a library that prints to stdout\n"), CodeBadHello},
 	}
@@ -341,6 +346,53 @@ func TestCheckValue(t *testing.T) {
 			}
 			if err != nil && !errors.Is(err, ErrProtocol) {
 				t.Fatalf("error %v does not wrap ErrProtocol", err)
+			}
+		})
+	}
+}
+
+// panicky is a value whose own encoder panics, as a user's MarshalCBOR may.
+type panicky struct{}
+
+func (panicky) MarshalCBOR() ([]byte, error) { panic("MarshalCBOR bug") }
+
+// A frame whose encoding panics is dropped before the panic goes on: a
+// caller that recovers still has only whole frames in its Builder.
+func TestBuilderDropsFrameOnPanic(t *testing.T) {
+	tests := []struct {
+		name  string
+		build func(b *Builder)
+	}{
+		{"Value", func(b *Builder) { _ = b.Value(TypeReply, 2, []any{1, panicky{}}, DefaultMaxFrame) }},
+		{"ValueVec", func(b *Builder) { _ = b.ValueVec(TypeReply, 2, map[string]any{"x": panicky{}}, DefaultMaxFrame) }},
+		{"Call", func(b *Builder) { _ = b.Call(2, "m", 0, []any{"a", panicky{}}, DefaultMaxFrame) }},
+		{"CallVec", func(b *Builder) {
+			_ = b.CallVec(2, "m", 0, []any{make([]byte, MinRef), panicky{}}, DefaultMaxFrame)
+		}},
+		{"Event", func(b *Builder) { _ = b.Event(2, "ev", []any{panicky{}}, DefaultMaxFrame) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b Builder
+			_ = b.Value(TypeReply, 1, "before", DefaultMaxFrame)
+			before := append([]byte(nil), b.Bytes()...)
+			func() {
+				defer func() {
+					if v := recover(); v != "MarshalCBOR bug" {
+						t.Fatalf("recovered %v, want the encoder's panic", v)
+					}
+				}()
+				tt.build(&b)
+			}()
+			if !bytes.Equal(b.Bytes(), before) || b.HasRefs() {
+				t.Fatalf("after the panic the Builder holds %x (refs %v), want only the frame before: %x", b.Bytes(), b.HasRefs(), before)
+			}
+			_ = b.Value(TypeReply, 3, "after", DefaultMaxFrame)
+			r := NewReader(bytes.NewReader(b.Bytes()), DefaultMaxFrame)
+			for _, id := range []uint64{1, 3} {
+				if h, _, err := r.Next(); err != nil || h.ID != id {
+					t.Fatalf("frame %v, %v; want id %d", h, err, id)
+				}
 			}
 		})
 	}

@@ -59,6 +59,31 @@ void crashy_abort(void) {
 	abort();
 }
 
+/* The raw faults leave the signal handlers alone, as a C library that knows
+ * nothing of Go would: the Go runtime catches the signal. */
+
+void crashy_raw_segv(void) {
+	volatile int *volatile p = NULL;
+	*p = 1;
+	for (;;) {
+	}
+}
+
+void crashy_raw_abort(void) {
+	abort();
+}
+
+void crashy_bad_free(void) {
+	/* An interior pointer: glibc's free checks the chunk, prints
+	 * "free(): invalid pointer" and calls abort(). volatile keeps the
+	 * compiler from seeing, and warning about, the bad free. */
+	char *p = malloc(64);
+	char *volatile q = p + 16;
+	free(q);
+	for (;;) {
+	}
+}
+
 void crashy_exit(int code) {
 	exit(code);
 }

@@ -19,6 +19,17 @@ void crashy_segv(void);
 /* crashy_abort calls abort(). The process dies by SIGABRT. */
 void crashy_abort(void);
 
+/* crashy_raw_segv dereferences a NULL pointer, and crashy_raw_abort calls
+ * abort(), without touching the signal handlers first: in a Go program the
+ * runtime catches the signal. */
+void crashy_raw_segv(void);
+void crashy_raw_abort(void);
+
+/* crashy_bad_free corrupts the heap: it frees a pointer into the middle of
+ * an allocation, which glibc reports ("free(): invalid pointer") before it
+ * calls abort(). */
+void crashy_bad_free(void);
+
 /* crashy_exit calls exit(code) from C. */
 void crashy_exit(int code);
 

@@ -37,6 +37,31 @@ func Abort() {
 	panic("unreachable: crashy_abort returned")
 }
 
+// RawSegv dereferences a NULL pointer in C without the signal-handler reset
+// that Segv does, as a C library that knows nothing of Go would. The Go
+// runtime catches the SIGSEGV, prints "signal arrived during cgo execution"
+// and a traceback, and exits with status 2 (unless it is told otherwise:
+// the worker SDK makes a worker die by the signal itself).
+func RawSegv() {
+	C.crashy_raw_segv()
+	panic("unreachable: crashy_raw_segv returned")
+}
+
+// RawAbort calls abort() in C without Abort's signal-handler reset; the Go
+// runtime catches the SIGABRT, as for RawSegv.
+func RawAbort() {
+	C.crashy_raw_abort()
+	panic("unreachable: crashy_raw_abort returned")
+}
+
+// BadFree corrupts the C heap: it frees a pointer into the middle of an
+// allocation. glibc prints "free(): invalid pointer" and calls abort(); the
+// Go runtime catches the SIGABRT, as for RawSegv.
+func BadFree() {
+	C.crashy_bad_free()
+	panic("unreachable: crashy_bad_free returned")
+}
+
 // Exit calls exit(code) in C. Deferred Go functions do not run.
 func Exit(code int) {
 	C.crashy_exit(C.int(code))

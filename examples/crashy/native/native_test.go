@@ -63,6 +63,15 @@ func TestHelperProcess(t *testing.T) {
 	case "hang":
 		say("hanging")
 		native.Hang()
+	case "rawsegv":
+		say("rawsegv")
+		native.RawSegv()
+	case "rawabort":
+		say("rawabort")
+		native.RawAbort()
+	case "badfree":
+		say("badfree")
+		native.BadFree()
 	case "fault":
 		f, err := native.ParseFault(arg)
 		if err != nil {
@@ -228,6 +237,39 @@ func TestSegvIsARealSignal(t *testing.T) {
 				if strings.Contains(c.stderr.String(), s) {
 					t.Errorf("stderr contains Go runtime crash output %q:\n%s", s, c.stderr.String())
 				}
+			}
+		})
+	}
+}
+
+// The raw faults leave the signal to the Go runtime, as a C library that
+// knows nothing of Go would: it reports the crash and exits with status 2.
+// (The worker SDK changes that for workers; this is the plain Go program.)
+func TestRawFaultsAreCaughtByGo(t *testing.T) {
+	tests := []struct {
+		mode   string
+		stderr []string // in order
+	}{
+		{"rawsegv", []string{"SIGSEGV: segmentation violation", "signal arrived during cgo execution", "_Cfunc_crashy_raw_segv"}},
+		{"rawabort", []string{"SIGABRT: abort", "signal arrived during cgo execution", "_Cfunc_crashy_raw_abort"}},
+		{"badfree", []string{"free(): invalid pointer", "SIGABRT: abort", "signal arrived during cgo execution", "_Cfunc_crashy_bad_free"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode, func(t *testing.T) {
+			t.Parallel()
+			c := startHelper(t, tt.mode)
+			io.ReadAll(c.report)
+			ws := c.wait(t)
+			if !ws.Exited() || ws.ExitStatus() != 2 {
+				t.Errorf("child %s, want exit status 2 from the Go runtime", describe(ws))
+			}
+			rest := c.stderr.String()
+			for _, s := range tt.stderr {
+				i := strings.Index(rest, s)
+				if i < 0 {
+					t.Fatalf("stderr lacks %q (in order %q):\n%s", s, tt.stderr, c.stderr.String())
+				}
+				rest = rest[i+len(s):]
 			}
 		})
 	}
