@@ -348,18 +348,6 @@ func (a *Activator) Revoke(name string) error { return a.def.Revoke(name) }
 // registered as name.
 func (a *Activator) Lookup(name string) (*Object, error) { return a.def.Lookup(name) }
 
-// afterFunc arms a timer on the activator's clock whose callback the
-// activator's WaitGroup owns.
-func (a *Activator) afterFunc(d time.Duration, f func()) *ownedTimer {
-	a.wg.Add(1)
-	t := &ownedTimer{done: a.wg.Done}
-	t.t = a.clock.AfterFunc(d, func() {
-		defer a.wg.Done()
-		f()
-	})
-	return t
-}
-
 // ActivatorStats is a snapshot of an activator's state and counters.
 type ActivatorStats struct {
 	Servers    int // servers that said HELLO and have not exited

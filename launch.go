@@ -72,9 +72,11 @@ func (a *Activator) launchServer(s *server) {
 	s.state = stateRegistered
 	s.connRefs.Store(2) // the process and the watcher
 	w.conn.startWatch(func(h wire.Header, p []byte) error { return a.onFrame(s, h, p) }, a.eventDelay)
-	s.regTimer = a.afterFunc(s.def.s.StartTimeout, func() { a.registrationTimeout(s) })
+	reg := a.newTimer()
+	s.regTimer = reg
 	a.wg.Add(1)
 	a.mu.Unlock()
+	reg.arm(s.def.s.StartTimeout, func() { a.registrationTimeout(s) })
 	go a.watchServer(s)
 }
 

@@ -289,10 +289,15 @@ func (a *Activator) stop(s *server) {
 		return
 	}
 	a.mu.Lock()
+	var t *ownedTimer
 	if s.state != stateGone && !a.closed {
-		s.lingerTimer = a.afterFunc(a.linger, func() { a.quit(s) })
+		t = a.newTimer()
+		s.lingerTimer = t
 	}
 	a.mu.Unlock()
+	if t != nil {
+		t.arm(a.linger, func() { a.quit(s) })
+	}
 }
 
 // quit sends QUIT and escalates to SIGTERM and SIGKILL if s lingers.

@@ -74,8 +74,14 @@ func (a *Activator) NewSession(cfg SessionConfig) (*Session, error) {
 		return nil, ErrClosed
 	}
 	a.sessions[s] = struct{}{}
+	var lease *ownedTimer
 	if cfg.Lease > 0 {
-		s.timer = a.afterFunc(cfg.Lease, s.checkLease)
+		// The timer's callback reads s.timer under s.mu, and may run as
+		// soon as it is armed.
+		lease = a.newTimer()
+		s.mu.Lock()
+		s.timer = lease
+		s.mu.Unlock()
 	}
 	if pidfd != nil {
 		s.pidfd = pidfd
@@ -83,6 +89,9 @@ func (a *Activator) NewSession(cfg SessionConfig) (*Session, error) {
 		go s.watchClient(cfg.PID, pidfd)
 	}
 	a.mu.Unlock()
+	if lease != nil {
+		lease.arm(cfg.Lease, s.checkLease)
+	}
 	return s, nil
 }
 
@@ -120,12 +129,18 @@ func (s *Session) checkLease() {
 		s.end(&SessionEndedError{Reason: fmt.Sprintf("lease of %v expired", s.lease), Lease: s.lease})
 		return
 	}
-	s.a.mu.Lock() // orders the re-arming against Activator.Close
-	defer s.a.mu.Unlock()
+	a := s.a
+	a.mu.Lock() // orders the timer's reservation against Activator.Close
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err == nil && !s.a.closed {
-		s.timer = s.a.afterFunc(s.lease-idle, s.checkLease)
+	var t *ownedTimer
+	if s.err == nil && !a.closed {
+		t = a.newTimer()
+		s.timer = t
+	}
+	s.mu.Unlock()
+	a.mu.Unlock()
+	if t != nil {
+		t.arm(s.lease-idle, s.checkLease)
 	}
 }
 

@@ -1,0 +1,171 @@
+package bulkhead
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+// leaseClock is a Clock that moves only when told; due timers fire on the
+// goroutine that calls Advance.
+type leaseClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+}
+
+type fakeTimer struct {
+	c    *leaseClock
+	at   time.Time
+	f    func()
+	done bool
+}
+
+func newLeaseClock() *leaseClock { return &leaseClock{now: time.Unix(1_000_000, 0)} }
+
+func (c *leaseClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *leaseClock) AfterFunc(d time.Duration, f func()) Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{c: c, at: c.now.Add(d), f: f}
+	c.timers = append(c.timers, t)
+	return t
+}
+
+func (t *fakeTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	if t.done {
+		return false
+	}
+	t.done = true
+	return true
+}
+
+func (c *leaseClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	var due []*fakeTimer
+	keep := c.timers[:0]
+	for _, t := range c.timers {
+		switch {
+		case t.done:
+		case !t.at.After(c.now):
+			t.done = true
+			due = append(due, t)
+		default:
+			keep = append(keep, t)
+		}
+	}
+	c.timers = keep
+	c.mu.Unlock()
+	for _, t := range due {
+		t.f()
+	}
+}
+
+// leaseClocks are the clocks every lease test runs on. The fake clock
+// expires a lease on demand and fires timers on the goroutine that advances
+// it, which orders everything a timer touches; the system clock fires them on
+// goroutines of their own, so -race sees what the fake one hides.
+type leaseClockCase struct {
+	name  string
+	fake  *leaseClock // nil: the system clock
+	lease time.Duration
+}
+
+func leaseClocks() []leaseClockCase {
+	return []leaseClockCase{
+		{name: "fake", fake: newLeaseClock(), lease: 10 * time.Second},
+		// Long enough to launch a server under -race on a loaded machine:
+		// the session must outlive holdEverything.
+		{name: "system", lease: 2 * time.Second},
+	}
+}
+
+// clock is the case's Clock for ActivatorConfig.
+func (c leaseClockCase) clock() Clock {
+	if c.fake == nil {
+		return nil
+	}
+	return c.fake
+}
+
+// advance moves the fake clock; the system clock moves by itself.
+func (c leaseClockCase) advance(d time.Duration) {
+	if c.fake != nil {
+		c.fake.Advance(d)
+	}
+}
+
+// A client that cannot be watched holds a lease; when it stops renewing, its
+// session ends and releases everything.
+func TestLeaseExpiry(t *testing.T) {
+	for _, tc := range leaseClocks() {
+		t.Run(tc.name, func(t *testing.T) {
+			gone := newGoneWatch()
+			a := newAct(t, ActivatorConfig{Linger: NoLinger, Clock: tc.clock(), Servers: []ServerConfig{helperServer(t, "Counter:free", multi("Counter"))}},
+				actHooks{gone: gone.hook})
+			sess, err := a.NewSession(SessionConfig{Lease: tc.lease})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pid := holdEverything(t, a, sess)
+			if tc.fake != nil {
+				tc.advance(6 * time.Second)
+				if err := sess.Renew(); err != nil {
+					t.Fatal(err)
+				}
+				tc.advance(6 * time.Second) // 12 s since start, 6 since renewal
+				if err := sess.Err(); err != nil {
+					t.Fatalf("a renewed session expired: %v", err)
+				}
+				tc.advance(4 * time.Second) // 10 s since renewal
+			}
+			<-sess.Done()
+			var se *SessionEndedError
+			if err := sess.Err(); !errors.As(err, &se) || se.Lease != tc.lease {
+				t.Fatalf("session error %v", err)
+			}
+			gone.waitFor(t, pid)
+			if st := a.Stats(); st.Objects != 0 || st.ROTEntries != 0 {
+				t.Fatalf("after expiry: %+v", st)
+			}
+		})
+	}
+}
+
+// A session that is never used expires on its first timer: the timer's
+// callback ends the session while NewSession may still be returning.
+func TestLeaseExpiresUntouched(t *testing.T) {
+	for _, tc := range leaseClocks() {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAct(t, ActivatorConfig{Clock: tc.clock(), Servers: []ServerConfig{helperServer(t, "Counter:free", multi("Counter"))}}, actHooks{})
+			lease := tc.lease
+			if tc.fake == nil {
+				lease = time.Millisecond
+			}
+			for range 20 {
+				sess, err := a.NewSession(SessionConfig{Lease: lease})
+				if err != nil {
+					t.Fatal(err)
+				}
+				tc.advance(lease)
+				<-sess.Done()
+				var se *SessionEndedError
+				if err := sess.Err(); !errors.As(err, &se) || se.Lease != lease {
+					t.Fatalf("session error %v", err)
+				}
+			}
+			if st := a.Stats(); st.Sessions != 1 {
+				t.Fatalf("sessions left: %+v", st)
+			}
+		})
+	}
+}
