@@ -1,7 +1,9 @@
 package bulkhead
 
 import (
+	"context"
 	"errors"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -167,5 +169,46 @@ func TestLeaseExpiresUntouched(t *testing.T) {
 				t.Fatalf("sessions left: %+v", st)
 			}
 		})
+	}
+}
+
+// A session that watches a client process and whose lease runs out at once
+// may end before NewSession returns. Ending it must still stop its watch:
+// nothing may be left waiting for the client to exit, so Close returns at
+// once and no goroutine or descriptor stays behind (newAct checks).
+func TestShortLeaseWithClientWatch(t *testing.T) {
+	a := newAct(t, ActivatorConfig{Servers: []ServerConfig{helperServer(t, "Counter:free", multi("Counter"))}}, actHooks{})
+	client := exec.Command("sleep", "3600")
+	if err := client.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer client.Wait()
+	defer client.Process.Kill()
+	for range 200 {
+		sess, err := a.NewSession(SessionConfig{PID: client.Process.Pid, Lease: time.Nanosecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-sess.Done()
+		var se *SessionEndedError
+		if err := sess.Err(); !errors.As(err, &se) || se.Lease != time.Nanosecond {
+			t.Fatalf("session error %v", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	closed := make(chan error, 1)
+	go func() { closed <- a.Close(ctx) }()
+	watchdog := time.NewTimer(10 * time.Second)
+	defer watchdog.Stop()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-watchdog.C:
+		client.Process.Kill() // lets Close return, so that the test can end
+		<-closed
+		t.Fatal("Close waited for the client process of an ended session")
 	}
 }

@@ -73,22 +73,24 @@ func (a *Activator) NewSession(cfg SessionConfig) (*Session, error) {
 		}
 		return nil, ErrClosed
 	}
-	a.sessions[s] = struct{}{}
+	// Whatever ends the session (its lease, its client's exit, Close) must
+	// find its timer and its watch, to stop them: both are recorded before
+	// the session is published, and started only after.
 	var lease *ownedTimer
 	if cfg.Lease > 0 {
-		// The timer's callback reads s.timer under s.mu, and may run as
-		// soon as it is armed.
 		lease = a.newTimer()
-		s.mu.Lock()
-		s.timer = lease
-		s.mu.Unlock()
 	}
 	if pidfd != nil {
-		s.pidfd = pidfd
-		a.wg.Add(1)
+		a.wg.Add(1) // watchClient
+	}
+	s.mu.Lock()
+	s.timer, s.pidfd = lease, pidfd
+	s.mu.Unlock()
+	a.sessions[s] = struct{}{}
+	a.mu.Unlock()
+	if pidfd != nil {
 		go s.watchClient(cfg.PID, pidfd)
 	}
-	a.mu.Unlock()
 	if lease != nil {
 		lease.arm(cfg.Lease, s.checkLease)
 	}
@@ -186,11 +188,13 @@ func (s *Session) Close() error {
 	return nil
 }
 
-// end releases everything the session holds, once.
+// end releases everything the session holds, once. A second caller waits
+// until the first has released it all.
 func (s *Session) end(why error) {
 	s.mu.Lock()
 	if s.err != nil {
 		s.mu.Unlock()
+		<-s.done
 		return
 	}
 	s.err = why
