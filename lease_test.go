@@ -212,3 +212,73 @@ func TestShortLeaseWithClientWatch(t *testing.T) {
 		t.Fatal("Close waited for the client process of an ended session")
 	}
 }
+
+// Every operation through a session's handles renews its lease (the
+// SessionConfig.Lease doc), not only calls: a client that only clones,
+// registers or subscribes is as alive as one that calls.
+func TestEveryHandleRenewsTheLease(t *testing.T) {
+	clock := newLeaseClock()
+	a := newAct(t, ActivatorConfig{Clock: clock, Servers: []ServerConfig{helperServer(t, "Counter:free", multi("Counter"))}}, actHooks{})
+	ctx := context.Background()
+	keep, err := a.CreateInstance(ctx, "Counter") // one server for every case
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keep.Release()
+	type held struct {
+		sess *Session
+		x    *Object
+		co   *ClassObject
+		sub  *Subscription
+		name string // x's running object table entry
+	}
+	tests := []struct {
+		name string
+		op   func(h held) error
+	}{
+		{"Object.Call", func(h held) error { _, err := h.x.Call(ctx, "null"); return err }},
+		{"Object.Clone", func(h held) error { _, err := h.x.Clone(); return err }},
+		{"Object.Subscribe", func(h held) error { _, err := h.x.Subscribe(1); return err }},
+		{"Object.Release", func(h held) error { return h.x.Release() }},
+		{"Subscription.Close", func(h held) error { h.sub.Close(); return nil }},
+		{"Session.Register", func(h held) error { return h.sess.Register(h.name+"/2", h.x, true) }},
+		{"Session.Revoke", func(h held) error { return h.sess.Revoke(h.name) }},
+		{"Session.Lookup", func(h held) error { _, err := h.sess.Lookup(h.name); return err }},
+		{"Session.Renew", func(h held) error { return h.sess.Renew() }},
+		{"Session.CreateInstance", func(h held) error { _, err := h.sess.CreateInstance(ctx, "Counter"); return err }},
+		{"ClassObject.CreateInstance", func(h held) error { _, err := h.co.CreateInstance(ctx); return err }},
+		{"ClassObject.LockServer", func(h held) error { return h.co.LockServer(true) }},
+		{"ClassObject.Release", func(h held) error { return h.co.Release() }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sess, err := a.NewSession(SessionConfig{Lease: 10 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := held{sess: sess, name: "renew/" + tt.name}
+			if h.x, err = sess.CreateInstance(ctx, "Counter"); err != nil {
+				t.Fatal(err)
+			}
+			if h.co, err = sess.GetClassObject(ctx, "Counter"); err != nil {
+				t.Fatal(err)
+			}
+			if err := sess.Register(h.name, h.x, false); err != nil {
+				t.Fatal(err)
+			}
+			if h.sub, err = h.x.Subscribe(1); err != nil {
+				t.Fatal(err)
+			}
+			clock.Advance(6 * time.Second)
+			if err := tt.op(h); err != nil {
+				t.Fatal(err)
+			}
+			clock.Advance(6 * time.Second) // 12 s since the last renewal above, 6 since op
+			if err := sess.Err(); err != nil {
+				t.Fatalf("%s did not renew the lease: %v", tt.name, err)
+			}
+			clock.Advance(4 * time.Second) // 10 s since op
+			<-sess.Done()
+		})
+	}
+}

@@ -165,6 +165,7 @@ func (h *Object) Clone() (*Object, error) {
 	if !h.o.tryRef() {
 		return nil, h.errReleased()
 	}
+	h.sess.touch()
 	return h.sess.adopt(h.o)
 }
 
@@ -175,6 +176,7 @@ func (h *Object) Release() error {
 	if !h.released.CompareAndSwap(false, true) {
 		return ErrReleased
 	}
+	h.sess.touch()
 	h.sess.forget(h)
 	h.drop(ErrReleased)
 	return nil

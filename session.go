@@ -15,8 +15,11 @@ import (
 // lives until Close.
 type SessionConfig struct {
 	// Lease ends the session when it has not been renewed for this long:
-	// for clients that cannot be watched (DCOM pinging). Every call, handle
-	// and Renew through the session renews it.
+	// for clients that cannot be watched (DCOM pinging). Every operation
+	// through the session or one of its handles renews it: creating,
+	// calling, cloning and releasing objects, subscribing, registering in,
+	// revoking from and looking up the running object table, class handles
+	// and their locks, and Renew.
 	// Zero value: no lease. At most 24 hours.
 	Lease time.Duration
 
@@ -344,6 +347,7 @@ func (co *ClassObject) CreateInstance(ctx context.Context, args ...any) (*Object
 // (IClassFactory::LockServer). Unlocking more than was locked through this
 // handle returns ErrNotLocked.
 func (co *ClassObject) LockServer(lock bool) error {
+	co.sess.touch()
 	stop, err := co.lockServer(lock)
 	if stop {
 		co.a.stop(co.s)
@@ -378,6 +382,7 @@ func (co *ClassObject) lockServer(lock bool) (stop bool, err error) {
 // Release drops the handle and the locks it holds. A second Release
 // returns ErrReleased.
 func (co *ClassObject) Release() error {
+	co.sess.touch()
 	co.sess.mu.Lock()
 	if co.sess.classes != nil {
 		delete(co.sess.classes, co)
