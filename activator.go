@@ -134,6 +134,7 @@ type actHooks struct {
 	decided      func(s *server)               // the zero-lock decision and suspend are done; nothing sent yet
 	handout      func(co *ClassObject)         // a class handle locked its server; not yet returned
 	activateSent func(s *server, oid uint64)   // an ACTIVATE was written
+	callSent     func(s *server, oid uint64)   // an OBJCALL was written
 	frame        func(s *server, t wire.Type)  // an object-model frame is about to be handled (on the reader)
 	gone         func(s *server)               // a server's exit has been processed
 }

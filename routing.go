@@ -21,6 +21,10 @@ func (a *Activator) placeObject(ctx context.Context, c *classEntry, via *ClassOb
 // place is placeObject and the class handout: cls asks for a class lock
 // instead of an object.
 func (a *Activator) place(ctx context.Context, c *classEntry, via *ClassObject, cls bool) (actGrant, error) {
+	if err := ctx.Err(); err != nil {
+		// Before anything is routed, or launched.
+		return actGrant{}, &CanceledError{Method: "activate " + c.name, Err: err}
+	}
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
