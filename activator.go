@@ -91,9 +91,11 @@ type ActivatorConfig struct {
 	// Zero value: 100 ms. NoLinger (or any negative value): QUIT at once.
 	Linger time.Duration
 
-	// MaxRetries bounds how often one activation is moved to another
-	// server after an answer "server stopping", or after its server died
-	// before starting it.
+	// MaxRetries bounds how often in a row one activation is moved to
+	// another server after its server died before starting it. An answer
+	// "server stopping" is not a failure and is not counted: such an
+	// activation goes to another server as often as it takes, until its
+	// ctx ends (PROTOCOL.md section 10: the client never sees it).
 	// Zero value: 16. At most 1000.
 	MaxRetries int
 
@@ -129,14 +131,15 @@ const (
 // actHooks let tests stop the activator at exact points, to force each race of
 // seeds 001, 002 and 004. Every hook is optional.
 type actHooks struct {
-	registered   func(s *server, class string) // a REGISTER was recorded (on the reader)
-	waiting      func(class string)            // an activation or handout waits for a server
-	decided      func(s *server)               // the zero-lock decision and suspend are done; nothing sent yet
-	handout      func(co *ClassObject)         // a class handle locked its server; not yet returned
-	activateSent func(s *server, oid uint64)   // an ACTIVATE was written
-	callSent     func(s *server, oid uint64)   // an OBJCALL was written
-	frame        func(s *server, t wire.Type)  // an object-model frame is about to be handled (on the reader)
-	gone         func(s *server)               // a server's exit has been processed
+	registered   func(s *server, class string)  // a REGISTER was recorded (on the reader)
+	waiting      func(class string)             // an activation or handout waits for a server
+	decided      func(s *server)                // the zero-lock decision and suspend are done; nothing sent yet
+	handout      func(co *ClassObject)          // a class handle locked its server; not yet returned
+	activateSent func(s *server, oid uint64)    // an ACTIVATE was written
+	callSent     func(s *server, oid uint64)    // an OBJCALL was written
+	learned      func(s *server, perServer int) // a server's refusals taught how many activations one takes (under a.mu)
+	frame        func(s *server, t wire.Type)   // an object-model frame is about to be handled (on the reader)
+	gone         func(s *server)                // a server's exit has been processed
 }
 
 // Activator is bulkhead's service control manager: it starts class servers on
@@ -174,6 +177,11 @@ type serverDef struct {
 	name    string
 	s       settings
 	classes []*classEntry
+	// perServer is how many activations a server of this program takes
+	// before it revokes its classes by itself, as last learned
+	// (learnLocked); 0 until one has refused an activation. Guarded by
+	// Activator.mu.
+	perServer int
 }
 
 // classEntry is a class's routing state, guarded by Activator.mu.

@@ -49,9 +49,15 @@ type server struct {
 	pid  int
 	gone chan struct{} // closed once it has exited and been cleaned up
 
-	state       srvState
-	registered  map[string]wire.Register
-	objCount    int // objects alive or being activated
+	state      srvState
+	registered map[string]wire.Register
+	objCount   int // objects alive or being activated
+	// For learning how many activations a server takes (routing.go):
+	taken       int  // activations ever routed to it
+	inflight    int  // of those, not yet answered (settleLocked)
+	accepted    int  // of those, taken by the worker
+	refused     bool // one was answered "server stopping"
+	learned     bool
 	classRefs   int // class handles held by clients
 	explicit    int // LockServer(true) locks
 	singleUsed  bool

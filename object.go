@@ -26,6 +26,9 @@ type object struct {
 	subs []*Subscription
 
 	rot []string // names in the running object table; guarded by Activator.mu
+	// settled: the activation that created it has been answered, or given
+	// up (settleLocked); guarded by Activator.mu.
+	settled bool
 }
 
 // newObjectLocked records an object on s, counted as a lock from now on, so
@@ -37,13 +40,20 @@ func (a *Activator) newObjectLocked(s *server, c *classEntry) *object {
 	s.objects[o.id] = o
 	s.omu.Unlock()
 	s.objCount++
+	s.taken++
+	s.inflight++
 	a.objects++
 	return o
 }
 
-// dropObject forgets an object whose activation failed or was abandoned.
-func (a *Activator) dropObject(o *object) {
+// dropObject forgets an object whose activation failed or was abandoned
+// before the worker took it.
+func (a *Activator) dropObject(o *object) { a.dropActivation(o, actNotTaken) }
+
+// dropActivation forgets an object whose activation ended with out.
+func (a *Activator) dropActivation(o *object, out actOutcome) {
 	a.mu.Lock()
+	a.settleLocked(o, out)
 	stop := a.forgetLocked(o)
 	a.mu.Unlock()
 	if stop {
@@ -54,6 +64,7 @@ func (a *Activator) dropObject(o *object) {
 // forgetLocked removes o from its server and drops its lock; it reports
 // whether the server must now stop. A gone server has forgotten it already.
 func (a *Activator) forgetLocked(o *object) bool {
+	a.settleLocked(o, actNotTaken) // if its activation had not been answered
 	s := o.s
 	s.omu.Lock()
 	_, ok := s.objects[o.id]

@@ -286,7 +286,7 @@ func (s *Session) GetClassObject(ctx context.Context, class string) (*ClassObjec
 	if err != nil {
 		return nil, err
 	}
-	g, err := s.a.place(ctx, c, nil, true)
+	g, err := s.a.place(ctx, c, nil, true, false)
 	if err != nil {
 		return nil, err
 	}
