@@ -439,40 +439,24 @@ func (a *Activator) Close(ctx context.Context) error {
 }
 
 func (a *Activator) close(ctx context.Context) error {
-	a.mu.Lock()
-	a.closed = true
-	for _, c := range a.classes {
-		for _, wt := range c.waiters {
-			wt.ch <- actGrant{err: ErrClosed}
-		}
-		c.waiters = nil
-	}
-	for s := range a.servers {
-		if s.starting != nil {
-			s.starting.conn.shutdown()
-		}
-	}
-	sessions := make([]*Session, 0, len(a.sessions))
-	for s := range a.sessions {
-		sessions = append(sessions, s)
-	}
-	a.mu.Unlock()
-	for _, s := range sessions {
+	for _, s := range a.markClosed() {
 		s.end(ErrClosed)
 	}
-
 	a.mu.Lock()
 	var live []*server
+	var timers []*ownedTimer
 	for s := range a.servers {
 		if s.state == stateStarting {
 			continue // its launch goroutine kills it
 		}
 		live = append(live, s)
 		s.stopInit = true
-		s.lingerTimer.Stop()
-		s.regTimer.Stop()
+		timers = append(timers, s.lingerTimer, s.regTimer)
 	}
 	a.mu.Unlock()
+	for _, t := range timers {
+		t.Stop()
+	}
 	for _, s := range live {
 		a.quit(s)
 	}
@@ -493,4 +477,30 @@ func (a *Activator) close(ctx context.Context) error {
 	a.wg.Wait()
 	a.spawner.Close()
 	return err
+}
+
+// markClosed marks the activator closed, fails the activations waiting and
+// cuts short the servers' waits for HELLO (their launch goroutines kill
+// them); it returns the sessions to end.
+func (a *Activator) markClosed() (sessions []*Session) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closed = true
+	for _, c := range a.classes {
+		for _, wt := range c.waiters {
+			wt.ch <- actGrant{err: ErrClosed}
+		}
+		c.waiters = nil
+	}
+	for s := range a.servers {
+		if s.starting != nil {
+			// Under the lock, which keeps its descriptor open: its launch
+			// goroutine closes it only after track(false), which takes it.
+			s.starting.conn.shutdown()
+		}
+	}
+	for s := range a.sessions {
+		sessions = append(sessions, s)
+	}
+	return sessions
 }

@@ -27,14 +27,17 @@ func (a *Activator) launchServer(s *server) {
 	defer a.wg.Done()
 	track := func(w *workerProc, add bool) {
 		a.mu.Lock()
-		defer a.mu.Unlock()
+		closed := a.closed
 		if add {
 			s.starting = w
-			if a.closed {
-				w.conn.shutdown()
-			}
 		} else {
 			s.starting = nil
+		}
+		a.mu.Unlock()
+		if add && closed {
+			// On the goroutine that owns the descriptor; if close came
+			// later, close shuts it down.
+			w.conn.shutdown()
 		}
 	}
 	w, err := launch(&s.def.s, a.spawner, func(w *workerProc) { a.onExit(s, w) }, track)

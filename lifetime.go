@@ -189,7 +189,7 @@ func (a *Activator) resume(s *server) error {
 		return fmt.Errorf("%w: RESUME while %v", wire.ErrProtocol, st)
 	}
 	s.state = stateRunning
-	s.regTimer.Stop()
+	reg := s.regTimer
 	a.launchEndedLocked(s)
 	for _, c := range s.def.classes {
 		if _, ok := s.registered[c.name]; ok {
@@ -205,6 +205,7 @@ func (a *Activator) resume(s *server) error {
 	}
 	stop := a.maybeStopLocked(s)
 	a.mu.Unlock()
+	reg.Stop()
 	if stop {
 		a.stop(s)
 	}
@@ -216,11 +217,11 @@ func (a *Activator) resume(s *server) error {
 func (a *Activator) revoke(s *server) {
 	a.mu.Lock()
 	var stop bool
+	reg := s.regTimer
 	switch s.state {
 	case stateRegistered, stateRunning:
 		prev := s.state
 		s.state = stateStopping
-		s.regTimer.Stop()
 		a.unrouteLocked(s)
 		if prev == stateRegistered {
 			// It gave up before resuming: whoever waited for it needs
@@ -233,6 +234,7 @@ func (a *Activator) revoke(s *server) {
 		stop = a.maybeStopLocked(s)
 	}
 	a.mu.Unlock()
+	reg.Stop()
 	if stop {
 		a.stop(s)
 	}
@@ -340,8 +342,7 @@ func (a *Activator) onExit(s *server, w *workerProc) {
 	s.state = stateGone
 	delete(a.servers, s)
 	a.unrouteLocked(s)
-	s.lingerTimer.Stop()
-	s.regTimer.Stop()
+	timers := []*ownedTimer{s.lingerTimer, s.regTimer}
 	if !s.launchEnded {
 		a.launchEndedLocked(s)
 		for _, c := range s.def.classes {
@@ -364,6 +365,10 @@ func (a *Activator) onExit(s *server, w *workerProc) {
 	close(s.gone)
 	a.mu.Unlock()
 
+	// Their callbacks use the process, which is released below.
+	for _, t := range timers {
+		t.stopWait()
+	}
 	disc := &DisconnectedError{PID: s.pid, Err: cause}
 	for _, o := range objs {
 		o.disconnect(disc)
