@@ -280,48 +280,7 @@ func newActivator(cfg ActivatorConfig, h actHooks) (*Activator, error) {
 		bad("Servers: at least one server is required")
 	}
 	for i, sc := range cfg.Servers {
-		s, err := sc.Process.settings()
-		if err != nil {
-			bad("Servers[%d].Process: %w", i, err)
-			continue
-		}
-		s.Logger = a.log
-		// The watcher polls the socket for frames a server sends on its
-		// own; shared-memory pipes would hide them from it.
-		s.Transport = TransportSocket
-		def := &serverDef{name: sc.Name, s: s}
-		if def.name == "" {
-			def.name = filepath.Base(sc.Process.Command)
-		}
-		if len(sc.Classes) == 0 {
-			bad("Servers[%d].Classes: at least one class is required", i)
-		}
-		if len(sc.Classes) > wire.MaxClasses {
-			bad("Servers[%d].Classes: %d classes, more than %d", i, len(sc.Classes), wire.MaxClasses)
-			continue
-		}
-		for j, cc := range sc.Classes {
-			switch {
-			case !wire.ValidName(cc.Name):
-				bad("Servers[%d].Classes[%d].Name %q: want 1 to %d bytes of printable UTF-8", i, j, cc.Name, wire.MaxClassBytes)
-				continue
-			case a.classes[cc.Name] != nil:
-				bad("Servers[%d].Classes[%d]: class %q is configured twice", i, j, cc.Name)
-				continue
-			case cc.Instancing < MultipleUse || cc.Instancing > Pooled:
-				bad("Servers[%d].Classes[%d].Instancing = %d: unknown", i, j, cc.Instancing)
-				continue
-			case cc.PoolSize < 0 || cc.PoolSize > maxPoolSize:
-				bad("Servers[%d].Classes[%d].PoolSize = %d: want 0 (NumCPU) to %d", i, j, cc.PoolSize, maxPoolSize)
-				continue
-			}
-			if cc.PoolSize == 0 {
-				cc.PoolSize = runtime.NumCPU()
-			}
-			c := &classEntry{name: cc.Name, cfg: cc, def: def}
-			a.classes[cc.Name] = c
-			def.classes = append(def.classes, c)
-		}
+		a.addServer(i, sc, bad)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -330,6 +289,53 @@ func newActivator(cfg ActivatorConfig, h actHooks) (*Activator, error) {
 	a.def = a.newSession(0)
 	a.sessions[a.def] = struct{}{}
 	return a, nil
+}
+
+// addServer validates Servers[i] and enters its classes in the registry,
+// reporting each problem to bad.
+func (a *Activator) addServer(i int, sc ServerConfig, bad func(format string, args ...any)) {
+	s, err := sc.Process.settings()
+	if err != nil {
+		bad("Servers[%d].Process: %w", i, err)
+		return
+	}
+	s.Logger = a.log
+	// The watcher polls the socket for frames a server sends on its
+	// own; shared-memory pipes would hide them from it.
+	s.Transport = TransportSocket
+	def := &serverDef{name: sc.Name, s: s}
+	if def.name == "" {
+		def.name = filepath.Base(sc.Process.Command)
+	}
+	if len(sc.Classes) == 0 {
+		bad("Servers[%d].Classes: at least one class is required", i)
+	}
+	if len(sc.Classes) > wire.MaxClasses {
+		bad("Servers[%d].Classes: %d classes, more than %d", i, len(sc.Classes), wire.MaxClasses)
+		return
+	}
+	for j, cc := range sc.Classes {
+		switch {
+		case !wire.ValidName(cc.Name):
+			bad("Servers[%d].Classes[%d].Name %q: want 1 to %d bytes of printable UTF-8", i, j, cc.Name, wire.MaxClassBytes)
+			continue
+		case a.classes[cc.Name] != nil:
+			bad("Servers[%d].Classes[%d]: class %q is configured twice", i, j, cc.Name)
+			continue
+		case cc.Instancing < MultipleUse || cc.Instancing > Pooled:
+			bad("Servers[%d].Classes[%d].Instancing = %d: unknown", i, j, cc.Instancing)
+			continue
+		case cc.PoolSize < 0 || cc.PoolSize > maxPoolSize:
+			bad("Servers[%d].Classes[%d].PoolSize = %d: want 0 (NumCPU) to %d", i, j, cc.PoolSize, maxPoolSize)
+			continue
+		}
+		if cc.PoolSize == 0 {
+			cc.PoolSize = runtime.NumCPU()
+		}
+		c := &classEntry{name: cc.Name, cfg: cc, def: def}
+		a.classes[cc.Name] = c
+		def.classes = append(def.classes, c)
+	}
 }
 
 // CreateInstance creates an object of class in the activator's own session
