@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	ossignal "os/signal"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/bulkhead-go/bulkhead/worker"
 	"golang.org/x/sys/unix"
@@ -53,6 +55,10 @@ func runClassHelper(spec string) {
 	s := &worker.Server{}
 	s.Objects.MaxActivations, _ = strconv.Atoi(os.Getenv("ACT_MAX_ACTIVATIONS"))
 	gs := &gates{gates: make(map[string]chan struct{})}
+	// A gate the test opens from outside, with SIGUSR1: for a server whose
+	// every call waits behind the one blocked.
+	usr1 := make(chan os.Signal, 1)
+	ossignal.Notify(usr1, syscall.SIGUSR1)
 	for _, item := range strings.Split(spec, ",") {
 		name, model, _ := strings.Cut(item, ":")
 		var th worker.Threading
@@ -130,6 +136,13 @@ func runClassHelper(spec string) {
 			}
 			<-gs.get(gate)
 			return gate, nil
+		})
+		c.Method("block", func(_ context.Context, o *helperObj, _ worker.Args) (any, error) {
+			if err := o.self.Emit("blocked"); err != nil {
+				return nil, err
+			}
+			<-usr1
+			return "unblocked", nil
 		})
 		c.Method("open", func(_ context.Context, _ *helperObj, a worker.Args) (any, error) {
 			var gate string

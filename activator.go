@@ -91,9 +91,11 @@ type ActivatorConfig struct {
 	// Zero value: 100 ms. NoLinger (or any negative value): QUIT at once.
 	Linger time.Duration
 
-	// MaxRetries bounds how often one activation is moved to another
-	// server after an answer "server stopping", or after its server died
-	// before starting it.
+	// MaxRetries bounds how often in a row one activation is moved to
+	// another server after its server died before starting it. An answer
+	// "server stopping" is not a failure and is not counted: such an
+	// activation goes to another server as often as it takes, until its
+	// ctx ends (PROTOCOL.md section 10: the client never sees it).
 	// Zero value: 16. At most 1000.
 	MaxRetries int
 
@@ -129,13 +131,15 @@ const (
 // actHooks let tests stop the activator at exact points, to force each race of
 // seeds 001, 002 and 004. Every hook is optional.
 type actHooks struct {
-	registered   func(s *server, class string) // a REGISTER was recorded (on the reader)
-	waiting      func(class string)            // an activation or handout waits for a server
-	decided      func(s *server)               // the zero-lock decision and suspend are done; nothing sent yet
-	handout      func(co *ClassObject)         // a class handle locked its server; not yet returned
-	activateSent func(s *server, oid uint64)   // an ACTIVATE was written
-	frame        func(s *server, t wire.Type)  // an object-model frame is about to be handled (on the reader)
-	gone         func(s *server)               // a server's exit has been processed
+	registered   func(s *server, class string)  // a REGISTER was recorded (on the reader)
+	waiting      func(class string)             // an activation or handout waits for a server
+	decided      func(s *server)                // the zero-lock decision and suspend are done; nothing sent yet
+	handout      func(co *ClassObject)          // a class handle locked its server; not yet returned
+	activateSent func(s *server, oid uint64)    // an ACTIVATE was written
+	callSent     func(s *server, oid uint64)    // an OBJCALL was written
+	learned      func(s *server, perServer int) // a server's refusals taught how many activations one takes (under a.mu)
+	frame        func(s *server, t wire.Type)   // an object-model frame is about to be handled (on the reader)
+	gone         func(s *server)                // a server's exit has been processed
 }
 
 // Activator is bulkhead's service control manager: it starts class servers on
@@ -173,6 +177,11 @@ type serverDef struct {
 	name    string
 	s       settings
 	classes []*classEntry
+	// perServer is how many activations a server of this program takes
+	// before it revokes its classes by itself, as last learned
+	// (learnLocked); 0 until one has refused an activation. Guarded by
+	// Activator.mu.
+	perServer int
 }
 
 // classEntry is a class's routing state, guarded by Activator.mu.
@@ -271,48 +280,7 @@ func newActivator(cfg ActivatorConfig, h actHooks) (*Activator, error) {
 		bad("Servers: at least one server is required")
 	}
 	for i, sc := range cfg.Servers {
-		s, err := sc.Process.settings()
-		if err != nil {
-			bad("Servers[%d].Process: %w", i, err)
-			continue
-		}
-		s.Logger = a.log
-		// The watcher polls the socket for frames a server sends on its
-		// own; shared-memory pipes would hide them from it.
-		s.Transport = TransportSocket
-		def := &serverDef{name: sc.Name, s: s}
-		if def.name == "" {
-			def.name = filepath.Base(sc.Process.Command)
-		}
-		if len(sc.Classes) == 0 {
-			bad("Servers[%d].Classes: at least one class is required", i)
-		}
-		if len(sc.Classes) > wire.MaxClasses {
-			bad("Servers[%d].Classes: %d classes, more than %d", i, len(sc.Classes), wire.MaxClasses)
-			continue
-		}
-		for j, cc := range sc.Classes {
-			switch {
-			case !wire.ValidName(cc.Name):
-				bad("Servers[%d].Classes[%d].Name %q: want 1 to %d bytes of printable UTF-8", i, j, cc.Name, wire.MaxClassBytes)
-				continue
-			case a.classes[cc.Name] != nil:
-				bad("Servers[%d].Classes[%d]: class %q is configured twice", i, j, cc.Name)
-				continue
-			case cc.Instancing < MultipleUse || cc.Instancing > Pooled:
-				bad("Servers[%d].Classes[%d].Instancing = %d: unknown", i, j, cc.Instancing)
-				continue
-			case cc.PoolSize < 0 || cc.PoolSize > maxPoolSize:
-				bad("Servers[%d].Classes[%d].PoolSize = %d: want 0 (NumCPU) to %d", i, j, cc.PoolSize, maxPoolSize)
-				continue
-			}
-			if cc.PoolSize == 0 {
-				cc.PoolSize = runtime.NumCPU()
-			}
-			c := &classEntry{name: cc.Name, cfg: cc, def: def}
-			a.classes[cc.Name] = c
-			def.classes = append(def.classes, c)
-		}
+		a.addServer(i, sc, bad)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -321,6 +289,53 @@ func newActivator(cfg ActivatorConfig, h actHooks) (*Activator, error) {
 	a.def = a.newSession(0)
 	a.sessions[a.def] = struct{}{}
 	return a, nil
+}
+
+// addServer validates Servers[i] and enters its classes in the registry,
+// reporting each problem to bad.
+func (a *Activator) addServer(i int, sc ServerConfig, bad func(format string, args ...any)) {
+	s, err := sc.Process.settings()
+	if err != nil {
+		bad("Servers[%d].Process: %w", i, err)
+		return
+	}
+	s.Logger = a.log
+	// The watcher polls the socket for frames a server sends on its
+	// own; shared-memory pipes would hide them from it.
+	s.Transport = TransportSocket
+	def := &serverDef{name: sc.Name, s: s}
+	if def.name == "" {
+		def.name = filepath.Base(sc.Process.Command)
+	}
+	if len(sc.Classes) == 0 {
+		bad("Servers[%d].Classes: at least one class is required", i)
+	}
+	if len(sc.Classes) > wire.MaxClasses {
+		bad("Servers[%d].Classes: %d classes, more than %d", i, len(sc.Classes), wire.MaxClasses)
+		return
+	}
+	for j, cc := range sc.Classes {
+		switch {
+		case !wire.ValidName(cc.Name):
+			bad("Servers[%d].Classes[%d].Name %q: want 1 to %d bytes of printable UTF-8", i, j, cc.Name, wire.MaxClassBytes)
+			continue
+		case a.classes[cc.Name] != nil:
+			bad("Servers[%d].Classes[%d]: class %q is configured twice", i, j, cc.Name)
+			continue
+		case cc.Instancing < MultipleUse || cc.Instancing > Pooled:
+			bad("Servers[%d].Classes[%d].Instancing = %d: unknown", i, j, cc.Instancing)
+			continue
+		case cc.PoolSize < 0 || cc.PoolSize > maxPoolSize:
+			bad("Servers[%d].Classes[%d].PoolSize = %d: want 0 (NumCPU) to %d", i, j, cc.PoolSize, maxPoolSize)
+			continue
+		}
+		if cc.PoolSize == 0 {
+			cc.PoolSize = runtime.NumCPU()
+		}
+		c := &classEntry{name: cc.Name, cfg: cc, def: def}
+		a.classes[cc.Name] = c
+		def.classes = append(def.classes, c)
+	}
 }
 
 // CreateInstance creates an object of class in the activator's own session
@@ -347,268 +362,6 @@ func (a *Activator) Revoke(name string) error { return a.def.Revoke(name) }
 // Lookup returns a new handle, in the activator's own session, to the object
 // registered as name.
 func (a *Activator) Lookup(name string) (*Object, error) { return a.def.Lookup(name) }
-
-// afterFunc arms a timer on the activator's clock whose callback the
-// activator's WaitGroup owns.
-func (a *Activator) afterFunc(d time.Duration, f func()) *ownedTimer {
-	a.wg.Add(1)
-	t := &ownedTimer{done: a.wg.Done}
-	t.t = a.clock.AfterFunc(d, func() {
-		defer a.wg.Done()
-		f()
-	})
-	return t
-}
-
-// placeObject finds a server for one object of c and takes a lock on it
-// for the object, launching a server if the class needs one. via, if not
-// nil, is a class handle whose server is preferred.
-func (a *Activator) placeObject(ctx context.Context, c *classEntry, via *ClassObject) (*object, error) {
-	g, err := a.place(ctx, c, via, false)
-	return g.obj, err
-}
-
-// place is placeObject and the class handout: cls asks for a class lock
-// instead of an object.
-func (a *Activator) place(ctx context.Context, c *classEntry, via *ClassObject, cls bool) (actGrant, error) {
-	a.mu.Lock()
-	if a.closed {
-		a.mu.Unlock()
-		return actGrant{}, ErrClosed
-	}
-	if !cls && a.objects >= a.maxObjects {
-		a.mu.Unlock()
-		return actGrant{}, fmt.Errorf("%w: %d alive", ErrTooManyObjects, a.objects)
-	}
-	if via != nil && a.routableLocked(via.s, c) {
-		g := a.takeLocked(via.s, c, cls)
-		a.mu.Unlock()
-		return g, nil
-	}
-	if s, launch := a.pickLocked(c, len(c.waiters)+1); s != nil {
-		g := a.takeLocked(s, c, cls)
-		a.mu.Unlock()
-		return g, nil
-	} else if launch {
-		a.launchLocked(c.def)
-	}
-	wt := &actWaiter{ch: make(chan actGrant, 1), cls: cls}
-	c.waiters = append(c.waiters, wt)
-	a.mu.Unlock()
-	if h := a.hooks.waiting; h != nil {
-		h(c.name)
-	}
-	select {
-	case g := <-wt.ch:
-		return g, g.err
-	case <-ctx.Done():
-		a.mu.Lock()
-		i := slices.Index(c.waiters, wt)
-		if i >= 0 {
-			c.waiters = slices.Delete(c.waiters, i, i+1)
-		}
-		a.mu.Unlock()
-		if i < 0 {
-			// Granted as ctx ended: give it back.
-			if g := <-wt.ch; g.err == nil {
-				a.giveBack(g)
-			}
-		}
-		return actGrant{}, &CanceledError{Method: "activate " + c.name, Err: ctx.Err()}
-	}
-}
-
-// giveBack undoes a grant its waiter no longer wants.
-func (a *Activator) giveBack(g actGrant) {
-	if g.obj != nil {
-		a.dropObject(g.obj)
-		return
-	}
-	a.mu.Lock()
-	g.s.classRefs--
-	stop := a.maybeStopLocked(g.s)
-	a.mu.Unlock()
-	if stop {
-		a.stop(g.s)
-	}
-}
-
-// routableLocked reports whether s takes activations of c now.
-func (a *Activator) routableLocked(s *server, c *classEntry) bool {
-	return slices.Contains(c.routable, s)
-}
-
-// pickLocked chooses a routable server for one more object of c, or says
-// whether a server must be launched for it. n counts the waiters that need a
-// server, this one included.
-func (a *Activator) pickLocked(c *classEntry, n int) (s *server, launch bool) {
-	switch c.cfg.Instancing {
-	case SingleUse:
-		if len(c.routable) > 0 {
-			return c.routable[0], false // resumed for a waiter that gave up
-		}
-		return nil, c.pending < n
-	case Pooled:
-		var best *server
-		for _, s := range c.routable {
-			if best == nil || s.objCount < best.objCount {
-				best = s
-			}
-		}
-		if best != nil && best.objCount == 0 {
-			return best, false
-		}
-		if c.pending >= n {
-			return nil, false
-		}
-		if len(c.routable)+c.pending < c.cfg.PoolSize {
-			return nil, true
-		}
-		return best, best == nil && c.pending == 0
-	default: // MultipleUse
-		if len(c.routable) > 0 {
-			return c.routable[len(c.routable)-1], false
-		}
-		return nil, c.pending == 0
-	}
-}
-
-// takeLocked takes a lock on s for an activation of c (creating its object
-// record) or for a class handout. This is the step that makes a handout
-// lock the server atomically (seed 001: the NT4 SCM's implicit LockServer).
-func (a *Activator) takeLocked(s *server, c *classEntry, cls bool) actGrant {
-	if cls {
-		s.classRefs++
-		return actGrant{s: s}
-	}
-	obj := a.newObjectLocked(s, c)
-	if c.cfg.Instancing == SingleUse {
-		s.singleUsed = true
-		a.unrouteClassLocked(s, c)
-	}
-	return actGrant{s: s, obj: obj}
-}
-
-// serveWaitersLocked hands servers to c's waiters after a change: a server
-// resumed, a launch failed, a server stopped. Waiters that a launch under way
-// will serve keep waiting; the rest get a new launch, or failErr if set.
-func (a *Activator) serveWaitersLocked(c *classEntry, failErr error) {
-	for i := 0; i < len(c.waiters); {
-		wt := c.waiters[i]
-		s, launch := a.pickLocked(c, i+1)
-		switch {
-		case s != nil:
-			c.waiters = slices.Delete(c.waiters, i, i+1)
-			wt.ch <- a.takeLocked(s, c, wt.cls)
-		case launch && failErr != nil:
-			c.waiters = slices.Delete(c.waiters, i, i+1)
-			wt.ch <- actGrant{err: failErr}
-		case launch:
-			a.launchLocked(c.def)
-			i++
-		default:
-			i++
-		}
-	}
-}
-
-// launchLocked starts a server of def in the background.
-func (a *Activator) launchLocked(def *serverDef) {
-	s := newServer(a, def)
-	a.servers[s] = struct{}{}
-	for _, c := range def.classes {
-		c.pending++
-	}
-	a.wg.Add(1)
-	go a.launchServer(s)
-}
-
-// launchServer starts s's process and waits for its HELLO; its watcher then
-// reads its registrations.
-func (a *Activator) launchServer(s *server) {
-	defer a.wg.Done()
-	track := func(w *workerProc, add bool) {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		if add {
-			s.starting = w
-			if a.closed {
-				w.conn.shutdown()
-			}
-		} else {
-			s.starting = nil
-		}
-	}
-	w, err := launch(&s.def.s, a.spawner, func(w *workerProc) { a.onExit(s, w) }, track)
-	a.mu.Lock()
-	if err == nil && (a.closed || s.exited) {
-		// Closing, or it died just after HELLO: not worth a server.
-		a.mu.Unlock()
-		w.proc.Kill()
-		<-w.proc.Exited()
-		w.proc.Release()
-		w.closeResources()
-		a.mu.Lock()
-		if !a.closed {
-			err = &StartError{PID: w.pid, ExitCode: -1, Exited: true, Reason: fmt.Sprintf("server %d exited right after HELLO", w.pid), Stderr: w.stderr.String()}
-		} else {
-			err = ErrClosed
-		}
-	}
-	if err != nil {
-		if a.closed {
-			err = ErrClosed
-		} else {
-			a.stats.launchFailures.Add(1)
-		}
-		a.launchFailedLocked(s, err)
-		a.mu.Unlock()
-		if !errors.Is(err, ErrClosed) {
-			a.log.Error("class server failed to start", append([]any{"server", s.def.name}, startAttrs(err)...)...)
-		}
-		return
-	}
-	a.stats.launches.Add(1)
-	s.w = w
-	s.pid = w.pid
-	s.state = stateRegistered
-	s.connRefs.Store(2) // the process and the watcher
-	w.conn.startWatch(func(h wire.Header, p []byte) error { return a.onFrame(s, h, p) }, a.eventDelay)
-	s.regTimer = a.afterFunc(s.def.s.StartTimeout, func() { a.registrationTimeout(s) })
-	a.wg.Add(1)
-	a.mu.Unlock()
-	go a.watchServer(s)
-}
-
-func (a *Activator) watchServer(s *server) {
-	defer a.wg.Done()
-	s.w.conn.watch()
-	s.releaseConn()
-}
-
-// launchFailedLocked forgets a server that never resumed and tells the
-// waiters that counted on it.
-func (a *Activator) launchFailedLocked(s *server, err error) {
-	a.launchEndedLocked(s)
-	delete(a.servers, s)
-	s.state = stateGone
-	s.crash = err
-	close(s.gone)
-	for _, c := range s.def.classes {
-		a.serveWaitersLocked(c, err)
-	}
-}
-
-// launchEndedLocked ends s's count as a launch under way, once.
-func (a *Activator) launchEndedLocked(s *server) {
-	if s.launchEnded {
-		return
-	}
-	s.launchEnded = true
-	for _, c := range s.def.classes {
-		c.pending--
-	}
-}
 
 // ActivatorStats is a snapshot of an activator's state and counters.
 type ActivatorStats struct {
@@ -692,40 +445,24 @@ func (a *Activator) Close(ctx context.Context) error {
 }
 
 func (a *Activator) close(ctx context.Context) error {
-	a.mu.Lock()
-	a.closed = true
-	for _, c := range a.classes {
-		for _, wt := range c.waiters {
-			wt.ch <- actGrant{err: ErrClosed}
-		}
-		c.waiters = nil
-	}
-	for s := range a.servers {
-		if s.starting != nil {
-			s.starting.conn.shutdown()
-		}
-	}
-	sessions := make([]*Session, 0, len(a.sessions))
-	for s := range a.sessions {
-		sessions = append(sessions, s)
-	}
-	a.mu.Unlock()
-	for _, s := range sessions {
+	for _, s := range a.markClosed() {
 		s.end(ErrClosed)
 	}
-
 	a.mu.Lock()
 	var live []*server
+	var timers []*ownedTimer
 	for s := range a.servers {
 		if s.state == stateStarting {
 			continue // its launch goroutine kills it
 		}
 		live = append(live, s)
 		s.stopInit = true
-		s.lingerTimer.Stop()
-		s.regTimer.Stop()
+		timers = append(timers, s.lingerTimer, s.regTimer)
 	}
 	a.mu.Unlock()
+	for _, t := range timers {
+		t.Stop()
+	}
 	for _, s := range live {
 		a.quit(s)
 	}
@@ -746,4 +483,30 @@ func (a *Activator) close(ctx context.Context) error {
 	a.wg.Wait()
 	a.spawner.Close()
 	return err
+}
+
+// markClosed marks the activator closed, fails the activations waiting and
+// cuts short the servers' waits for HELLO (their launch goroutines kill
+// them); it returns the sessions to end.
+func (a *Activator) markClosed() (sessions []*Session) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closed = true
+	for _, c := range a.classes {
+		for _, wt := range c.waiters {
+			wt.ch <- actGrant{err: ErrClosed}
+		}
+		c.waiters = nil
+	}
+	for s := range a.servers {
+		if s.starting != nil {
+			// Under the lock, which keeps its descriptor open: its launch
+			// goroutine closes it only after track(false), which takes it.
+			s.starting.conn.shutdown()
+		}
+	}
+	for s := range a.sessions {
+		sessions = append(sessions, s)
+	}
+	return sessions
 }

@@ -65,6 +65,7 @@ func (h *Object) Subscribe(buffer int) (*Subscription, error) {
 	}
 	o.subs = append(o.subs, s)
 	o.mu.Unlock()
+	h.sess.touch()
 	return s, nil
 }
 
@@ -83,6 +84,7 @@ func (s *Subscription) Err() error {
 
 // Close ends the subscription.
 func (s *Subscription) Close() {
+	s.h.sess.touch()
 	o := s.o
 	o.mu.Lock()
 	o.subs = deleteFunc(o.subs, func(x *Subscription) bool { return x == s })

@@ -49,9 +49,15 @@ type server struct {
 	pid  int
 	gone chan struct{} // closed once it has exited and been cleaned up
 
-	state       srvState
-	registered  map[string]wire.Register
-	objCount    int // objects alive or being activated
+	state      srvState
+	registered map[string]wire.Register
+	objCount   int // objects alive or being activated
+	// For learning how many activations a server takes (routing.go):
+	taken       int  // activations ever routed to it
+	inflight    int  // of those, not yet answered (settleLocked)
+	accepted    int  // of those, taken by the worker
+	refused     bool // one was answered "server stopping"
+	learned     bool
 	classRefs   int // class handles held by clients
 	explicit    int // LockServer(true) locks
 	singleUsed  bool
@@ -183,7 +189,7 @@ func (a *Activator) resume(s *server) error {
 		return fmt.Errorf("%w: RESUME while %v", wire.ErrProtocol, st)
 	}
 	s.state = stateRunning
-	s.regTimer.Stop()
+	reg := s.regTimer
 	a.launchEndedLocked(s)
 	for _, c := range s.def.classes {
 		if _, ok := s.registered[c.name]; ok {
@@ -199,6 +205,7 @@ func (a *Activator) resume(s *server) error {
 	}
 	stop := a.maybeStopLocked(s)
 	a.mu.Unlock()
+	reg.Stop()
 	if stop {
 		a.stop(s)
 	}
@@ -210,11 +217,11 @@ func (a *Activator) resume(s *server) error {
 func (a *Activator) revoke(s *server) {
 	a.mu.Lock()
 	var stop bool
+	reg := s.regTimer
 	switch s.state {
 	case stateRegistered, stateRunning:
 		prev := s.state
 		s.state = stateStopping
-		s.regTimer.Stop()
 		a.unrouteLocked(s)
 		if prev == stateRegistered {
 			// It gave up before resuming: whoever waited for it needs
@@ -227,6 +234,7 @@ func (a *Activator) revoke(s *server) {
 		stop = a.maybeStopLocked(s)
 	}
 	a.mu.Unlock()
+	reg.Stop()
 	if stop {
 		a.stop(s)
 	}
@@ -289,10 +297,15 @@ func (a *Activator) stop(s *server) {
 		return
 	}
 	a.mu.Lock()
+	var t *ownedTimer
 	if s.state != stateGone && !a.closed {
-		s.lingerTimer = a.afterFunc(a.linger, func() { a.quit(s) })
+		t = a.newTimer()
+		s.lingerTimer = t
 	}
 	a.mu.Unlock()
+	if t != nil {
+		t.arm(a.linger, func() { a.quit(s) })
+	}
 }
 
 // quit sends QUIT and escalates to SIGTERM and SIGKILL if s lingers.
@@ -329,8 +342,7 @@ func (a *Activator) onExit(s *server, w *workerProc) {
 	s.state = stateGone
 	delete(a.servers, s)
 	a.unrouteLocked(s)
-	s.lingerTimer.Stop()
-	s.regTimer.Stop()
+	timers := []*ownedTimer{s.lingerTimer, s.regTimer}
 	if !s.launchEnded {
 		a.launchEndedLocked(s)
 		for _, c := range s.def.classes {
@@ -353,6 +365,10 @@ func (a *Activator) onExit(s *server, w *workerProc) {
 	close(s.gone)
 	a.mu.Unlock()
 
+	// Their callbacks use the process, which is released below.
+	for _, t := range timers {
+		t.stopWait()
+	}
 	disc := &DisconnectedError{PID: s.pid, Err: cause}
 	for _, o := range objs {
 		o.disconnect(disc)

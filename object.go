@@ -26,6 +26,9 @@ type object struct {
 	subs []*Subscription
 
 	rot []string // names in the running object table; guarded by Activator.mu
+	// settled: the activation that created it has been answered, or given
+	// up (settleLocked); guarded by Activator.mu.
+	settled bool
 }
 
 // newObjectLocked records an object on s, counted as a lock from now on, so
@@ -37,13 +40,20 @@ func (a *Activator) newObjectLocked(s *server, c *classEntry) *object {
 	s.objects[o.id] = o
 	s.omu.Unlock()
 	s.objCount++
+	s.taken++
+	s.inflight++
 	a.objects++
 	return o
 }
 
-// dropObject forgets an object whose activation failed or was abandoned.
-func (a *Activator) dropObject(o *object) {
+// dropObject forgets an object whose activation failed or was abandoned
+// before the worker took it.
+func (a *Activator) dropObject(o *object) { a.dropActivation(o, actNotTaken) }
+
+// dropActivation forgets an object whose activation ended with out.
+func (a *Activator) dropActivation(o *object, out actOutcome) {
 	a.mu.Lock()
+	a.settleLocked(o, out)
 	stop := a.forgetLocked(o)
 	a.mu.Unlock()
 	if stop {
@@ -54,6 +64,7 @@ func (a *Activator) dropObject(o *object) {
 // forgetLocked removes o from its server and drops its lock; it reports
 // whether the server must now stop. A gone server has forgotten it already.
 func (a *Activator) forgetLocked(o *object) bool {
+	a.settleLocked(o, actNotTaken) // if its activation had not been answered
 	s := o.s
 	s.omu.Lock()
 	_, ok := s.objects[o.id]
@@ -165,6 +176,7 @@ func (h *Object) Clone() (*Object, error) {
 	if !h.o.tryRef() {
 		return nil, h.errReleased()
 	}
+	h.sess.touch()
 	return h.sess.adopt(h.o)
 }
 
@@ -175,6 +187,7 @@ func (h *Object) Release() error {
 	if !h.released.CompareAndSwap(false, true) {
 		return ErrReleased
 	}
+	h.sess.touch()
 	h.sess.forget(h)
 	h.drop(ErrReleased)
 	return nil
@@ -216,9 +229,11 @@ func deleteFunc[T any](s []T, del func(T) bool) []T {
 //
 // If the object's server is gone, Call returns a *DisconnectedError
 // (errors.Is(err, ErrObjectDisconnected)) wrapping the server's
-// *CrashError. If ctx ends first, Call returns a *CanceledError and the
-// server, which may be stuck in native code, is killed: its other objects
-// are disconnected too, as a pool's worker would be replaced.
+// *CrashError. If ctx ends first, Call returns a *CanceledError: nothing is
+// sent if it had ended already; a call still waiting behind others on its
+// server, which has not started it, is left to the server; otherwise the
+// server, which may be stuck in native code, is killed and its other
+// objects are disconnected too, as a pool's worker would be replaced.
 func (h *Object) Call(ctx context.Context, method string, args ...any) (Reply, error) {
 	if len(method) == 0 || len(method) > wire.MaxMethodBytes {
 		return Reply{}, fmt.Errorf("bulkhead: method name of %d bytes (want 1 to %d)", len(method), wire.MaxMethodBytes)
@@ -231,17 +246,32 @@ func (h *Object) Call(ctx context.Context, method string, args ...any) (Reply, e
 		o.a.stats.disconnected.Add(1)
 		return Reply{}, d
 	}
+	h.sess.touch()
+	if err := ctx.Err(); err != nil {
+		return Reply{}, &CanceledError{Method: method, Err: err} // nothing sent
+	}
 	if !o.tryRef() {
 		return Reply{}, h.errReleased()
 	}
-	defer o.unref()
-	h.sess.touch()
 	s := o.s
 	if !s.acquireConn() {
+		o.unref()
 		o.a.stats.disconnected.Add(1)
 		return Reply{}, o.disconnectedErr(nil)
 	}
 	defer s.releaseConn()
+	r, left, err := o.call(ctx, s, method, args)
+	if !left {
+		o.unref()
+	}
+	return r, err
+}
+
+// call sends one OBJCALL for o, which holds a reference for it, and waits
+// for its answer. If the request is left to the worker (left), the
+// reference is dropped once the worker is done with it: RELEASE must not
+// overtake the call.
+func (o *object) call(ctx context.Context, s *server, method string, args []any) (r Reply, left bool, err error) {
 	w := s.w
 	var deadline int64
 	if d, ok := ctx.Deadline(); ok {
@@ -249,27 +279,29 @@ func (h *Object) Call(ctx context.Context, method string, args ...any) (Reply, e
 	}
 	pd, err := w.conn.sendObjCall(o.id, method, deadline, args)
 	if err != nil {
-		return Reply{}, fmt.Errorf("bulkhead: call %q: %w", method, err)
+		return Reply{}, false, fmt.Errorf("bulkhead: call %q: %w", method, err)
 	}
 	id := pd.id
-	typ, payload, cerr, canceled := s.wait(ctx, pd) // recycles pd
+	if hk := o.a.hooks.callSent; hk != nil {
+		hk(s, o.id)
+	}
+	ans, ce, left := s.await(ctx, pd, method, func(answer) { o.unref() }) // recycles pd
 	switch {
-	case cerr == nil && typ == wire.TypeReply:
-		return Reply{raw: payload}, nil
-	case cerr == nil:
-		body, derr := wire.DecodeError(payload)
+	case ce != nil:
+		return Reply{}, left, ce
+	case ans.err == nil && ans.typ == wire.TypeReply:
+		return Reply{raw: ans.payload}, false, nil
+	case ans.err == nil:
+		body, derr := wire.DecodeError(ans.payload)
 		if derr != nil {
 			o.a.stats.disconnected.Add(1)
-			return Reply{}, o.disconnectedErr(serverCrash(w, id, method, derr))
+			return Reply{}, false, o.disconnectedErr(serverCrash(w, id, method, derr))
 		}
-		return Reply{}, &RemoteError{Code: ErrorCode(body.Code), Message: body.Message, Details: body.Details,
+		return Reply{}, false, &RemoteError{Code: ErrorCode(body.Code), Message: body.Message, Details: body.Details,
 			Method: method, RequestID: id, PID: s.pid}
-	case canceled:
-		return Reply{}, &CanceledError{Method: method, RequestID: id, PID: s.pid, Started: w.hasStarted(id), Err: ctx.Err()}
-	default:
-		o.a.stats.disconnected.Add(1)
-		return Reply{}, o.disconnectedErr(serverCrash(w, id, method, cerr))
 	}
+	o.a.stats.disconnected.Add(1)
+	return Reply{}, false, o.disconnectedErr(serverCrash(w, id, method, ans.err))
 }
 
 // disconnectedErr is the error for a call on o once its server is gone.
@@ -283,30 +315,6 @@ func (o *object) disconnectedErr(crash error) error {
 	return &DisconnectedError{Class: o.class.name, Object: o.id, PID: o.s.pid, Err: crash}
 }
 
-// wait waits for a request's answer on s. If ctx ends first the connection
-// is shut down (that is what wakes a caller blocked reading) and the server
-// killed: canceled is then true.
-func (s *server) wait(ctx context.Context, pd *pending) (typ wire.Type, payload []byte, err error, canceled bool) {
-	c := s.w.conn
-	fired := c.wait(pd, ctx)
-	c.mu.Lock()
-	done, typ, payload, err := pd.done, pd.typ, pd.payload, pd.err
-	c.mu.Unlock()
-	c.release(pd)
-	if fired || (!done && ctx.Err() != nil) {
-		s.w.broken.Store(true)
-		s.w.proc.Kill()
-		if done && err == nil {
-			return typ, payload, nil, false
-		}
-		return 0, nil, ctx.Err(), true
-	}
-	if !done {
-		err = errConnBroken
-	}
-	return typ, payload, err, false
-}
-
 // serverCrash describes a server whose connection broke under a request.
 func serverCrash(w *workerProc, id uint64, method string, cause error) *CrashError {
 	e := crashOf(w, id, method, cause)
@@ -315,84 +323,4 @@ func serverCrash(w *workerProc, id uint64, method string, cause error) *CrashErr
 		e.Reason = "died before starting the request: " + e.Reason
 	}
 	return e
-}
-
-// activate creates an object of c for sess, on via's server if possible,
-// retrying on another server when one answers "server stopping" or dies
-// before starting the activation. The caller never sees those.
-func (a *Activator) activate(ctx context.Context, sess *Session, c *classEntry, via *ClassObject, args []any) (*Object, error) {
-	var last error
-	for attempt := 0; attempt <= a.maxRetries; attempt++ {
-		o, err := a.placeObject(ctx, c, via)
-		if err != nil {
-			return nil, err
-		}
-		h, retry, err := a.activateOn(ctx, sess, o, args)
-		if !retry {
-			return h, err
-		}
-		last = err
-		via = nil
-	}
-	return nil, fmt.Errorf("bulkhead: activation of %s failed %d times in a row: %w", c.name, a.maxRetries+1, last)
-}
-
-// activateOn sends one ACTIVATE for o, whose server lock is already taken.
-// retry is true when another server should be tried.
-func (a *Activator) activateOn(ctx context.Context, sess *Session, o *object, args []any) (h *Object, retry bool, err error) {
-	s := o.s
-	if !s.acquireConn() {
-		// Gone between the routing and now: it never saw the request.
-		a.dropObject(o)
-		a.stats.redispatched.Add(1)
-		return nil, true, fmt.Errorf("bulkhead: server %d exited before the activation was sent", s.pid)
-	}
-	defer s.releaseConn()
-	w := s.w
-	pd, err := w.conn.sendActivate(o.class.name, o.id, args)
-	if err != nil {
-		a.dropObject(o)
-		return nil, false, fmt.Errorf("bulkhead: activate %s: %w", o.class.name, err)
-	}
-	id := pd.id
-	if hk := a.hooks.activateSent; hk != nil {
-		hk(s, o.id)
-	}
-	typ, payload, cerr, canceled := s.wait(ctx, pd) // recycles pd
-	switch {
-	case cerr == nil && typ == wire.TypeReply:
-		o.refs.Store(1)
-		a.stats.activations.Add(1)
-		h, err := sess.adopt(o)
-		if err != nil {
-			return nil, false, err // adopt dropped the reference
-		}
-		return h, false, nil
-	case cerr == nil:
-		a.dropObject(o)
-		body, derr := wire.DecodeError(payload)
-		if derr != nil {
-			return nil, false, serverCrash(w, id, "activate "+o.class.name, derr)
-		}
-		if body.Code == wire.CodeServerStopping {
-			// Seed 004: the server decided to stop while the request was
-			// on its way. Launch or pick another and retry.
-			a.stats.stoppingRetries.Add(1)
-			return nil, true, fmt.Errorf("%w: server %d", ErrServerStopping, s.pid)
-		}
-		return nil, false, &RemoteError{Code: ErrorCode(body.Code), Message: body.Message, Details: body.Details,
-			Method: "activate " + o.class.name, RequestID: id, PID: s.pid}
-	case canceled:
-		a.dropObject(o)
-		return nil, false, &CanceledError{Method: "activate " + o.class.name, RequestID: id, PID: s.pid,
-			Started: w.hasStarted(id), Err: ctx.Err()}
-	default:
-		ce := serverCrash(w, id, "activate "+o.class.name, cerr)
-		a.dropObject(o)
-		if ce.Phase == PhaseIdle {
-			a.stats.redispatched.Add(1)
-			return nil, true, ce // it never started: safe to run elsewhere
-		}
-		return nil, false, ce
-	}
 }

@@ -37,8 +37,9 @@ var (
 	// ErrSubscriberTooSlow: an event subscription was cut off because its
 	// queue was full.
 	ErrSubscriberTooSlow = errors.New("bulkhead: event subscriber too slow")
-	// ErrServerStopping: every server tried in a row was stopping; returned
-	// only when an activation exhausts ActivatorConfig.MaxRetries.
+	// ErrServerStopping: a server refused an activation because it is
+	// stopping. The activator then tries another server, until the
+	// activation's ctx ends, so CreateInstance does not return it.
 	ErrServerStopping = errors.New("bulkhead: server stopping")
 )
 

@@ -30,6 +30,7 @@ func (s *Session) Register(name string, obj *Object, keepAlive bool) error {
 	if err := s.Err(); err != nil {
 		return err
 	}
+	s.touch()
 	if obj.released.Load() {
 		return obj.errReleased()
 	}
@@ -78,6 +79,7 @@ func (s *Session) Register(name string, obj *Object, keepAlive bool) error {
 
 // Revoke removes an entry this session registered.
 func (s *Session) Revoke(name string) error {
+	s.touch()
 	s.mu.Lock()
 	e := s.regs[name]
 	if e != nil {

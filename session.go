@@ -15,8 +15,11 @@ import (
 // lives until Close.
 type SessionConfig struct {
 	// Lease ends the session when it has not been renewed for this long:
-	// for clients that cannot be watched (DCOM pinging). Every call, handle
-	// and Renew through the session renews it.
+	// for clients that cannot be watched (DCOM pinging). Every operation
+	// through the session or one of its handles renews it: creating,
+	// calling, cloning and releasing objects, subscribing, registering in,
+	// revoking from and looking up the running object table, class handles
+	// and their locks, and Renew.
 	// Zero value: no lease. At most 24 hours.
 	Lease time.Duration
 
@@ -73,16 +76,27 @@ func (a *Activator) NewSession(cfg SessionConfig) (*Session, error) {
 		}
 		return nil, ErrClosed
 	}
-	a.sessions[s] = struct{}{}
+	// Whatever ends the session (its lease, its client's exit, Close) must
+	// find its timer and its watch, to stop them: both are recorded before
+	// the session is published, and started only after.
+	var lease *ownedTimer
 	if cfg.Lease > 0 {
-		s.timer = a.afterFunc(cfg.Lease, s.checkLease)
+		lease = a.newTimer()
 	}
 	if pidfd != nil {
-		s.pidfd = pidfd
-		a.wg.Add(1)
+		a.wg.Add(1) // watchClient
+	}
+	s.mu.Lock()
+	s.timer, s.pidfd = lease, pidfd
+	s.mu.Unlock()
+	a.sessions[s] = struct{}{}
+	a.mu.Unlock()
+	if pidfd != nil {
 		go s.watchClient(cfg.PID, pidfd)
 	}
-	a.mu.Unlock()
+	if lease != nil {
+		lease.arm(cfg.Lease, s.checkLease)
+	}
 	return s, nil
 }
 
@@ -120,12 +134,18 @@ func (s *Session) checkLease() {
 		s.end(&SessionEndedError{Reason: fmt.Sprintf("lease of %v expired", s.lease), Lease: s.lease})
 		return
 	}
-	s.a.mu.Lock() // orders the re-arming against Activator.Close
-	defer s.a.mu.Unlock()
+	a := s.a
+	a.mu.Lock() // orders the timer's reservation against Activator.Close
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err == nil && !s.a.closed {
-		s.timer = s.a.afterFunc(s.lease-idle, s.checkLease)
+	var t *ownedTimer
+	if s.err == nil && !a.closed {
+		t = a.newTimer()
+		s.timer = t
+	}
+	s.mu.Unlock()
+	a.mu.Unlock()
+	if t != nil {
+		t.arm(s.lease-idle, s.checkLease)
 	}
 }
 
@@ -171,11 +191,13 @@ func (s *Session) Close() error {
 	return nil
 }
 
-// end releases everything the session holds, once.
+// end releases everything the session holds, once. A second caller waits
+// until the first has released it all.
 func (s *Session) end(why error) {
 	s.mu.Lock()
 	if s.err != nil {
 		s.mu.Unlock()
+		<-s.done
 		return
 	}
 	s.err = why
@@ -264,7 +286,7 @@ func (s *Session) GetClassObject(ctx context.Context, class string) (*ClassObjec
 	if err != nil {
 		return nil, err
 	}
-	g, err := s.a.place(ctx, c, nil, true)
+	g, err := s.a.place(ctx, c, nil, true, false)
 	if err != nil {
 		return nil, err
 	}
@@ -325,6 +347,7 @@ func (co *ClassObject) CreateInstance(ctx context.Context, args ...any) (*Object
 // (IClassFactory::LockServer). Unlocking more than was locked through this
 // handle returns ErrNotLocked.
 func (co *ClassObject) LockServer(lock bool) error {
+	co.sess.touch()
 	stop, err := co.lockServer(lock)
 	if stop {
 		co.a.stop(co.s)
@@ -359,6 +382,7 @@ func (co *ClassObject) lockServer(lock bool) (stop bool, err error) {
 // Release drops the handle and the locks it holds. A second Release
 // returns ErrReleased.
 func (co *ClassObject) Release() error {
+	co.sess.touch()
 	co.sess.mu.Lock()
 	if co.sess.classes != nil {
 		delete(co.sess.classes, co)
