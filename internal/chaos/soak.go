@@ -2,25 +2,18 @@ package chaos
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/bulkhead-go/bulkhead"
-	"github.com/bulkhead-go/bulkhead/internal/proc"
-	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
 
 // Fault is a way a chaos call fails.
@@ -321,183 +314,4 @@ func do1(ctx context.Context, pool *bulkhead.Pool, key uint64, c *call) {
 		c.decoded = r.Decode(&c.reply) == nil
 	}
 	c.answers.Add(1)
-}
-
-// readJournals counts the journaled starts of each call key.
-func readJournals(dir string, n int) ([]int, int, error) {
-	starts := make([]int, n+1)
-	files, err := filepath.Glob(filepath.Join(dir, "journal-*"))
-	if err != nil {
-		return nil, 0, err
-	}
-	records := 0
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, 0, err
-		}
-		if len(b)%recordSize != 0 {
-			return nil, 0, fmt.Errorf("journal %s: %d bytes, not whole records", f, len(b))
-		}
-		for off := 0; off < len(b); off += recordSize {
-			key := binary.LittleEndian.Uint64(b[off:])
-			if binary.LittleEndian.Uint32(b[off+12:]) != recordMagic || key == 0 || key > uint64(n) {
-				return nil, 0, fmt.Errorf("journal %s: bad record at %d", f, off)
-			}
-			starts[key]++
-			records++
-		}
-	}
-	return starts, records, nil
-}
-
-// audit compares what each caller was told with the fault it injected and
-// with what the workers journaled.
-func audit(res *Result, calls []call, starts []int) {
-	for i := range calls {
-		c := &calls[i]
-		key := uint64(i + 1)
-		answers := int(c.answers.Load())
-		if answers == 0 {
-			res.Lost++
-			continue
-		}
-		if answers == 1 {
-			res.AnsweredOnce++
-		} else {
-			res.Duplicated++
-		}
-		outcome, ok, want := classify(c, key)
-		res.Outcomes[string(c.fault)+":"+outcome]++
-		if outcome == "quarantined" {
-			res.Quarantined++
-		}
-		got := starts[key]
-		note := func(what string) {
-			if len(res.Examples) < 10 {
-				res.Examples = append(res.Examples, fmt.Sprintf("call %d (%s): %s; journal %d, want %d: %v", key, c.fault, what, got, want, c.err))
-			}
-		}
-		switch {
-		case !ok:
-			res.Misclassified++
-			note("misclassified as " + outcome)
-		case got > want:
-			res.Duplicated++
-			note("run more often than reported")
-		case got < want && c.err == nil:
-			res.Lost++
-			note("answered without running")
-		case got < want:
-			res.Misclassified++
-			note("reported as started but never journaled")
-		}
-	}
-}
-
-// classify names the outcome a caller got, says whether it is the one the
-// injected fault must produce, and how many journaled starts it implies.
-func classify(c *call, key uint64) (outcome string, ok bool, starts int) {
-	err := c.err
-	var ce *bulkhead.CrashError
-	var ca *bulkhead.CanceledError
-	var qe *bulkhead.QuarantinedError
-	crash := errors.As(err, &ce) && ce.Phase == bulkhead.PhaseCall
-	switch {
-	case err == nil:
-		outcome = "ok"
-	case crash:
-		outcome = "crash"
-	case errors.As(err, &ca):
-		outcome = "canceled"
-	case errors.As(err, &qe):
-		outcome = "quarantined"
-	default:
-		outcome = fmt.Sprintf("%T", err)
-	}
-	replied := err == nil && c.decoded && c.reply == key
-	protocol := crash && ce.Killed && errors.Is(err, wire.ErrProtocol)
-	switch c.fault {
-	case FaultNone:
-		return outcome, replied, 1
-	case FaultFlaky:
-		return outcome, replied, 2
-	case FaultSegv:
-		return outcome, crash && ce.Signal == syscall.SIGSEGV && !ce.Killed, 1
-	case FaultPoison:
-		if qe != nil {
-			return outcome, true, 0
-		}
-		return outcome, crash && ce.Signal == syscall.SIGSEGV && !ce.Killed, 1
-	case FaultAbort:
-		return outcome, crash && ce.Signal == syscall.SIGABRT, 1
-	case FaultExit:
-		return outcome, crash && ce.Signal == 0 && ce.ExitCode == ExitCode, 1
-	case FaultGarbage:
-		return outcome, protocol && !strings.Contains(ce.Reason, "larger than"), 1
-	case FaultOversize:
-		return outcome, protocol && strings.Contains(ce.Reason, "larger than"), 1
-	case FaultCloseSock:
-		return outcome, crash && ce.Killed && !protocol && strings.Contains(ce.Reason, "closed its connection"), 1
-	case FaultLeak:
-		return outcome, crash && ce.Limit == bulkhead.LimitMemory && errors.Is(err, bulkhead.ErrLimitExceeded), 1
-	case FaultHang:
-		if ca == nil || !errors.Is(err, context.DeadlineExceeded) {
-			return outcome, false, 1
-		}
-		ca.Wait()
-		if !ca.Started {
-			return outcome, true, 0 // its deadline passed before a worker took it
-		}
-		return outcome, strings.Contains(ca.Stack, "goroutine "), 1
-	}
-	return outcome, false, 0
-}
-
-func countFDs() int {
-	ents, _ := os.ReadDir("/proc/self/fd")
-	return len(ents)
-}
-
-// settle waits, briefly, for descriptors and goroutines to return to their
-// baseline (exiting goroutines take a moment to be gone) and reports what
-// is left above it.
-func settle(fds, gs int) (int, int) {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		df, dg := countFDs()-fds, runtime.NumGoroutine()-gs
-		if (df <= 0 && dg <= 0) || time.Now().After(deadline) {
-			return max(df, 0), max(dg, 0)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// children counts this process's live children and zombies.
-func children() (live, zombies int) {
-	for _, c := range proc.Children(os.Getpid()) {
-		if c.Zombie() {
-			zombies++
-		} else {
-			live++
-		}
-	}
-	return live, zombies
-}
-
-// Summary writes a human-readable account of r.
-func Summary(w io.Writer, r *Result) {
-	verdict := "PASS"
-	if !r.OK {
-		verdict = "FAIL"
-	}
-	fmt.Fprintf(w, "%s: %d calls in %.1fs (%.0f/s), %d workers, %d callers, fault rate %.2f, seed %d\n",
-		verdict, r.Calls, r.Seconds, r.CallsPerSecond, r.Workers, r.Callers, r.FaultRate, r.Seed)
-	fmt.Fprintf(w, "answered once %d, lost %d, duplicated %d, misclassified %d\n", r.AnsweredOnce, r.Lost, r.Duplicated, r.Misclassified)
-	fmt.Fprintf(w, "leaked: fds %d, goroutines %d, processes %d, zombies %d\n", r.LeakedFDs, r.LeakedGoroutines, r.LeakedProcesses, r.Zombies)
-	fmt.Fprintf(w, "workers started %d, recycled %d %v, memory kills %d, hung %d, replayed %d, quarantined calls %d (%d fingerprints)\n",
-		r.WorkersStarted, r.Recycled, r.RecycledByReason, r.MemoryKills, r.Hung, r.Replayed, r.Quarantined, r.QuarantinedFingerprints)
-	for _, e := range r.Examples {
-		fmt.Fprintln(w, "  ", e)
-	}
 }
