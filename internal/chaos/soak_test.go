@@ -13,6 +13,7 @@ func TestMain(m *testing.M) {
 	case IsWorker():
 		RunWorker()
 	case IsDriver():
+		fakeDriverFailure() // for TestRunIsolatedReportsDispatcherFailures
 		RunDriver()
 	}
 	os.Exit(m.Run())
@@ -67,4 +68,3 @@ func TestOptionsValidation(t *testing.T) {
 		}
 	}
 }
-
