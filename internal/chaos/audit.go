@@ -157,6 +157,9 @@ func tally(res *Result, c *call, s seen, v verdict) {
 		res.CanceledStarted++
 	case s.cancel != nil:
 		res.CanceledNotStarted++
+		if s.cancel.PID == 0 {
+			res.CanceledQueued++
+		}
 	case s.crash != nil && s.crash.Limit != bulkhead.LimitMemory:
 		res.CallCrashErrors++
 	case s.quar != nil:

@@ -16,7 +16,7 @@ const crashMessage = "worker crashed"
 // crashRecord is one "worker crashed" record of phase call.
 type crashRecord struct {
 	key  uint64 // the call its worker was running, from the journal; 0 if unknown
-	text string // the record's attributes, stderr tail left out
+	text string // the record's attributes, with the end of the stderr tail
 }
 
 // recordCounter is a slog.Handler that counts the pool's "worker crashed"
@@ -56,7 +56,7 @@ func (h *recordCounter) Handle(ctx context.Context, r slog.Record) error {
 // count runs on the goroutine that reaped the worker, before its pid can be
 // reused, so that its journal is the newest with that pid.
 func (h *recordCounter) count(r slog.Record) {
-	phase, pid := "unknown", int64(0)
+	phase, pid, stderr := "unknown", int64(0), ""
 	var text strings.Builder
 	visit := func(a slog.Attr) bool {
 		switch a.Key {
@@ -64,10 +64,11 @@ func (h *recordCounter) count(r slog.Record) {
 			phase = a.Value.String()
 		case "pid":
 			pid = a.Value.Int64()
+		case "stderr_tail":
+			stderr = a.Value.String()
+			return true
 		}
-		if a.Key != "stderr_tail" {
-			fmt.Fprintf(&text, " %s=%q", a.Key, a.Value.String())
-		}
+		fmt.Fprintf(&text, " %s=%q", a.Key, a.Value.String())
 		return true
 	}
 	for _, a := range h.attrs {
@@ -76,6 +77,10 @@ func (h *recordCounter) count(r slog.Record) {
 	r.Attrs(visit)
 	var rec crashRecord
 	if phase == "call" {
+		if len(stderr) > 300 {
+			stderr = "..." + stderr[len(stderr)-300:]
+		}
+		fmt.Fprintf(&text, " stderr_tail=%q", stderr)
 		rec = crashRecord{key: runningCall(h.dir, int(pid)), text: strings.TrimSpace(text.String())}
 	}
 	h.c.mu.Lock()

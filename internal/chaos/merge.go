@@ -11,7 +11,7 @@ func merge(total, r *Result) {
 		{&total.DispatcherCrashes, &r.DispatcherCrashes}, {&total.DispatcherHangs, &r.DispatcherHangs},
 		{&total.Unaudited, &r.Unaudited}, {&total.Quarantined, &r.Quarantined},
 		{&total.Succeeded, &r.Succeeded}, {&total.CanceledStarted, &r.CanceledStarted},
-		{&total.CanceledNotStarted, &r.CanceledNotStarted}, {&total.CallCrashErrors, &r.CallCrashErrors},
+		{&total.CanceledNotStarted, &r.CanceledNotStarted}, {&total.CanceledQueued, &r.CanceledQueued}, {&total.CallCrashErrors, &r.CallCrashErrors},
 		{&total.CrashedWhileCanceled, &r.CrashedWhileCanceled},
 		{&total.JournalRecords, &r.JournalRecords}, {&total.FaultsFired, &r.FaultsFired},
 		{&total.QuarantinedFingerprints, &r.QuarantinedFingerprints},

@@ -44,6 +44,7 @@ type Result struct {
 	Succeeded          int `json:"succeeded"`
 	CanceledStarted    int `json:"canceled_started"`
 	CanceledNotStarted int `json:"canceled_not_started"`
+	CanceledQueued     int `json:"canceled_queued"` // of CanceledNotStarted: never sent to a worker (PID 0)
 	CallCrashErrors    int `json:"call_crash_errors"`
 	// The pool's own count of workers that died during a call, and its
 	// "worker crashed" log records by phase (counted by a slog handler).

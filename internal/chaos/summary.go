@@ -21,8 +21,8 @@ func Summary(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "dispatcher crashes %d, hangs %d (segments %d, unaudited calls %d)\n",
 		r.DispatcherCrashes, r.DispatcherHangs, r.Segments, r.Unaudited)
 	fmt.Fprintf(w, "leaked: fds %d, goroutines %d, processes %d, zombies %d\n", r.LeakedFDs, r.LeakedGoroutines, r.LeakedProcesses, r.Zombies)
-	fmt.Fprintf(w, "succeeded %d, canceled started %d, canceled not started %d, call crash errors %d (stats %d, records %v)\n",
-		r.Succeeded, r.CanceledStarted, r.CanceledNotStarted, r.CallCrashErrors, r.CallCrashes, r.CrashRecords)
+	fmt.Fprintf(w, "succeeded %d, canceled started %d, canceled not started %d (%d in the queue), call crash errors %d (stats %d, records %v)\n",
+		r.Succeeded, r.CanceledStarted, r.CanceledNotStarted, r.CanceledQueued, r.CallCrashErrors, r.CallCrashes, r.CrashRecords)
 	fmt.Fprintf(w, "workers started %d, recycled %d %v, memory kills %d, hung %d, replayed %d, quarantined calls %d (%d fingerprints)\n",
 		r.WorkersStarted, r.Recycled, r.RecycledByReason, r.MemoryKills, r.Hung, r.Replayed, r.Quarantined, r.QuarantinedFingerprints)
 	for _, e := range r.Examples {
