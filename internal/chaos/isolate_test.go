@@ -40,18 +40,19 @@ func TestRunIsolatedReportsDispatcherFailures(t *testing.T) {
 	tests := []struct {
 		failure        string
 		crashes, hangs int
-		segments       int    // a hang outlasts the run's Timeout: no segment follows
-		want           string // in the examples
+		segments       int           // a hang outlasts the run's Timeout: no segment follows
+		timeout        time.Duration // the run's
+		want           string        // in the examples
 	}{
-		{"panic", 3, 0, 3, "panic: slice bounds out of range"},
-		{"segv", 3, 0, 3, "invalid memory address or nil pointer dereference"},
-		{"garbage", 3, 0, 3, "exit status 0, but no result"},
-		{"hang", 0, 1, 1, "SIGQUIT: quit"},
+		{"panic", 3, 0, 3, time.Minute, "panic: slice bounds out of range"},
+		{"segv", 3, 0, 3, time.Minute, "invalid memory address or nil pointer dereference"},
+		{"garbage", 3, 0, 3, time.Minute, "exit status 0, but no result"},
+		{"hang", 0, 1, 1, time.Second, "SIGQUIT: quit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.failure, func(t *testing.T) {
 			t.Setenv(fakeDriverEnv, tt.failure)
-			o := Options{Calls: 30, Workers: 1, Command: exe, Timeout: time.Second}
+			o := Options{Calls: 30, Workers: 1, Command: exe, Timeout: tt.timeout}
 			res, err := RunIsolated(context.Background(), o, Isolation{SegmentCalls: 10, Grace: time.Second})
 			if err != nil {
 				t.Fatal(err)
