@@ -171,7 +171,7 @@ func runDriver(ctx context.Context, o Options, iso Isolation) (*Result, *driverF
 	var ee *exec.ExitError
 	if !hung && errors.As(werr, &ee) && ee.ExitCode() == driverCannotRun {
 		os.Remove(errFile.Name())
-		return nil, nil, fmt.Errorf("the driver could not run the soak: %s", bytes.TrimSpace(tail(stderr, 4096)))
+		return nil, nil, fmt.Errorf("the driver could not run the soak: %s (%w)", bytes.TrimSpace(tail(stderr, 4096)), werr)
 	}
 	status := "exit status 0, but no result"
 	if werr != nil {
