@@ -135,6 +135,12 @@ func (f *driverFailure) count(total *Result, o Options) {
 // segment's Result, or a failure if the driver crashed or hung, or an error
 // if the soak could not run at all.
 func runDriver(ctx context.Context, o Options, iso Isolation) (*Result, *driverFailure, error) {
+	dir, err := os.MkdirTemp("", "bulkhead-chaos-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("journal directory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	o.JournalDir = dir
 	env, err := json.Marshal(o)
 	if err != nil {
 		return nil, nil, fmt.Errorf("encoding the options: %w", err)

@@ -79,6 +79,10 @@ type Options struct {
 	// Timeout bounds the whole run; calls unanswered by then are lost.
 	// Zero: 1 hour.
 	Timeout time.Duration
+	// JournalDir is where the workers journal; it must exist and be
+	// empty. Zero: a temporary directory of Run's, removed when it returns.
+	// RunIsolated sets it, so that a driver that dies leaves nothing behind.
+	JournalDir string
 	// Verbose logs the pool's records to stderr when Logger is nil.
 	Verbose bool
 	Logger  *slog.Logger `json:"-"` // the pool's logger; zero: discarded (or stderr, Verbose)

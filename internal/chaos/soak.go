@@ -35,11 +35,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "bulkhead-chaos-")
-	if err != nil {
-		return nil, fmt.Errorf("journal directory: %w", err)
+	dir := o.JournalDir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "bulkhead-chaos-")
+		if err != nil {
+			return nil, fmt.Errorf("journal directory: %w", err)
+		}
+		defer os.RemoveAll(d)
+		dir = d
 	}
-	defer os.RemoveAll(dir)
 	// The runtime's poller opens its descriptors once, on first use, and
 	// keeps them: open it before the baseline so they do not count.
 	if r, w, err := os.Pipe(); err == nil {
