@@ -57,6 +57,9 @@ type Isolation struct {
 	// Stderr receives the drivers' stderr as it comes (the pool's records
 	// with Options.Verbose); nil: it is kept only for the report.
 	Stderr io.Writer
+	// StderrDir keeps the whole stderr of each driver that failed.
+	// Zero: os.TempDir().
+	StderrDir string
 	// Grace is how long a driver may run past Options.Timeout (its calls
 	// run to their own deadlines, then Close) before it is taken for hung,
 	// sent SIGQUIT for a goroutine dump, and killed 10 s later.
@@ -145,7 +148,7 @@ func runDriver(ctx context.Context, o Options, iso Isolation) (*Result, *driverF
 	if err != nil {
 		return nil, nil, fmt.Errorf("encoding the options: %w", err)
 	}
-	errFile, err := os.CreateTemp("", "bulkhead-chaos-driver-*.stderr")
+	errFile, err := os.CreateTemp(iso.StderrDir, "bulkhead-chaos-driver-*.stderr")
 	if err != nil {
 		return nil, nil, fmt.Errorf("driver stderr: %w", err)
 	}

@@ -53,7 +53,7 @@ func TestRunIsolatedReportsDispatcherFailures(t *testing.T) {
 		t.Run(tt.failure, func(t *testing.T) {
 			t.Setenv(fakeDriverEnv, tt.failure)
 			o := Options{Calls: 30, Workers: 1, Command: exe, Timeout: tt.timeout}
-			res, err := RunIsolated(context.Background(), o, Isolation{SegmentCalls: 10, Grace: time.Second})
+			res, err := RunIsolated(context.Background(), o, Isolation{SegmentCalls: 10, Grace: time.Second, StderrDir: t.TempDir()})
 			if err != nil {
 				t.Fatal(err)
 			}
