@@ -9,8 +9,12 @@ import (
 
 // The test binary doubles as the chaos worker.
 func TestMain(m *testing.M) {
-	if IsWorker() {
+	switch {
+	case IsWorker():
 		RunWorker()
+	case IsDriver():
+		fakeDriverFailure() // for TestRunIsolatedReportsDispatcherFailures
+		RunDriver()
 	}
 	os.Exit(m.Run())
 }
@@ -62,20 +66,5 @@ func TestOptionsValidation(t *testing.T) {
 		if _, err := Run(context.Background(), o); err == nil {
 			t.Errorf("options %d (%+v) accepted", i, o)
 		}
-	}
-}
-
-func TestClassify(t *testing.T) {
-	// A success answered for a crash fault is misclassified, and vice versa.
-	c := &call{fault: FaultSegv, decoded: true, reply: 5}
-	if _, ok, _ := classify(c, 5); ok {
-		t.Fatal("success classified as a segv")
-	}
-	c = &call{fault: FaultNone, decoded: true, reply: 5}
-	if _, ok, starts := classify(c, 5); !ok || starts != 1 {
-		t.Fatal("success misclassified")
-	}
-	if _, ok, _ := classify(c, 6); ok {
-		t.Fatal("wrong reply accepted")
 	}
 }

@@ -27,23 +27,40 @@ const WorkerEnv = "BULKHEAD_CHAOS_JOURNAL"
 // IsWorker reports whether this process was started as a chaos worker.
 func IsWorker() bool { return os.Getenv(WorkerEnv) != "" && worker.IsWorker() }
 
-// Journal records: one fixed-size record per call started, appended with a
-// single write(2) to an O_APPEND file of the worker's own.
-const (
-	recordSize  = 16
-	recordMagic = 0x4c4e524a // "JRNL"
-)
+// chaosWorker is one chaos worker process's state.
+type chaosWorker struct {
+	dir  string
+	jfd  int    // the journal, opened O_APPEND
+	pid  uint32 // journaled with each record
+	sock int    // the protocol socket
+	ring *ring  // the shared-memory transport's pipes, if offered; else nil
+}
 
 // RunWorker serves chaos calls until the pool is done with this worker, then
 // exits the process. Methods:
 //
-//	call(key, fault, arg)  journals key, then does the fault (see Fault)
-//	idem(key, fault, arg)  the same; the pool is told it is idempotent
+//	call(key, fault, arg, work)  journals key, sleeps work nanoseconds (the
+//	                             call's work, deaf to its ctx, as native code
+//	                             is), then does the fault (see Fault)
+//	idem(key, fault, arg, work)  the same; the pool is told it is idempotent
 func RunWorker() {
-	dir := os.Getenv(WorkerEnv)
-	fd, _ := strconv.Atoi(os.Getenv("BULKHEAD_FD"))
+	w, err := newChaosWorker()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chaos worker:", err)
+		os.Exit(1)
+	}
+	var s worker.Server
+	s.Name = "chaos"
+	s.Handle("call", w.handle)
+	s.Handle("idem", w.handle)
+	s.Run()
+}
+
+func newChaosWorker() (*chaosWorker, error) {
+	w := &chaosWorker{dir: os.Getenv(WorkerEnv), pid: uint32(os.Getpid())}
+	w.sock, _ = strconv.Atoi(os.Getenv("BULKHEAD_FD"))
 	// Unique, not named by pid alone: a long soak wraps the pid space.
-	j, err := os.CreateTemp(dir, fmt.Sprintf("journal-%d-*", os.Getpid()))
+	j, err := os.CreateTemp(w.dir, fmt.Sprintf("journal-%d-*", os.Getpid()))
 	if err == nil {
 		// Reopen for appending: each record is then one atomic write.
 		name := j.Name()
@@ -51,42 +68,62 @@ func RunWorker() {
 		j, err = os.OpenFile(name, os.O_WRONLY|os.O_APPEND, 0)
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "chaos worker: journal:", err)
-		os.Exit(1)
+		return nil, fmt.Errorf("journal: %w", err)
 	}
-	jfd := int(j.Fd())
-	pid := uint32(os.Getpid())
-	h := func(_ context.Context, a worker.Args) (any, error) {
-		var key uint64
-		var fault string
-		var arg int64
-		if err := a.Scan(&key, &fault, &arg); err != nil {
-			return nil, err
-		}
-		var rec [recordSize]byte
-		binary.LittleEndian.PutUint64(rec[0:], key)
-		binary.LittleEndian.PutUint32(rec[8:], pid)
-		binary.LittleEndian.PutUint32(rec[12:], recordMagic)
-		if _, err := unix.Write(jfd, rec[:]); err != nil {
-			return nil, fmt.Errorf("journal: %w", err)
-		}
-		return do(Fault(fault), key, arg, fd, dir)
+	w.jfd = int(j.Fd())
+	if err := pointJournal(w.dir, os.Getpid(), filepath.Base(j.Name())); err != nil {
+		return nil, err
 	}
-	var s worker.Server
-	s.Name = "chaos"
-	s.Handle("call", h)
-	s.Handle("idem", h)
-	s.Run()
+	// Map the shared-memory pipes before the SDK does (it closes the
+	// descriptor once it has mapped them): the ring faults write to them.
+	if w.ring, err = openRing(); err != nil {
+		return nil, err
+	}
+	return w, nil
 }
 
-// do performs one fault. Native faults happen in C, through cgo.
-func do(f Fault, key uint64, arg int64, fd int, dir string) (any, error) {
+func (w *chaosWorker) handle(_ context.Context, a worker.Args) (any, error) {
+	var key uint64
+	var fault string
+	var arg, work int64
+	if err := a.Scan(&key, &fault, &arg, &work); err != nil {
+		return nil, err
+	}
+	if err := w.record(key, recordMagic); err != nil {
+		return nil, err
+	}
+	if work > 0 {
+		time.Sleep(time.Duration(work)) // the work itself, not synchronisation
+	}
+	return w.do(Fault(fault), key, arg)
+}
+
+// record journals one event of call key.
+func (w *chaosWorker) record(key uint64, magic uint32) error {
+	var rec [recordSize]byte
+	putRecord(&rec, key, w.pid, magic)
+	if _, err := unix.Write(w.jfd, rec[:]); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
+}
+
+// do performs one fault, journaling it as fired first. Native faults happen
+// in C, through cgo.
+func (w *chaosWorker) do(f Fault, key uint64, arg int64) (any, error) {
 	switch f {
 	case FaultNone:
 		var b [8]byte
 		binary.LittleEndian.PutUint64(b[:], key)
 		native.Checksum(b[:])
 		return key, nil
+	case FaultFlaky:
+		return w.flaky(key)
+	}
+	if err := w.record(key, firedMagic); err != nil {
+		return nil, err
+	}
+	switch f {
 	case FaultSegv, FaultPoison:
 		native.Segv()
 	case FaultAbort:
@@ -96,15 +133,13 @@ func do(f Fault, key uint64, arg int64, fd int, dir string) (any, error) {
 	case FaultHang:
 		native.Hang()
 	case FaultGarbage:
-		_ = native.WriteFD(fd, []byte("\x7fELF? no: a library wrote its debug output to the wrong descriptor\n"))
-		blockForever()
+		w.lie([]byte("\x7fELF? no: a library wrote its debug output to the wrong descriptor\n"))
 	case FaultOversize:
 		var h [wire.HeaderSize]byte
 		wire.PutHeader(h[:], wire.Header{Length: wire.MaxMaxFrame, Type: wire.TypeReply, ID: 1})
-		_ = native.WriteFD(fd, h[:])
-		blockForever()
+		w.lie(h[:])
 	case FaultCloseSock:
-		_ = unix.Close(fd)
+		_ = unix.Close(w.sock)
 		blockForever() // alive, but deaf
 	case FaultLeak:
 		// Grow until the pool's memory monitor kills us; arg caps the
@@ -114,16 +149,40 @@ func do(f Fault, key uint64, arg int64, fd int, dir string) (any, error) {
 			time.Sleep(time.Millisecond)
 		}
 		blockForever()
-	case FaultFlaky:
-		// Crash on the first attempt only: the pool must replay it.
-		f, err := os.OpenFile(filepath.Join(dir, "flaky-"+strconv.FormatUint(key, 10)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-		if err == nil {
-			f.Close()
-			native.Segv()
+	case FaultRingBack, FaultRingOver, FaultRingTorn:
+		if w.ring == nil {
+			return nil, errors.New("chaos worker: ring fault " + string(f) + " without the shared-memory transport")
 		}
-		return key, nil
+		w.ring.lie(f)
+		blockForever()
 	}
 	return nil, errors.New("chaos worker: unknown fault " + string(f))
+}
+
+// lie writes b where the dispatcher reads frames (the socket, or the
+// shared-memory pipe once the transport is in use), then blocks: a live
+// worker that broke the protocol.
+func (w *chaosWorker) lie(b []byte) {
+	if w.ring != nil {
+		w.ring.write(b)
+	} else {
+		_ = native.WriteFD(w.sock, b)
+	}
+	blockForever()
+}
+
+// flaky crashes on the first attempt of call key only: the pool must replay
+// it.
+func (w *chaosWorker) flaky(key uint64) (any, error) {
+	f, err := os.OpenFile(filepath.Join(w.dir, "flaky-"+strconv.FormatUint(key, 10)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err == nil {
+		f.Close()
+		if err := w.record(key, firedMagic); err != nil {
+			return nil, err
+		}
+		native.Segv()
+	}
+	return key, nil
 }
 
 // blockForever blocks in a system call, as a stuck library would.
