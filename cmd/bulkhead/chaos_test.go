@@ -4,7 +4,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bulkhead-go/bulkhead/internal/chaos"
 )
 
 func TestChaosBadFlags(t *testing.T) {
@@ -25,12 +24,6 @@ func TestChaosBadFlags(t *testing.T) {
 		{[]string{"--spares", "65"}, "--spares 65"},
 		{[]string{"--soft-cancel", "-1ms"}, "--soft-cancel -1ms"},
 		{[]string{"--fault-rate", "2"}, "--fault-rate 2"},
-	}
-	if !chaos.SoftCancelSupported() {
-		tests = append(tests, struct {
-			args []string
-			want string
-		}{[]string{"--soft-cancel", "1ms"}, "no CancelGrace field"})
 	}
 	for _, tt := range tests {
 		code, _, errs := run(t, append([]string{"chaos"}, tt.args...)...)

@@ -68,7 +68,7 @@ type Options struct {
 	RingFaults bool
 	// Race, when Enabled, makes every call race its deadline (Race).
 	Race Race
-	// SoftCancel sets the pool's soft-cancel grace (see SoftCancelField);
+	// SoftCancel sets the pool's soft-cancel grace (Config.CancelGrace);
 	// zero leaves it unset. Run fails if this build's Config has no such
 	// field.
 	SoftCancel time.Duration

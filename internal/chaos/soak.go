@@ -147,11 +147,7 @@ func poolConfig(o *Options, dir string, counter *recordCounter) (bulkhead.Config
 		// shared with the workers and everyone else.
 		cfg.Transport, cfg.ShmRingSize, cfg.ShmSpin = bulkhead.TransportShm, 64<<10, 64
 	}
-	if o.SoftCancel > 0 {
-		if err := setSoftCancel(&cfg, o.SoftCancel); err != nil {
-			return cfg, err
-		}
-	}
+	cfg.CancelGrace = o.SoftCancel
 	return cfg, nil
 }
 
