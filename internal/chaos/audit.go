@@ -160,7 +160,7 @@ func tally(res *Result, c *call, s seen, v verdict) {
 		if s.cancel.PID == 0 {
 			res.CanceledQueued++
 		}
-	case s.crash != nil && s.crash.Limit != bulkhead.LimitMemory:
+	case s.crash != nil:
 		res.CallCrashErrors++
 	case s.quar != nil:
 		res.Quarantined++
@@ -192,6 +192,9 @@ func judge(res *Result, c *call, key uint64, s seen, v verdict, got, fired int) 
 	case got < v.starts && c.err == nil:
 		res.Lost++
 		note("answered without running")
+	case got < v.starts && s.cancel != nil && s.cancel.Started && s.cancel.ExitCode != 0:
+		// Stopped after the marker, before the handler's first step.
+		res.StoppedBeforeEffect++
 	case got < v.starts:
 		res.Misclassified++
 		note("reported as started but never journaled")

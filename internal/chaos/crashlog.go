@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/bulkhead-go/bulkhead"
 )
 
 // crashMessage is the pool's record of a worker that died unexpectedly.
@@ -115,8 +114,8 @@ func (h *recordCounter) snapshot() (map[string]int, []crashRecord) {
 // a call-phase *CrashError, or whose crash was replayed (flaky), or whose
 // worker died of the call's own fault as its deadline passed (the caller
 // got a *CanceledError: CrashedWhileCanceled); each caller's *CrashError
-// (memory kills aside: the pool counts them as recycles) must have its
-// record; and Stats().CallCrashes must count the records.
+// (memory kills included: a kill that fails a call is a crash) must have
+// its record; and Stats().CallCrashes must count the records.
 func crossCheckCrashes(res *Result, calls []call, j *journal, recs []crashRecord) {
 	mismatch := func(s string) {
 		res.CrashCountMismatch++
@@ -131,7 +130,7 @@ func crossCheckCrashes(res *Result, calls []call, j *journal, recs []crashRecord
 		recorded[r.key]++
 		c := &calls[r.key-1]
 		switch {
-		case c.seen.crash != nil && c.seen.crash.Limit != bulkhead.LimitMemory:
+		case c.seen.crash != nil:
 		case c.fault == FaultFlaky && c.err == nil:
 		case c.seen.cancel != nil && j.fired[r.key] > 0:
 			res.CrashedWhileCanceled++
@@ -142,7 +141,7 @@ func crossCheckCrashes(res *Result, calls []call, j *journal, recs []crashRecord
 	}
 	for i := range calls {
 		c := &calls[i]
-		if c.seen.crash != nil && c.seen.crash.Limit != bulkhead.LimitMemory && recorded[uint64(i+1)] == 0 {
+		if c.seen.crash != nil && recorded[uint64(i+1)] == 0 {
 			mismatch(fmt.Sprintf("call %d (%s): a call-phase CrashError, but no crash record for its worker: %v", i+1, c.fault, c.err))
 		}
 	}

@@ -25,8 +25,14 @@ type Result struct {
 	// DispatcherHangs counts those that did not finish in time and were
 	// stopped with SIGQUIT (a goroutine dump). Their calls are Unaudited.
 	DispatcherCrashes int `json:"dispatcher_crashes"`
-	DispatcherHangs   int `json:"dispatcher_hangs"`
-	Unaudited         int `json:"unaudited"`
+	// StoppedBeforeEffect counts canceled calls reported Started whose
+	// worker was stopped between marking them started and their first
+	// effect (the journal record): Started is conservative there, as the
+	// start marker is by design ("it may have run"), never the unsafe
+	// opposite. Not an invariant.
+	StoppedBeforeEffect int `json:"stopped_before_effect"`
+	DispatcherHangs     int `json:"dispatcher_hangs"`
+	Unaudited           int `json:"unaudited"`
 	// Quarantined counts poison calls refused by quarantine, without
 	// reaching a worker.
 	Quarantined int  `json:"quarantined"`
