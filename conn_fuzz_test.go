@@ -69,7 +69,7 @@ func FuzzConnRead(f *testing.F) {
 			fromWorker, _ = shmpipe.New(pipe1, fuzzRing, 0)
 			c.useShm(l)
 		}
-		p, err := c.send("m", 0, nil)
+		p, err := sendCall(c, "m", 0, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
