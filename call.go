@@ -224,7 +224,7 @@ func (p *Pool) canceled(ctx context.Context, w *workerProc, id uint64, method st
 	p.mu.Lock()
 	alone := w.inflight == 1 // for quarantine: only a call alone on its worker is to blame
 	p.retireLocked(w, "hung: call abandoned: "+e.Err.Error(), RecycleNone)
-	w.hung = true // stopHung stops it, not release
+	w.hung++ // stopHung stops it, not release
 	async := !p.closed
 	if async {
 		p.wg.Add(1)

@@ -74,7 +74,7 @@ func (p *Pool) graceOf(w *workerProc, e *CanceledError, ended <-chan orphanEnd, 
 	p.mu.Lock()
 	alone := w.inflight == 1
 	p.retireLocked(w, "hung: no answer within CancelGrace after CANCEL", RecycleNone)
-	w.hung = true
+	w.hung++
 	p.unlock()
 	w.conn.abandonedBy.CompareAndSwap(0, e.RequestID)
 	w.conn.shutdown()

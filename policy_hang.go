@@ -34,8 +34,8 @@ func (p *Pool) stopHung(w *workerProc, e *CanceledError, fp *fingerprint, alone 
 	// under us (onExit and release leave them to us); let them go at the end.
 	defer func() {
 		p.mu.Lock()
-		w.hung = false
-		closeNow := w.dead && w.inflight == 0 && !w.closed
+		w.hung--
+		closeNow := w.dead && w.inflight == 0 && w.hung == 0 && !w.closed
 		w.closed = w.closed || closeNow
 		p.unlock()
 		if closeNow {

@@ -444,7 +444,7 @@ func (p *Pool) onExit(w *workerProc) {
 			CoreDumped: ex.Core, Reason: "died between calls: " + ex.String(), Stderr: w.stderr.String(), Limit: limit})
 	}
 	p.fillLocked(time.Now())
-	closeNow := w.inflight == 0 && !w.hung && !w.closed
+	closeNow := w.inflight == 0 && w.hung == 0 && !w.closed
 	w.closed = w.closed || closeNow
 	p.unlock()
 
@@ -628,14 +628,14 @@ func (p *Pool) release(w *workerProc, served bool) {
 	}
 	switch {
 	case w.dead:
-		if w.inflight == 0 && !w.hung && !w.closed {
+		if w.inflight == 0 && w.hung == 0 && !w.closed {
 			w.closed = true
 			p.unlock()
 			w.closeResources()
 			return
 		}
 	case w.retiring || w.broken.Load() || w.gone:
-		if w.inflight == 0 && w.retiring && !w.hung {
+		if w.inflight == 0 && w.retiring && w.hung == 0 {
 			p.stopLocked(w)
 		}
 	case !p.closed:

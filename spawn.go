@@ -48,7 +48,7 @@ type workerProc struct {
 	gone      bool   // lost: its replacement has been seen to (Pool.workerLost)
 	queueable bool   // in Pool.queueable
 	retiring  bool   // no new calls: it is being stopped on purpose
-	hung      bool   // an abandoned call's stopHung is stopping it
+	hung      int    // abandoned calls whose stopHung is stopping it (each keeps conn and marker)
 	dead      bool   // its process has exited
 	retireWhy string // why it was retired, for the log
 	closed    bool   // conn and marker released
