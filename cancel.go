@@ -3,6 +3,7 @@ package bulkhead
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // A call's ctx is watched by one context.AfterFunc from the moment its frame
@@ -40,17 +41,35 @@ func (c *conn) arm(p *pending, ctx context.Context) {
 	}
 	id := p.id
 	p.stop = context.AfterFunc(ctx, func() {
+		defer func() { p.cbDone <- struct{}{} }()
 		p.fired.Store(true)
-		if r := p.role.Load(); r != roleFollower {
-			c.abandon(id, r, false)
+		r := p.role.Load()
+		if r == roleFollower || !c.abandon(id, r, false, true) {
+			return
 		}
-		p.cbDone <- struct{}{}
+		// Spared by the start marker: the answer should be readable at
+		// once. If it is not within markerGrace, the marker lied.
+		t := time.NewTimer(markerGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			c.abandon(id, roleWriter, false, false)
+		case <-p.settle:
+		}
 	})
 }
+
+// markerGrace is how long an answer that the start marker says is in the
+// socket may take to be read before the connection is shut down anyway.
+const markerGrace = 100 * time.Millisecond
 
 // disarm stops watching p's ctx, and waits for the callback if it started.
 func (c *conn) disarm(p *pending) {
 	if p.stop != nil && !p.stop() {
+		select {
+		case p.settle <- struct{}{}:
+		default:
+		}
 		<-p.cbDone
 	}
 	p.stop = nil
@@ -61,7 +80,7 @@ func (c *conn) disarm(p *pending) {
 func (p *pending) setRole(r int32, c *conn) {
 	p.role.Store(r)
 	if p.fired.Load() {
-		c.abandon(p.id, r, r == roleReader && c.reader.Buffered())
+		c.abandon(p.id, r, r == roleReader && c.reader.Buffered(), false)
 	}
 }
 
@@ -77,9 +96,9 @@ func (c *conn) recheck(p *pending) bool {
 	}
 	p.rechecks++
 	if p.rechecks > maxRechecks {
-		c.abandon(p.id, roleWriter, false) // a writer is never spared
+		c.abandon(p.id, roleWriter, false, false) // a writer is never spared
 	} else {
-		c.abandon(p.id, roleReader, c.reader.Buffered())
+		c.abandon(p.id, roleReader, c.reader.Buffered(), false)
 	}
 	return c.abandonedBy.Load() == p.id
 }

@@ -46,7 +46,8 @@ type conn struct {
 	spare   *wire.Builder
 	writing bool
 	nextID  uint64
-	held    atomic.Bool // out holds calls for the reader to write (register)
+	sent    atomic.Uint64 // nextID, for the reader: no answer may name a later id
+	held    atomic.Bool   // out holds calls for the reader to write (register)
 	// holdAfter is how many calls may be pending before register holds
 	// the next one back: the worker's concurrency plus one, with
 	// Config.Pipeline; 0, never.
@@ -59,8 +60,9 @@ type conn struct {
 
 	mu       sync.Mutex
 	pend     map[uint64]*pending
-	orphans  map[uint64]orphan // calls whose callers left them queued (abandonQueued)
-	drainers sync.WaitGroup    // drain, reading for orphans while no caller does
+	orphans  map[uint64]orphan   // calls whose callers left them queued (abandonQueued)
+	gone     map[uint64]struct{} // calls whose callers left unanswered (release): their answers are dropped
+	drainers sync.WaitGroup      // drain, reading for orphans while no caller does
 	reading  bool
 	broken   error // set once; every later call fails with it
 	// follow has callers wait as followers only, while a goroutine of the
@@ -100,6 +102,7 @@ type pending struct {
 	ctx    context.Context
 	stop   func() bool
 	cbDone chan struct{} // cap 1: the callback has finished
+	settle chan struct{} // cap 1: disarm tells a callback waiting on the marker to stop
 	role   atomic.Int32
 	fired  atomic.Bool
 	// rechecks counts the frames read since fired (recheck); the reader's.
@@ -107,7 +110,7 @@ type pending struct {
 }
 
 var pendingPool = sync.Pool{New: func() any {
-	return &pending{wake: make(chan struct{}, 1), cbDone: make(chan struct{}, 1)}
+	return &pending{wake: make(chan struct{}, 1), cbDone: make(chan struct{}, 1), settle: make(chan struct{}, 1)}
 }}
 
 func newConn(fd int, maxFrame uint32) *conn {
@@ -119,6 +122,7 @@ func newConn(fd int, maxFrame uint32) *conn {
 		out:      new(wire.Builder),
 		spare:    new(wire.Builder),
 		pend:     make(map[uint64]*pending),
+		gone:     make(map[uint64]struct{}),
 	}
 	c.roleFree.L = &c.wmu
 	c.reader = wire.NewReader(c.rd, maxFrame)
@@ -184,6 +188,7 @@ func (c *conn) send(ctx context.Context, f *wire.Builder) (*pending, error) {
 	// The id is taken with the role: frames leave in id order.
 	c.nextID++
 	id := c.nextID
+	c.sent.Store(id)
 	c.out.AppendFrame(f, id)
 	return c.register(id, vec, ctx), nil
 }
@@ -373,28 +378,34 @@ func (c *conn) wait(p *pending, ctx context.Context) (shut bool) {
 // the call's answer has come meanwhile, or, for a reader, is waiting to be
 // read (buffered: the reader's own buffer holds a frame; the reader calls
 // abandon again after each frame). abandonedBy says which call it was.
-func (c *conn) abandon(id uint64, role int32, buffered bool) {
-	if m := c.serialStarted; m != nil && m.Load() > id {
-		// A worker that runs one call at a time has moved on to a later
-		// call: it finished this one and its answer is in the socket. A
-		// shutdown now would cost the later call, and gain nothing.
-		return
+func (c *conn) abandon(id uint64, role int32, buffered bool, trustMarker bool) (spared bool) {
+	if m := c.serialStarted; trustMarker && m != nil {
+		// A worker that runs one call at a time and has moved on to a
+		// later call finished this one: its answer is in the socket. A
+		// shutdown now would cost the later call, and gain nothing. Its
+		// caller shuts down later if the answer does not come (arm): the
+		// marker is the worker's word, and may lie, but never beyond the
+		// ids sent.
+		if v := m.Load(); v > id && v <= c.sent.Load() {
+			return true
+		}
 	}
 	c.mu.Lock()
 	_, waiting := c.pend[id] // delivery removes it
 	c.mu.Unlock()
 	if !waiting || role == roleReader && (buffered || c.readable()) {
-		return
+		return false
 	}
 	c.abandonedBy.CompareAndSwap(0, id)
 	c.shutdown()
+	return false
 }
 
 // readable reports, without blocking, whether the worker has sent data not
 // yet read.
 func (c *conn) readable() bool {
 	if l := c.shm.Load(); l != nil {
-		return l.in.WaitReadable(0)
+		return l.in.Unread()
 	}
 	ok, _ := c.fd.WaitReadable(0)
 	return ok
@@ -489,26 +500,11 @@ func (c *conn) readUntil(p *pending) {
 		switch h.Type {
 		case wire.TypeReply, wire.TypeError:
 			c.mu.Lock()
-			c.lastAnswered = max(c.lastAnswered, h.ID)
-			q := c.pend[h.ID]
-			if o := c.orphans[h.ID]; q == nil && o != nil {
-				delete(c.orphans, h.ID)
-				o(h.Type, payload, nil)
-			} else if q != nil {
-				delete(c.pend, h.ID)
-				q.typ = h.Type
-				if c.reader.Owned() {
-					q.payload = payload // a large frame: already its own allocation
-					q.large = c.bufs != nil
-				} else {
-					q.payload = append([]byte(nil), payload...)
-				}
-				q.done = true
-				if q != p {
-					// Under the lock: once q's owner sees done it may
-					// recycle q, and must not be signalled after that.
-					signal(q)
-				}
+			q, err := c.deliverLocked(h, payload, p)
+			if err != nil {
+				c.mu.Unlock()
+				c.fail(err)
+				return
 			}
 			drained := p == nil && (len(c.orphans) == 0 && len(c.pend) == 0 || len(c.pend) > 0 && !c.follow)
 			c.mu.Unlock()
@@ -548,6 +544,45 @@ func (c *conn) readUntil(p *pending) {
 			return
 		}
 	}
+}
+
+// deliverLocked hands an answer (REPLY or ERROR) to the call it is for,
+// with c.mu held: to its waiting caller (signalled unless it is self, the
+// reader), or to the call's orphan function, or nowhere for a call whose
+// caller left it. It returns the waiting call, if any. An answer to id 0, to
+// an id never sent, or to a call answered already, is a protocol violation.
+func (c *conn) deliverLocked(h wire.Header, payload []byte, self *pending) (*pending, error) {
+	if h.ID == 0 || h.ID > c.sent.Load() {
+		return nil, &wire.FrameError{Header: h, Reason: "answer to a request never sent"}
+	}
+	q, o := c.pend[h.ID], c.orphans[h.ID]
+	_, left := c.gone[h.ID]
+	switch {
+	case q != nil:
+		delete(c.pend, h.ID)
+		q.typ = h.Type
+		if c.reader.Owned() {
+			q.payload = payload // a large frame: already its own allocation
+			q.large = c.bufs != nil
+		} else {
+			q.payload = append([]byte(nil), payload...)
+		}
+		q.done = true
+		if q != self {
+			// Under the lock: once q's owner sees done it may
+			// recycle q, and must not be signalled after that.
+			signal(q)
+		}
+	case o != nil:
+		delete(c.orphans, h.ID)
+		o(h.Type, payload, nil)
+	case left:
+		delete(c.gone, h.ID)
+	default:
+		return nil, &wire.FrameError{Header: h, Reason: "a second answer to one request"}
+	}
+	c.lastAnswered = max(c.lastAnswered, h.ID)
+	return q, nil
 }
 
 // fail breaks the connection: every pending call, now and later, fails with err.
@@ -625,6 +660,7 @@ func (c *conn) release(p *pending) {
 	c.mu.Lock()
 	if !p.done {
 		delete(c.pend, p.id)
+		c.gone[p.id] = struct{}{} // its answer may still come
 		if !c.reading {
 			c.handOffLocked()
 		}
@@ -632,9 +668,13 @@ func (c *conn) release(p *pending) {
 		return // a late signal may still arrive on p.wake; do not reuse
 	}
 	c.mu.Unlock()
-	*p = pending{wake: p.wake, cbDone: p.cbDone}
+	*p = pending{wake: p.wake, cbDone: p.cbDone, settle: p.settle}
 	select {
 	case <-p.wake:
+	default:
+	}
+	select {
+	case <-p.settle:
 	default:
 	}
 	pendingPool.Put(p)

@@ -213,18 +213,12 @@ func (c *conn) readOne() bool {
 	case h.Type == wire.TypeReply || h.Type == wire.TypeError:
 		// As in readUntil: the owner may be waiting as a follower.
 		c.mu.Lock()
-		if q := c.pend[h.ID]; q != nil {
-			delete(c.pend, h.ID)
-			q.typ = h.Type
-			if c.reader.Owned() {
-				q.payload = payload
-			} else {
-				q.payload = append([]byte(nil), payload...)
-			}
-			q.done = true
-			signal(q)
-		}
+		_, err := c.deliverLocked(h, payload, nil)
 		c.mu.Unlock()
+		if err != nil {
+			c.fail(err)
+			return false
+		}
 	case h.Type == wire.TypePing || h.Type == wire.TypePong:
 		if len(payload) != 0 {
 			c.fail(&wire.FrameError{Header: h, Reason: "control frame with a payload"})
@@ -250,6 +244,7 @@ func (c *conn) sendActivate(class string, oid uint64, args []any) (*pending, err
 	c.wmu.Lock()
 	c.nextID++
 	id := c.nextID
+	c.sent.Store(id)
 	if err := c.out.Activate(id, class, oid, args, c.maxFrame); err != nil {
 		c.wmu.Unlock()
 		return nil, err
@@ -262,6 +257,7 @@ func (c *conn) sendObjCall(oid uint64, method string, deadline int64, args []any
 	c.wmu.Lock()
 	c.nextID++
 	id := c.nextID
+	c.sent.Store(id)
 	if err := c.out.ObjCall(id, oid, method, deadline, args, c.maxFrame); err != nil {
 		c.wmu.Unlock()
 		return nil, err

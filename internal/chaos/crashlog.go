@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-
 )
 
 // crashMessage is the pool's record of a worker that died unexpectedly.

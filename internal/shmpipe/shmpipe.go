@@ -406,3 +406,11 @@ func futexWait(addr *atomic.Uint32, val uint32, d time.Duration) {
 func futexWake(addr *atomic.Uint32) {
 	_, _, _ = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWakeOp, 1<<30, 0, 0, 0)
 }
+
+// Unread reports whether the writer has published bytes that the reader
+// has not consumed, or the pipe is shut. Unlike WaitReadable it reads only
+// shared words, so any goroutine may ask while the reader reads; a lying
+// peer can only make it wrong, never unsafe.
+func (pp *Pipe) Unread() bool {
+	return pp.h.head.Load() != pp.h.tail.Load() || pp.shut.Load() || pp.h.closed.Load() != 0
+}

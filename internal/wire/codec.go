@@ -36,8 +36,25 @@ var (
 		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
 		UTF8:             cbor.UTF8RejectInvalid,
 		DefaultMapType:   reflect.TypeOf(map[any]any(nil)),
+		SimpleValues:     onlyBoolsAndNull(),
 	})
 )
+
+// onlyBoolsAndNull rejects every simple value but false, true and null
+// (PROTOCOL.md section 5): undefined and the unassigned ones too.
+func onlyBoolsAndNull() *cbor.SimpleValueRegistry {
+	var reject []func(*cbor.SimpleValueRegistry) error
+	for sv := range 256 {
+		if (sv < 20 || sv == 23 || sv > 31) && sv != 20 && sv != 21 && sv != 22 {
+			reject = append(reject, cbor.WithRejectedSimpleValue(cbor.SimpleValue(sv)))
+		}
+	}
+	r, err := cbor.NewSimpleValueRegistryFromDefaults(reject...)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
 
 func mustEnc(o cbor.EncOptions) cbor.UserBufferEncMode {
 	m, err := o.UserBufferEncMode()
@@ -388,29 +405,3 @@ func versionError(v uint64) error {
 	return &HelloError{CodeUnsupportedVersion,
 		fmt.Sprintf("worker speaks protocol version %d; this dispatcher speaks version %d", v, Version)}
 }
-
-// CheckValue reports whether p is exactly one well-formed CBOR data item
-// within the limits of PROTOCOL.md section 5 (depth, array and map sizes,
-// definite lengths, valid UTF-8, no trailing bytes). A peer's value that
-// fails is a protocol violation: the error wraps ErrProtocol. It allocates
-// nothing and reads each byte once, so a reply can be checked before it is
-// reported as a success.
-func CheckValue(p []byte) error {
-	if err := decMode.Wellformed(p); err != nil {
-		return &ValueError{Err: err}
-	}
-	return nil
-}
-
-// ValueError is a payload that breaks the value rules of PROTOCOL.md
-// section 5.
-type ValueError struct{ Err error }
-
-func (e *ValueError) Error() string {
-	return "bulkhead protocol error: malformed CBOR value: " + e.Err.Error()
-}
-
-// Is makes errors.Is(err, ErrProtocol) hold.
-func (e *ValueError) Is(target error) bool { return target == ErrProtocol }
-
-func (e *ValueError) Unwrap() error { return e.Err }

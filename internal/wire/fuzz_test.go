@@ -130,3 +130,21 @@ func checkBytesView(t *testing.T, item []byte) {
 		t.Fatalf("BytesView(% x) refused a byte string the decoder takes: %v", item, err)
 	}
 }
+
+// FuzzCheckValue: CheckValue never panics, and a value it accepts decodes
+// (the SDKs and Reply.Decode take what it lets through).
+func FuzzCheckValue(f *testing.F) {
+	for _, s := range [][]byte{{0x01}, {0xa2, 0x01, 0xf5, 0x61, 'a', 0xf6}, {0x83, 0x01, 0x62, 'h', 'i', 0xf9, 0x3c, 0x00},
+		{0x61, 0xff}, {0xf8, 0x20}, {0xbb, 0, 0, 0, 1, 0, 0, 0, 0}} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p []byte) {
+		if CheckValue(p) != nil {
+			return
+		}
+		var v any
+		if err := Unmarshal(p, &v); err != nil {
+			t.Fatalf("CheckValue accepted % x, which does not decode: %v", p, err)
+		}
+	})
+}

@@ -337,6 +337,19 @@ func TestCheckValue(t *testing.T) {
 		{"trailing bytes", []byte{0x01, 0x02}, false},
 		{"empty", nil, false},
 		{"truncated", []byte{0x62, 'h'}, false},
+		{"invalid utf-8", []byte{0x61, 0xff}, false},
+		{"simple value 32", []byte{0xf8, 0x20}, false},
+		{"undefined", []byte{0xf7}, false},
+		{"float", []byte{0xf9, 0x3c, 0x00}, true},
+		{"map", []byte{0xa2, 0x01, 0xf5, 0x61, 'a', 0xf6}, true},
+		{"duplicate int key", []byte{0xa2, 0x01, 0xf5, 0x01, 0xf6}, false},
+		{"duplicate int key, longer form", []byte{0xa2, 0x01, 0xf5, 0x18, 0x01, 0xf6}, false},
+		{"duplicate text key", []byte{0xa2, 0x61, 'a', 0xf5, 0x61, 'a', 0xf6}, false},
+		{"bytes key", []byte{0xa1, 0x41, 'a', 0xf5}, false},
+		{"array key", []byte{0xa1, 0x80, 0xf5}, false},
+		{"string longer than the payload", []byte{0x5b, 0xff, 0, 0, 0, 0, 0, 0, 0}, false},
+		{"nested 32 deep", append(bytes.Repeat([]byte{0x81}, 31), 0x00), true},
+		{"nested 33 deep", append(bytes.Repeat([]byte{0x81}, 32), 0x00), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -395,5 +408,20 @@ func TestBuilderDropsFrameOnPanic(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The decoder, which the SDKs use for arguments, refuses what CheckValue
+// refuses among simple values.
+func TestUnmarshalRejectsSimpleValues(t *testing.T) {
+	for _, p := range [][]byte{{0xf7}, {0xf8, 0x20}, {0xf0}} {
+		var v any
+		if err := Unmarshal(p, &v); err == nil {
+			t.Errorf("Unmarshal(% x) = %v, nil; want an error", p, v)
+		}
+	}
+	var b bool
+	if err := Unmarshal([]byte{0xf5}, &b); err != nil || !b {
+		t.Fatalf("true: %v %v", b, err)
 	}
 }
