@@ -3,6 +3,7 @@ package bulkhead
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"sync"
@@ -159,6 +160,24 @@ func (c *conn) useShm(l *shmLink) {
 		l.in.Shut()
 		l.out.Shut()
 	}
+	c.drainers.Add(1)
+	go c.watchSocket()
+}
+
+// watchSocket shuts the pipes when the worker hangs up its socket or writes
+// to it: after HELLO the socket carries nothing (PROTOCOL.md section 9), so
+// either means that the worker is gone or broken, and a reader waiting on
+// the ring would not know. It blocks a thread in poll(2) for the life of the
+// connection, and ends when the socket is shut down (close waits for it).
+func (c *conn) watchSocket() {
+	defer c.drainers.Done()
+	fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN | unix.POLLRDHUP}}
+	for {
+		if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+			break
+		}
+	}
+	c.shutdown()
 }
 
 // errConnBroken wraps the cause when a worker's connection fails.
@@ -491,10 +510,7 @@ func (c *conn) readUntil(p *pending) {
 		}
 		h, payload, err := c.reader.Next()
 		if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			c.fail(err)
+			c.fail(readError(err))
 			return
 		}
 		switch h.Type {
@@ -583,6 +599,18 @@ func (c *conn) deliverLocked(h wire.Header, payload []byte, self *pending) (*pen
 	}
 	c.lastAnswered = max(c.lastAnswered, h.ID)
 	return q, nil
+}
+
+// readError describes a failed read: the end of the stream is unexpected
+// (a worker does not hang up), and a lying ring is a protocol violation.
+func readError(err error) error {
+	switch {
+	case err == io.EOF:
+		return io.ErrUnexpectedEOF
+	case errors.Is(err, shmpipe.ErrCorrupt):
+		return fmt.Errorf("%w: shared-memory ring: %w", wire.ErrProtocol, err)
+	}
+	return err
 }
 
 // fail breaks the connection: every pending call, now and later, fails with err.

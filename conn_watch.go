@@ -2,7 +2,6 @@ package bulkhead
 
 import (
 	"context"
-	"io"
 	"time"
 
 	"github.com/bulkhead-go/bulkhead/internal/wire"
@@ -203,10 +202,7 @@ func (c *conn) readAvailable() (handed, ok bool) {
 func (c *conn) readOne() bool {
 	h, payload, err := c.reader.Next()
 	if err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		c.fail(err)
+		c.fail(readError(err))
 		return false
 	}
 	switch {

@@ -25,43 +25,7 @@ import (
 // the branch stays green; a fix removes its lines. Run them all with
 //
 //	HOSTILE_ALL=1 go test -race -run TestHostileWorkers ./internal/hostile
-var knownBroken = map[string]string{
-	"reply_id_zero/sock":     "issue 9: ignored: a REPLY or ERROR for an id not in flight is dropped (conn.go readUntil)",
-	"reply_id_zero/shm":      "issue 9: ignored: a REPLY or ERROR for an id not in flight is dropped (conn.go readUntil)",
-	"reply_id_unsent/sock":   "issue 9: ignored: a REPLY or ERROR for an id not in flight is dropped (conn.go readUntil)",
-	"reply_id_unsent/shm":    "issue 9: ignored: a REPLY or ERROR for an id not in flight is dropped (conn.go readUntil)",
-	"reply_dup/sock":         "issue 9: ignored: a REPLY or ERROR for an id not in flight is dropped (conn.go readUntil)",
-	"reply_dup/shm":          "issue 9: ignored: a REPLY or ERROR for an id not in flight is dropped (conn.go readUntil)",
-	"reply_then_error/sock":  "issue 9: ignored: a REPLY or ERROR for an id not in flight is dropped (conn.go readUntil)",
-	"reply_then_error/shm":   "issue 9: ignored: a REPLY or ERROR for an id not in flight is dropped (conn.go readUntil)",
-	"reply_stale/sock":       "issue 9: ignored: a REPLY or ERROR for an id not in flight is dropped (conn.go readUntil)",
-	"reply_stale/shm":        "issue 9: ignored: a REPLY or ERROR for an id not in flight is dropped (conn.go readUntil)",
-	"cbor_deep/sock":         "issue 9: REPLY payload not validated: Call succeeds, only Decode fails (pool.go callOn)",
-	"cbor_deep/shm":          "issue 9: REPLY payload not validated: Call succeeds, only Decode fails (pool.go callOn)",
-	"cbor_huge_map/sock":     "issue 9: REPLY payload not validated: Call succeeds, only Decode fails (pool.go callOn)",
-	"cbor_huge_map/shm":      "issue 9: REPLY payload not validated: Call succeeds, only Decode fails (pool.go callOn)",
-	"cbor_huge_array/sock":   "issue 9: REPLY payload not validated: Call succeeds, only Decode fails (pool.go callOn)",
-	"cbor_huge_array/shm":    "issue 9: REPLY payload not validated: Call succeeds, only Decode fails (pool.go callOn)",
-	"cbor_huge_bytes/sock":   "issue 9: REPLY payload not validated: Call succeeds, only Decode fails (pool.go callOn)",
-	"cbor_huge_bytes/shm":    "issue 9: REPLY payload not validated: Call succeeds, only Decode fails (pool.go callOn)",
-	"cbor_indef_string/sock": "issue 9: REPLY payload not validated: Call succeeds, only Decode fails (pool.go callOn)",
-	"cbor_indef_string/shm":  "issue 9: REPLY payload not validated: Call succeeds, only Decode fails (pool.go callOn)",
-	"cbor_trailing/sock":     "issue 9: REPLY payload not validated: Call succeeds, only Decode fails (pool.go callOn)",
-	"cbor_trailing/shm":      "issue 9: REPLY payload not validated: Call succeeds, only Decode fails (pool.go callOn)",
-	"cbor_bad_utf8/sock":     "issue 9: REPLY payload not validated: Call succeeds, only Decode fails (pool.go callOn)",
-	"cbor_bad_utf8/shm":      "issue 9: REPLY payload not validated: Call succeeds, only Decode fails (pool.go callOn)",
-	"cbor_tag/sock":          "issue 9: REPLY payload not validated: Call succeeds, only Decode fails (pool.go callOn)",
-	"cbor_tag/shm":           "issue 9: REPLY payload not validated: Call succeeds, only Decode fails (pool.go callOn)",
-	"cbor_simple/sock":       "issue 9: REPLY payload not validated: Call succeeds, only Decode fails (pool.go callOn)",
-	"cbor_simple/shm":        "issue 9: REPLY payload not validated: Call succeeds, only Decode fails (pool.go callOn)",
-	"cbor_empty/sock":        "issue 9: REPLY payload not validated: Call succeeds, only Decode fails (pool.go callOn)",
-	"cbor_empty/shm":         "issue 9: REPLY payload not validated: Call succeeds, only Decode fails (pool.go callOn)",
-	"noread/sock":            "issue 9, B.3: send blocks past the deadline; the late abandon then reads the unmapped marker (SIGSEGV, conn.go abandon)",
-	"marker_huge_hang/sock":  "issue 9: abandon trusts a start marker beyond any id sent and never shuts down: hang (conn.go abandon)",
-	"noread/shm":             "issue 9, B.3: send blocks past the deadline; the late abandon then reads the unmapped marker (SIGSEGV, conn.go abandon)",
-	"marker_huge_hang/shm":   "issue 9: abandon trusts a start marker beyond any id sent and never shuts down: hang (conn.go abandon)",
-	"close_live/shm":         "issue 9: on shm nothing watches the socket: a worker that hung up is seen only at the deadline",
-}
+var knownBroken = map[string]string{}
 
 // Timing of every case. A call has callDeadline; its answer (whatever it
 // is) must come within callDeadline+bound, and anything that waits on the
