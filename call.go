@@ -161,9 +161,11 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, f *wire
 			return Reply{}, noRedispatch, e
 		}
 	}
-	if !shut && !pd.isDone(w.conn) && ctx.Err() != nil && !w.hasStarted(pd.id) {
-		// It waits behind other calls on this worker (Config.Pipeline):
-		// give it up alone, and leave the worker to the calls it runs.
+	if !shut && !pd.isDone(w.conn) && ctx.Err() != nil && (!w.hasStarted(pd.id) || w.movedPast(pd.id)) {
+		// It waits behind other calls on this worker (Config.Pipeline),
+		// or its serial worker has finished it and moved on, its answer
+		// on the way: give it up alone, and leave the worker to the calls
+		// it runs.
 		if e := p.abandonQueued(w, pd, method, ctx.Err()); e != nil {
 			return Reply{}, noRedispatch, e
 		}
@@ -221,6 +223,9 @@ func (p *Pool) canceled(ctx context.Context, w *workerProc, id uint64, method st
 	p.stats.abandoned.Add(1)
 	e := &CanceledError{Method: method, RequestID: id, PID: w.pid, Err: ctx.Err()}
 	e.stopped = make(chan struct{})
+	// The worker's end is this call's doing: other calls on it are told so
+	// (crashed), and its exit is no crash record (onExit).
+	w.conn.abandonedBy.CompareAndSwap(0, id)
 	p.mu.Lock()
 	alone := w.inflight == 1 // for quarantine: only a call alone on its worker is to blame
 	p.retireLocked(w, "hung: call abandoned: "+e.Err.Error(), RecycleNone)
@@ -291,7 +296,8 @@ func (p *Pool) crashed(w *workerProc, id uint64, method string, cause error) err
 	case w.conn.abandonedBy.Load() != 0 && w.conn.abandonedBy.Load() != id:
 		// Not this call's doing: another call on the worker was abandoned,
 		// which shut the connection down and has the worker stopped.
-		e.Reason = fmt.Sprintf("stopped by the pool: call %d on the same worker was abandoned (%s)", w.conn.abandonedBy.Load(), e.Reason)
+		e.AbandonedBy = w.conn.abandonedBy.Load()
+		e.Reason = fmt.Sprintf("stopped by the pool: call %d on the same worker was abandoned (%s)", e.AbandonedBy, e.Reason)
 	case w.pol.limitKill.Load() == int32(LimitMemory):
 		e.Limit, e.Killed = LimitMemory, true
 		e.Reason = fmt.Sprintf("resident memory of %d bytes exceeded MaxMemory (%d); killed", w.pol.rss.Load(), p.cfg.MaxMemory)

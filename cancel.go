@@ -44,6 +44,19 @@ func (c *conn) arm(p *pending, ctx context.Context) {
 		defer func() { p.cbDone <- struct{}{} }()
 		p.fired.Store(true)
 		r := p.role.Load()
+		if r == roleWriter {
+			// A write in progress is most often about to end: give it
+			// writeGrace before the shutdown that frees a stalled one.
+			t := time.NewTimer(writeGrace)
+			defer t.Stop()
+			select {
+			case <-p.roleDone:
+				r = p.role.Load()
+			case <-p.settle:
+				return
+			case <-t.C:
+			}
+		}
 		if r == roleFollower || !c.abandon(id, r, false, true) {
 			return
 		}
@@ -58,6 +71,11 @@ func (c *conn) arm(p *pending, ctx context.Context) {
 		}
 	})
 }
+
+// writeGrace is how long a caller whose ctx ended may go on writing before
+// the connection is shut down under it: a bound on how far past its
+// deadline a write to a worker that does not read can keep it.
+const writeGrace = 50 * time.Millisecond
 
 // markerGrace is how long an answer that the start marker says is in the
 // socket may take to be read before the connection is shut down anyway.

@@ -104,14 +104,18 @@ type pending struct {
 	stop   func() bool
 	cbDone chan struct{} // cap 1: the callback has finished
 	settle chan struct{} // cap 1: disarm tells a callback waiting on the marker to stop
-	role   atomic.Int32
-	fired  atomic.Bool
+	// roleDone (cap 1) tells a callback waiting for a write to end that
+	// it did.
+	roleDone chan struct{}
+	role     atomic.Int32
+	fired    atomic.Bool
 	// rechecks counts the frames read since fired (recheck); the reader's.
 	rechecks int
 }
 
 var pendingPool = sync.Pool{New: func() any {
-	return &pending{wake: make(chan struct{}, 1), cbDone: make(chan struct{}, 1), settle: make(chan struct{}, 1)}
+	return &pending{wake: make(chan struct{}, 1), cbDone: make(chan struct{}, 1), settle: make(chan struct{}, 1),
+		roleDone: make(chan struct{}, 1)}
 }}
 
 func newConn(fd int, maxFrame uint32) *conn {
@@ -342,6 +346,12 @@ func (c *conn) flushLocked(as *pending) {
 	c.writing = false
 	if as != nil {
 		as.role.Store(prev)
+		if as.fired.Load() {
+			select {
+			case as.roleDone <- struct{}{}:
+			default:
+			}
+		}
 	}
 	if c.vecWaiting > 0 {
 		c.roleFree.Signal()
@@ -696,13 +706,17 @@ func (c *conn) release(p *pending) {
 		return // a late signal may still arrive on p.wake; do not reuse
 	}
 	c.mu.Unlock()
-	*p = pending{wake: p.wake, cbDone: p.cbDone, settle: p.settle}
+	*p = pending{wake: p.wake, cbDone: p.cbDone, settle: p.settle, roleDone: p.roleDone}
 	select {
 	case <-p.wake:
 	default:
 	}
 	select {
 	case <-p.settle:
+	default:
+	}
+	select {
+	case <-p.roleDone:
 	default:
 	}
 	pendingPool.Put(p)

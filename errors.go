@@ -82,6 +82,12 @@ type CrashError struct {
 	// Replays is how many times the call had been replayed before this
 	// attempt (idempotent methods only).
 	Replays int
+	// AbandonedBy, if not 0, is the request id of another call on the same
+	// worker whose ctx ended and made the pool stop the worker: this call
+	// was lost with it, at no fault of its own or the worker's. The worker's
+	// end is then no crash of the worker's: Stats.CallCrashes and the
+	// "worker crashed" log record leave it out.
+	AbandonedBy uint64
 }
 
 func (e *CrashError) Error() string {

@@ -72,6 +72,17 @@ func (w *workerProc) hasStarted(id uint64) bool {
 	return !w.hello.Marker || w.started.Load() >= id
 }
 
+// movedPast reports whether w runs one call at a time and its start marker
+// is past call id, which it has therefore finished: its answer is on its
+// way. A marker beyond every id sent is a lie, and not believed.
+func (w *workerProc) movedPast(id uint64) bool {
+	if m := w.conn.serialStarted; m != nil {
+		v := m.Load()
+		return v > id && v <= w.conn.sent.Load()
+	}
+	return false
+}
+
 // launch spawns one worker of s.Command through sp and waits for its HELLO,
 // its exit, or the start timeout, whichever comes first. onExit runs once the
 // process has exited and been reaped, whatever happened. track, if not nil,

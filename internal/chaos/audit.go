@@ -49,6 +49,9 @@ type seen struct {
 	crash   *bulkhead.CrashError // a call-phase crash, else nil
 	cancel  *bulkhead.CanceledError
 	quar    *bulkhead.QuarantinedError
+	// collateral: a *CrashError for a call lost with a worker that the
+	// pool stopped for another call's cancellation (CrashError.AbandonedBy).
+	collateral *bulkhead.CrashError
 }
 
 // see takes err apart; a *CanceledError is waited for, so that Started
@@ -59,6 +62,8 @@ func see(err error) seen {
 	switch {
 	case err == nil:
 		s.outcome = "ok"
+	case errors.As(err, &ce) && ce.AbandonedBy != 0:
+		s.outcome, s.collateral = "collateral", ce
 	case errors.As(err, &ce) && ce.Phase == bulkhead.PhaseCall:
 		s.outcome, s.crash = "crash", ce
 	case errors.As(err, &s.cancel):
@@ -175,6 +180,10 @@ func judge(res *Result, c *call, key uint64, s seen, v verdict, got, fired int) 
 			key, c.fault, c.deadline, what, got, v.starts, fired, c.err))
 	}
 	switch {
+	case s.collateral != nil && got <= 1:
+		// Run or not, it is lost with a worker stopped for another
+		// call's cancellation, and says so.
+		res.Collateral++
 	case s.crash != nil && fired == 0:
 		// The caller was told its worker crashed, but the worker never
 		// injected this call's fault.

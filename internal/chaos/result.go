@@ -31,8 +31,14 @@ type Result struct {
 	// start marker is by design ("it may have run"), never the unsafe
 	// opposite. Not an invariant.
 	StoppedBeforeEffect int `json:"stopped_before_effect"`
-	DispatcherHangs     int `json:"dispatcher_hangs"`
-	Unaudited           int `json:"unaudited"`
+	// Collateral counts calls lost with a worker that the pool stopped
+	// for another call's cancellation (CrashError.AbandonedBy): with
+	// Config.Pipeline, or a worker that runs calls at once, a call may
+	// already be on a worker that is stopped for its neighbour. Not an
+	// invariant; the default soak, which has neither, sees none.
+	Collateral      int `json:"collateral"`
+	DispatcherHangs int `json:"dispatcher_hangs"`
+	Unaudited       int `json:"unaudited"`
 	// Quarantined counts poison calls refused by quarantine, without
 	// reaching a worker.
 	Quarantined int  `json:"quarantined"`
