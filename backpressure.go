@@ -38,7 +38,9 @@ func (p *Pool) wait(ctx context.Context, method string, wt *waiter) (*workerProc
 			}
 		}
 		putWaiter(wt)
-		return nil, &CanceledError{Method: method, Err: ctx.Err()}
+		e := notSent(method, ctx.Err())
+		e.Reason = "its ctx ended while it waited for a worker; nothing was sent"
+		return nil, e
 	case <-expire:
 		if p.hooks.timedOut != nil {
 			p.hooks.timedOut()

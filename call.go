@@ -48,7 +48,7 @@ func (p *Pool) Call(ctx context.Context, method string, args ...any) (Reply, err
 	defer putBuilder(f)
 	replays, redispatches := 0, 0
 	for {
-		w, err := p.acquire(ctx, method, fp)
+		w, err := p.acquire(ctx, method, fp, f.Len() > maxQueuedFrame)
 		if err != nil {
 			return Reply{}, err
 		}
@@ -73,6 +73,12 @@ func (p *Pool) Call(ctx context.Context, method string, args ...any) (Reply, err
 		return r, err
 	}
 }
+
+// maxQueuedFrame is the largest CALL frame that may wait behind other calls
+// in a busy worker's socket (Config.Pipeline); larger ones wait for a
+// worker with room to run them. Well under the socket's buffer, so that a
+// queued frame is written at once.
+const maxQueuedFrame = 256 << 10
 
 // builders holds the frames of calls being made (encodeCall).
 var builders = sync.Pool{New: func() any { return new(wire.Builder) }}
@@ -182,7 +188,7 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, f *wire
 	case shut || !res.done && ctx.Err() != nil:
 		return Reply{}, noRedispatch, p.canceled(ctx, w, pd.id, method, fp)
 	}
-	return p.lostUnder(w, pd.id, method, res.err, fp)
+	return p.lostUnder(ctx, w, pd.id, method, res.err, fp)
 }
 
 // answered turns a worker's REPLY or ERROR into the call's outcome. A REPLY
@@ -250,7 +256,16 @@ func (p *Pool) canceled(ctx context.Context, w *workerProc, id uint64, method st
 // closed its socket or broke the protocol. A call the worker never started
 // may go elsewhere: at no cost to its redispatch budget when another call,
 // or the pool itself, was the cause.
-func (p *Pool) lostUnder(w *workerProc, id uint64, method string, cause error, fp *fingerprint) (Reply, redispatch, error) {
+func (p *Pool) lostUnder(ctx context.Context, w *workerProc, id uint64, method string, cause error, fp *fingerprint) (Reply, redispatch, error) {
+	w.finish()
+	select {
+	case <-w.proc.Exited():
+	case <-ctx.Done():
+		// The worker is being stopped step by step (another call on it
+		// was abandoned), or its reaping waits on a descendant: that is
+		// no reason to keep this caller past its ctx.
+		return Reply{}, noRedispatch, p.lostLate(ctx, w, id, method)
+	}
 	err := p.crashed(w, id, method, cause)
 	var ce *CrashError
 	if !errors.As(err, &ce) || ce.Phase != PhaseIdle {
@@ -264,6 +279,31 @@ func (p *Pool) lostUnder(w *workerProc, id uint64, method string, cause error, f
 		return Reply{}, redispatchQueued, err // another call was running
 	}
 	return Reply{}, redispatchNext, err
+}
+
+// lostLate ends a call whose connection broke and whose ctx ended while its
+// worker had not yet exited. The caller gets a *CanceledError at once; a
+// goroutine the pool owns holds the worker (its start marker) until it has
+// exited, then fills e as Wait promises.
+func (p *Pool) lostLate(ctx context.Context, w *workerProc, id uint64, method string) *CanceledError {
+	p.stats.abandoned.Add(1)
+	e := &CanceledError{Method: method, RequestID: id, PID: w.pid, Err: ctx.Err(), ExitCode: -1, stopped: make(chan struct{})}
+	p.mu.Lock()
+	w.inflight++ // this goroutine's hold; the caller releases its own
+	p.inflight++
+	p.wg.Add(1)
+	p.unlock()
+	go func() {
+		defer p.wg.Done()
+		<-w.proc.Exited()
+		ex := proc.ExitOf(w.proc.State())
+		e.Started = w.hasStarted(id)
+		e.ExitCode, e.Signal = ex.Code, ex.Signal
+		e.Reason = "its worker's connection broke and the worker was still being stopped when its ctx ended (" + ex.String() + ")"
+		close(e.stopped)
+		p.release(w, false)
+	}()
+	return e
 }
 
 // abandonQueued ends a call whose ctx ended while it was queued behind

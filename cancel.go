@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A call's ctx is watched by one context.AfterFunc from the moment its frame
@@ -44,9 +46,10 @@ func (c *conn) arm(p *pending, ctx context.Context) {
 		defer func() { p.cbDone <- struct{}{} }()
 		p.fired.Store(true)
 		r := p.role.Load()
-		if r == roleWriter {
-			// A write in progress is most often about to end: give it
-			// writeGrace before the shutdown that frees a stalled one.
+		if r == roleWriter && !c.writeBlocked() {
+			// A write in progress with room to go on is most often about
+			// to end: give it writeGrace before the shutdown that would
+			// free a stalled one.
 			t := time.NewTimer(writeGrace)
 			defer t.Stop()
 			select {
@@ -70,6 +73,17 @@ func (c *conn) arm(p *pending, ctx context.Context) {
 		case <-p.settle:
 		}
 	})
+}
+
+// writeBlocked reports whether the worker's side has no room for more: a
+// writer is then blocked until the worker reads.
+func (c *conn) writeBlocked() bool {
+	if l := c.shm.Load(); l != nil {
+		return l.out.Full()
+	}
+	fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLOUT}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n == 0
 }
 
 // writeGrace is how long a caller whose ctx ended may go on writing before

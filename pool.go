@@ -482,7 +482,12 @@ type grant struct {
 // acquire takes a worker with spare capacity, waiting in FIFO order. It
 // fails fast for a quarantined fingerprint (fp is nil when quarantine is
 // off), an unhealthy pool, or a full queue.
-func (p *Pool) acquire(ctx context.Context, method string, fp *fingerprint) (*workerProc, error) {
+//
+// whole says that the call's frame is too large to be queued behind other
+// calls in a worker's socket (Config.Pipeline): writing it would block until
+// the worker reads, and a write cut short by a deadline costs the worker,
+// and the call it runs. Such a call takes only a worker that can run it.
+func (p *Pool) acquire(ctx context.Context, method string, fp *fingerprint, whole bool) (*workerProc, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.unlock()
@@ -506,7 +511,7 @@ func (p *Pool) acquire(ctx context.Context, method string, fp *fingerprint) (*wo
 		p.unlock()
 		return w, nil
 	}
-	if p.waiters.empty() && len(p.queueable) > 0 && p.atMaxLocked() {
+	if !whole && p.waiters.empty() && len(p.queueable) > 0 && p.atMaxLocked() {
 		w := p.queueable[0]
 		for _, x := range p.queueable[1:] {
 			if x.inflight < w.inflight {
@@ -525,6 +530,7 @@ func (p *Pool) acquire(ctx context.Context, method string, fp *fingerprint) (*wo
 			Reason: fmt.Sprintf("%d calls already waiting for a worker (MaxQueue)", n)}
 	}
 	wt := getWaiter()
+	wt.whole = whole
 	p.waiters.push(wt)
 	p.fillLocked(time.Time{})
 	p.unlock()
@@ -569,10 +575,10 @@ func (p *Pool) offerLocked(w *workerProc) {
 		limit = depth
 	}
 	for w.inflight < limit {
-		wt := p.waiters.pop()
-		if wt == nil {
-			break
+		if wt := p.waiters.head; wt == nil || wt.whole && w.inflight >= w.capacity {
+			break // first come, first served: the oldest waits for room to run
 		}
+		wt := p.waiters.pop()
 		w.inflight++
 		p.inflight++
 		wt.ch <- grant{w: w}
@@ -690,8 +696,11 @@ func (p *Pool) stopLocked(w *workerProc) {
 
 // Close stops the pool: new calls fail with ErrClosed, calls in flight run
 // to completion, then every worker is sent QUIT and, if it lingers, SIGTERM
-// and SIGKILL. If ctx ends first, the remaining workers are killed at once.
-// Close returns when every worker process has been reaped.
+// and SIGKILL. If ctx ends first, the remaining workers are killed at once,
+// and the calls still on them fail with a *CrashError whose Killed is true
+// and whose Reason says that Close killed it. Close returns when every
+// worker process has been reaped. Later calls to Close do nothing and
+// return the first one's error.
 func (p *Pool) Close(ctx context.Context) error {
 	p.closeOnce.Do(func() { p.closeErr = p.close(ctx) })
 	return p.closeErr
@@ -731,6 +740,7 @@ func (p *Pool) close(ctx context.Context) error {
 		}
 		p.removeAvailLocked(w)
 		if err != nil {
+			w.killedByClose.Store(true)
 			w.proc.Kill()
 		} else {
 			p.stopLocked(w)
@@ -745,6 +755,7 @@ func (p *Pool) close(ctx context.Context) error {
 				err = ctx.Err()
 			}
 			for _, w := range ws {
+				w.killedByClose.Store(true)
 				w.proc.Kill()
 			}
 			<-w.proc.Exited()
@@ -776,7 +787,8 @@ type counters struct {
 
 // Stats is a snapshot of a pool's state and counters.
 type Stats struct {
-	Workers       int    // ready workers, not counting spares
+	Workers       int    // workers serving calls: ready, not spares, not being stopped
+	Stopping      int    // workers taken out of service (recycled, lost, hung) whose process has not been reaped yet
 	Spares        int    // warm spares, ready and taking no calls (Config.Spares)
 	Starting      int    // workers being started, spares included
 	InFlight      int    // calls holding a worker
@@ -786,7 +798,7 @@ type Stats struct {
 	CallCrashes   uint64 // workers that died during a call
 	IdleCrashes   uint64 // workers that died between calls
 	Redispatched  uint64 // calls sent again because their worker died before starting them
-	Abandoned     uint64 // calls whose ctx ended first
+	Abandoned     uint64 // calls whose ctx ended after a worker had them (those that end waiting for one are not counted)
 	// RespawnP50 is the median time from losing a worker to its
 	// replacement's HELLO, over recent replacements.
 	RespawnP50 time.Duration
@@ -824,7 +836,8 @@ func (p *Pool) Stats() Stats {
 	defer p.unlock()
 	p50, n := p.respawns.median()
 	s := Stats{
-		Workers: len(p.workers) - len(p.spares), Spares: len(p.spares), Starting: p.pending + p.sparePending,
+		Workers: p.active, Stopping: len(p.workers) - len(p.spares) - p.active,
+		Spares: len(p.spares), Starting: p.pending + p.sparePending,
 		InFlight: p.inflight, Waiting: p.waiters.n,
 		Started:       p.stats.started.Load(),
 		StartFailures: p.stats.startFailures.Load(),
@@ -877,6 +890,10 @@ type WorkerInfo struct {
 	// Spare is true for a warm spare (Config.Spares): started and
 	// handshaken, taking no calls until it is promoted.
 	Spare bool
+	// Stopping is true for a worker taken out of service (recycled, lost,
+	// or stopped for a hung call) that has not exited yet: it takes no new
+	// calls.
+	Stopping bool
 }
 
 // Workers lists the running workers.
@@ -889,7 +906,7 @@ func (p *Pool) Workers() []WorkerInfo {
 			continue // dead, not yet reaped
 		}
 		out = append(out, WorkerInfo{PID: w.pid, Name: w.hello.Name, InFlight: w.inflight, Capacity: w.capacity, Since: w.born,
-			Transport: w.transport(), Spare: w.spare})
+			Transport: w.transport(), Spare: w.spare, Stopping: w.retiring || w.gone})
 	}
 	return out
 }

@@ -491,11 +491,17 @@ func TestBadArgumentsNotSent(t *testing.T) {
 // A hung call's caller gets its error at once: the worker, deaf to SIGTERM
 // while stuck, is still alive when Call returns, and Wait then reports how it
 // was stopped, stack dump included.
+//
+// The caller cancels rather than let a deadline pass: an SDK worker cancels a
+// call at its deadline itself, so for a deadline the pool skips SIGTERM and
+// dumps at once (HELLO "sigterm"), and the worker may be dead by the time
+// Call returns.
 func TestDeadlineReturnsAtOnce(t *testing.T) {
 	p := newPool(t, bulkhead.Config{TermGrace: 2 * time.Second, DumpGrace: 200 * time.Millisecond})
 	pid := mustPID(t, p)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	time.AfterFunc(50*time.Millisecond, cancel)
 	_, err := p.Call(ctx, "hang")
 	var ce *bulkhead.CanceledError
 	if !errors.As(err, &ce) {

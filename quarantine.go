@@ -192,7 +192,9 @@ func (p *Pool) attributeAlone(fp *fingerprint, alone bool, err error) {
 		return
 	}
 	var ca *CanceledError
-	if errors.As(err, &ca) && !ca.Started {
+	if errors.As(err, &ca) && (!ca.Started || !errors.Is(ca.Err, context.DeadlineExceeded)) {
+		// A hang is a call that outlived its deadline. A caller that
+		// hung up early says nothing about the request.
 		return
 	}
 	p.mu.Lock()

@@ -11,6 +11,9 @@ type waiter struct {
 	ch         chan grant // cap 1
 	prev, next *waiter
 	queued     bool
+	// whole: the call's frame is too large to wait in a busy worker's
+	// socket (Config.Pipeline): it takes only a worker with room to run it.
+	whole bool
 }
 
 var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan grant, 1)} }}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -426,5 +427,62 @@ func softCancelDeaf(t *testing.T) {
 	}
 	if st := hung.Stats(); st.Hung != 1 {
 		t.Fatalf("Hung = %d, want 1", st.Hung)
+	}
+}
+
+// TestCancelIsNoHang: a caller that hangs up (ctx canceled, no deadline
+// passed) does not put its request in quarantine.
+func TestCancelIsNoHang(t *testing.T) {
+	p := newPool(t, bulkhead.Config{Workers: 1, QuarantineAfter: 1, TermGrace: 20 * time.Millisecond,
+		DumpGrace: 20 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel)
+	_, err := p.Call(ctx, "nap", 200)
+	var ca *bulkhead.CanceledError
+	if !errors.As(err, &ca) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Call = %v, want a canceled *CanceledError", err)
+	}
+	ca.Wait()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	if _, err := p.Call(ctx2, "nap", 200); err != nil {
+		t.Fatalf("the same request after its caller hung up: %v", err)
+	}
+	if st := p.Stats(); st.Quarantines != 0 {
+		t.Fatalf("Quarantines = %d, want 0", st.Quarantines)
+	}
+}
+
+// TestCloseKillNamed: a call still running when Close's ctx ends fails with
+// a *CrashError that says Close killed its worker.
+func TestCloseKillNamed(t *testing.T) {
+	checkLeaks(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := bulkhead.New(context.Background(), bulkhead.Config{Command: exe, Workers: 1,
+		Env: append(os.Environ(), "GORACE=atexit_sleep_ms=0"), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	workerPID(t, p)
+	errs := make(chan error, 1)
+	go func() {
+		_, err := p.Call(context.Background(), "hang")
+		errs <- err
+	}()
+	waitInFlight(t, p, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := p.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close = %v, want its ctx's error", err)
+	}
+	var ce *bulkhead.CrashError
+	if err := <-errs; !errors.As(err, &ce) || !ce.Killed || !strings.Contains(ce.Reason, "Close") {
+		t.Fatalf("call = %v, want a *CrashError naming Close", err)
+	}
+	if err := p.Close(context.Background()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("second Close = %v, want the first one's error", err)
 	}
 }

@@ -53,9 +53,11 @@ type workerProc struct {
 	retireWhy string // why it was retired, for the log
 	closed    bool   // conn and marker released
 
-	broken  atomic.Bool   // its connection failed under a call; being killed
-	exited  atomic.Bool   // the pidfd reported its exit; it may not be reaped yet
-	current atomic.Uint64 // request id of the latest call, for the crash log
+	broken atomic.Bool // its connection failed under a call; being killed
+	exited atomic.Bool // the pidfd reported its exit; it may not be reaped yet
+	// killedByClose: Close's ctx ended with the worker still running.
+	killedByClose atomic.Bool
+	current       atomic.Uint64 // request id of the latest call, for the crash log
 
 	pol workerPolicy // recycling and limit state (policy_recycle.go)
 }
@@ -263,11 +265,19 @@ var errStartTimeout = errors.New("no HELLO before the start timeout")
 // blocking read always ends.
 func (w *workerProc) readHello(cookie string, timeout time.Duration) (wire.Hello, error) {
 	var timedOut atomic.Bool
+	fired := make(chan struct{})
 	t := time.AfterFunc(timeout, func() {
+		defer close(fired)
 		timedOut.Store(true)
 		w.conn.shutdown()
 	})
-	defer t.Stop()
+	// Wait for a callback that has started: the descriptor it shuts down
+	// may be closed, and its number reused, once readHello returns.
+	defer func() {
+		if !t.Stop() {
+			<-fired
+		}
+	}()
 	r := w.conn.reader
 	r.SetMaxFrame(wire.MaxHelloSize)
 	h, payload, err := r.Next()
@@ -372,6 +382,14 @@ func (w *workerProc) transport() Transport {
 // further use and cannot be trusted to exit, so it is killed first; either
 // way crashOf returns once the process has been reaped.
 func crashOf(w *workerProc, id uint64, method string, cause error) *CrashError {
+	w.finish()
+	<-w.proc.Exited() // prompt: it is dead or SIGKILLed, or being stopped
+	return describeCrash(w, id, method, cause)
+}
+
+// finish takes a worker whose connection broke out of service and has it
+// killed, unless it is dying already or being stopped step by step.
+func (w *workerProc) finish() {
 	if w.lost != nil {
 		w.lost(w) // the worker is finished either way: replace it now
 	}
@@ -382,7 +400,11 @@ func crashOf(w *workerProc, id uint64, method string, cause error) *CrashError {
 	if !w.proc.Exiting() && w.conn.abandonedBy.Load() == 0 && w.broken.CompareAndSwap(false, true) {
 		w.proc.Kill()
 	}
-	<-w.proc.Exited() // prompt: it is dead or SIGKILLed
+}
+
+// describeCrash describes a worker that has exited, whose connection broke
+// under request id.
+func describeCrash(w *workerProc, id uint64, method string, cause error) *CrashError {
 	ex := proc.ExitOf(w.proc.State())
 	e := &CrashError{
 		Phase: PhaseCall, PID: w.pid, RequestID: id, Method: method,
@@ -391,6 +413,9 @@ func crashOf(w *workerProc, id uint64, method string, cause error) *CrashError {
 		Stderr: w.stderr.String(), Err: cause,
 	}
 	switch {
+	case w.killedByClose.Load():
+		e.Killed = true
+		e.Reason = "killed by the pool's Close, whose ctx ended before this call (" + ex.String() + ")"
 	case errors.Is(cause, wire.ErrProtocol):
 		e.Reason = "broke the protocol (" + cause.Error() + "); killed"
 	case e.Killed:

@@ -414,3 +414,10 @@ func futexWake(addr *atomic.Uint32) {
 func (pp *Pipe) Unread() bool {
 	return pp.h.head.Load() != pp.h.tail.Load() || pp.shut.Load() || pp.h.closed.Load() != 0
 }
+
+// Full reports whether the ring has no room, from the shared words alone,
+// so that any goroutine may ask while the writer writes. A lying peer can
+// only make it wrong, never unsafe.
+func (pp *Pipe) Full() bool {
+	return pp.h.head.Load()-pp.h.tail.Load() >= pp.size
+}
