@@ -128,24 +128,32 @@ func (e *StartError) Is(target error) bool {
 func (e *StartError) Unwrap() error { return e.Err }
 
 // CanceledError reports a call whose ctx ended before its reply. It wraps
-// ctx.Err(), so errors.Is(err, context.DeadlineExceeded) works. The worker may
-// be stuck in native code, so it was stopped and will be replaced.
+// ctx.Err(), so errors.Is(err, context.DeadlineExceeded) works. Call returns
+// it at once, whatever the worker is doing.
 //
-// Call returns it at once. The worker it was on is meanwhile stopped step by
-// step, in the background: SIGTERM, then after Config.TermGrace the
-// Config.DumpSignal (SIGQUIT: a Go worker prints every goroutine's stack),
-// then after Config.DumpGrace SIGKILL; SIGTERM is skipped when the worker
-// said it only cancels calls and the call had passed its deadline. Wait
-// blocks until that is over and the fields below Wait's line are filled:
-// Stack then holds the head and tail of what the worker printed, and Reason
-// says which step ended it.
+// A ctx that had ended before the call was sent (or while it waited for a
+// worker) costs nothing: PID is 0, nothing was sent, Wait returns at once.
 //
-// Two cases leave the worker running, since it was not running the call:
-// the worker itself skipped the call because its deadline had passed before
-// it could start (Started false at once), and a call queued behind others
-// on its worker (Config.Pipeline) whose ctx ended first. The worker is then
-// sent CANCEL, and Wait blocks until it answered the call or exited:
-// Started says whether it ran the call after all.
+// A call a worker had: the worker may be stuck in native code, so it is
+// stopped step by step, in the background, and replaced: SIGTERM, then
+// after Config.TermGrace the Config.DumpSignal (SIGQUIT: a Go worker prints
+// every goroutine's stack), then after Config.DumpGrace SIGKILL. Wait blocks
+// until that is over and the fields below Wait's line are filled: Stack then
+// holds the tail of what the worker printed, and Reason says which step
+// ended it.
+//
+// The worker is left running, since it was not running the call or will
+// finish it soon, when: the worker itself skipped the call because its
+// deadline had passed (Started false at once); the call was queued behind
+// others on its worker (Config.Pipeline); a worker that runs one call at a
+// time had finished it already; or Config.CancelGrace is set, and the
+// worker answers within the grace. The worker is sent CANCEL, and Wait
+// blocks until it answered the call or exited.
+//
+// Started after Wait never says false for a call that ran. It is exact for
+// the call a worker was running; a call the worker skipped, whose answer
+// was lost with the worker, reads as started (the start marker is a
+// high-water mark), the safe direction.
 type CanceledError struct {
 	Method    string
 	RequestID uint64
