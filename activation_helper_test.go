@@ -15,18 +15,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The test binary doubles as a class server. The mode is chosen by
-// BULKHEAD_ACT_HELPER, distinct from the pool helper's variables, and is
-// checked in init, before the package's TestMain runs:
+// The test binary doubles as a class server, the helper process "classes"
+// (see TestMain in helper_test.go). Its classes are chosen with
+// environment variables:
 //
-//	BULKHEAD_ACT_HELPER  comma-separated classes as Name:threading, threading
+//	ACT_CLASSES          comma-separated classes as Name:threading, threading
 //	                     one of apartment, free, single
 //	ACT_MAX_ACTIVATIONS  worker.ObjectOptions.MaxActivations
-func init() {
-	if spec := os.Getenv("BULKHEAD_ACT_HELPER"); spec != "" && worker.IsWorker() {
-		runClassHelper(spec)
-	}
-}
+const actClassesEnv = "ACT_CLASSES"
 
 // helperObj is every helper class's state.
 type helperObj struct {

@@ -15,9 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bulkhead-go/bulkhead/internal/proc"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
-	"go.uber.org/goleak"
 )
 
 // helperServer is a ServerConfig that runs this test binary as a class
@@ -28,8 +26,8 @@ func helperServer(t testing.TB, spec string, classes []ClassConfig, env ...strin
 		t.Fatal(err)
 	}
 	// A race-enabled child sleeps a second at exit unless told not to.
-	e := append(os.Environ(), "BULKHEAD_ACT_HELPER="+spec, "GORACE=atexit_sleep_ms=0")
-	return ServerConfig{Name: "helper", Process: Config{Command: exe, Env: append(e, env...)}, Classes: classes}
+	e := HelperEnviron("classes", append([]string{actClassesEnv + "=" + spec, "GORACE=atexit_sleep_ms=0"}, env...)...)
+	return ServerConfig{Name: "helper", Process: Config{Command: exe, Env: e}, Classes: classes}
 }
 
 func multi(names ...string) []ClassConfig {
@@ -44,8 +42,7 @@ func multi(names ...string) []ClassConfig {
 // it left no process, descriptor or goroutine behind.
 func newAct(t testing.TB, cfg ActivatorConfig, h actHooks) *Activator {
 	t.Helper()
-	fds := openFDs(t)
-	opt := goleak.IgnoreCurrent()
+	checkLeaks(t)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -57,32 +54,8 @@ func newAct(t testing.TB, cfg ActivatorConfig, h actHooks) *Activator {
 		if err := a.Close(context.Background()); err != nil {
 			t.Errorf("Close: %v", err)
 		}
-		if kids := childProcs(); len(kids) > 0 {
-			t.Errorf("child processes left behind: %v", kids)
-		}
-		if n := openFDs(t); n > fds {
-			t.Errorf("descriptors leaked: %d before, %d after", fds, n)
-		}
-		goleak.VerifyNone(t, opt)
 	})
 	return a
-}
-
-func openFDs(t testing.TB) int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
-// childProcs lists this process's children, zombies included.
-func childProcs() []string {
-	var out []string
-	for _, c := range proc.Children(os.Getpid()) {
-		out = append(out, c.String())
-	}
-	return out
 }
 
 // goneWatch collects the servers whose exit has been processed.

@@ -128,7 +128,7 @@ func rawPingPong(b *testing.B, sockType int) {
 	}
 	child := os.NewFile(uintptr(fds[1]), "child")
 	exe, _ := os.Executable()
-	attr := &os.ProcAttr{Env: append(os.Environ(), "HELPER_PINGPONG=1"), Files: []*os.File{nil, os.Stdout, os.Stderr, child}}
+	attr := &os.ProcAttr{Env: bulkhead.HelperEnviron("pingpong"), Files: []*os.File{nil, os.Stdout, os.Stderr, child}}
 	proc, err := os.StartProcess(exe, []string{exe}, attr)
 	if err != nil {
 		b.Fatal(err)

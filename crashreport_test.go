@@ -16,17 +16,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// crashReportEnv makes a worker started from this test binary the crash
-// report worker below rather than the helper worker of helper_test.go.
-const crashReportEnv = "BULKHEAD_TEST_CRASHREPORT"
-
-// The crash report worker is a plain SDK worker whose C code crashes the way
-// a C library does, knowing nothing of Go. It takes the process over here,
-// before TestMain, so that the shared helper worker stays as it is.
-func init() {
-	if !worker.IsWorker() || os.Getenv(crashReportEnv) == "" {
-		return
-	}
+// runCrashReportWorker, the helper process "crashreport", is a plain SDK
+// worker whose C code crashes the way a C library does, knowing nothing of
+// Go. It is a worker of its own, so that the shared helper worker stays as
+// it is.
+func runCrashReportWorker() {
 	_ = unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{}) // deliberate crashes: no core files
 	s := &worker.Server{Name: "crashreport"}
 	s.Handle("pid", func(context.Context, worker.Args) (any, error) { return os.Getpid(), nil })
@@ -84,7 +78,7 @@ func TestCrashReportOfCCode(t *testing.T) {
 	elision := regexp.MustCompile(`\n\.\.\. \[(\d+) bytes elided\] \.\.\.\n`)
 	for _, tt := range tests {
 		t.Run(tt.how, func(t *testing.T) {
-			p := newPool(t, bulkhead.Config{StderrTail: budget}, crashReportEnv+"=1", "GOTRACEBACK=")
+			p := newPool(t, bulkhead.Config{StderrTail: budget}, bulkhead.HelperEnv+"=crashreport", "GOTRACEBACK=")
 			pid := mustPID(t, p)
 			_, err := p.Call(context.Background(), "crash", tt.how)
 			var ce *bulkhead.CrashError
@@ -168,7 +162,7 @@ func TestCrashReportOfGoCode(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.how, func(t *testing.T) {
-			p := newPool(t, bulkhead.Config{}, crashReportEnv+"=1", "GOTRACEBACK=")
+			p := newPool(t, bulkhead.Config{}, bulkhead.HelperEnv+"=crashreport", "GOTRACEBACK=")
 			pid := mustPID(t, p)
 			_, err := p.Call(context.Background(), "crash", tt.how)
 			tt.check(t, err)

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/internal/fdio"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 	"golang.org/x/sys/unix"
@@ -36,7 +37,7 @@ var lies = map[string][]byte{
 func startOrphan(fd int, id uint64) {
 	exe, _ := os.Executable()
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), "HELPER_ORPHAN="+strconv.FormatUint(id, 10),
+	cmd.Env = bulkhead.HelperEnviron("orphan", "HELPER_ORPHAN="+strconv.FormatUint(id, 10),
 		"HELPER_ORPHAN_PARENT="+strconv.Itoa(os.Getpid()))
 	cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(fd), "socket")} // fd 3 in the child
 	cmd.Stderr = os.Stderr                                         // it holds the worker's stderr too: the reaping waits

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/examples/crashy/native"
 	"github.com/bulkhead-go/bulkhead/internal/fdio"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
@@ -17,8 +18,41 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The test binary doubles as the worker program: when a pool starts it,
-// TestMain runs a worker instead of the tests. Its behaviour is chosen with
+// helpers is the registry of the helper processes this test binary can be
+// (os/exec's tests do the same): a process started with bulkhead.HelperEnv
+// set to a name runs that helper instead of the tests. A worker started
+// without a name (a pool with the default environment) is "worker".
+func helpers() map[string]func() {
+	return map[string]func(){
+		"worker":      runHelperWorker,
+		"policy":      bulkhead.RunPolicyWorker,
+		"classes":     bulkhead.RunClassHelper,
+		"crashreport": runCrashReportWorker,
+		"orphan":      runOrphan,
+		"pingpong":    runPingPong,
+		"dispatcher":  runHelperDispatcher,
+	}
+}
+
+// TestMain is the test binary's one entry point: the tests, or a helper.
+func TestMain(m *testing.M) {
+	name := os.Getenv(bulkhead.HelperEnv)
+	if name == "" && worker.IsWorker() {
+		name = "worker"
+	}
+	if name == "" {
+		os.Exit(m.Run())
+	}
+	run := helpers()[name]
+	if run == nil {
+		fmt.Fprintf(os.Stderr, "no helper process %q\n", name)
+		os.Exit(2)
+	}
+	run()
+	os.Exit(0)
+}
+
+// runHelperWorker is the default worker. Its behaviour is chosen with
 // environment variables:
 //
 //	HELPER_START  how it starts: "" (normal), "exit", "silent", "badversion",
@@ -26,26 +60,6 @@ import (
 //	HELPER_ONCE   a path: only the first worker to create it uses HELPER_START;
 //	              its replacements start normally
 //	HELPER_CONC   the worker's Concurrency
-func TestMain(m *testing.M) {
-	if os.Getenv("HELPER_ORPHAN") != "" { // it inherits a worker's environment
-		runOrphan()
-		return
-	}
-	if worker.IsWorker() {
-		runHelperWorker()
-		return
-	}
-	if os.Getenv("HELPER_PINGPONG") != "" {
-		runPingPong()
-		return
-	}
-	if os.Getenv("HELPER_DISPATCHER") != "" {
-		runHelperDispatcher()
-		return
-	}
-	os.Exit(m.Run())
-}
-
 func runHelperWorker() {
 	mode := os.Getenv("HELPER_START")
 	if once := os.Getenv("HELPER_ONCE"); once != "" && mode != "" {
@@ -62,7 +76,7 @@ func runHelperWorker() {
 		fmt.Fprintln(os.Stderr, "helper: cannot load the native library")
 		os.Exit(3)
 	case "silent":
-		blockForever() // never says HELLO
+		bulkhead.BlockForever() // never says HELLO
 	case "badversion", "badcookie":
 		h := wire.Hello{Protocol: 1, PID: int64(os.Getpid()), Cookie: os.Getenv("BULKHEAD_COOKIE"), Concurrency: 1}
 		if mode == "badversion" {
@@ -182,7 +196,7 @@ func registerHelperMethods(s *worker.Server, fd int) {
 		return nil, nil
 	})
 	s.Handle("hang", func(context.Context, worker.Args) (any, error) {
-		blockForever() // stuck as native code would be, deaf to ctx
+		bulkhead.BlockForever() // stuck as native code would be, deaf to ctx
 		return nil, nil
 	})
 	s.Handle("sleep", worker.Func(func(ctx context.Context, ms int) (any, error) {
@@ -197,14 +211,14 @@ func registerHelperMethods(s *worker.Server, fd int) {
 	}))
 	s.Handle("garbage", func(context.Context, worker.Args) (any, error) {
 		fdio.FD(fd).Write([]byte("Segmentation fault? no, just a library printing to the wrong fd\n"))
-		blockForever()
+		bulkhead.BlockForever()
 		return nil, nil
 	})
 	s.Handle("oversize", func(context.Context, worker.Args) (any, error) {
 		var hb [wire.HeaderSize]byte
 		wire.PutHeader(hb[:], wire.Header{Length: wire.MaxMaxFrame, Type: wire.TypeReply, ID: 1})
 		fdio.FD(fd).Write(hb[:])
-		blockForever()
+		bulkhead.BlockForever()
 		return nil, nil
 	})
 	s.Handle("nap", worker.Func(func(_ context.Context, ms int) (any, error) {
@@ -215,7 +229,7 @@ func registerHelperMethods(s *worker.Server, fd int) {
 		var b wire.Builder
 		_ = b.Raw(wire.TypeReply, a.ID, lies[a.Kind], wire.MaxMaxFrame)
 		fdio.FD(fd).Write(b.Bytes())
-		blockForever()
+		bulkhead.BlockForever()
 		return nil, nil
 	}))
 	s.Handle("pingflood", func(context.Context, worker.Args) (any, error) {
@@ -225,7 +239,7 @@ func registerHelperMethods(s *worker.Server, fd int) {
 		}
 		for {
 			if _, err := fdio.FD(fd).Write(b.Bytes()); err != nil {
-				blockForever()
+				bulkhead.BlockForever()
 			}
 		}
 	})
@@ -236,17 +250,9 @@ func registerHelperMethods(s *worker.Server, fd int) {
 	}))
 	s.Handle("closesock", func(context.Context, worker.Args) (any, error) {
 		unix.Close(fd)
-		blockForever() // alive, but deaf
+		bulkhead.BlockForever() // alive, but deaf
 		return nil, nil
 	})
-}
-
-// blockForever blocks in a system call, as a hung native library would; a
-// bare select{} could trip the Go runtime's deadlock detector instead.
-func blockForever() {
-	var p [2]int
-	unix.Pipe(p[:])
-	unix.Read(p[0], make([]byte, 1))
 }
 
 // gateArgs are the "gate" method's arguments.

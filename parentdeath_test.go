@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/bulkhead-go/bulkhead"
@@ -18,12 +17,7 @@ import (
 // starts a pool, prints its workers' pids and waits to be killed.
 func runHelperDispatcher() {
 	exe, _ := os.Executable()
-	env := []string{}
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "HELPER_DISPATCHER=") {
-			env = append(env, e)
-		}
-	}
+	env := bulkhead.HelperEnviron("worker")
 	p, err := bulkhead.New(context.Background(), bulkhead.Config{Command: exe, Env: env, Workers: 3})
 	if err != nil {
 		fmt.Println("error", err)
@@ -43,7 +37,7 @@ func runHelperDispatcher() {
 func TestDispatcherKilled(t *testing.T) {
 	exe, _ := os.Executable()
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), "HELPER_DISPATCHER=1")
+	cmd.Env = bulkhead.HelperEnviron("dispatcher")
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -689,7 +689,7 @@ func BenchmarkCallPolicies(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			cfg := c.cfg
 			cfg.Workers, cfg.Command, cfg.Logger = 1, exe, slogDiscard()
-			cfg.Env = append(os.Environ(), "POLICY_WORKER=1")
+			cfg.Env = HelperEnviron("policy")
 			p, err := New(context.Background(), cfg)
 			if err != nil {
 				b.Fatal(err)

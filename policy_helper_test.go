@@ -19,24 +19,17 @@ import (
 	"unsafe"
 
 	"github.com/bulkhead-go/bulkhead/internal/fdio"
-	"github.com/bulkhead-go/bulkhead/internal/proc"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 	"github.com/bulkhead-go/bulkhead/worker"
-	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 )
 
-// The policy tests' worker is this test binary, selected in init (before
-// the external package's TestMain) by POLICY_WORKER:
+// runPolicyWorker is the policy tests' worker, the helper process "policy"
+// (see TestMain in helper_test.go). Its behaviour is chosen with
+// environment variables:
 //
 //	POLICY_START  "exit": exit 3 before HELLO, unless the file POLICY_HEAL names exists
 //	POLICY_CONC   the worker's Concurrency
-func init() {
-	if os.Getenv("POLICY_WORKER") != "" && worker.IsWorker() {
-		runPolicyWorker()
-	}
-}
-
 func runPolicyWorker() {
 	if os.Getenv("POLICY_START") == "late_start" {
 		lateStartWorker()
@@ -161,12 +154,6 @@ func lateStartWorker() {
 	blockForever()
 }
 
-func blockForever() {
-	var p [2]int
-	unix.Pipe(p[:])
-	unix.Read(p[0], make([]byte, 1))
-}
-
 // testPool starts a pool of policy helper workers with hooks, and checks when
 // the test ends that closing it left no process, zombie, descriptor or
 // goroutine behind.
@@ -181,23 +168,13 @@ func testPool(t *testing.T, cfg Config, h hooks, env ...string) (*Pool, *records
 
 func tryPool(t *testing.T, cfg Config, h hooks, env ...string) (*Pool, *records, error) {
 	t.Helper()
-	fds := countFDs(t)
-	opt := goleak.IgnoreCurrent()
-	t.Cleanup(func() {
-		if kids := children(); len(kids) > 0 {
-			t.Errorf("child processes left behind: %v", kids)
-		}
-		if n := countFDs(t); n > fds {
-			t.Errorf("descriptors leaked: %d before, %d after", fds, n)
-		}
-		goleak.VerifyNone(t, opt)
-	})
+	checkLeaks(t)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Command = exe
-	cfg.Env = append(os.Environ(), append([]string{"POLICY_WORKER=1"}, env...)...)
+	cfg.Env = HelperEnviron("policy", env...)
 	logs := &records{}
 	cfg.Logger = slog.New(logs)
 	p, err := newPool(context.Background(), cfg, h)
@@ -209,22 +186,6 @@ func tryPool(t *testing.T, cfg Config, h hooks, env ...string) (*Pool, *records,
 		})
 	}
 	return p, logs, err
-}
-
-func countFDs(t *testing.T) int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
-func children() []string {
-	var out []string
-	for _, c := range proc.Children(os.Getpid()) {
-		out = append(out, c.String())
-	}
-	return out
 }
 
 // records is a slog.Handler that lets a test wait for log records.

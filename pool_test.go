@@ -15,7 +15,6 @@ import (
 
 	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/internal/proc"
-	"go.uber.org/goleak"
 )
 
 // newPool starts a pool of helper workers and checks, when the test ends,
@@ -31,7 +30,7 @@ func newPool(t *testing.T, cfg bulkhead.Config, env ...string) *bulkhead.Pool {
 
 func startPool(t *testing.T, cfg bulkhead.Config, env ...string) (*bulkhead.Pool, error) {
 	t.Helper()
-	checkLeaks(t)
+	bulkhead.CheckLeaks(t)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -54,38 +53,6 @@ func startPool(t *testing.T, cfg bulkhead.Config, env ...string) (*bulkhead.Pool
 		})
 	}
 	return p, err
-}
-
-// checkLeaks registers a cleanup that runs after the pool's Close.
-func checkLeaks(t *testing.T) {
-	fds := countFDs(t)
-	opt := goleak.IgnoreCurrent()
-	t.Cleanup(func() {
-		if kids := children(); len(kids) > 0 {
-			t.Errorf("child processes left behind: %v", kids)
-		}
-		if n := countFDs(t); n > fds {
-			t.Errorf("descriptors leaked: %d before, %d after", fds, n)
-		}
-		goleak.VerifyNone(t, opt)
-	})
-}
-
-func countFDs(t *testing.T) int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
-// children lists this process's children, zombies included.
-func children() []string {
-	var out []string
-	for _, c := range proc.Children(os.Getpid()) {
-		out = append(out, c.String())
-	}
-	return out
 }
 
 func TestCallValues(t *testing.T) {
@@ -197,7 +164,7 @@ func TestCrashDuringCall(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.method, func(t *testing.T) {
-			logs := &logCapture{}
+			logs := &bulkhead.LogRecords{}
 			p := newPool(t, bulkhead.Config{Logger: slog.New(logs)})
 			ctx := context.Background()
 			pid := mustPID(t, p)
@@ -219,7 +186,7 @@ func TestCrashDuringCall(t *testing.T) {
 			if newPID := mustPID(t, p); newPID == pid {
 				t.Errorf("the crashed worker %d is still serving", pid)
 			}
-			rec := logs.wait(t, "worker crashed")
+			rec := logs.First(t, "worker crashed")
 			if rec["pid"] != int64(pid) || rec["phase"] != "call" {
 				t.Errorf("crash log record %v", rec)
 			}
@@ -279,14 +246,14 @@ func TestStartupFailure(t *testing.T) {
 // pool heals when the cause goes away.
 func TestStartupCrashReplacement(t *testing.T) {
 	once := filepath.Join(t.TempDir(), "once")
-	logs := &logCapture{}
+	logs := &bulkhead.LogRecords{}
 	p := newPool(t, bulkhead.Config{Workers: 2, Logger: slog.New(logs)}, "HELPER_START=exit", "HELPER_ONCE="+once)
 	for range 20 {
 		if _, err := p.Call(context.Background(), "null"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	rec := logs.wait(t, "worker failed to start")
+	rec := logs.First(t, "worker failed to start")
 	if !strings.Contains(rec["stderr_tail"].(string), "cannot load") {
 		t.Fatalf("start failure log %v", rec)
 	}
@@ -310,11 +277,11 @@ func TestIdleCrashIsReplaced(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.sig.String(), func(t *testing.T) {
-			logs := &logCapture{}
+			logs := &bulkhead.LogRecords{}
 			p := newPool(t, bulkhead.Config{Logger: slog.New(logs)})
 			pid := mustPID(t, p)
 			syscall.Kill(pid, tt.sig)
-			rec := logs.wait(t, "worker crashed")
+			rec := logs.First(t, "worker crashed")
 			if rec["phase"] != "idle" || rec["pid"] != int64(pid) || rec["exit"] != tt.exit {
 				t.Fatalf("log record %v, want idle crash of %d with %q", rec, pid, tt.exit)
 			}

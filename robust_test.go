@@ -32,7 +32,7 @@ func TestDeadlineRace(t *testing.T) {
 	if testing.Short() {
 		n = 300
 	}
-	logs := &logCapture{}
+	logs := &bulkhead.LogRecords{}
 	p := newPool(t, bulkhead.Config{Workers: 2, Logger: slog.New(logs), TermGrace: 50 * time.Millisecond,
 		DumpGrace: 50 * time.Millisecond})
 	var wg sync.WaitGroup
@@ -71,13 +71,11 @@ func TestDeadlineRace(t *testing.T) {
 	if st.CallCrashes != uint64(crashes) {
 		t.Errorf("Stats.CallCrashes = %d, but callers got %d *CrashError", st.CallCrashes, crashes)
 	}
-	logs.mu.Lock()
-	for _, r := range logs.records {
+	for _, r := range logs.All() {
 		if r["msg"] == "worker crashed" {
 			t.Errorf("crash record with no crash: %v", r)
 		}
 	}
-	logs.mu.Unlock()
 	t.Logf("ok %d, canceled %d, crashes %d; workers started %d", ok, canceled, crashes, st.Started)
 }
 
@@ -456,7 +454,7 @@ func TestCancelIsNoHang(t *testing.T) {
 // TestCloseKillNamed: a call still running when Close's ctx ends fails with
 // a *CrashError that says Close killed its worker.
 func TestCloseKillNamed(t *testing.T) {
-	checkLeaks(t)
+	bulkhead.CheckLeaks(t)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

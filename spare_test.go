@@ -347,7 +347,7 @@ func benchCrashToCall(b *testing.B, spares int) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	p, err := New(ctx, Config{Command: exe, Env: append(os.Environ(), "POLICY_WORKER=1"), Workers: 1, Spares: spares,
+	p, err := New(ctx, Config{Command: exe, Env: HelperEnviron("policy"), Workers: 1, Spares: spares,
 		Logger: slogDiscard()})
 	if err != nil {
 		b.Fatal(err)
