@@ -736,7 +736,11 @@ func (p *Pool) close(ctx context.Context) error {
 	for w := range p.workers {
 		ws = append(ws, w)
 		if !w.retiring {
+			// Out of service, as retireLocked does it (Close stops it
+			// below): Stats counts it as stopping, not serving or spare.
 			w.retiring, w.retireWhy = true, "pool closed"
+			p.removeSpareLocked(w)
+			p.uncountLocked(w)
 		}
 		p.removeAvailLocked(w)
 		if err != nil {
