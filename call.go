@@ -236,6 +236,7 @@ func (p *Pool) canceled(ctx context.Context, w *workerProc, id uint64, method st
 	alone := w.inflight == 1 // for quarantine: only a call alone on its worker is to blame
 	p.retireLocked(w, "hung: call abandoned: "+e.Err.Error(), RecycleNone)
 	w.hung++ // stopHung stops it, not release
+	w.holdLocked()
 	async := !p.closed
 	if async {
 		p.wg.Add(1)
@@ -273,7 +274,7 @@ func (p *Pool) lostUnder(ctx context.Context, w *workerProc, id uint64, method s
 		return Reply{}, noRedispatch, err
 	}
 	p.mu.Lock()
-	retiring := w.retiring // a handler panicked, or the pool stops it: not this call's doing
+	retiring := w.retired() // a handler panicked, or the pool stops it: not this call's doing
 	p.unlock()
 	if retiring || w.started.Load() > w.conn.answered() || w.conn.abandonedBy.Load() != 0 {
 		return Reply{}, redispatchQueued, err // another call was running
@@ -289,8 +290,7 @@ func (p *Pool) lostLate(ctx context.Context, w *workerProc, id uint64, method st
 	p.stats.abandoned.Add(1)
 	e := &CanceledError{Method: method, RequestID: id, PID: w.pid, Err: ctx.Err(), ExitCode: -1, stopped: make(chan struct{})}
 	p.mu.Lock()
-	w.inflight++ // this goroutine's hold; the caller releases its own
-	p.inflight++
+	p.holdCallLocked(w) // this goroutine's hold; the caller releases its own
 	p.wg.Add(1)
 	p.unlock()
 	go func() {

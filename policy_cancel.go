@@ -35,8 +35,7 @@ func (p *Pool) cancelSoft(w *workerProc, pd *pending, method string, cause error
 	p.stats.abandoned.Add(1)
 	e := &CanceledError{Method: method, RequestID: id, PID: w.pid, Err: cause, ExitCode: -1, stopped: make(chan struct{})}
 	p.mu.Lock()
-	w.inflight++ // the grace's hold; the caller releases its own
-	p.inflight++
+	p.holdCallLocked(w) // the grace's hold; the caller releases its own
 	p.wg.Add(1)
 	p.unlock()
 	w.conn.sendControl(wire.TypeCancel, id)
@@ -75,6 +74,7 @@ func (p *Pool) graceOf(w *workerProc, e *CanceledError, ended <-chan orphanEnd, 
 	alone := w.inflight == 1
 	p.retireLocked(w, "hung: no answer within CancelGrace after CANCEL", RecycleNone)
 	w.hung++
+	w.holdLocked()
 	p.unlock()
 	w.conn.abandonedBy.CompareAndSwap(0, e.RequestID)
 	w.conn.shutdown()

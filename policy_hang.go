@@ -35,10 +35,9 @@ func (p *Pool) stopHung(w *workerProc, e *CanceledError, fp *fingerprint, alone 
 	defer func() {
 		p.mu.Lock()
 		w.hung--
-		closeNow := w.dead && w.inflight == 0 && w.hung == 0 && !w.closed
-		w.closed = w.closed || closeNow
+		last := w.dropLocked()
 		p.unlock()
-		if closeNow {
+		if last {
 			w.closeResources()
 		}
 	}()

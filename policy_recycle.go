@@ -87,7 +87,7 @@ func (p *Pool) dueLocked(w *workerProc, now time.Time) RecycleReason {
 // (idle, above MinWorkers, nobody waiting) is simply retired. With a warm
 // spare there is nothing to wait for: the spare is promoted and w retired.
 func (p *Pool) recycleLocked(w *workerProc, reason RecycleReason) {
-	if w.pol.replacing || w.retiring || w.dead || w.gone || p.closed {
+	if w.pol.replacing || (w.state != serving && w.state != spare) || p.closed {
 		return
 	}
 	w.pol.due = reason
@@ -132,10 +132,10 @@ func (p *Pool) sweep() {
 	}
 	check := p.sweepBuf[:0]
 	for w := range p.workers {
-		if w.retiring || w.dead || w.gone {
+		if w.state != serving && w.state != spare {
 			continue
 		}
-		if w.inflight == 0 && !w.pol.replacing && !w.spare { // a spare's clocks start at promotion
+		if w.inflight == 0 && !w.pol.replacing && w.state != spare { // a spare's clocks start at promotion
 			if p.cfg.MaxLifetime > 0 && now.Sub(w.pol.born) >= p.cfg.MaxLifetime {
 				p.recycleLocked(w, RecycleLifetime)
 				continue
@@ -159,7 +159,7 @@ func (p *Pool) sweep() {
 			p.hooks.overMemory(w.pid)
 		}
 		p.mu.Lock()
-		if !w.retiring && !w.dead && !p.closed {
+		if w.state != retiring && w.state != dead && !p.closed {
 			if w.inflight > 0 {
 				p.memoryKillLocked(w, rss)
 			} else {

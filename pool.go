@@ -283,27 +283,28 @@ func (p *Pool) spawn(req spawnReq) {
 		p.halfOpenLocked(w)
 		w.lost = p.workerLost
 		p.workers[w] = struct{}{}
+		w.holdLocked() // the process's hold on conn and marker, dropped by onExit
 		p.stats.started.Add(1)
 		if spare, needed := p.roleLocked(&req); spare {
 			if needed {
 				p.addSpareLocked(w)
 			} else {
-				w.retiring, w.retireWhy = true, "surplus spare"
+				p.moveLocked(w, retiring)
+				w.retireWhy = "surplus spare"
 				p.stopLocked(w)
 			}
 			p.fillLocked(time.Time{})
 			p.unlock()
 			return
 		}
-		w.counted = true
-		p.active++
+		p.moveLocked(w, serving)
 		w.pol.start(&p.cfg, p.now())
 		if !req.since.IsZero() {
 			p.respawns.add(time.Since(req.since))
 		}
 		if r := req.replaces; r != nil {
 			r.pol.replacing = false
-			if !r.dead && !r.retiring {
+			if r.state != retiring && r.state != dead {
 				p.retireLocked(r, "recycled: "+r.pol.due.String(), r.pol.due)
 			}
 		}
@@ -356,7 +357,7 @@ func (p *Pool) keepTryingLocked(req *spawnReq) bool {
 		p.dropReqLocked(req)
 		return false
 	}
-	if r := req.replaces; r != nil && !r.dead && !r.retiring {
+	if r := req.replaces; r != nil && r.state != retiring && r.state != dead {
 		return true
 	}
 	if req.spare {
@@ -412,9 +413,8 @@ func (p *Pool) onExit(w *workerProc) {
 	}
 	ex := proc.ExitOf(w.proc.State())
 	delete(p.workers, w)
-	w.dead = true
+	p.moveLocked(w, dead)
 	p.removeAvailLocked(w)
-	p.removeSpareLocked(w)
 	wasSpare := w.wasSpare
 	phase := PhaseIdle
 	if w.inflight > 0 {
@@ -425,12 +425,11 @@ func (p *Pool) onExit(w *workerProc) {
 	// of its stream: the pool's doing, though the caller may not have
 	// retired it yet.
 	abandoned := w.conn.abandonedBy.Load() != 0
-	expected := (w.retiring || abandoned) && !memKill
+	expected := (w.retired() || abandoned) && !memKill
 	why := w.retireWhy
 	if why == "" && abandoned {
 		why = "connection shut down by an abandoned call"
 	}
-	p.uncountLocked(w)
 	var limit Limit
 	switch {
 	case memKill:
@@ -444,8 +443,7 @@ func (p *Pool) onExit(w *workerProc) {
 			CoreDumped: ex.Core, Reason: "died between calls: " + ex.String(), Stderr: w.stderr.String(), Limit: limit})
 	}
 	p.fillLocked(time.Now())
-	closeNow := w.inflight == 0 && w.hung == 0 && !w.closed
-	w.closed = w.closed || closeNow
+	last := w.dropLocked() // the process's hold
 	p.unlock()
 
 	if expected {
@@ -467,7 +465,7 @@ func (p *Pool) onExit(w *workerProc) {
 		}
 		p.cfg.Logger.Error("worker crashed", attrs...)
 	}
-	if closeNow {
+	if last {
 		w.closeResources()
 	}
 }
@@ -539,14 +537,21 @@ func (p *Pool) acquire(ctx context.Context, method string, fp *fingerprint, whol
 
 // takeLocked counts a call on w.
 func (p *Pool) takeLocked(w *workerProc) {
-	w.inflight++
-	p.inflight++
+	p.holdCallLocked(w)
 	if w.inflight >= w.capacity {
 		p.avail = removeWorker(p.avail, w, &w.available)
 		if w.inflight >= p.depth(w) {
 			p.queueable = removeWorker(p.queueable, w, &w.queueable)
 		}
 	}
+}
+
+// holdCallLocked counts a call, or a goroutine acting for one, as holding
+// w: it keeps conn and marker (holdLocked) until release.
+func (p *Pool) holdCallLocked(w *workerProc) {
+	w.inflight++
+	p.inflight++
+	w.holdLocked()
 }
 
 // depth is how many calls w may have in flight, the ones queued in
@@ -579,8 +584,7 @@ func (p *Pool) offerLocked(w *workerProc) {
 			break // first come, first served: the oldest waits for room to run
 		}
 		wt := p.waiters.pop()
-		w.inflight++
-		p.inflight++
+		p.holdCallLocked(w)
 		wt.ch <- grant{w: w}
 	}
 	if w.inflight < w.capacity && !w.available {
@@ -624,6 +628,7 @@ func (p *Pool) release(w *workerProc, served bool) {
 	p.mu.Lock()
 	w.inflight--
 	p.inflight--
+	last := w.dropLocked()
 	w.pol.calls++
 	if served && p.loop.streak > 0 {
 		p.healedLocked()
@@ -633,15 +638,12 @@ func (p *Pool) release(w *workerProc, served bool) {
 		p.drained = nil
 	}
 	switch {
-	case w.dead:
-		if w.inflight == 0 && w.hung == 0 && !w.closed {
-			w.closed = true
-			p.unlock()
-			w.closeResources()
-			return
-		}
-	case w.retiring || w.broken.Load() || w.gone:
-		if w.inflight == 0 && w.retiring && w.hung == 0 {
+	case last: // dead, and nothing else uses conn and marker
+		p.unlock()
+		w.closeResources()
+		return
+	case w.state != serving || w.broken.Load():
+		if w.state == retiring && w.inflight == 0 && w.hung == 0 {
 			p.stopLocked(w)
 		}
 	case !p.closed:
@@ -654,7 +656,7 @@ func (p *Pool) release(w *workerProc, served bool) {
 		} else if r := p.dueLocked(w, time.Time{}); r != RecycleNone {
 			p.recycleLocked(w, r)
 		}
-		if !w.retiring {
+		if w.state == serving {
 			p.offerLocked(w)
 		}
 	}
@@ -666,14 +668,12 @@ func (p *Pool) release(w *workerProc, served bool) {
 // and replaced now if the pool needs it. reason, if set, is counted and
 // logged as a recycle.
 func (p *Pool) retireLocked(w *workerProc, why string, reason RecycleReason) {
-	if w.retiring || w.dead {
+	if w.state == retiring || w.state == dead {
 		return
 	}
-	w.retiring = true
+	p.moveLocked(w, retiring)
 	w.retireWhy = why
 	p.removeAvailLocked(w)
-	p.removeSpareLocked(w)
-	p.uncountLocked(w)
 	if reason != RecycleNone {
 		p.stats.recycled[reason].Add(1)
 		p.logLocked(slog.LevelInfo, "worker recycled", "pid", w.pid, "reason", reason.String(), "calls", w.pol.calls)
@@ -735,12 +735,11 @@ func (p *Pool) close(ctx context.Context) error {
 	ws := make([]*workerProc, 0, len(p.workers))
 	for w := range p.workers {
 		ws = append(ws, w)
-		if !w.retiring {
+		if w.state != retiring {
 			// Out of service, as retireLocked does it (Close stops it
 			// below): Stats counts it as stopping, not serving or spare.
-			w.retiring, w.retireWhy = true, "pool closed"
-			p.removeSpareLocked(w)
-			p.uncountLocked(w)
+			p.moveLocked(w, retiring)
+			w.retireWhy = "pool closed"
 		}
 		p.removeAvailLocked(w)
 		if err != nil {
@@ -910,7 +909,7 @@ func (p *Pool) Workers() []WorkerInfo {
 			continue // dead, not yet reaped
 		}
 		out = append(out, WorkerInfo{PID: w.pid, Name: w.hello.Name, InFlight: w.inflight, Capacity: w.capacity, Since: w.born,
-			Transport: w.transport(), Spare: w.spare, Stopping: w.retiring || w.gone})
+			Transport: w.transport(), Spare: w.state == spare, Stopping: w.state == retiring || w.state == lost})
 	}
 	return out
 }

@@ -28,11 +28,7 @@ func (p *Pool) promoteLocked(since time.Time) bool {
 		return false
 	}
 	w := p.spares[n-1]
-	p.spares[n-1] = nil
-	p.spares = p.spares[:n-1]
-	w.spare = false
-	w.counted = true
-	p.active++
+	p.moveLocked(w, serving)
 	w.pol.start(&p.cfg, p.now()) // its policy clocks start when it starts serving
 	p.stats.promoted.Add(1)
 	if !since.IsZero() {
@@ -65,31 +61,6 @@ func (p *Pool) surplusLocked() int {
 	return max(0, p.active+p.pending-p.cfg.max)
 }
 
-// removeSpareLocked takes w out of the spares, if it is one. O(Spares).
-func (p *Pool) removeSpareLocked(w *workerProc) {
-	if !w.spare {
-		return
-	}
-	w.spare, w.wasSpare = false, true
-	for i, x := range p.spares {
-		if x == w {
-			last := len(p.spares) - 1
-			p.spares[i] = p.spares[last]
-			p.spares[last] = nil
-			p.spares = p.spares[:last]
-			return
-		}
-	}
-}
-
-// uncountLocked stops w counting toward the pool's size; idempotent.
-func (p *Pool) uncountLocked(w *workerProc) {
-	if w.counted {
-		w.counted = false
-		p.active--
-	}
-}
-
 // roleLocked decides what a worker that has just said HELLO becomes: a
 // spare if it was started as one, or if it was started to serve but a
 // promoted spare has taken its place meanwhile (the pool is full); then,
@@ -109,8 +80,7 @@ func (p *Pool) roleLocked(req *spawnReq) (spare, needed bool) {
 // is ready serves before a spawn still under way, which then becomes the
 // spare in its stead.
 func (p *Pool) addSpareLocked(w *workerProc) {
-	w.spare = true
-	p.spares = append(p.spares, w)
+	p.moveLocked(w, spare)
 	if p.waiters.n > 0 && p.active < p.cfg.max && !p.loop.unhealthy {
 		p.promoteLocked(time.Time{})
 	}
@@ -123,12 +93,12 @@ func (p *Pool) addSpareLocked(w *workerProc) {
 // not compete with the reaping the crashed call waits for.
 func (p *Pool) workerLost(w *workerProc) {
 	p.mu.Lock()
-	if _, ok := p.workers[w]; ok && !w.gone && !w.dead {
-		w.gone = true
+	// A retiring worker is out of service already: nothing to see to.
+	if _, ok := p.workers[w]; ok && (w.state == spare || w.state == serving) {
+		wasServing := w.state == serving
+		p.moveLocked(w, lost)
 		p.removeAvailLocked(w)
-		p.removeSpareLocked(w)
-		if w.counted {
-			p.uncountLocked(w)
+		if wasServing {
 			p.growLocked(time.Now())
 		}
 	}

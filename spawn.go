@@ -40,18 +40,14 @@ type workerProc struct {
 	lost func(*workerProc)
 
 	// guarded by Pool.mu
-	inflight  int
+	state     state  // where it is in its life (worker_state.go)
+	inflight  int    // calls that hold it
+	hung      int    // abandoned calls whose stopHung is stopping it
+	holds     int    // users of conn and marker: the process, inflight, hung (dropLocked)
 	available bool   // in Pool.avail
-	counted   bool   // counts toward Pool.active (serving, not retiring, not lost)
-	spare     bool   // a warm spare: in Pool.spares, takes no calls
-	wasSpare  bool   // it left Pool.spares without being promoted (its death is logged as a spare's)
-	gone      bool   // lost: its replacement has been seen to (Pool.workerLost)
 	queueable bool   // in Pool.queueable
-	retiring  bool   // no new calls: it is being stopped on purpose
-	hung      int    // abandoned calls whose stopHung is stopping it (each keeps conn and marker)
-	dead      bool   // its process has exited
-	retireWhy string // why it was retired, for the log
-	closed    bool   // conn and marker released
+	wasSpare  bool   // it left Pool.spares without being promoted (its death is logged as a spare's)
+	retireWhy string // why it was retired, for the log; set on entering retiring (retired)
 
 	broken atomic.Bool // its connection failed under a call; being killed
 	exited atomic.Bool // the pidfd reported its exit; it may not be reaped yet
