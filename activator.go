@@ -502,7 +502,7 @@ func (a *Activator) markClosed() (sessions []*Session) {
 		if s.starting != nil {
 			// Under the lock, which keeps its descriptor open: its launch
 			// goroutine closes it only after track(false), which takes it.
-			s.starting.conn.shutdown()
+			s.starting.conn.Shutdown()
 		}
 	}
 	for s := range a.sessions {

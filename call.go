@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/bulkhead-go/bulkhead/internal/dispatch"
 	"sync"
 	"syscall"
 	"time"
@@ -83,7 +84,7 @@ const maxQueuedFrame = 256 << 10
 // builders holds the frames of calls being made (encodeCall).
 var builders = sync.Pool{New: func() any { return new(wire.Builder) }}
 
-// encodeCall encodes a CALL frame with id 0; conn.send numbers it.
+// encodeCall encodes a CALL frame with id 0; Conn.Send numbers it.
 func encodeCall(ctx context.Context, method string, args []any, maxFrame uint32) (*wire.Builder, error) {
 	var deadline int64
 	if d, ok := ctx.Deadline(); ok {
@@ -154,20 +155,21 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, f *wire
 	if err := ctx.Err(); err != nil {
 		return Reply{}, noRedispatch, notSent(method, err)
 	}
-	pd, err := w.conn.send(ctx, f)
+	pd, err := w.conn.Send(ctx, f)
 	if err != nil {
 		return Reply{}, noRedispatch, notSent(method, ctx.Err())
 	}
-	defer w.conn.release(pd)
-	w.current.Store(pd.id)
+	defer w.conn.Release(pd)
+	w.current.Store(pd.ID())
 
-	shut := w.conn.wait(pd, ctx)
-	if !shut && p.cfg.CancelGrace > 0 && !pd.isDone(w.conn) && ctx.Err() != nil {
+	res := w.conn.Wait(pd, ctx)
+	shut := res.Shut
+	if !shut && p.cfg.CancelGrace > 0 && !res.Done && ctx.Err() != nil {
 		if e := p.cancelSoft(w, pd, method, ctx.Err(), fp); e != nil {
 			return Reply{}, noRedispatch, e
 		}
 	}
-	if !shut && !pd.isDone(w.conn) && ctx.Err() != nil && (!w.hasStarted(pd.id) || w.movedPast(pd.id)) {
+	if !shut && !w.conn.Done(pd) && ctx.Err() != nil && (!w.hasStarted(pd.ID()) || w.conn.MovedPast(pd.ID())) {
 		// It waits behind other calls on this worker (Config.Pipeline),
 		// or its serial worker has finished it and moved on, its answer
 		// on the way: give it up alone, and leave the worker to the calls
@@ -177,37 +179,37 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, f *wire
 		}
 		// Its answer came meanwhile: take it.
 	}
-	res := pd.result(w.conn)
+	res = w.conn.Result(pd)
 	switch {
-	case res.done && res.err == nil:
+	case res.Done && res.Err == nil:
 		if shut {
 			// The answer came, but the connection is gone.
 			p.abandon(w, "connection shut down by an abandoned call")
 		}
-		return p.answered(ctx, w, pd.id, method, res, fp)
-	case shut || !res.done && ctx.Err() != nil:
-		return Reply{}, noRedispatch, p.canceled(ctx, w, pd.id, method, fp)
+		return p.answered(ctx, w, pd.ID(), method, res, fp)
+	case shut || !res.Done && ctx.Err() != nil:
+		return Reply{}, noRedispatch, p.canceled(ctx, w, pd.ID(), method, fp)
 	}
-	return p.lostUnder(ctx, w, pd.id, method, res.err, fp)
+	return p.lostUnder(ctx, w, pd.ID(), method, res.Err, fp)
 }
 
 // answered turns a worker's REPLY or ERROR into the call's outcome. A REPLY
 // whose value breaks PROTOCOL.md section 5 is a lie: it costs the worker.
-func (p *Pool) answered(ctx context.Context, w *workerProc, id uint64, method string, res callResult, fp *fingerprint) (Reply, redispatch, error) {
-	if res.typ == wire.TypeReply {
-		if err := wire.CheckValue(res.payload); err != nil {
-			w.conn.fail(err)
+func (p *Pool) answered(ctx context.Context, w *workerProc, id uint64, method string, res dispatch.Result, fp *fingerprint) (Reply, redispatch, error) {
+	if res.Type == wire.TypeReply {
+		if err := wire.CheckValue(res.Payload); err != nil {
+			w.conn.Fail(err)
 			err := p.crashed(w, id, method, err)
 			p.attribute(fp, w, err)
 			return Reply{}, noRedispatch, err
 		}
-		r := Reply{raw: res.payload}
-		if res.large {
-			r.big = &replyBuffer{buf: res.payload, owner: &p.bufs}
+		r := Reply{raw: res.Payload}
+		if res.Large {
+			r.big = &replyBuffer{buf: res.Payload, owner: &p.bufs}
 		}
 		return r, noRedispatch, nil
 	}
-	err := p.remoteError(w, id, method, res.payload, fp)
+	err := p.remoteError(w, id, method, res.Payload, fp)
 	if re, ok := err.(*RemoteError); ok && skipped(re.Code, re.Details) && pastDeadline(ctx) {
 		// The worker saw the deadline pass before the call started and
 		// did not run it: that is our ctx ending, with nothing to stop.
@@ -231,7 +233,7 @@ func (p *Pool) canceled(ctx context.Context, w *workerProc, id uint64, method st
 	e.stopped = make(chan struct{})
 	// The worker's end is this call's doing: other calls on it are told so
 	// (crashed), and its exit is no crash record (onExit).
-	w.conn.abandonedBy.CompareAndSwap(0, id)
+	w.conn.MarkAbandoned(id)
 	p.mu.Lock()
 	alone := w.inflight == 1 // for quarantine: only a call alone on its worker is to blame
 	p.retireLocked(w, "hung: call abandoned: "+e.Err.Error(), RecycleNone)
@@ -276,7 +278,7 @@ func (p *Pool) lostUnder(ctx context.Context, w *workerProc, id uint64, method s
 	p.mu.Lock()
 	retiring := w.retired() // a handler panicked, or the pool stops it: not this call's doing
 	p.unlock()
-	if retiring || w.started.Load() > w.conn.answered() || w.conn.abandonedBy.Load() != 0 {
+	if retiring || w.started.Load() > w.conn.Answered() || w.conn.AbandonedBy() != 0 {
 		return Reply{}, redispatchQueued, err // another call was running
 	}
 	return Reply{}, redispatchNext, err
@@ -311,11 +313,11 @@ func (p *Pool) lostLate(ctx context.Context, w *workerProc, id uint64, method st
 // sent CANCEL; e.Wait waits until it answered the call (ran it after all,
 // or skipped it) or died, and e.Started says which. It returns nil if the
 // call's answer had already come.
-func (p *Pool) abandonQueued(w *workerProc, pd *pending, method string, cause error) *CanceledError {
-	id := pd.id
+func (p *Pool) abandonQueued(w *workerProc, pd *dispatch.Pending, method string, cause error) *CanceledError {
+	id := pd.ID()
 	e := &CanceledError{Method: method, RequestID: id, PID: w.pid, Err: cause, ExitCode: -1, stopped: make(chan struct{})}
 	const queued = "abandoned while queued on the worker, which was left running; "
-	ok := w.conn.abandonQueued(pd, func(typ wire.Type, payload []byte, err error) {
+	ok := w.conn.AbandonQueued(pd, func(typ wire.Type, payload []byte, err error) {
 		describeOrphan(w, e, orphanEnd{typ: typ, payload: payload, err: err}, queued)
 		close(e.stopped)
 	})
@@ -323,7 +325,7 @@ func (p *Pool) abandonQueued(w *workerProc, pd *pending, method string, cause er
 		return nil
 	}
 	p.stats.abandoned.Add(1)
-	w.conn.sendControl(wire.TypeCancel, id)
+	w.conn.SendControl(wire.TypeCancel, id)
 	return e
 }
 
@@ -333,10 +335,10 @@ func (p *Pool) crashed(w *workerProc, id uint64, method string, cause error) err
 	e := crashOf(w, id, method, cause)
 	started := w.hasStarted(id) // exact now that it is dead
 	switch {
-	case w.conn.abandonedBy.Load() != 0 && w.conn.abandonedBy.Load() != id:
+	case w.conn.AbandonedBy() != 0 && w.conn.AbandonedBy() != id:
 		// Not this call's doing: another call on the worker was abandoned,
 		// which shut the connection down and has the worker stopped.
-		e.AbandonedBy = w.conn.abandonedBy.Load()
+		e.AbandonedBy = w.conn.AbandonedBy()
 		e.Reason = fmt.Sprintf("stopped by the pool: call %d on the same worker was abandoned (%s)", e.AbandonedBy, e.Reason)
 	case w.pol.limitKill.Load() == int32(LimitMemory):
 		e.Limit, e.Killed = LimitMemory, true
@@ -366,7 +368,7 @@ func (p *Pool) remoteError(w *workerProc, id uint64, method string, payload []by
 	body, err := wire.DecodeError(payload)
 	if err != nil {
 		// A malformed ERROR is a protocol violation.
-		w.conn.fail(err)
+		w.conn.Fail(err)
 		err := p.crashed(w, id, method, err)
 		p.attribute(fp, w, err)
 		return err
@@ -379,27 +381,6 @@ func (p *Pool) remoteError(w *workerProc, id uint64, method string, payload []by
 		p.unlock()
 	}
 	return e
-}
-
-// callResult is a pending call's outcome, read under the connection's lock.
-type callResult struct {
-	done    bool
-	typ     wire.Type
-	payload []byte
-	large   bool
-	err     error
-}
-
-func (pd *pending) result(c *conn) callResult {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return callResult{pd.done, pd.typ, pd.payload, pd.large, pd.err}
-}
-
-func (pd *pending) isDone(c *conn) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return pd.done
 }
 
 // pastDeadline reports whether ctx's deadline has passed by the clock,

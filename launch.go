@@ -37,7 +37,7 @@ func (a *Activator) launchServer(s *server) {
 		if add && closed {
 			// On the goroutine that owns the descriptor; if close came
 			// later, close shuts it down.
-			w.conn.shutdown()
+			w.conn.Shutdown()
 		}
 	}
 	w, err := launch(&s.def.s, a.spawner, func(w *workerProc) { a.onExit(s, w) }, track)
@@ -74,7 +74,7 @@ func (a *Activator) launchServer(s *server) {
 	s.pid = w.pid
 	s.state = stateRegistered
 	s.connRefs.Store(2) // the process and the watcher
-	w.conn.startWatch(func(h wire.Header, p []byte) error { return a.onFrame(s, h, p) }, a.eventDelay)
+	w.conn.StartWatch(func(h wire.Header, p []byte) error { return a.onFrame(s, h, p) }, a.eventDelay)
 	reg := a.newTimer()
 	s.regTimer = reg
 	a.wg.Add(1)
@@ -85,7 +85,7 @@ func (a *Activator) launchServer(s *server) {
 
 func (a *Activator) watchServer(s *server) {
 	defer a.wg.Done()
-	s.w.conn.watch()
+	s.w.conn.Watch()
 	s.releaseConn()
 }
 

@@ -115,7 +115,7 @@ func (s *server) releaseConn() {
 // sendControl sends a frame without reply, if the connection is still open.
 func (s *server) sendControl(t wire.Type, id uint64) {
 	if s.acquireConn() {
-		s.w.conn.sendControl(t, id)
+		s.w.conn.SendControl(t, id)
 		s.releaseConn()
 	}
 }
@@ -321,14 +321,14 @@ func (a *Activator) quit(s *server) {
 // it is disconnected, its running object table entries and locks are
 // dropped, and the next activation of its classes launches a fresh server.
 func (a *Activator) onExit(s *server, w *workerProc) {
-	w.conn.shutdown() // wake any caller blocked reading, and a watcher in poll
+	w.conn.Shutdown() // wake any caller blocked reading, and a watcher in poll
 	a.mu.Lock()
 	if s.state == stateStarting {
 		s.exited = true
 		a.mu.Unlock()
 		return // the launch goroutine cleans up
 	}
-	w.conn.kickWatcher() // set up under a.mu by launchServer; c.mu nests inside a.mu
+	w.conn.KickWatcher() // set up under a.mu by launchServer; c.mu nests inside a.mu
 	expected := s.stopInit || a.closed
 	ex := proc.ExitOf(w.proc.State())
 	var cause error

@@ -277,11 +277,11 @@ func (o *object) call(ctx context.Context, s *server, method string, args []any)
 	if d, ok := ctx.Deadline(); ok {
 		deadline = d.UnixNano()
 	}
-	pd, err := w.conn.sendObjCall(o.id, method, deadline, args)
+	pd, err := w.conn.SendObjCall(o.id, method, deadline, args)
 	if err != nil {
 		return Reply{}, false, fmt.Errorf("bulkhead: call %q: %w", method, err)
 	}
-	id := pd.id
+	id := pd.ID()
 	if hk := o.a.hooks.callSent; hk != nil {
 		hk(s, o.id)
 	}

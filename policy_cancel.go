@@ -1,6 +1,7 @@
 package bulkhead
 
 import (
+	"github.com/bulkhead-go/bulkhead/internal/dispatch"
 	"time"
 
 	"github.com/bulkhead-go/bulkhead/internal/wire"
@@ -23,10 +24,10 @@ type orphanEnd struct {
 
 // cancelSoft leaves pd to w for the grace. It returns nil if pd's answer
 // came meanwhile, for the caller to take.
-func (p *Pool) cancelSoft(w *workerProc, pd *pending, method string, cause error, fp *fingerprint) *CanceledError {
-	id := pd.id
+func (p *Pool) cancelSoft(w *workerProc, pd *dispatch.Pending, method string, cause error, fp *fingerprint) *CanceledError {
+	id := pd.ID()
 	ended := make(chan orphanEnd, 1)
-	ok := w.conn.abandonQueued(pd, func(typ wire.Type, payload []byte, err error) {
+	ok := w.conn.AbandonQueued(pd, func(typ wire.Type, payload []byte, err error) {
 		ended <- orphanEnd{typ: typ, payload: errorBody(typ, payload), err: err}
 	})
 	if !ok {
@@ -38,7 +39,7 @@ func (p *Pool) cancelSoft(w *workerProc, pd *pending, method string, cause error
 	p.holdCallLocked(w) // the grace's hold; the caller releases its own
 	p.wg.Add(1)
 	p.unlock()
-	w.conn.sendControl(wire.TypeCancel, id)
+	w.conn.SendControl(wire.TypeCancel, id)
 	go func() {
 		defer p.wg.Done()
 		p.graceOf(w, e, ended, fp)
@@ -76,8 +77,8 @@ func (p *Pool) graceOf(w *workerProc, e *CanceledError, ended <-chan orphanEnd, 
 	w.hung++
 	w.holdLocked()
 	p.unlock()
-	w.conn.abandonedBy.CompareAndSwap(0, e.RequestID)
-	w.conn.shutdown()
+	w.conn.MarkAbandoned(e.RequestID)
+	w.conn.Shutdown()
 	p.stopHung(w, e, fp, alone) // closes e.stopped
 	p.release(w, false)
 }

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	ossignal "os/signal"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 	"unsafe"
 
 	"github.com/bulkhead-go/bulkhead/internal/fdio"
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 	"github.com/bulkhead-go/bulkhead/worker"
 	"golang.org/x/sys/unix"
@@ -340,13 +340,7 @@ func (c *fakeClock) advance(d time.Duration) {
 // counters). Bounded; not a sleep.
 func until(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		runtime.Gosched()
-	}
+	testutil.Until(t, what, cond)
 }
 
 func isCrash(err error) (*CrashError, bool) {

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/bulkhead-go/bulkhead/internal/dispatch"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -53,7 +54,7 @@ type Pool struct {
 	closeErr  error
 
 	stats counters
-	bufs  largeBuffers // large reply buffers given back by Reply.Release
+	bufs  dispatch.Buffers // large reply buffers given back by Reply.Release
 
 	// fx are effects decided under mu and run by unlock once it is
 	// released: writes to workers, signals, log records. Nothing that can
@@ -230,15 +231,15 @@ func (p *Pool) spawn(req spawnReq) {
 		}
 		w, err := launchWatched(&p.cfg, p.spawner, p.workerLost, p.onExit, p.trackStarting, extraEnv...)
 		if err == nil {
-			w.conn.recycle(&p.bufs)
 			// Before any call: nobody uses the connection yet.
+			o := dispatch.Options{Buffers: &p.bufs, Follow: p.cfg.CancelGrace > 0}
 			if w.hello.Marker && w.capacity == 1 {
-				w.conn.serialStarted = w.started
+				o.SerialMarker = w.started
 			}
 			if p.depth(w) > w.capacity {
-				w.conn.holdAfter = w.capacity + 1
+				o.HoldAfter = w.capacity + 1
 			}
-			w.conn.follow = p.cfg.CancelGrace > 0
+			w.conn.Configure(o)
 		}
 		p.mu.Lock()
 		if first != nil {
@@ -394,7 +395,7 @@ func (p *Pool) trackStarting(w *workerProc, add bool) {
 	if add {
 		p.starting[w] = struct{}{}
 		if p.closed {
-			w.conn.shutdown()
+			w.conn.Shutdown()
 		}
 	} else {
 		delete(p.starting, w)
@@ -404,8 +405,8 @@ func (p *Pool) trackStarting(w *workerProc, add bool) {
 // onExit runs once per worker, on its watching goroutine, after the process
 // has been reaped.
 func (p *Pool) onExit(w *workerProc) {
-	w.conn.shutdown() // wake a caller blocked reading, even if a grandchild holds the socket
-	w.conn.dropOrphans(errWorkerExited)
+	w.conn.Shutdown() // wake a caller blocked reading, even if a grandchild holds the socket
+	w.conn.DropOrphans(dispatch.ErrWorkerExited)
 	p.mu.Lock()
 	if _, ok := p.workers[w]; !ok {
 		p.unlock()
@@ -424,7 +425,7 @@ func (p *Pool) onExit(w *workerProc) {
 	// A worker whose connection a cancellation shut down exits at the end
 	// of its stream: the pool's doing, though the caller may not have
 	// retired it yet.
-	abandoned := w.conn.abandonedBy.Load() != 0
+	abandoned := w.conn.AbandonedBy() != 0
 	expected := (w.retired() || abandoned) && !memKill
 	why := w.retireWhy
 	if why == "" && abandoned {
@@ -689,7 +690,7 @@ func (p *Pool) retireLocked(w *workerProc, why string, reason RecycleReason) {
 func (p *Pool) stopLocked(w *workerProc) {
 	grace := p.cfg.KillGrace
 	p.afterLocked(func() {
-		w.conn.sendControl(wire.TypeQuit, 0)
+		w.conn.SendControl(wire.TypeQuit, 0)
 		w.proc.Stop(proc.Step{Wait: grace}, proc.Step{Signal: syscall.SIGTERM, Wait: grace})
 	})
 }
@@ -714,7 +715,7 @@ func (p *Pool) close(ctx context.Context) error {
 		wt.ch <- grant{err: ErrClosed}
 	}
 	for w := range p.starting {
-		w.conn.shutdown()
+		w.conn.Shutdown()
 	}
 	var drained chan struct{}
 	if p.inflight > 0 {

@@ -22,7 +22,7 @@ type Reply struct {
 // reply, or a second Release, does nothing.
 func (r Reply) Release() {
 	if b := r.big; b != nil && b.released.CompareAndSwap(false, true) {
-		b.owner.put(b.buf)
+		b.owner.Put(b.buf)
 	}
 }
 

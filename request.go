@@ -3,6 +3,7 @@ package bulkhead
 import (
 	"bytes"
 	"context"
+	"github.com/bulkhead-go/bulkhead/internal/dispatch"
 
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
@@ -31,31 +32,30 @@ type answer struct {
 //     worker is; so too when this request's cancellation shut the
 //     connection down, even if its answer came just before: a success from
 //     a server killed for it would hand out a dead object.
-func (s *server) await(ctx context.Context, pd *pending, method string, onLeft func(answer)) (ans answer, ce *CanceledError, left bool) {
+func (s *server) await(ctx context.Context, pd *dispatch.Pending, method string, onLeft func(answer)) (ans answer, ce *CanceledError, left bool) {
 	c := s.w.conn
-	id := pd.id
+	id := pd.ID()
 	// wait reports true when this request's ctx ending shut the connection
 	// down, once the shutdown is over. abandonedBy also makes that so where
 	// wait reports only that the shutdown was asked for.
-	shut := c.wait(pd, ctx) && c.abandonedBy.Load() == id
+	shut := c.Wait(pd, ctx).Shut && c.AbandonedBy() == id
 	if !shut && ctx.Err() != nil && !s.w.hasStarted(id) {
 		if ce := s.leave(pd, method, ctx.Err(), onLeft); ce != nil {
-			c.release(pd)
+			c.Release(pd)
 			return answer{}, ce, true
 		}
 		// Answered meanwhile: take the answer.
 	}
-	c.mu.Lock()
-	done := pd.done
-	ans = answer{typ: pd.typ, payload: pd.payload, err: pd.err}
-	c.mu.Unlock()
-	c.release(pd)
+	res := c.Result(pd)
+	done := res.Done
+	ans = answer{typ: res.Type, payload: res.Payload, err: res.Err}
+	c.Release(pd)
 	switch {
 	case shut || (!done && ctx.Err() != nil):
 		s.kill()
 		return answer{}, &CanceledError{Method: method, RequestID: id, PID: s.pid, Started: s.w.hasStarted(id), Err: ctx.Err()}, false
 	case !done: // wait returns with pd done unless ctx ended
-		ans.err = errConnBroken
+		ans.err = dispatch.ErrBroken
 	}
 	return ans, nil, false
 }
@@ -74,8 +74,8 @@ func (s *server) kill() {
 // once the activator is closing onLeft does not run, since the server's
 // exit forgets what it would release. leave returns nil if the answer had
 // come already.
-func (s *server) leave(pd *pending, method string, cause error, onLeft func(answer)) *CanceledError {
-	a, w, id := s.a, s.w, pd.id
+func (s *server) leave(pd *dispatch.Pending, method string, cause error, onLeft func(answer)) *CanceledError {
+	a, w, id := s.a, s.w, pd.ID()
 	e := &CanceledError{Method: method, RequestID: id, PID: s.pid, Err: cause, ExitCode: -1}
 	a.mu.Lock()
 	owned := !a.closed
@@ -85,7 +85,7 @@ func (s *server) leave(pd *pending, method string, cause error, onLeft func(answ
 	a.mu.Unlock()
 	var ans answer
 	answered := make(chan struct{})
-	ok := w.conn.abandonQueued(pd, func(typ wire.Type, payload []byte, err error) {
+	ok := w.conn.AbandonQueued(pd, func(typ wire.Type, payload []byte, err error) {
 		// On the reader, under conn.mu: record, decide nothing else.
 		ans = answer{typ: typ, payload: bytes.Clone(payload), err: err}
 		e.Started, e.Reason = leftOutcome(w, id, ans)

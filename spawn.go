@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/bulkhead-go/bulkhead/internal/dispatch"
 	"os"
 	"os/exec"
 	"strconv"
@@ -15,7 +16,6 @@ import (
 	"unsafe"
 
 	"github.com/bulkhead-go/bulkhead/internal/proc"
-	"github.com/bulkhead-go/bulkhead/internal/shmpipe"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 	"golang.org/x/sys/unix"
 )
@@ -25,7 +25,7 @@ import (
 type workerProc struct {
 	proc     *proc.Process
 	pid      int
-	conn     *conn
+	conn     *dispatch.Conn
 	hello    wire.Hello
 	marker   []byte         // the shared start-marker page
 	started  *atomic.Uint64 // its "started" word
@@ -70,22 +70,11 @@ func (w *workerProc) hasStarted(id uint64) bool {
 	return !w.hello.Marker || w.started.Load() >= id
 }
 
-// movedPast reports whether w runs one call at a time and its start marker
-// is past call id, which it has therefore finished: its answer is on its
-// way. A marker beyond every id sent is a lie, and not believed.
-func (w *workerProc) movedPast(id uint64) bool {
-	if m := w.conn.serialStarted; m != nil {
-		v := m.Load()
-		return v > id && v <= w.conn.sent.Load()
-	}
-	return false
-}
-
 // launch spawns one worker of s.Command through sp and waits for its HELLO,
 // its exit, or the start timeout, whichever comes first. onExit runs once the
 // process has exited and been reaped, whatever happened. track, if not nil,
 // is told when the worker starts and stops waiting for HELLO, so that an
-// owner closing down can cut the wait short with w.conn.shutdown.
+// owner closing down can cut the wait short with w.conn.Shutdown.
 // extraEnv is added to the worker's environment.
 func launch(s *settings, sp *proc.Spawner, onExit func(*workerProc), track func(*workerProc, bool), extraEnv ...string) (*workerProc, error) {
 	return launchWatched(s, sp, nil, onExit, track, extraEnv...)
@@ -118,14 +107,14 @@ func launchWatched(s *settings, sp *proc.Spawner, onDied, onExit func(*workerPro
 	}
 	defer markerFile.Close()
 
-	var shm *shmLink
+	var shm *dispatch.ShmLink
 	if s.Transport == TransportShm {
-		if shm, err = newShmLink(s.ShmRingSize, s.ShmSpin); err != nil {
+		if shm, err = dispatch.NewShmLink(s.ShmRingSize, s.ShmSpin); err != nil {
 			unix.Close(parentFD)
 			unix.Munmap(page)
 			return nil, &StartError{ExitCode: -1, Reason: "shared-memory transport: " + err.Error(), Err: err}
 		}
-		defer shm.file.Close()
+		defer shm.File().Close()
 	}
 
 	var cookieBytes [16]byte
@@ -150,7 +139,7 @@ func launchWatched(s *settings, sp *proc.Spawner, onDied, onExit func(*workerPro
 			"BULKHEAD_SHM_FD=5",
 			"BULKHEAD_SHM_SIZE="+strconv.Itoa(s.ShmRingSize),
 			"BULKHEAD_SHM_SPIN="+strconv.Itoa(s.ShmSpin))
-		extra = append(extra, shm.file)
+		extra = append(extra, shm.File())
 	}
 	env = append(env, extraEnv...)
 	stderr := proc.NewTail(s.StderrTail)
@@ -168,21 +157,21 @@ func launchWatched(s *settings, sp *proc.Spawner, onDied, onExit func(*workerPro
 		marker:  page,
 		started: (*atomic.Uint64)(unsafe.Pointer(&page[8])),
 		stderr:  stderr,
-		conn:    newConn(parentFD, s.maxFrame),
+		conn:    dispatch.New(parentFD, s.maxFrame),
 	}
 	died := func() {
 		w.exited.Store(true)
-		w.conn.shutdown()
+		w.conn.Shutdown()
 		if onDied != nil {
 			onDied(w)
 		}
 	}
 	pr, err := proc.StartWatched(sp, cmd, died, func() { onExit(w) })
 	if err != nil {
-		w.conn.close()
+		w.conn.Close()
 		unix.Munmap(page)
 		if shm != nil {
-			unix.Munmap(shm.mem)
+			shm.Unmap()
 		}
 		return nil, &StartError{ExitCode: -1, Reason: "exec " + s.Command + ": " + err.Error(), Err: err}
 	}
@@ -201,7 +190,7 @@ func launchWatched(s *settings, sp *proc.Spawner, onDied, onExit func(*workerPro
 	if track != nil {
 		track(w, true)
 	}
-	hello, err := w.readHello(cookie, s.StartTimeout)
+	hello, err := w.conn.ReadHello(cookie, s.StartTimeout)
 	if track != nil {
 		track(w, false)
 	}
@@ -210,7 +199,7 @@ func launchWatched(s *settings, sp *proc.Spawner, onDied, onExit func(*workerPro
 	}
 	if err != nil {
 		if shm != nil {
-			unix.Munmap(shm.mem)
+			shm.Unmap()
 		}
 		err := w.startFailure(err, s.StartTimeout)
 		w.closeResources()
@@ -219,9 +208,9 @@ func launchWatched(s *settings, sp *proc.Spawner, onDied, onExit func(*workerPro
 	w.hello = hello
 	switch {
 	case hello.Transport == "shm" && shm != nil:
-		w.conn.useShm(shm)
+		w.conn.UseShm(shm)
 	case shm != nil:
-		unix.Munmap(shm.mem) // the worker stays on the socket
+		shm.Unmap() // the worker stays on the socket
 	}
 	w.capacity = min(s.ConcurrencyPerWorker, int(hello.Concurrency))
 	w.born = time.Now()
@@ -254,53 +243,6 @@ func newMarker() (*os.File, []byte, error) {
 // socketBuffer is the send and receive buffer asked for on each socket.
 const socketBuffer = 4 << 20
 
-var errStartTimeout = errors.New("no HELLO before the start timeout")
-
-// readHello reads the first frame. A timer shuts the socket down at the
-// deadline; the process's exit shuts it down too (see Pool.onExit), so the
-// blocking read always ends.
-func (w *workerProc) readHello(cookie string, timeout time.Duration) (wire.Hello, error) {
-	var timedOut atomic.Bool
-	fired := make(chan struct{})
-	t := time.AfterFunc(timeout, func() {
-		defer close(fired)
-		timedOut.Store(true)
-		w.conn.shutdown()
-	})
-	// Wait for a callback that has started: the descriptor it shuts down
-	// may be closed, and its number reused, once readHello returns.
-	defer func() {
-		if !t.Stop() {
-			<-fired
-		}
-	}()
-	r := w.conn.reader
-	r.SetMaxFrame(wire.MaxHelloSize)
-	h, payload, err := r.Next()
-	r.SetMaxFrame(w.conn.maxFrame)
-	if timedOut.Load() {
-		return wire.Hello{}, errStartTimeout
-	}
-	if err != nil {
-		return wire.Hello{}, err
-	}
-	if h.Type != wire.TypeHello {
-		return wire.Hello{}, &wire.FrameError{Header: h, Reason: "first frame is not HELLO"}
-	}
-	hello, err := wire.DecodeHello(payload, cookie)
-	if err != nil {
-		var he *wire.HelloError
-		if errors.As(err, &he) {
-			// Tell the worker why, best effort, before dropping it.
-			var b wire.Builder
-			_ = b.Value(wire.TypeError, 0, wire.ErrorBody{Code: he.Code, Message: he.Reason}, wire.MaxHelloSize)
-			_, _ = w.conn.fd.Write(b.Bytes())
-		}
-		return wire.Hello{}, err
-	}
-	return hello, nil
-}
-
 // startFailure stops a worker that failed its start and describes why.
 func (w *workerProc) startFailure(cause error, timeout time.Duration) *StartError {
 	// A worker we refused may exit by itself on reading the refusal; that
@@ -317,7 +259,7 @@ func (w *workerProc) startFailure(cause error, timeout time.Duration) *StartErro
 	switch {
 	case exitedOnItsOwn:
 		e.Reason = fmt.Sprintf("worker %d exited before HELLO: %v", w.pid, ex)
-	case errors.Is(cause, errStartTimeout):
+	case errors.Is(cause, dispatch.ErrStartTimeout):
 		e.Reason = fmt.Sprintf("worker %d sent no HELLO within %v; killed", w.pid, timeout)
 	default:
 		e.Reason = fmt.Sprintf("worker %d: %v; killed", w.pid, cause)
@@ -328,46 +270,16 @@ func (w *workerProc) startFailure(cause error, timeout time.Duration) *StartErro
 // closeResources releases the socket and marker; the process must have
 // exited and no call may be using the connection.
 func (w *workerProc) closeResources() {
-	w.conn.close()
+	w.conn.Close()
 	if w.marker != nil {
 		_ = unix.Munmap(w.marker)
 		w.marker = nil
 	}
 }
 
-// newShmLink creates the shared-memory region of PROTOCOL.md section 9: pipe
-// 0 carries frames to the worker, pipe 1 from it.
-func newShmLink(size, spin int) (*shmLink, error) {
-	fd, err := unix.MemfdCreate("bulkhead-shm", unix.MFD_CLOEXEC)
-	if err != nil {
-		return nil, err
-	}
-	f := os.NewFile(uintptr(fd), "bulkhead-shm")
-	n := 2 * shmpipe.Region(size)
-	if err := f.Truncate(int64(n)); err != nil {
-		f.Close()
-		return nil, err
-	}
-	mem, err := unix.Mmap(fd, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	out, err := shmpipe.New(mem[:n/2], size, spin)
-	if err == nil {
-		var in *shmpipe.Pipe
-		if in, err = shmpipe.New(mem[n/2:], size, spin); err == nil {
-			return &shmLink{mem: mem, in: in, out: out, file: f}, nil
-		}
-	}
-	unix.Munmap(mem)
-	f.Close()
-	return nil, err
-}
-
 // transport reports which transport w's frames use.
 func (w *workerProc) transport() Transport {
-	if w.conn.shm.Load() != nil {
+	if w.conn.OnShm() {
 		return TransportShm
 	}
 	return TransportSocket
@@ -393,7 +305,7 @@ func (w *workerProc) finish() {
 	// and the pool is stopping the worker already (stopHung, abandon).
 	// Several calls may see the same broken connection (Config.Pipeline,
 	// ConcurrencyPerWorker): the first kills, and all say so.
-	if !w.proc.Exiting() && w.conn.abandonedBy.Load() == 0 && w.broken.CompareAndSwap(false, true) {
+	if !w.proc.Exiting() && w.conn.AbandonedBy() == 0 && w.broken.CompareAndSwap(false, true) {
 		w.proc.Kill()
 	}
 }

@@ -1,4 +1,4 @@
-package bulkhead
+package dispatch
 
 import (
 	"context"
@@ -27,17 +27,17 @@ import (
 // frame it reads to its owner, and hands the role on when its own reply has
 // come. With one call in flight, the caller simply reads its own reply with a
 // blocking read(2): two system calls per round trip and no goroutine switch.
-type conn struct {
+type Conn struct {
 	fd   fdio.FD                 // the socket: the handshake, and waking blocked callers
 	rd   io.Reader               // where frames come from: the socket or a shared-memory pipe
 	wr   io.Writer               // where frames go
-	shm  atomic.Pointer[shmLink] // nil unless the shared-memory transport is in use
+	shm  atomic.Pointer[ShmLink] // nil unless the shared-memory transport is in use
 	down atomic.Bool             // shutdown has been called
 	// abandonedBy is the id of the call whose ctx ending shut the
 	// connection down (abandon), or 0.
 	abandonedBy atomic.Uint64
 	maxFrame    uint32
-	bufs        *largeBuffers // recycled large reply buffers, or nil (recycle)
+	bufs        *Buffers // recycled large reply buffers, or nil (recycle)
 	// serialStarted is the start marker of a worker that runs one call
 	// at a time, or nil (abandon).
 	serialStarted *atomic.Uint64
@@ -60,8 +60,8 @@ type conn struct {
 	segs       [][]byte // the writer's scratch for a frame with references
 
 	mu       sync.Mutex
-	pend     map[uint64]*pending
-	orphans  map[uint64]orphan   // calls whose callers left them queued (abandonQueued)
+	pend     map[uint64]*Pending
+	orphans  map[uint64]Orphan   // calls whose callers left them queued (abandonQueued)
 	gone     map[uint64]struct{} // calls whose callers left unanswered (release): their answers are dropped
 	drainers sync.WaitGroup      // drain, reading for orphans while no caller does
 	reading  bool
@@ -87,7 +87,7 @@ type conn struct {
 }
 
 // pending is one call awaiting its reply. Pooled.
-type pending struct {
+type Pending struct {
 	id      uint64
 	wake    chan struct{} // cap 1: the reply came, or the reader role is free
 	done    bool          // guarded by conn.mu
@@ -114,19 +114,19 @@ type pending struct {
 }
 
 var pendingPool = sync.Pool{New: func() any {
-	return &pending{wake: make(chan struct{}, 1), cbDone: make(chan struct{}, 1), settle: make(chan struct{}, 1),
+	return &Pending{wake: make(chan struct{}, 1), cbDone: make(chan struct{}, 1), settle: make(chan struct{}, 1),
 		roleDone: make(chan struct{}, 1)}
 }}
 
-func newConn(fd int, maxFrame uint32) *conn {
-	c := &conn{
+func New(fd int, maxFrame uint32) *Conn {
+	c := &Conn{
 		fd:       fdio.FD(fd),
 		rd:       fdio.FD(fd),
 		wr:       fdio.FD(fd),
 		maxFrame: maxFrame,
 		out:      new(wire.Builder),
 		spare:    new(wire.Builder),
-		pend:     make(map[uint64]*pending),
+		pend:     make(map[uint64]*Pending),
 		gone:     make(map[uint64]struct{}),
 	}
 	c.roleFree.L = &c.wmu
@@ -134,28 +134,116 @@ func newConn(fd int, maxFrame uint32) *conn {
 	return c
 }
 
-// recycle has large frames read into buffers from bufs, which Reply.Release
-// fills. Call it before the connection is in use.
-func (c *conn) recycle(bufs *largeBuffers) {
-	c.bufs = bufs
-	c.reader.Alloc = bufs.get
+// Options tune a connection to its worker and its owner. They are known
+// only once the worker has said HELLO, and are set by Configure before the
+// connection carries its first call.
+type Options struct {
+	// Buffers, if not nil, has large frames read into buffers that the
+	// owner recycles (bulkhead.Reply.Release); Result.Large says so.
+	Buffers *Buffers
+	// SerialMarker is the start marker of a worker that runs one call at a
+	// time, or nil: a cancellation spares a reader whose worker's marker
+	// has moved past its call (MovedPast), since its answer is on its way.
+	SerialMarker *atomic.Uint64
+	// HoldAfter is how many calls may be pending before a new one is held
+	// back in the buffer for the reader to write (Config.Pipeline: the
+	// worker's concurrency plus one); 0, never.
+	HoldAfter int
+	// Follow has callers wait as followers only, while a goroutine of the
+	// connection's reads for them, so that a caller whose ctx ends returns
+	// at once without shutting the socket down (Config.CancelGrace).
+	Follow bool
 }
 
-// shmLink is the shared-memory transport of one connection (PROTOCOL.md
+// Configure sets o. Call it once, after HELLO and before the connection
+// carries a call: nothing else reads or writes these fields meanwhile.
+func (c *Conn) Configure(o Options) {
+	if o.Buffers != nil {
+		c.bufs = o.Buffers
+		c.reader.Alloc = o.Buffers.Get
+	}
+	c.serialStarted = o.SerialMarker
+	c.holdAfter = o.HoldAfter
+	c.follow = o.Follow
+}
+
+// Result is a call's outcome, as far as it is known.
+type Result struct {
+	// Done: the answer came (Type and Payload), or the connection broke
+	// before it did (Err).
+	Done    bool
+	Type    wire.Type // REPLY or ERROR
+	Payload []byte
+	Large   bool // Payload is a buffer from Options.Buffers
+	Err     error
+	// Shut (from Wait only): this call's ctx ending shut the connection
+	// down, and the shutdown is over.
+	Shut bool
+}
+
+// Wait waits for p's answer, the connection's end, or ctx's end, and
+// returns what is known then (see wait for the roles it may take).
+func (c *Conn) Wait(p *Pending, ctx context.Context) Result {
+	shut := c.wait(p, ctx)
+	r := c.Result(p)
+	r.Shut = shut
+	return r
+}
+
+// Result reads p's outcome under the connection's lock.
+func (c *Conn) Result(p *Pending) Result {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return Result{Done: p.done, Type: p.typ, Payload: p.payload, Large: p.large, Err: p.err}
+}
+
+// Done reports whether p's outcome is in.
+func (c *Conn) Done(p *Pending) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return p.done
+}
+
+// ID is p's request id.
+func (p *Pending) ID() uint64 { return p.id }
+
+// AbandonedBy is the id of the call whose ctx ending shut the connection
+// down, or 0.
+func (c *Conn) AbandonedBy() uint64 { return c.abandonedBy.Load() }
+
+// MarkAbandoned records id as the call whose ending stops the worker,
+// unless one is recorded already; it reports whether id was recorded.
+func (c *Conn) MarkAbandoned(id uint64) bool { return c.abandonedBy.CompareAndSwap(0, id) }
+
+// MovedPast reports whether the worker runs one call at a time and its
+// start marker is past call id, which it has therefore finished: its answer
+// is on its way. A marker beyond every id sent is a lie, and not believed.
+func (c *Conn) MovedPast(id uint64) bool {
+	if m := c.serialStarted; m != nil {
+		v := m.Load()
+		return v > id && v <= c.sent.Load()
+	}
+	return false
+}
+
+// OnShm reports whether frames go over the shared-memory transport.
+func (c *Conn) OnShm() bool { return c.shm.Load() != nil }
+
+// ShmLink is the shared-memory transport of one connection (PROTOCOL.md
 // section 9): a pipe each way in one mapped region.
-type shmLink struct {
+type ShmLink struct {
 	mem     []byte
 	in, out *shmpipe.Pipe
 	file    *os.File // the region, until it has been handed to the worker
 }
 
-// useShm moves the connection onto shared-memory pipes after a HELLO that
+// UseShm moves the connection onto shared-memory pipes after a HELLO that
 // accepted them. Nothing else may be using the connection yet.
-func (c *conn) useShm(l *shmLink) {
+func (c *Conn) UseShm(l *ShmLink) {
 	c.rd, c.wr = l.in, l.out
 	c.reader = wire.NewReader(c.rd, c.maxFrame)
 	if c.bufs != nil {
-		c.reader.Alloc = c.bufs.get
+		c.reader.Alloc = c.bufs.Get
 	}
 	c.shm.Store(l)
 	// A shutdown racing with this switch either sees l, or set down
@@ -173,7 +261,7 @@ func (c *conn) useShm(l *shmLink) {
 // either means that the worker is gone or broken, and a reader waiting on
 // the ring would not know. It blocks a thread in poll(2) for the life of the
 // connection, and ends when the socket is shut down (close waits for it).
-func (c *conn) watchSocket() {
+func (c *Conn) watchSocket() {
 	defer c.drainers.Done()
 	fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN | unix.POLLRDHUP}}
 	for {
@@ -181,11 +269,11 @@ func (c *conn) watchSocket() {
 			break
 		}
 	}
-	c.shutdown()
+	c.Shutdown()
 }
 
-// errConnBroken wraps the cause when a worker's connection fails.
-var errConnBroken = errors.New("worker connection broken")
+// ErrBroken wraps the cause when a worker's connection fails.
+var ErrBroken = errors.New("worker connection broken")
 
 // send numbers and queues the CALL frame that f holds, registers it and
 // has ctx watched (arm). f was encoded by the caller with no lock held, so
@@ -199,7 +287,7 @@ var errConnBroken = errors.New("worker connection broken")
 // connection broke, or a cancellation shut it down), no write can still be
 // reading them. If ctx ends while it waits for the role, nothing is sent
 // and send returns errNotSent.
-func (c *conn) send(ctx context.Context, f *wire.Builder) (*pending, error) {
+func (c *Conn) Send(ctx context.Context, f *wire.Builder) (*Pending, error) {
 	vec := f.HasRefs()
 	c.wmu.Lock()
 	if vec && c.writing {
@@ -223,7 +311,7 @@ var errNotSent = errors.New("bulkhead: ctx ended before the call was sent")
 // awaitRoleLocked waits, with wmu held, until no writer is at work, or ctx
 // ends (false). A callback wakes the waiters when ctx ends; it is waited for
 // before this returns, since it takes wmu.
-func (c *conn) awaitRoleLocked(ctx context.Context) bool {
+func (c *Conn) awaitRoleLocked(ctx context.Context) bool {
 	var cb chan struct{}
 	var stop func() bool
 	if ctx.Done() != nil {
@@ -259,7 +347,7 @@ func (c *conn) awaitRoleLocked(ctx context.Context) bool {
 // takes now and leaves the rest queued, held for the next writer (the
 // reader writes held frames before it blocks). A worker that stops reading
 // cannot stall a caller that only cancels, or a reader answering PINGs.
-func (c *conn) sendControl(t wire.Type, id uint64) {
+func (c *Conn) SendControl(t wire.Type, id uint64) {
 	c.wmu.Lock()
 	if t == wire.TypePong && c.out.Len() > maxQueuedPong {
 		// A worker that sends PINGs and does not read the PONGs would
@@ -276,7 +364,7 @@ func (c *conn) sendControl(t wire.Type, id uint64) {
 	if err != nil {
 		c.out.Reset()
 		c.wmu.Unlock()
-		c.shutdown() // as in flushLocked
+		c.Shutdown() // as in flushLocked
 		return
 	}
 	c.out.Discard(n)
@@ -312,7 +400,7 @@ func tryWrite(w io.Writer, b []byte) (int, error) {
 // nil, is the call of the goroutine that writes: while it writes, its ctx
 // ending shuts the connection down (cancel.go), the only way to free a
 // write that the worker does not read.
-func (c *conn) flushLocked(as *pending) {
+func (c *Conn) flushLocked(as *Pending) {
 	if c.writing {
 		c.wmu.Unlock()
 		return
@@ -339,7 +427,7 @@ func (c *conn) flushLocked(as *pending) {
 			// the worker; they fail then, and the start marker sends them
 			// elsewhere.
 			c.out.Reset()
-			c.shutdown()
+			c.Shutdown()
 			break
 		}
 	}
@@ -369,7 +457,7 @@ func (c *conn) flushLocked(as *pending) {
 // an answer is already waiting to be read. A call queued behind it
 // (Config.Pipeline) waits on its channel instead, and its ctx ending returns
 // from wait with p not done, for the caller to abandon p alone.
-func (c *conn) wait(p *pending, ctx context.Context) (shut bool) {
+func (c *Conn) wait(p *Pending, ctx context.Context) (shut bool) {
 	c.arm(p, ctx)
 	for {
 		c.mu.Lock()
@@ -407,7 +495,7 @@ func (c *conn) wait(p *pending, ctx context.Context) (shut bool) {
 // the call's answer has come meanwhile, or, for a reader, is waiting to be
 // read (buffered: the reader's own buffer holds a frame; the reader calls
 // abandon again after each frame). abandonedBy says which call it was.
-func (c *conn) abandon(id uint64, role int32, buffered bool, trustMarker bool) (spared bool) {
+func (c *Conn) abandon(id uint64, role int32, buffered bool, trustMarker bool) (spared bool) {
 	if m := c.serialStarted; trustMarker && m != nil {
 		// A worker that runs one call at a time and has moved on to a
 		// later call finished this one: its answer is in the socket. A
@@ -426,13 +514,13 @@ func (c *conn) abandon(id uint64, role int32, buffered bool, trustMarker bool) (
 		return false
 	}
 	c.abandonedBy.CompareAndSwap(0, id)
-	c.shutdown()
+	c.Shutdown()
 	return false
 }
 
 // readable reports, without blocking, whether the worker has sent data not
 // yet read.
-func (c *conn) readable() bool {
+func (c *Conn) readable() bool {
 	if l := c.shm.Load(); l != nil {
 		return l.in.Unread()
 	}
@@ -441,14 +529,14 @@ func (c *conn) readable() bool {
 }
 
 // answered is the highest request id answered on the connection.
-func (c *conn) answered() uint64 {
+func (c *Conn) Answered() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.lastAnswered
 }
 
 // oldestLocked reports whether p is the oldest call still waiting.
-func (c *conn) oldestLocked(p *pending) bool {
+func (c *Conn) oldestLocked(p *Pending) bool {
 	if len(c.pend) > 1 {
 		for id, q := range c.pend {
 			if id < p.id && !q.done {
@@ -461,8 +549,8 @@ func (c *conn) oldestLocked(p *pending) bool {
 
 // handOffLocked gives the free reader role to the oldest waiting call, or,
 // on an object server, to its watcher.
-func (c *conn) handOffLocked() {
-	var next *pending
+func (c *Conn) handOffLocked() {
+	var next *Pending
 	for _, q := range c.pend {
 		if !q.done && (next == nil || q.id < next.id) {
 			next = q
@@ -483,7 +571,7 @@ func (c *conn) handOffLocked() {
 }
 
 // startDrainLocked gives the reader role to a new drain goroutine.
-func (c *conn) startDrainLocked() {
+func (c *Conn) startDrainLocked() {
 	c.reading = true
 	c.drainers.Add(1)
 	go c.drain()
@@ -493,7 +581,7 @@ func (c *conn) startDrainLocked() {
 // is waiting, and for every caller with follow. It stops once they are
 // answered, or (without follow) a caller waits and can read for itself, or
 // the connection fails; close waits for it.
-func (c *conn) drain() {
+func (c *Conn) drain() {
 	defer c.drainers.Done()
 	c.readUntil(nil)
 	c.mu.Lock()
@@ -502,7 +590,7 @@ func (c *conn) drain() {
 	c.mu.Unlock()
 }
 
-func signal(p *pending) {
+func signal(p *Pending) {
 	select {
 	case p.wake <- struct{}{}:
 	default:
@@ -512,7 +600,7 @@ func signal(p *pending) {
 // readUntil reads and delivers frames until p is done or the connection
 // fails. With p nil (drain) it reads until no call left queued awaits its
 // answer, or a caller waits.
-func (c *conn) readUntil(p *pending) {
+func (c *Conn) readUntil(p *Pending) {
 	for {
 		if c.held.Load() && !c.reader.Buffered() {
 			// About to block: write the calls held back first (register).
@@ -520,7 +608,7 @@ func (c *conn) readUntil(p *pending) {
 		}
 		h, payload, err := c.reader.Next()
 		if err != nil {
-			c.fail(readError(err))
+			c.Fail(readError(err))
 			return
 		}
 		switch h.Type {
@@ -529,7 +617,7 @@ func (c *conn) readUntil(p *pending) {
 			q, err := c.deliverLocked(h, payload, p)
 			if err != nil {
 				c.mu.Unlock()
-				c.fail(err)
+				c.Fail(err)
 				return
 			}
 			drained := p == nil && (len(c.orphans) == 0 && len(c.pend) == 0 || len(c.pend) > 0 && !c.follow)
@@ -539,34 +627,34 @@ func (c *conn) readUntil(p *pending) {
 			}
 			// A reply nobody waits for belongs to an abandoned call.
 			if c.recheck(p) {
-				c.fail(errAbandoned)
+				c.Fail(errAbandoned)
 				return
 			}
 		case wire.TypePing, wire.TypePong:
 			if len(payload) != 0 {
-				c.fail(&wire.FrameError{Header: h, Reason: "control frame with a payload"})
+				c.Fail(&wire.FrameError{Header: h, Reason: "control frame with a payload"})
 				return
 			}
 			if h.Type == wire.TypePing && !c.down.Load() {
-				c.sendControl(wire.TypePong, h.ID)
+				c.SendControl(wire.TypePong, h.ID)
 			}
 			if c.recheck(p) {
-				c.fail(errAbandoned)
+				c.Fail(errAbandoned)
 				return
 			}
 		default:
 			if c.onFrame != nil && wire.IsObjectType(h.Type) {
 				if err := c.onFrame(h, payload); err != nil {
-					c.fail(err)
+					c.Fail(err)
 					return
 				}
 				if c.recheck(p) {
-					c.fail(errAbandoned)
+					c.Fail(errAbandoned)
 					return
 				}
 				continue
 			}
-			c.fail(&wire.FrameError{Header: h, Reason: "unexpected frame from worker"})
+			c.Fail(&wire.FrameError{Header: h, Reason: "unexpected frame from worker"})
 			return
 		}
 	}
@@ -574,10 +662,10 @@ func (c *conn) readUntil(p *pending) {
 
 // deliverLocked hands an answer (REPLY or ERROR) to the call it is for,
 // with c.mu held: to its waiting caller (signalled unless it is self, the
-// reader), or to the call's orphan function, or nowhere for a call whose
+// reader), or to the call's Orphan function, or nowhere for a call whose
 // caller left it. It returns the waiting call, if any. An answer to id 0, to
 // an id never sent, or to a call answered already, is a protocol violation.
-func (c *conn) deliverLocked(h wire.Header, payload []byte, self *pending) (*pending, error) {
+func (c *Conn) deliverLocked(h wire.Header, payload []byte, self *Pending) (*Pending, error) {
 	if h.ID == 0 || h.ID > c.sent.Load() {
 		return nil, &wire.FrameError{Header: h, Reason: "answer to a request never sent"}
 	}
@@ -624,7 +712,7 @@ func readError(err error) error {
 }
 
 // fail breaks the connection: every pending call, now and later, fails with err.
-func (c *conn) fail(err error) {
+func (c *Conn) Fail(err error) {
 	c.mu.Lock()
 	if c.broken == nil {
 		c.broken = err
@@ -639,18 +727,18 @@ func (c *conn) fail(err error) {
 		c.wakeWatcher()
 	}
 	c.mu.Unlock()
-	c.shutdown()
+	c.Shutdown()
 }
 
 // orphan is told how a call whose caller left it queued ended: the
 // worker's answer (typ REPLY or ERROR, and its payload), or err if the
 // connection broke first. It runs under conn.mu and must not block.
-type orphan func(typ wire.Type, payload []byte, err error)
+type Orphan func(typ wire.Type, payload []byte, err error)
 
 // abandonQueued gives p, whose caller stops waiting before the worker
 // answered, to done; the caller must still release p. It reports false if
 // the answer had already come, when p is simply done.
-func (c *conn) abandonQueued(p *pending, done orphan) bool {
+func (c *Conn) AbandonQueued(p *Pending, done Orphan) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if p.done {
@@ -661,7 +749,7 @@ func (c *conn) abandonQueued(p *pending, done orphan) bool {
 		return true
 	}
 	if c.orphans == nil {
-		c.orphans = make(map[uint64]orphan)
+		c.orphans = make(map[uint64]Orphan)
 	}
 	// One move under one lock: its answer must find either p or done.
 	delete(c.pend, p.id)
@@ -672,19 +760,19 @@ func (c *conn) abandonQueued(p *pending, done orphan) bool {
 	return true
 }
 
-// errWorkerExited ends the calls left queued on a worker that has exited.
-var errWorkerExited = errors.New("worker exited")
+// ErrWorkerExited ends the calls left queued on a worker that has exited.
+var ErrWorkerExited = errors.New("worker exited")
 
 // dropOrphans tells the calls left queued (abandonQueued) that the worker
 // is gone: with nobody else waiting, nobody may read their answers.
-func (c *conn) dropOrphans(err error) {
+func (c *Conn) DropOrphans(err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.endOrphansLocked(err)
 }
 
 // endOrphansLocked tells every call left queued that it ended with err.
-func (c *conn) endOrphansLocked(err error) {
+func (c *Conn) endOrphansLocked(err error) {
 	for id, o := range c.orphans {
 		delete(c.orphans, id)
 		o(0, nil, err)
@@ -694,7 +782,7 @@ func (c *conn) endOrphansLocked(err error) {
 // release returns p to the pool once its caller is done with it. A pending
 // still registered (its caller gave up) is left to the connection; if it
 // was given the reader role, the role passes on.
-func (c *conn) release(p *pending) {
+func (c *Conn) Release(p *Pending) {
 	c.mu.Lock()
 	if !p.done {
 		delete(c.pend, p.id)
@@ -706,7 +794,7 @@ func (c *conn) release(p *pending) {
 		return // a late signal may still arrive on p.wake; do not reuse
 	}
 	c.mu.Unlock()
-	*p = pending{wake: p.wake, cbDone: p.cbDone, settle: p.settle, roleDone: p.roleDone}
+	*p = Pending{wake: p.wake, cbDone: p.cbDone, settle: p.settle, roleDone: p.roleDone}
 	select {
 	case <-p.wake:
 	default:
@@ -724,7 +812,7 @@ func (c *conn) release(p *pending) {
 
 // shutdown wakes any reader or writer blocked on the socket. The descriptor
 // stays open until close, so its number cannot be reused under them.
-func (c *conn) shutdown() {
+func (c *Conn) Shutdown() {
 	c.down.Store(true)
 	_ = unix.Shutdown(int(c.fd), unix.SHUT_RDWR)
 	if l := c.shm.Load(); l != nil {
@@ -734,9 +822,9 @@ func (c *conn) shutdown() {
 }
 
 // close releases the descriptor; call only when no goroutine can use it.
-func (c *conn) close() {
+func (c *Conn) Close() {
 	c.closeOnce.Do(func() {
-		c.shutdown()
+		c.Shutdown()
 		c.drainers.Wait() // it may be reading the descriptor
 		_ = unix.Close(int(c.fd))
 		if l := c.shm.Load(); l != nil {

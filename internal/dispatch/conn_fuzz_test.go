@@ -1,4 +1,4 @@
-package bulkhead
+package dispatch
 
 import (
 	"bytes"
@@ -53,12 +53,12 @@ func FuzzConnRead(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer unix.Close(fds[1])
-		c := newConn(fds[0], fuzzMaxFrame)
-		defer c.close()
+		c := New(fds[0], fuzzMaxFrame)
+		defer c.Close()
 		var toWorker, fromWorker *shmpipe.Pipe // the worker's ends
 		var pipe0, pipe1 []byte                // their memory, for the lies
 		if shm {
-			l, err := newShmLink(fuzzRing, 0)
+			l, err := NewShmLink(fuzzRing, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -67,13 +67,13 @@ func FuzzConnRead(f *testing.F) {
 			pipe0, pipe1 = l.mem[:n], l.mem[n:]
 			toWorker, _ = shmpipe.New(pipe0, fuzzRing, 0)
 			fromWorker, _ = shmpipe.New(pipe1, fuzzRing, 0)
-			c.useShm(l)
+			c.UseShm(l)
 		}
 		p, err := sendCall(c, "m", 0, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.release(p)
+		defer c.Release(p)
 
 		// The worker reads its call, answers with the stream, and dies.
 		honest := true
@@ -115,7 +115,7 @@ func FuzzConnRead(f *testing.F) {
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
-			c.fail(errors.New("fuzz: timed out"))
+			c.Fail(errors.New("fuzz: timed out"))
 			<-done
 			t.Fatalf("the read path did not end within 10 s of the end of the stream")
 		}
@@ -143,7 +143,7 @@ func lieAt(mem []byte, off int, v uint64) {
 // protocol, or the end of the stream. A REPLY or ERROR for another id is
 // dropped today, but may become a protocol error: after one, either is
 // accepted. So is a protocol error for an answer whose payload is not valid.
-func checkAgainstStream(t *testing.T, p *pending, stream []byte, id uint64) {
+func checkAgainstStream(t *testing.T, p *Pending, stream []byte, id uint64) {
 	t.Helper()
 	protocol := p.err != nil && errors.Is(p.err, wire.ErrProtocol)
 	lenient := false

@@ -1,4 +1,4 @@
-package bulkhead
+package dispatch
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/bulkhead-go/bulkhead/internal/fdio"
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
@@ -14,7 +15,7 @@ import (
 // vecConn is a conn on one end of a socketpair whose other end the test
 // plays; the socket buffer is small, so that a large frame blocks in writev
 // until the peer reads. Everything is closed when the test ends.
-func vecConn(t *testing.T) (*conn, fdio.FD) {
+func vecConn(t *testing.T) (*Conn, fdio.FD) {
 	t.Helper()
 	opt := goleak.IgnoreCurrent()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -24,9 +25,9 @@ func vecConn(t *testing.T) (*conn, fdio.FD) {
 	if err := unix.SetsockoptInt(fds[0], unix.SOL_SOCKET, unix.SO_SNDBUF, 16<<10); err != nil {
 		t.Fatal(err)
 	}
-	c := newConn(fds[0], wire.DefaultMaxFrame)
+	c := New(fds[0], wire.DefaultMaxFrame)
 	t.Cleanup(func() {
-		c.close()
+		c.Close()
 		unix.Close(fds[1])
 		goleak.VerifyNone(t, opt)
 	})
@@ -52,20 +53,12 @@ func readAll(fd fdio.FD) <-chan []byte {
 }
 
 // underWmu reads the writer's state under its lock, for until.
-func underWmu(c *conn, f func() bool) func() bool {
+func underWmu(c *Conn, f func() bool) func() bool {
 	return func() bool {
 		c.wmu.Lock()
 		defer c.wmu.Unlock()
 		return f()
 	}
-}
-
-func patterned(n int, seed byte) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*7) ^ seed
-	}
-	return b
 }
 
 // The bytes a conn sends with large arguments referenced are those of the
@@ -76,7 +69,7 @@ func TestConnSendVecWireBytes(t *testing.T) {
 	var want wire.Builder
 	id := uint64(0)
 	for _, n := range []int{0, 1, wire.MinRef - 1, wire.MinRef, wire.MinRef + 1, 1 << 20} {
-		for _, args := range [][]any{{patterned(n, byte(n))}, {"s", patterned(n, 1), patterned(n, 2)}} {
+		for _, args := range [][]any{{testutil.Patterned(n, byte(n))}, {"s", testutil.Patterned(n, 1), testutil.Patterned(n, 2)}} {
 			id++
 			if _, err := sendCall(c, "m", 5, args); err != nil {
 				t.Fatal(err)
@@ -100,8 +93,8 @@ type blob []byte // a []byte the encoder copies: not referenced
 // the slice after send returns changes nothing on the wire.
 func TestConnSendVecWaitsForWriter(t *testing.T) {
 	c, peer := vecConn(t)
-	first := blob(patterned(512<<10, 1))
-	big := patterned(1<<20, 2)
+	first := blob(testutil.Patterned(512<<10, 1))
+	big := testutil.Patterned(1<<20, 2)
 	orig := bytes.Clone(big)
 
 	firstDone := make(chan struct{})
@@ -109,8 +102,8 @@ func TestConnSendVecWaitsForWriter(t *testing.T) {
 		defer close(firstDone)
 		sendCall(c, "first", 0, []any{first})
 	}()
-	until(t, "the first writer", underWmu(c, func() bool { return c.writing }))
-	vecDone := make(chan *pending)
+	testutil.Until(t, "the first writer", underWmu(c, func() bool { return c.writing }))
+	vecDone := make(chan *Pending)
 	go func() {
 		p, err := sendCall(c, "big", 0, []any{big})
 		if err != nil {
@@ -118,7 +111,7 @@ func TestConnSendVecWaitsForWriter(t *testing.T) {
 		}
 		vecDone <- p
 	}()
-	until(t, "the large call waiting", underWmu(c, func() bool { return c.vecWaiting == 1 }))
+	testutil.Until(t, "the large call waiting", underWmu(c, func() bool { return c.vecWaiting == 1 }))
 	if _, err := sendCall(c, "small", 0, []any{"x"}); err != nil { // queued behind first
 		t.Fatal(err)
 	}
@@ -148,15 +141,15 @@ func TestConnSendVecWaitsForWriter(t *testing.T) {
 func TestConnSendVecBroken(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		break_ func(c *conn, peer fdio.FD)
+		break_ func(c *Conn, peer fdio.FD)
 	}{
-		{"peer closed", func(_ *conn, peer fdio.FD) { unix.Shutdown(int(peer), unix.SHUT_RDWR) }},
-		{"shut down by a cancellation", func(c *conn, _ fdio.FD) { c.shutdown() }},
+		{"peer closed", func(_ *Conn, peer fdio.FD) { unix.Shutdown(int(peer), unix.SHUT_RDWR) }},
+		{"shut down by a cancellation", func(c *Conn, _ fdio.FD) { c.Shutdown() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, peer := vecConn(t)
-			big := patterned(1<<20, 3)
-			done := make(chan *pending)
+			big := testutil.Patterned(1<<20, 3)
+			done := make(chan *Pending)
 			go func() {
 				p, err := sendCall(c, "big", 0, []any{big})
 				if err != nil {
@@ -164,7 +157,7 @@ func TestConnSendVecBroken(t *testing.T) {
 				}
 				done <- p
 			}()
-			until(t, "the large write", underWmu(c, func() bool { return c.writing }))
+			testutil.Until(t, "the large write", underWmu(c, func() bool { return c.writing }))
 			tc.break_(c, peer)
 			p := <-done
 			clear(big) // under -race: no write may still read it
@@ -177,57 +170,13 @@ func TestConnSendVecBroken(t *testing.T) {
 			if !failed || broken == nil {
 				t.Fatalf("call not failed by the broken connection: done %v, err %v, broken %v", p.done, p.err, broken)
 			}
-			c.release(p)
+			c.Release(p)
 			p2, err := sendCall(c, "again", 0, []any{big})
 			if err != nil || !p2.done || p2.err == nil {
 				t.Fatalf("a call on the broken connection: %v, %+v", err, p2)
 			}
-			c.release(p2)
+			c.Release(p2)
 		})
-	}
-}
-
-// A byte string decoded from a Reply into a *[]byte is a part of the
-// Reply, not a copy; everything else decodes as before.
-func TestReplyDecodeBytesAliases(t *testing.T) {
-	for _, n := range []int{0, 1, 100, 1 << 20} {
-		raw, err := wire.Marshal(patterned(n, 4))
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := Reply{raw: raw}
-		var out []byte
-		if err := r.Decode(&out); err != nil || !bytes.Equal(out, patterned(n, 4)) || out == nil {
-			t.Fatalf("%d bytes: got %d, %v", n, len(out), err)
-		}
-		if n > 0 {
-			out[0] ^= 0xff
-			if r.Raw()[len(raw)-n] != out[0] {
-				t.Fatalf("%d bytes: the decoded slice does not share the Reply's memory", n)
-			}
-			var v any // not a *[]byte: a copy
-			r.Decode(&v)
-			v.([]byte)[0] ^= 0xff
-			if r.Raw()[len(raw)-n] != out[0] {
-				t.Fatal("decoding into any aliased the Reply")
-			}
-		}
-	}
-	for _, tc := range []struct {
-		name string
-		v    any
-	}{{"null", nil}, {"text", "abc"}, {"number", 5}, {"array", []int{1}}} {
-		raw, _ := wire.Marshal(tc.v)
-		var got, want []byte
-		gerr := Reply{raw: raw}.Decode(&got)
-		werr := wire.Unmarshal(raw, &want)
-		if (gerr == nil) != (werr == nil) || !bytes.Equal(got, want) || (got == nil) != (want == nil) {
-			t.Errorf("%s: Decode = %v, %v; the decoder %v, %v", tc.name, got, gerr, want, werr)
-		}
-	}
-	var out []byte
-	if err := (Reply{}).Decode(&out); err != nil || out != nil {
-		t.Fatalf("empty Reply: %v, %v", out, err)
 	}
 }
 
@@ -249,7 +198,7 @@ func TestConnSendVecNeverHeld(t *testing.T) {
 	if !c.held.Load() {
 		t.Fatal("the third call in flight was not held: the test does not test anything")
 	}
-	big := patterned(1<<20, 5)
+	big := testutil.Patterned(1<<20, 5)
 	want.Call(4, "big", 0, []any{bytes.Clone(big)}, wire.DefaultMaxFrame)
 	if _, err := sendCall(c, "big", 0, []any{big}); err != nil {
 		t.Fatal(err)
@@ -303,7 +252,7 @@ func TestRegisterHolds(t *testing.T) {
 }
 
 // sendCall encodes and sends a CALL as Pool.Call does, with no ctx.
-func sendCall(c *conn, method string, deadline int64, args []any) (*pending, error) {
+func sendCall(c *Conn, method string, deadline int64, args []any) (*Pending, error) {
 	f := new(wire.Builder)
 	var err error
 	if wire.AnyLarge(args) {
@@ -314,5 +263,5 @@ func sendCall(c *conn, method string, deadline int64, args []any) (*pending, err
 	if err != nil {
 		return nil, err
 	}
-	return c.send(context.Background(), f)
+	return c.Send(context.Background(), f)
 }

@@ -1,4 +1,4 @@
-package bulkhead
+package dispatch
 
 import (
 	"context"
@@ -22,14 +22,14 @@ type watchState struct {
 }
 
 // startWatch enables the watcher; call before any goroutine uses c.
-func (c *conn) startWatch(onFrame func(wire.Header, []byte) error, backoff time.Duration) {
+func (c *Conn) StartWatch(onFrame func(wire.Header, []byte) error, backoff time.Duration) {
 	c.onFrame = onFrame
 	c.watchWake = make(chan struct{}, 1)
 	c.ws.backoff = backoff
 }
 
 // wakeWatcher wakes the watcher whatever it waits for. Called with c.mu held.
-func (c *conn) wakeWatcher() {
+func (c *Conn) wakeWatcher() {
 	select {
 	case c.watchWake <- struct{}{}:
 	default:
@@ -44,7 +44,7 @@ func (c *conn) wakeWatcher() {
 // the reader's buffer, where a watcher blocked in poll(2) cannot see them:
 // the caller handles them before it leaves, which costs nothing when there
 // are none.
-func (c *conn) roleFreed() {
+func (c *Conn) roleFreed() {
 	c.ws.activity++
 	if !c.ws.parked && c.reader.Buffered() && c.broken == nil {
 		c.reading = true
@@ -73,7 +73,7 @@ func (c *conn) roleFreed() {
 // connection has been shut down: a caller that was handed the role may have
 // given up (its ctx ended) without taking it, and the watcher must still see
 // the end of the stream, fail the connection, and return.
-func (c *conn) kickWatcher() {
+func (c *Conn) KickWatcher() {
 	if c.watchWake == nil {
 		return
 	}
@@ -87,7 +87,7 @@ func (c *conn) kickWatcher() {
 
 // parkLocked waits, with c.mu held, until a caller frees the reader role or
 // the connection fails.
-func (c *conn) parkLocked() {
+func (c *Conn) parkLocked() {
 	c.ws.parked = true
 	c.mu.Unlock()
 	<-c.watchWake
@@ -103,7 +103,7 @@ func (c *conn) parkLocked() {
 // caller. It looks again after a backoff instead. Only when a look finds
 // that no caller came since the last one does it block in poll(2) until data
 // comes; and only behind one long call does it wait for the role.
-func (c *conn) watch() {
+func (c *Conn) Watch() {
 	var seen uint64
 	c.mu.Lock()
 	for {
@@ -143,7 +143,7 @@ func (c *conn) watch() {
 		c.mu.Unlock()
 		// Quiet: wait for data. Shutdown wakes the poll too.
 		if _, err := c.fd.WaitReadable(-1); err != nil {
-			c.fail(err)
+			c.Fail(err)
 			return
 		}
 		c.mu.Lock()
@@ -152,7 +152,7 @@ func (c *conn) watch() {
 
 // backoffLocked leaves the reading to callers for a while. Called and
 // returns with c.mu held.
-func (c *conn) backoffLocked(seen *uint64) {
+func (c *Conn) backoffLocked(seen *uint64) {
 	*seen = c.ws.activity
 	c.mu.Unlock()
 	t := time.NewTimer(c.ws.backoff)
@@ -167,7 +167,7 @@ func (c *conn) backoffLocked(seen *uint64) {
 // readAvailable reads the frames already waiting, without blocking between
 // frames. It stops early, with handed true, when a caller waits for the
 // reader role; ok is false when the connection failed.
-func (c *conn) readAvailable() (handed, ok bool) {
+func (c *Conn) readAvailable() (handed, ok bool) {
 	for {
 		c.mu.Lock()
 		waiter := false
@@ -184,7 +184,7 @@ func (c *conn) readAvailable() (handed, ok bool) {
 		if !c.reader.Buffered() {
 			readable, err := c.fd.WaitReadable(0)
 			if err != nil {
-				c.fail(err)
+				c.Fail(err)
 				return false, false
 			}
 			if !readable {
@@ -199,10 +199,10 @@ func (c *conn) readAvailable() (handed, ok bool) {
 
 // readOne reads and handles one frame for the role holder; false if the
 // connection failed.
-func (c *conn) readOne() bool {
+func (c *Conn) readOne() bool {
 	h, payload, err := c.reader.Next()
 	if err != nil {
-		c.fail(readError(err))
+		c.Fail(readError(err))
 		return false
 	}
 	switch {
@@ -212,31 +212,31 @@ func (c *conn) readOne() bool {
 		_, err := c.deliverLocked(h, payload, nil)
 		c.mu.Unlock()
 		if err != nil {
-			c.fail(err)
+			c.Fail(err)
 			return false
 		}
 	case h.Type == wire.TypePing || h.Type == wire.TypePong:
 		if len(payload) != 0 {
-			c.fail(&wire.FrameError{Header: h, Reason: "control frame with a payload"})
+			c.Fail(&wire.FrameError{Header: h, Reason: "control frame with a payload"})
 			return false
 		}
 		if h.Type == wire.TypePing {
-			c.sendControl(wire.TypePong, h.ID)
+			c.SendControl(wire.TypePong, h.ID)
 		}
 	case wire.IsObjectType(h.Type) && c.onFrame != nil:
 		if err := c.onFrame(h, payload); err != nil {
-			c.fail(err)
+			c.Fail(err)
 			return false
 		}
 	default:
-		c.fail(&wire.FrameError{Header: h, Reason: "unexpected frame from worker"})
+		c.Fail(&wire.FrameError{Header: h, Reason: "unexpected frame from worker"})
 		return false
 	}
 	return true
 }
 
 // sendActivate queues an ACTIVATE request and registers it, like send.
-func (c *conn) sendActivate(class string, oid uint64, args []any) (*pending, error) {
+func (c *Conn) SendActivate(class string, oid uint64, args []any) (*Pending, error) {
 	c.wmu.Lock()
 	c.nextID++
 	id := c.nextID
@@ -249,7 +249,7 @@ func (c *conn) sendActivate(class string, oid uint64, args []any) (*pending, err
 }
 
 // sendObjCall queues an OBJCALL request and registers it, like send.
-func (c *conn) sendObjCall(oid uint64, method string, deadline int64, args []any) (*pending, error) {
+func (c *Conn) SendObjCall(oid uint64, method string, deadline int64, args []any) (*Pending, error) {
 	c.wmu.Lock()
 	c.nextID++
 	id := c.nextID
@@ -267,8 +267,8 @@ func (c *conn) sendObjCall(oid uint64, method string, deadline int64, args []any
 //
 // A frame that references its caller's slices (refs, see send) is never
 // held: it is written now, on this goroutine.
-func (c *conn) register(id uint64, refs bool, ctx context.Context) *pending {
-	p := pendingPool.Get().(*pending)
+func (c *Conn) register(id uint64, refs bool, ctx context.Context) *Pending {
+	p := pendingPool.Get().(*Pending)
 	p.id = id
 	c.mu.Lock()
 	hold := false
@@ -300,7 +300,7 @@ func (c *conn) register(id uint64, refs bool, ctx context.Context) *pending {
 }
 
 // flushHeld writes the calls register held back.
-func (c *conn) flushHeld(as *pending) {
+func (c *Conn) flushHeld(as *Pending) {
 	c.wmu.Lock()
 	c.held.Store(false)
 	c.flushLocked(as)

@@ -1,4 +1,4 @@
-package bulkhead
+package dispatch
 
 import (
 	"context"
@@ -33,7 +33,7 @@ const (
 
 // arm starts watching ctx for p; it does nothing if p is watched already or
 // ctx can never end.
-func (c *conn) arm(p *pending, ctx context.Context) {
+func (c *Conn) arm(p *Pending, ctx context.Context) {
 	if p.ctx != nil {
 		return
 	}
@@ -77,7 +77,7 @@ func (c *conn) arm(p *pending, ctx context.Context) {
 
 // writeBlocked reports whether the worker's side has no room for more: a
 // writer is then blocked until the worker reads.
-func (c *conn) writeBlocked() bool {
+func (c *Conn) writeBlocked() bool {
 	if l := c.shm.Load(); l != nil {
 		return l.out.Full()
 	}
@@ -96,7 +96,7 @@ const writeGrace = 50 * time.Millisecond
 const markerGrace = 100 * time.Millisecond
 
 // disarm stops watching p's ctx, and waits for the callback if it started.
-func (c *conn) disarm(p *pending) {
+func (c *Conn) disarm(p *Pending) {
 	if p.stop != nil && !p.stop() {
 		select {
 		case p.settle <- struct{}{}:
@@ -109,7 +109,7 @@ func (c *conn) disarm(p *pending) {
 
 // setRole records what p's caller is about to do, and acts on a ctx that
 // ended before it did.
-func (p *pending) setRole(r int32, c *conn) {
+func (p *Pending) setRole(r int32, c *Conn) {
 	p.role.Store(r)
 	if p.fired.Load() {
 		c.abandon(p.id, r, r == roleReader && c.reader.Buffered(), false)
@@ -122,7 +122,7 @@ func (p *pending) setRole(r int32, c *conn) {
 // (a flood of PINGs) gets maxRechecks frames of grace, no more. It reports
 // whether the reader should stop: it shut the connection down, and what is
 // still buffered (a flood) is not worth reading.
-func (c *conn) recheck(p *pending) bool {
+func (c *Conn) recheck(p *Pending) bool {
 	if p == nil || !p.fired.Load() {
 		return false
 	}
@@ -143,7 +143,7 @@ var errAbandoned = errors.New("connection shut down by an abandoned call")
 const maxRechecks = 64
 
 // sleep waits as a follower for a wake-up; false if p's ctx ended.
-func (p *pending) sleep() bool {
+func (p *Pending) sleep() bool {
 	if p.ctx == nil || p.ctx.Done() == nil {
 		<-p.wake
 		return true
