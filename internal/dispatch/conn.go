@@ -611,53 +611,53 @@ func (c *Conn) readUntil(p *Pending) {
 			c.Fail(readError(err))
 			return
 		}
-		switch h.Type {
-		case wire.TypeReply, wire.TypeError:
-			c.mu.Lock()
-			q, err := c.deliverLocked(h, payload, p)
-			if err != nil {
-				c.mu.Unlock()
-				c.Fail(err)
-				return
-			}
-			drained := p == nil && (len(c.orphans) == 0 && len(c.pend) == 0 || len(c.pend) > 0 && !c.follow)
-			c.mu.Unlock()
-			if (q == p && p != nil) || drained {
-				return
-			}
-			// A reply nobody waits for belongs to an abandoned call.
-			if c.recheck(p) {
-				c.Fail(errAbandoned)
-				return
-			}
-		case wire.TypePing, wire.TypePong:
-			if len(payload) != 0 {
-				c.Fail(&wire.FrameError{Header: h, Reason: "control frame with a payload"})
-				return
-			}
-			if h.Type == wire.TypePing && !c.down.Load() {
-				c.SendControl(wire.TypePong, h.ID)
-			}
-			if c.recheck(p) {
-				c.Fail(errAbandoned)
-				return
-			}
-		default:
-			if c.onFrame != nil && wire.IsObjectType(h.Type) {
-				if err := c.onFrame(h, payload); err != nil {
-					c.Fail(err)
-					return
-				}
-				if c.recheck(p) {
-					c.Fail(errAbandoned)
-					return
-				}
-				continue
-			}
-			c.Fail(&wire.FrameError{Header: h, Reason: "unexpected frame from worker"})
+		q, drained, err := c.handleFrame(h, payload, p)
+		if err != nil {
+			c.Fail(err)
+			return
+		}
+		if (q == p && p != nil) || drained {
+			return
+		}
+		// A frame not for this reader, a reply nobody waits for among
+		// them, belongs to an abandoned call.
+		if c.recheck(p) {
+			c.Fail(errAbandoned)
 			return
 		}
 	}
+}
+
+// handleFrame handles one frame read by whoever has the reader role: a
+// caller (readUntil, self is its call, or nil for drain) or the idle
+// watcher (readOne, self nil). An answer goes to its call (deliverLocked),
+// PING gets PONG, an object-model frame goes to onFrame. It returns the
+// waiting call an answer was for, whether a reader without a call of its
+// own (drain) has nothing left to read for, and the error that fails the
+// connection.
+func (c *Conn) handleFrame(h wire.Header, payload []byte, self *Pending) (q *Pending, drained bool, err error) {
+	switch {
+	case h.Type == wire.TypeReply || h.Type == wire.TypeError:
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		q, err = c.deliverLocked(h, payload, self)
+		drained = self == nil && (len(c.orphans) == 0 && len(c.pend) == 0 || len(c.pend) > 0 && !c.follow)
+		return q, drained, err
+	case h.Type == wire.TypePing || h.Type == wire.TypePong:
+		if len(payload) != 0 {
+			return nil, false, &wire.FrameError{Header: h, Reason: "control frame with a payload"}
+		}
+		if h.Type == wire.TypePing && !c.down.Load() {
+			c.SendControl(wire.TypePong, h.ID)
+		}
+	case wire.IsObjectType(h.Type) && c.onFrame != nil:
+		if err := c.onFrame(h, payload); err != nil {
+			return nil, false, err
+		}
+	default:
+		return nil, false, &wire.FrameError{Header: h, Reason: "unexpected frame from worker"}
+	}
+	return nil, false, nil
 }
 
 // deliverLocked hands an answer (REPLY or ERROR) to the call it is for,

@@ -197,39 +197,16 @@ func (c *Conn) readAvailable() (handed, ok bool) {
 	}
 }
 
-// readOne reads and handles one frame for the role holder; false if the
-// connection failed.
+// readOne reads and handles one frame for the role holder (handleFrame, as
+// readUntil does); false if the connection failed.
 func (c *Conn) readOne() bool {
 	h, payload, err := c.reader.Next()
 	if err != nil {
 		c.Fail(readError(err))
 		return false
 	}
-	switch {
-	case h.Type == wire.TypeReply || h.Type == wire.TypeError:
-		// As in readUntil: the owner may be waiting as a follower.
-		c.mu.Lock()
-		_, err := c.deliverLocked(h, payload, nil)
-		c.mu.Unlock()
-		if err != nil {
-			c.Fail(err)
-			return false
-		}
-	case h.Type == wire.TypePing || h.Type == wire.TypePong:
-		if len(payload) != 0 {
-			c.Fail(&wire.FrameError{Header: h, Reason: "control frame with a payload"})
-			return false
-		}
-		if h.Type == wire.TypePing {
-			c.SendControl(wire.TypePong, h.ID)
-		}
-	case wire.IsObjectType(h.Type) && c.onFrame != nil:
-		if err := c.onFrame(h, payload); err != nil {
-			c.Fail(err)
-			return false
-		}
-	default:
-		c.Fail(&wire.FrameError{Header: h, Reason: "unexpected frame from worker"})
+	if _, _, err := c.handleFrame(h, payload, nil); err != nil {
+		c.Fail(err)
 		return false
 	}
 	return true
