@@ -12,4 +12,5 @@ type hooks struct {
 	queueTimer func() <-chan time.Time      // the QueueTimeout timer, instead of a real one
 	timedOut   func()                       // after QueueTimeout fired, before the waiter is removed
 	spawning   func(spare bool)             // a spawn goroutine is about to launch a worker
+	launched   func(w *workerProc)          // a worker said HELLO; the pool has not taken it in yet
 }

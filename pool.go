@@ -230,6 +230,9 @@ func (p *Pool) spawn(req spawnReq) {
 			extraEnv = []string{spareIdleEnv}
 		}
 		w, err := launchWatched(&p.cfg, p.spawner, p.workerLost, p.onExit, p.trackStarting, extraEnv...)
+		if err == nil && p.hooks.launched != nil {
+			p.hooks.launched(w)
+		}
 		if err == nil {
 			// Before any call: nobody uses the connection yet.
 			o := dispatch.Options{Buffers: &p.bufs, Follow: p.cfg.CancelGrace > 0}
@@ -242,6 +245,12 @@ func (p *Pool) spawn(req spawnReq) {
 			w.conn.Configure(o)
 		}
 		p.mu.Lock()
+		if err == nil && w.state == dead {
+			err = diedAfterHello(w)
+			stale := w
+			w = nil
+			p.afterLocked(stale.closeResources) // onExit is done with it
+		}
 		if first != nil {
 			first <- err
 			first = nil
@@ -314,6 +323,14 @@ func (p *Pool) spawn(req spawnReq) {
 		p.unlock()
 		return
 	}
+}
+
+// diedAfterHello describes a worker that exited after its HELLO and before
+// spawn took it in: a start failure, since it never served.
+func diedAfterHello(w *workerProc) *StartError {
+	ex := proc.ExitOf(w.proc.State())
+	return &StartError{PID: w.pid, ExitCode: ex.Code, Signal: ex.Signal, Exited: true, Stderr: w.stderr.String(),
+		Reason: fmt.Sprintf("worker %d exited right after HELLO: %v", w.pid, ex)}
 }
 
 // pause waits d, or until the pool closes; it reports false if it closed.
@@ -409,8 +426,12 @@ func (p *Pool) onExit(w *workerProc) {
 	w.conn.DropOrphans(dispatch.ErrWorkerExited)
 	p.mu.Lock()
 	if _, ok := p.workers[w]; !ok {
+		// Not taken in: a start-up failure, which launch cleans up, or
+		// a worker that exited right after its HELLO, which spawn finds
+		// dead (diedAfterHello).
+		w.to(dead)
 		p.unlock()
-		return // a start-up failure: startWorker cleans up
+		return
 	}
 	ex := proc.ExitOf(w.proc.State())
 	delete(p.workers, w)

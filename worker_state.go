@@ -40,7 +40,7 @@ func (s state) String() string {
 func (s state) canGo(next state) bool {
 	switch s {
 	case starting:
-		return next == spare || next == serving || next == retiring
+		return next == spare || next == serving || next == retiring || next == dead
 	case spare:
 		return next == serving || next == retiring || next == lost || next == dead
 	case serving:

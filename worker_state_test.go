@@ -9,7 +9,7 @@ import (
 // table, and any other panics.
 func TestWorkerStateTransitions(t *testing.T) {
 	legal := map[[2]state]bool{
-		{starting, serving}: true, {starting, spare}: true, {starting, retiring}: true,
+		{starting, serving}: true, {starting, spare}: true, {starting, retiring}: true, {starting, dead}: true,
 		{spare, serving}: true,
 		{spare, lost}:    true, {serving, lost}: true,
 		{spare, retiring}: true, {serving, retiring}: true, {lost, retiring}: true,
