@@ -61,7 +61,7 @@ func (a *Activator) activateOn(ctx context.Context, sess *Session, o *object, ar
 	}
 	defer s.releaseConn()
 	w := s.w
-	pd, err := w.conn.SendActivate(o.class.name, o.id, args)
+	pd, err := w.Conn.SendActivate(o.class.name, o.id, args)
 	if err != nil {
 		a.dropObject(o)
 		return nil, retryNone, fmt.Errorf("bulkhead: activate %s: %w", o.class.name, err)

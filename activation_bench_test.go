@@ -161,9 +161,9 @@ func BenchmarkProcessStart(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		w.proc.Kill()
-		<-w.proc.Exited()
-		w.closeResources()
+		w.Proc.Kill()
+		<-w.Proc.Exited()
+		w.Close()
 	}
 }
 

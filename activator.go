@@ -424,7 +424,7 @@ func (a *Activator) Servers() []ServerInfo {
 		if s.state == stateStarting {
 			continue
 		}
-		info := ServerInfo{Name: s.def.name, PID: s.pid, Cookie: s.w.hello.Cookie, State: s.state.String(),
+		info := ServerInfo{Name: s.def.name, PID: s.pid, Cookie: s.w.Hello.Cookie, State: s.state.String(),
 			Locks: s.lockCount(), Objects: s.objCount}
 		for c := range s.registered {
 			info.Classes = append(info.Classes, c)
@@ -475,7 +475,7 @@ func (a *Activator) close(ctx context.Context) error {
 				err = ctx.Err()
 			}
 			for _, s := range live {
-				s.w.proc.Kill()
+				s.w.Proc.Kill()
 			}
 			<-s.gone
 		}
@@ -502,7 +502,7 @@ func (a *Activator) markClosed() (sessions []*Session) {
 		if s.starting != nil {
 			// Under the lock, which keeps its descriptor open: its launch
 			// goroutine closes it only after track(false), which takes it.
-			s.starting.conn.Shutdown()
+			s.starting.Conn.Shutdown()
 		}
 	}
 	for s := range a.sessions {

@@ -155,21 +155,21 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, f *wire
 	if err := ctx.Err(); err != nil {
 		return Reply{}, noRedispatch, notSent(method, err)
 	}
-	pd, err := w.conn.Send(ctx, f)
+	pd, err := w.Conn.Send(ctx, f)
 	if err != nil {
 		return Reply{}, noRedispatch, notSent(method, ctx.Err())
 	}
-	defer w.conn.Release(pd)
+	defer w.Conn.Release(pd)
 	w.current.Store(pd.ID())
 
-	res := w.conn.Wait(pd, ctx)
+	res := w.Conn.Wait(pd, ctx)
 	shut := res.Shut
 	if !shut && p.cfg.CancelGrace > 0 && !res.Done && ctx.Err() != nil {
 		if e := p.cancelSoft(w, pd, method, ctx.Err(), fp); e != nil {
 			return Reply{}, noRedispatch, e
 		}
 	}
-	if !shut && !w.conn.Done(pd) && ctx.Err() != nil && (!w.hasStarted(pd.ID()) || w.conn.MovedPast(pd.ID())) {
+	if !shut && !w.Conn.Done(pd) && ctx.Err() != nil && (!w.HasStarted(pd.ID()) || w.Conn.MovedPast(pd.ID())) {
 		// It waits behind other calls on this worker (Config.Pipeline),
 		// or its serial worker has finished it and moved on, its answer
 		// on the way: give it up alone, and leave the worker to the calls
@@ -179,7 +179,7 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, f *wire
 		}
 		// Its answer came meanwhile: take it.
 	}
-	res = w.conn.Result(pd)
+	res = w.Conn.Result(pd)
 	switch {
 	case res.Done && res.Err == nil:
 		if shut {
@@ -198,7 +198,7 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, f *wire
 func (p *Pool) answered(ctx context.Context, w *workerProc, id uint64, method string, res dispatch.Result, fp *fingerprint) (Reply, redispatch, error) {
 	if res.Type == wire.TypeReply {
 		if err := wire.CheckValue(res.Payload); err != nil {
-			w.conn.Fail(err)
+			w.Conn.Fail(err)
 			err := p.crashed(w, id, method, err)
 			p.attribute(fp, w, err)
 			return Reply{}, noRedispatch, err
@@ -214,7 +214,7 @@ func (p *Pool) answered(ctx context.Context, w *workerProc, id uint64, method st
 		// The worker saw the deadline pass before the call started and
 		// did not run it: that is our ctx ending, with nothing to stop.
 		p.stats.abandoned.Add(1)
-		e := &CanceledError{Method: method, RequestID: id, PID: w.pid, Err: context.DeadlineExceeded,
+		e := &CanceledError{Method: method, RequestID: id, PID: w.PID, Err: context.DeadlineExceeded,
 			ExitCode: -1, Reason: "the worker skipped it: its deadline had passed before it could start",
 			stopped: make(chan struct{})}
 		close(e.stopped)
@@ -229,11 +229,11 @@ func (p *Pool) answered(ctx context.Context, w *workerProc, id uint64, method st
 // caller gets its error at once.
 func (p *Pool) canceled(ctx context.Context, w *workerProc, id uint64, method string, fp *fingerprint) *CanceledError {
 	p.stats.abandoned.Add(1)
-	e := &CanceledError{Method: method, RequestID: id, PID: w.pid, Err: ctx.Err()}
+	e := &CanceledError{Method: method, RequestID: id, PID: w.PID, Err: ctx.Err()}
 	e.stopped = make(chan struct{})
 	// The worker's end is this call's doing: other calls on it are told so
 	// (crashed), and its exit is no crash record (onExit).
-	w.conn.MarkAbandoned(id)
+	w.Conn.MarkAbandoned(id)
 	p.mu.Lock()
 	alone := w.inflight == 1 // for quarantine: only a call alone on its worker is to blame
 	p.retireLocked(w, "hung: call abandoned: "+e.Err.Error(), RecycleNone)
@@ -262,7 +262,7 @@ func (p *Pool) canceled(ctx context.Context, w *workerProc, id uint64, method st
 func (p *Pool) lostUnder(ctx context.Context, w *workerProc, id uint64, method string, cause error, fp *fingerprint) (Reply, redispatch, error) {
 	w.finish()
 	select {
-	case <-w.proc.Exited():
+	case <-w.Proc.Exited():
 	case <-ctx.Done():
 		// The worker is being stopped step by step (another call on it
 		// was abandoned), or its reaping waits on a descendant: that is
@@ -278,7 +278,7 @@ func (p *Pool) lostUnder(ctx context.Context, w *workerProc, id uint64, method s
 	p.mu.Lock()
 	retiring := w.retired() // a handler panicked, or the pool stops it: not this call's doing
 	p.unlock()
-	if retiring || w.started.Load() > w.conn.Answered() || w.conn.AbandonedBy() != 0 {
+	if retiring || w.StartedWord().Load() > w.Conn.Answered() || w.Conn.AbandonedBy() != 0 {
 		return Reply{}, redispatchQueued, err // another call was running
 	}
 	return Reply{}, redispatchNext, err
@@ -290,16 +290,16 @@ func (p *Pool) lostUnder(ctx context.Context, w *workerProc, id uint64, method s
 // exited, then fills e as Wait promises.
 func (p *Pool) lostLate(ctx context.Context, w *workerProc, id uint64, method string) *CanceledError {
 	p.stats.abandoned.Add(1)
-	e := &CanceledError{Method: method, RequestID: id, PID: w.pid, Err: ctx.Err(), ExitCode: -1, stopped: make(chan struct{})}
+	e := &CanceledError{Method: method, RequestID: id, PID: w.PID, Err: ctx.Err(), ExitCode: -1, stopped: make(chan struct{})}
 	p.mu.Lock()
 	p.holdCallLocked(w) // this goroutine's hold; the caller releases its own
 	p.wg.Add(1)
 	p.unlock()
 	go func() {
 		defer p.wg.Done()
-		<-w.proc.Exited()
-		ex := proc.ExitOf(w.proc.State())
-		e.Started = w.hasStarted(id)
+		<-w.Proc.Exited()
+		ex := proc.ExitOf(w.Proc.State())
+		e.Started = w.HasStarted(id)
 		e.ExitCode, e.Signal = ex.Code, ex.Signal
 		e.Reason = "its worker's connection broke and the worker was still being stopped when its ctx ended (" + ex.String() + ")"
 		close(e.stopped)
@@ -315,9 +315,9 @@ func (p *Pool) lostLate(ctx context.Context, w *workerProc, id uint64, method st
 // call's answer had already come.
 func (p *Pool) abandonQueued(w *workerProc, pd *dispatch.Pending, method string, cause error) *CanceledError {
 	id := pd.ID()
-	e := &CanceledError{Method: method, RequestID: id, PID: w.pid, Err: cause, ExitCode: -1, stopped: make(chan struct{})}
+	e := &CanceledError{Method: method, RequestID: id, PID: w.PID, Err: cause, ExitCode: -1, stopped: make(chan struct{})}
 	const queued = "abandoned while queued on the worker, which was left running; "
-	ok := w.conn.AbandonQueued(pd, func(typ wire.Type, payload []byte, err error) {
+	ok := w.Conn.AbandonQueued(pd, func(typ wire.Type, payload []byte, err error) {
 		describeOrphan(w, e, orphanEnd{typ: typ, payload: payload, err: err}, queued)
 		close(e.stopped)
 	})
@@ -325,7 +325,7 @@ func (p *Pool) abandonQueued(w *workerProc, pd *dispatch.Pending, method string,
 		return nil
 	}
 	p.stats.abandoned.Add(1)
-	w.conn.SendControl(wire.TypeCancel, id)
+	w.Conn.SendControl(wire.TypeCancel, id)
 	return e
 }
 
@@ -333,12 +333,12 @@ func (p *Pool) abandonQueued(w *workerProc, pd *dispatch.Pending, method string,
 // closed the socket, or broke the protocol.
 func (p *Pool) crashed(w *workerProc, id uint64, method string, cause error) error {
 	e := crashOf(w, id, method, cause)
-	started := w.hasStarted(id) // exact now that it is dead
+	started := w.HasStarted(id) // exact now that it is dead
 	switch {
-	case w.conn.AbandonedBy() != 0 && w.conn.AbandonedBy() != id:
+	case w.Conn.AbandonedBy() != 0 && w.Conn.AbandonedBy() != id:
 		// Not this call's doing: another call on the worker was abandoned,
 		// which shut the connection down and has the worker stopped.
-		e.AbandonedBy = w.conn.AbandonedBy()
+		e.AbandonedBy = w.Conn.AbandonedBy()
 		e.Reason = fmt.Sprintf("stopped by the pool: call %d on the same worker was abandoned (%s)", e.AbandonedBy, e.Reason)
 	case w.pol.limitKill.Load() == int32(LimitMemory):
 		e.Limit, e.Killed = LimitMemory, true
@@ -361,20 +361,20 @@ func (p *Pool) abandon(w *workerProc, why string) {
 	p.mu.Lock()
 	p.retireLocked(w, why, RecycleNone)
 	p.unlock()
-	w.proc.Stop(proc.Step{Signal: syscall.SIGTERM, Wait: p.cfg.KillGrace})
+	w.Proc.Stop(proc.Step{Signal: syscall.SIGTERM, Wait: p.cfg.KillGrace})
 }
 
 func (p *Pool) remoteError(w *workerProc, id uint64, method string, payload []byte, fp *fingerprint) error {
 	body, err := wire.DecodeError(payload)
 	if err != nil {
 		// A malformed ERROR is a protocol violation.
-		w.conn.Fail(err)
+		w.Conn.Fail(err)
 		err := p.crashed(w, id, method, err)
 		p.attribute(fp, w, err)
 		return err
 	}
 	e := &RemoteError{Code: ErrorCode(body.Code), Message: body.Message, Details: body.Details,
-		Method: method, RequestID: id, PID: w.pid}
+		Method: method, RequestID: id, PID: w.PID}
 	if e.Code == CodePanic {
 		p.mu.Lock()
 		p.retireLocked(w, "handler panicked", RecycleNone)

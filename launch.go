@@ -37,7 +37,7 @@ func (a *Activator) launchServer(s *server) {
 		if add && closed {
 			// On the goroutine that owns the descriptor; if close came
 			// later, close shuts it down.
-			w.conn.Shutdown()
+			w.Conn.Shutdown()
 		}
 	}
 	w, err := launch(&s.def.s, a.spawner, func(w *workerProc) { a.onExit(s, w) }, track)
@@ -45,13 +45,13 @@ func (a *Activator) launchServer(s *server) {
 	if err == nil && (a.closed || s.exited) {
 		// Closing, or it died just after HELLO: not worth a server.
 		a.mu.Unlock()
-		w.proc.Kill()
-		<-w.proc.Exited()
-		w.proc.Release()
-		w.closeResources()
+		w.Proc.Kill()
+		<-w.Proc.Exited()
+		w.Proc.Release()
+		w.Close()
 		a.mu.Lock()
 		if !a.closed {
-			err = &StartError{PID: w.pid, ExitCode: -1, Exited: true, Reason: fmt.Sprintf("server %d exited right after HELLO", w.pid), Stderr: w.stderr.String()}
+			err = &StartError{PID: w.PID, ExitCode: -1, Exited: true, Reason: fmt.Sprintf("server %d exited right after HELLO", w.PID), Stderr: w.Stderr.String()}
 		} else {
 			err = ErrClosed
 		}
@@ -71,10 +71,10 @@ func (a *Activator) launchServer(s *server) {
 	}
 	a.stats.launches.Add(1)
 	s.w = w
-	s.pid = w.pid
+	s.pid = w.PID
 	s.state = stateRegistered
 	s.connRefs.Store(2) // the process and the watcher
-	w.conn.StartWatch(func(h wire.Header, p []byte) error { return a.onFrame(s, h, p) }, a.eventDelay)
+	w.Conn.StartWatch(func(h wire.Header, p []byte) error { return a.onFrame(s, h, p) }, a.eventDelay)
 	reg := a.newTimer()
 	s.regTimer = reg
 	a.wg.Add(1)
@@ -85,7 +85,7 @@ func (a *Activator) launchServer(s *server) {
 
 func (a *Activator) watchServer(s *server) {
 	defer a.wg.Done()
-	s.w.conn.Watch()
+	s.w.Conn.Watch()
 	s.releaseConn()
 }
 

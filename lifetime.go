@@ -108,14 +108,14 @@ func (s *server) acquireConn() bool {
 
 func (s *server) releaseConn() {
 	if s.connRefs.Add(-1) == 0 {
-		s.w.closeResources()
+		s.w.Close()
 	}
 }
 
 // sendControl sends a frame without reply, if the connection is still open.
 func (s *server) sendControl(t wire.Type, id uint64) {
 	if s.acquireConn() {
-		s.w.conn.SendControl(t, id)
+		s.w.Conn.SendControl(t, id)
 		s.releaseConn()
 	}
 }
@@ -141,7 +141,7 @@ func (a *Activator) onFrame(s *server, h wire.Header, p []byte) error {
 	}
 	if err != nil {
 		s.w.broken.Store(true)
-		s.w.proc.Kill()
+		s.w.Proc.Kill()
 	}
 	return err
 }
@@ -249,7 +249,7 @@ func (a *Activator) registrationTimeout(s *server) {
 	if late {
 		a.log.Error("class server did not resume its classes in time; killed",
 			"server", s.def.name, "pid", s.pid, "timeout", s.def.s.StartTimeout)
-		s.w.proc.Kill()
+		s.w.Proc.Kill()
 	}
 }
 
@@ -313,7 +313,7 @@ func (a *Activator) quit(s *server) {
 	s.quitOnce.Do(func() {
 		s.sendControl(wire.TypeQuit, 0)
 		g := s.def.s.KillGrace
-		s.w.proc.Stop(proc.Step{Wait: g}, proc.Step{Signal: syscall.SIGTERM, Wait: g})
+		s.w.Proc.Stop(proc.Step{Wait: g}, proc.Step{Signal: syscall.SIGTERM, Wait: g})
 	})
 }
 
@@ -321,22 +321,22 @@ func (a *Activator) quit(s *server) {
 // it is disconnected, its running object table entries and locks are
 // dropped, and the next activation of its classes launches a fresh server.
 func (a *Activator) onExit(s *server, w *workerProc) {
-	w.conn.Shutdown() // wake any caller blocked reading, and a watcher in poll
+	w.Conn.Shutdown() // wake any caller blocked reading, and a watcher in poll
 	a.mu.Lock()
 	if s.state == stateStarting {
 		s.exited = true
 		a.mu.Unlock()
 		return // the launch goroutine cleans up
 	}
-	w.conn.KickWatcher() // set up under a.mu by launchServer; c.mu nests inside a.mu
+	w.Conn.KickWatcher() // set up under a.mu by launchServer; c.mu nests inside a.mu
 	expected := s.stopInit || a.closed
-	ex := proc.ExitOf(w.proc.State())
+	ex := proc.ExitOf(w.Proc.State())
 	var cause error
 	if a.closed && !s.stopInit {
 		cause = ErrClosed
 	} else {
 		cause = &CrashError{Phase: PhaseIdle, PID: s.pid, ExitCode: ex.Code, Signal: ex.Signal, CoreDumped: ex.Core,
-			Killed: w.broken.Load(), Reason: ex.String(), Stderr: w.stderr.String()}
+			Killed: w.broken.Load(), Reason: ex.String(), Stderr: w.Stderr.String()}
 	}
 	s.crash = cause
 	s.state = stateGone
@@ -347,7 +347,7 @@ func (a *Activator) onExit(s *server, w *workerProc) {
 		a.launchEndedLocked(s)
 		for _, c := range s.def.classes {
 			a.serveWaitersLocked(c, &StartError{PID: s.pid, ExitCode: ex.Code, Signal: ex.Signal, Exited: true,
-				Reason: fmt.Sprintf("server %d exited before resuming its classes: %v", s.pid, ex), Stderr: w.stderr.String(), Err: cause})
+				Reason: fmt.Sprintf("server %d exited before resuming its classes: %v", s.pid, ex), Stderr: w.Stderr.String(), Err: cause})
 		}
 	}
 	s.omu.Lock()
@@ -378,9 +378,9 @@ func (a *Activator) onExit(s *server, w *workerProc) {
 	} else {
 		a.stats.crashes.Add(1)
 		a.log.Error("class server crashed", "server", s.def.name, "pid", s.pid, "objects", len(objs),
-			"exit", ex.String(), "stderr_tail", w.stderr.String())
+			"exit", ex.String(), "stderr_tail", w.Stderr.String())
 	}
-	w.proc.Release()
+	w.Proc.Release()
 	if h := a.hooks.gone; h != nil {
 		h(s)
 	}

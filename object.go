@@ -277,7 +277,7 @@ func (o *object) call(ctx context.Context, s *server, method string, args []any)
 	if d, ok := ctx.Deadline(); ok {
 		deadline = d.UnixNano()
 	}
-	pd, err := w.conn.SendObjCall(o.id, method, deadline, args)
+	pd, err := w.Conn.SendObjCall(o.id, method, deadline, args)
 	if err != nil {
 		return Reply{}, false, fmt.Errorf("bulkhead: call %q: %w", method, err)
 	}
@@ -318,7 +318,7 @@ func (o *object) disconnectedErr(crash error) error {
 // serverCrash describes a server whose connection broke under a request.
 func serverCrash(w *workerProc, id uint64, method string, cause error) *CrashError {
 	e := crashOf(w, id, method, cause)
-	if !w.hasStarted(id) {
+	if !w.HasStarted(id) {
 		e.Phase = PhaseIdle
 		e.Reason = "died before starting the request: " + e.Reason
 	}

@@ -27,19 +27,19 @@ type orphanEnd struct {
 func (p *Pool) cancelSoft(w *workerProc, pd *dispatch.Pending, method string, cause error, fp *fingerprint) *CanceledError {
 	id := pd.ID()
 	ended := make(chan orphanEnd, 1)
-	ok := w.conn.AbandonQueued(pd, func(typ wire.Type, payload []byte, err error) {
+	ok := w.Conn.AbandonQueued(pd, func(typ wire.Type, payload []byte, err error) {
 		ended <- orphanEnd{typ: typ, payload: errorBody(typ, payload), err: err}
 	})
 	if !ok {
 		return nil
 	}
 	p.stats.abandoned.Add(1)
-	e := &CanceledError{Method: method, RequestID: id, PID: w.pid, Err: cause, ExitCode: -1, stopped: make(chan struct{})}
+	e := &CanceledError{Method: method, RequestID: id, PID: w.PID, Err: cause, ExitCode: -1, stopped: make(chan struct{})}
 	p.mu.Lock()
 	p.holdCallLocked(w) // the grace's hold; the caller releases its own
 	p.wg.Add(1)
 	p.unlock()
-	w.conn.SendControl(wire.TypeCancel, id)
+	w.Conn.SendControl(wire.TypeCancel, id)
 	go func() {
 		defer p.wg.Done()
 		p.graceOf(w, e, ended, fp)
@@ -77,8 +77,8 @@ func (p *Pool) graceOf(w *workerProc, e *CanceledError, ended <-chan orphanEnd, 
 	w.hung++
 	w.holdLocked()
 	p.unlock()
-	w.conn.MarkAbandoned(e.RequestID)
-	w.conn.Shutdown()
+	w.Conn.MarkAbandoned(e.RequestID)
+	w.Conn.Shutdown()
 	p.stopHung(w, e, fp, alone) // closes e.stopped
 	p.release(w, false)
 }
@@ -87,7 +87,7 @@ func (p *Pool) graceOf(w *workerProc, e *CanceledError, ended <-chan orphanEnd, 
 func describeOrphan(w *workerProc, e *CanceledError, end orphanEnd, prefix string) {
 	switch {
 	case end.err != nil:
-		e.Started = w.hasStarted(e.RequestID)
+		e.Started = w.HasStarted(e.RequestID)
 		e.Reason = prefix + "its connection ended before it answered: " + end.err.Error()
 	case end.typ == wire.TypeReply:
 		e.Started = true

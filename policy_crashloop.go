@@ -72,7 +72,7 @@ func (p *Pool) failureLocked(err error) time.Duration {
 func (p *Pool) halfOpenLocked(w *workerProc) {
 	if p.loop.unhealthy {
 		p.loop.unhealthy, p.loop.halfOpen = false, true
-		p.logLocked(slog.LevelWarn, "pool half-open: a probe worker started; calls are admitted again", "pid", w.pid)
+		p.logLocked(slog.LevelWarn, "pool half-open: a probe worker started; calls are admitted again", "pid", w.PID)
 	}
 }
 

@@ -38,20 +38,20 @@ func (p *Pool) stopHung(w *workerProc, e *CanceledError, fp *fingerprint, alone 
 		last := w.dropLocked()
 		p.unlock()
 		if last {
-			w.closeResources()
+			w.Close()
 		}
 	}()
 
-	exited := w.proc.Exited()
+	exited := w.Proc.Exited()
 	// A worker that says SIGTERM only cancels its calls (HELLO "sigterm")
 	// cancelled this call at its deadline already (CALL carries it): a
 	// SIGTERM cannot end it sooner, so go straight to the dump.
-	skipTerm := w.hello.SIGTERM == wire.SigtermCancel && errors.Is(e.Err, context.DeadlineExceeded)
+	skipTerm := w.Hello.SIGTERM == wire.SigtermCancel && errors.Is(e.Err, context.DeadlineExceeded)
 	termGrace, step := p.cfg.TermGrace, "exited after SIGTERM"
 	if skipTerm {
 		termGrace, step = 0, "exited by itself"
 	} else {
-		_ = w.proc.Signal(syscall.SIGTERM)
+		_ = w.Proc.Signal(syscall.SIGTERM)
 	}
 	t := time.NewTimer(termGrace)
 	defer t.Stop()
@@ -59,7 +59,7 @@ func (p *Pool) stopHung(w *workerProc, e *CanceledError, fp *fingerprint, alone 
 	select {
 	case <-exited:
 	case <-t.C:
-		_ = w.proc.Signal(p.cfg.DumpSignal)
+		_ = w.Proc.Signal(p.cfg.DumpSignal)
 		dumped = true
 		step = fmt.Sprintf("ignored SIGTERM for %v; exited after %v", p.cfg.TermGrace, p.cfg.DumpSignal)
 		if skipTerm {
@@ -69,7 +69,7 @@ func (p *Pool) stopHung(w *workerProc, e *CanceledError, fp *fingerprint, alone 
 		select {
 		case <-exited:
 		case <-t.C:
-			w.proc.Kill()
+			w.Proc.Kill()
 			<-exited
 			step = fmt.Sprintf("ignored SIGTERM and %v; killed with SIGKILL", p.cfg.DumpSignal)
 			if skipTerm {
@@ -77,20 +77,20 @@ func (p *Pool) stopHung(w *workerProc, e *CanceledError, fp *fingerprint, alone 
 			}
 		}
 	}
-	ex := proc.ExitOf(w.proc.State())
-	e.Started = w.hasStarted(e.RequestID)
+	ex := proc.ExitOf(w.Proc.State())
+	e.Started = w.HasStarted(e.RequestID)
 	e.ExitCode, e.Signal = ex.Code, ex.Signal
 	e.Reason = step + " (" + ex.String() + ")"
 	if dumped {
-		e.Stack = w.stderr.String()
+		e.Stack = w.Stderr.String()
 	}
 	if !e.Started {
-		p.cfg.Logger.Info("call abandoned before it started: worker stopped", "pid", w.pid, "method", e.Method,
+		p.cfg.Logger.Info("call abandoned before it started: worker stopped", "pid", w.PID, "method", e.Method,
 			"request_id", e.RequestID, "cause", e.Err.Error(), "stopped", e.Reason)
 		return
 	}
 	p.stats.hung.Add(1)
-	attrs := []any{"pid", w.pid, "method", e.Method, "request_id", e.RequestID, "cause", e.Err.Error(), "stopped", e.Reason}
+	attrs := []any{"pid", w.PID, "method", e.Method, "request_id", e.RequestID, "cause", e.Err.Error(), "stopped", e.Reason}
 	if dumped {
 		attrs = append(attrs, "stack_tail", e.Stack)
 	}

@@ -151,12 +151,12 @@ func (p *Pool) sweep() {
 	}
 	p.unlock()
 	for _, w := range check {
-		rss, err := p.rssOf(w.pid)
+		rss, err := p.rssOf(w.PID)
 		if err != nil || rss <= p.cfg.MaxMemory {
 			continue
 		}
 		if p.hooks.overMemory != nil {
-			p.hooks.overMemory(w.pid)
+			p.hooks.overMemory(w.PID)
 		}
 		p.mu.Lock()
 		if w.state != retiring && w.state != dead && !p.closed {
@@ -184,7 +184,7 @@ func (p *Pool) memoryKillLocked(w *workerProc, rss int64) {
 	p.stats.memoryKills.Add(1)
 	p.stats.recycled[RecycleMemory].Add(1)
 	p.retireLocked(w, fmt.Sprintf("killed: resident memory %d bytes over MaxMemory %d", rss, p.cfg.MaxMemory), RecycleNone)
-	p.afterLocked(w.proc.Kill)
+	p.afterLocked(w.Proc.Kill)
 }
 
 // rssOf returns the resident memory of process pid in bytes.
@@ -227,7 +227,7 @@ func readRSS(pid int) (int64, error) {
 
 // rusage returns a reaped worker's resource usage, or nil.
 func rusage(w *workerProc) *syscall.Rusage {
-	if st := w.proc.State(); st != nil {
+	if st := w.Proc.State(); st != nil {
 		ru, _ := st.SysUsage().(*syscall.Rusage)
 		return ru
 	}

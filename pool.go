@@ -229,27 +229,16 @@ func (p *Pool) spawn(req spawnReq) {
 		if req.spare {
 			extraEnv = []string{spareIdleEnv}
 		}
-		w, err := launchWatched(&p.cfg, p.spawner, p.workerLost, p.onExit, p.trackStarting, extraEnv...)
+		w, err := launchWatched(&p.cfg, p.spawner, p.workerLost, p.onExit, p.trackStarting, p.connOptions, extraEnv...)
 		if err == nil && p.hooks.launched != nil {
 			p.hooks.launched(w)
-		}
-		if err == nil {
-			// Before any call: nobody uses the connection yet.
-			o := dispatch.Options{Buffers: &p.bufs, Follow: p.cfg.CancelGrace > 0}
-			if w.hello.Marker && w.capacity == 1 {
-				o.SerialMarker = w.started
-			}
-			if p.depth(w) > w.capacity {
-				o.HoldAfter = w.capacity + 1
-			}
-			w.conn.Configure(o)
 		}
 		p.mu.Lock()
 		if err == nil && w.state == dead {
 			err = diedAfterHello(w)
 			stale := w
 			w = nil
-			p.afterLocked(stale.closeResources) // onExit is done with it
+			p.afterLocked(stale.Close) // onExit is done with it
 		}
 		if first != nil {
 			first <- err
@@ -260,9 +249,9 @@ func (p *Pool) spawn(req spawnReq) {
 			p.dropReqLocked(&req)
 			p.unlock()
 			if w != nil {
-				w.proc.Kill()
-				<-w.proc.Exited()
-				w.closeResources()
+				w.Proc.Kill()
+				<-w.Proc.Exited()
+				w.Close()
 			}
 			return
 		}
@@ -328,9 +317,9 @@ func (p *Pool) spawn(req spawnReq) {
 // diedAfterHello describes a worker that exited after its HELLO and before
 // spawn took it in: a start failure, since it never served.
 func diedAfterHello(w *workerProc) *StartError {
-	ex := proc.ExitOf(w.proc.State())
-	return &StartError{PID: w.pid, ExitCode: ex.Code, Signal: ex.Signal, Exited: true, Stderr: w.stderr.String(),
-		Reason: fmt.Sprintf("worker %d exited right after HELLO: %v", w.pid, ex)}
+	ex := proc.ExitOf(w.Proc.State())
+	return &StartError{PID: w.PID, ExitCode: ex.Code, Signal: ex.Signal, Exited: true, Stderr: w.Stderr.String(),
+		Reason: fmt.Sprintf("worker %d exited right after HELLO: %v", w.PID, ex)}
 }
 
 // pause waits d, or until the pool closes; it reports false if it closed.
@@ -412,7 +401,7 @@ func (p *Pool) trackStarting(w *workerProc, add bool) {
 	if add {
 		p.starting[w] = struct{}{}
 		if p.closed {
-			w.conn.Shutdown()
+			w.Conn.Shutdown()
 		}
 	} else {
 		delete(p.starting, w)
@@ -422,8 +411,8 @@ func (p *Pool) trackStarting(w *workerProc, add bool) {
 // onExit runs once per worker, on its watching goroutine, after the process
 // has been reaped.
 func (p *Pool) onExit(w *workerProc) {
-	w.conn.Shutdown() // wake a caller blocked reading, even if a grandchild holds the socket
-	w.conn.DropOrphans(dispatch.ErrWorkerExited)
+	w.Conn.Shutdown() // wake a caller blocked reading, even if a grandchild holds the socket
+	w.Conn.DropOrphans(dispatch.ErrWorkerExited)
 	p.mu.Lock()
 	if _, ok := p.workers[w]; !ok {
 		// Not taken in: a start-up failure, which launch cleans up, or
@@ -433,7 +422,7 @@ func (p *Pool) onExit(w *workerProc) {
 		p.unlock()
 		return
 	}
-	ex := proc.ExitOf(w.proc.State())
+	ex := proc.ExitOf(w.Proc.State())
 	delete(p.workers, w)
 	p.moveLocked(w, dead)
 	p.removeAvailLocked(w)
@@ -446,7 +435,7 @@ func (p *Pool) onExit(w *workerProc) {
 	// A worker whose connection a cancellation shut down exits at the end
 	// of its stream: the pool's doing, though the caller may not have
 	// retired it yet.
-	abandoned := w.conn.AbandonedBy() != 0
+	abandoned := w.Conn.AbandonedBy() != 0
 	expected := (w.retired() || abandoned) && !memKill
 	why := w.retireWhy
 	if why == "" && abandoned {
@@ -457,22 +446,22 @@ func (p *Pool) onExit(w *workerProc) {
 	case memKill:
 		limit = LimitMemory
 	case !expected:
-		limit = classifyLimit(&p.cfg.Limits, ex.Signal, w.broken.Load(), rusage(w), w.stderr.String())
+		limit = classifyLimit(&p.cfg.Limits, ex.Signal, w.broken.Load(), rusage(w), w.Stderr.String())
 	}
 	if !expected && phase == PhaseIdle && !p.closed {
 		// Nobody's call killed it: the worker itself is failing.
-		p.failureLocked(&CrashError{Phase: PhaseIdle, PID: w.pid, ExitCode: ex.Code, Signal: ex.Signal,
-			CoreDumped: ex.Core, Reason: "died between calls: " + ex.String(), Stderr: w.stderr.String(), Limit: limit})
+		p.failureLocked(&CrashError{Phase: PhaseIdle, PID: w.PID, ExitCode: ex.Code, Signal: ex.Signal,
+			CoreDumped: ex.Core, Reason: "died between calls: " + ex.String(), Stderr: w.Stderr.String(), Limit: limit})
 	}
 	p.fillLocked(time.Now())
 	last := w.dropLocked() // the process's hold
 	p.unlock()
 
 	if expected {
-		p.cfg.Logger.Info("worker stopped", "pid", w.pid, "reason", why, "exit", ex.String())
+		p.cfg.Logger.Info("worker stopped", "pid", w.PID, "reason", why, "exit", ex.String())
 	} else {
 		p.stats.crashes[phase].Add(1)
-		attrs := []any{"pid", w.pid, "phase", phase.String(), "exit", ex.String(), "stderr_tail", w.stderr.String()}
+		attrs := []any{"pid", w.PID, "phase", phase.String(), "exit", ex.String(), "stderr_tail", w.Stderr.String()}
 		if phase == PhaseCall {
 			attrs = append(attrs, "request_id", w.current.Load())
 		}
@@ -488,7 +477,7 @@ func (p *Pool) onExit(w *workerProc) {
 		p.cfg.Logger.Error("worker crashed", attrs...)
 	}
 	if last {
-		w.closeResources()
+		w.Close()
 	}
 }
 
@@ -576,10 +565,23 @@ func (p *Pool) holdCallLocked(w *workerProc) {
 	w.holdLocked()
 }
 
+// connOptions tunes the connection of a worker that said h: large replies
+// into the pool's buffers; the serial marker; calls held back for the
+// reader with Config.Pipeline (depth beyond capacity); followers only with
+// Config.CancelGrace.
+func (p *Pool) connOptions(h wire.Hello) dispatch.Options {
+	capacity := p.cfg.capacity(h)
+	o := dispatch.Options{Buffers: &p.bufs, Follow: p.cfg.CancelGrace > 0, Serial: h.Marker && capacity == 1}
+	if p.cfg.Pipeline > 0 && h.Marker {
+		o.HoldAfter = capacity + 1
+	}
+	return o
+}
+
 // depth is how many calls w may have in flight, the ones queued in
 // its socket (Config.Pipeline) included.
 func (p *Pool) depth(w *workerProc) int {
-	if p.cfg.Pipeline > 0 && w.hello.Marker {
+	if p.cfg.Pipeline > 0 && w.Hello.Marker {
 		return w.capacity + p.cfg.Pipeline
 	}
 	return w.capacity
@@ -662,7 +664,7 @@ func (p *Pool) release(w *workerProc, served bool) {
 	switch {
 	case last: // dead, and nothing else uses conn and marker
 		p.unlock()
-		w.closeResources()
+		w.Close()
 		return
 	case w.state != serving || w.broken.Load():
 		if w.state == retiring && w.inflight == 0 && w.hung == 0 {
@@ -698,7 +700,7 @@ func (p *Pool) retireLocked(w *workerProc, why string, reason RecycleReason) {
 	p.removeAvailLocked(w)
 	if reason != RecycleNone {
 		p.stats.recycled[reason].Add(1)
-		p.logLocked(slog.LevelInfo, "worker recycled", "pid", w.pid, "reason", reason.String(), "calls", w.pol.calls)
+		p.logLocked(slog.LevelInfo, "worker recycled", "pid", w.PID, "reason", reason.String(), "calls", w.pol.calls)
 	}
 	p.fillLocked(time.Now())
 	if w.inflight == 0 {
@@ -711,8 +713,8 @@ func (p *Pool) retireLocked(w *workerProc, why string, reason RecycleReason) {
 func (p *Pool) stopLocked(w *workerProc) {
 	grace := p.cfg.KillGrace
 	p.afterLocked(func() {
-		w.conn.SendControl(wire.TypeQuit, 0)
-		w.proc.Stop(proc.Step{Wait: grace}, proc.Step{Signal: syscall.SIGTERM, Wait: grace})
+		w.Conn.SendControl(wire.TypeQuit, 0)
+		w.Proc.Stop(proc.Step{Wait: grace}, proc.Step{Signal: syscall.SIGTERM, Wait: grace})
 	})
 }
 
@@ -736,7 +738,7 @@ func (p *Pool) close(ctx context.Context) error {
 		wt.ch <- grant{err: ErrClosed}
 	}
 	for w := range p.starting {
-		w.conn.Shutdown()
+		w.Conn.Shutdown()
 	}
 	var drained chan struct{}
 	if p.inflight > 0 {
@@ -766,7 +768,7 @@ func (p *Pool) close(ctx context.Context) error {
 		p.removeAvailLocked(w)
 		if err != nil {
 			w.killedByClose.Store(true)
-			w.proc.Kill()
+			w.Proc.Kill()
 		} else {
 			p.stopLocked(w)
 		}
@@ -774,18 +776,18 @@ func (p *Pool) close(ctx context.Context) error {
 	p.unlock()
 	for _, w := range ws {
 		select {
-		case <-w.proc.Exited():
+		case <-w.Proc.Exited():
 		case <-ctx.Done():
 			if err == nil {
 				err = ctx.Err()
 			}
 			for _, w := range ws {
 				w.killedByClose.Store(true)
-				w.proc.Kill()
+				w.Proc.Kill()
 			}
-			<-w.proc.Exited()
+			<-w.Proc.Exited()
 		}
-		w.proc.Release()
+		w.Proc.Release()
 	}
 	p.wg.Wait()
 	p.spawner.Close()
@@ -927,10 +929,10 @@ func (p *Pool) Workers() []WorkerInfo {
 	defer p.unlock()
 	out := make([]WorkerInfo, 0, len(p.workers))
 	for w := range p.workers {
-		if w.exited.Load() {
+		if w.Exited.Load() {
 			continue // dead, not yet reaped
 		}
-		out = append(out, WorkerInfo{PID: w.pid, Name: w.hello.Name, InFlight: w.inflight, Capacity: w.capacity, Since: w.born,
+		out = append(out, WorkerInfo{PID: w.PID, Name: w.Hello.Name, InFlight: w.inflight, Capacity: w.capacity, Since: w.born,
 			Transport: w.transport(), Spare: w.state == spare, Stopping: w.state == retiring || w.state == lost})
 	}
 	return out

@@ -33,13 +33,13 @@ type answer struct {
 //     connection down, even if its answer came just before: a success from
 //     a server killed for it would hand out a dead object.
 func (s *server) await(ctx context.Context, pd *dispatch.Pending, method string, onLeft func(answer)) (ans answer, ce *CanceledError, left bool) {
-	c := s.w.conn
+	c := s.w.Conn
 	id := pd.ID()
 	// wait reports true when this request's ctx ending shut the connection
 	// down, once the shutdown is over. abandonedBy also makes that so where
 	// wait reports only that the shutdown was asked for.
 	shut := c.Wait(pd, ctx).Shut && c.AbandonedBy() == id
-	if !shut && ctx.Err() != nil && !s.w.hasStarted(id) {
+	if !shut && ctx.Err() != nil && !s.w.HasStarted(id) {
 		if ce := s.leave(pd, method, ctx.Err(), onLeft); ce != nil {
 			c.Release(pd)
 			return answer{}, ce, true
@@ -53,7 +53,7 @@ func (s *server) await(ctx context.Context, pd *dispatch.Pending, method string,
 	switch {
 	case shut || (!done && ctx.Err() != nil):
 		s.kill()
-		return answer{}, &CanceledError{Method: method, RequestID: id, PID: s.pid, Started: s.w.hasStarted(id), Err: ctx.Err()}, false
+		return answer{}, &CanceledError{Method: method, RequestID: id, PID: s.pid, Started: s.w.HasStarted(id), Err: ctx.Err()}, false
 	case !done: // wait returns with pd done unless ctx ended
 		ans.err = dispatch.ErrBroken
 	}
@@ -63,7 +63,7 @@ func (s *server) await(ctx context.Context, pd *dispatch.Pending, method string,
 // kill kills s's process, marking its end as the activator's doing.
 func (s *server) kill() {
 	s.w.broken.Store(true)
-	s.w.proc.Kill()
+	s.w.Proc.Kill()
 }
 
 // leave gives up request pd, whose ctx ended while it waited behind other
@@ -85,7 +85,7 @@ func (s *server) leave(pd *dispatch.Pending, method string, cause error, onLeft 
 	a.mu.Unlock()
 	var ans answer
 	answered := make(chan struct{})
-	ok := w.conn.AbandonQueued(pd, func(typ wire.Type, payload []byte, err error) {
+	ok := w.Conn.AbandonQueued(pd, func(typ wire.Type, payload []byte, err error) {
 		// On the reader, under conn.mu: record, decide nothing else.
 		ans = answer{typ: typ, payload: bytes.Clone(payload), err: err}
 		e.Started, e.Reason = leftOutcome(w, id, ans)
@@ -116,7 +116,7 @@ func (s *server) leave(pd *dispatch.Pending, method string, cause error, onLeft 
 func leftOutcome(w *workerProc, id uint64, ans answer) (started bool, reason string) {
 	const queued = "abandoned while queued on the server, which was left running; "
 	if ans.err != nil {
-		return w.hasStarted(id), queued + "its connection ended before it answered: " + ans.err.Error()
+		return w.HasStarted(id), queued + "its connection ended before it answered: " + ans.err.Error()
 	}
 	if ans.typ == wire.TypeReply {
 		return true, queued + "it ran the request anyway; the result was dropped"

@@ -34,7 +34,7 @@ func (p *Pool) promoteLocked(since time.Time) bool {
 	if !since.IsZero() {
 		p.respawns.add(time.Since(since))
 	}
-	p.logLocked(slog.LevelInfo, "spare worker promoted", "pid", w.pid)
+	p.logLocked(slog.LevelInfo, "spare worker promoted", "pid", w.PID)
 	p.offerLocked(w)
 	return true
 }

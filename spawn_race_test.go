@@ -14,8 +14,8 @@ func TestWorkerExitsBeforeTakenIn(t *testing.T) {
 	var n atomic.Int32
 	h := hooks{launched: func(w *workerProc) {
 		if n.Add(1) == 2 { // the first worker's replacement
-			w.proc.Kill()
-			<-w.proc.Exited()
+			w.Proc.Kill()
+			<-w.Proc.Exited()
 		}
 	}}
 	p, _ := testPool(t, Config{Workers: 1}, h)
@@ -30,8 +30,8 @@ func TestWorkerExitsBeforeTakenIn(t *testing.T) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for w := range p.workers {
-		if w.exited.Load() {
-			t.Errorf("worker %d exited but is kept %v", w.pid, w.state)
+		if w.Exited.Load() {
+			t.Errorf("worker %d exited but is kept %v", w.PID, w.state)
 		}
 	}
 }

@@ -58,7 +58,7 @@ func (s state) canGo(next state) bool {
 func (w *workerProc) to(next state) state {
 	prev := w.state
 	if !prev.canGo(next) {
-		panic(fmt.Sprintf("bulkhead: worker %d: illegal transition %v -> %v", w.pid, prev, next))
+		panic(fmt.Sprintf("bulkhead: worker %d: illegal transition %v -> %v", w.PID, prev, next))
 	}
 	w.state = next
 	return prev
@@ -78,11 +78,11 @@ func (w *workerProc) retired() bool { return w.retireWhy != "" }
 func (w *workerProc) holdLocked() { w.holds++ }
 
 // dropLocked lets one hold go and reports whether it was the last: the
-// caller then releases them (closeResources) once Pool.mu is released.
+// caller then releases them (Worker.Close) once Pool.mu is released.
 func (w *workerProc) dropLocked() (last bool) {
 	w.holds--
 	if w.holds < 0 {
-		panic(fmt.Sprintf("bulkhead: worker %d: socket and marker released more often than held", w.pid))
+		panic(fmt.Sprintf("bulkhead: worker %d: socket and marker released more often than held", w.PID))
 	}
 	return w.holds == 0
 }

@@ -134,17 +134,17 @@ func New(fd int, maxFrame uint32) *Conn {
 	return c
 }
 
-// Options tune a connection to its worker and its owner. They are known
-// only once the worker has said HELLO, and are set by Configure before the
-// connection carries its first call.
+// Options tune a connection to its worker and its owner. They depend on
+// the worker's HELLO, and are given to Launch (Spec.Options), which sets
+// them before the connection carries its first call.
 type Options struct {
 	// Buffers, if not nil, has large frames read into buffers that the
 	// owner recycles (bulkhead.Reply.Release); Result.Large says so.
 	Buffers *Buffers
-	// SerialMarker is the start marker of a worker that runs one call at a
-	// time, or nil: a cancellation spares a reader whose worker's marker
+	// Serial says that the worker runs one call at a time and keeps the
+	// start marker: a cancellation spares a reader whose worker's marker
 	// has moved past its call (MovedPast), since its answer is on its way.
-	SerialMarker *atomic.Uint64
+	Serial bool
 	// HoldAfter is how many calls may be pending before a new one is held
 	// back in the buffer for the reader to write (Config.Pipeline: the
 	// worker's concurrency plus one); 0, never.
@@ -155,14 +155,17 @@ type Options struct {
 	Follow bool
 }
 
-// Configure sets o. Call it once, after HELLO and before the connection
-// carries a call: nothing else reads or writes these fields meanwhile.
-func (c *Conn) Configure(o Options) {
+// configure sets o, with marker the start marker's word for o.Serial,
+// after HELLO and before the connection carries a call: nothing else reads
+// or writes these fields meanwhile.
+func (c *Conn) configure(o Options, marker *atomic.Uint64) {
 	if o.Buffers != nil {
 		c.bufs = o.Buffers
 		c.reader.Alloc = o.Buffers.Get
 	}
-	c.serialStarted = o.SerialMarker
+	if o.Serial {
+		c.serialStarted = marker
+	}
 	c.holdAfter = o.HoldAfter
 	c.follow = o.Follow
 }

@@ -1,0 +1,312 @@
+package dispatch
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/bulkhead-go/bulkhead/internal/proc"
+	"github.com/bulkhead-go/bulkhead/internal/wire"
+	"golang.org/x/sys/unix"
+)
+
+// Spec says how to start one worker.
+type Spec struct {
+	Path    string   // the executable, resolved
+	Command string   // argv[0]
+	Args    []string // the rest of argv
+	Env     []string // nil: this process's environment
+	Dir     string
+	// ExtraEnv is added after Env and the protocol's variables, so that
+	// it overrides them.
+	ExtraEnv     []string
+	StderrTail   int           // bytes of stdout and stderr kept (proc.NewTail)
+	KillGrace    time.Duration // how long the reaping waits for output pipes a descendant holds
+	StartTimeout time.Duration // for HELLO
+	MaxFrame     uint32
+	// Shm offers the shared-memory transport (PROTOCOL.md section 9)
+	// with rings of ShmRingSize bytes that spin ShmSpin rounds.
+	Shm         bool
+	ShmRingSize int
+	ShmSpin     int
+	// Limit, if not nil, applies resource limits to the started process
+	// before HELLO is awaited.
+	Limit func(pid int) error
+	// Options, if not nil, tunes the connection from the worker's HELLO.
+	Options func(hello wire.Hello) Options
+}
+
+// Hooks are the owner's callbacks, which run on the process's watching
+// goroutine (proc.StartWatched) or on Launch's caller. Any may be nil.
+type Hooks struct {
+	// Died runs as soon as the pidfd reports the exit, after Exited is
+	// set and the connection shut down, so that nothing a descendant
+	// that kept the socket writes after the death is read.
+	Died func()
+	// Reaped runs once the process has been reaped, whatever happened,
+	// start failures included; Proc.Exited is closed after it.
+	Reaped func()
+	// Starting is told true when Launch starts waiting for HELLO and
+	// false when it stops, so that an owner closing down can cut the
+	// wait short with Conn.Shutdown.
+	Starting func(waiting bool)
+}
+
+// Worker is one started worker process: its connection, its start marker
+// and its output. Launch fills it; its fields are not written afterwards,
+// except Exited.
+type Worker struct {
+	Proc   *proc.Process
+	PID    int
+	Conn   *Conn
+	Hello  wire.Hello
+	Stderr *proc.Tail // stdout and stderr, the first bytes and the last
+	// Exited is set when the pidfd reports the exit; the process may not
+	// be reaped yet.
+	Exited atomic.Bool
+
+	marker  []byte         // the shared start-marker page
+	started *atomic.Uint64 // its "started" word
+}
+
+const (
+	markerSize    = 4096
+	markerMagic   = 0x4b4d4842 // "BHMK"
+	markerVersion = 1
+)
+
+// HasStarted reports whether the worker had begun call id, by the start
+// marker. Without a marker every call in flight counts as started.
+func (w *Worker) HasStarted(id uint64) bool {
+	return !w.Hello.Marker || w.started.Load() >= id
+}
+
+// StartedWord is the start marker's "started" word: the highest id the
+// worker has begun.
+func (w *Worker) StartedWord() *atomic.Uint64 { return w.started }
+
+// Close releases the socket and the marker; the process must have exited
+// and nothing may be using the connection.
+func (w *Worker) Close() {
+	w.Conn.Close()
+	if w.marker != nil {
+		_ = unix.Munmap(w.marker)
+		w.marker = nil
+	}
+}
+
+// StartFailure says why a worker did not start; the owner turns it into
+// its own error (bulkhead.StartError).
+type StartFailure struct {
+	PID    int       // 0 if it never ran
+	Exit   proc.Exit // Code -1 if it was killed, still running when killed, or never ran
+	Exited bool      // the process ended on its own before HELLO
+	Reason string
+	Stderr string
+	Err    error
+}
+
+func (e *StartFailure) Error() string { return "worker failed to start: " + e.Reason }
+
+func (e *StartFailure) Unwrap() error { return e.Err }
+
+// socketBuffer is the send and receive buffer asked for on each socket.
+const socketBuffer = 4 << 20
+
+// Launch spawns one worker of s through sp into w and waits for its HELLO,
+// its exit, or the start timeout, whichever comes first. w is filled before
+// the process starts as far as h's callbacks may need it (Conn, Stderr,
+// the marker), so that they may run before Launch returns. A failure is a
+// *StartFailure; the process has then been reaped, and its resources
+// released.
+func Launch(w *Worker, s Spec, sp *proc.Spawner, h Hooks) error {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return &StartFailure{Exit: proc.Exit{Code: -1}, Reason: "socketpair: " + err.Error(), Err: err}
+	}
+	parentFD, childFD := fds[0], fds[1]
+	for _, fd := range fds {
+		// Larger buffers let a big frame cross in a few system calls
+		// rather than many 200 KiB hand-offs; the kernel caps the value
+		// at net.core.wmem_max, which is fine.
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, socketBuffer)
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, socketBuffer)
+	}
+	childSock := os.NewFile(uintptr(childFD), "bulkhead-socket")
+	defer childSock.Close()
+
+	markerFile, page, err := newMarker()
+	if err != nil {
+		unix.Close(parentFD)
+		return &StartFailure{Exit: proc.Exit{Code: -1}, Reason: "start marker: " + err.Error(), Err: err}
+	}
+	defer markerFile.Close()
+
+	var shm *ShmLink
+	if s.Shm {
+		if shm, err = NewShmLink(s.ShmRingSize, s.ShmSpin); err != nil {
+			unix.Close(parentFD)
+			unix.Munmap(page)
+			return &StartFailure{Exit: proc.Exit{Code: -1}, Reason: "shared-memory transport: " + err.Error(), Err: err}
+		}
+		defer shm.File().Close()
+	}
+
+	var cookieBytes [16]byte
+	_, _ = rand.Read(cookieBytes[:])
+	cookie := hex.EncodeToString(cookieBytes[:])
+
+	w.marker, w.started = page, (*atomic.Uint64)(unsafe.Pointer(&page[8]))
+	w.Stderr = proc.NewTail(s.StderrTail)
+	w.Conn = New(parentFD, s.MaxFrame)
+	died := func() {
+		w.Exited.Store(true)
+		w.Conn.Shutdown()
+		if h.Died != nil {
+			h.Died()
+		}
+	}
+	pr, err := proc.StartWatched(sp, command(s, w.Stderr, cookie, childSock, markerFile, shm), died, h.Reaped)
+	if err != nil {
+		w.Conn.Close()
+		unix.Munmap(page)
+		if shm != nil {
+			shm.Unmap()
+		}
+		return &StartFailure{Exit: proc.Exit{Code: -1}, Reason: "exec " + s.Command + ": " + err.Error(), Err: err}
+	}
+	w.Proc, w.PID = pr, pr.PID
+	childSock.Close()
+	markerFile.Close()
+	if s.Limit != nil {
+		if err := s.Limit(w.PID); err != nil {
+			w.Proc.Kill()
+			<-w.Proc.Exited()
+			w.Close()
+			return &StartFailure{PID: w.PID, Exit: proc.Exit{Code: -1}, Reason: "resource limits: " + err.Error(), Err: err}
+		}
+	}
+	return w.handshake(s, cookie, shm, h)
+}
+
+// command is the exec.Cmd of a worker of s: the protocol's variables, and
+// the socket, the marker and the shm region as descriptors 3, 4 and 5.
+func command(s Spec, out *proc.Tail, cookie string, sock, marker *os.File, shm *ShmLink) *exec.Cmd {
+	env := s.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	env = append(env[:len(env):len(env)],
+		"BULKHEAD_PROTOCOL="+strconv.Itoa(wire.Version),
+		"BULKHEAD_FD=3",
+		"BULKHEAD_MARKER_FD=4",
+		"BULKHEAD_COOKIE="+cookie,
+		"BULKHEAD_PARENT_PID="+strconv.Itoa(os.Getpid()),
+		"BULKHEAD_MAX_FRAME="+strconv.FormatUint(uint64(s.MaxFrame), 10),
+	)
+	extra := []*os.File{sock, marker}
+	if shm != nil {
+		env = append(env,
+			"BULKHEAD_SHM_FD=5",
+			"BULKHEAD_SHM_SIZE="+strconv.Itoa(s.ShmRingSize),
+			"BULKHEAD_SHM_SPIN="+strconv.Itoa(s.ShmSpin))
+		extra = append(extra, shm.File())
+	}
+	env = append(env, s.ExtraEnv...)
+	return &exec.Cmd{
+		Path:       s.Path,
+		Args:       append([]string{s.Command}, s.Args...),
+		Env:        env,
+		Dir:        s.Dir,
+		Stdout:     out, // never parsed: a library's stray prints cannot break the protocol
+		Stderr:     out,
+		ExtraFiles: extra,
+		WaitDelay:  s.KillGrace,
+	}
+}
+
+// handshake waits for the started worker's HELLO and moves the connection
+// onto the shm link if the worker took it.
+func (w *Worker) handshake(s Spec, cookie string, shm *ShmLink, h Hooks) error {
+	if h.Starting != nil {
+		h.Starting(true)
+	}
+	hello, err := w.Conn.ReadHello(cookie, s.StartTimeout)
+	if h.Starting != nil {
+		h.Starting(false)
+	}
+	if err == nil && hello.Transport == "shm" && shm == nil {
+		err = &wire.HelloError{Code: wire.CodeBadHello, Reason: "worker chose the shared-memory transport, which was not offered"}
+	}
+	if err != nil {
+		if shm != nil {
+			shm.Unmap()
+		}
+		err := w.startFailure(err, s.StartTimeout)
+		w.Close()
+		return err
+	}
+	w.Hello = hello
+	switch {
+	case hello.Transport == "shm" && shm != nil:
+		w.Conn.UseShm(shm)
+	case shm != nil:
+		shm.Unmap() // the worker stays on the socket
+	}
+	if s.Options != nil {
+		w.Conn.configure(s.Options(hello), w.started) // before any call: nobody uses it yet
+	}
+	return nil
+}
+
+func newMarker() (*os.File, []byte, error) {
+	fd, err := unix.MemfdCreate("bulkhead-marker", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, nil, err
+	}
+	f := os.NewFile(uintptr(fd), "bulkhead-marker")
+	if err := f.Truncate(markerSize); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	page, err := unix.Mmap(fd, 0, markerSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	binary.LittleEndian.PutUint32(page[0:], markerMagic)
+	binary.LittleEndian.PutUint32(page[4:], markerVersion)
+	return f, page, nil
+}
+
+// startFailure stops a worker that failed its start and describes why.
+func (w *Worker) startFailure(cause error, timeout time.Duration) *StartFailure {
+	// A worker we refused may exit by itself on reading the refusal; that
+	// is not a crash. Otherwise PF_EXITING tells a death from a hang-up.
+	var refused *wire.HelloError
+	exitedOnItsOwn := !errors.As(cause, &refused) && w.Proc.Exiting()
+	w.Proc.Kill()
+	<-w.Proc.Exited()
+	ex := proc.ExitOf(w.Proc.State())
+	e := &StartFailure{
+		PID: w.PID, Exit: ex, Exited: exitedOnItsOwn,
+		Stderr: w.Stderr.String(), Err: cause,
+	}
+	switch {
+	case exitedOnItsOwn:
+		e.Reason = fmt.Sprintf("worker %d exited before HELLO: %v", w.PID, ex)
+	case errors.Is(cause, ErrStartTimeout):
+		e.Reason = fmt.Sprintf("worker %d sent no HELLO within %v; killed", w.PID, timeout)
+	default:
+		e.Reason = fmt.Sprintf("worker %d: %v; killed", w.PID, cause)
+	}
+	return e
+}
