@@ -31,7 +31,7 @@ type Conn struct {
 	fd   fdio.FD                 // the socket: the handshake, and waking blocked callers
 	rd   io.Reader               // where frames come from: the socket or a shared-memory pipe
 	wr   io.Writer               // where frames go
-	shm  atomic.Pointer[ShmLink] // nil unless the shared-memory transport is in use
+	shm  atomic.Pointer[shmLink] // nil unless the shared-memory transport is in use
 	down atomic.Bool             // shutdown has been called
 	// abandonedBy is the id of the call whose ctx ending shut the
 	// connection down (abandon), or 0.
@@ -232,17 +232,17 @@ func (c *Conn) MovedPast(id uint64) bool {
 // OnShm reports whether frames go over the shared-memory transport.
 func (c *Conn) OnShm() bool { return c.shm.Load() != nil }
 
-// ShmLink is the shared-memory transport of one connection (PROTOCOL.md
+// shmLink is the shared-memory transport of one connection (PROTOCOL.md
 // section 9): a pipe each way in one mapped region.
-type ShmLink struct {
+type shmLink struct {
 	mem     []byte
 	in, out *shmpipe.Pipe
 	file    *os.File // the region, until it has been handed to the worker
 }
 
-// UseShm moves the connection onto shared-memory pipes after a HELLO that
+// useShm moves the connection onto shared-memory pipes after a HELLO that
 // accepted them. Nothing else may be using the connection yet.
-func (c *Conn) UseShm(l *ShmLink) {
+func (c *Conn) useShm(l *shmLink) {
 	c.rd, c.wr = l.in, l.out
 	c.reader = wire.NewReader(c.rd, c.maxFrame)
 	if c.bufs != nil {

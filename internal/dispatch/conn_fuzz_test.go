@@ -58,7 +58,7 @@ func FuzzConnRead(f *testing.F) {
 		var toWorker, fromWorker *shmpipe.Pipe // the worker's ends
 		var pipe0, pipe1 []byte                // their memory, for the lies
 		if shm {
-			l, err := NewShmLink(fuzzRing, 0)
+			l, err := newShmLink(fuzzRing, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -67,7 +67,7 @@ func FuzzConnRead(f *testing.F) {
 			pipe0, pipe1 = l.mem[:n], l.mem[n:]
 			toWorker, _ = shmpipe.New(pipe0, fuzzRing, 0)
 			fromWorker, _ = shmpipe.New(pipe1, fuzzRing, 0)
-			c.UseShm(l)
+			c.useShm(l)
 		}
 		p, err := sendCall(c, "m", 0, nil)
 		if err != nil {

@@ -8,14 +8,14 @@ import (
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
 
-// ErrStartTimeout: the worker sent no HELLO before the start timeout.
-var ErrStartTimeout = errors.New("no HELLO before the start timeout")
+// errStartTimeout: the worker sent no HELLO before the start timeout.
+var errStartTimeout = errors.New("no HELLO before the start timeout")
 
-// ReadHello reads the first frame, which must be a HELLO with cookie. A
+// readHello reads the first frame, which must be a HELLO with cookie. A
 // timer shuts the socket down at the deadline; the owner shuts it down
 // when the process exits, so the blocking read always ends. A HELLO that is
-// refused is answered with ERROR, best effort, before ReadHello returns.
-func (c *Conn) ReadHello(cookie string, timeout time.Duration) (wire.Hello, error) {
+// refused is answered with ERROR, best effort, before readHello returns.
+func (c *Conn) readHello(cookie string, timeout time.Duration) (wire.Hello, error) {
 	var timedOut atomic.Bool
 	fired := make(chan struct{})
 	t := time.AfterFunc(timeout, func() {
@@ -24,7 +24,7 @@ func (c *Conn) ReadHello(cookie string, timeout time.Duration) (wire.Hello, erro
 		c.Shutdown()
 	})
 	// Wait for a callback that has started: the descriptor it shuts down
-	// may be closed, and its number reused, once ReadHello returns.
+	// may be closed, and its number reused, once readHello returns.
 	defer func() {
 		if !t.Stop() {
 			<-fired
@@ -35,7 +35,7 @@ func (c *Conn) ReadHello(cookie string, timeout time.Duration) (wire.Hello, erro
 	h, payload, err := r.Next()
 	r.SetMaxFrame(c.maxFrame)
 	if timedOut.Load() {
-		return wire.Hello{}, ErrStartTimeout
+		return wire.Hello{}, errStartTimeout
 	}
 	if err != nil {
 		return wire.Hello{}, err

@@ -150,14 +150,14 @@ func Launch(w *Worker, s Spec, sp *proc.Spawner, h Hooks) error {
 	}
 	defer markerFile.Close()
 
-	var shm *ShmLink
+	var shm *shmLink
 	if s.Shm {
-		if shm, err = NewShmLink(s.ShmRingSize, s.ShmSpin); err != nil {
+		if shm, err = newShmLink(s.ShmRingSize, s.ShmSpin); err != nil {
 			unix.Close(parentFD)
 			unix.Munmap(page)
 			return &StartFailure{Exit: proc.Exit{Code: -1}, Reason: "shared-memory transport: " + err.Error(), Err: err}
 		}
-		defer shm.File().Close()
+		defer shm.file.Close()
 	}
 
 	var cookieBytes [16]byte
@@ -179,7 +179,7 @@ func Launch(w *Worker, s Spec, sp *proc.Spawner, h Hooks) error {
 		w.Conn.Close()
 		unix.Munmap(page)
 		if shm != nil {
-			shm.Unmap()
+			shm.unmap()
 		}
 		return &StartFailure{Exit: proc.Exit{Code: -1}, Reason: "exec " + s.Command + ": " + err.Error(), Err: err}
 	}
@@ -199,7 +199,7 @@ func Launch(w *Worker, s Spec, sp *proc.Spawner, h Hooks) error {
 
 // command is the exec.Cmd of a worker of s: the protocol's variables, and
 // the socket, the marker and the shm region as descriptors 3, 4 and 5.
-func command(s Spec, out *proc.Tail, cookie string, sock, marker *os.File, shm *ShmLink) *exec.Cmd {
+func command(s Spec, out *proc.Tail, cookie string, sock, marker *os.File, shm *shmLink) *exec.Cmd {
 	env := s.Env
 	if env == nil {
 		env = os.Environ()
@@ -218,7 +218,7 @@ func command(s Spec, out *proc.Tail, cookie string, sock, marker *os.File, shm *
 			"BULKHEAD_SHM_FD=5",
 			"BULKHEAD_SHM_SIZE="+strconv.Itoa(s.ShmRingSize),
 			"BULKHEAD_SHM_SPIN="+strconv.Itoa(s.ShmSpin))
-		extra = append(extra, shm.File())
+		extra = append(extra, shm.file)
 	}
 	env = append(env, s.ExtraEnv...)
 	return &exec.Cmd{
@@ -235,11 +235,11 @@ func command(s Spec, out *proc.Tail, cookie string, sock, marker *os.File, shm *
 
 // handshake waits for the started worker's HELLO and moves the connection
 // onto the shm link if the worker took it.
-func (w *Worker) handshake(s Spec, cookie string, shm *ShmLink, h Hooks) error {
+func (w *Worker) handshake(s Spec, cookie string, shm *shmLink, h Hooks) error {
 	if h.Starting != nil {
 		h.Starting(true)
 	}
-	hello, err := w.Conn.ReadHello(cookie, s.StartTimeout)
+	hello, err := w.Conn.readHello(cookie, s.StartTimeout)
 	if h.Starting != nil {
 		h.Starting(false)
 	}
@@ -248,7 +248,7 @@ func (w *Worker) handshake(s Spec, cookie string, shm *ShmLink, h Hooks) error {
 	}
 	if err != nil {
 		if shm != nil {
-			shm.Unmap()
+			shm.unmap()
 		}
 		err := w.startFailure(err, s.StartTimeout)
 		w.Close()
@@ -257,9 +257,9 @@ func (w *Worker) handshake(s Spec, cookie string, shm *ShmLink, h Hooks) error {
 	w.Hello = hello
 	switch {
 	case hello.Transport == "shm" && shm != nil:
-		w.Conn.UseShm(shm)
+		w.Conn.useShm(shm)
 	case shm != nil:
-		shm.Unmap() // the worker stays on the socket
+		shm.unmap() // the worker stays on the socket
 	}
 	if s.Options != nil {
 		w.Conn.configure(s.Options(hello), w.started) // before any call: nobody uses it yet
@@ -303,7 +303,7 @@ func (w *Worker) startFailure(cause error, timeout time.Duration) *StartFailure 
 	switch {
 	case exitedOnItsOwn:
 		e.Reason = fmt.Sprintf("worker %d exited before HELLO: %v", w.PID, ex)
-	case errors.Is(cause, ErrStartTimeout):
+	case errors.Is(cause, errStartTimeout):
 		e.Reason = fmt.Sprintf("worker %d sent no HELLO within %v; killed", w.PID, timeout)
 	default:
 		e.Reason = fmt.Sprintf("worker %d: %v; killed", w.PID, cause)

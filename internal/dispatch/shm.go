@@ -7,9 +7,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// NewShmLink creates the shared-memory region of PROTOCOL.md section 9: pipe
+// newShmLink creates the shared-memory region of PROTOCOL.md section 9: pipe
 // 0 carries frames to the worker, pipe 1 from it.
-func NewShmLink(size, spin int) (*ShmLink, error) {
+func newShmLink(size, spin int) (*shmLink, error) {
 	fd, err := unix.MemfdCreate("bulkhead-shm", unix.MFD_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -29,7 +29,7 @@ func NewShmLink(size, spin int) (*ShmLink, error) {
 	if err == nil {
 		var in *shmpipe.Pipe
 		if in, err = shmpipe.New(mem[n/2:], size, spin); err == nil {
-			return &ShmLink{mem: mem, in: in, out: out, file: f}, nil
+			return &shmLink{mem: mem, in: in, out: out, file: f}, nil
 		}
 	}
 	unix.Munmap(mem)
@@ -37,9 +37,5 @@ func NewShmLink(size, spin int) (*ShmLink, error) {
 	return nil, err
 }
 
-// File is the region's file, to hand to the worker; the owner closes it
-// once the worker has it.
-func (l *ShmLink) File() *os.File { return l.file }
-
-// Unmap releases the region of a link that no connection took (UseShm).
-func (l *ShmLink) Unmap() { _ = unix.Munmap(l.mem) }
+// unmap releases the region of a link that no connection took (useShm).
+func (l *shmLink) unmap() { _ = unix.Munmap(l.mem) }
