@@ -43,7 +43,7 @@ func (p *Pool) Call(ctx context.Context, method string, args ...any) (Reply, err
 	// sends the same bytes.
 	f, err := encodeCall(ctx, method, args, p.cfg.maxFrame)
 	if err != nil {
-		return Reply{}, fmt.Errorf("bulkhead: call %q: %w", method, err)
+		return Reply{}, fmt.Errorf("bulkhead: call %q: %w: %w", method, ErrEncoding, err)
 	}
 	defer putBuilder(f)
 	replays, redispatches := 0, 0
