@@ -44,7 +44,7 @@ func (p *Pool) Call(ctx context.Context, method string, args ...any) (Reply, err
 	// sends the same bytes.
 	f, err := encodeCall(ctx, method, args, p.cfg.maxFrame)
 	if err != nil {
-		return Reply{}, fmt.Errorf("bulkhead: call %q: %w", method, err)
+		return Reply{}, fmt.Errorf("bulkhead: call %q: %w: %w", method, ErrEncoding, err)
 	}
 	defer putBuilder(f)
 	replays, redispatches := 0, 0
@@ -174,7 +174,7 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, f *wire
 		// or its serial worker has finished it and moved on, its answer
 		// on the way: give it up alone, and leave the worker to the calls
 		// it runs.
-		if e := p.abandonQueued(w, pd, method, ctx.Err()); e != nil {
+		if e := p.abandonQueued(w, pd, method, ctx.Err(), fp); e != nil {
 			return Reply{}, noRedispatch, e
 		}
 		// Its answer came meanwhile: take it.
@@ -309,24 +309,13 @@ func (p *Pool) lostLate(ctx context.Context, w *workerProc, id uint64, method st
 }
 
 // abandonQueued ends a call whose ctx ended while it was queued behind
-// other calls on w, before w started it. The worker is left running and
-// sent CANCEL; e.Wait waits until it answered the call (ran it after all,
-// or skipped it) or died, and e.Started says which. It returns nil if the
-// call's answer had already come.
-func (p *Pool) abandonQueued(w *workerProc, pd *dispatch.Pending, method string, cause error) *CanceledError {
-	id := pd.ID()
-	e := &CanceledError{Method: method, RequestID: id, PID: w.PID, Err: cause, ExitCode: -1, stopped: make(chan struct{})}
-	const queued = "abandoned while queued on the worker, which was left running; "
-	ok := w.Conn.AbandonQueued(pd, func(typ wire.Type, payload []byte, err error) {
-		describeOrphan(w, e, orphanEnd{typ: typ, payload: payload, err: err}, queued)
-		close(e.stopped)
-	})
-	if !ok {
-		return nil
-	}
-	p.stats.abandoned.Add(1)
-	w.Conn.SendControl(wire.TypeCancel, id)
-	return e
+// other calls on w, before w started it (or on a serial worker that has
+// finished it). The worker is left running and sent CANCEL; e.Wait waits
+// until it answered the call (ran it after all, or skipped it) or died,
+// and e.Started says which. It returns nil if the call's answer had
+// already come.
+func (p *Pool) abandonQueued(w *workerProc, pd *dispatch.Pending, method string, cause error, fp *fingerprint) *CanceledError {
+	return p.leaveToWorker(w, pd, method, cause, fp, 0)
 }
 
 // crashed describes a broken connection under a call: the worker died,

@@ -23,7 +23,9 @@ import (
 //	*QuarantinedError errors.Is(err, ErrQuarantined): calls like this one kept killing workers; failed fast
 //	*RemoteError      the worker answered with an error; it keeps serving (unless Code is CodePanic)
 //	ErrClosed         the pool is closed
-//	encoding errors   the arguments could not be encoded; nothing was sent
+//	ErrEncoding       errors.Is(err, ErrEncoding): the arguments could not be encoded (CBOR, by
+//	                  fxamacker/cbor: a type's MarshalCBOR is used), or the frame would be over
+//	                  Config.MaxFrameSize; nothing was sent
 //
 // Errors for calls that never reached a worker carry RequestID 0 and PID 0.
 var (
@@ -34,6 +36,7 @@ var (
 	ErrOverloaded    = errors.New("bulkhead: pool overloaded")
 	ErrUnhealthy     = errors.New("bulkhead: pool unhealthy")
 	ErrQuarantined   = errors.New("bulkhead: request quarantined")
+	ErrEncoding      = errors.New("bulkhead: arguments could not be encoded")
 )
 
 // Phase says when a worker died, after seed 000's three kinds of crash.

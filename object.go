@@ -290,6 +290,12 @@ func (o *object) call(ctx context.Context, s *server, method string, args []any)
 	case ce != nil:
 		return Reply{}, left, ce
 	case ans.err == nil && ans.typ == wire.TypeReply:
+		if verr := wire.CheckValue(ans.payload); verr != nil {
+			// A lying value costs the server, as in Pool.Call.
+			w.Conn.Fail(verr)
+			o.a.stats.disconnected.Add(1)
+			return Reply{}, false, o.disconnectedErr(serverCrash(w, id, method, verr))
+		}
 		return Reply{raw: ans.payload}, false, nil
 	case ans.err == nil:
 		body, derr := wire.DecodeError(ans.payload)

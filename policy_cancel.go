@@ -25,6 +25,15 @@ type orphanEnd struct {
 // cancelSoft leaves pd to w for the grace. It returns nil if pd's answer
 // came meanwhile, for the caller to take.
 func (p *Pool) cancelSoft(w *workerProc, pd *dispatch.Pending, method string, cause error, fp *fingerprint) *CanceledError {
+	return p.leaveToWorker(w, pd, method, cause, fp, p.cfg.CancelGrace)
+}
+
+// leaveToWorker gives pd, whose caller's ctx ended, to the worker: it is
+// sent CANCEL, and a goroutine the pool owns, holding the worker (its
+// start marker and its slot) meanwhile, waits for its answer; with a grace,
+// only that long before it stops the worker. It returns nil if pd's answer
+// came meanwhile, for the caller to take.
+func (p *Pool) leaveToWorker(w *workerProc, pd *dispatch.Pending, method string, cause error, fp *fingerprint, grace time.Duration) *CanceledError {
 	id := pd.ID()
 	ended := make(chan orphanEnd, 1)
 	ok := w.Conn.AbandonQueued(pd, func(typ wire.Type, payload []byte, err error) {
@@ -36,13 +45,13 @@ func (p *Pool) cancelSoft(w *workerProc, pd *dispatch.Pending, method string, ca
 	p.stats.abandoned.Add(1)
 	e := &CanceledError{Method: method, RequestID: id, PID: w.PID, Err: cause, ExitCode: -1, stopped: make(chan struct{})}
 	p.mu.Lock()
-	p.holdCallLocked(w) // the grace's hold; the caller releases its own
+	p.holdCallLocked(w) // the goroutine's hold; the caller releases its own
 	p.wg.Add(1)
 	p.unlock()
 	w.Conn.SendControl(wire.TypeCancel, id)
 	go func() {
 		defer p.wg.Done()
-		p.graceOf(w, e, ended, fp)
+		p.graceOf(w, e, ended, fp, grace)
 	}()
 	return e
 }
@@ -56,20 +65,37 @@ func errorBody(typ wire.Type, payload []byte) []byte {
 	return append([]byte(nil), payload...)
 }
 
-// graceOf waits for the worker to answer the abandoned call, or the grace to
-// run out, or the pool to close; then it fills e, closes e.stopped and
-// releases the grace's hold.
-func (p *Pool) graceOf(w *workerProc, e *CanceledError, ended <-chan orphanEnd, fp *fingerprint) {
-	t := time.NewTimer(p.cfg.CancelGrace)
-	defer t.Stop()
+// graceOf waits for the worker to answer the abandoned call, or the grace
+// (if any) to run out, or the pool to close; then it fills e, closes
+// e.stopped and releases its hold. If the connection broke first, the
+// start marker says whether the call started only once the worker is dead
+// (a CALL in its buffer could still start), so it has the worker finished
+// and waits for that.
+func (p *Pool) graceOf(w *workerProc, e *CanceledError, ended <-chan orphanEnd, fp *fingerprint, grace time.Duration) {
+	var timeout <-chan time.Time
+	var closing <-chan struct{} // a queued call's worker answers it before Close stops it
+	if grace > 0 {
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		timeout = t.C
+		closing = p.done
+	}
+	prefix := "abandoned while queued on the worker, which was left running; "
+	if grace > 0 {
+		prefix = "canceled; the worker was sent CANCEL and left running: "
+	}
 	select {
 	case end := <-ended:
-		describeOrphan(w, e, end, "canceled; the worker was sent CANCEL and left running: ")
+		if end.err != nil {
+			w.finish()
+			<-w.Proc.Exited()
+		}
+		describeOrphan(w, e, end, prefix)
 		close(e.stopped)
 		p.release(w, end.err == nil)
 		return
-	case <-t.C:
-	case <-p.done:
+	case <-timeout:
+	case <-closing:
 	}
 	p.mu.Lock()
 	alone := w.inflight == 1

@@ -444,10 +444,10 @@ func TestConfigValidation(t *testing.T) {
 
 func TestBadArgumentsNotSent(t *testing.T) {
 	p := newPool(t, bulkhead.Config{MaxFrameSize: 1024})
-	if _, err := p.Call(context.Background(), "echo", make(chan int)); err == nil {
-		t.Fatal("unencodable argument accepted")
+	if _, err := p.Call(context.Background(), "echo", make(chan int)); !errors.Is(err, bulkhead.ErrEncoding) {
+		t.Fatalf("unencodable argument: %v, want ErrEncoding", err)
 	}
-	if _, err := p.Call(context.Background(), "echo", make([]byte, 2048)); err == nil || !strings.Contains(err.Error(), "frame limit") {
+	if _, err := p.Call(context.Background(), "echo", make([]byte, 2048)); !errors.Is(err, bulkhead.ErrEncoding) || !strings.Contains(err.Error(), "frame limit") {
 		t.Fatalf("oversized argument: %v", err)
 	}
 	if _, err := p.Call(context.Background(), "null"); err != nil {
