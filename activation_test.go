@@ -27,7 +27,7 @@ func helperServer(t testing.TB, spec string, classes []ClassConfig, env ...strin
 	}
 	// A race-enabled child sleeps a second at exit unless told not to.
 	e := HelperEnviron("classes", append([]string{actClassesEnv + "=" + spec, "GORACE=atexit_sleep_ms=0"}, env...)...)
-	return ServerConfig{Name: "helper", Process: Config{Command: exe, Env: e}, Classes: classes}
+	return ServerConfig{Name: "helper", Process: Process{Command: exe, Env: e}, Classes: classes}
 }
 
 func multi(names ...string) []ClassConfig {
@@ -755,7 +755,7 @@ func TestActivatorConfigValidation(t *testing.T) {
 		{"pool size", ActivatorConfig{Servers: []ServerConfig{{Process: good.Process, Classes: []ClassConfig{{Name: "P", Instancing: Pooled, PoolSize: 5000}}}}}, "PoolSize"},
 		{"instancing", ActivatorConfig{Servers: []ServerConfig{{Process: good.Process, Classes: []ClassConfig{{Name: "P", Instancing: 7}}}}}, "Instancing"},
 		{"retries", ActivatorConfig{MaxRetries: -1, Servers: []ServerConfig{good}}, "MaxRetries"},
-		{"command", ActivatorConfig{Servers: []ServerConfig{{Process: Config{Command: "/no/such"}, Classes: multi("C")}}}, "no such file"},
+		{"command", ActivatorConfig{Servers: []ServerConfig{{Process: Process{Command: "/no/such"}, Classes: multi("C")}}}, "no such file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -65,12 +65,12 @@ type ServerConfig struct {
 	// Zero value: the base name of Process.Command.
 	Name string
 
-	// Process is how to start the program. Only its process fields are
-	// used: Command, Args, Env, Dir, StartTimeout, KillGrace, MaxFrameSize,
-	// StderrTail. StartTimeout bounds the time from spawn to HELLO, and
-	// again from HELLO to RESUME. Transport is ignored: class servers
-	// always use the socket. Required: Command.
-	Process Config
+	// Process is how to start the program. Its StartTimeout bounds the
+	// time from spawn to HELLO, and again from HELLO to RESUME. Class
+	// servers always use the socket transport, and the pool's defaults for
+	// what Process does not say (MaxFrameSize, KillGrace). Required:
+	// Command.
+	Process Process
 
 	// Classes are the classes the program registers. At least one.
 	Classes []ClassConfig
@@ -294,7 +294,8 @@ func newActivator(cfg ActivatorConfig, h actHooks) (*Activator, error) {
 // addServer validates Servers[i] and enters its classes in the registry,
 // reporting each problem to bad.
 func (a *Activator) addServer(i int, sc ServerConfig, bad func(format string, args ...any)) {
-	s, err := sc.Process.settings()
+	cfg := sc.Process.config()
+	s, err := cfg.settings()
 	if err != nil {
 		bad("Servers[%d].Process: %w", i, err)
 		return

@@ -162,7 +162,7 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, f *wire
 	defer w.Conn.Release(pd)
 	w.current.Store(pd.ID())
 
-	res := w.Conn.Wait(pd, ctx)
+	res := w.Conn.Wait(ctx, pd)
 	shut := res.Shut
 	if !shut && p.cfg.CancelGrace > 0 && !res.Done && ctx.Err() != nil {
 		if e := p.cancelSoft(w, pd, method, ctx.Err(), fp); e != nil {

@@ -38,7 +38,7 @@ func (s *server) await(ctx context.Context, pd *dispatch.Pending, method string,
 	// wait reports true when this request's ctx ending shut the connection
 	// down, once the shutdown is over. abandonedBy also makes that so where
 	// wait reports only that the shutdown was asked for.
-	shut := c.Wait(pd, ctx).Shut && c.AbandonedBy() == id
+	shut := c.Wait(ctx, pd).Shut && c.AbandonedBy() == id
 	if !shut && ctx.Err() != nil && !s.w.HasStarted(id) {
 		if ce := s.leave(pd, method, ctx.Err(), onLeft); ce != nil {
 			c.Release(pd)

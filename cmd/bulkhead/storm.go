@@ -158,10 +158,10 @@ func (r *stormResult) print(w io.Writer, asJSON bool) error {
 var stormClasses = []string{"Counter", "Gauge", "Pooled"}
 
 func stormConfig(o stormOptions) bulkhead.ActivatorConfig {
-	proc := func() bulkhead.Config {
+	proc := func() bulkhead.Process {
 		env := append(os.Environ(), o.serverEnv...)
 		env = append(env, "STORM_RECYCLE="+strconv.Itoa(o.Recycle), "GORACE=atexit_sleep_ms=0")
-		return bulkhead.Config{Command: o.serverCmd, Args: o.serverArgs, Env: env}
+		return bulkhead.Process{Command: o.serverCmd, Args: o.serverArgs, Env: env}
 	}
 	linger := o.Linger
 	if linger == 0 {

@@ -186,7 +186,7 @@ type Result struct {
 
 // Wait waits for p's answer, the connection's end, or ctx's end, and
 // returns what is known then (see wait for the roles it may take).
-func (c *Conn) Wait(p *Pending, ctx context.Context) Result {
+func (c *Conn) Wait(ctx context.Context, p *Pending) Result {
 	shut := c.wait(p, ctx)
 	r := c.Result(p)
 	r.Shut = shut

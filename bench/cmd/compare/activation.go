@@ -40,7 +40,7 @@ func (b *bulkheadActivation) Setup(ctx context.Context) error {
 		Logger: slog.New(slog.DiscardHandler),
 		Servers: []bulkhead.ServerConfig{{
 			Name:    "bench",
-			Process: bulkhead.Config{Command: exe, Env: append(os.Environ(), bulkheadChildEnv, activationEnv)},
+			Process: bulkhead.Process{Command: exe, Env: append(os.Environ(), bulkheadChildEnv, activationEnv)},
 			Classes: []bulkhead.ClassConfig{{Name: "Null"}},
 		}},
 	})

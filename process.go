@@ -1,0 +1,46 @@
+package bulkhead
+
+import "time"
+
+// Process is how to start a program that speaks the protocol: what a
+// pool's workers (Config, whose fields of the same names mean the same)
+// and an activator's servers (ServerConfig) have in common. Every field's
+// zero value is usable, except Command.
+type Process struct {
+	// Command is the program: a path, or a name looked up in PATH.
+	// Required.
+	Command string
+
+	// Args are its arguments, not including the program name.
+	// Zero value: none.
+	Args []string
+
+	// Env is its environment, as "KEY=value" strings.
+	// Zero value: the dispatcher's own environment. The BULKHEAD_*
+	// variables of docs/PROTOCOL.md are always added.
+	Env []string
+
+	// Dir is its working directory.
+	// Zero value: the dispatcher's.
+	Dir string
+
+	// Limits are resource limits set on it at spawn.
+	// Zero value: the dispatcher's own limits are inherited.
+	Limits Limits
+
+	// StartTimeout bounds the time from spawn to HELLO.
+	// Zero value: 10 seconds.
+	StartTimeout time.Duration
+
+	// StderrTail is how many bytes of its stderr (and stdout) are kept
+	// for crash reports: the first half and the last (Config.StderrTail).
+	// Zero value: 4 KiB. At most 1 MiB.
+	StderrTail int
+}
+
+// config is p as a Config whose other fields are zero, for validation and
+// defaults shared with the pool (Config.settings).
+func (p Process) config() Config {
+	return Config{Command: p.Command, Args: p.Args, Env: p.Env, Dir: p.Dir, Limits: p.Limits,
+		StartTimeout: p.StartTimeout, StderrTail: p.StderrTail}
+}
