@@ -236,26 +236,7 @@ func runDemo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) erro
 	}
 
 	r := &demoRun{cfg: cfg, pool: pool, status: make([]atomic.Uint32, cfg.calls+1), result: make([]callResult, cfg.calls+1)}
-	start := time.Now()
-	lat := make([][]time.Duration, cfg.concurrency)
-	var wg sync.WaitGroup
-	for i := range cfg.concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			lat[i] = r.caller(ctx)
-		}()
-	}
-	// The callers are waited for here; if they stall (a Call that never
-	// returns, which must not happen), this goroutine and they are left to
-	// the process's exit.
-	allDone := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(allDone)
-	}()
-	stalled := r.watch(allDone, start, stderr)
-	elapsed := time.Since(start)
+	all, elapsed, stalled := r.runCallers(ctx, stderr)
 
 	closeCtx := context.Background()
 	if stalled {
@@ -272,10 +253,6 @@ func runDemo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) erro
 	js, jerr := crashy.ReadJournals(journal)
 	if jerr != nil {
 		return fmt.Errorf("reading the workers' journals: %w", jerr)
-	}
-	var all []time.Duration
-	for _, l := range lat {
-		all = append(all, l...)
 	}
 	sum := r.tally(js, all, stats, elapsed)
 	sum.PoolStartAttempts = attempts
@@ -298,6 +275,35 @@ func runDemo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) erro
 		return exitError{130, errors.New("interrupted")}
 	}
 	return nil
+}
+
+// runCallers runs the demo's callers until they are done or stall, and
+// returns their latencies, the time they took, and whether they stalled.
+func (r *demoRun) runCallers(ctx context.Context, stderr io.Writer) (lat []time.Duration, elapsed time.Duration, stalled bool) {
+	start := time.Now()
+	lats := make([][]time.Duration, r.cfg.concurrency)
+	var wg sync.WaitGroup
+	for i := range r.cfg.concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lats[i] = r.caller(ctx)
+		}()
+	}
+	// The callers are waited for here; if they stall (a Call that never
+	// returns, which must not happen), this goroutine and they are left to
+	// the process's exit.
+	allDone := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(allDone)
+	}()
+	stalled = r.watch(allDone, start, stderr)
+	elapsed = time.Since(start)
+	for _, l := range lats {
+		lat = append(lat, l...)
+	}
+	return lat, elapsed, stalled
 }
 
 // startDemoPool starts the pool, retrying when every first worker died at

@@ -158,13 +158,34 @@ func (r *demoRun) tally(journals [][]crashy.Record, lat []time.Duration, st bulk
 		CrashRate: cfg.crashRate, IdleCrashRate: cfg.idleRate, StartupCrashRate: cfg.startupRate,
 		TimeoutMs: float64(cfg.timeout) / float64(time.Millisecond), RecycleAfter: cfg.recycle,
 	}
-	starts := make([]uint8, cfg.calls+1) // saturates at 255: more than enough to see a duplicate
-	hung := make([]bool, cfg.calls+1)    // the call was to hang in C
+	starts, hung := s.readJournals(journals, cfg.calls)
+	for id := 1; id <= cfg.calls; id++ {
+		r.tallyCall(s, id, int(starts[id]), hung[id])
+	}
+	if e := r.firstErr.Load(); e != nil {
+		s.FirstError = "; the first: " + *e
+	}
+	s.Lost = s.LostNoAnswer + s.LostUnstarted
+	s.Clean = s.Lost == 0 && s.Duplicated == 0 && s.Wrong == 0
+	slices.Sort(lat)
+	s.P50us = percentile(lat, 0.50).Microseconds()
+	s.P99us = percentile(lat, 0.99).Microseconds()
+	s.addStats(st)
+	s.ElapsedMs = elapsed.Milliseconds()
+	s.CallsPerSec = math.Round(float64(s.Calls)/max(elapsed.Seconds(), 1e-9)*10) / 10
+	return s
+}
+
+// readJournals counts the starts of each call id (saturating at 255: more
+// than enough to see a duplicate), which calls were to hang in C, and the
+// faults the workers injected.
+func (s *summary) readJournals(journals [][]crashy.Record, calls int) (starts []uint8, hung []bool) {
+	starts, hung = make([]uint8, calls+1), make([]bool, calls+1)
 	for _, recs := range journals {
 		for _, rec := range recs {
 			switch rec.Kind {
 			case crashy.KindCall:
-				if rec.ID <= uint64(cfg.calls) {
+				if rec.ID <= uint64(calls) {
 					if starts[rec.ID] < 255 {
 						starts[rec.ID]++
 					}
@@ -185,84 +206,87 @@ func (r *demoRun) tally(journals [][]crashy.Record, lat []time.Duration, st bulk
 			s.DeadlyFaults++
 		}
 	}
-	for id := 1; id <= cfg.calls; id++ {
-		n := int(starts[id])
-		s.MaxStarts = max(s.MaxStarts, n)
-		if n > 1 {
-			s.Duplicated++
-		}
-		switch r.status[id].Load() {
-		case statusNotSent:
-			if n > 0 {
-				s.Duplicated++ // started, yet never sent
-			}
-			continue
-		case statusOut:
-			s.Calls++
-			s.LostNoAnswer++
-			continue
-		}
-		s.Calls++
-		res := r.result[id]
-		switch res.out {
-		case outOK:
-			s.OK++
-			if n == 0 {
-				s.LostUnstarted++
-			}
-		case outWrong:
-			s.Wrong++
-		case outCrash:
-			s.Crashed++
-			switch res.kind {
-			case kindSegv:
-				s.CrashedByKind.Segv++
-			case kindAbort:
-				s.CrashedByKind.Abort++
-			case kindExit:
-				s.CrashedByKind.Exit++
-			default:
-				s.CrashedByKind.Other++
-			}
-			if res.idle {
-				s.CrashedUnstarted++
-			} else if n == 0 {
-				s.CrashedNoJournal++
-			}
-		case outTimeout:
-			s.Timeouts++
-			if res.started {
-				s.TimeoutsStarted++
-				if hung[id] {
-					s.TimeoutsHang++
-				}
-			} else {
-				s.TimeoutsWaiting++
-			}
-		case outNoWorker:
-			s.NoWorker++
-		case outRefused:
-			switch res.refusal {
-			case refusedOverloaded:
-				s.Refused.Overloaded++
-			case refusedUnhealthy:
-				s.Refused.Unhealthy++
-			default:
-				s.Refused.Quarantined++
-			}
-		default:
-			s.Errors++
-		}
-	}
-	if e := r.firstErr.Load(); e != nil {
-		s.FirstError = "; the first: " + *e
-	}
-	s.Lost = s.LostNoAnswer + s.LostUnstarted
-	s.Clean = s.Lost == 0 && s.Duplicated == 0 && s.Wrong == 0
+	return starts, hung
+}
 
-	slices.Sort(lat)
-	s.P50us = percentile(lat, 0.50).Microseconds()
-	s.P99us = percentile(lat, 0.99).Microseconds()
+// tallyCall checks call id, started n times by the journals, against what
+// its caller was told.
+func (r *demoRun) tallyCall(s *summary, id, n int, hung bool) {
+	s.MaxStarts = max(s.MaxStarts, n)
+	if n > 1 {
+		s.Duplicated++
+	}
+	switch r.status[id].Load() {
+	case statusNotSent:
+		if n > 0 {
+			s.Duplicated++ // started, yet never sent
+		}
+		return
+	case statusOut:
+		s.Calls++
+		s.LostNoAnswer++
+		return
+	}
+	s.Calls++
+	res := r.result[id]
+	switch res.out {
+	case outOK:
+		s.OK++
+		if n == 0 {
+			s.LostUnstarted++
+		}
+	case outWrong:
+		s.Wrong++
+	case outCrash:
+		s.addCrash(res, n)
+	case outTimeout:
+		s.Timeouts++
+		if res.started {
+			s.TimeoutsStarted++
+			if hung {
+				s.TimeoutsHang++
+			}
+		} else {
+			s.TimeoutsWaiting++
+		}
+	case outNoWorker:
+		s.NoWorker++
+	case outRefused:
+		switch res.refusal {
+		case refusedOverloaded:
+			s.Refused.Overloaded++
+		case refusedUnhealthy:
+			s.Refused.Unhealthy++
+		default:
+			s.Refused.Quarantined++
+		}
+	default:
+		s.Errors++
+	}
+}
+
+// addCrash counts a crashed call by its kind; n is its journalled starts.
+func (s *summary) addCrash(res callResult, n int) {
+	s.Crashed++
+	switch res.kind {
+	case kindSegv:
+		s.CrashedByKind.Segv++
+	case kindAbort:
+		s.CrashedByKind.Abort++
+	case kindExit:
+		s.CrashedByKind.Exit++
+	default:
+		s.CrashedByKind.Other++
+	}
+	if res.idle {
+		s.CrashedUnstarted++
+	} else if n == 0 {
+		s.CrashedNoJournal++
+	}
+}
+
+// addStats copies the pool's counters into the summary.
+func (s *summary) addStats(st bulkhead.Stats) {
 	s.RespawnP50 = st.RespawnP50.Microseconds()
 	s.Respawns = st.Respawns
 	s.Redispatch = st.Redispatched
@@ -279,9 +303,6 @@ func (r *demoRun) tally(journals [][]crashy.Record, lat []time.Duration, st bulk
 	s.Quarantines = st.Quarantines
 	s.QuarantineRefused = st.QuarantineRefused
 	s.WorkerDeaths = Phases{Startup: st.StartFailures, Call: st.CallCrashes, Idle: st.IdleCrashes}
-	s.ElapsedMs = elapsed.Milliseconds()
-	s.CallsPerSec = math.Round(float64(s.Calls)/max(elapsed.Seconds(), 1e-9)*10) / 10
-	return s
 }
 
 func transportName(t bulkhead.Transport) string {
