@@ -129,7 +129,7 @@ func TestPipelineCancelQueued(t *testing.T) {
 		{"cancel", 0, true, context.Canceled},
 		// Queued at once (the pool is at MaxWorkers, the worker has room),
 		// so it has reached the worker by the time its deadline passes.
-		{"deadline", 100 * time.Millisecond, false, context.DeadlineExceeded},
+		{"deadline", 500 * time.Millisecond, false, context.DeadlineExceeded},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

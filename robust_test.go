@@ -299,7 +299,7 @@ func panicBystanders(t *testing.T) {
 			errs <- err
 		}()
 	}
-	waitInFlight(t, p, 2+n)
+	waitHeld(t, p, 2+n)
 	f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -482,5 +482,23 @@ func TestCloseKillNamed(t *testing.T) {
 	}
 	if err := p.Close(context.Background()); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("second Close = %v, want the first one's error", err)
+	}
+}
+
+// waitHeld waits until n calls are on the pool's workers or waiting for
+// one: a call the worker's queue had no room for waits in the pool, and is
+// a bystander all the same.
+func waitHeld(t *testing.T, p *bulkhead.Pool, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := p.Stats()
+		if st.InFlight+st.Waiting == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v: want %d calls held or waiting", st, n)
+		}
+		runtimeGosched()
 	}
 }
