@@ -336,6 +336,21 @@ func (c *Config) settings() (settings, error) {
 	if c.Pipeline < 0 || c.Pipeline > maxPipeline {
 		bad("Pipeline = %d: want 0 (off) to %d", c.Pipeline, maxPipeline)
 	}
+	s.durations(bad)
+	s.transport(bad)
+	s.policies(bad)
+	if err := s.Limits.validate(); err != nil {
+		bad("Limits: %w", err)
+	}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	return s, errors.Join(errs...)
+}
+
+// durations resolves every duration to its default, and refuses negative
+// ones.
+func (s *settings) durations(bad func(string, ...any)) {
 	durations := []struct {
 		name string
 		v    *time.Duration
@@ -363,6 +378,12 @@ func (c *Config) settings() (settings, error) {
 			*d.v = d.def
 		}
 	}
+}
+
+// transport resolves the frame limit, the stderr budget, the redispatch
+// budget and the transport's settings.
+func (s *settings) transport(bad func(string, ...any)) {
+	c := &s.Config
 	switch {
 	case c.MaxFrameSize < 0 || c.MaxFrameSize > wire.MaxMaxFrame:
 		bad("MaxFrameSize = %d: want 0 (16 MiB) to %d", c.MaxFrameSize, wire.MaxMaxFrame)
@@ -402,14 +423,6 @@ func (c *Config) settings() (settings, error) {
 	} else if s.MaxRestartDelay < s.RestartDelay {
 		bad("MaxRestartDelay = %v: want at least RestartDelay (%v)", s.MaxRestartDelay, s.RestartDelay)
 	}
-	s.policies(bad)
-	if err := s.Limits.validate(); err != nil {
-		bad("Limits: %w", err)
-	}
-	if s.Logger == nil {
-		s.Logger = slog.Default()
-	}
-	return s, errors.Join(errs...)
 }
 
 // sizes resolves Workers, MinWorkers and MaxWorkers into s.min and s.max.

@@ -267,27 +267,7 @@ func stormOne(ctx context.Context, act *bulkhead.Activator, sess *bulkhead.Sessi
 	start := i % 100
 	switch i % 16 {
 	case 0: // class handle, explicit lock, activation through it
-		co, err := sess.GetClassObject(ctx, class)
-		if err != nil {
-			t.fail("GetClassObject", err)
-			return
-		}
-		defer co.Release()
-		if err := co.LockServer(true); err != nil {
-			t.fail("LockServer", err)
-			return
-		}
-		obj, err := co.CreateInstance(ctx, start)
-		if err != nil {
-			t.fail("ClassObject.CreateInstance", err)
-			return
-		}
-		t.activations.Add(1)
-		stormCalls(ctx, obj, o.Calls, start, t)
-		obj.Release()
-		if err := co.LockServer(false); err != nil {
-			t.fail("LockServer(false)", err)
-		}
+		stormClassObject(ctx, sess, o, class, start, t)
 	case 1: // a clone outlives the original
 		obj, ok := stormCreate(ctx, sess, class, start, t)
 		if !ok {
@@ -304,33 +284,7 @@ func stormOne(ctx context.Context, act *bulkhead.Activator, sess *bulkhead.Sessi
 			t.fail("Release", err)
 		}
 	case 2: // through the running object table, keep-alive or weak
-		obj, ok := stormCreate(ctx, sess, class, start, t)
-		if !ok {
-			return
-		}
-		name := "storm/" + strconv.Itoa(g) + "/" + strconv.Itoa(i)
-		keep := i%32 == 2
-		if err := sess.Register(name, obj, keep); err != nil {
-			t.fail("Register", err)
-			obj.Release()
-			return
-		}
-		if keep {
-			obj.Release() // the entry alone keeps it
-		}
-		got, err := sess.Lookup(name)
-		if err != nil {
-			t.fail("Lookup", err)
-		} else {
-			stormCalls(ctx, got, o.Calls, start, t)
-			got.Release()
-		}
-		if err := sess.Revoke(name); err != nil {
-			t.fail("Revoke", err)
-		}
-		if !keep {
-			obj.Release()
-		}
+		stormROT(ctx, sess, o, g, i, class, start, t)
 	case 3: // a client that goes away holding its references
 		dead, err := act.NewSession(bulkhead.SessionConfig{})
 		if err != nil {
@@ -352,6 +306,64 @@ func stormOne(ctx context.Context, act *bulkhead.Activator, sess *bulkhead.Sessi
 		if err := obj.Release(); err != nil {
 			t.fail("Release", err)
 		}
+	}
+}
+
+// stormClassObject activates through a class handle held with an explicit
+// lock.
+func stormClassObject(ctx context.Context, sess *bulkhead.Session, o stormOptions, class string, start int, t *stormTally) {
+	co, err := sess.GetClassObject(ctx, class)
+	if err != nil {
+		t.fail("GetClassObject", err)
+		return
+	}
+	defer co.Release()
+	if err := co.LockServer(true); err != nil {
+		t.fail("LockServer", err)
+		return
+	}
+	obj, err := co.CreateInstance(ctx, start)
+	if err != nil {
+		t.fail("ClassObject.CreateInstance", err)
+		return
+	}
+	t.activations.Add(1)
+	stormCalls(ctx, obj, o.Calls, start, t)
+	obj.Release()
+	if err := co.LockServer(false); err != nil {
+		t.fail("LockServer(false)", err)
+	}
+}
+
+// stormROT publishes an object in the running object table, keep-alive or
+// weak, and calls it through a lookup.
+func stormROT(ctx context.Context, sess *bulkhead.Session, o stormOptions, g, i int, class string, start int, t *stormTally) {
+	obj, ok := stormCreate(ctx, sess, class, start, t)
+	if !ok {
+		return
+	}
+	name := "storm/" + strconv.Itoa(g) + "/" + strconv.Itoa(i)
+	keep := i%32 == 2
+	if err := sess.Register(name, obj, keep); err != nil {
+		t.fail("Register", err)
+		obj.Release()
+		return
+	}
+	if keep {
+		obj.Release() // the entry alone keeps it
+	}
+	got, err := sess.Lookup(name)
+	if err != nil {
+		t.fail("Lookup", err)
+	} else {
+		stormCalls(ctx, got, o.Calls, start, t)
+		got.Release()
+	}
+	if err := sess.Revoke(name); err != nil {
+		t.fail("Revoke", err)
+	}
+	if !keep {
+		obj.Release()
 	}
 }
 
