@@ -92,7 +92,7 @@ func (a *Activator) activateOn(ctx context.Context, sess *Session, o *object, ar
 			return nil, retryNone, serverCrash(w, id, method, derr)
 		}
 		if body.Code == wire.CodeServerStopping {
-			// Seed 004: the server decided to stop while the request was
+			// The server decided to stop while the request was
 			// on its way. Launch or pick another and retry.
 			a.stats.stoppingRetries.Add(1)
 			return nil, retryRefused, fmt.Errorf("%w: server %d", ErrServerStopping, s.pid)

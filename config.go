@@ -72,7 +72,8 @@ type Config struct {
 
 	// ConcurrencyPerWorker caps the calls in flight on one worker. The
 	// worker's own HELLO may lower it further.
-	// Zero value: 1, one call at a time, seed 000's apartment model.
+	// Zero value: 1, one call at a time: native code that is not thread-safe
+	// needs nothing more.
 	ConcurrencyPerWorker int
 
 	// Pipeline lets up to this many more calls wait in each busy worker's

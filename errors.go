@@ -39,7 +39,9 @@ var (
 	ErrEncoding      = errors.New("bulkhead: arguments could not be encoded")
 )
 
-// Phase says when a worker died, after seed 000's three kinds of crash.
+// Phase says when a worker died: at start-up, during a call, or between calls;
+// each calls for a different answer (a start failure, the call's error, or
+// nobody's).
 type Phase int
 
 const (

@@ -89,7 +89,7 @@ func newServer(a *Activator, def *serverDef) *server {
 	}
 }
 
-// lockCount is the server's lock count (seed 002): objects, explicit locks
+// lockCount is the server's lock count (COM's server lock): objects, explicit locks
 // and class handles.
 func (s *server) lockCount() int { return s.objCount + s.classRefs + s.explicit }
 

@@ -149,7 +149,7 @@ func (a *Activator) pickLocked(c *classEntry, n int, spread bool) (s *server, la
 
 // takeLocked takes a lock on s for an activation of c (creating its object
 // record) or for a class handout. This is the step that makes a handout
-// lock the server atomically (seed 001: the NT4 SCM's implicit LockServer).
+// lock the server atomically (as the NT4 service control manager did, with its implicit LockServer).
 func (a *Activator) takeLocked(s *server, c *classEntry, cls bool) actGrant {
 	if cls {
 		s.classRefs++

@@ -9,7 +9,7 @@ import (
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
 
-// Threading is a class's threading model (seed 003), declared when the class
+// Threading is a class's threading model (COM's apartments), declared when the class
 // is registered and enforced by this package.
 type Threading int
 
@@ -22,7 +22,7 @@ const (
 	// other, on the same object too. The object must lock its own state.
 	Free Threading = wire.ThreadingFree
 	// Single runs one call at a time in the whole process, every call of
-	// every Single object on the same locked OS thread: seed 000's worker,
+	// every Single object on the same locked OS thread: one call at a time,
 	// for native libraries that are not thread-safe or keep thread-local
 	// state.
 	Single Threading = wire.ThreadingSingle

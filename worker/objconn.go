@@ -137,7 +137,7 @@ func (c *conn) serveObjects(ctx context.Context) error {
 		go o.singleThread()
 	}
 	if o.inline {
-		err, _ = o.read(ctx)
+		_, err = o.read(ctx)
 	} else {
 		o.readerDone = make(chan error, 1)
 		go o.readLoop(ctx)
@@ -176,7 +176,7 @@ func (o *objConn) singleThread() {
 // readLoop runs the read loop on a goroutine of its own; whichever
 // goroutine is reading when the loop ends reports it.
 func (o *objConn) readLoop(ctx context.Context) {
-	if err, ended := o.read(ctx); ended {
+	if ended, err := o.read(ctx); ended {
 		o.readerDone <- err
 	}
 }
@@ -186,15 +186,15 @@ func (o *objConn) readLoop(ctx context.Context) {
 // another one and ran a task itself: leader/follower, so that a call that
 // can start at once starts on the goroutine that read it, with no wait for a
 // goroutine to be scheduled.
-func (o *objConn) read(ctx context.Context) (err error, ended bool) {
+func (o *objConn) read(ctx context.Context) (ended bool, err error) {
 	c := o.c
 	for !c.quit.Load() {
 		h, p, ok, err := c.next(ctx, 0)
 		if !ok {
 			if err != nil && c.quit.Load() {
-				return nil, true // woken by a handler panic
+				return true, nil // woken by a handler panic
 			}
-			return err, true
+			return true, err
 		}
 		var now func()
 		switch h.Type {
@@ -212,19 +212,19 @@ func (o *objConn) read(ctx context.Context) (err error, ended bool) {
 		case wire.TypeSuspend:
 			o.stopping.Store(true)
 		case wire.TypeQuit:
-			return nil, true
+			return true, nil
 		case wire.TypePing:
 			c.wmu.Lock()
 			c.outb.Empty(wire.TypePong, h.ID)
 			err := c.flush()
 			c.wmu.Unlock()
 			if err != nil {
-				return err, true
+				return true, err
 			}
 		case wire.TypeCancel, wire.TypePong:
 			// CANCEL is best effort (PROTOCOL.md); object calls ignore it.
 		default:
-			return fmt.Errorf("worker: unexpected %v frame from dispatcher", h.Type), true
+			return true, fmt.Errorf("worker: unexpected %v frame from dispatcher", h.Type)
 		}
 		if now != nil {
 			// Tasks own decoded copies: the next reader may reuse p.
@@ -232,10 +232,10 @@ func (o *objConn) read(ctx context.Context) (err error, ended bool) {
 			go o.readLoop(ctx)
 			now()
 			o.wg.Done()
-			return nil, false
+			return false, nil
 		}
 	}
-	return nil, true
+	return true, nil
 }
 
 // reply sends a call's result; after a handler panic it stops the worker

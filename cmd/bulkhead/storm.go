@@ -20,11 +20,11 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// The storm is seed 001's brutal test made into a command: many goroutines
-// create, call and release objects as fast as they can, while servers shut
-// down at zero with zero linger, recycle themselves (answering late
-// activations "server stopping"), and cold launches interleave. Any failure
-// or disconnected object is a lifetime bug.
+// The storm is the most brutal client of COM's server-lifetime literature made
+// into a command: many goroutines create, call and release objects as fast as
+// they can, while servers shut down at zero with zero linger, recycle
+// themselves (answering late activations "server stopping"), and cold
+// launches interleave. Any failure or disconnected object is a lifetime bug.
 
 // stormOptions are the storm's parameters.
 type stormOptions struct {

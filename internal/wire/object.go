@@ -55,7 +55,7 @@ const (
 	MaxObjectID   = 1<<63 - 1
 )
 
-// Threading models a class declares (seed 003).
+// Threading models a class declares (COM's apartment models).
 const (
 	ThreadingApartment = 0 // calls on one object run one at a time
 	ThreadingFree      = 1 // calls run concurrently
