@@ -439,7 +439,7 @@ func (a *Activator) Servers() []ServerInfo {
 
 // Close ends every session (releasing every reference and lock), asks every
 // server to QUIT (calls in flight finish first) and waits for them to exit.
-// If ctx ends first the rest are killed. Later calls fail with ErrClosed.
+// If ctx ends first the rest are killed. Later calls fail with an error that matches ErrClosed.
 func (a *Activator) Close(ctx context.Context) error {
 	a.closeOnce.Do(func() { a.closeErr = a.close(ctx) })
 	return a.closeErr
@@ -447,7 +447,7 @@ func (a *Activator) Close(ctx context.Context) error {
 
 func (a *Activator) close(ctx context.Context) error {
 	for _, s := range a.markClosed() {
-		s.end(ErrClosed)
+		s.end(errActivatorClosed)
 	}
 	a.mu.Lock()
 	var live []*server
@@ -495,7 +495,7 @@ func (a *Activator) markClosed() (sessions []*Session) {
 	a.closed = true
 	for _, c := range a.classes {
 		for _, wt := range c.waiters {
-			wt.ch <- actGrant{err: ErrClosed}
+			wt.ch <- actGrant{err: errActivatorClosed}
 		}
 		c.waiters = nil
 	}

@@ -333,7 +333,7 @@ func (a *Activator) onExit(s *server, w *workerProc) {
 	ex := proc.ExitOf(w.Proc.State())
 	var cause error
 	if a.closed && !s.stopInit {
-		cause = ErrClosed
+		cause = errActivatorClosed
 	} else {
 		cause = &CrashError{Phase: PhaseIdle, PID: s.pid, ExitCode: ex.Code, Signal: ex.Signal, CoreDumped: ex.Core,
 			Killed: w.broken.Load(), Reason: ex.String(), Stderr: w.Stderr.String()}

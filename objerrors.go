@@ -86,3 +86,12 @@ func (e *SlowSubscriberError) Error() string {
 
 // Is makes errors.Is(err, ErrSubscriberTooSlow) true.
 func (e *SlowSubscriberError) Is(target error) bool { return target == ErrSubscriberTooSlow }
+
+// errActivatorClosed is ErrClosed as an Activator reports it: it matches
+// ErrClosed (errors.Is), and says what was closed.
+var errActivatorClosed error = activatorClosed{}
+
+type activatorClosed struct{}
+
+func (activatorClosed) Error() string        { return "bulkhead: activator closed" }
+func (activatorClosed) Is(target error) bool { return target == ErrClosed }

@@ -74,7 +74,7 @@ func (a *Activator) NewSession(cfg SessionConfig) (*Session, error) {
 		if pidfd != nil {
 			pidfd.Close()
 		}
-		return nil, ErrClosed
+		return nil, errActivatorClosed
 	}
 	// Whatever ends the session (its lease, its client's exit, Close) must
 	// find its timer and its watch, to stop them: both are recorded before
