@@ -287,7 +287,7 @@ func run(t *testing.T, bin string, tc tcase, tr bulkhead.Transport) {
 		Logger:       slog.New(slog.DiscardHandler),
 	}
 
-	p, err, ok := within(startTimeout+bound, func() (*bulkhead.Pool, error) {
+	p, ok, err := within(startTimeout+bound, func() (*bulkhead.Pool, error) {
 		return bulkhead.New(context.Background(), cfg)
 	})
 	if !ok {
@@ -332,7 +332,7 @@ func run(t *testing.T, bin string, tc tcase, tr bulkhead.Transport) {
 			r   bulkhead.Reply
 			err error
 		}
-		a, _, ok := within(deadline+bound, func() (answer, error) {
+		a, ok, _ := within(deadline+bound, func() (answer, error) {
 			r, err := p.Call(ctx, "m", args...)
 			return answer{r, err}, nil
 		})
@@ -359,7 +359,7 @@ func run(t *testing.T, bin string, tc tcase, tr bulkhead.Transport) {
 	var ce *bulkhead.CanceledError
 	if errors.As(r.err, &ce) {
 		limit := termGrace + dumpGrace + killGrace + bound
-		if _, _, ok := within(limit, func() (struct{}, error) { ce.Wait(); return struct{}{}, nil }); !ok {
+		if _, ok, _ := within(limit, func() (struct{}, error) { ce.Wait(); return struct{}{}, nil }); !ok {
 			t.Errorf("CanceledError.Wait did not return within %v: the worker was not stopped", limit)
 		}
 	}
@@ -409,7 +409,7 @@ func describe(err error) string {
 
 // within runs f and waits at most d for it. ok is false if it did not
 // return in time; f then goes on running.
-func within[T any](d time.Duration, f func() (T, error)) (v T, err error, ok bool) {
+func within[T any](d time.Duration, f func() (T, error)) (v T, ok bool, err error) {
 	type res struct {
 		v   T
 		err error
@@ -423,9 +423,9 @@ func within[T any](d time.Duration, f func() (T, error)) (v T, err error, ok boo
 	defer timer.Stop()
 	select {
 	case r := <-c:
-		return r.v, r.err, true
+		return r.v, true, r.err
 	case <-timer.C:
-		return v, nil, false
+		return v, false, nil
 	}
 }
 
@@ -443,7 +443,7 @@ func closePool(t *testing.T, p *bulkhead.Pool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*killGrace)
 	defer cancel()
 	limit := 4*killGrace + bound
-	if _, _, ok := within(limit, func() (struct{}, error) { return struct{}{}, p.Close(ctx) }); !ok {
+	if _, ok, _ := within(limit, func() (struct{}, error) { return struct{}{}, p.Close(ctx) }); !ok {
 		t.Errorf("Close did not return within %v", limit)
 	}
 }

@@ -84,7 +84,7 @@ func FuzzPipe(f *testing.F) {
 				r.h.head.Store(peerHead)
 			case 2: // we read
 				n := 1 + int(next())%len(buf)
-				want, werr, blocks := m.read(r, n)
+				want, blocks, werr := m.read(r, n)
 				if blocks {
 					if r.WaitReadable(0) {
 						t.Fatal("WaitReadable(0) on a pipe that cannot be read")
@@ -197,10 +197,10 @@ func (m *model) closed(p *Pipe, latched *bool) bool {
 }
 
 // read returns what Read(n) must return, or blocks if it would block.
-func (m *model) read(r *Pipe, n int) (want []byte, err error, blocks bool) {
+func (m *model) read(r *Pipe, n int) (want []byte, blocks bool, err error) {
 	h, ok := m.head(r)
 	if !ok {
-		return nil, ErrCorrupt, false
+		return nil, false, ErrCorrupt
 	}
 	if avail := h - m.rTail; avail > 0 {
 		k := min(avail, uint64(n))
@@ -208,12 +208,12 @@ func (m *model) read(r *Pipe, n int) (want []byte, err error, blocks bool) {
 			want = append(want, r.ring[(m.rTail+i)&r.mask])
 		}
 		m.rTail += k
-		return want, nil, false
+		return want, false, nil
 	}
 	if m.closed(r, &m.rClosed) {
-		return nil, io.EOF, false
+		return nil, false, io.EOF
 	}
-	return nil, nil, true
+	return nil, true, nil
 }
 
 func (m *model) tail(w *Pipe) (uint64, bool) {
