@@ -374,7 +374,12 @@ func (p *Pool) remoteError(w *workerProc, id uint64, method string, payload []by
 
 // pastDeadline reports whether ctx's deadline has passed by the clock,
 // which may be a moment before ctx's own timer says so.
+//
+// It compares wall-clock nanoseconds, as the worker did against the CALL's
+// deadline: a ctx deadline carries a monotonic reading, and the two clocks
+// may disagree by a little, enough for a skip the worker saw (by the wall
+// clock) to look early by the monotonic one.
 func pastDeadline(ctx context.Context) bool {
 	d, ok := ctx.Deadline()
-	return ok && !time.Now().Before(d)
+	return ok && time.Now().UnixNano() >= d.UnixNano()
 }
