@@ -180,6 +180,9 @@ func TestSparesClose(t *testing.T) {
 	g := newSpareGate()
 	p, logs := testPool(t, Config{Workers: 2, Spares: 2}, hooks{spawning: g.hook})
 	waitSpares(t, p, 2)
+	// New returns once one worker is ready: wait for the second, or the
+	// spawn held below may be its, not the lost spare's.
+	until(t, "both serving workers", func() bool { return p.Stats().Workers == 2 })
 	pidOf(t, p)
 	g.close()
 	// Lose one spare: its replacement's spawn is held when Close starts.
