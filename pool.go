@@ -176,8 +176,12 @@ func (p *Pool) onExit(w *workerProc) {
 	p.moveLocked(w, dead)
 	p.removeAvailLocked(w)
 	wasSpare := w.wasSpare
+	// A death is during a call only if the worker had begun one it had not
+	// answered: a call still unstarted (it is redispatched) does not make
+	// the death a call crash (an idle timeout exit that raced a call's
+	// arrival was counted as one).
 	phase := PhaseIdle
-	if w.inflight > 0 {
+	if w.inflight > 0 && (!w.Hello.Marker || w.StartedWord().Load() > w.Conn.Answered()) {
 		phase = PhaseCall
 	}
 	memKill := w.pol.limitKill.Load() == int32(LimitMemory)
