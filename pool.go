@@ -463,11 +463,22 @@ func (p *Pool) retireLocked(w *workerProc, why string, reason RecycleReason) {
 
 // stopLocked asks w to quit and escalates to SIGTERM, then SIGKILL, once
 // the lock is released.
+//
+// The QUIT is written after the lock is released, by which time the worker
+// may have exited: the effect holds its socket (and shared-memory region)
+// until it is done, as every user of them must.
 func (p *Pool) stopLocked(w *workerProc) {
 	grace := p.cfg.KillGrace
+	w.holdLocked()
 	p.afterLocked(func() {
 		w.Conn.SendControl(wire.TypeQuit, 0)
 		w.Proc.Stop(proc.Step{Wait: grace}, proc.Step{Signal: syscall.SIGTERM, Wait: grace})
+		p.mu.Lock()
+		last := w.dropLocked()
+		p.unlock()
+		if last {
+			w.Close()
+		}
 	})
 }
 
