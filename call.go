@@ -115,8 +115,7 @@ func putBuilder(b *wire.Builder) {
 // notSent is the error of a call whose ctx ended before it reached a worker.
 func notSent(method string, cause error) *CanceledError {
 	e := &CanceledError{Method: method, Err: cause, ExitCode: -1,
-		Reason: "its ctx had ended before it was sent; nothing was sent", stopped: make(chan struct{})}
-	close(e.stopped)
+		Reason: "its ctx had ended before it was sent; nothing was sent"}
 	return e
 }
 
@@ -215,9 +214,7 @@ func (p *Pool) answered(ctx context.Context, w *workerProc, id uint64, method st
 		// did not run it: that is our ctx ending, with nothing to stop.
 		p.stats.abandoned.Add(1)
 		e := &CanceledError{Method: method, RequestID: id, PID: w.PID, Err: context.DeadlineExceeded,
-			ExitCode: -1, Reason: "the worker skipped it: its deadline had passed before it could start",
-			stopped: make(chan struct{})}
-		close(e.stopped)
+			ExitCode: -1, Reason: "the worker skipped it: its deadline had passed before it could start"}
 		return Reply{}, noRedispatch, e
 	}
 	return Reply{}, noRedispatch, err
@@ -229,8 +226,7 @@ func (p *Pool) answered(ctx context.Context, w *workerProc, id uint64, method st
 // caller gets its error at once.
 func (p *Pool) canceled(ctx context.Context, w *workerProc, id uint64, method string, fp *fingerprint) *CanceledError {
 	p.stats.abandoned.Add(1)
-	e := &CanceledError{Method: method, RequestID: id, PID: w.PID, Err: ctx.Err()}
-	e.stopped = make(chan struct{})
+	e := (&CanceledError{Method: method, RequestID: id, PID: w.PID, Err: ctx.Err()}).arm()
 	// The worker's end is this call's doing: other calls on it are told so
 	// (crashed), and its exit is no crash record (onExit).
 	w.Conn.MarkAbandoned(id)
@@ -290,7 +286,7 @@ func (p *Pool) lostUnder(ctx context.Context, w *workerProc, id uint64, method s
 // exited, then fills e as Wait promises.
 func (p *Pool) lostLate(ctx context.Context, w *workerProc, id uint64, method string) *CanceledError {
 	p.stats.abandoned.Add(1)
-	e := &CanceledError{Method: method, RequestID: id, PID: w.PID, Err: ctx.Err(), ExitCode: -1, stopped: make(chan struct{})}
+	e := (&CanceledError{Method: method, RequestID: id, PID: w.PID, Err: ctx.Err(), ExitCode: -1}).arm()
 	p.mu.Lock()
 	p.holdCallLocked(w) // this goroutine's hold; the caller releases its own
 	p.wg.Add(1)
@@ -302,7 +298,7 @@ func (p *Pool) lostLate(ctx context.Context, w *workerProc, id uint64, method st
 		e.Started = w.HasStarted(id)
 		e.ExitCode, e.Signal = ex.Code, ex.Signal
 		e.Reason = "its worker's connection broke and the worker was still being stopped when its ctx ended (" + ex.String() + ")"
-		close(e.stopped)
+		close(e.stop)
 		p.release(w, false)
 	}()
 	return e

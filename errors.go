@@ -172,25 +172,37 @@ type CanceledError struct {
 	Signal   syscall.Signal // the signal that ended the worker, or 0
 	Stack    string         // the head and tail of the worker's stderr after DumpSignal, or ""
 
-	stopped chan struct{} // closed once the fields above are filled; nil if no worker had the call
+	// Stopped, if not nil, is closed once the fields valid after Wait are
+	// filled. Nil when nothing was left to stop: Wait returns at once.
+	// Select on it to wait with a bound of one's own.
+	Stopped <-chan struct{}
+
+	stop chan struct{} // Stopped's sending side, for the pool's own errors
+}
+
+// arm makes e's report pending until e.stop is closed.
+func (e *CanceledError) arm() *CanceledError {
+	e.stop = make(chan struct{})
+	e.Stopped = e.stop
+	return e
 }
 
 // Wait blocks until the worker that had the call has been stopped and the
 // fields documented as valid after Wait are filled. It returns at once for a
 // call that never reached a worker. Safe to call from several goroutines.
 func (e *CanceledError) Wait() {
-	if e.stopped != nil {
-		<-e.stopped
+	if e.Stopped != nil {
+		<-e.Stopped
 	}
 }
 
 // done reports whether the stop report is complete, without blocking.
 func (e *CanceledError) done() bool {
-	if e.stopped == nil {
+	if e.Stopped == nil {
 		return true
 	}
 	select {
-	case <-e.stopped:
+	case <-e.Stopped:
 		return true
 	default:
 		return false
@@ -254,10 +266,7 @@ func (e *RemoteError) Error() string {
 
 // skipped reports a worker's ERROR canceled that says no handler ran
 // (details {"started": false}, PROTOCOL.md section 3).
-func skipped(code ErrorCode, details any) bool {
-	m, ok := details.(map[any]any)
-	return code == CodeCanceled && ok && m["started"] == false
-}
+func skipped(code ErrorCode, details any) bool { return wire.Skipped(uint64(code), details) }
 
 // Stack returns the worker's stack trace for a CodePanic error, or "".
 func (e *RemoteError) Stack() string {

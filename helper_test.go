@@ -13,6 +13,7 @@ import (
 	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/examples/crashy/native"
 	"github.com/bulkhead-go/bulkhead/internal/fdio"
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 	"github.com/bulkhead-go/bulkhead/worker"
 	"golang.org/x/sys/unix"
@@ -26,7 +27,6 @@ func helpers() map[string]func() {
 	return map[string]func(){
 		"worker":      runHelperWorker,
 		"policy":      bulkhead.RunPolicyWorker,
-		"classes":     bulkhead.RunClassHelper,
 		"crashreport": runCrashReportWorker,
 		"orphan":      runOrphan,
 		"pingpong":    runPingPong,
@@ -35,22 +35,7 @@ func helpers() map[string]func() {
 }
 
 // TestMain is the test binary's one entry point: the tests, or a helper.
-func TestMain(m *testing.M) {
-	name := os.Getenv(bulkhead.HelperEnv)
-	if name == "" && worker.IsWorker() {
-		name = "worker"
-	}
-	if name == "" {
-		os.Exit(m.Run())
-	}
-	run := helpers()[name]
-	if run == nil {
-		fmt.Fprintf(os.Stderr, "no helper process %q\n", name)
-		os.Exit(2)
-	}
-	run()
-	os.Exit(0)
-}
+func TestMain(m *testing.M) { testutil.Main(m, helpers(), "worker", worker.IsWorker) }
 
 // runHelperWorker is the default worker. Its behaviour is chosen with
 // environment variables:

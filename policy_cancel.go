@@ -43,7 +43,7 @@ func (p *Pool) leaveToWorker(w *workerProc, pd *dispatch.Pending, method string,
 		return nil
 	}
 	p.stats.abandoned.Add(1)
-	e := &CanceledError{Method: method, RequestID: id, PID: w.PID, Err: cause, ExitCode: -1, stopped: make(chan struct{})}
+	e := (&CanceledError{Method: method, RequestID: id, PID: w.PID, Err: cause, ExitCode: -1}).arm()
 	p.mu.Lock()
 	p.holdCallLocked(w) // the goroutine's hold; the caller releases its own
 	p.wg.Add(1)
@@ -67,7 +67,7 @@ func errorBody(typ wire.Type, payload []byte) []byte {
 
 // graceOf waits for the worker to answer the abandoned call, or the grace
 // (if any) to run out, or the pool to close; then it fills e, closes
-// e.stopped and releases its hold. If the connection broke first, the
+// e.stop and releases its hold. If the connection broke first, the
 // start marker says whether the call started only once the worker is dead
 // (a CALL in its buffer could still start), so it has the worker finished
 // and waits for that.
@@ -91,7 +91,7 @@ func (p *Pool) graceOf(w *workerProc, e *CanceledError, ended <-chan orphanEnd, 
 			<-w.Proc.Exited()
 		}
 		describeOrphan(w, e, end, prefix)
-		close(e.stopped)
+		close(e.stop)
 		p.release(w, end.err == nil)
 		return
 	case <-timeout:
@@ -105,7 +105,7 @@ func (p *Pool) graceOf(w *workerProc, e *CanceledError, ended <-chan orphanEnd, 
 	p.unlock()
 	w.Conn.MarkAbandoned(e.RequestID)
 	w.Conn.Shutdown()
-	p.stopHung(w, e, fp, alone) // closes e.stopped
+	p.stopHung(w, e, fp, alone) // closes e.stop
 	p.release(w, false)
 }
 

@@ -13,7 +13,7 @@ import (
 
 // stopHung stops a worker whose call outlived its ctx, step by step, fills e
 // with how it ended, attributes the call to its fingerprint, and closes
-// e.stopped:
+// e.stop:
 //
 //  1. SIGTERM: a worker whose handler heeds its ctx exits cleanly; skipped
 //     for a worker that says SIGTERM only cancels calls, when the call's
@@ -28,7 +28,7 @@ import (
 // is dead, since a CALL already in its socket could still be started while
 // we look. A Go worker that had not started the call exits at SIGTERM.
 func (p *Pool) stopHung(w *workerProc, e *CanceledError, fp *fingerprint, alone bool) {
-	defer close(e.stopped)
+	defer close(e.stop)
 	defer p.attributeAlone(fp, alone, e)
 	// w.hung keeps the worker's marker page and socket from being released
 	// under us (onExit and release leave them to us); let them go at the end.

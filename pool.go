@@ -10,7 +10,6 @@ package bulkhead
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -556,14 +555,6 @@ func (p *Pool) close(ctx context.Context) error {
 	p.wg.Wait()
 	p.spawner.Close()
 	return err
-}
-
-func startAttrs(err error) []any {
-	var se *StartError
-	if errors.As(err, &se) {
-		return []any{"pid", se.PID, "reason", se.Reason, "stderr_tail", se.Stderr}
-	}
-	return []any{"err", err}
 }
 
 // WorkerInfo describes one running worker.

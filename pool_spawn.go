@@ -1,6 +1,7 @@
 package bulkhead
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -275,4 +276,13 @@ func (p *Pool) trackStarting(w *workerProc, add bool) {
 	} else {
 		delete(p.starting, w)
 	}
+}
+
+// startAttrs are a start failure's log attributes.
+func startAttrs(err error) []any {
+	var se *StartError
+	if errors.As(err, &se) {
+		return []any{"pid", se.PID, "reason", se.Reason, "stderr_tail", se.Stderr}
+	}
+	return []any{"err", err}
 }

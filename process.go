@@ -4,7 +4,7 @@ import "time"
 
 // Process is how to start a program that speaks the protocol: what a
 // pool's workers (Config, whose fields of the same names mean the same)
-// and an activator's servers (ServerConfig) have in common. Every field's
+// and an activator's class servers (activation.ServerConfig) have in common. Every field's
 // zero value is usable, except Command.
 type Process struct {
 	// Command is the program: a path, or a name looked up in PATH.
@@ -36,11 +36,4 @@ type Process struct {
 	// for crash reports: the first half and the last (Config.StderrTail).
 	// Zero value: 4 KiB. At most 1 MiB.
 	StderrTail int
-}
-
-// config is p as a Config whose other fields are zero, for validation and
-// defaults shared with the pool (Config.settings).
-func (p Process) config() Config {
-	return Config{Command: p.Command, Args: p.Args, Env: p.Env, Dir: p.Dir, Limits: p.Limits,
-		StartTimeout: p.StartTimeout, StderrTail: p.StderrTail}
 }

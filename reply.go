@@ -14,6 +14,12 @@ type Reply struct {
 	big *replyBuffer // a large reply's buffer, which Release recycles; else nil
 }
 
+// NewReply returns a Reply whose result is raw, one CBOR data item
+// (docs/PROTOCOL.md section 5), which it keeps without copying. Calls made
+// elsewhere than through a Pool (the activation package's objects) return
+// their results with it, and so can a fake Caller in a test.
+func NewReply(raw []byte) Reply { return Reply{raw: raw} }
+
 // Release gives a large reply's memory back to the pool, to be reused for a
 // later reply instead of allocating, zeroing and collecting another one. It
 // is optional: an unreleased Reply is garbage-collected as usual. After

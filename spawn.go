@@ -92,7 +92,7 @@ func (s *settings) spec(extraEnv []string) dispatch.Spec {
 		Shm: s.Transport == TransportShm, ShmRingSize: s.ShmRingSize, ShmSpin: s.ShmSpin,
 	}
 	if s.Limits.set() {
-		sp.Limit = s.Limits.apply
+		sp.Limit = s.Limits.rlimits().Apply
 	}
 	return sp
 }
@@ -150,16 +150,11 @@ func describeCrash(w *workerProc, id uint64, method string, cause error) *CrashE
 		Killed: w.broken.Load() && ex.Signal == syscall.SIGKILL,
 		Stderr: w.Stderr.String(), Err: cause,
 	}
-	switch {
-	case w.killedByClose.Load():
+	if w.killedByClose.Load() {
 		e.Killed = true
 		e.Reason = "killed by the pool's Close, whose ctx ended before this call (" + ex.String() + ")"
-	case errors.Is(cause, wire.ErrProtocol):
-		e.Reason = "broke the protocol (" + cause.Error() + "); killed"
-	case e.Killed:
-		e.Reason = "closed its connection while alive; killed"
-	default:
-		e.Reason = ex.String()
+	} else {
+		e.Reason = dispatch.CrashReason(ex, cause, e.Killed)
 	}
 	return e
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/activation"
 	"github.com/bulkhead-go/bulkhead/worker"
 	"github.com/spf13/cobra"
 )
@@ -157,7 +158,7 @@ func (r *stormResult) print(w io.Writer, asJSON bool) error {
 // and a pooled one.
 var stormClasses = []string{"Counter", "Gauge", "Pooled"}
 
-func stormConfig(o stormOptions) bulkhead.ActivatorConfig {
+func stormConfig(o stormOptions) activation.ActivatorConfig {
 	proc := func() bulkhead.Process {
 		env := append(os.Environ(), o.serverEnv...)
 		env = append(env, "STORM_RECYCLE="+strconv.Itoa(o.Recycle), "GORACE=atexit_sleep_ms=0")
@@ -165,15 +166,15 @@ func stormConfig(o stormOptions) bulkhead.ActivatorConfig {
 	}
 	linger := o.Linger
 	if linger == 0 {
-		linger = bulkhead.NoLinger
+		linger = activation.NoLinger
 	}
-	return bulkhead.ActivatorConfig{
+	return activation.ActivatorConfig{
 		Linger: linger,
 		Logger: slog.New(slog.DiscardHandler),
-		Servers: []bulkhead.ServerConfig{
-			{Name: "storm-multi", Process: proc(), Classes: []bulkhead.ClassConfig{{Name: "Counter"}, {Name: "Gauge"}}},
-			{Name: "storm-iso", Process: proc(), Classes: []bulkhead.ClassConfig{{Name: "Iso", Instancing: bulkhead.SingleUse}}},
-			{Name: "storm-pool", Process: proc(), Classes: []bulkhead.ClassConfig{{Name: "Pooled", Instancing: bulkhead.Pooled, PoolSize: 3}}},
+		Servers: []activation.ServerConfig{
+			{Name: "storm-multi", Process: proc(), Classes: []activation.ClassConfig{{Name: "Counter"}, {Name: "Gauge"}}},
+			{Name: "storm-iso", Process: proc(), Classes: []activation.ClassConfig{{Name: "Iso", Instancing: activation.SingleUse}}},
+			{Name: "storm-pool", Process: proc(), Classes: []activation.ClassConfig{{Name: "Pooled", Instancing: activation.Pooled, PoolSize: 3}}},
 		},
 	}
 }
@@ -190,7 +191,7 @@ type stormTally struct {
 
 func (t *stormTally) fail(what string, err error) {
 	t.failures.Add(1)
-	if errors.Is(err, bulkhead.ErrObjectDisconnected) {
+	if errors.Is(err, activation.ErrObjectDisconnected) {
 		t.disconnected.Add(1)
 	}
 	t.firstMu.Lock()
@@ -201,7 +202,7 @@ func (t *stormTally) fail(what string, err error) {
 }
 
 func runStorm(ctx context.Context, o stormOptions) (*stormResult, error) {
-	act, err := bulkhead.NewActivator(stormConfig(o))
+	act, err := activation.NewActivator(stormConfig(o))
 	if err != nil {
 		return nil, err
 	}
@@ -241,8 +242,8 @@ func runStorm(ctx context.Context, o stormOptions) (*stormResult, error) {
 
 // stormClient is one client: its own session, taking activation numbers
 // until they run out.
-func stormClient(ctx context.Context, act *bulkhead.Activator, o stormOptions, g int, next *atomic.Int64, t *stormTally) {
-	sess, err := act.NewSession(bulkhead.SessionConfig{})
+func stormClient(ctx context.Context, act *activation.Activator, o stormOptions, g int, next *atomic.Int64, t *stormTally) {
+	sess, err := act.NewSession(activation.SessionConfig{})
 	if err != nil {
 		t.fail("session", err)
 		return
@@ -263,7 +264,7 @@ func stormClient(ctx context.Context, act *bulkhead.Activator, o stormOptions, g
 
 // stormOne creates one object through one of the paths, calls it and lets
 // it go.
-func stormOne(ctx context.Context, act *bulkhead.Activator, sess *bulkhead.Session, o stormOptions, g, i int, class string, t *stormTally) {
+func stormOne(ctx context.Context, act *activation.Activator, sess *activation.Session, o stormOptions, g, i int, class string, t *stormTally) {
 	start := i % 100
 	switch i % 16 {
 	case 0: // class handle, explicit lock, activation through it
@@ -286,7 +287,7 @@ func stormOne(ctx context.Context, act *bulkhead.Activator, sess *bulkhead.Sessi
 	case 2: // through the running object table, keep-alive or weak
 		stormROT(ctx, sess, o, g, i, class, start, t)
 	case 3: // a client that goes away holding its references
-		dead, err := act.NewSession(bulkhead.SessionConfig{})
+		dead, err := act.NewSession(activation.SessionConfig{})
 		if err != nil {
 			t.fail("session", err)
 			return
@@ -311,7 +312,7 @@ func stormOne(ctx context.Context, act *bulkhead.Activator, sess *bulkhead.Sessi
 
 // stormClassObject activates through a class handle held with an explicit
 // lock.
-func stormClassObject(ctx context.Context, sess *bulkhead.Session, o stormOptions, class string, start int, t *stormTally) {
+func stormClassObject(ctx context.Context, sess *activation.Session, o stormOptions, class string, start int, t *stormTally) {
 	co, err := sess.GetClassObject(ctx, class)
 	if err != nil {
 		t.fail("GetClassObject", err)
@@ -337,7 +338,7 @@ func stormClassObject(ctx context.Context, sess *bulkhead.Session, o stormOption
 
 // stormROT publishes an object in the running object table, keep-alive or
 // weak, and calls it through a lookup.
-func stormROT(ctx context.Context, sess *bulkhead.Session, o stormOptions, g, i int, class string, start int, t *stormTally) {
+func stormROT(ctx context.Context, sess *activation.Session, o stormOptions, g, i int, class string, start int, t *stormTally) {
 	obj, ok := stormCreate(ctx, sess, class, start, t)
 	if !ok {
 		return
@@ -367,7 +368,7 @@ func stormROT(ctx context.Context, sess *bulkhead.Session, o stormOptions, g, i 
 	}
 }
 
-func stormCreate(ctx context.Context, sess *bulkhead.Session, class string, start int, t *stormTally) (*bulkhead.Object, bool) {
+func stormCreate(ctx context.Context, sess *activation.Session, class string, start int, t *stormTally) (*activation.Object, bool) {
 	obj, err := sess.CreateInstance(ctx, class, start)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -381,7 +382,7 @@ func stormCreate(ctx context.Context, sess *bulkhead.Session, class string, star
 
 // stormCalls adds 1 n times and checks every total: a call that reached the
 // wrong object, or a fresh one, would show.
-func stormCalls(ctx context.Context, obj *bulkhead.Object, n, start int, t *stormTally) {
+func stormCalls(ctx context.Context, obj *activation.Object, n, start int, t *stormTally) {
 	for k := 1; k <= n; k++ {
 		got, err := bulkhead.CallAs[int](ctx, obj, "add", 1)
 		if err != nil {

@@ -310,3 +310,17 @@ func (w *Worker) startFailure(cause error, timeout time.Duration) *StartFailure 
 	}
 	return e
 }
+
+// CrashReason says in words how a worker whose connection broke ended: ex
+// is its exit, cause what broke the connection, and killed whether its
+// owner killed it for that (it had closed its connection while alive, or
+// broken the protocol).
+func CrashReason(ex proc.Exit, cause error, killed bool) string {
+	switch {
+	case errors.Is(cause, wire.ErrProtocol):
+		return "broke the protocol (" + cause.Error() + "); killed"
+	case killed:
+		return "closed its connection while alive; killed"
+	}
+	return ex.String()
+}

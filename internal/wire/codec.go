@@ -405,3 +405,10 @@ func versionError(v uint64) error {
 	return &HelloError{CodeUnsupportedVersion,
 		fmt.Sprintf("worker speaks protocol version %d; this dispatcher speaks version %d", v, Version)}
 }
+
+// Skipped reports whether an ERROR of code with details says that no
+// handler ran: code canceled with details {"started": false} (section 3).
+func Skipped(code uint64, details any) bool {
+	m, ok := details.(map[any]any)
+	return code == CodeCanceled && ok && m["started"] == false
+}

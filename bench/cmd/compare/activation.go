@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/activation"
 	"github.com/bulkhead-go/bulkhead/worker"
 )
 
@@ -24,8 +25,8 @@ const activationEnv = "BENCH_CLASS=1"
 // "aggregate" runs cfg.callers callers against that one server.
 type bulkheadActivation struct {
 	cfg *config
-	act *bulkhead.Activator
-	co  *bulkhead.ClassObject
+	act *activation.Activator
+	co  *activation.ClassObject
 }
 
 func (b *bulkheadActivation) Name() string  { return "bulkhead_activation" }
@@ -36,12 +37,12 @@ func (b *bulkheadActivation) Setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.act, err = bulkhead.NewActivator(bulkhead.ActivatorConfig{
+	b.act, err = activation.NewActivator(activation.ActivatorConfig{
 		Logger: slog.New(slog.DiscardHandler),
-		Servers: []bulkhead.ServerConfig{{
+		Servers: []activation.ServerConfig{{
 			Name:    "bench",
 			Process: bulkhead.Process{Command: exe, Env: append(os.Environ(), bulkheadChildEnv, activationEnv)},
-			Classes: []bulkhead.ClassConfig{{Name: "Null"}},
+			Classes: []activation.ClassConfig{{Name: "Null"}},
 		}},
 	})
 	if err != nil {

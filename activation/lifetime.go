@@ -1,4 +1,4 @@
-package bulkhead
+package activation
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/internal/proc"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
@@ -45,7 +46,7 @@ func (s srvState) String() string {
 type server struct {
 	a    *Activator
 	def  *serverDef
-	w    *workerProc // set at HELLO
+	w    *serverProc // set at HELLO
 	pid  int
 	gone chan struct{} // closed once it has exited and been cleaned up
 
@@ -64,7 +65,7 @@ type server struct {
 	launchEnded bool
 	stopInit    bool // SUSPEND and QUIT are under way
 	exited      bool // exited while starting: the launch goroutine cleans up
-	starting    *workerProc
+	starting    *serverProc
 	lingerTimer *ownedTimer
 	regTimer    *ownedTimer
 	crash       error // why it is gone, for disconnected handles; set before gone closes
@@ -140,8 +141,7 @@ func (a *Activator) onFrame(s *server, h wire.Header, p []byte) error {
 		err = &wire.FrameError{Header: h, Reason: "dispatcher-only message from worker"}
 	}
 	if err != nil {
-		s.w.broken.Store(true)
-		s.w.Proc.Kill()
+		s.w.kill()
 	}
 	return err
 }
@@ -248,7 +248,7 @@ func (a *Activator) registrationTimeout(s *server) {
 	a.mu.Unlock()
 	if late {
 		a.log.Error("class server did not resume its classes in time; killed",
-			"server", s.def.name, "pid", s.pid, "timeout", s.def.s.StartTimeout)
+			"server", s.def.name, "pid", s.pid, "timeout", s.def.spec.StartTimeout)
 		s.w.Proc.Kill()
 	}
 }
@@ -312,7 +312,7 @@ func (a *Activator) stop(s *server) {
 func (a *Activator) quit(s *server) {
 	s.quitOnce.Do(func() {
 		s.sendControl(wire.TypeQuit, 0)
-		g := s.def.s.KillGrace
+		g := s.def.spec.KillGrace
 		s.w.Proc.Stop(proc.Step{Wait: g}, proc.Step{Signal: syscall.SIGTERM, Wait: g})
 	})
 }
@@ -320,7 +320,7 @@ func (a *Activator) quit(s *server) {
 // onExit runs once s's process has exited and been reaped: every object in
 // it is disconnected, its running object table entries and locks are
 // dropped, and the next activation of its classes launches a fresh server.
-func (a *Activator) onExit(s *server, w *workerProc) {
+func (a *Activator) onExit(s *server, w *serverProc) {
 	w.Conn.Shutdown() // wake any caller blocked reading, and a watcher in poll
 	a.mu.Lock()
 	if s.state == stateStarting {
@@ -335,8 +335,7 @@ func (a *Activator) onExit(s *server, w *workerProc) {
 	if a.closed && !s.stopInit {
 		cause = errActivatorClosed
 	} else {
-		cause = &CrashError{Phase: PhaseIdle, PID: s.pid, ExitCode: ex.Code, Signal: ex.Signal, CoreDumped: ex.Core,
-			Killed: w.broken.Load(), Reason: ex.String(), Stderr: w.Stderr.String()}
+		cause = idleCrash(w)
 	}
 	s.crash = cause
 	s.state = stateGone
@@ -346,7 +345,7 @@ func (a *Activator) onExit(s *server, w *workerProc) {
 	if !s.launchEnded {
 		a.launchEndedLocked(s)
 		for _, c := range s.def.classes {
-			a.serveWaitersLocked(c, &StartError{PID: s.pid, ExitCode: ex.Code, Signal: ex.Signal, Exited: true,
+			a.serveWaitersLocked(c, &bulkhead.StartError{PID: s.pid, ExitCode: ex.Code, Signal: ex.Signal, Exited: true,
 				Reason: fmt.Sprintf("server %d exited before resuming its classes: %v", s.pid, ex), Stderr: w.Stderr.String(), Err: cause})
 		}
 	}

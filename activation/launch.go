@@ -1,9 +1,10 @@
-package bulkhead
+package activation
 
 import (
 	"errors"
 	"fmt"
 
+	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
 
@@ -25,7 +26,7 @@ func (a *Activator) launchLocked(def *serverDef) {
 // reads its registrations.
 func (a *Activator) launchServer(s *server) {
 	defer a.wg.Done()
-	track := func(w *workerProc, add bool) {
+	track := func(w *serverProc, add bool) {
 		a.mu.Lock()
 		closed := a.closed
 		if add {
@@ -40,7 +41,7 @@ func (a *Activator) launchServer(s *server) {
 			w.Conn.Shutdown()
 		}
 	}
-	w, err := launch(&s.def.s, a.spawner, func(w *workerProc) { a.onExit(s, w) }, track)
+	w, err := launchProcess(s.def.spec, a.spawner, func(w *serverProc) { a.onExit(s, w) }, track)
 	a.mu.Lock()
 	if err == nil && (a.closed || s.exited) {
 		// Closing, or it died just after HELLO: not worth a server.
@@ -51,20 +52,20 @@ func (a *Activator) launchServer(s *server) {
 		w.Close()
 		a.mu.Lock()
 		if !a.closed {
-			err = &StartError{PID: w.PID, ExitCode: -1, Exited: true, Reason: fmt.Sprintf("server %d exited right after HELLO", w.PID), Stderr: w.Stderr.String()}
+			err = &bulkhead.StartError{PID: w.PID, ExitCode: -1, Exited: true, Reason: fmt.Sprintf("server %d exited right after HELLO", w.PID), Stderr: w.Stderr.String()}
 		} else {
-			err = ErrClosed
+			err = bulkhead.ErrClosed
 		}
 	}
 	if err != nil {
 		if a.closed {
-			err = ErrClosed
+			err = bulkhead.ErrClosed
 		} else {
 			a.stats.launchFailures.Add(1)
 		}
 		a.launchFailedLocked(s, err)
 		a.mu.Unlock()
-		if !errors.Is(err, ErrClosed) {
+		if !errors.Is(err, bulkhead.ErrClosed) {
 			a.log.Error("class server failed to start", append([]any{"server", s.def.name}, startAttrs(err)...)...)
 		}
 		return
@@ -79,7 +80,7 @@ func (a *Activator) launchServer(s *server) {
 	s.regTimer = reg
 	a.wg.Add(1)
 	a.mu.Unlock()
-	reg.arm(s.def.s.StartTimeout, func() { a.registrationTimeout(s) })
+	reg.arm(s.def.spec.StartTimeout, func() { a.registrationTimeout(s) })
 	go a.watchServer(s)
 }
 

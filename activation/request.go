@@ -1,8 +1,10 @@
-package bulkhead
+package activation
 
 import (
 	"bytes"
 	"context"
+
+	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/internal/dispatch"
 
 	"github.com/bulkhead-go/bulkhead/internal/wire"
@@ -32,7 +34,7 @@ type answer struct {
 //     worker is; so too when this request's cancellation shut the
 //     connection down, even if its answer came just before: a success from
 //     a server killed for it would hand out a dead object.
-func (s *server) await(ctx context.Context, pd *dispatch.Pending, method string, onLeft func(answer)) (ans answer, ce *CanceledError, left bool) {
+func (s *server) await(ctx context.Context, pd *dispatch.Pending, method string, onLeft func(answer)) (ans answer, ce *bulkhead.CanceledError, left bool) {
 	c := s.w.Conn
 	id := pd.ID()
 	// wait reports true when this request's ctx ending shut the connection
@@ -53,7 +55,7 @@ func (s *server) await(ctx context.Context, pd *dispatch.Pending, method string,
 	switch {
 	case shut || (!done && ctx.Err() != nil):
 		s.kill()
-		return answer{}, &CanceledError{Method: method, RequestID: id, PID: s.pid, Started: s.w.HasStarted(id), Err: ctx.Err()}, false
+		return answer{}, &bulkhead.CanceledError{Method: method, RequestID: id, PID: s.pid, Started: s.w.HasStarted(id), Err: ctx.Err()}, false
 	case !done: // wait returns with pd done unless ctx ended
 		ans.err = dispatch.ErrBroken
 	}
@@ -62,8 +64,7 @@ func (s *server) await(ctx context.Context, pd *dispatch.Pending, method string,
 
 // kill kills s's process, marking its end as the activator's doing.
 func (s *server) kill() {
-	s.w.broken.Store(true)
-	s.w.Proc.Kill()
+	s.w.kill()
 }
 
 // leave gives up request pd, whose ctx ended while it waited behind other
@@ -74,9 +75,9 @@ func (s *server) kill() {
 // once the activator is closing onLeft does not run, since the server's
 // exit forgets what it would release. leave returns nil if the answer had
 // come already.
-func (s *server) leave(pd *dispatch.Pending, method string, cause error, onLeft func(answer)) *CanceledError {
+func (s *server) leave(pd *dispatch.Pending, method string, cause error, onLeft func(answer)) *bulkhead.CanceledError {
 	a, w, id := s.a, s.w, pd.ID()
-	e := &CanceledError{Method: method, RequestID: id, PID: s.pid, Err: cause, ExitCode: -1}
+	e := &bulkhead.CanceledError{Method: method, RequestID: id, PID: s.pid, Err: cause, ExitCode: -1}
 	a.mu.Lock()
 	owned := !a.closed
 	if owned {
@@ -98,14 +99,15 @@ func (s *server) leave(pd *dispatch.Pending, method string, cause error, onLeft 
 		}
 		return nil
 	case !owned:
-		e.stopped = answered
+		e.Stopped = answered
 	default:
-		e.stopped = make(chan struct{})
+		reported := make(chan struct{})
+		e.Stopped = reported
 		go func() {
 			defer a.wg.Done()
 			<-answered
 			onLeft(ans)
-			close(e.stopped)
+			close(reported)
 		}()
 	}
 	s.sendControl(wire.TypeCancel, id)
@@ -113,7 +115,7 @@ func (s *server) leave(pd *dispatch.Pending, method string, cause error, onLeft 
 }
 
 // leftOutcome says what the worker did with a request left to it.
-func leftOutcome(w *workerProc, id uint64, ans answer) (started bool, reason string) {
+func leftOutcome(w *serverProc, id uint64, ans answer) (started bool, reason string) {
 	const queued = "abandoned while queued on the server, which was left running; "
 	if ans.err != nil {
 		return w.HasStarted(id), queued + "its connection ended before it answered: " + ans.err.Error()
@@ -125,7 +127,7 @@ func leftOutcome(w *workerProc, id uint64, ans answer) (started bool, reason str
 	switch {
 	case err != nil:
 		return true, queued + "it answered with a malformed error: " + err.Error()
-	case skipped(ErrorCode(body.Code), body.Details), body.Code == wire.CodeServerStopping, body.Code == wire.CodeUnknownClass:
+	case wire.Skipped(body.Code, body.Details), body.Code == wire.CodeServerStopping, body.Code == wire.CodeUnknownClass:
 		return false, queued + "it did not run it: " + body.Message
 	}
 	return true, queued + "it ran the request anyway, which failed: " + body.Message

@@ -1,9 +1,11 @@
-package bulkhead
+package activation
 
 import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/bulkhead-go/bulkhead"
 )
 
 // Errors of the object model. Each matches with errors.Is; the typed ones
@@ -49,7 +51,7 @@ type DisconnectedError struct {
 	Class  string
 	Object uint64 // 0 for a class handle
 	PID    int
-	Err    error // a *CrashError when the server crashed; ErrClosed at Close
+	Err    error // a *bulkhead.CrashError when the server crashed; bulkhead.ErrClosed at Close
 }
 
 func (e *DisconnectedError) Error() string {
@@ -94,4 +96,4 @@ var errActivatorClosed error = activatorClosed{}
 type activatorClosed struct{}
 
 func (activatorClosed) Error() string        { return "bulkhead: activator closed" }
-func (activatorClosed) Is(target error) bool { return target == ErrClosed }
+func (activatorClosed) Is(target error) bool { return target == bulkhead.ErrClosed }

@@ -1,4 +1,4 @@
-package bulkhead
+package activation
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bulkhead-go/bulkhead"
 )
 
 // sendCounter counts the ACTIVATEs and OBJCALLs written, and tells ch
@@ -29,11 +31,11 @@ func (c *sendCounter) hooks(h actHooks) actHooks {
 }
 
 // wantCanceled checks that err is a *CanceledError wrapping context.Canceled.
-func wantCanceled(t *testing.T, err error) *CanceledError {
+func wantCanceled(t *testing.T, err error) *bulkhead.CanceledError {
 	t.Helper()
-	var ce *CanceledError
+	var ce *bulkhead.CanceledError
 	if !errors.As(err, &ce) || !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want a *CanceledError wrapping context.Canceled", err)
+		t.Fatalf("err = %v, want a *bulkhead.CanceledError wrapping context.Canceled", err)
 	}
 	return ce
 }
@@ -190,7 +192,7 @@ func TestCanceledWhileQueuedLeavesServerRunning(t *testing.T) {
 }
 
 // waitCanceled waits for ce.Wait, failing the test if it takes long.
-func waitCanceled(t *testing.T, ce *CanceledError) {
+func waitCanceled(t *testing.T, ce *bulkhead.CanceledError) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() {
@@ -219,7 +221,7 @@ func TestShortDeadlineNeverSucceedsOnAKilledServer(t *testing.T) {
 	defer func() { keep.Release() }()
 	// check fails the test if op succeeded and o is then unusable.
 	check := func(i int, what string, o *Object, err error) {
-		var ce *CanceledError
+		var ce *bulkhead.CanceledError
 		switch {
 		case err != nil && !errors.As(err, &ce):
 			t.Fatalf("attempt %d: %s: %v", i, what, err)

@@ -1,4 +1,4 @@
-package bulkhead
+package activation
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
 
@@ -234,30 +235,30 @@ func deleteFunc[T any](s []T, del func(T) bool) []T {
 // server, which has not started it, is left to the server; otherwise the
 // server, which may be stuck in native code, is killed and its other
 // objects are disconnected too, as a pool's worker would be replaced.
-func (h *Object) Call(ctx context.Context, method string, args ...any) (Reply, error) {
+func (h *Object) Call(ctx context.Context, method string, args ...any) (bulkhead.Reply, error) {
 	if len(method) == 0 || len(method) > wire.MaxMethodBytes {
-		return Reply{}, fmt.Errorf("bulkhead: method name of %d bytes (want 1 to %d)", len(method), wire.MaxMethodBytes)
+		return bulkhead.Reply{}, fmt.Errorf("bulkhead: method name of %d bytes (want 1 to %d)", len(method), wire.MaxMethodBytes)
 	}
 	if h.released.Load() {
-		return Reply{}, h.errReleased()
+		return bulkhead.Reply{}, h.errReleased()
 	}
 	o := h.o
 	if d := o.disc.Load(); d != nil {
 		o.a.stats.disconnected.Add(1)
-		return Reply{}, d
+		return bulkhead.Reply{}, d
 	}
 	h.sess.touch()
 	if err := ctx.Err(); err != nil {
-		return Reply{}, &CanceledError{Method: method, Err: err} // nothing sent
+		return bulkhead.Reply{}, &bulkhead.CanceledError{Method: method, Err: err} // nothing sent
 	}
 	if !o.tryRef() {
-		return Reply{}, h.errReleased()
+		return bulkhead.Reply{}, h.errReleased()
 	}
 	s := o.s
 	if !s.acquireConn() {
 		o.unref()
 		o.a.stats.disconnected.Add(1)
-		return Reply{}, o.disconnectedErr(nil)
+		return bulkhead.Reply{}, o.disconnectedErr(nil)
 	}
 	defer s.releaseConn()
 	r, left, err := o.call(ctx, s, method, args)
@@ -271,7 +272,7 @@ func (h *Object) Call(ctx context.Context, method string, args ...any) (Reply, e
 // for its answer. If the request is left to the worker (left), the
 // reference is dropped once the worker is done with it: RELEASE must not
 // overtake the call.
-func (o *object) call(ctx context.Context, s *server, method string, args []any) (r Reply, left bool, err error) {
+func (o *object) call(ctx context.Context, s *server, method string, args []any) (r bulkhead.Reply, left bool, err error) {
 	w := s.w
 	var deadline int64
 	if d, ok := ctx.Deadline(); ok {
@@ -279,7 +280,7 @@ func (o *object) call(ctx context.Context, s *server, method string, args []any)
 	}
 	pd, err := w.Conn.SendObjCall(o.id, method, deadline, args)
 	if err != nil {
-		return Reply{}, false, fmt.Errorf("bulkhead: call %q: %w", method, err)
+		return bulkhead.Reply{}, false, fmt.Errorf("bulkhead: call %q: %w", method, err)
 	}
 	id := pd.ID()
 	if hk := o.a.hooks.callSent; hk != nil {
@@ -288,26 +289,26 @@ func (o *object) call(ctx context.Context, s *server, method string, args []any)
 	ans, ce, left := s.await(ctx, pd, method, func(answer) { o.unref() }) // recycles pd
 	switch {
 	case ce != nil:
-		return Reply{}, left, ce
+		return bulkhead.Reply{}, left, ce
 	case ans.err == nil && ans.typ == wire.TypeReply:
 		if verr := wire.CheckValue(ans.payload); verr != nil {
 			// A lying value costs the server, as in Pool.Call.
 			w.Conn.Fail(verr)
 			o.a.stats.disconnected.Add(1)
-			return Reply{}, false, o.disconnectedErr(serverCrash(w, id, method, verr))
+			return bulkhead.Reply{}, false, o.disconnectedErr(serverCrash(w, id, method, verr))
 		}
-		return Reply{raw: ans.payload}, false, nil
+		return bulkhead.NewReply(ans.payload), false, nil
 	case ans.err == nil:
 		body, derr := wire.DecodeError(ans.payload)
 		if derr != nil {
 			o.a.stats.disconnected.Add(1)
-			return Reply{}, false, o.disconnectedErr(serverCrash(w, id, method, derr))
+			return bulkhead.Reply{}, false, o.disconnectedErr(serverCrash(w, id, method, derr))
 		}
-		return Reply{}, false, &RemoteError{Code: ErrorCode(body.Code), Message: body.Message, Details: body.Details,
+		return bulkhead.Reply{}, false, &bulkhead.RemoteError{Code: bulkhead.ErrorCode(body.Code), Message: body.Message, Details: body.Details,
 			Method: method, RequestID: id, PID: s.pid}
 	}
 	o.a.stats.disconnected.Add(1)
-	return Reply{}, false, o.disconnectedErr(serverCrash(w, id, method, ans.err))
+	return bulkhead.Reply{}, false, o.disconnectedErr(serverCrash(w, id, method, ans.err))
 }
 
 // disconnectedErr is the error for a call on o once its server is gone.
@@ -319,14 +320,4 @@ func (o *object) disconnectedErr(crash error) error {
 		crash = o.s.crash
 	}
 	return &DisconnectedError{Class: o.class.name, Object: o.id, PID: o.s.pid, Err: crash}
-}
-
-// serverCrash describes a server whose connection broke under a request.
-func serverCrash(w *workerProc, id uint64, method string, cause error) *CrashError {
-	e := crashOf(w, id, method, cause)
-	if !w.HasStarted(id) {
-		e.Phase = PhaseIdle
-		e.Reason = "died before starting the request: " + e.Reason
-	}
-	return e
 }

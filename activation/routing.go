@@ -1,10 +1,11 @@
-package bulkhead
+package activation
 
 import (
 	"context"
 	"fmt"
 	"slices"
 
+	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
 
@@ -26,12 +27,12 @@ func (a *Activator) placeObject(ctx context.Context, c *classEntry, via *ClassOb
 func (a *Activator) place(ctx context.Context, c *classEntry, via *ClassObject, cls, retry bool) (actGrant, error) {
 	if err := ctx.Err(); err != nil {
 		// Before anything is routed, or launched.
-		return actGrant{}, &CanceledError{Method: "activate " + c.name, Err: err}
+		return actGrant{}, &bulkhead.CanceledError{Method: "activate " + c.name, Err: err}
 	}
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
-		return actGrant{}, ErrClosed
+		return actGrant{}, bulkhead.ErrClosed
 	}
 	if !cls && a.objects >= a.maxObjects {
 		a.mu.Unlock()
@@ -71,7 +72,7 @@ func (a *Activator) place(ctx context.Context, c *classEntry, via *ClassObject, 
 				a.giveBack(g)
 			}
 		}
-		return actGrant{}, &CanceledError{Method: "activate " + c.name, Err: ctx.Err()}
+		return actGrant{}, &bulkhead.CanceledError{Method: "activate " + c.name, Err: ctx.Err()}
 	}
 }
 

@@ -1,4 +1,4 @@
-package bulkhead
+package activation
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
 
@@ -26,8 +28,8 @@ func helperServer(t testing.TB, spec string, classes []ClassConfig, env ...strin
 		t.Fatal(err)
 	}
 	// A race-enabled child sleeps a second at exit unless told not to.
-	e := HelperEnviron("classes", append([]string{actClassesEnv + "=" + spec, "GORACE=atexit_sleep_ms=0"}, env...)...)
-	return ServerConfig{Name: "helper", Process: Process{Command: exe, Env: e}, Classes: classes}
+	e := testutil.HelperEnviron("classes", append([]string{actClassesEnv + "=" + spec, "GORACE=atexit_sleep_ms=0"}, env...)...)
+	return ServerConfig{Name: "helper", Process: bulkhead.Process{Command: exe, Env: e}, Classes: classes}
 }
 
 func multi(names ...string) []ClassConfig {
@@ -130,8 +132,8 @@ func TestActivationBasics(t *testing.T) {
 	if n := call[int](t, y, "add", 1); n != 16 {
 		t.Fatalf("the clone sees %d: the object died with the first handle", n)
 	}
-	var re *RemoteError
-	if _, err := y.Call(ctx, "nope"); !errors.As(err, &re) || re.Code != CodeUnknownMethod {
+	var re *bulkhead.RemoteError
+	if _, err := y.Call(ctx, "nope"); !errors.As(err, &re) || re.Code != bulkhead.CodeUnknownMethod {
 		t.Fatalf("unknown method: %v", err)
 	}
 	if _, err := a.CreateInstance(ctx, "Counter", -1); !errors.As(err, &re) || !strings.Contains(re.Message, "negative start") {
@@ -534,8 +536,8 @@ func TestServerCrashDisconnects(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = x.Call(ctx, "kill")
-	var ce *CrashError
-	if !errors.Is(err, ErrObjectDisconnected) || !errors.As(err, &ce) || ce.Signal != syscall.SIGKILL || ce.Phase != PhaseCall {
+	var ce *bulkhead.CrashError
+	if !errors.Is(err, ErrObjectDisconnected) || !errors.As(err, &ce) || ce.Signal != syscall.SIGKILL || ce.Phase != bulkhead.PhaseCall {
 		t.Fatalf("call that crashed the server: %v", err)
 	}
 	gone.waitFor(t, pid)
@@ -733,10 +735,10 @@ func TestActivatorCloseDisconnectsHandles(t *testing.T) {
 	if err := a.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := x.Call(context.Background(), "null"); !errors.Is(err, ErrClosed) {
+	if _, err := x.Call(context.Background(), "null"); !errors.Is(err, bulkhead.ErrClosed) {
 		t.Fatalf("call after Close: %v", err)
 	}
-	if _, err := a.CreateInstance(context.Background(), "Probe"); !errors.Is(err, ErrClosed) {
+	if _, err := a.CreateInstance(context.Background(), "Probe"); !errors.Is(err, bulkhead.ErrClosed) {
 		t.Fatalf("create after Close: %v", err)
 	}
 }
@@ -755,7 +757,7 @@ func TestActivatorConfigValidation(t *testing.T) {
 		{"pool size", ActivatorConfig{Servers: []ServerConfig{{Process: good.Process, Classes: []ClassConfig{{Name: "P", Instancing: Pooled, PoolSize: 5000}}}}}, "PoolSize"},
 		{"instancing", ActivatorConfig{Servers: []ServerConfig{{Process: good.Process, Classes: []ClassConfig{{Name: "P", Instancing: 7}}}}}, "Instancing"},
 		{"retries", ActivatorConfig{MaxRetries: -1, Servers: []ServerConfig{good}}, "MaxRetries"},
-		{"command", ActivatorConfig{Servers: []ServerConfig{{Process: Process{Command: "/no/such"}, Classes: multi("C")}}}, "no such file"},
+		{"command", ActivatorConfig{Servers: []ServerConfig{{Process: bulkhead.Process{Command: "/no/such"}, Classes: multi("C")}}}, "no such file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

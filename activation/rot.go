@@ -1,9 +1,10 @@
-package bulkhead
+package activation
 
 import (
 	"fmt"
 	"slices"
 
+	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
 
@@ -44,7 +45,7 @@ func (s *Session) Register(name string, obj *Object, keepAlive bool) error {
 	var err error
 	switch {
 	case a.closed:
-		err = ErrClosed
+		err = bulkhead.ErrClosed
 	case o.s.state == stateGone:
 		err = o.disconnectedErr(nil)
 	case a.rot[name] != nil:

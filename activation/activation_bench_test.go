@@ -1,4 +1,4 @@
-package bulkhead
+package activation
 
 import (
 	"context"
@@ -8,18 +8,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/internal/proc"
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
 )
 
 // baselinePool is a one-worker pool of the pool tests' helper worker, for
 // the null-call baseline (BenchmarkNullCall in bench_test.go measures the
 // same call on its own).
-func baselinePool(b *testing.B) *Pool {
+func baselinePool(b *testing.B) *bulkhead.Pool {
 	exe, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, err := New(context.Background(), Config{Command: exe, Workers: 1, Logger: slog.New(slog.DiscardHandler)})
+	p, err := bulkhead.New(context.Background(), bulkhead.Config{Command: exe, Env: testutil.HelperEnviron("worker"),
+		Workers: 1, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -149,15 +152,11 @@ func BenchmarkProcessStart(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg := Config{Command: exe, Logger: slog.New(slog.DiscardHandler)}
-	s, err := cfg.settings()
-	if err != nil {
-		b.Fatal(err)
-	}
+	spec := processSpec(bulkhead.Process{Command: exe, Env: testutil.HelperEnviron("worker")}, func(f string, a ...any) { b.Fatalf(f, a...) })
 	sp := proc.NewSpawner()
 	defer sp.Close()
 	for b.Loop() {
-		w, err := launch(&s, sp, func(*workerProc) {}, nil)
+		w, err := launchProcess(spec, sp, func(*serverProc) {}, func(*serverProc, bool) {})
 		if err != nil {
 			b.Fatal(err)
 		}

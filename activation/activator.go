@@ -1,4 +1,4 @@
-package bulkhead
+package activation
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/internal/dispatch"
 	"github.com/bulkhead-go/bulkhead/internal/proc"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
@@ -70,7 +72,7 @@ type ServerConfig struct {
 	// servers always use the socket transport, and the pool's defaults for
 	// what Process does not say (MaxFrameSize, KillGrace). Required:
 	// Command.
-	Process Process
+	Process bulkhead.Process
 
 	// Classes are the classes the program registers. At least one.
 	Classes []ClassConfig
@@ -175,7 +177,7 @@ type Activator struct {
 // serverDef is a validated ServerConfig.
 type serverDef struct {
 	name    string
-	s       settings
+	spec    dispatch.Spec // how to start one
 	classes []*classEntry
 	// perServer is how many activations a server of this program takes
 	// before it revokes its classes by itself, as last learned
@@ -294,17 +296,15 @@ func newActivator(cfg ActivatorConfig, h actHooks) (*Activator, error) {
 // addServer validates Servers[i] and enters its classes in the registry,
 // reporting each problem to bad.
 func (a *Activator) addServer(i int, sc ServerConfig, bad func(format string, args ...any)) {
-	cfg := sc.Process.config()
-	s, err := cfg.settings()
-	if err != nil {
-		bad("Servers[%d].Process: %w", i, err)
+	invalid := false
+	spec := processSpec(sc.Process, func(format string, args ...any) {
+		invalid = true
+		bad("Servers[%d].Process."+format, append([]any{i}, args...)...)
+	})
+	if invalid {
 		return
 	}
-	s.Logger = a.log
-	// The watcher polls the socket for frames a server sends on its
-	// own; shared-memory pipes would hide them from it.
-	s.Transport = TransportSocket
-	def := &serverDef{name: sc.Name, s: s}
+	def := &serverDef{name: sc.Name, spec: spec}
 	if def.name == "" {
 		def.name = filepath.Base(sc.Process.Command)
 	}

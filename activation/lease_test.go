@@ -1,4 +1,4 @@
-package bulkhead
+package activation
 
 import (
 	"context"

@@ -1,9 +1,10 @@
-package bulkhead
+package activation
 
 import (
 	"context"
 	"fmt"
 
+	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
 
@@ -51,7 +52,7 @@ func (a *Activator) activateOn(ctx context.Context, sess *Session, o *object, ar
 	if err := ctx.Err(); err != nil {
 		// Placed as its ctx ended: nothing is sent.
 		a.dropObject(o)
-		return nil, retryNone, &CanceledError{Method: method, Err: err}
+		return nil, retryNone, &bulkhead.CanceledError{Method: method, Err: err}
 	}
 	if !s.acquireConn() {
 		// Gone between the routing and now: it never saw the request.
@@ -97,12 +98,12 @@ func (a *Activator) activateOn(ctx context.Context, sess *Session, o *object, ar
 			a.stats.stoppingRetries.Add(1)
 			return nil, retryRefused, fmt.Errorf("%w: server %d", ErrServerStopping, s.pid)
 		}
-		return nil, retryNone, &RemoteError{Code: ErrorCode(body.Code), Message: body.Message, Details: body.Details,
+		return nil, retryNone, &bulkhead.RemoteError{Code: bulkhead.ErrorCode(body.Code), Message: body.Message, Details: body.Details,
 			Method: method, RequestID: id, PID: s.pid}
 	}
 	crash := serverCrash(w, id, method, ans.err)
 	a.dropObject(o)
-	if crash.Phase == PhaseIdle {
+	if crash.Phase == bulkhead.PhaseIdle {
 		a.stats.redispatched.Add(1)
 		return nil, retryDied, crash // it never started: safe to run elsewhere
 	}

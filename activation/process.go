@@ -1,0 +1,147 @@
+package activation
+
+import (
+	"errors"
+	"os/exec"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/internal/dispatch"
+	"github.com/bulkhead-go/bulkhead/internal/proc"
+	"github.com/bulkhead-go/bulkhead/internal/wire"
+)
+
+// A class server's process: how it is started from a bulkhead.Process, and
+// how its end is described. The connection machinery is the pool's
+// (internal/dispatch); the errors are the root package's, so that
+// errors.As works the same on a pool's calls and an object's.
+
+// Defaults for what a bulkhead.Process leaves zero; the pool's are the same.
+const (
+	defaultStartTimeout = 10 * time.Second
+	defaultKillGrace    = 2 * time.Second
+	defaultStderrTail   = 4 << 10
+	maxStderrTail       = 1 << 20
+)
+
+// serverProc is one class server's process, as the activator sees it.
+type serverProc struct {
+	dispatch.Worker
+	// killed is set when the activator kills the process: its
+	// connection broke, a request on it was abandoned, or it did not
+	// register in time. Its end is then not counted as its own crash.
+	killed atomic.Bool
+}
+
+// kill kills the process, marking its end as the activator's doing.
+func (w *serverProc) kill() {
+	w.killed.Store(true)
+	w.Proc.Kill()
+}
+
+// processSpec validates p into how to start it, reporting each problem to
+// bad. Class servers always use the socket transport: the watcher polls it
+// for the frames a server sends on its own.
+func processSpec(p bulkhead.Process, bad func(format string, args ...any)) dispatch.Spec {
+	s := dispatch.Spec{
+		Command: p.Command, Args: append([]string(nil), p.Args...), Dir: p.Dir,
+		StderrTail: p.StderrTail, KillGrace: defaultKillGrace, StartTimeout: p.StartTimeout,
+		MaxFrame: wire.DefaultMaxFrame,
+	}
+	if p.Env != nil {
+		s.Env = append([]string(nil), p.Env...)
+	}
+	if p.Command == "" {
+		bad("Command is required")
+	} else if path, err := exec.LookPath(p.Command); err != nil {
+		bad("Command: %w", err)
+	} else {
+		s.Path = path
+	}
+	switch {
+	case p.StartTimeout < 0:
+		bad("StartTimeout = %v: must not be negative", p.StartTimeout)
+	case p.StartTimeout == 0:
+		s.StartTimeout = defaultStartTimeout
+	}
+	switch {
+	case p.StderrTail < 0 || p.StderrTail > maxStderrTail:
+		bad("StderrTail = %d: want 0 (4 KiB) to %d", p.StderrTail, maxStderrTail)
+	case p.StderrTail == 0:
+		s.StderrTail = defaultStderrTail
+	}
+	lim := proc.Rlimits(p.Limits)
+	if err := lim.Validate(); err != nil {
+		bad("Limits: %w", err)
+	} else if lim.Set() {
+		s.Limit = lim.Apply
+	}
+	return s
+}
+
+// launchProcess starts a server of spec through sp and waits for its HELLO
+// (dispatch.Launch). onExit runs once the process has been reaped; track is
+// told when the wait for HELLO starts and ends.
+func launchProcess(spec dispatch.Spec, sp *proc.Spawner, onExit func(*serverProc), track func(*serverProc, bool)) (*serverProc, error) {
+	w := &serverProc{}
+	h := dispatch.Hooks{
+		Reaped:   func() { onExit(w) },
+		Starting: func(waiting bool) { track(w, waiting) },
+	}
+	if err := dispatch.Launch(&w.Worker, spec, sp, h); err != nil {
+		return nil, startError(err)
+	}
+	return w, nil
+}
+
+// startError is a launch's failure as a *bulkhead.StartError.
+func startError(err error) error {
+	var f *dispatch.StartFailure
+	if !errors.As(err, &f) {
+		return err
+	}
+	return &bulkhead.StartError{PID: f.PID, ExitCode: f.Exit.Code, Signal: f.Exit.Signal, Exited: f.Exited,
+		Reason: f.Reason, Stderr: f.Stderr, Err: f.Err}
+}
+
+// serverCrash describes a server whose connection broke under request id:
+// it died, closed its socket, or broke the protocol. A live server is of no
+// further use, so it is killed first; serverCrash returns once the process
+// has been reaped. A request it had not started is a crash between calls.
+func serverCrash(w *serverProc, id uint64, method string, cause error) *bulkhead.CrashError {
+	if !w.Proc.Exiting() && w.Conn.AbandonedBy() == 0 && w.killed.CompareAndSwap(false, true) {
+		w.Proc.Kill()
+	}
+	<-w.Proc.Exited()
+	ex := proc.ExitOf(w.Proc.State())
+	killed := w.killed.Load() && ex.Signal == syscall.SIGKILL
+	e := &bulkhead.CrashError{
+		Phase: bulkhead.PhaseCall, PID: w.PID, RequestID: id, Method: method,
+		ExitCode: ex.Code, Signal: ex.Signal, CoreDumped: ex.Core, Killed: killed,
+		Reason: dispatch.CrashReason(ex, cause, killed), Stderr: w.Stderr.String(), Err: cause,
+	}
+	if !w.HasStarted(id) {
+		e.Phase = bulkhead.PhaseIdle
+		e.Reason = "died before starting the request: " + e.Reason
+	}
+	return e
+}
+
+// idleCrash describes a server that died with no request of the caller's
+// on it.
+func idleCrash(w *serverProc) *bulkhead.CrashError {
+	ex := proc.ExitOf(w.Proc.State())
+	return &bulkhead.CrashError{Phase: bulkhead.PhaseIdle, PID: w.PID, ExitCode: ex.Code, Signal: ex.Signal,
+		CoreDumped: ex.Core, Killed: w.killed.Load(), Reason: ex.String(), Stderr: w.Stderr.String()}
+}
+
+// startAttrs are a start failure's log attributes.
+func startAttrs(err error) []any {
+	var se *bulkhead.StartError
+	if errors.As(err, &se) {
+		return []any{"pid", se.PID, "reason", se.Reason, "stderr_tail", se.Stderr}
+	}
+	return []any{"err", err}
+}
