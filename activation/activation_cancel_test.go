@@ -3,6 +3,7 @@ package activation
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -252,5 +253,81 @@ func TestShortDeadlineNeverSucceedsOnAKilledServer(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+	}
+}
+
+// A request whose ctx ends while its server runs it costs the server, which
+// may be stuck in it; the report says how the server ended, and Started is
+// read once it is dead, when no request in its socket can start any more
+// (before, Started was read at the kill, and ExitCode and Signal were
+// empty). A request queued behind it on a server that dies is reported
+// not started, by the dead server's marker.
+func TestCanceledRequestReport(t *testing.T) {
+	a := newAct(t, ActivatorConfig{Linger: NoLinger, Servers: []ServerConfig{helperServer(t, "Q:single", multi("Q"))}}, actHooks{})
+	bg := context.Background()
+	x, err := a.CreateInstance(bg, "Q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Release()
+	sub, _ := x.Subscribe(1)
+	ctx, cancel := context.WithCancel(bg)
+	res := make(chan error, 1)
+	go func() {
+		_, err := x.Call(ctx, "block")
+		res <- err
+	}()
+	<-sub.Events() // the server runs it
+	cancel()
+	ce := wantCanceled(t, <-res)
+	waitCanceled(t, ce)
+	if !ce.Started || ce.Signal != syscall.SIGKILL || ce.ExitCode != -1 || ce.Reason == "" {
+		t.Fatalf("after Wait: %+v", ce)
+	}
+}
+
+func TestQueuedRequestOnDeadServer(t *testing.T) {
+	sent := sendCounter{ch: make(chan struct{}, 1)}
+	var armed atomic.Bool
+	a := newAct(t, ActivatorConfig{Linger: NoLinger, Servers: []ServerConfig{helperServer(t, "Q:single", multi("Q"))}},
+		actHooks{callSent: func(s *server, oid uint64) {
+			if armed.Load() {
+				sent.hook(s, oid)
+			}
+		}})
+	bg := context.Background()
+	x, _ := a.CreateInstance(bg, "Q")
+	y, err := a.CreateInstance(bg, "Q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Release()
+	defer y.Release()
+	sub, _ := x.Subscribe(1)
+	blocked := make(chan error, 1)
+	go func() {
+		_, err := x.Call(bg, "block")
+		blocked <- err
+	}()
+	<-sub.Events()
+	ctx, cancel := context.WithCancel(bg)
+	armed.Store(true)
+	res := make(chan error, 1)
+	go func() {
+		_, err := y.Call(ctx, "add", 1)
+		res <- err
+	}()
+	<-sent.ch // queued behind x's call
+	armed.Store(false)
+	cancel()
+	ce := wantCanceled(t, <-res)
+	syscall.Kill(x.PID(), syscall.SIGKILL)
+	var de *DisconnectedError
+	if err := <-blocked; !errors.As(err, &de) {
+		t.Fatalf("the running request: %v, want a *DisconnectedError", err)
+	}
+	waitCanceled(t, ce)
+	if ce.Started || !strings.Contains(ce.Reason, "connection ended") {
+		t.Fatalf("after Wait: %+v", ce)
 	}
 }

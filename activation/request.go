@@ -6,6 +6,7 @@ import (
 
 	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/internal/dispatch"
+	"github.com/bulkhead-go/bulkhead/internal/proc"
 
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
@@ -55,11 +56,56 @@ func (s *server) await(ctx context.Context, pd *dispatch.Pending, method string,
 	switch {
 	case shut || (!done && ctx.Err() != nil):
 		s.kill()
-		return answer{}, &bulkhead.CanceledError{Method: method, RequestID: id, PID: s.pid, Started: s.w.HasStarted(id), Err: ctx.Err()}, false
+		return answer{}, s.killed(method, id, ctx.Err()), false
 	case !done: // wait returns with pd done unless ctx ended
 		ans.err = dispatch.ErrBroken
 	}
 	return ans, nil, false
+}
+
+// killed is the error of request id, whose ctx ended while s had it and
+// which kill stopped. A request still in the server's socket could start
+// until the server is dead, so Started is read only then, on a goroutine
+// the activator owns, and the error's Wait returns after it. Once the
+// activator is closing nobody reads it: Started is then true, the safe
+// direction.
+func (s *server) killed(method string, id uint64, cause error) *bulkhead.CanceledError {
+	e := &bulkhead.CanceledError{Method: method, RequestID: id, PID: s.pid, Err: cause, ExitCode: -1, Started: true,
+		Reason: "its server was killed, as it may have been stuck in the request"}
+	if !s.own() {
+		return e
+	}
+	reported := make(chan struct{})
+	e.Stopped = reported
+	go func() {
+		defer s.disown()
+		<-s.w.Proc.Exited()
+		ex := proc.ExitOf(s.w.Proc.State())
+		e.Started = s.w.HasStarted(id)
+		e.ExitCode, e.Signal = ex.Code, ex.Signal
+		close(reported)
+	}()
+	return e
+}
+
+// own makes the caller a goroutine the activator waits for (Close), which
+// may use s's connection and marker until disown; false once the activator
+// is closing. The caller must hold the connection itself (acquireConn).
+func (s *server) own() bool {
+	a := s.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed || !s.acquireConn() {
+		return false
+	}
+	a.wg.Add(1)
+	return true
+}
+
+// disown ends what own began.
+func (s *server) disown() {
+	s.releaseConn()
+	s.a.wg.Done()
 }
 
 // kill kills s's process, marking its end as the activator's doing.
@@ -76,26 +122,21 @@ func (s *server) kill() {
 // exit forgets what it would release. leave returns nil if the answer had
 // come already.
 func (s *server) leave(pd *dispatch.Pending, method string, cause error, onLeft func(answer)) *bulkhead.CanceledError {
-	a, w, id := s.a, s.w, pd.ID()
+	w, id := s.w, pd.ID()
 	e := &bulkhead.CanceledError{Method: method, RequestID: id, PID: s.pid, Err: cause, ExitCode: -1}
-	a.mu.Lock()
-	owned := !a.closed
-	if owned {
-		a.wg.Add(1)
-	}
-	a.mu.Unlock()
+	owned := s.own()
 	var ans answer
 	answered := make(chan struct{})
 	ok := w.Conn.AbandonQueued(pd, func(typ wire.Type, payload []byte, err error) {
 		// On the reader, under conn.mu: record, decide nothing else.
 		ans = answer{typ: typ, payload: bytes.Clone(payload), err: err}
-		e.Started, e.Reason = leftOutcome(w, id, ans)
+		e.Started, e.Reason = leftOutcome(ans)
 		close(answered)
 	})
 	switch {
 	case !ok:
 		if owned {
-			a.wg.Done()
+			s.disown()
 		}
 		return nil
 	case !owned:
@@ -104,8 +145,19 @@ func (s *server) leave(pd *dispatch.Pending, method string, cause error, onLeft 
 		reported := make(chan struct{})
 		e.Stopped = reported
 		go func() {
-			defer a.wg.Done()
+			defer s.disown()
 			<-answered
+			if ans.err != nil {
+				// The connection broke: the server is finished. A request
+				// still in its socket could start until it is dead, so the
+				// marker is read only then (leftOutcome said "started",
+				// the safe answer, until now).
+				if !w.Proc.Exiting() {
+					w.kill()
+				}
+				<-w.Proc.Exited()
+				e.Started = w.HasStarted(id)
+			}
 			onLeft(ans)
 			close(reported)
 		}()
@@ -114,11 +166,14 @@ func (s *server) leave(pd *dispatch.Pending, method string, cause error, onLeft 
 	return e
 }
 
-// leftOutcome says what the worker did with a request left to it.
-func leftOutcome(w *serverProc, id uint64, ans answer) (started bool, reason string) {
+// leftOutcome says what the worker did with a request left to it. If the
+// connection broke first, only the start marker of a dead server can say,
+// so it says "started" (the safe direction) and leave's goroutine reads the
+// marker once the server is dead.
+func leftOutcome(ans answer) (started bool, reason string) {
 	const queued = "abandoned while queued on the server, which was left running; "
 	if ans.err != nil {
-		return w.HasStarted(id), queued + "its connection ended before it answered: " + ans.err.Error()
+		return true, queued + "its connection ended before it answered: " + ans.err.Error()
 	}
 	if ans.typ == wire.TypeReply {
 		return true, queued + "it ran the request anyway; the result was dropped"
