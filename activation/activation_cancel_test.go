@@ -284,6 +284,16 @@ func TestCanceledRequestReport(t *testing.T) {
 	if !ce.Started || ce.Signal != syscall.SIGKILL || ce.ExitCode != -1 || ce.Reason == "" {
 		t.Fatalf("after Wait: %+v", ce)
 	}
+	// Its end is no crash (a pool's hung worker is none either), and a
+	// bystander's error says whose request it was.
+	var de *DisconnectedError
+	var crash *bulkhead.CrashError
+	if _, err := x.Call(bg, "null"); !errors.As(err, &de) || !errors.As(err, &crash) || crash.AbandonedBy != ce.RequestID {
+		t.Fatalf("a call after the kill: %v, want a *DisconnectedError naming request %d", err, ce.RequestID)
+	}
+	if st := a.Stats(); st.ServerCrashes != 0 {
+		t.Fatalf("the activator's kill counted as a crash: %+v", st)
+	}
 }
 
 func TestQueuedRequestOnDeadServer(t *testing.T) {

@@ -329,7 +329,10 @@ func (a *Activator) onExit(s *server, w *serverProc) {
 		return // the launch goroutine cleans up
 	}
 	w.Conn.KickWatcher() // set up under a.mu by launchServer; c.mu nests inside a.mu
-	expected := s.stopInit || a.closed
+	// A server killed because a request's ctx ended while it had it is
+	// stopped by the activator, as a pool's hung worker is: no crash.
+	abandonedBy := w.Conn.AbandonedBy()
+	expected := s.stopInit || a.closed || abandonedBy != 0
 	ex := proc.ExitOf(w.Proc.State())
 	var cause error
 	if a.closed && !s.stopInit {
@@ -373,7 +376,7 @@ func (a *Activator) onExit(s *server, w *serverProc) {
 		o.disconnect(disc)
 	}
 	if expected {
-		a.log.Info("class server stopped", "server", s.def.name, "pid", s.pid, "exit", ex.String())
+		a.log.Info("class server stopped", "server", s.def.name, "pid", s.pid, "exit", ex.String(), "abandoned_by", abandonedBy)
 	} else {
 		a.stats.crashes.Add(1)
 		a.log.Error("class server crashed", "server", s.def.name, "pid", s.pid, "objects", len(objs),

@@ -121,6 +121,7 @@ func serverCrash(w *serverProc, id uint64, method string, cause error) *bulkhead
 		Phase: bulkhead.PhaseCall, PID: w.PID, RequestID: id, Method: method,
 		ExitCode: ex.Code, Signal: ex.Signal, CoreDumped: ex.Core, Killed: killed,
 		Reason: dispatch.CrashReason(ex, cause, killed), Stderr: w.Stderr.String(), Err: cause,
+		AbandonedBy: w.Conn.AbandonedBy(),
 	}
 	if !w.HasStarted(id) {
 		e.Phase = bulkhead.PhaseIdle
@@ -134,7 +135,8 @@ func serverCrash(w *serverProc, id uint64, method string, cause error) *bulkhead
 func idleCrash(w *serverProc) *bulkhead.CrashError {
 	ex := proc.ExitOf(w.Proc.State())
 	return &bulkhead.CrashError{Phase: bulkhead.PhaseIdle, PID: w.PID, ExitCode: ex.Code, Signal: ex.Signal,
-		CoreDumped: ex.Core, Killed: w.killed.Load(), Reason: ex.String(), Stderr: w.Stderr.String()}
+		CoreDumped: ex.Core, Killed: w.killed.Load(), Reason: ex.String(), Stderr: w.Stderr.String(),
+		AbandonedBy: w.Conn.AbandonedBy()}
 }
 
 // startAttrs are a start failure's log attributes.

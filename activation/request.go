@@ -55,6 +55,7 @@ func (s *server) await(ctx context.Context, pd *dispatch.Pending, method string,
 	c.Release(pd)
 	switch {
 	case shut || (!done && ctx.Err() != nil):
+		c.MarkAbandoned(id) // the server's end is this request's doing
 		s.kill()
 		return answer{}, s.killed(method, id, ctx.Err()), false
 	case !done: // wait returns with pd done unless ctx ended
