@@ -21,7 +21,7 @@ const activationEnv = "BENCH_CLASS=1"
 
 // bulkheadActivation measures a warm activation plus release: one ACTIVATE
 // round trip and one RELEASE frame, on a class server kept running by
-// LockServer (one call at a time per process, seed 000's model). Its
+// LockServer (one call at a time per process, a dispatcher's model of one call per worker). Its
 // "aggregate" runs cfg.callers callers against that one server.
 type bulkheadActivation struct {
 	cfg *config
