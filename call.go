@@ -25,6 +25,24 @@ import (
 // Config.Idempotent whose worker crashes under it is replayed on another
 // worker. See errors.go for every other error.
 func (p *Pool) Call(ctx context.Context, method string, args ...any) (Reply, error) {
+	if p.hooks.noMetrics {
+		return p.call(ctx, method, args)
+	}
+	if p.cfg.NoCallTimings {
+		r, err := p.call(ctx, method, args)
+		p.metrics.lookup(method).outcomes[OutcomeOf(err)].Add(1)
+		return r, err
+	}
+	t0 := p.metrics.clock()
+	r, err := p.call(ctx, method, args)
+	m := p.metrics.lookup(method)
+	m.duration.observe(p.metrics.clock() - t0)
+	m.outcomes[OutcomeOf(err)].Add(1)
+	return r, err
+}
+
+// call is Call without the metrics.
+func (p *Pool) call(ctx context.Context, method string, args []any) (Reply, error) {
 	if len(method) == 0 || len(method) > wire.MaxMethodBytes {
 		return Reply{}, fmt.Errorf("bulkhead: method name of %d bytes (want 1 to %d)", len(method), wire.MaxMethodBytes)
 	}

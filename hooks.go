@@ -13,4 +13,5 @@ type hooks struct {
 	timedOut   func()                       // after QueueTimeout fired, before the waiter is removed
 	spawning   func(spare bool)             // a spawn goroutine is about to launch a worker
 	launched   func(w *workerProc)          // a worker said HELLO; the pool has not taken it in yet
+	noMetrics  bool                         // Call counts nothing (to measure what counting costs)
 }

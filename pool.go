@@ -52,8 +52,9 @@ type Pool struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	stats counters
-	bufs  dispatch.Buffers // large reply buffers given back by Reply.Release
+	stats   counters
+	metrics callMetrics      // per method and outcome, queue wait, crashes by signal (pool_metrics.go)
+	bufs    dispatch.Buffers // large reply buffers given back by Reply.Release
 
 	// fx are effects decided under mu and run by unlock once it is
 	// released: writes to workers, signals, log records. Nothing that can
@@ -104,6 +105,7 @@ func newPool(ctx context.Context, cfg Config, h hooks) (*Pool, error) {
 		starting: make(map[*workerProc]struct{}),
 	}
 	p.loop.init(s.UnhealthyAfter)
+	p.metrics.epoch = time.Now()
 	if s.QuarantineAfter > 0 {
 		p.quar = newQuarantine(&p.cfg)
 		p.quar.log = func(msg string, args ...any) { p.logLocked(slog.LevelWarn, msg, args...) }
@@ -213,6 +215,7 @@ func (p *Pool) onExit(w *workerProc) {
 		p.cfg.Logger.Info("worker stopped", "pid", w.PID, "reason", why, "exit", ex.String())
 	} else {
 		p.stats.crashes[phase].Add(1)
+		p.metrics.crashed(phase, ex.Signal)
 		attrs := []any{"pid", w.PID, "phase", phase.String(), "exit", ex.String(), "stderr_tail", w.Stderr.String()}
 		if phase == PhaseCall {
 			attrs = append(attrs, "request_id", w.current.Load())
@@ -295,7 +298,10 @@ func (p *Pool) acquire(ctx context.Context, method string, fp *fingerprint, whol
 	p.waiters.push(wt)
 	p.fillLocked(time.Time{})
 	p.unlock()
-	return p.wait(ctx, method, wt)
+	t0 := p.metrics.clock()
+	w, err := p.wait(ctx, method, wt)
+	p.metrics.queue.observe(p.metrics.clock() - t0)
+	return w, err
 }
 
 // takeLocked counts a call on w.
@@ -555,38 +561,4 @@ func (p *Pool) close(ctx context.Context) error {
 	p.wg.Wait()
 	p.spawner.Close()
 	return err
-}
-
-// WorkerInfo describes one running worker.
-type WorkerInfo struct {
-	PID      int
-	Name     string    // from its HELLO
-	InFlight int       // calls it holds, those queued in its socket (Config.Pipeline) included
-	Capacity int       // calls it runs at once
-	Since    time.Time // when it said HELLO
-	// Transport is the transport its frames use: TransportShm only if
-	// Config asked for it and the worker accepted it in HELLO.
-	Transport Transport
-	// Spare is true for a warm spare (Config.Spares): started and
-	// handshaken, taking no calls until it is promoted.
-	Spare bool
-	// Stopping is true for a worker taken out of service (recycled, lost,
-	// or stopped for a hung call) that has not exited yet: it takes no new
-	// calls.
-	Stopping bool
-}
-
-// Workers lists the running workers.
-func (p *Pool) Workers() []WorkerInfo {
-	p.mu.Lock()
-	defer p.unlock()
-	out := make([]WorkerInfo, 0, len(p.workers))
-	for w := range p.workers {
-		if w.Exited.Load() {
-			continue // dead, not yet reaped
-		}
-		out = append(out, WorkerInfo{PID: w.PID, Name: w.Hello.Name, InFlight: w.inflight, Capacity: w.capacity, Since: w.born,
-			Transport: w.transport(), Spare: w.state == spare, Stopping: w.state == retiring || w.state == lost})
-	}
-	return out
 }

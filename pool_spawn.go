@@ -129,6 +129,10 @@ func (p *Pool) spawn(req spawnReq) {
 // *delay, the crash-loop backoff).
 func (p *Pool) startFailedLocked(req *spawnReq, err error, delay *time.Duration) bool {
 	p.stats.startFailures.Add(1)
+	var se *StartError
+	if errors.As(err, &se) && se.Exited {
+		p.metrics.crashed(PhaseStartup, se.Signal)
+	}
 	p.logLocked(slog.LevelError, "worker failed to start", startAttrs(err)...)
 	*delay = p.failureLocked(err)
 	if !p.loop.unhealthy && len(p.workers) == 0 {
@@ -158,6 +162,7 @@ func (p *Pool) takeInLocked(w *workerProc, req *spawnReq) {
 	p.workers[w] = struct{}{}
 	w.holdLocked() // the process's hold on conn and marker, dropped by onExit
 	p.stats.started.Add(1)
+	p.metrics.learnLocked(w.Hello.Methods)
 	if spare, needed := p.roleLocked(req); spare {
 		if needed {
 			p.addSpareLocked(w)

@@ -26,6 +26,7 @@ type counters struct {
 // Stats is a snapshot of a pool's state and counters.
 type Stats struct {
 	Workers       int    // workers serving calls: ready, not spares, not being stopped
+	Busy          int    // of Workers, those holding at least one call
 	Stopping      int    // workers taken out of service (recycled, lost, hung) whose process has not been reaped yet
 	Spares        int    // warm spares, ready and taking no calls (Config.Spares)
 	Starting      int    // workers being started, spares included
@@ -95,6 +96,11 @@ func (p *Pool) Stats() Stats {
 		Quarantines:       p.stats.quarantines.Load(),
 		QuarantineRefused: p.stats.quarantineRefused.Load(),
 		Promoted:          p.stats.promoted.Load(),
+	}
+	for w := range p.workers {
+		if w.state == serving && w.inflight > 0 {
+			s.Busy++
+		}
 	}
 	for r := RecycleCalls; r < recycleReasons; r++ {
 		v := p.stats.recycled[r].Load()
