@@ -13,36 +13,38 @@ import (
 
 	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/examples/crashy/native"
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
 	"github.com/bulkhead-go/bulkhead/promcollect"
 	"github.com/bulkhead-go/bulkhead/worker"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"go.uber.org/goleak"
 )
 
-// The test binary doubles as the pool's worker: a pool started by a test
-// re-executes it, and TestMain serves these methods instead of the tests.
+// TestMain is the test binary's one entry point: the tests, or a helper
+// process (testutil.Main): the pool's worker, or a class server.
 func TestMain(m *testing.M) {
-	if worker.IsWorker() {
-		var s worker.Server
-		s.Handle("ok", func(context.Context, worker.Args) (any, error) { return "ok", nil })
-		s.Handle("fail", func(context.Context, worker.Args) (any, error) { return nil, errors.New("no such record") })
-		s.Handle("segv", func(context.Context, worker.Args) (any, error) {
-			native.Segv() // a NULL dereference in C
-			return nil, nil
-		})
-		s.Run()
-		return
-	}
-	goleak.VerifyTestMain(m)
+	testutil.Main(m, map[string]func(){"worker": runWorker, "classes": runClasses}, "worker", worker.IsWorker)
+}
+
+// runWorker is the pool's worker.
+func runWorker() {
+	var s worker.Server
+	s.Handle("ok", func(context.Context, worker.Args) (any, error) { return "ok", nil })
+	s.Handle("fail", func(context.Context, worker.Args) (any, error) { return nil, errors.New("no such record") })
+	s.Handle("segv", func(context.Context, worker.Args) (any, error) {
+		native.Segv() // a NULL dereference in C
+		return nil, nil
+	})
+	s.Run()
 }
 
 func newPool(t *testing.T) *bulkhead.Pool {
 	t.Helper()
+	testutil.CheckLeaks(t)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +71,7 @@ func TestPoolCollector(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(promcollect.NewPool(p, prometheus.Labels{"pool": "test"}))
 
-	problems, err := testutil.GatherAndLint(reg)
+	problems, err := promtest.GatherAndLint(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
