@@ -316,6 +316,14 @@ type settings struct {
 	idempotent map[string]struct{} // from Idempotent
 }
 
+// Validate reports every field of c that New would refuse, without
+// starting anything: for a configuration checked ahead of use (bulkhead
+// serve --check).
+func (c Config) Validate() error {
+	_, err := c.settings()
+	return err
+}
+
 func (c *Config) settings() (settings, error) {
 	s := settings{Config: *c}
 	// Copy the slices, so that later changes by the caller do not reach us.

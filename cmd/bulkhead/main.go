@@ -49,6 +49,10 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newChaosCmd())
 	root.AddCommand(newWorkerCmd())
 	root.AddCommand(newStormCmd())
+	root.AddCommand(newServeCmd())
+	root.AddCommand(newCounterServerCmd())
+	root.AddCommand(newCallCmd())
+	root.AddCommand(newStatusCmd())
 	argsAreUsage(root)
 	return root
 }

@@ -12,6 +12,7 @@
 package crashy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/bulkhead-go/bulkhead/examples/crashy/native"
 	"github.com/bulkhead-go/bulkhead/worker"
+	"github.com/fxamacker/cbor/v2"
 	"golang.org/x/sys/unix"
 )
 
@@ -179,7 +181,19 @@ func Register(s *worker.Server, o Options) error {
 	}
 	h := &handler{o: o, journal: j}
 	s.Handle(Method, h.checksum)
+	s.Handle(EchoMethod, echo)
 	return nil
+}
+
+// EchoMethod returns its one argument as it came, and never crashes: for
+// checking a pool end to end (bulkhead call ... demo echo '"hello"').
+const EchoMethod = "echo"
+
+func echo(_ context.Context, a worker.Args) (any, error) {
+	if a.Len() != 1 {
+		return nil, fmt.Errorf("echo takes one argument, got %d", a.Len())
+	}
+	return cbor.RawMessage(bytes.Clone(a.Raw(0))), nil
 }
 
 // handler serves Method.

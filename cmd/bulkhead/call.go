@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead/client"
+	"github.com/bulkhead-go/bulkhead/internal/clientwire"
+	"github.com/spf13/cobra"
+)
+
+// newCallCmd is `bulkhead call`: one call of a daemon's pool.
+func newCallCmd() *cobra.Command {
+	var (
+		socket  string
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "call --socket S POOL METHOD [JSON-ARGS...]",
+		Short: "Call a method of a daemon's pool and print the result as JSON",
+		Long: "call sends one call to a pool of `bulkhead serve` and prints its result as JSON. Each\n" +
+			"argument is a JSON value. A remote failure prints the typed error as JSON and exits 1.",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) < 2 {
+				return usagef("want POOL METHOD [JSON-ARGS...], got %d arguments", len(args))
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			if socket == "" {
+				return usagef("--socket is required")
+			}
+			var vals []any
+			for i, a := range args[2:] {
+				var v any
+				if err := json.Unmarshal([]byte(a), &v); err != nil {
+					return usagef("argument %d, %q: not JSON: %v", i+1, a, err)
+				}
+				vals = append(vals, v)
+			}
+			return runCall(c.Context(), c.OutOrStdout(), socket, timeout, args[0], args[1], vals)
+		},
+	}
+	cmd.Flags().StringVar(&socket, "socket", "", "the daemon's socket")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "the call's deadline")
+	return cmd
+}
+
+func runCall(ctx context.Context, out io.Writer, socket string, timeout time.Duration, pool, method string, args []any) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := client.Dial(ctx, socket, client.Options{Name: "bulkhead call"})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	r, err := c.Pool(pool).Call(ctx, method, args...)
+	if err != nil {
+		b, _ := json.Marshal(jsonable(clientwire.EncodeError(err)))
+		fmt.Fprintln(out, string(b))
+		return exitError{1, err}
+	}
+	v, err := r.Value()
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(jsonable(v))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, string(b))
+	return nil
+}
+
+// jsonable turns a CBOR value into one encoding/json takes: maps with
+// non-text keys get text keys, byte strings stay base64 ([]byte).
+func jsonable(v any) any {
+	switch v := v.(type) {
+	case map[any]any:
+		m := make(map[string]any, len(v))
+		for k, x := range v {
+			m[fmt.Sprint(k)] = jsonable(x)
+		}
+		return m
+	case map[string]any:
+		m := make(map[string]any, len(v))
+		for k, x := range v {
+			m[k] = jsonable(x)
+		}
+		return m
+	case []any:
+		out := make([]any, len(v))
+		for i, x := range v {
+			out[i] = jsonable(x)
+		}
+		return out
+	}
+	return v
+}
+
+// newStatusCmd is `bulkhead status`: a daemon's pools, then their workers.
+func newStatusCmd() *cobra.Command {
+	var (
+		socket  string
+		asJSON  bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "status --socket S [--json]",
+		Short: "Show a daemon's pools and workers, and its class servers",
+		Args:  noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if socket == "" {
+				return usagef("--socket is required")
+			}
+			ctx, cancel := context.WithTimeout(c.Context(), timeout)
+			defer cancel()
+			cl, err := client.Dial(ctx, socket, client.Options{Name: "bulkhead status"})
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			st, err := cl.Status(ctx)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				b, err := json.MarshalIndent(jsonable(st), "", "  ")
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(c.OutOrStdout(), string(b))
+				return nil
+			}
+			printStatus(c.OutOrStdout(), st)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&socket, "socket", "", "the daemon's socket")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the daemon")
+	return cmd
+}
+
+// printStatus prints a status as PHP-FPM's status page does: per pool,
+// then per process.
+func printStatus(w io.Writer, st map[string]any) {
+	pools, _ := st["pools"].([]any)
+	for _, p := range pools {
+		pm, _ := p.(map[any]any)
+		fmt.Fprintf(w, "pool %v: in flight %v, waiting %v, crashes %v\n", pm["name"], pm["in_flight"], pm["waiting"], pm["crashes"])
+		ws, _ := pm["workers"].([]any)
+		rows := make([]string, 0, len(ws))
+		for _, x := range ws {
+			wm, _ := x.(map[any]any)
+			since := ""
+			if ns, ok := wm["since"].(uint64); ok {
+				since = time.Since(time.Unix(0, int64(ns))).Round(time.Second).String()
+			}
+			rows = append(rows, fmt.Sprintf("  pid %-8v %-9v in flight %v/%v  up %s", wm["pid"], wm["state"], wm["in_flight"], wm["capacity"], since))
+		}
+		sort.Strings(rows)
+		for _, r := range rows {
+			fmt.Fprintln(w, r)
+		}
+	}
+	servers, _ := st["servers"].([]any)
+	for _, s := range servers {
+		sm, _ := s.(map[any]any)
+		fmt.Fprintf(w, "server %v: pid %v %v, objects %v, locks %v, classes %v\n", sm["name"], sm["pid"], sm["state"], sm["objects"], sm["locks"], sm["classes"])
+	}
+}
+
+var _ = errors.New

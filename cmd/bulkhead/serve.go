@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead/daemon"
+	"github.com/spf13/cobra"
+)
+
+// newServeCmd is `bulkhead serve`: the daemon (package daemon).
+func newServeCmd() *cobra.Command {
+	var (
+		config, socket string
+		check          bool
+	)
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE [--socket PATH] [--check]",
+		Short: "Run the pools and class servers of a config for client processes in any language",
+		Long: "serve runs the pools and class servers that a TOML config declares, for clients that\n" +
+			"connect to its Unix socket (docs/CLIENT-PROTOCOL.md). SIGTERM drains it, SIGHUP reloads\n" +
+			"the config. Logs are JSON on stderr. --check validates the config and exits.",
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if config == "" {
+				return usagef("--config is required")
+			}
+			if err := setSelf(); err != nil {
+				return err
+			}
+			cfg, err := daemon.Load(config)
+			if err != nil {
+				return err
+			}
+			if check {
+				fmt.Fprintf(c.OutOrStdout(), "%s: ok (%d pools, %d class servers)\n", config, len(cfg.Pools), len(cfg.Activator.Servers))
+				return nil
+			}
+			return serve(c.Context(), cfg, config, socket)
+		},
+	}
+	cmd.Flags().StringVar(&config, "config", "", "the TOML config (examples/serve/bulkhead.toml)")
+	cmd.Flags().StringVar(&socket, "socket", "", "the socket's path, overriding the config's")
+	cmd.Flags().BoolVar(&check, "check", false, "validate the config and exit")
+	return cmd
+}
+
+// serve runs the daemon until SIGTERM or SIGINT (ctx), reloading on SIGHUP.
+func serve(ctx context.Context, cfg *daemon.Config, path, socket string) error {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	ln, err := daemon.Listen(cfg, socket)
+	if err != nil {
+		return err
+	}
+	s, err := daemon.New(ctx, cfg, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	notify := daemon.NewNotifier(log)
+	notify.Ready()
+	log.Info("serving", "socket", ln.Addr().String(), "pools", len(cfg.Pools), "servers", len(cfg.Activator.Servers))
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			notify.Reloading()
+			reload(ctx, s, path, log)
+			notify.Ready()
+		case err := <-served:
+			notify.Stopping()
+			shutdown(s, cfg.DrainGrace, log)
+			return err
+		case <-ctx.Done():
+			notify.Stopping()
+			log.Info("draining", "grace", cfg.DrainGrace.String())
+			shutdown(s, cfg.DrainGrace, log)
+			return <-served
+		}
+	}
+}
+
+// reload applies the config at path; a bad one is logged and ignored.
+func reload(ctx context.Context, s *daemon.Server, path string, log *slog.Logger) {
+	cfg, err := daemon.Load(path)
+	if err == nil {
+		err = s.Reload(ctx, cfg)
+	}
+	if err != nil {
+		log.Error("reload refused; the running configuration stays", "path", path, "err", err)
+	}
+}
+
+func shutdown(s *daemon.Server, grace time.Duration, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("shutdown", "err", err)
+	}
+}
+
+// setSelf sets BULKHEAD_SELF, which a config's commands may name, to this
+// executable: its hidden subcommands serve the example's pool and class.
+func setSelf() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	return os.Setenv("BULKHEAD_SELF", exe)
+}

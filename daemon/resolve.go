@@ -1,0 +1,238 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/user"
+	"reflect"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/activation"
+)
+
+// Config is a checked daemon configuration, ready to serve.
+type Config struct {
+	Path        string // the file it came from
+	Socket      string
+	SocketMode  uint32 // permission bits
+	SocketGID   int    // -1: the daemon's
+	MaxDeadline time.Duration
+	DrainGrace  time.Duration
+	Limits      ConnLimits
+	Pools       []Pool
+	Activator   activation.ActivatorConfig
+	ClassAllow  map[string]Access // by class name
+}
+
+// Pool is one configured pool.
+type Pool struct {
+	Name   string
+	Config bulkhead.Config
+	Access Access
+}
+
+// resolve checks f and fills in its defaults.
+func (f *File) resolve(path string, data []byte) (*Config, error) {
+	c := &Config{Path: path, Socket: f.Socket, MaxDeadline: f.MaxDeadline, DrainGrace: f.DrainGrace,
+		Limits: f.Limits.withDefaults(), SocketGID: -1, ClassAllow: make(map[string]Access)}
+	var errs []error
+	bad := func(key string, nth int, err error) {
+		errs = append(errs, &ConfigError{File: path, Line: keyLineN(data, toml.Key(splitKey(key)), nth), Key: key, Err: err})
+	}
+	c.socketAccess(f, bad)
+	if c.MaxDeadline <= 0 {
+		c.MaxDeadline = 5 * time.Minute
+	}
+	if c.DrainGrace <= 0 {
+		c.DrainGrace = 30 * time.Second
+	}
+	seen := make(map[string]bool)
+	for i := range f.Pools {
+		pf := &f.Pools[i]
+		switch {
+		case pf.Name == "":
+			bad("pool.name", i, fmt.Errorf("pool %d has no name", i+1))
+		case seen[pf.Name]:
+			bad("pool.name", i, fmt.Errorf("pool %q is declared twice", pf.Name))
+		}
+		seen[pf.Name] = true
+		if p, ok := pf.pool(func(k string, err error) { bad(k, i, err) }); ok {
+			c.Pools = append(c.Pools, p)
+		}
+	}
+	f.activator(c, bad)
+	if len(f.Pools) == 0 && len(f.Servers) == 0 {
+		errs = append(errs, &ConfigError{File: path, Err: errors.New("no [[pool]] and no [[server]]: nothing to serve")})
+	}
+	return c, errors.Join(errs...)
+}
+
+// socketAccess checks the socket's mode and group.
+func (c *Config) socketAccess(f *File, bad func(string, int, error)) {
+	mode := f.SocketMode
+	switch {
+	case mode == "" && f.SocketGroup != "":
+		mode = "0660"
+	case mode == "":
+		mode = "0600"
+	}
+	m, err := strconv.ParseUint(mode, 8, 32)
+	if err != nil || m&^0o660 != 0 {
+		bad("socket_mode", -1, fmt.Errorf("%q: want octal permission bits within 0660 (no one else may connect)", mode))
+	}
+	c.SocketMode = uint32(m)
+	if f.SocketGroup != "" {
+		gid, err := groupID(f.SocketGroup)
+		if err != nil {
+			bad("socket_group", -1, err)
+		}
+		c.SocketGID = gid
+	}
+}
+
+func groupID(name string) (int, error) {
+	if id, err := strconv.Atoi(name); err == nil {
+		return id, nil
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return -1, err
+	}
+	return strconv.Atoi(g.Gid)
+}
+
+// withDefaults is l with its zero values replaced.
+func (l ConnLimits) withDefaults() ConnLimits {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.MaxFrame, 16<<20)
+	def(&l.MaxPending, 1024)
+	def(&l.MaxHandles, 65536)
+	def(&l.MaxSubscriptions, 64)
+	def(&l.MaxOut, 4<<20)
+	return l
+}
+
+// configKey matches the field a bulkhead.Config error names.
+var configKey = regexp.MustCompile(`Config\.([A-Za-z]+)`)
+
+// pool checks one [[pool]] with bulkhead.Config.Validate.
+func (pf *PoolFile) pool(bad func(string, error)) (Pool, bool) {
+	p := Pool{Name: pf.Name, Config: bulkhead.Config{Logger: slog.Default()}}
+	configFields(&p.Config, pf)
+	p.Config.Command = os.ExpandEnv(pf.Command)
+	p.Config.Limits = bulkhead.Limits(pf.Limits)
+	ok := true
+	if pf.DumpSignal != "" {
+		sig, found := signalNames[pf.DumpSignal]
+		if !found {
+			bad("pool.dump_signal", fmt.Errorf("%q: not a signal bulkhead can send as a dump signal", pf.DumpSignal))
+			ok = false
+		}
+		p.Config.DumpSignal = sig
+	}
+	switch pf.Transport {
+	case "", "socket":
+		p.Config.Transport = bulkhead.TransportSocket
+	case "shm":
+		p.Config.Transport = bulkhead.TransportShm
+	default:
+		bad("pool.transport", fmt.Errorf("%q: want \"socket\" or \"shm\"", pf.Transport))
+		ok = false
+	}
+	if err := p.Config.Validate(); err != nil {
+		for _, e := range joined(err) {
+			key := "pool"
+			if m := configKey.FindStringSubmatch(e.Error()); m != nil {
+				key += "." + tomlKey(reflect.TypeOf(PoolFile{}), m[1])
+			}
+			bad(key, fmt.Errorf("pool %q: %w", pf.Name, e))
+		}
+		ok = false
+	}
+	acc, err := pf.Allow.access()
+	if err != nil {
+		bad("pool.allow_users", err)
+		ok = false
+	}
+	p.Access = acc
+	return p, ok
+}
+
+// activator checks [activator] and every [[server]].
+func (f *File) activator(c *Config, bad func(string, int, error)) {
+	a := &c.Activator
+	a.Linger, a.MaxRetries, a.MaxObjects = f.Activator.Linger, f.Activator.MaxRetries, f.Activator.MaxObjects
+	a.MaxROTEntries, a.EventDelay = f.Activator.MaxROTEntries, f.Activator.EventDelay
+	for i, sf := range f.Servers {
+		sc := activation.ServerConfig{Name: sf.Name, Process: bulkhead.Process{Command: os.ExpandEnv(sf.Command), Args: sf.Args,
+			Env: sf.Env, Dir: sf.Dir, Limits: bulkhead.Limits(sf.Limits), StartTimeout: sf.StartTimeout, StderrTail: sf.StderrTail}}
+		for _, cf := range sf.Classes {
+			inst, ok := instancings[cf.Instancing]
+			if !ok {
+				bad("server.class.instancing", -1, fmt.Errorf("%q: want multiple_use, single_use or pooled", cf.Instancing))
+			}
+			sc.Classes = append(sc.Classes, activation.ClassConfig{Name: cf.Name, Instancing: inst, PoolSize: cf.PoolSize})
+			acc, err := cf.Allow.access()
+			if err != nil {
+				bad("server.class.allow_users", -1, err)
+			}
+			c.ClassAllow[cf.Name] = acc
+		}
+		if sf.Command == "" {
+			bad("server.command", i, fmt.Errorf("server %d has no command", i+1))
+		}
+		a.Servers = append(a.Servers, sc)
+	}
+	if len(a.Servers) == 0 {
+		return
+	}
+	a.Logger = slog.New(slog.DiscardHandler)
+	act, err := activation.NewActivator(*a) // validates; starts no server until an activation
+	if err != nil {
+		bad("server", -1, err)
+		return
+	}
+	act.Close(context.Background()) // a fresh activator, which started nothing, closes at once
+	a.Logger = nil
+}
+
+// joined splits an errors.Join error.
+func joined(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// tomlKey is the TOML key of the struct field named field in t.
+func tomlKey(t reflect.Type, field string) string {
+	if f, ok := t.FieldByName(field); ok {
+		if tag := f.Tag.Get("toml"); tag != "" {
+			return tag
+		}
+	}
+	return field
+}
+
+func splitKey(k string) []string {
+	var out []string
+	start := 0
+	for i := range len(k) {
+		if k[i] == '.' {
+			out = append(out, k[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, k[start:])
+}

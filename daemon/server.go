@@ -1,0 +1,342 @@
+// Package daemon is `bulkhead serve`: COM's service control manager on
+// Linux. It runs the pools and class servers of a configuration (Load) on
+// behalf of client processes in any language, which reach it over a Unix
+// socket with the client protocol of docs/CLIENT-PROTOCOL.md. Every
+// reference a client holds belongs to its connection and is released when
+// the connection ends, however it ends.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"reflect"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/activation"
+)
+
+// Server serves one configuration's pools and classes. Reload replaces its
+// pools without failing a call; Shutdown drains it.
+type Server struct {
+	log *slog.Logger
+	act *activation.Activator // nil without [[server]]
+
+	mu       sync.Mutex // guards the fields below; no I/O under it
+	cfg      *Config
+	pools    map[string]*poolEntry
+	conns    map[*conn]struct{}
+	draining bool
+	ln       *net.UnixListener
+
+	connWG  sync.WaitGroup // connections
+	drainWG sync.WaitGroup // pools being drained after a reload
+}
+
+// poolEntry is a pool as the server routes to it. calls counts the requests
+// that took it, so that a pool replaced by a reload is closed only after
+// them: a call queued in the old pool would otherwise get ErrClosed.
+type poolEntry struct {
+	name   string
+	cfg    bulkhead.Config
+	access Access
+	pool   *bulkhead.Pool
+	calls  sync.WaitGroup
+}
+
+// New starts cfg's pools and its activator. log receives the daemon's
+// records, JSON in `bulkhead serve`; nil: slog.Default().
+func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{log: log, cfg: cfg, pools: make(map[string]*poolEntry), conns: make(map[*conn]struct{})}
+	for _, p := range cfg.Pools {
+		e, err := s.startPool(ctx, p)
+		if err != nil {
+			s.closePools(context.Background())
+			return nil, err
+		}
+		s.pools[p.Name] = e
+	}
+	if len(cfg.Activator.Servers) > 0 {
+		ac := cfg.Activator
+		ac.Logger = log
+		a, err := activation.NewActivator(ac)
+		if err != nil {
+			s.closePools(context.Background())
+			return nil, err
+		}
+		s.act = a
+	}
+	return s, nil
+}
+
+func (s *Server) startPool(ctx context.Context, p Pool) (*poolEntry, error) {
+	c := p.Config
+	c.Logger = s.log.With("pool", p.Name)
+	pool, err := bulkhead.New(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("pool %q: %w", p.Name, err)
+	}
+	return &poolEntry{name: p.Name, cfg: p.Config, access: p.Access, pool: pool}, nil
+}
+
+// Listen creates the socket of cfg (path overrides cfg.Socket if not
+// empty), with its mode and group, replacing a stale socket file.
+func Listen(cfg *Config, path string) (*net.UnixListener, error) {
+	if path == "" {
+		path = cfg.Socket
+	}
+	if path == "" {
+		return nil, errors.New("no socket: set socket in the config or pass --socket")
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: another daemon is serving it", path)
+		}
+		os.Remove(path)
+	}
+	old := syscall.Umask(0o177) // no window in which others could connect
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	syscall.Umask(old)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, os.FileMode(cfg.SocketMode)); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if cfg.SocketGID >= 0 {
+		if err := os.Chown(path, -1, cfg.SocketGID); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	return ln, nil
+}
+
+// Serve accepts clients on ln until Shutdown. It returns nil after
+// Shutdown, or the accept error that ended it.
+func (s *Server) Serve(ln *net.UnixListener) error {
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		return bulkhead.ErrClosed
+	}
+	s.ln = ln
+	s.mu.Unlock()
+	for {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			s.mu.Lock()
+			draining := s.draining
+			s.mu.Unlock()
+			if draining {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		s.accept(c)
+	}
+}
+
+// accept starts serving one client, unless the server is draining.
+func (s *Server) accept(uc *net.UnixConn) {
+	c, err := newConn(s, uc)
+	if err != nil {
+		s.log.Warn("client refused", "err", err)
+		uc.Close()
+		return
+	}
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		uc.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.connWG.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.connWG.Done()
+		c.serve()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+}
+
+// pool takes the pool named name for one call, if p may use it; done must
+// be called when the call is over.
+func (s *Server) pool(name string, p Peer) (e *poolEntry, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e = s.pools[name]
+	switch {
+	case e == nil || !e.access.allows(p):
+		return nil, errPermission
+	case s.draining:
+		return nil, bulkhead.ErrClosed
+	}
+	e.calls.Add(1)
+	return e, nil
+}
+
+// classAllowed reports whether p may use class.
+func (s *Server) classAllowed(class string, p Peer) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.cfg.ClassAllow[class]
+	return ok && a.allows(p) && s.act != nil
+}
+
+// anyAllowed reports whether p may use anything here.
+func (s *Server) anyAllowed(p Peer) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.pools {
+		if e.access.allows(p) {
+			return true
+		}
+	}
+	for _, a := range s.cfg.ClassAllow {
+		if a.allows(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Reload replaces the configuration with cfg: new pools start, pools whose
+// configuration changed are replaced, and removed or replaced pools are
+// closed once the calls that took them are over, so that no call fails
+// because of the reload. Class servers and the socket keep the
+// configuration they started with (a restart applies changes to them); a
+// change is logged. If a new pool cannot start, nothing changes.
+func (s *Server) Reload(ctx context.Context, cfg *Config) error {
+	s.mu.Lock()
+	old := s.pools
+	s.mu.Unlock()
+	next := make(map[string]*poolEntry)
+	var started []*poolEntry
+	for _, p := range cfg.Pools {
+		if e := old[p.Name]; e != nil && reflect.DeepEqual(e.cfg, p.Config) {
+			next[p.Name] = &poolEntry{name: e.name, cfg: e.cfg, access: p.Access, pool: e.pool}
+			continue
+		}
+		e, err := s.startPool(ctx, p)
+		if err != nil {
+			for _, e := range started {
+				e.pool.Close(context.Background())
+			}
+			return err
+		}
+		started = append(started, e)
+		next[p.Name] = e
+	}
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		for _, e := range started {
+			e.pool.Close(context.Background())
+		}
+		return bulkhead.ErrClosed
+	}
+	prev := s.cfg
+	retired := s.swapLocked(next, cfg)
+	s.mu.Unlock()
+	for _, e := range retired {
+		s.drainWG.Add(1)
+		go s.drainPool(e, cfg.DrainGrace)
+	}
+	s.log.Info("configuration reloaded", "path", cfg.Path, "pools", len(next), "replaced", len(retired))
+	if !reflect.DeepEqual(prev.Activator.Servers, cfg.Activator.Servers) || prev.Socket != cfg.Socket {
+		s.log.Warn("class server or socket configuration changed: it takes effect at the next restart")
+	}
+	return nil
+}
+
+// swapLocked installs next and cfg, and returns the entries whose pools
+// leave. The class permissions and limits of cfg apply at once.
+func (s *Server) swapLocked(next map[string]*poolEntry, cfg *Config) []*poolEntry {
+	var retired []*poolEntry
+	for name, e := range s.pools {
+		if n := next[name]; n == nil || n.pool != e.pool {
+			retired = append(retired, e)
+		}
+	}
+	keep := *cfg
+	keep.Activator = s.cfg.Activator // the running activator's
+	keep.Socket = s.cfg.Socket
+	s.pools, s.cfg = next, &keep
+	return retired
+}
+
+// drainPool closes a pool that a reload retired, once the calls that took
+// it are over, giving its workers grace to quit.
+func (s *Server) drainPool(e *poolEntry, grace time.Duration) {
+	defer s.drainWG.Done()
+	e.calls.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := e.pool.Close(ctx); err != nil {
+		s.log.Warn("retired pool closed with an error", "pool", e.name, "err", err)
+	}
+}
+
+// Shutdown drains the server: it stops accepting clients and refuses new
+// requests, waits for the requests in flight until ctx ends, then closes
+// every connection (releasing what the clients held), the pools and the
+// activator.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	ln := s.ln
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+	for _, c := range conns {
+		c.drain(ctx)
+	}
+	for _, c := range conns {
+		c.close()
+	}
+	s.connWG.Wait()
+	s.drainWG.Wait()
+	err := s.closePools(ctx)
+	if s.act != nil {
+		err = errors.Join(err, s.act.Close(ctx))
+	}
+	return err
+}
+
+// closePools closes every current pool.
+func (s *Server) closePools(ctx context.Context) error {
+	s.mu.Lock()
+	pools := s.pools
+	s.pools = map[string]*poolEntry{}
+	s.mu.Unlock()
+	var errs []error
+	for _, e := range pools {
+		e.calls.Wait()
+		errs = append(errs, e.pool.Close(ctx))
+	}
+	return errors.Join(errs...)
+}

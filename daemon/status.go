@@ -1,0 +1,95 @@
+package daemon
+
+import (
+	"sort"
+
+	"github.com/bulkhead-go/bulkhead"
+)
+
+// status is the status op's answer: the pools and class servers p may use,
+// then their workers (PHP-FPM's status page, per pool then per process).
+func (s *Server) status(p Peer) map[string]any {
+	var pools []map[string]any
+	for _, e := range s.visiblePools(p) {
+		var ws []map[string]any
+		for _, w := range e.pool.Workers() {
+			ws = append(ws, map[string]any{"pid": w.PID, "state": workerState(w), "in_flight": w.InFlight,
+				"capacity": w.Capacity, "since": w.Since.UnixNano(), "name": w.Name})
+		}
+		st := e.pool.Stats()
+		pools = append(pools, map[string]any{"name": e.name, "workers": ws, "in_flight": st.InFlight, "waiting": st.Waiting,
+			"crashes": st.CallCrashes + st.IdleCrashes})
+	}
+	out := map[string]any{"pools": pools}
+	if s.act != nil {
+		var servers []map[string]any
+		for _, si := range s.act.Servers() {
+			if !s.anyClassAllowed(si.Classes, p) {
+				continue
+			}
+			servers = append(servers, map[string]any{"name": si.Name, "pid": si.PID, "state": si.State,
+				"objects": si.Objects, "locks": si.Locks, "classes": si.Classes})
+		}
+		out["servers"] = servers
+	}
+	return out
+}
+
+func workerState(w bulkhead.WorkerInfo) string {
+	switch {
+	case w.Stopping:
+		return "stopping"
+	case w.Spare:
+		return "spare"
+	case w.InFlight > 0:
+		return "busy"
+	}
+	return "idle"
+}
+
+// stats is the stats op's answer.
+func (s *Server) stats(p Peer) map[string]any {
+	pools := make(map[string]any)
+	for _, e := range s.visiblePools(p) {
+		pools[e.name] = e.pool.Stats()
+	}
+	out := map[string]any{"pools": pools}
+	if s.act != nil && s.anyClassAllowedAll(p) {
+		out["activator"] = s.act.Stats()
+	}
+	return out
+}
+
+// visiblePools are the pools p may use, by name.
+func (s *Server) visiblePools(p Peer) []*poolEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*poolEntry
+	for _, e := range s.pools {
+		if e.access.allows(p) {
+			out = append(out, e)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+func (s *Server) anyClassAllowed(classes []string, p Peer) bool {
+	for _, c := range classes {
+		if s.classAllowed(c, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) anyClassAllowedAll(p Peer) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.cfg.ClassAllow {
+		if a.allows(p) {
+			return true
+		}
+	}
+	return false
+}
