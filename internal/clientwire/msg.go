@@ -66,7 +66,7 @@ const (
 // Hello is either side's HELLO.
 type Hello struct {
 	Protocol uint64 `cbor:"protocol"`
-	Name     string `cbor:"name,omitempty"`     // the client's
+	Name     string `cbor:"name,omitempty"`      // the client's
 	MaxFrame uint64 `cbor:"max_frame,omitempty"` // the daemon's
 }
 
