@@ -24,9 +24,13 @@ type Config struct {
 	// Zero value: none.
 	Args []string
 
-	// Env is the worker's environment, as "KEY=value" strings.
-	// Zero value: the dispatcher's own environment. The BULKHEAD_*
-	// variables of docs/PROTOCOL.md are always added.
+	// Env is added to the worker's environment, as "KEY=value" strings.
+	// A worker does not inherit the dispatcher's environment, which may
+	// hold a service's secrets: it gets PATH and the dispatcher's
+	// BULKHEAD_* variables, then Env, whose entries override them, then the
+	// BULKHEAD_* variables of docs/PROTOCOL.md. Pass os.Environ() (and
+	// more) to hand it everything, as before this default changed.
+	// Zero value: PATH and the BULKHEAD_* variables only.
 	Env []string
 
 	// Dir is the worker's working directory.
@@ -283,6 +287,11 @@ type Config struct {
 	// Zero value: the dispatcher's own limits are inherited.
 	Limits Limits
 
+	// Sandbox is what each worker is kept from doing (docs/SANDBOX.md);
+	// a protection that cannot be applied stops the worker from starting.
+	// Zero value: no protection beyond the minimal environment (Env).
+	Sandbox Sandbox
+
 	// Logger receives one structured record per worker start failure,
 	// crash and replacement.
 	// Zero value: slog.Default().
@@ -314,6 +323,7 @@ type settings struct {
 	maxFrame   uint32
 	min, max   int                 // worker counts
 	idempotent map[string]struct{} // from Idempotent
+	sandboxing sandboxing          // from Sandbox
 }
 
 // Validate reports every field of c that New would refuse, without
@@ -357,6 +367,11 @@ func (c *Config) settings() (settings, error) {
 	s.policies(bad)
 	if err := s.Limits.validate(); err != nil {
 		bad("Limits: %w", err)
+	}
+	if err := s.Sandbox.validate(); err != nil {
+		bad("Sandbox: %w", err)
+	} else {
+		s.sandboxing = newSandboxing(&s.Sandbox)
 	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()

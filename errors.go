@@ -115,9 +115,13 @@ type StartError struct {
 	ExitCode int // -1 if killed by a signal or still running when killed
 	Signal   syscall.Signal
 	Exited   bool // the process ended on its own before HELLO
-	Reason   string
-	Stderr   string
-	Err      error
+	// Protection names the sandbox protection that could not be applied
+	// ("user", "binary pin", ...; Config.Sandbox), so that the worker was
+	// not started; empty for any other failure.
+	Protection string
+	Reason     string
+	Stderr     string
+	Err        error
 }
 
 func (e *StartError) Error() string {

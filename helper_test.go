@@ -31,6 +31,7 @@ func helpers() map[string]func() {
 		"orphan":      runOrphan,
 		"pingpong":    runPingPong,
 		"dispatcher":  runHelperDispatcher,
+		"sandboxed":   runSandboxedDispatcher,
 	}
 }
 
@@ -152,6 +153,8 @@ func registerHelperMethods(s *worker.Server, fd int) {
 		return os.Getpid(), nil
 	}))
 	s.Handle("fail", func(context.Context, worker.Args) (any, error) { return nil, errors.New("no such record") })
+	s.Handle("environ", func(context.Context, worker.Args) (any, error) { return os.Environ(), nil })
+	s.Handle("ids", func(context.Context, worker.Args) (any, error) { return []int{os.Getuid(), os.Getgid()}, nil })
 	s.Handle("coded", func(context.Context, worker.Args) (any, error) {
 		return nil, &worker.Error{Code: 42, Message: "custom", Details: map[string]any{"k": "v"}}
 	})

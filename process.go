@@ -15,9 +15,8 @@ type Process struct {
 	// Zero value: none.
 	Args []string
 
-	// Env is its environment, as "KEY=value" strings.
-	// Zero value: the dispatcher's own environment. The BULKHEAD_*
-	// variables of docs/PROTOCOL.md are always added.
+	// Env is added to its environment, as "KEY=value" strings (Config.Env).
+	// Zero value: PATH and the BULKHEAD_* variables only.
 	Env []string
 
 	// Dir is its working directory.
@@ -36,4 +35,8 @@ type Process struct {
 	// for crash reports: the first half and the last (Config.StderrTail).
 	// Zero value: 4 KiB. At most 1 MiB.
 	StderrTail int
+
+	// Sandbox is what it is kept from doing (Config.Sandbox).
+	// Zero value: no protection beyond the minimal environment.
+	Sandbox Sandbox
 }

@@ -70,6 +70,11 @@ func launchWatched(s *settings, sp *proc.Spawner, onDied, onExit func(*workerPro
 	}
 	spec := s.spec(extraEnv)
 	spec.Options = opts
+	release, err := s.applySandbox(&spec)
+	defer release()
+	if err != nil {
+		return nil, err
+	}
 	if err := dispatch.Launch(&w.Worker, spec, sp, h); err != nil {
 		return nil, startError(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -42,6 +43,12 @@ type Spec struct {
 	Limit func(pid int) error
 	// Options, if not nil, tunes the connection from the worker's HELLO.
 	Options func(hello wire.Hello) Options
+	// Exec, if not nil, is the opened executable to run instead of Path
+	// (its pinned binary): the open file itself is executed, so that a
+	// file swapped in at Path is not. Launch does not close it.
+	Exec *os.File
+	// Credential, if not nil, is the user and groups the worker runs as.
+	Credential *syscall.Credential
 }
 
 // Hooks are the owner's callbacks, which run on the process's watching
@@ -221,15 +228,24 @@ func command(s Spec, out *proc.Tail, cookie string, sock, marker *os.File, shm *
 		extra = append(extra, shm.file)
 	}
 	env = append(env, s.ExtraEnv...)
+	path := s.Path
+	if s.Exec != nil {
+		path = "/proc/self/fd/" + strconv.Itoa(int(s.Exec.Fd()))
+	}
+	var attr *syscall.SysProcAttr
+	if s.Credential != nil {
+		attr = &syscall.SysProcAttr{Credential: s.Credential}
+	}
 	return &exec.Cmd{
-		Path:       s.Path,
-		Args:       append([]string{s.Command}, s.Args...),
-		Env:        env,
-		Dir:        s.Dir,
-		Stdout:     out, // never parsed: a library's stray prints cannot break the protocol
-		Stderr:     out,
-		ExtraFiles: extra,
-		WaitDelay:  s.KillGrace,
+		Path:        path,
+		SysProcAttr: attr,
+		Args:        append([]string{s.Command}, s.Args...),
+		Env:         env,
+		Dir:         s.Dir,
+		Stdout:      out, // never parsed: a library's stray prints cannot break the protocol
+		Stderr:      out,
+		ExtraFiles:  extra,
+		WaitDelay:   s.KillGrace,
 	}
 }
 

@@ -1,0 +1,246 @@
+package bulkhead_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead"
+)
+
+// sandboxPool starts a pool of the helper worker with the default
+// environment (nothing of the test's but what env adds) and sb.
+func sandboxPool(t *testing.T, cmd string, sb bulkhead.Sandbox, env ...string) (*bulkhead.Pool, error) {
+	t.Helper()
+	bulkhead.CheckLeaks(t)
+	p, err := bulkhead.New(context.Background(), bulkhead.Config{
+		Command: cmd, Workers: 1, Sandbox: sb, Env: append([]string{"GORACE=atexit_sleep_ms=0"}, env...),
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err == nil {
+		t.Cleanup(func() { p.Close(context.Background()) })
+	}
+	return p, err
+}
+
+func callWithin[T any](t *testing.T, p *bulkhead.Pool, method string) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, err := bulkhead.CallAs[T](ctx, p, method, nil)
+	if err != nil {
+		t.Fatalf("%s: %v", method, err)
+	}
+	return v
+}
+
+// A worker gets PATH, the BULKHEAD_* variables and Config.Env, not the
+// service's environment.
+func TestWorkerEnvironmentIsMinimal(t *testing.T) {
+	t.Setenv("SERVICE_SECRET", "hunter2")
+	t.Setenv("BULKHEAD_TEST_PASSED", "yes")
+	exe, _ := os.Executable()
+	p, err := sandboxPool(t, exe, bulkhead.Sandbox{}, "ADDED=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := callWithin[[]string](t, p, "environ")
+	has := func(prefix string) bool {
+		return slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, prefix) })
+	}
+	for _, want := range []string{"PATH=", "BULKHEAD_TEST_PASSED=yes", "ADDED=1", "BULKHEAD_FD=", "BULKHEAD_COOKIE="} {
+		if !has(want) {
+			t.Errorf("worker's environment lacks %s: %q", want, env)
+		}
+	}
+	for _, leak := range []string{"SERVICE_SECRET=", "HOME="} {
+		if has(leak) {
+			t.Errorf("worker's environment has the service's %s", leak)
+		}
+	}
+}
+
+// copyBinary copies the test binary into a directory anyone may enter, and
+// returns its path and SHA-256.
+func copyBinary(t *testing.T) (string, string) {
+	t.Helper()
+	exe, _ := os.Executable()
+	dir := t.TempDir()
+	for _, d := range []string{dir, filepath.Dir(dir)} { // t.TempDir makes both 0700
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in, err := os.Open(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	path := filepath.Join(dir, "worker.test")
+	out, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(out, h), in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path, hex.EncodeToString(h.Sum(nil))
+}
+
+// A pinned binary starts when it matches, and a file swapped in at its
+// path does not.
+func TestPinnedBinary(t *testing.T) {
+	path, sum := copyBinary(t)
+	p, err := sandboxPool(t, path, bulkhead.Sandbox{SHA256: sum})
+	if err != nil {
+		t.Fatal(err)
+	}
+	callWithin[any](t, p, "null")
+	p.Close(context.Background())
+
+	// Swap another file in at the path: one byte differs.
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 1
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	_, err = sandboxPool(t, path, bulkhead.Sandbox{SHA256: sum})
+	var se *bulkhead.StartError
+	if !errors.As(err, &se) || se.Protection != "binary pin" || se.PID != 0 || !strings.Contains(se.Reason, sum) {
+		t.Fatalf("New with a swapped binary: %v, want a *StartError for the binary pin that names the sum", err)
+	}
+}
+
+func TestSandboxConfigErrors(t *testing.T) {
+	exe, _ := os.Executable()
+	for _, tt := range []struct {
+		sb   bulkhead.Sandbox
+		want string
+	}{
+		{bulkhead.Sandbox{SHA256: "abc"}, "SHA256"},
+		{bulkhead.Sandbox{User: "no-such-user-here"}, "no user"},
+		{bulkhead.Sandbox{User: "nobody:no-such-group"}, "no group"},
+	} {
+		_, err := bulkhead.New(context.Background(), bulkhead.Config{Command: exe, Workers: 1, Sandbox: tt.sb})
+		if err == nil || !strings.Contains(err.Error(), "Config.Sandbox") || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: %v, want a Config.Sandbox error about %s", tt.sb, err, tt.want)
+		}
+	}
+}
+
+// As root, a worker runs as the user asked for.
+func TestSandboxUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root; TestSandboxUnprivileged covers the other side")
+	}
+	exe, _ := os.Executable()
+	p, err := sandboxPool(t, exe, bulkhead.Sandbox{User: "65534:65534"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := callWithin[[]int](t, p, "ids"); !slices.Equal(ids, []int{65534, 65534}) {
+		t.Fatalf("worker runs as uid, gid %v, want 65534", ids)
+	}
+}
+
+// sandboxReport is what the "sandboxed" helper dispatcher prints: one
+// line of JSON per case.
+type sandboxReport struct {
+	Case       string
+	OK         bool
+	Protection string
+	Error      string
+}
+
+// runSandboxedDispatcher is a dispatcher (run as nobody by
+// TestSandboxUnprivileged) that tries each case and reports.
+func runSandboxedDispatcher() {
+	exe, _ := os.Executable()
+	enc := json.NewEncoder(os.Stdout)
+	for _, c := range []struct {
+		name string
+		sb   bulkhead.Sandbox
+	}{
+		{"user", bulkhead.Sandbox{User: "0"}},
+	} {
+		r := sandboxReport{Case: c.name}
+		p, err := bulkhead.New(context.Background(), bulkhead.Config{Command: exe, Workers: 1, Sandbox: c.sb,
+			Env: []string{"GORACE=atexit_sleep_ms=0"}, Logger: slog.New(slog.DiscardHandler)})
+		var se *bulkhead.StartError
+		switch {
+		case err == nil:
+			r.OK = true
+			p.Close(context.Background())
+		case errors.As(err, &se):
+			r.Protection, r.Error = se.Protection, se.Error()
+		default:
+			r.Error = err.Error()
+		}
+		enc.Encode(r)
+	}
+	os.Exit(0)
+}
+
+// As an unprivileged user (a dispatcher that setpriv dropped to nobody), a
+// protection that needs privilege fails closed and says which privilege.
+func TestSandboxUnprivileged(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to drop to nobody")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("no setpriv")
+	}
+	bulkhead.CheckLeaks(t)
+	path, _ := copyBinary(t)
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--", path)
+	cmd.Env = bulkhead.HelperEnviron("sandboxed")
+	cmd.Dir = filepath.Dir(path)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]sandboxReport{}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		var r sandboxReport
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("dispatcher said %q", sc.Text())
+		}
+		got[r.Case] = r
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("dispatcher as nobody: %v; stderr:\n%s", err, stderr.String())
+	}
+	if r := got["user"]; r.OK || r.Protection != "user" || !strings.Contains(r.Error, "CAP_SETUID") {
+		t.Errorf("User as nobody: %+v, want a StartError for the user protection naming CAP_SETUID", r)
+	}
+}
