@@ -82,8 +82,12 @@ type CrashError struct {
 	Stderr string // the head and tail of the worker's stderr (Config.StderrTail)
 	Err    error  // the underlying connection or protocol error, if any
 	// Limit is the resource limit the worker was killed for exceeding:
-	// Config.MaxMemory (the pool killed it mid-call) or one of Limits.
+	// Config.MaxMemory (the pool killed it mid-call), Sandbox.MemoryMax
+	// (the kernel's OOM killer did), or one of Limits.
 	Limit Limit
+	// PeakMemory is the peak memory of the worker's cgroup, in bytes, when
+	// the kernel's OOM killer killed it at Sandbox.MemoryMax; else 0.
+	PeakMemory int64
 	// Replays is how many times the call had been replayed before this
 	// attempt (idempotent methods only).
 	Replays int

@@ -73,6 +73,9 @@ func (e *StartError) LogValue() slog.Value {
 		a = append(a, exitAttrs(e.ExitCode, e.Signal, false)...)
 	}
 	a = append(a, slog.String("reason", e.Reason))
+	if e.Protection != "" {
+		a = append(a, slog.String("protection", e.Protection))
+	}
 	if e.Err != nil {
 		a = append(a, slog.String("cause", e.Err.Error()))
 	}

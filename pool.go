@@ -197,7 +197,7 @@ func (p *Pool) onExit(w *workerProc) {
 	}
 	var limit Limit
 	switch {
-	case memKill:
+	case memKill, w.usage.OOMKills > 0 && ex.Signal == syscall.SIGKILL:
 		limit = LimitMemory
 	case !expected:
 		limit = classifyLimit(&p.cfg.Limits, ex.Signal, w.broken.Load(), rusage(w), w.Stderr.String())

@@ -2,6 +2,9 @@ package bulkhead
 
 import (
 	"errors"
+	"fmt"
+	"log/slog"
+	"math"
 	"os"
 
 	"github.com/bulkhead-go/bulkhead/internal/dispatch"
@@ -32,12 +35,57 @@ type Sandbox struct {
 	// not match does not start (Protection "binary pin").
 	// Zero value: not pinned.
 	SHA256 string
+
+	// Cgroup puts each worker in a cgroup of its own, nested under the
+	// dispatcher's, even with no limit below: every process the worker
+	// starts is in it whatever session it moves to, and all of them are
+	// killed when the worker dies, so that none outlives it or holds its
+	// stderr and delays its *CrashError. cgroup v2 is used where the
+	// unified hierarchy has the controllers, else the v1 controllers
+	// memory, pids (and cpu, for CPUMax). Creating cgroups needs root, or a
+	// delegated cgroup (Protection "cgroup").
+	// Zero value: no cgroup of its own unless a limit below is set.
+	Cgroup bool
+
+	// MemoryMax is the most memory the worker's cgroup may use, in bytes
+	// (memory.max): past it the kernel's OOM killer kills the worker, and
+	// its call fails with a *CrashError whose Limit is LimitMemory and
+	// PeakMemory the cgroup's peak. Unlike Config.MaxMemory, which the
+	// pool checks now and then, it holds at every allocation and counts
+	// the worker's children too. Implies Cgroup.
+	// Zero value: no limit.
+	MemoryMax int64
+
+	// PidsMax bounds the processes and threads in the worker's cgroup
+	// (pids.max), so that a fork bomb stops there. A Go worker needs a
+	// dozen threads or more. Implies Cgroup.
+	// Zero value: no limit.
+	PidsMax int
+
+	// CPUMax bounds the CPU time of the worker's cgroup, in CPUs: 0.5 is
+	// half of one CPU (cpu.max). Implies Cgroup.
+	// Zero value: no limit.
+	CPUMax float64
+}
+
+// cgrouped reports whether workers get a cgroup of their own.
+func (b *Sandbox) cgrouped() bool {
+	return b.Cgroup || b.MemoryMax != 0 || b.PidsMax != 0 || b.CPUMax != 0
 }
 
 // validate checks the fields' syntax; whether they can be applied is known
 // only at a start.
 func (b *Sandbox) validate() error {
 	var errs []error
+	if b.MemoryMax < 0 || (b.MemoryMax > 0 && b.MemoryMax < 4<<20) {
+		errs = append(errs, fmt.Errorf("MemoryMax = %d: want 0 (no limit) or at least 4 MiB", b.MemoryMax))
+	}
+	if b.PidsMax < 0 {
+		errs = append(errs, fmt.Errorf("PidsMax = %d: must not be negative", b.PidsMax))
+	}
+	if b.CPUMax < 0 || math.IsNaN(b.CPUMax) || math.IsInf(b.CPUMax, 0) || (b.CPUMax > 0 && b.CPUMax < 0.01) {
+		errs = append(errs, fmt.Errorf("CPUMax = %v: want 0 (no limit) or at least 0.01", b.CPUMax))
+	}
 	if b.SHA256 != "" {
 		if _, err := sandbox.NewPin(b.SHA256); err != nil {
 			errs = append(errs, err)
@@ -65,11 +113,26 @@ func newSandboxing(b *Sandbox) sandboxing {
 	return s
 }
 
-// apply sets up spec's protections for one start. The returned release
-// runs once the start has ended, either way; a failure is a *StartError.
-func (s *settings) applySandbox(spec *dispatch.Spec) (release func(), err error) {
+// applySandbox sets up spec's protections for one start of w. The returned
+// release runs once the start has ended, either way; a failure is a
+// *StartError. A cgroup is w's until its reaping (reaped).
+func (s *settings) applySandbox(spec *dispatch.Spec, w *workerProc) (release func(), err error) {
 	spec.Env = sandbox.Environ(os.Environ(), s.Env)
 	release = func() {}
+	if s.Sandbox.cgrouped() {
+		b := &s.Sandbox
+		cg, err := sandbox.NewCgroup(sandbox.CgroupLimits{MemoryMax: b.MemoryMax, PidsMax: int64(b.PidsMax), CPUMax: b.CPUMax})
+		if err != nil {
+			return release, protectionError(err)
+		}
+		w.cgroup = cg
+		spec.Confine, spec.KillAll = cg.Add, cg.Kill
+		release = func() {
+			if w.Proc == nil { // it never started: nobody else deletes the cgroup
+				w.reaped(s.Logger)
+			}
+		}
+	}
 	if s.Sandbox.User != "" {
 		if spec.Credential, err = sandbox.Credential(s.Sandbox.User); err != nil {
 			return release, protectionError(err)
@@ -89,14 +152,27 @@ func (s *settings) applySandbox(spec *dispatch.Spec) (release func(), err error)
 	}
 	if f != nil {
 		spec.Exec = f
-		release = func() { f.Close() }
+		cgRelease := release
+		release = func() { f.Close(); cgRelease() }
 	}
 	return release, nil
 }
 
+// reaped reads and removes w's cgroup, once w has been reaped: what it
+// recorded says whether the kernel's OOM killer killed it.
+func (w *workerProc) reaped(log *slog.Logger) {
+	if w.cgroup == nil {
+		return
+	}
+	w.usage = w.cgroup.Usage()
+	if err := w.cgroup.Delete(); err != nil {
+		log.Warn("worker cgroup left behind", "pid", w.PID, "err", err)
+	}
+}
+
 // protectionError is a protection that could not be applied, as the
 // *StartError that stops the worker from starting.
-func protectionError(err error) error {
+func protectionError(err error) *StartError {
 	var e *sandbox.Error
 	if !errors.As(err, &e) {
 		return &StartError{ExitCode: -1, Reason: err.Error(), Err: err}

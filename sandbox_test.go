@@ -13,7 +13,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -242,5 +244,86 @@ func TestSandboxUnprivileged(t *testing.T) {
 	}
 	if r := got["user"]; r.OK || r.Protection != "user" || !strings.Contains(r.Error, "CAP_SETUID") {
 		t.Errorf("User as nobody: %+v, want a StartError for the user protection naming CAP_SETUID", r)
+	}
+}
+
+// cgroupPool is sandboxPool with the pool's KillGrace at a minute: were the
+// reaping to wait for a descendant holding the worker's stderr, the test's
+// calls would run out of time.
+func cgroupPool(t *testing.T, sb bulkhead.Sandbox) *bulkhead.Pool {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("cgroups need root here")
+	}
+	exe, _ := os.Executable()
+	bulkhead.CheckLeaks(t)
+	p, err := bulkhead.New(context.Background(), bulkhead.Config{
+		Command: exe, Workers: 1, Sandbox: sb, KillGrace: time.Minute,
+		Env: []string{"GORACE=atexit_sleep_ms=0"}, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(context.Background()) })
+	return p
+}
+
+// gone reports whether pid has exited (a zombie counts: it holds nothing).
+func gone(pid string) bool {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return len(f) > 0 && (f[0] == "Z" || f[0] == "X")
+}
+
+// A child that left the worker's session dies with the worker, and its
+// hold on the worker's stderr does not delay the *CrashError.
+func TestSandboxSetsidChildDies(t *testing.T) {
+	p := cgroupPool(t, bulkhead.Sandbox{Cgroup: true})
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := p.Call(ctx, "setsid", pidFile)
+	var ce *bulkhead.CrashError
+	if !errors.As(err, &ce) || ce.Signal != syscall.SIGSEGV {
+		t.Fatalf("setsid then segv: %v, want a *CrashError for SIGSEGV", err)
+	}
+	pid, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !gone(string(pid)) {
+		t.Errorf("the worker's setsid child %s outlived it", pid)
+	}
+}
+
+// pids.max stops a fork bomb; the children it started die with the worker.
+func TestSandboxForkBomb(t *testing.T) {
+	p := cgroupPool(t, bulkhead.Sandbox{PidsMax: 64})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := bulkhead.CallAs[[]string](ctx, p, "forkbomb", 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := strconv.Atoi(out[0]); n >= 64 || !strings.Contains(out[1], "resource temporarily unavailable") {
+		t.Fatalf("fork bomb under pids.max 64: started %s, then %q; want fewer than 64, then EAGAIN", out[0], out[1])
+	}
+}
+
+// Past memory.max the kernel kills the worker: a *CrashError with
+// LimitMemory and the cgroup's peak.
+func TestSandboxMemoryMax(t *testing.T) {
+	const max = 64 << 20
+	p := cgroupPool(t, bulkhead.Sandbox{MemoryMax: max})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := p.Call(ctx, "alloc", 256)
+	var ce *bulkhead.CrashError
+	if !errors.As(err, &ce) || ce.Limit != bulkhead.LimitMemory || !errors.Is(err, bulkhead.ErrLimitExceeded) ||
+		ce.Signal != syscall.SIGKILL || ce.PeakMemory < max*3/4 {
+		t.Fatalf("alloc 256 MiB under memory.max 64 MiB: %v (%+v), want a *CrashError with LimitMemory and a peak near 64 MiB", err, ce)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/bulkhead-go/bulkhead/internal/dispatch"
 	"github.com/bulkhead-go/bulkhead/internal/proc"
+	"github.com/bulkhead-go/bulkhead/internal/sandbox"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
 
@@ -41,6 +42,9 @@ type workerProc struct {
 	current       atomic.Uint64 // request id of the latest call, for the crash log
 
 	pol workerPolicy // recycling and limit state (policy_recycle.go)
+
+	cgroup *sandbox.Cgroup // its own cgroup (Sandbox.Cgroup), or nil; removed once it is reaped
+	usage  sandbox.Usage   // what the cgroup recorded, read once it is reaped
 }
 
 // launch spawns one worker of s.Command through sp and waits for its HELLO,
@@ -61,7 +65,7 @@ func launch(s *settings, sp *proc.Spawner, onExit func(*workerProc), track func(
 func launchWatched(s *settings, sp *proc.Spawner, onDied, onExit func(*workerProc), track func(*workerProc, bool),
 	opts func(wire.Hello) dispatch.Options, extraEnv ...string) (*workerProc, error) {
 	w := &workerProc{}
-	h := dispatch.Hooks{Reaped: func() { onExit(w) }}
+	h := dispatch.Hooks{Reaped: func() { w.reaped(s.Logger); onExit(w) }}
 	if onDied != nil {
 		h.Died = func() { onDied(w) }
 	}
@@ -70,7 +74,7 @@ func launchWatched(s *settings, sp *proc.Spawner, onDied, onExit func(*workerPro
 	}
 	spec := s.spec(extraEnv)
 	spec.Options = opts
-	release, err := s.applySandbox(&spec)
+	release, err := s.applySandbox(&spec, w)
 	defer release()
 	if err != nil {
 		return nil, err
@@ -108,8 +112,13 @@ func startError(err error) error {
 	if !errors.As(err, &f) {
 		return err
 	}
-	return &StartError{PID: f.PID, ExitCode: f.Exit.Code, Signal: f.Exit.Signal, Exited: f.Exited,
+	e := &StartError{PID: f.PID, ExitCode: f.Exit.Code, Signal: f.Exit.Signal, Exited: f.Exited,
 		Reason: f.Reason, Stderr: f.Stderr, Err: f.Err}
+	var se *sandbox.Error
+	if errors.As(f.Err, &se) {
+		e.Protection = se.Protection
+	}
+	return e
 }
 
 // transport reports which transport w's frames use.

@@ -49,6 +49,13 @@ type Spec struct {
 	Exec *os.File
 	// Credential, if not nil, is the user and groups the worker runs as.
 	Credential *syscall.Credential
+	// Confine, if not nil, puts the started process in its sandbox (its
+	// cgroup) before Limit and before HELLO is awaited: no call runs
+	// outside it.
+	Confine func(pid int) error
+	// KillAll, if not nil, kills every process the worker started, once
+	// it has died (proc.Options.KillAll).
+	KillAll func()
 }
 
 // Hooks are the owner's callbacks, which run on the process's watching
@@ -181,7 +188,8 @@ func Launch(w *Worker, s Spec, sp *proc.Spawner, h Hooks) error {
 			h.Died()
 		}
 	}
-	pr, err := proc.StartWatched(sp, command(s, w.Stderr, cookie, childSock, markerFile, shm), died, h.Reaped)
+	pr, err := proc.StartWith(sp, command(s, w.Stderr, cookie, childSock, markerFile, shm),
+		proc.Options{Died: died, Reaped: h.Reaped, KillAll: s.KillAll})
 	if err != nil {
 		w.Conn.Close()
 		unix.Munmap(page)
@@ -193,6 +201,14 @@ func Launch(w *Worker, s Spec, sp *proc.Spawner, h Hooks) error {
 	w.Proc, w.PID = pr, pr.PID
 	childSock.Close()
 	markerFile.Close()
+	if s.Confine != nil {
+		if err := s.Confine(w.PID); err != nil {
+			w.Proc.Kill()
+			<-w.Proc.Exited()
+			w.Close()
+			return &StartFailure{PID: w.PID, Exit: proc.Exit{Code: -1}, Reason: err.Error(), Err: err}
+		}
+	}
 	if s.Limit != nil {
 		if err := s.Limit(w.PID); err != nil {
 			w.Proc.Kill()

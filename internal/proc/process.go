@@ -25,8 +25,9 @@ type Process struct {
 	state  *os.ProcessState
 	err    error // Wait's error, other than the exit status
 
-	onDied func()
-	onExit func()
+	onDied  func()
+	onExit  func()
+	killAll func()
 
 	// sigMu orders signals against the reaping: once dead is set the pid
 	// may be reaped and reused, so nothing is sent to it any more.
@@ -51,6 +52,28 @@ func Start(sp *Spawner, cmd *exec.Cmd, onExit func()) (*Process, error) {
 // the reaping. The reaping itself may wait up to cmd.WaitDelay for output
 // pipes that a surviving descendant holds open; onDied does not.
 func StartWatched(sp *Spawner, cmd *exec.Cmd, onDied, onExit func()) (*Process, error) {
+	return StartWith(sp, cmd, Options{Died: onDied, Reaped: onExit})
+}
+
+// Options are StartWith's callbacks, which run on the watching goroutine;
+// any may be nil.
+type Options struct {
+	// Died runs as soon as the pidfd reports the exit, before the reaping
+	// (StartWatched's onDied), after KillAll.
+	Died func()
+	// Reaped runs once the process has been reaped, just before Exited is
+	// closed (Start's onExit).
+	Reaped func()
+	// KillAll kills every process the child started, wherever it went: a
+	// descendant that called setsid(2) has left the process group, but
+	// not the child's cgroup. It runs when the child has died, after its
+	// group was killed, so that no descendant outlives it or holds its
+	// output pipes open and delays the reaping.
+	KillAll func()
+}
+
+// StartWith is Start with every callback.
+func StartWith(sp *Spawner, cmd *exec.Cmd, o Options) (*Process, error) {
 	attr := syscall.SysProcAttr{}
 	if cmd.SysProcAttr != nil {
 		attr = *cmd.SysProcAttr
@@ -62,7 +85,7 @@ func StartWatched(sp *Spawner, cmd *exec.Cmd, onDied, onExit func()) (*Process, 
 	if err := sp.Start(cmd); err != nil {
 		return nil, err
 	}
-	p := &Process{Cmd: cmd, PID: cmd.Process.Pid, exited: make(chan struct{}), onDied: onDied, onExit: onExit}
+	p := &Process{Cmd: cmd, PID: cmd.Process.Pid, exited: make(chan struct{}), onDied: o.Died, onExit: o.Reaped, killAll: o.KillAll}
 	// The child cannot be reaped before we Wait, so its pid is still ours.
 	if fd, err := unix.PidfdOpen(p.PID, unix.PIDFD_NONBLOCK); err == nil {
 		p.pidfd = os.NewFile(uintptr(fd), "pidfd")
@@ -84,6 +107,9 @@ func (p *Process) watch() {
 	// so its group id cannot have been reused: clean up its group.
 	if p.pidfd != nil {
 		_ = unix.Kill(-p.PID, unix.SIGKILL)
+	}
+	if p.killAll != nil {
+		p.killAll()
 	}
 	if p.onDied != nil {
 		p.onDied()

@@ -1,0 +1,227 @@
+package sandbox
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	cgroups "github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// CgroupLimits are the limits of a worker's own cgroup. Zero leaves one
+// unlimited.
+type CgroupLimits struct {
+	MemoryMax int64   // bytes: memory.max (v2), memory.limit_in_bytes (v1)
+	PidsMax   int64   // processes and threads: pids.max
+	CPUMax    float64 // CPUs: cpu.max (v2), cfs_quota_us over cfs_period_us (v1)
+}
+
+// Cgroup is one worker's cgroup, nested under the dispatcher's own: on
+// cgroup v2 if the unified hierarchy has the controllers, else on the v1
+// controllers memory, pids and (for CPUMax) cpu. Every process the worker
+// starts is in it, whatever session or process group it moves to, so Kill
+// reaches them all.
+type Cgroup struct {
+	v1   cgroup1.Cgroup
+	v2   *cgroup2.Manager
+	path func(cgroup1.Name) string // a v1 controller's directory
+}
+
+// Usage is what a cgroup recorded about its processes.
+type Usage struct {
+	PeakMemory int64  // the most memory charged at once, bytes
+	OOMKills   uint64 // processes the kernel's OOM killer killed in it
+}
+
+const cpuPeriod = 100000 // µs
+
+// NewCgroup creates a cgroup for one worker with limits l. Failing that
+// (no cgroup hierarchy, or no right to create one) is an *Error naming the
+// cgroup protection.
+func NewCgroup(l CgroupLimits) (*Cgroup, error) {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "bulkhead-" + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:])
+	switch cgroups.Mode() {
+	case cgroups.Unified:
+		return newV2(name, l)
+	case cgroups.Legacy, cgroups.Hybrid:
+		return newV1(name, l)
+	}
+	return nil, fail("cgroup", nil, "no cgroup hierarchy is mounted at /sys/fs/cgroup")
+}
+
+func newV1(name string, l CgroupLimits) (*Cgroup, error) {
+	want := map[cgroup1.Name]bool{cgroup1.Memory: true, cgroup1.Pids: true, cgroup1.Cpu: l.CPUMax > 0}
+	var found []cgroup1.Subsystem
+	hier := func() ([]cgroup1.Subsystem, error) {
+		all, err := cgroup1.Default()
+		found = found[:0]
+		for _, s := range all {
+			if want[s.Name()] {
+				found = append(found, s)
+			}
+		}
+		return found, err
+	}
+	subs, err := hier()
+	if err != nil {
+		return nil, fail("cgroup", err, "listing the cgroup v1 controllers")
+	}
+	for n, need := range want {
+		if need && !hasSubsystem(subs, n) {
+			return nil, fail("cgroup", nil, "the cgroup v1 controller %q is not mounted", n)
+		}
+	}
+	r := &specs.LinuxResources{Pids: &specs.LinuxPids{}}
+	if l.PidsMax > 0 {
+		r.Pids.Limit = &l.PidsMax
+	}
+	if l.MemoryMax > 0 {
+		r.Memory = &specs.LinuxMemory{Limit: &l.MemoryMax}
+	}
+	if l.CPUMax > 0 {
+		q, p := int64(l.CPUMax*cpuPeriod), uint64(cpuPeriod)
+		r.CPU = &specs.LinuxCPU{Quota: &q, Period: &p}
+	}
+	path := cgroup1.NestedPath(name)
+	cg, err := cgroup1.New(path, r, cgroup1.WithHierarchy(hier))
+	if err != nil {
+		return nil, fail("cgroup", err, "creating cgroup v1 %s (needs write access to the controllers' directories, as root has)", name)
+	}
+	dirs := map[cgroup1.Name]string{}
+	for _, s := range subs {
+		rel, err := path(s.Name())
+		if p, ok := s.(interface{ Path(string) string }); ok && err == nil {
+			dirs[s.Name()] = p.Path(rel)
+		}
+	}
+	return &Cgroup{v1: cg, path: func(n cgroup1.Name) string { return dirs[n] }}, nil
+}
+
+func hasSubsystem(subs []cgroup1.Subsystem, n cgroup1.Name) bool {
+	for _, s := range subs {
+		if s.Name() == n {
+			return true
+		}
+	}
+	return false
+}
+
+func newV2(name string, l CgroupLimits) (*Cgroup, error) {
+	self, err := cgroup2.NestedGroupPath("")
+	if err != nil {
+		return nil, fail("cgroup", err, "finding the dispatcher's own cgroup v2")
+	}
+	r := &cgroup2.Resources{Pids: &cgroup2.Pids{}}
+	if l.PidsMax > 0 {
+		r.Pids.Max = l.PidsMax
+	}
+	if l.MemoryMax > 0 {
+		r.Memory = &cgroup2.Memory{Max: &l.MemoryMax}
+	}
+	if l.CPUMax > 0 {
+		q, p := int64(l.CPUMax*cpuPeriod), uint64(cpuPeriod)
+		r.CPU = &cgroup2.CPU{Max: cgroup2.NewCPUMax(&q, &p)}
+	}
+	m, err := cgroup2.NewManager("/sys/fs/cgroup", filepath.Join(self, name), r)
+	if err != nil {
+		return nil, fail("cgroup", err, "creating cgroup v2 %s (its parent must delegate the pids, memory and cpu controllers)", name)
+	}
+	return &Cgroup{v2: m}, nil
+}
+
+// Add moves process pid into the cgroup.
+func (c *Cgroup) Add(pid int) error {
+	var err error
+	if c.v2 != nil {
+		err = c.v2.AddProc(uint64(pid))
+	} else {
+		err = c.v1.AddProc(uint64(pid))
+	}
+	if err != nil {
+		return fail("cgroup", err, "moving worker %d into its cgroup", pid)
+	}
+	return nil
+}
+
+// Kill SIGKILLs every process in the cgroup, and again any it forked in
+// the meantime, until it is empty or, after many rounds, gives up (a
+// process that the kernel cannot kill at once, in uninterruptible sleep,
+// leaves when it wakes). It does not wait for them to be reaped.
+func (c *Cgroup) Kill() {
+	if c.v2 != nil {
+		_ = c.v2.Kill() // cgroup.kill: atomic against forks
+		return
+	}
+	for range 100 {
+		procs, err := c.v1.Processes(cgroup1.Pids, true)
+		if err != nil || len(procs) == 0 {
+			return
+		}
+		for _, p := range procs {
+			_ = unix.Kill(p.Pid, unix.SIGKILL)
+		}
+	}
+}
+
+// Usage reads what the cgroup recorded: call it after the worker died,
+// before Delete.
+func (c *Cgroup) Usage() Usage {
+	if c.v2 != nil {
+		st, err := c.v2.Stat()
+		if err != nil || st.Memory == nil {
+			return Usage{}
+		}
+		u := Usage{PeakMemory: int64(st.Memory.MaxUsage)}
+		if st.MemoryEvents != nil {
+			u.OOMKills = st.MemoryEvents.OomKill
+		}
+		return u
+	}
+	dir := c.path(cgroup1.Memory)
+	var u Usage
+	if b, err := os.ReadFile(filepath.Join(dir, "memory.max_usage_in_bytes")); err == nil {
+		u.PeakMemory, _ = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "memory.oom_control")); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "oom_kill "); ok {
+				u.OOMKills, _ = strconv.ParseUint(v, 10, 64)
+			}
+		}
+	}
+	return u
+}
+
+// Delete kills what is left in the cgroup and removes it.
+func (c *Cgroup) Delete() error {
+	c.Kill()
+	var err error
+	for range 1000 { // the killed leave within microseconds; rmdir fails with EBUSY until then
+		if c.v2 != nil {
+			err = c.v2.Delete()
+		} else {
+			err = c.v1.Delete()
+		}
+		if err == nil || !errors.Is(err, syscall.EBUSY) {
+			break
+		}
+		c.Kill()
+		_ = unix.Nanosleep(&unix.Timespec{Nsec: 100000}, nil)
+	}
+	if err != nil {
+		return fmt.Errorf("removing the worker's cgroup: %w", err)
+	}
+	return nil
+}
