@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bulkhead-go/bulkhead/internal/sandbox"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
 
@@ -323,7 +324,7 @@ type settings struct {
 	maxFrame   uint32
 	min, max   int                 // worker counts
 	idempotent map[string]struct{} // from Idempotent
-	sandboxing sandboxing          // from Sandbox
+	sandbox    *sandbox.Plan       // from Sandbox
 }
 
 // Validate reports every field of c that New would refuse, without
@@ -368,10 +369,10 @@ func (c *Config) settings() (settings, error) {
 	if err := s.Limits.validate(); err != nil {
 		bad("Limits: %w", err)
 	}
-	if err := s.Sandbox.validate(); err != nil {
+	if plan, err := s.Sandbox.plan(); err != nil {
 		bad("Sandbox: %w", err)
 	} else {
-		s.sandboxing = newSandboxing(&s.Sandbox)
+		s.sandbox = plan
 	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()

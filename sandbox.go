@@ -1,13 +1,8 @@
 package bulkhead
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
-	"math"
-	"os"
 
-	"github.com/bulkhead-go/bulkhead/internal/dispatch"
 	"github.com/bulkhead-go/bulkhead/internal/sandbox"
 )
 
@@ -68,114 +63,15 @@ type Sandbox struct {
 	CPUMax float64
 }
 
-// cgrouped reports whether workers get a cgroup of their own.
-func (b *Sandbox) cgrouped() bool {
-	return b.Cgroup || b.MemoryMax != 0 || b.PidsMax != 0 || b.CPUMax != 0
-}
-
-// validate checks the fields' syntax; whether they can be applied is known
-// only at a start.
-func (b *Sandbox) validate() error {
-	var errs []error
-	if b.MemoryMax < 0 || (b.MemoryMax > 0 && b.MemoryMax < 4<<20) {
-		errs = append(errs, fmt.Errorf("MemoryMax = %d: want 0 (no limit) or at least 4 MiB", b.MemoryMax))
-	}
-	if b.PidsMax < 0 {
-		errs = append(errs, fmt.Errorf("PidsMax = %d: must not be negative", b.PidsMax))
-	}
-	if b.CPUMax < 0 || math.IsNaN(b.CPUMax) || math.IsInf(b.CPUMax, 0) || (b.CPUMax > 0 && b.CPUMax < 0.01) {
-		errs = append(errs, fmt.Errorf("CPUMax = %v: want 0 (no limit) or at least 0.01", b.CPUMax))
-	}
-	if b.SHA256 != "" {
-		if _, err := sandbox.NewPin(b.SHA256); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if b.User != "" {
-		if _, _, err := sandbox.Lookup(b.User); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// sandboxing is a validated Sandbox, shared by every start of a pool's
-// workers or an activator's servers.
-type sandboxing struct {
-	pin *sandbox.Pin // nil: not pinned
-}
-
-func newSandboxing(b *Sandbox) sandboxing {
-	var s sandboxing
-	if b.SHA256 != "" {
-		s.pin, _ = sandbox.NewPin(b.SHA256) // validated
-	}
-	return s
-}
-
-// applySandbox sets up spec's protections for one start of w. The returned
-// release runs once the start has ended, either way; a failure is a
-// *StartError. A cgroup is w's until its reaping (reaped).
-func (s *settings) applySandbox(spec *dispatch.Spec, w *workerProc) (release func(), err error) {
-	spec.Env = sandbox.Environ(os.Environ(), s.Env)
-	release = func() {}
-	if s.Sandbox.cgrouped() {
-		b := &s.Sandbox
-		cg, err := sandbox.NewCgroup(sandbox.CgroupLimits{MemoryMax: b.MemoryMax, PidsMax: int64(b.PidsMax), CPUMax: b.CPUMax})
-		if err != nil {
-			return release, protectionError(err)
-		}
-		w.cgroup = cg
-		spec.Confine, spec.KillAll = cg.Add, cg.Kill
-		release = func() {
-			if w.Proc == nil { // it never started: nobody else deletes the cgroup
-				w.reaped(s.Logger)
-			}
-		}
-	}
-	if s.Sandbox.User != "" {
-		if spec.Credential, err = sandbox.Credential(s.Sandbox.User); err != nil {
-			return release, protectionError(err)
-		}
-	}
-	var f *os.File
-	switch {
-	case s.sandboxing.pin != nil:
-		f, err = s.sandboxing.pin.Open(s.path)
-	case s.Sandbox.User != "":
-		// Executed by the dispatcher's open file, so that the user needs
-		// no access to the directories on its path, only the file's x bit.
-		f, err = sandbox.OpenExec(s.path)
-	}
-	if err != nil {
-		return release, protectionError(err)
-	}
-	if f != nil {
-		spec.Exec = f
-		cgRelease := release
-		release = func() { f.Close(); cgRelease() }
-	}
-	return release, nil
-}
+// plan validates b's syntax; whether each protection can be applied is
+// known only at a start.
+func (b *Sandbox) plan() (*sandbox.Plan, error) { return sandbox.NewPlan(sandbox.Settings(*b)) }
 
 // reaped reads and removes w's cgroup, once w has been reaped: what it
 // recorded says whether the kernel's OOM killer killed it.
-func (w *workerProc) reaped(log *slog.Logger) {
-	if w.cgroup == nil {
-		return
-	}
-	w.usage = w.cgroup.Usage()
-	if err := w.cgroup.Delete(); err != nil {
+func (w *workerProc) reaped(st *sandbox.Start, log *slog.Logger) {
+	var err error
+	if w.usage, err = st.Reaped(); err != nil {
 		log.Warn("worker cgroup left behind", "pid", w.PID, "err", err)
 	}
-}
-
-// protectionError is a protection that could not be applied, as the
-// *StartError that stops the worker from starting.
-func protectionError(err error) *StartError {
-	var e *sandbox.Error
-	if !errors.As(err, &e) {
-		return &StartError{ExitCode: -1, Reason: err.Error(), Err: err}
-	}
-	return &StartError{ExitCode: -1, Protection: e.Protection, Reason: "sandbox: " + e.Protection + ": " + e.Reason, Err: err}
 }

@@ -43,8 +43,7 @@ type workerProc struct {
 
 	pol workerPolicy // recycling and limit state (policy_recycle.go)
 
-	cgroup *sandbox.Cgroup // its own cgroup (Sandbox.Cgroup), or nil; removed once it is reaped
-	usage  sandbox.Usage   // what the cgroup recorded, read once it is reaped
+	usage sandbox.Usage // what its cgroup recorded (Sandbox.Cgroup), read once it is reaped
 }
 
 // launch spawns one worker of s.Command through sp and waits for its HELLO,
@@ -65,7 +64,7 @@ func launch(s *settings, sp *proc.Spawner, onExit func(*workerProc), track func(
 func launchWatched(s *settings, sp *proc.Spawner, onDied, onExit func(*workerProc), track func(*workerProc, bool),
 	opts func(wire.Hello) dispatch.Options, extraEnv ...string) (*workerProc, error) {
 	w := &workerProc{}
-	h := dispatch.Hooks{Reaped: func() { w.reaped(s.Logger); onExit(w) }}
+	h := dispatch.Hooks{Reaped: func() { onExit(w) }}
 	if onDied != nil {
 		h.Died = func() { onDied(w) }
 	}
@@ -74,10 +73,12 @@ func launchWatched(s *settings, sp *proc.Spawner, onDied, onExit func(*workerPro
 	}
 	spec := s.spec(extraEnv)
 	spec.Options = opts
-	release, err := s.applySandbox(&spec, w)
-	defer release()
-	if err != nil {
-		return nil, err
+	spec.Prepare = func(spec *dispatch.Spec) (func(bool), func(), error) {
+		st, err := s.sandbox.Prepare(s.path, s.Env, spec)
+		if err != nil {
+			return nil, nil, err
+		}
+		return st.Launched, func() { w.reaped(st, s.Logger) }, nil
 	}
 	if err := dispatch.Launch(&w.Worker, spec, sp, h); err != nil {
 		return nil, startError(err)
@@ -117,6 +118,7 @@ func startError(err error) error {
 	var se *sandbox.Error
 	if errors.As(f.Err, &se) {
 		e.Protection = se.Protection
+		e.Reason = se.Error()
 	}
 	return e
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/internal/dispatch"
 	"github.com/bulkhead-go/bulkhead/internal/proc"
+	"github.com/bulkhead-go/bulkhead/internal/sandbox"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
 
@@ -50,8 +51,17 @@ func processSpec(p bulkhead.Process, bad func(format string, args ...any)) dispa
 		StderrTail: p.StderrTail, KillGrace: defaultKillGrace, StartTimeout: p.StartTimeout,
 		MaxFrame: wire.DefaultMaxFrame,
 	}
-	if p.Env != nil {
-		s.Env = append([]string(nil), p.Env...)
+	env := append([]string(nil), p.Env...)
+	plan, err := sandbox.NewPlan(sandbox.Settings(p.Sandbox))
+	if err != nil {
+		bad("Sandbox: %w", err)
+	}
+	s.Prepare = func(spec *dispatch.Spec) (func(bool), func(), error) {
+		st, err := plan.Prepare(spec.Path, env, spec)
+		if err != nil {
+			return nil, nil, err
+		}
+		return st.Launched, func() { _, _ = st.Reaped() }, nil
 	}
 	if p.Command == "" {
 		bad("Command is required")
@@ -102,8 +112,13 @@ func startError(err error) error {
 	if !errors.As(err, &f) {
 		return err
 	}
-	return &bulkhead.StartError{PID: f.PID, ExitCode: f.Exit.Code, Signal: f.Exit.Signal, Exited: f.Exited,
+	e := &bulkhead.StartError{PID: f.PID, ExitCode: f.Exit.Code, Signal: f.Exit.Signal, Exited: f.Exited,
 		Reason: f.Reason, Stderr: f.Stderr, Err: f.Err}
+	var se *sandbox.Error
+	if errors.As(f.Err, &se) {
+		e.Protection = se.Protection
+	}
+	return e
 }
 
 // serverCrash describes a server whose connection broke under request id:

@@ -56,6 +56,12 @@ type Spec struct {
 	// KillAll, if not nil, kills every process the worker started, once
 	// it has died (proc.Options.KillAll).
 	KillAll func()
+	// Prepare, if not nil, runs first at each start and applies the
+	// worker's protections to Launch's copy of the spec (internal/sandbox):
+	// Env, Exec, Credential, Confine, KillAll. A failure ends the start.
+	// launched runs once the start has ended, told whether a process ran;
+	// reaped runs once that process has been reaped, before Hooks.Reaped.
+	Prepare func(s *Spec) (launched func(started bool), reaped func(), err error)
 }
 
 // Hooks are the owner's callbacks, which run on the process's watching
@@ -142,6 +148,24 @@ const socketBuffer = 4 << 20
 // *StartFailure; the process has then been reaped, and its resources
 // released.
 func Launch(w *Worker, s Spec, sp *proc.Spawner, h Hooks) error {
+	if s.Prepare == nil {
+		return launch(w, s, sp, h)
+	}
+	launched, reaped, err := s.Prepare(&s)
+	if err != nil {
+		return &StartFailure{Exit: proc.Exit{Code: -1}, Reason: err.Error(), Err: err}
+	}
+	if after := h.Reaped; after != nil {
+		h.Reaped = func() { reaped(); after() }
+	} else {
+		h.Reaped = reaped
+	}
+	err = launch(w, s, sp, h)
+	launched(w.Proc != nil)
+	return err
+}
+
+func launch(w *Worker, s Spec, sp *proc.Spawner, h Hooks) error {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return &StartFailure{Exit: proc.Exit{Code: -1}, Reason: "socketpair: " + err.Error(), Err: err}
