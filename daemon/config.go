@@ -97,6 +97,7 @@ type PoolFile struct {
 	QuarantineMax        int           `toml:"quarantine_max"`
 	Idempotent           []string      `toml:"idempotent"`
 	MaxReplays           int           `toml:"max_replays"`
+	NoCallTimings        bool          `toml:"no_call_timings"`
 	Limits               LimitsFile    `toml:"limits"`
 }
 

@@ -141,7 +141,7 @@ func (c *conn) handshake(h wire.Header, p []byte) error {
 			"message": fmt.Sprintf("protocol %d is not spoken here (1 is)", hello.Protocol)})
 		return fmt.Errorf("protocol %d", hello.Protocol)
 	case !c.s.anyAllowed(c.peer):
-		c.fail(0, errPermission, "permission denied")
+		c.fail(0, errPermission, "")
 		return fmt.Errorf("uid %d may use nothing here", c.peer.UID)
 	}
 	if hello.Name != "" {
