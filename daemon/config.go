@@ -98,7 +98,11 @@ type PoolFile struct {
 	Idempotent           []string      `toml:"idempotent"`
 	MaxReplays           int           `toml:"max_replays"`
 	NoCallTimings        bool          `toml:"no_call_timings"`
-	Limits               LimitsFile    `toml:"limits"`
+	// Sandbox is bulkhead.Sandbox: each field as its snake_case key
+	// (memory_max, pids_max, ...), set by reflection so that every field
+	// the sandbox gains has a key.
+	Sandbox map[string]any `toml:"sandbox"`
+	Limits  LimitsFile     `toml:"limits"`
 }
 
 // LimitsFile is bulkhead.Limits.
@@ -120,15 +124,16 @@ type ActivatorFile struct {
 
 // ServerFile is one [[server]]: a class server's program and its classes.
 type ServerFile struct {
-	Name         string        `toml:"name"`
-	Command      string        `toml:"command"`
-	Args         []string      `toml:"args"`
-	Env          []string      `toml:"env"`
-	Dir          string        `toml:"dir"`
-	StartTimeout time.Duration `toml:"start_timeout"`
-	StderrTail   int           `toml:"stderr_tail"`
-	Limits       LimitsFile    `toml:"limits"`
-	Classes      []ClassFile   `toml:"class"`
+	Name         string         `toml:"name"`
+	Command      string         `toml:"command"`
+	Args         []string       `toml:"args"`
+	Env          []string       `toml:"env"`
+	Dir          string         `toml:"dir"`
+	StartTimeout time.Duration  `toml:"start_timeout"`
+	StderrTail   int            `toml:"stderr_tail"`
+	Limits       LimitsFile     `toml:"limits"`
+	Sandbox      map[string]any `toml:"sandbox"`
+	Classes      []ClassFile    `toml:"class"`
 }
 
 // ClassFile is one [[server.class]].

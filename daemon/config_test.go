@@ -19,6 +19,14 @@ func TestEveryConfigFieldHasAKey(t *testing.T) {
 		if f.Name == "Logger" {
 			continue // the daemon's own JSON log
 		}
+		if f.Name == "Sandbox" {
+			for j := range f.Type.NumField() {
+				name := f.Type.Field(j).Name
+				if camel(snake(name)) != name {
+					t.Errorf("bulkhead.Sandbox.%s has no key: %s reads back as %s", name, snake(name), camel(snake(name)))
+				}
+			}
+		}
 		if _, ok := pf.FieldByName(f.Name); !ok {
 			t.Errorf("bulkhead.Config.%s has no key in [[pool]]", f.Name)
 		}
@@ -47,6 +55,8 @@ func TestConfigErrors(t *testing.T) {
 		{"open socket mode", "socket_mode = \"0666\"\n" + base[strings.Index(base, "[[pool]]"):], []string{"c.toml:1", "socket_mode"}},
 		{"syntax", base + "workers = = 2\n", []string{"c.toml:5"}},
 		{"nothing to serve", "socket = \"/x\"\n", []string{"nothing to serve"}},
+		{"unknown sandbox key", base + "[pool.sandbox]\nmemory_maxx = 5\n", []string{"c.toml:6", "pool.sandbox.memory_maxx", "unknown key"}},
+		{"bad sandbox value", base + "[pool.sandbox]\npids_max = \"many\"\n", []string{"c.toml:6", "pool.sandbox.pids_max"}},
 		{"bad instancing", base + "[[server]]\ncommand = \"" + exe + "\"\n[[server.class]]\nname = \"C\"\ninstancing = \"often\"\n",
 			[]string{"c.toml:9", "instancing", "often"}},
 	}
@@ -80,4 +90,19 @@ func TestExampleConfig(t *testing.T) {
 	if len(cfg.Pools) != 1 || cfg.Pools[0].Name != "demo" || len(cfg.Activator.Servers) != 1 {
 		t.Fatalf("%+v", cfg)
 	}
+}
+
+// snake is a Go field name in snake_case, as the config writes it.
+func snake(name string) string {
+	var b strings.Builder
+	up := func(i int) bool { return i >= 0 && i < len(name) && name[i] >= 'A' && name[i] <= 'Z' }
+	for i := range len(name) {
+		// A word starts at an upper-case letter after a lower-case one,
+		// or before a lower-case one after upper-case ones (CPUMax).
+		if i > 0 && up(i) && (!up(i-1) || (i+1 < len(name) && !up(i+1) && name[i+1] != '2')) {
+			b.WriteByte('_')
+		}
+		b.WriteByte(name[i])
+	}
+	return strings.ToLower(b.String())
 }

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -133,6 +134,9 @@ func (pf *PoolFile) pool(bad func(string, error)) (Pool, bool) {
 	p.Config.Command = os.ExpandEnv(pf.Command)
 	p.Config.Limits = bulkhead.Limits(pf.Limits)
 	ok := true
+	if err := setFields(reflect.ValueOf(&p.Config.Sandbox).Elem(), pf.Sandbox, "pool.sandbox", bad); err != nil {
+		ok = false
+	}
 	if pf.DumpSignal != "" {
 		sig, found := signalNames[pf.DumpSignal]
 		if !found {
@@ -177,6 +181,8 @@ func (f *File) activator(c *Config, bad func(string, int, error)) {
 	for i, sf := range f.Servers {
 		sc := activation.ServerConfig{Name: sf.Name, Process: bulkhead.Process{Command: os.ExpandEnv(sf.Command), Args: sf.Args,
 			Env: sf.Env, Dir: sf.Dir, Limits: bulkhead.Limits(sf.Limits), StartTimeout: sf.StartTimeout, StderrTail: sf.StderrTail}}
+		setFields(reflect.ValueOf(&sc.Process.Sandbox).Elem(), sf.Sandbox, "server.sandbox",
+			func(k string, err error) { bad(k, i, err) })
 		for _, cf := range sf.Classes {
 			inst, ok := instancings[cf.Instancing]
 			if !ok {
@@ -235,4 +241,76 @@ func splitKey(k string) []string {
 		}
 	}
 	return append(out, k[start:])
+}
+
+// setFields sets the fields of the struct dst from m, whose keys are the
+// fields' names in snake_case; each problem goes to bad with its key.
+func setFields(dst reflect.Value, m map[string]any, prefix string, bad func(string, error)) error {
+	var failed error
+	for k, v := range m {
+		key := prefix + "." + k
+		f := dst.FieldByName(camel(k))
+		if !f.IsValid() || !f.CanSet() {
+			failed = errors.New("unknown key")
+			bad(key, failed)
+			continue
+		}
+		if err := setValue(f, v); err != nil {
+			failed = err
+			bad(key, err)
+		}
+	}
+	return failed
+}
+
+// setValue sets f from a TOML value.
+func setValue(f reflect.Value, v any) error {
+	rv := reflect.ValueOf(v)
+	switch {
+	case f.Type() == reflect.TypeOf(time.Duration(0)):
+		s, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("want a duration such as \"250ms\", got %v", v)
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		f.SetInt(int64(d))
+	case f.Kind() == reflect.Slice && rv.Kind() == reflect.Slice:
+		out := reflect.MakeSlice(f.Type(), rv.Len(), rv.Len())
+		for i := range rv.Len() {
+			if err := setValue(out.Index(i), rv.Index(i).Interface()); err != nil {
+				return err
+			}
+		}
+		f.Set(out)
+	case f.Kind() >= reflect.Int && f.Kind() <= reflect.Int64 && rv.Kind() == reflect.Int64:
+		if f.OverflowInt(rv.Int()) {
+			return fmt.Errorf("%d is out of range", rv.Int())
+		}
+		f.SetInt(rv.Int())
+	case (f.Kind() == reflect.Float64 || f.Kind() == reflect.Float32) && (rv.Kind() == reflect.Float64 || rv.Kind() == reflect.Int64):
+		f.SetFloat(rv.Convert(reflect.TypeOf(0.0)).Float())
+	case rv.IsValid() && rv.Type().AssignableTo(f.Type()):
+		f.Set(rv)
+	default:
+		return fmt.Errorf("incompatible types: TOML value %v (%T) for a %s", v, v, f.Type())
+	}
+	return nil
+}
+
+// camel is a snake_case key as a Go field name: memory_max is MemoryMax,
+// sha256 is SHA256.
+func camel(k string) string {
+	var b strings.Builder
+	for _, part := range strings.Split(k, "_") {
+		switch up := strings.ToUpper(part); {
+		case up == "SHA256" || up == "ID" || up == "UID" || up == "GID" || up == "CPU" || up == "URL":
+			b.WriteString(up)
+		case part != "":
+			b.WriteString(up[:1] + part[1:])
+		}
+	}
+	return b.String()
 }
