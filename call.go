@@ -26,23 +26,24 @@ import (
 // worker. See errors.go for every other error.
 func (p *Pool) Call(ctx context.Context, method string, args ...any) (Reply, error) {
 	if p.hooks.noMetrics {
-		return p.call(ctx, method, args)
+		return p.call(ctx, nil, method, args)
 	}
+	m := p.metrics.lookup(method)
 	if p.cfg.NoCallTimings {
-		r, err := p.call(ctx, method, args)
-		p.metrics.lookup(method).outcomes[OutcomeOf(err)].Add(1)
+		r, err := p.call(ctx, m, method, args)
+		m.outcomes[OutcomeOf(err)].Add(1)
 		return r, err
 	}
 	t0 := p.metrics.clock()
-	r, err := p.call(ctx, method, args)
-	m := p.metrics.lookup(method)
+	r, err := p.call(ctx, m, method, args)
 	m.duration.observe(p.metrics.clock() - t0)
 	m.outcomes[OutcomeOf(err)].Add(1)
 	return r, err
 }
 
-// call is Call without the metrics.
-func (p *Pool) call(ctx context.Context, method string, args []any) (Reply, error) {
+// call is Call without the metrics; m is the method's counters, which the
+// worker that takes the call is marked with (nil: not marked).
+func (p *Pool) call(ctx context.Context, m *methodMetrics, method string, args []any) (Reply, error) {
 	if len(method) == 0 || len(method) > wire.MaxMethodBytes {
 		return Reply{}, fmt.Errorf("bulkhead: method name of %d bytes (want 1 to %d)", len(method), wire.MaxMethodBytes)
 	}
@@ -71,7 +72,7 @@ func (p *Pool) call(ctx context.Context, method string, args []any) (Reply, erro
 		if err != nil {
 			return Reply{}, err
 		}
-		r, again, err := p.callOn(ctx, w, method, f, fp)
+		r, again, err := p.callOn(ctx, w, m, method, f, fp)
 		p.release(w, err == nil || isRemote(err))
 		if again == redispatchQueued || (again == redispatchNext && redispatches < p.cfg.MaxRedispatch) {
 			if again == redispatchNext {
@@ -168,7 +169,7 @@ const (
 // hands the outcome to answered, canceled or crashed. again is set when the
 // worker died before starting the call, so that it may safely go to another
 // worker.
-func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, f *wire.Builder, fp *fingerprint) (Reply, redispatch, error) {
+func (p *Pool) callOn(ctx context.Context, w *workerProc, m *methodMetrics, method string, f *wire.Builder, fp *fingerprint) (Reply, redispatch, error) {
 	if err := ctx.Err(); err != nil {
 		return Reply{}, noRedispatch, notSent(method, err)
 	}
@@ -178,6 +179,12 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, method string, f *wire
 	}
 	defer w.Conn.Release(pd)
 	w.current.Store(pd.ID())
+	if m != nil {
+		w.curMethod.Store(m)
+		if !p.cfg.NoCallTimings {
+			w.curSince.Store(int64(p.metrics.clock()))
+		}
+	}
 
 	res := w.Conn.Wait(ctx, pd)
 	shut := res.Shut

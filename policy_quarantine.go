@@ -175,6 +175,7 @@ func (p *Pool) attribute(fp *fingerprint, w *workerProc, err error) {
 	}
 	p.mu.Lock()
 	alone := w.inflight == 1
+	p.noteFingerprintLocked(fp, w, err)
 	p.unlock()
 	p.attributeAlone(fp, alone, err)
 }

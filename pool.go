@@ -54,6 +54,7 @@ type Pool struct {
 
 	stats   counters
 	metrics callMetrics      // per method and outcome, queue wait, crashes by signal (pool_metrics.go)
+	crashes crashLog         // the latest crashes, for Snapshot; guarded by mu
 	bufs    dispatch.Buffers // large reply buffers given back by Reply.Release
 
 	// fx are effects decided under mu and run by unlock once it is
@@ -201,6 +202,9 @@ func (p *Pool) onExit(w *workerProc) {
 		limit = LimitMemory
 	case !expected:
 		limit = classifyLimit(&p.cfg.Limits, ex.Signal, w.broken.Load(), rusage(w), w.Stderr.String())
+	}
+	if !expected {
+		p.recordCrashLocked(w, phase, ex.Signal, ex.Code, ex.Core, ex.String(), limit)
 	}
 	if !expected && phase == PhaseIdle && !p.closed {
 		// Nobody's call killed it: the worker itself is failing.

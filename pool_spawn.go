@@ -89,6 +89,11 @@ func (p *Pool) spawn(req spawnReq) {
 			p.hooks.launched(w)
 		}
 		p.mu.Lock()
+		if err == nil {
+			// Before New returns: its caller's first call finds the
+			// methods counted apart.
+			p.metrics.learnLocked(w.Hello.Methods)
+		}
 		if err == nil && w.state == dead {
 			err = diedAfterHello(w)
 			stale := w
@@ -132,6 +137,8 @@ func (p *Pool) startFailedLocked(req *spawnReq, err error, delay *time.Duration)
 	var se *StartError
 	if errors.As(err, &se) && se.Exited {
 		p.metrics.crashed(PhaseStartup, se.Signal)
+		p.crashes.addLocked(CrashRecord{Time: time.Now(), PID: se.PID, Phase: PhaseStartup, Signal: se.Signal,
+			ExitCode: se.ExitCode, Reason: se.Reason, Stderr: se.Stderr})
 	}
 	p.logLocked(slog.LevelError, "worker failed to start", startAttrs(err)...)
 	*delay = p.failureLocked(err)
@@ -162,7 +169,6 @@ func (p *Pool) takeInLocked(w *workerProc, req *spawnReq) {
 	p.workers[w] = struct{}{}
 	w.holdLocked() // the process's hold on conn and marker, dropped by onExit
 	p.stats.started.Add(1)
-	p.metrics.learnLocked(w.Hello.Methods)
 	if spare, needed := p.roleLocked(req); spare {
 		if needed {
 			p.addSpareLocked(w)

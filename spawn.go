@@ -27,19 +27,25 @@ type workerProc struct {
 	lost func(*workerProc)
 
 	// guarded by Pool.mu
-	state     state  // where it is in its life (worker_state.go)
-	inflight  int    // calls that hold it
-	hung      int    // abandoned calls whose stopHung is stopping it
-	holds     int    // users of conn and marker: the process, inflight, hung (dropLocked)
-	available bool   // in Pool.avail
-	queueable bool   // in Pool.queueable
-	wasSpare  bool   // it left Pool.spares without being promoted (its death is logged as a spare's)
-	retireWhy string // why it was retired, for the log; set on entering retiring (retired)
+	state     state        // where it is in its life (worker_state.go)
+	inflight  int          // calls that hold it
+	hung      int          // abandoned calls whose stopHung is stopping it
+	holds     int          // users of conn and marker: the process, inflight, hung (dropLocked)
+	available bool         // in Pool.avail
+	queueable bool         // in Pool.queueable
+	wasSpare  bool         // it left Pool.spares without being promoted (its death is logged as a spare's)
+	retireWhy string       // why it was retired, for the log; set on entering retiring (retired)
+	crashFP   *fingerprint // the fingerprint of the call that crashed it, if its caller saw that first
 
 	broken atomic.Bool // its connection failed under a call; being killed
 	// killedByClose: Close's ctx ended with the worker still running.
 	killedByClose atomic.Bool
 	current       atomic.Uint64 // request id of the latest call, for the crash log
+	// curMethod and curSince describe the latest call sent to it, for the
+	// status page (Pool.Snapshot): its method's counters (which name it)
+	// and when it was sent (Pool's metrics clock, nanoseconds).
+	curMethod atomic.Pointer[methodMetrics]
+	curSince  atomic.Int64
 
 	pol workerPolicy // recycling and limit state (policy_recycle.go)
 
