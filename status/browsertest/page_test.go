@@ -1,0 +1,168 @@
+package browsertest
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/examples/crashy/native"
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
+	"github.com/bulkhead-go/bulkhead/status"
+	"github.com/bulkhead-go/bulkhead/worker"
+	"github.com/chromedp/chromedp"
+)
+
+// TestMain is the test binary's one entry point: the tests, or the pool's
+// worker (testutil.Main).
+func TestMain(m *testing.M) {
+	testutil.Main(m, map[string]func(){"worker": runWorker}, "worker", worker.IsWorker)
+}
+
+func runWorker() {
+	var s worker.Server
+	s.Handle("work", worker.Func(func(ctx context.Context, ms int) (int, error) {
+		t := time.NewTimer(time.Duration(ms) * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		return ms, nil
+	}))
+	s.Handle("segv", func(context.Context, worker.Args) (any, error) {
+		native.RawSegv() // a NULL dereference in C, reported by the Go runtime on stderr
+		return nil, nil
+	})
+	s.Run()
+}
+
+// browser starts a headless Chromium with a fresh profile, for the test's
+// duration.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1200, 900),
+	}
+	if path := os.Getenv("BULKHEAD_CHROMIUM"); path != "" {
+		opts = append(opts, chromedp.ExecPath(path))
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc() // waits for the browser to exit
+	})
+	if err := chromedp.Do(ctx); err != nil { // starts the browser, on a ctx with no timeout
+		t.Fatalf("cannot start Chromium (apt-get install chromium, or set BULKHEAD_CHROMIUM): %v", err)
+	}
+	return ctx
+}
+
+// TestStatusPage loads the page in Chromium, sees the pool and its workers,
+// then runs calls and a C crash and sees the page change by itself: the
+// call count rises, a worker shows busy with its call, the crash appears
+// in the log. With BULKHEAD_STATUS_SCREENSHOT set to a path, it saves a
+// screenshot there (docs/status-page.png comes from this).
+func TestStatusPage(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := bulkhead.New(context.Background(), bulkhead.Config{Command: exe, Workers: 4, QuarantineAfter: 10,
+		Env: append(os.Environ(), "GORACE=atexit_sleep_ms=0"), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close(context.Background())
+	mux := http.NewServeMux()
+	st := status.New(status.Pool("demo", pool))
+	mux.Handle("/status", st)
+	mux.Handle("/status.json", st)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	ctx := browser(t)
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	err = chromedp.Do(ctx,
+		chromedp.Navigate(srv.URL+"/status"),
+		chromedp.WaitVisible(chromedp.CSS(`section.pool[data-pool="demo"] .worker`)),
+	)
+	if err != nil {
+		t.Fatalf("the page did not show the pool: %v", err)
+	}
+	calls0, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`section.pool[data-pool="demo"] b[data-stat="calls"]`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls0 != "0" {
+		t.Errorf("calls before any: %q", calls0)
+	}
+
+	// Calls that hold workers for a while, until the test has seen them.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				pool.Call(context.Background(), "work", 300)
+			}
+		}()
+	}
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+	if _, err := pool.Call(context.Background(), "segv"); err == nil {
+		t.Fatal("segv returned no error")
+	}
+
+	// The page polls the report: wait for it to show what happened.
+	every := chromedp.WithPollingInterval(50 * time.Millisecond)
+	err = chromedp.Do(ctx,
+		chromedp.Poll[chromedp.Void](`document.querySelector('.worker[data-state="busy"] .call') !== null`, every),
+		chromedp.Poll[chromedp.Void](`[...document.querySelectorAll('table.crashes td')].some(td => td.textContent === "SIGSEGV")`, every),
+		chromedp.Poll[chromedp.Void](`document.querySelector('.worker[data-state="crashed"]') !== null`, every),
+		chromedp.Poll[chromedp.Void](`Number(document.querySelector('b[data-stat="calls"]').textContent) >= 2`, every),
+	)
+	if err != nil {
+		t.Fatalf("the page did not update: %v", err)
+	}
+	calls, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`b[data-stat="calls"]`)))
+	if n, e := strconv.Atoi(calls); err != nil || e != nil || n < 2 {
+		t.Errorf("calls shown: %q (%v)", calls, err)
+	}
+	if path := os.Getenv("BULKHEAD_STATUS_SCREENSHOT"); path != "" {
+		// With the crash's stderr unfolded, as an operator would look.
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`table.crashes summary`))); err != nil {
+			t.Fatal(err)
+		}
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
