@@ -53,6 +53,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newCounterServerCmd())
 	root.AddCommand(newCallCmd())
 	root.AddCommand(newStatusCmd())
+	root.AddCommand(newConformCmd())
 	argsAreUsage(root)
 	return root
 }

@@ -48,6 +48,10 @@ func TestRootUsage(t *testing.T) {
 		{[]string{"--help"}, 0, "Available Commands"},
 		{[]string{"nosuch"}, 2, `unknown command "nosuch"`},
 		{[]string{"--nosuch"}, 2, "unknown flag"},
+		{[]string{"conform"}, 2, "want the worker's command after --"},
+		{[]string{"conform", "./w"}, 2, "want the worker's command after --"},
+		{[]string{"conform", "--timeout", "0s", "--", "./w"}, 2, "--timeout must be positive"},
+		{[]string{"conform", "--only", "PING", "--", "/nonexistent/worker"}, 1, "checks failed"},
 	}
 	for _, tt := range tests {
 		code, out, errs := run(t, tt.args...)

@@ -287,6 +287,20 @@ func DecodeCall(p []byte, c *Call) error {
 	if c.Deadline < 0 {
 		return fmt.Errorf("%w: CALL deadline is negative", ErrProtocol)
 	}
+	return checkArgs("CALL", c.Args)
+}
+
+// checkArgs holds each argument to the value rules that decoding it as raw
+// bytes does not check (duplicate map keys, key types, simple values): a
+// handler that takes an argument raw, and echoes it, would otherwise send a
+// value the dispatcher refuses, and lose its worker. The decoder has already
+// bounded the nesting over the whole payload.
+func checkArgs(what string, args []cbor.RawMessage) error {
+	for i, a := range args {
+		if err := CheckValue(a); err != nil {
+			return fmt.Errorf("%s argument %d: %w", what, i, err)
+		}
+	}
 	return nil
 }
 

@@ -153,7 +153,7 @@ func DecodeActivate(p []byte, a *Activate) error {
 	if a.Object == 0 || a.Object > MaxObjectID {
 		return fmt.Errorf("%w: ACTIVATE object id %d out of range", ErrProtocol, a.Object)
 	}
-	return nil
+	return checkArgs("ACTIVATE", a.Args)
 }
 
 // ObjCall is a decoded OBJCALL payload: [object, method, deadline, args].
@@ -198,7 +198,7 @@ func DecodeObjCall(p []byte, c *ObjCall) error {
 	case c.Deadline < 0:
 		return fmt.Errorf("%w: OBJCALL deadline is negative", ErrProtocol)
 	}
-	return nil
+	return checkArgs("OBJCALL", c.Args)
 }
 
 // Event is a decoded EVENT payload: [name, args]. The frame's id is the

@@ -432,3 +432,27 @@ func TestUnmarshalRejectsSimpleValues(t *testing.T) {
 		t.Fatalf("true: %v %v", b, err)
 	}
 }
+
+// A CALL's arguments are held to every value rule, though the decoder takes
+// them raw: a handler that echoes one would otherwise lose its worker.
+func TestDecodeCallChecksArgs(t *testing.T) {
+	tests := []struct {
+		name string
+		arg  []byte
+		ok   bool
+	}{
+		{"map", []byte{0xa2, 0x61, 'a', 0x01, 0x61, 'b', 0x02}, true},
+		{"duplicate text keys", []byte{0xa2, 0x61, 'a', 0x01, 0x61, 'a', 0x02}, false},
+		{"bytes key", []byte{0xa1, 0x41, 'a', 0x01}, false},
+		{"nested 30 deep", append(bytes.Repeat([]byte{0x81}, 30), 0x01), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := append([]byte{0x83, 0x61, 'm', 0x00, 0x81}, tt.arg...)
+			var c Call
+			if err := DecodeCall(p, &c); (err == nil) != tt.ok {
+				t.Fatalf("DecodeCall(% x) = %v, want ok=%v", p, err, tt.ok)
+			}
+		})
+	}
+}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead/internal/conform"
+	"github.com/spf13/cobra"
+)
+
+func newConformCmd() *cobra.Command {
+	var o conform.Options
+	cmd := &cobra.Command{
+		Use:   "conform [flags] -- WORKER-COMMAND [ARGS...]",
+		Short: "Run a worker, in any language, against the wire protocol and print a pass/fail table",
+		Long: `conform starts the worker program many times, once per check, and speaks the
+protocol of docs/PROTOCOL.md to it as a dispatcher would, and as a broken one
+might: the handshake, every message type, the frame and value limits (the
+vectors of testdata/protocol/vectors.txt), deadlines, cancellation, the start
+marker, quitting, the end of the stream, the idle timeout, a bad environment,
+and the shared-memory transport when the worker takes it.
+
+It knows nothing of the worker's methods unless told: --echo names a method
+that returns its first argument, --sleep one that runs for its first argument
+in milliseconds and stops when cancelled; the checks that need them are
+skipped without them. The command exits 1 if any check fails.`,
+		Example: `  bulkhead conform --echo echo --sleep sleep -- ./cworker`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if cmd.ArgsLenAtDash() != 0 || len(args) == 0 {
+				return usagef("want the worker's command after --: bulkhead conform [flags] -- WORKER-COMMAND [ARGS...]")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.Timeout <= 0 {
+				return usagef("--timeout must be positive, got %v", o.Timeout)
+			}
+			o.Command, o.Args = args[0], args[1:]
+			rep, err := conform.Run(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			if err := rep.Print(cmd.OutOrStdout()); err != nil {
+				return err
+			}
+			if n := rep.Failed(); n > 0 {
+				return exitError{1, fmt.Errorf("%d checks failed", n)}
+			}
+			if len(rep.Results) == 0 {
+				return exitError{1, errors.New("no check matched --only")}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Echo, "echo", "", "a method that returns its first argument unchanged")
+	f.StringVar(&o.Sleep, "sleep", "", "a method that runs for its first argument in milliseconds, stopping when cancelled")
+	f.DurationVar(&o.Timeout, "timeout", 5*time.Second, "how long to wait for the worker at each step")
+	f.StringVar(&o.Only, "only", "", "run only the checks whose names contain this")
+	return cmd
+}
