@@ -37,6 +37,12 @@ type demoConfig struct {
 	transport   bulkhead.Transport
 	json        bool
 	log         bool
+	listen      string // --listen: serve metrics and status there; "" for no
+
+	// listening and finished, when set (by tests), are called with the
+	// --listen address once it serves, before any call, and once the calls
+	// are done, before it stops.
+	listening, finished func(addr string)
 }
 
 // Bounds on the demo's flags.
@@ -115,6 +121,7 @@ wrongly, 2 on bad flags.`,
 	f.BoolVar(&quiet, "quiet", false, "no progress output")
 	f.BoolVar(&cfg.json, "json", false, "print the summary as one JSON object")
 	f.BoolVar(&cfg.log, "log", false, "print the pool's log records (crashes, failed starts, stopped workers) on stderr")
+	f.StringVar(&cfg.listen, "listen", "", "serve /metrics (Prometheus), /status (a live page) and /status.json at this host:port while the demo runs, such as 127.0.0.1:9090")
 	return cmd
 }
 
@@ -154,6 +161,11 @@ func (c *demoConfig) validate() error {
 	}
 	if c.progress < 0 {
 		bad("--progress-every %v: must not be negative", c.progress)
+	}
+	if c.listen != "" {
+		if err := checkListen(c.listen); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -235,8 +247,26 @@ func runDemo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) erro
 		return err
 	}
 
+	var obs *obsServer
+	if cfg.listen != "" {
+		if obs, err = listenObs(cfg.listen, pool, stderr); err != nil {
+			pool.Close(context.Background())
+			return err
+		}
+		fmt.Fprintf(stderr, "serving http://%[1]s/metrics, http://%[1]s/status and http://%[1]s/status.json\n", obs.Addr())
+		if cfg.listening != nil {
+			cfg.listening(obs.Addr())
+		}
+	}
+
 	r := &demoRun{cfg: cfg, pool: pool, status: make([]atomic.Uint32, cfg.calls+1), result: make([]callResult, cfg.calls+1)}
 	all, elapsed, stalled := r.runCallers(ctx, stderr)
+	if obs != nil {
+		if cfg.finished != nil {
+			cfg.finished(obs.Addr())
+		}
+		obs.Close()
+	}
 
 	closeCtx := context.Background()
 	if stalled {
