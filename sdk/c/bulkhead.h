@@ -206,6 +206,10 @@ int bh_fail(bh_call *call, unsigned code, const char *fmt, ...)
  * on the connection without blocking). A long handler polls it. */
 int bh_canceled(bh_call *call);
 
+/* bh_max_frame is the frame limit, BULKHEAD_MAX_FRAME: a bound for what a
+ * handler allocates on a caller's word. */
+uint64_t bh_max_frame(void);
+
 /* bh_serve runs the worker: methods[0:n] by name. It returns only the exit
  * status for main to return when start-up fails; otherwise it exits the
  * process itself with the statuses of PROTOCOL.md section 7. */
@@ -1652,6 +1656,8 @@ static void bh__frame(void) {
 		break;
 	}
 }
+
+uint64_t bh_max_frame(void) { return bh__w.max_frame; }
 
 int bh_serve(const char *name, const bh_method *methods, size_t n) {
 	int rc = bh__setup(name ? name : "bulkhead worker", methods, n);

@@ -1,0 +1,235 @@
+package gen
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/internal/conform"
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
+	"github.com/bulkhead-go/bulkhead/worker"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func TestMain(m *testing.M) {
+	testutil.Main(m, map[string]func(){"null": runNullWorker}, "null", worker.IsWorker)
+}
+
+// runNullWorker is the Go SDK worker of the null-call benchmark.
+func runNullWorker() {
+	var s worker.Server
+	s.Handle("null", func(context.Context, worker.Args) (any, error) { return nil, nil })
+	s.Run()
+}
+
+func generate(t testing.TB, specPath string) map[string][]byte {
+	t.Helper()
+	data, err := os.ReadFile(specPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ParseSpec(specPath, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := Generate(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// golden compares files with those in dir, or rewrites them with -update.
+func golden(t *testing.T, dir string, files map[string][]byte, suffix string) {
+	t.Helper()
+	for name, got := range files {
+		path := filepath.Join(dir, name+suffix)
+		if *update {
+			if err := os.WriteFile(path, got, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs from what gen writes now; rerun with -update (or bulkhead gen) and review the diff", path)
+		}
+	}
+}
+
+// The output for mini.h is the golden one, and the same on every run.
+func TestGoldenMini(t *testing.T) {
+	files := generate(t, "testdata/mini.toml")
+	if again := generate(t, "testdata/mini.toml"); !equalFiles(files, again) {
+		t.Fatal("two runs of gen on the same input differ")
+	}
+	golden(t, "testdata", files, ".golden")
+}
+
+// examples/zlib/zlibbh is what gen writes from Debian's zlib.h.
+func TestGoldenZlib(t *testing.T) {
+	if _, err := os.Stat("/usr/include/zlib.h"); err != nil {
+		t.Skip("no /usr/include/zlib.h: apt-get install zlib1g-dev (CI does)")
+	}
+	golden(t, "../../examples/zlib/zlibbh", generate(t, "../../examples/zlib/zlib.toml"), "")
+}
+
+func equalFiles(a, b map[string][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if !bytes.Equal(v, b[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestSpecErrors(t *testing.T) {
+	base := "header = \"mini.h\"\npackage = \"minibh\"\ninclude = [\".\"]\n"
+	tests := []struct{ name, spec, want string }{
+		{"no header", "package = \"p\"\n[[func]]\nname = \"f\"", "x.toml: header: want a header name"},
+		{"bad package", "header = \"a.h\"\npackage = \"a-b\"\n[[func]]\nname = \"f\"", "x.toml: package: \"a-b\" is not a Go package name"},
+		{"no funcs", base, "x.toml: func: no functions"},
+		{"unknown key", base + "[[func]]\nname = \"mini_null\"\nbogus = 1", "unknown key \"func.bogus\""},
+		{"bad toml", base + "[[func]\n", "x.toml: toml:"},
+		{"bad dir", base + "[[func]]\nname = \"mini_sum\"\n[func.params.buf]\ndir = \"sideways\"", "func[0].params.buf.dir: want in, out, inout or null"},
+		{"twice", base + "[[func]]\nname = \"mini_null\"\n[[func]]\nname = \"mini_null\"", "func[1].method: \"mini_null\" is exposed twice"},
+		{"not a C expression", base + "[[func]]\nname = \"mini_sum\"\nstatus = \"1; abort()\"", "func[0].status: \"1; abort()\" is not a C expression"},
+		{"no such function", base + "[[func]]\nname = \"nosuch\"", "func[0] (nosuch): annotation does not fit the header: no function nosuch"},
+		{"variadic", base + "[[func]]\nname = \"mini_printf\"\n[func.params.format]\ndir = \"in\"\nstring = true", "is variadic"},
+		{"pointer without annotation", base + "[[func]]\nname = \"mini_sum\"", "parameter buf: annotation does not fit the header: pointer of type unsigned char* needs an annotation"},
+		{"no such parameter", base + "[[func]]\nname = \"mini_null\"\n[func.params.zz]\ndir = \"in\"", "params.zz: mini_null has no such parameter"},
+		{"len not a parameter", base + "[[func]]\nname = \"mini_sum\"\n[func.params.buf]\ndir = \"in\"\nlen = \"nn\"\n[func.params.sum]\ndir = \"out\"", "params.buf.len: \"nn\" is not an integer parameter"},
+		{"annotated scalar", base + "[[func]]\nname = \"mini_scale\"\n[func.params.x]\ndir = \"in\"", "only pointers take an annotation"},
+		{"out buffer without cap", base + "[[func]]\nname = \"mini_fill\"\n[func.params.dst]\ndir = \"out\"\n[func.params.written]\ndir = \"out\"", "needs cap"},
+		{"status on void", base + "[[func]]\nname = \"mini_null\"\nstatus = \"ret == 0\"", "status on a void function"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := ParseSpec("testdata/x.toml", []byte(tt.spec))
+			if err == nil {
+				_, err = Generate(s)
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// buildMini generates and compiles the mini.h worker, as surrogate.Build
+// would with the test library linked in.
+func buildMini(t testing.TB) string {
+	t.Helper()
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("gcc not found in PATH")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, WorkerFile)
+	if err := os.WriteFile(src, generate(t, "testdata/mini.toml")[WorkerFile], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "miniworker")
+	cmd := exec.Command(gcc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-I", "../../sdk/c", "-I", "testdata",
+		"-o", bin, src, "testdata/mini.c")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %v\n%s", cmd.Args, err, out)
+	}
+	return bin
+}
+
+// The generated worker runs each function as its annotations say, refuses
+// what they forbid, and passes the conformance kit.
+func TestMiniWorker(t *testing.T) {
+	testutil.CheckLeaks(t)
+	bin := buildMini(t)
+	ctx := context.Background()
+	p, err := bulkhead.New(ctx, bulkhead.Config{Command: bin, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(ctx) })
+	tests := []struct {
+		method string
+		args   []any
+		want   any   // the result, decoded as any
+		code   int64 // the RemoteError code expected instead, or 0
+	}{
+		{"mini_null", nil, nil, 0},
+		{"mini_sum", []any{[]byte{1, 2, 250}}, uint64(253), 0},
+		{"mini_sum", []any{[]byte{}}, nil, int64(bulkhead.CodeApplication)}, // status: ret is -1
+		{"mini_sum", []any{"text"}, nil, int64(bulkhead.CodeBadArguments)},
+		{"mini_sum", []any{[]byte{1}, 2}, nil, int64(bulkhead.CodeBadArguments)},
+		{"mini_fill", []any{5}, []any{[]byte("abcde"), uint64(5)}, 0},        // two results: an array
+		{"mini_fill", []any{1 << 33}, nil, int64(bulkhead.CodeBadArguments)}, // over mini_len
+		{"mini_fill", []any{1 << 31}, nil, int64(bulkhead.CodeBadArguments)}, // over the frame limit
+		{"mini_scale", []any{1.5, -4}, -6.0, 0},
+		{"mini_scale", []any{1.5, 40000}, nil, int64(bulkhead.CodeBadArguments)}, // over short
+		{"mini_strlen", []any{"héllo"}, uint64(6), 0},
+		{"mini_strlen", []any{"a\x00b"}, nil, int64(bulkhead.CodeBadArguments)},
+		{"mini_key", []any{[]byte{1, 2, 0, 0, 9}}, uint64(0x201), 0},
+		{"mini_key", []any{[]byte{1, 2, 3}}, nil, int64(bulkhead.CodeBadArguments)}, // len = 4
+	}
+	for _, tt := range tests {
+		got, err := bulkhead.CallAs[any](ctx, p, tt.method, tt.args...)
+		var re *bulkhead.RemoteError
+		switch {
+		case tt.code != 0:
+			if !errors.As(err, &re) || int64(re.Code) != tt.code {
+				t.Errorf("%s%v = %v, %v; want ERROR %d", tt.method, tt.args, got, err, tt.code)
+			}
+		case err != nil:
+			t.Errorf("%s%v: %v", tt.method, tt.args, err)
+		case !equalValue(got, tt.want):
+			t.Errorf("%s%v = %#v, want %#v", tt.method, tt.args, got, tt.want)
+		}
+	}
+	rep, err := conform.Run(ctx, conform.Options{Command: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failed() > 0 {
+		var b strings.Builder
+		_ = rep.Print(&b)
+		t.Errorf("the generated worker fails the conformance kit:\n%s", b.String())
+	}
+}
+
+func equalValue(a, b any) bool {
+	if x, ok := a.([]any); ok {
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !equalValue(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	if x, ok := a.([]byte); ok {
+		y, ok := b.([]byte)
+		return ok && bytes.Equal(x, y)
+	}
+	if x, ok := a.(int64); ok { // negative integers decode as int64
+		if y, ok := b.(float64); ok {
+			return float64(x) == y
+		}
+	}
+	return a == b
+}

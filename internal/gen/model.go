@@ -1,0 +1,324 @@
+package gen
+
+import (
+	"fmt"
+	"go/token"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"modernc.org/cc/v4"
+)
+
+// kind is how a C value travels.
+type kind int
+
+const (
+	kSigned   kind = iota + 1 // int64 in Go, a CBOR integer
+	kUnsigned                 // uint64
+	kFloat                    // float64
+	kVoid
+)
+
+// ctype is a C scalar type: its spelling and how it travels.
+type ctype struct {
+	C    string // spelling for a declaration: "uLong", "unsigned long"
+	kind kind
+	size int // bytes
+}
+
+// goType is the Go type of the same size and signedness.
+func (t ctype) goType() string {
+	bits := fmt.Sprint(8 * t.size)
+	switch t.kind {
+	case kSigned:
+		return "int" + bits
+	case kUnsigned:
+		return "uint" + bits
+	case kFloat:
+		return "float" + bits
+	}
+	return ""
+}
+
+// role is what a parameter is, given its type and annotation.
+type role int
+
+const (
+	rScalar    role = iota + 1 // an argument
+	rLen                       // set from an "in" buffer's length
+	rInBytes                   // a []byte argument
+	rInString                  // a string argument, NUL-terminated
+	rOutBytes                  // a []byte result
+	rScalarPtr                 // a pointer to a local scalar ("out"/"inout")
+	rNull                      // NULL
+)
+
+// param is one C parameter.
+type param struct {
+	name string
+	typ  ctype // the scalar, or a pointer's element for rScalarPtr
+	role role
+	ann  ParamSpec
+	// lenOf is the buffer whose length sets an rLen parameter.
+	lenOf string
+}
+
+// fn is one exposed function, ready to emit.
+type fn struct {
+	spec   FuncSpec
+	proto  string // the C prototype, for comments
+	result ctype  // kVoid for void
+	params []param
+}
+
+// goArg is one argument of the Go function and of the CALL, in order.
+type goArg struct {
+	name   string // the C name it binds
+	goType string
+	param  *param // nil for an extra Args entry
+}
+
+// goArgs lists the CALL's arguments: the parameters that are arguments, in
+// C order, then the extra Args.
+func (f *fn) goArgs() []goArg {
+	var out []goArg
+	for i := range f.params {
+		p := &f.params[i]
+		switch {
+		case p.role == rScalar || (p.role == rLen && f.spec.Unchecked):
+			out = append(out, goArg{p.name, p.typ.goType(), p})
+		case p.role == rInBytes:
+			out = append(out, goArg{p.name, "[]byte", p})
+		case p.role == rInString:
+			out = append(out, goArg{p.name, "string", p})
+		}
+	}
+	for _, a := range f.spec.Args {
+		out = append(out, goArg{name: a, goType: "uint64"})
+	}
+	return out
+}
+
+// output is one result of the REPLY.
+type output struct {
+	name   string // "ret" or the C parameter
+	goType string
+	param  *param // nil for the return value
+}
+
+func (f *fn) outputs() []output {
+	var out []output
+	if f.result.kind != kVoid && f.spec.Status == "" {
+		out = append(out, output{"ret", f.result.goType(), nil})
+	}
+	for i := range f.params {
+		p := &f.params[i]
+		switch {
+		case p.role == rOutBytes:
+			out = append(out, output{p.name, "[]byte", p})
+		case p.role == rScalarPtr && p.ann.Result:
+			out = append(out, output{p.name, p.typ.goType(), p})
+		}
+	}
+	return out
+}
+
+// Load parses the spec's header with cc and resolves every function.
+func Load(s *Spec) ([]fn, error) {
+	cfg, err := cc.NewConfig(runtime.GOOS, runtime.GOARCH)
+	if err != nil {
+		return nil, fmt.Errorf("gen: configuring the C parser: %w", err)
+	}
+	cfg.IncludePaths = append(append([]string(nil), s.Include...), cfg.IncludePaths...)
+	cfg.SysIncludePaths = append(append([]string(nil), s.Include...), cfg.SysIncludePaths...)
+	include := "#include <" + s.Header + ">\n"
+	if filepath.IsAbs(s.Header) {
+		include = fmt.Sprintf("#include %q\n", s.Header)
+	}
+	ast, err := cc.Translate(cfg, []cc.Source{
+		{Name: "<predefined>", Value: cfg.Predefined},
+		{Name: "<builtin>", Value: cc.Builtin},
+		{Name: "<gen>", Value: include},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gen: parsing %s: %w", s.Header, err)
+	}
+	var fns []fn
+	for i, fs := range s.Funcs {
+		f, err := resolve(ast, fs)
+		if err != nil {
+			return nil, fmt.Errorf("%s: func[%d] (%s): %w", s.file, i, fs.Name, err)
+		}
+		fns = append(fns, f)
+	}
+	return fns, nil
+}
+
+// lookup finds the declaration of a function in the file scope.
+func lookup(ast *cc.AST, name string) (*cc.FunctionType, error) {
+	for _, n := range ast.Scope.Nodes[name] {
+		if d, ok := n.(*cc.Declarator); ok {
+			if ft, ok := d.Type().(*cc.FunctionType); ok {
+				return ft, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("%w: no function %s in the header", ErrSpec, name)
+}
+
+func resolve(ast *cc.AST, fs FuncSpec) (fn, error) {
+	ft, err := lookup(ast, fs.Name)
+	if err != nil {
+		return fn{}, err
+	}
+	if ft.IsVariadic() {
+		return fn{}, fmt.Errorf("%w: %s is variadic", ErrSpec, fs.Name)
+	}
+	f := fn{spec: fs}
+	if f.result, err = scalar(ft.Result()); err != nil {
+		return fn{}, fmt.Errorf("%w: result: %v", ErrSpec, err)
+	}
+	if fs.Status != "" && f.result.kind == kVoid {
+		return fn{}, fmt.Errorf("%w: status on a void function", ErrSpec)
+	}
+	var names []string
+	for i, p := range ft.Parameters() {
+		if p.Type().Kind() == cc.Void {
+			break // f(void)
+		}
+		name := p.Name()
+		if name == "" {
+			name = fmt.Sprintf("p%d", i)
+		}
+		pp, err := classify(name, p.Type(), fs)
+		if err != nil {
+			return fn{}, fmt.Errorf("parameter %s: %w", name, err)
+		}
+		f.params = append(f.params, pp)
+		names = append(names, strings.Replace(typeString(p.Type())+" "+name, "* ", " *", 1))
+	}
+	f.proto = fmt.Sprintf("%s %s(%s)", f.result.C, fs.Name, strings.Join(names, ", "))
+	for name := range fs.Params {
+		if !f.has(name) {
+			return fn{}, fmt.Errorf("%w: params.%s: %s has no such parameter", ErrSpec, name, fs.Name)
+		}
+	}
+	return f, f.link()
+}
+
+func (f *fn) has(name string) bool {
+	for _, p := range f.params {
+		if p.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// link marks the length parameters of "in" buffers, and checks that every
+// pointer has an annotation and every name a target.
+func (f *fn) link() error {
+	for i := range f.params {
+		p := &f.params[i]
+		if p.role != rInBytes || p.ann.Len == "" || constRE.MatchString(p.ann.Len) {
+			continue
+		}
+		j := f.index(p.ann.Len)
+		if j < 0 || f.params[j].role != rScalar || f.params[j].typ.kind == kFloat {
+			return fmt.Errorf("%w: params.%s.len: %q is not an integer parameter", ErrSpec, p.name, p.ann.Len)
+		}
+		f.params[j].role, f.params[j].lenOf = rLen, p.name
+	}
+	for _, a := range f.spec.Args {
+		if f.has(a) {
+			return fmt.Errorf("%w: args: %q is also a parameter", ErrSpec, a)
+		}
+	}
+	return nil
+}
+
+func (f *fn) index(name string) int {
+	for i, p := range f.params {
+		if p.name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// classify gives a parameter its role from its type and annotation.
+func classify(name string, t cc.Type, fs FuncSpec) (param, error) {
+	ann, annotated := fs.Params[name]
+	if token.IsKeyword(name) || name == "ret" || strings.HasPrefix(name, "bh_") {
+		return param{}, fmt.Errorf("%w: the name %q is reserved by the generator", ErrSpec, name)
+	}
+	pt, isPtr := t.(*cc.PointerType)
+	if !isPtr {
+		st, err := scalar(t)
+		if err != nil || st.kind == kVoid {
+			return param{}, fmt.Errorf("%w: type %s is not supported (scalars and pointers only)", ErrSpec, typeString(t))
+		}
+		if annotated {
+			return param{}, fmt.Errorf("%w: only pointers take an annotation", ErrSpec)
+		}
+		return param{name: name, typ: st, role: rScalar}, nil
+	}
+	if !annotated {
+		return param{}, fmt.Errorf("%w: pointer of type %s needs an annotation (params.%s)", ErrSpec, typeString(t), name)
+	}
+	p := param{name: name, ann: ann}
+	if ann.Dir == "null" {
+		p.role = rNull
+		return p, nil
+	}
+	elem := pt.Elem()
+	if elem.Size() == 1 && cc.IsIntegerType(elem) { // a byte buffer
+		switch {
+		case ann.Dir == "in" && ann.String:
+			p.role = rInString
+		case ann.Dir == "in":
+			p.role = rInBytes
+		case ann.Dir == "out" && ann.Cap != "":
+			p.role = rOutBytes
+		default:
+			return param{}, fmt.Errorf("%w: a %s byte buffer needs cap (out) or is in", ErrSpec, ann.Dir)
+		}
+		p.typ = ctype{C: typeString(elem), kind: kUnsigned, size: 1}
+		return p, nil
+	}
+	st, err := scalar(elem)
+	if err != nil || st.kind == kVoid || ann.Dir == "in" {
+		return param{}, fmt.Errorf("%w: pointer to %s: only byte buffers and out/inout scalars are supported (structs are not yet)",
+			ErrSpec, typeString(elem))
+	}
+	p.typ, p.role = st, rScalarPtr
+	return p, nil
+}
+
+// scalar classifies an arithmetic or void type.
+func scalar(t cc.Type) (ctype, error) {
+	s := typeString(t)
+	switch {
+	case t.Kind() == cc.Void:
+		return ctype{C: "void", kind: kVoid}, nil
+	case t.Kind() == cc.Float || t.Kind() == cc.Double:
+		return ctype{C: s, kind: kFloat, size: int(t.Size())}, nil
+	case cc.IsIntegerType(t) && t.Size() <= 8 && cc.IsSignedInteger(t):
+		return ctype{C: s, kind: kSigned, size: int(t.Size())}, nil
+	case cc.IsIntegerType(t) && t.Size() <= 8:
+		return ctype{C: s, kind: kUnsigned, size: int(t.Size())}, nil
+	}
+	return ctype{}, fmt.Errorf("type %s is not supported", s)
+}
+
+// typeString spells a type: its typedef name when it has one.
+func typeString(t cc.Type) string {
+	if td := t.Typedef(); td != nil {
+		return td.Name()
+	}
+	if p, ok := t.(*cc.PointerType); ok {
+		return typeString(p.Elem()) + "*"
+	}
+	return t.Kind().String()
+}

@@ -1,0 +1,28 @@
+/* mini.h: a small C library for bulkhead gen's tests: each way a parameter
+ * can travel, and a function that does nothing, for the null-call benchmark. */
+#ifndef MINI_H
+#define MINI_H
+#include <stddef.h>
+
+typedef unsigned int mini_len;
+
+#define MINI_OK 0
+
+/* Does nothing: the null call. */
+void mini_null(void);
+/* Sums n bytes of buf into *sum; returns MINI_OK, or -1 when n is 0. */
+int mini_sum(const unsigned char *buf, size_t n, long *sum);
+/* Writes cap bytes 'a', 'b', ... into dst; *written = cap. */
+void mini_fill(char *dst, mini_len cap, mini_len *written);
+/* Scales x by k. */
+double mini_scale(double x, short k);
+/* The length of a NUL-terminated string. */
+size_t mini_strlen(const char *s);
+/* The first 4 bytes of key as a little-endian number; opts is ignored. */
+unsigned mini_key(const unsigned char *key, void *opts);
+/* A variadic function, which gen refuses. */
+int mini_printf(const char *format, ...);
+/* Returns the id of the thread it runs on (gettid). */
+long mini_tid(void);
+
+#endif
