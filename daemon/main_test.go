@@ -44,6 +44,7 @@ func runWorker() {
 		<-ctx.Done()
 		select {}
 	})
+	s.Handle("null", func(context.Context, worker.Args) (any, error) { return nil, nil })
 	s.Handle("fail", func(context.Context, worker.Args) (any, error) { return nil, fmt.Errorf("it failed") })
 	s.Run()
 }
@@ -72,6 +73,7 @@ func runClasses() {
 		o.mu.Unlock()
 		return n, o.self.Emit("changed", n)
 	})
+	c.Method("null", func(context.Context, *counterObj, worker.Args) (any, error) { return nil, nil })
 	s.Register(c)
 	c2 := &worker.Class[*counterObj]{Name: "Secret",
 		New: func(_ context.Context, self *worker.Object, _ worker.Args) (*counterObj, error) {

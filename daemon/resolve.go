@@ -23,7 +23,7 @@ type Config struct {
 	Path        string // the file it came from
 	Socket      string
 	SocketMode  uint32 // permission bits
-	SocketGID   int    // -1: the daemon's
+	SocketGID   int    // the group that may connect (mode 0660); 0 or -1: none
 	MaxDeadline time.Duration
 	DrainGrace  time.Duration
 	Limits      ConnLimits
@@ -48,12 +48,7 @@ func (f *File) resolve(path string, data []byte) (*Config, error) {
 		errs = append(errs, &ConfigError{File: path, Line: keyLineN(data, toml.Key(splitKey(key)), nth), Key: key, Err: err})
 	}
 	c.socketAccess(f, bad)
-	if c.MaxDeadline <= 0 {
-		c.MaxDeadline = 5 * time.Minute
-	}
-	if c.DrainGrace <= 0 {
-		c.DrainGrace = 30 * time.Second
-	}
+	c = c.withDefaults()
 	seen := make(map[string]bool)
 	for i := range f.Pools {
 		pf := &f.Pools[i]
@@ -73,6 +68,22 @@ func (f *File) resolve(path string, data []byte) (*Config, error) {
 		errs = append(errs, &ConfigError{File: path, Err: errors.New("no [[pool]] and no [[server]]: nothing to serve")})
 	}
 	return c, errors.Join(errs...)
+}
+
+// withDefaults is a copy of c with its zero values replaced.
+func (c *Config) withDefaults() *Config {
+	d := *c
+	if d.MaxDeadline <= 0 {
+		d.MaxDeadline = 5 * time.Minute
+	}
+	if d.DrainGrace <= 0 {
+		d.DrainGrace = 30 * time.Second
+	}
+	if d.SocketMode == 0 {
+		d.SocketMode = 0o600
+	}
+	d.Limits = d.Limits.withDefaults()
+	return &d
 }
 
 // socketAccess checks the socket's mode and group.

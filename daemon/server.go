@@ -51,11 +51,14 @@ type poolEntry struct {
 }
 
 // New starts cfg's pools and its activator. log receives the daemon's
-// records, JSON in `bulkhead serve`; nil: slog.Default().
+// records, JSON in `bulkhead serve`; nil: slog.Default(). cfg is usually
+// Load's; one built in code has its zero values defaulted as Load does
+// (the caller's is not written).
 func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	cfg = cfg.withDefaults()
 	s := &Server{log: log, cfg: cfg, pools: make(map[string]*poolEntry), conns: make(map[*conn]struct{})}
 	for _, p := range cfg.Pools {
 		e, err := s.startPool(ctx, p)
@@ -114,7 +117,7 @@ func Listen(cfg *Config, path string) (*net.UnixListener, error) {
 		ln.Close()
 		return nil, err
 	}
-	if cfg.SocketGID >= 0 {
+	if cfg.SocketGID > 0 {
 		if err := os.Chown(path, -1, cfg.SocketGID); err != nil {
 			ln.Close()
 			return nil, err

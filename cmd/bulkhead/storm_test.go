@@ -71,3 +71,22 @@ func TestStormFlagValidation(t *testing.T) {
 		}
 	}
 }
+
+// The storm from client processes through a daemon: the lifetime races
+// hold across the client protocol, with references owned by connections
+// and clients that go away holding them.
+func TestStormThroughDaemon(t *testing.T) {
+	t.Setenv(cliEnv, "1") // the client processes are this test binary, as the CLI
+	o := stormTestOptions(t, 400)
+	o.Clients = 4
+	res, err := runStorm(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Failures != 0 || res.Disconnected != 0 {
+		t.Fatalf("storm: %+v", res)
+	}
+	if res.Activations < 300 || res.Launches < 2 || res.Calls == 0 {
+		t.Fatalf("storm did less than asked: %+v", res)
+	}
+}
