@@ -181,7 +181,7 @@ func (p *Pool) callOn(ctx context.Context, w *workerProc, m *methodMetrics, meth
 	w.current.Store(pd.ID())
 	if m != nil {
 		w.curMethod.Store(m)
-		if !p.cfg.NoCallTimings {
+		if !p.cfg.NoCallTimings || p.cfg.SlowCall > 0 {
 			w.curSince.Store(int64(p.metrics.clock()))
 		}
 	}

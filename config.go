@@ -175,6 +175,12 @@ type Config struct {
 	// Zero value: 1 MiB. A power of two from 4 KiB to 64 MiB.
 	ShmRingSize int
 
+	// SlowCall is how long a call may run before the pool logs it as slow,
+	// once, with the worker's stack (a STACK frame, asked for by SIGUSR2
+	// from workers whose HELLO offers it, as the Go SDK's Run does): the
+	// worker is left running. Zero value: no slow-call log.
+	SlowCall time.Duration
+
 	// NoCallTimings skips timing each call for Pool.Metrics' duration
 	// histograms: two clock reads, about 60 ns a call (BenchmarkCallMetrics),
 	// under 1% of a null call on the socket but a larger share of one on
@@ -400,6 +406,7 @@ func (s *settings) durations(bad func(string, ...any)) {
 		{"IdleTimeout", &s.IdleTimeout, 0},
 		{"QueueTimeout", &s.QueueTimeout, 0},
 		{"CancelGrace", &s.CancelGrace, 0},
+		{"SlowCall", &s.SlowCall, 0},
 		{"MaxLifetime", &s.MaxLifetime, 0},
 		{"MaxRestartDelay", &s.MaxRestartDelay, 0},
 	}

@@ -46,6 +46,7 @@ func TestMain(m *testing.M) { testutil.Main(m, helpers(), "worker", worker.IsWor
 //	HELPER_ONCE   a path: only the first worker to create it uses HELPER_START;
 //	              its replacements start normally
 //	HELPER_CONC   the worker's Concurrency
+//	HELPER_NOSTACK if set, the worker does not answer SIGUSR2 with a STACK
 func runHelperWorker() {
 	mode := os.Getenv("HELPER_START")
 	if once := os.Getenv("HELPER_ONCE"); once != "" && mode != "" {
@@ -96,7 +97,7 @@ func runHelperWorker() {
 		r.Next()
 		unix.Kill(os.Getpid(), unix.SIGKILL)
 	}
-	s := &worker.Server{}
+	s := &worker.Server{NoStackSignal: os.Getenv("HELPER_NOSTACK") != ""}
 	if c := os.Getenv("HELPER_CONC"); c != "" {
 		s.Concurrency, _ = strconv.Atoi(c)
 	}
@@ -182,6 +183,10 @@ func registerHelperMethods(s *worker.Server, fd int) {
 	})
 	s.Handle("cabort", func(context.Context, worker.Args) (any, error) {
 		native.Abort() // abort() in C
+		return nil, nil
+	})
+	s.Handle("chang", func(context.Context, worker.Args) (any, error) {
+		native.Hang() // an endless loop in C
 		return nil, nil
 	})
 	s.Handle("hang", func(context.Context, worker.Args) (any, error) {

@@ -103,18 +103,19 @@ func (p *Pool) recycleLocked(w *workerProc, reason RecycleReason) {
 	p.spawnLocked(spawnReq{replaces: w})
 }
 
-// monitor runs the periodic checks (MaxMemory, MaxLifetime, IdleTimeout)
-// until the pool closes. One per pool, owned by it; Close waits for it.
-func (p *Pool) monitor() {
+// every runs f every d until the pool closes: the monitor (sweep, for
+// MaxMemory, MaxLifetime and IdleTimeout) and the slow-call watcher
+// (findSlow). It is a goroutine of p.wg, which Close waits for.
+func (p *Pool) every(d time.Duration, f func()) {
 	defer p.wg.Done()
-	t := time.NewTicker(p.cfg.MonitorInterval)
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-p.done:
 			return
 		case <-t.C:
-			p.sweep()
+			f()
 		}
 	}
 }

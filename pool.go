@@ -113,7 +113,11 @@ func newPool(ctx context.Context, cfg Config, h hooks) (*Pool, error) {
 	}
 	if s.monitored() && !h.noMonitor {
 		p.wg.Add(1)
-		go p.monitor()
+		go p.every(s.MonitorInterval, p.sweep)
+	}
+	if s.SlowCall > 0 {
+		p.wg.Add(1)
+		go p.every(max(s.SlowCall/4, time.Millisecond), p.findSlow) // four looks per SlowCall
 	}
 	if s.min == 0 {
 		p.mu.Lock()

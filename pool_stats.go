@@ -21,6 +21,7 @@ type counters struct {
 	quarantineRefused atomic.Uint64
 	quarantines       atomic.Uint64
 	promoted          atomic.Uint64
+	slowCalls         atomic.Uint64
 }
 
 // Stats is a snapshot of a pool's state and counters.
@@ -67,6 +68,10 @@ type Stats struct {
 	// recycled worker. Started counts every worker that said HELLO,
 	// spares included.
 	Promoted uint64
+
+	// SlowCalls counts calls that ran longer than Config.SlowCall (each
+	// logged once, with its worker's stack).
+	SlowCalls uint64
 }
 
 // Stats returns a snapshot of the pool's state and counters.
@@ -96,6 +101,7 @@ func (p *Pool) Stats() Stats {
 		Quarantines:       p.stats.quarantines.Load(),
 		QuarantineRefused: p.stats.quarantineRefused.Load(),
 		Promoted:          p.stats.promoted.Load(),
+		SlowCalls:         p.stats.slowCalls.Load(),
 	}
 	for w := range p.workers {
 		if w.state == serving && w.inflight > 0 {

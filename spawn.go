@@ -36,6 +36,7 @@ type workerProc struct {
 	wasSpare  bool         // it left Pool.spares without being promoted (its death is logged as a spare's)
 	retireWhy string       // why it was retired, for the log; set on entering retiring (retired)
 	crashFP   *fingerprint // the fingerprint of the call that crashed it, if its caller saw that first
+	slowID    uint64       // the latest call logged as slow (Config.SlowCall)
 
 	broken atomic.Bool // its connection failed under a call; being killed
 	// killedByClose: Close's ctx ended with the worker still running.

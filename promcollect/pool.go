@@ -30,7 +30,7 @@ type Pool struct {
 type poolDescs struct {
 	calls, duration, queueWait, inFlight, waiting, workers            *prometheus.Desc
 	starts, startFailures, crashes, recycles, memoryKills, promotions *prometheus.Desc
-	redispatched, replayed, abandoned, hung                           *prometheus.Desc
+	redispatched, replayed, abandoned, hung, slow                     *prometheus.Desc
 	quarantined, quarantines, unhealthy, streak, respawn              *prometheus.Desc
 }
 
@@ -57,6 +57,7 @@ func NewPool(p *bulkhead.Pool, constLabels prometheus.Labels) *Pool {
 		replayed:      d("calls_replayed_total", "Idempotent calls run again after a crash."),
 		abandoned:     d("calls_abandoned_total", "Calls whose ctx ended after a worker had them."),
 		hung:          d("calls_hung_total", "Started calls abandoned at their deadline, whose worker was stopped."),
+		slow:          d("calls_slow_total", "Calls that ran longer than Config.SlowCall (logged with their worker's stack)."),
 		quarantined:   d("quarantined_fingerprints", "Call fingerprints in quarantine now."),
 		quarantines:   d("quarantines_total", "Fingerprints put in quarantine."),
 		unhealthy:     d("unhealthy", "1 while calls fail fast because workers keep failing (the crash-loop breaker is open)."),
@@ -70,7 +71,7 @@ func (c *Pool) Describe(ch chan<- *prometheus.Desc) {
 	d := &c.d
 	for _, x := range []*prometheus.Desc{d.calls, d.duration, d.queueWait, d.inFlight, d.waiting, d.workers,
 		d.starts, d.startFailures, d.crashes, d.recycles, d.memoryKills, d.promotions, d.redispatched,
-		d.replayed, d.abandoned, d.hung, d.quarantined, d.quarantines, d.unhealthy, d.streak, d.respawn} {
+		d.replayed, d.abandoned, d.hung, d.slow, d.quarantined, d.quarantines, d.unhealthy, d.streak, d.respawn} {
 		ch <- x
 	}
 }
@@ -107,6 +108,7 @@ func (c *Pool) collectStats(ch chan<- prometheus.Metric, s bulkhead.Stats) {
 	counter(d.replayed, s.Replayed)
 	counter(d.abandoned, s.Abandoned)
 	counter(d.hung, s.Hung)
+	counter(d.slow, s.SlowCalls)
 	gauge(d.quarantined, float64(s.Quarantined))
 	counter(d.quarantines, s.Quarantines)
 	gauge(d.unhealthy, b2f(s.Unhealthy))

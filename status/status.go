@@ -98,6 +98,7 @@ type StatsReport struct {
 	Redispatched      uint64            `json:"redispatched"`
 	Abandoned         uint64            `json:"abandoned"`
 	Hung              uint64            `json:"hung"`
+	SlowCalls         uint64            `json:"slow_calls"`
 	Recycled          uint64            `json:"recycled"`
 	Overloaded        uint64            `json:"overloaded"`
 	Unhealthy         bool              `json:"unhealthy"`
@@ -192,7 +193,7 @@ func statsReport(s bulkhead.Stats, m bulkhead.Metrics) StatsReport {
 	r := StatsReport{Workers: s.Workers, Busy: s.Busy, Spares: s.Spares, Starting: s.Starting, Stopping: s.Stopping,
 		InFlight: s.InFlight, Waiting: s.Waiting, Started: s.Started, StartFailures: s.StartFailures,
 		CallCrashes: s.CallCrashes, IdleCrashes: s.IdleCrashes, Redispatched: s.Redispatched, Abandoned: s.Abandoned,
-		Hung: s.Hung, Recycled: s.Recycled, Overloaded: s.Overloaded, Unhealthy: s.Unhealthy,
+		Hung: s.Hung, SlowCalls: s.SlowCalls, Recycled: s.Recycled, Overloaded: s.Overloaded, Unhealthy: s.Unhealthy,
 		FailureStreak: s.FailureStreak, Quarantined: s.Quarantined, QuarantineRefused: s.QuarantineRefused,
 		Promoted: s.Promoted, RespawnP50: s.RespawnP50.Seconds(),
 		CallsByOutcome: make(map[string]uint64, bulkhead.NumOutcomes)}

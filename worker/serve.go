@@ -29,8 +29,11 @@ func (c *conn) serveSerial(ctx context.Context, idle time.Duration) error {
 		switch h.Type {
 		case wire.TypeCall:
 			res, rerr := c.run(ctx, h.ID, p, &call)
+			c.wmu.Lock() // a STACK may be being written (stack.go)
 			c.encodeResult(h.ID, call.Method, res, rerr)
-			if err := c.flush(); err != nil {
+			err := c.flush()
+			c.wmu.Unlock()
+			if err != nil {
 				return fmt.Errorf("worker: writing reply: %w", err)
 			}
 			if c.panic != nil && !c.s.ContinueAfterPanic {
@@ -39,8 +42,11 @@ func (c *conn) serveSerial(ctx context.Context, idle time.Duration) error {
 		case wire.TypeQuit:
 			return nil
 		case wire.TypePing:
+			c.wmu.Lock()
 			c.outb.Empty(wire.TypePong, h.ID)
-			if err := c.flush(); err != nil {
+			err := c.flush()
+			c.wmu.Unlock()
+			if err != nil {
 				return err
 			}
 		case wire.TypeCancel, wire.TypePong:

@@ -106,8 +106,19 @@ type Server struct {
 	// end this worker in some other way, so that the dispatcher tries it.
 	CustomSIGTERM bool
 
+	// NoStackSignal leaves SIGUSR2 to the program.
+	// Zero value: under Run, SIGUSR2 makes the worker send the dispatcher
+	// a dump of every goroutine's stack (a STACK frame, PROTOCOL.md
+	// section 3), written by a goroutine of its own, so that a call stuck
+	// in C shows the frames it is stuck in; HELLO says so ("stack"). The
+	// dispatcher asks for it when a call outlives Config.SlowCall.
+	NoStackSignal bool
+
 	// sigtermCancels is set by Run, whose SIGTERM cancels Serve's context.
 	sigtermCancels bool
+	// stackSignal is set by Run, which owns the process's signals: SIGUSR2
+	// asks for a STACK (unless NoStackSignal).
+	stackSignal bool
 
 	mu       sync.Mutex
 	objsrv   objectServer // registered classes (class.go)
@@ -162,6 +173,7 @@ func (s *Server) Handle(method string, h Handler) {
 func (s *Server) Run() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	s.sigtermCancels = true
+	s.stackSignal = !s.NoStackSignal
 	err := s.Serve(ctx)
 	stop()
 	var pe *PanicError
@@ -201,7 +213,7 @@ type conn struct {
 	started  *atomic.Uint64 // in the shared start-marker page, or a private word
 	handlers map[string]Handler
 
-	wmu  sync.Mutex // serialises writes when Concurrency > 1
+	wmu  sync.Mutex // serialises writes: of calls' answers when Concurrency > 1, and of STACK frames
 	outb wire.Builder
 	segs [][]byte // flush's scratch for frames with referenced results
 
@@ -231,6 +243,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	// shutting the read side down is what makes it see the end.
 	stop := context.AfterFunc(ctx, c.wakeReader)
 	defer stop()
+	if s.stackSignal {
+		// Before HELLO says so: SIGUSR2's default action is to die.
+		defer c.answerStacks()()
+	}
 	if err := c.hello(); err != nil {
 		return err
 	}
@@ -353,6 +369,9 @@ func (c *conn) hello() error {
 	if c.s.sigtermCancels && !c.s.CustomSIGTERM {
 		// Serve alone says nothing: SIGTERM is then the program's.
 		h.SIGTERM = wire.SigtermCancel
+	}
+	if c.s.stackSignal {
+		h.Stack = wire.StackSIGUSR2
 	}
 	if err := c.outb.Value(wire.TypeHello, 0, h, wire.MaxHelloSize); err != nil {
 		return err

@@ -37,7 +37,8 @@ type demoConfig struct {
 	transport   bulkhead.Transport
 	json        bool
 	log         bool
-	listen      string // --listen: serve metrics and status there; "" for no
+	listen      string        // --listen: serve metrics and status there; "" for no
+	slowCall    time.Duration // Config.SlowCall; 0: off
 
 	// listening and finished, when set (by tests), are called with the
 	// --listen address once it serves, before any call, and once the calls
@@ -121,6 +122,7 @@ wrongly, 2 on bad flags.`,
 	f.BoolVar(&quiet, "quiet", false, "no progress output")
 	f.BoolVar(&cfg.json, "json", false, "print the summary as one JSON object")
 	f.BoolVar(&cfg.log, "log", false, "print the pool's log records (crashes, failed starts, stopped workers) on stderr")
+	f.DurationVar(&cfg.slowCall, "slow-call", 0, "log a call running longer than this once, with its worker's stacks (Config.SlowCall; see --log), 0 (off) to 10m")
 	f.StringVar(&cfg.listen, "listen", "", "serve /metrics (Prometheus), /status (a live page) and /status.json at this host:port while the demo runs, such as 127.0.0.1:9090")
 	return cmd
 }
@@ -156,6 +158,7 @@ func (c *demoConfig) validate() error {
 	dur("timeout", c.timeout, time.Millisecond, 10*time.Minute)
 	dur("kill-grace", c.killGrace, time.Millisecond, time.Minute)
 	dur("stall", c.stall, time.Millisecond, time.Hour)
+	dur("slow-call", c.slowCall, 0, 10*time.Minute)
 	if c.stall <= c.timeout {
 		bad("--stall %v: want more than --timeout %v", c.stall, c.timeout)
 	}
@@ -355,6 +358,7 @@ func startDemoPool(ctx context.Context, cfg demoConfig, exe, dir string, logger 
 			TermGrace: cfg.killGrace,
 			DumpGrace: cfg.killGrace,
 			Transport: cfg.transport,
+			SlowCall:  cfg.slowCall,
 			Logger:    logger,
 		})
 		var se *bulkhead.StartError

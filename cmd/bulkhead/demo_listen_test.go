@@ -15,7 +15,13 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-func TestDemoListenFlags(t *testing.T) {
+func TestDemoObservabilityFlags(t *testing.T) {
+	for _, v := range []string{"-1s", "11m", "soon"} {
+		code, _, errs := run(t, "demo", "--slow-call", v)
+		if code != 2 || !strings.Contains(errs, "slow-call") {
+			t.Errorf("--slow-call %q: exit %d, stderr %q; want exit 2 naming --slow-call", v, code, errs)
+		}
+	}
 	for _, addr := range []string{"nonsense", "127.0.0.1:port", "127.0.0.1:70000", ":9090"} {
 		code, _, errs := run(t, "demo", "--listen", addr)
 		if code != 2 || !strings.Contains(errs, "--listen") {

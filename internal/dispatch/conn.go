@@ -82,6 +82,10 @@ type Conn struct {
 	watchWake chan struct{}
 	ws        watchState
 
+	// stacks receives the worker's STACK dumps (Stacks); cap 1, and a
+	// dump that finds it full is dropped.
+	stacks chan string
+
 	closeOnce sync.Once
 }
 
@@ -127,6 +131,7 @@ func New(fd int, maxFrame uint32) *Conn {
 		spare:    new(wire.Builder),
 		pend:     make(map[uint64]*Pending),
 		gone:     make(map[uint64]struct{}),
+		stacks:   make(chan string, 1),
 	}
 	c.roleFree.L = &c.wmu
 	c.reader = wire.NewReader(c.rd, maxFrame)

@@ -115,6 +115,15 @@ func (c *Conn) handleFrame(h wire.Header, payload []byte, self *Pending) (q *Pen
 		if h.Type == wire.TypePing && !c.down.Load() {
 			c.SendControl(wire.TypePong, h.ID)
 		}
+	case h.Type == wire.TypeStack:
+		dump, err := wire.DecodeStack(payload)
+		if err != nil {
+			return nil, false, err
+		}
+		select {
+		case c.stacks <- dump: // for whoever asked (Stacks)
+		default: // nobody took the last one: this one is not wanted
+		}
 	case wire.IsObjectType(h.Type) && c.onFrame != nil:
 		if err := c.onFrame(h, payload); err != nil {
 			return nil, false, err

@@ -184,3 +184,9 @@ func (c *Conn) flushLocked(as *Pending) {
 	}
 	c.wmu.Unlock()
 }
+
+// Stacks delivers the worker's STACK frames (PROTOCOL.md section 3), read by
+// whichever caller reads the connection. One dump waits there at most; a
+// worker's further dumps are dropped until it is taken. To ask for a fresh
+// one, drain the channel first, then signal the worker.
+func (c *Conn) Stacks() <-chan string { return c.stacks }

@@ -347,6 +347,31 @@ type Hello struct {
 	// SIGTERM says what SIGTERM does to the worker: SigtermCancel, or ""
 	// (not said). A value this dispatcher does not know means "not said".
 	SIGTERM string `cbor:"sigterm,omitempty"`
+	// Stack names the signal on which the worker sends a STACK frame, a
+	// dump of its threads' stacks (StackSIGUSR2), or "" (it does not). A
+	// value this dispatcher does not know means "it does not".
+	Stack string `cbor:"stack,omitempty"`
+}
+
+// StackSIGUSR2 is HELLO's "stack" of a worker that answers SIGUSR2 with a
+// STACK frame (PROTOCOL.md section 3).
+const StackSIGUSR2 = "SIGUSR2"
+
+// MaxStackDump bounds the STACK text a dispatcher keeps; the rest of a
+// longer dump is dropped.
+const MaxStackDump = 256 << 10
+
+// DecodeStack decodes a STACK payload: one CBOR text string. A longer one
+// is cut to MaxStackDump bytes.
+func DecodeStack(p []byte) (string, error) {
+	var s string
+	if err := decMode.Unmarshal(p, &s); err != nil {
+		return "", fmt.Errorf("%w: STACK payload: %v", ErrProtocol, err)
+	}
+	if len(s) > MaxStackDump {
+		s = s[:MaxStackDump]
+	}
+	return s, nil
 }
 
 // SigtermCancel is HELLO's "sigterm" of a worker on which SIGTERM only
@@ -406,6 +431,8 @@ func DecodeHello(p []byte, cookie string) (Hello, error) {
 		return h, &HelloError{CodeBadHello, fmt.Sprintf("unknown transport %q", h.Transport)}
 	case len(h.SIGTERM) > MaxHelloSigtermSize:
 		return h, &HelloError{CodeBadHello, fmt.Sprintf("sigterm of %d bytes, more than %d", len(h.SIGTERM), MaxHelloSigtermSize)}
+	case len(h.Stack) > MaxHelloSigtermSize:
+		return h, &HelloError{CodeBadHello, fmt.Sprintf("stack of %d bytes, more than %d", len(h.Stack), MaxHelloSigtermSize)}
 	}
 	for _, m := range h.Methods {
 		if len(m) == 0 || len(m) > MaxMethodBytes {

@@ -40,6 +40,9 @@ const (
 	TypeQuit   Type = 6
 	TypePing   Type = 7
 	TypePong   Type = 8
+	// TypeStack is a worker's dump of its threads' stacks, sent when the
+	// dispatcher asks by the signal the HELLO named ("stack").
+	TypeStack Type = 9
 
 	// Types 16-31 are reserved for the object model.
 	typeObjectFirst Type = 16
@@ -48,7 +51,7 @@ const (
 
 var typeNames = [...]string{
 	TypeHello: "HELLO", TypeCall: "CALL", TypeReply: "REPLY", TypeError: "ERROR",
-	TypeCancel: "CANCEL", TypeQuit: "QUIT", TypePing: "PING", TypePong: "PONG",
+	TypeCancel: "CANCEL", TypeQuit: "QUIT", TypePing: "PING", TypePong: "PONG", TypeStack: "STACK",
 }
 
 func (t Type) String() string {
@@ -63,7 +66,7 @@ func (t Type) String() string {
 
 // Known reports whether t is a type of protocol version 1.
 func (t Type) Known() bool {
-	return (t >= TypeHello && t <= TypePong) || (t >= typeObjectFirst && t <= typeObjectLast)
+	return (t >= TypeHello && t <= TypeStack) || (t >= typeObjectFirst && t <= typeObjectLast)
 }
 
 // Header is a decoded frame header.

@@ -148,3 +148,26 @@ func FuzzCheckValue(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeStack: a STACK payload either decodes to text of at most
+// MaxStackDump bytes or is a protocol error; it never panics.
+func FuzzDecodeStack(f *testing.F) {
+	var b Builder
+	_ = b.Value(TypeStack, 0, "goroutine 1 [running]:\nmain.main()", DefaultMaxFrame)
+	f.Add(b.Bytes()[HeaderSize:])
+	f.Add([]byte{0x61})       // a text string cut short
+	f.Add([]byte{0x01})       // not text
+	f.Add([]byte{0x7f, 0xff}) // indefinite length
+	f.Fuzz(func(t *testing.T, p []byte) {
+		s, err := DecodeStack(p)
+		if err != nil {
+			if !errors.Is(err, ErrProtocol) {
+				t.Fatalf("error %v does not wrap ErrProtocol", err)
+			}
+			return
+		}
+		if len(s) > MaxStackDump {
+			t.Fatalf("%d bytes kept", len(s))
+		}
+	})
+}
