@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bulkhead-go/bulkhead/internal/dispatch"
+	"golang.org/x/sys/unix"
 
 	"github.com/bulkhead-go/bulkhead/internal/proc"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
@@ -224,7 +225,8 @@ func (p *Pool) onExit(w *workerProc) {
 	} else {
 		p.stats.crashes[phase].Add(1)
 		p.metrics.crashed(phase, ex.Signal)
-		attrs := []any{"pid", w.PID, "phase", phase.String(), "exit", ex.String(), "stderr_tail", w.Stderr.String()}
+		attrs := []any{"pid", w.PID, "phase", phase.String(), "exit", ex.String(), "exit_code", ex.Code,
+			"signal", unix.SignalName(ex.Signal), "core_dumped", ex.Core, "stderr_tail", w.Stderr.String()}
 		if phase == PhaseCall {
 			attrs = append(attrs, "request_id", w.current.Load())
 		}

@@ -53,6 +53,8 @@ func newServeCmd() *cobra.Command {
 
 // serve runs the daemon until SIGTERM or SIGINT (ctx), reloading on SIGHUP.
 func serve(ctx context.Context, cfg *daemon.Config, path, socket string) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	ln, err := daemon.Listen(cfg, socket)
 	if err != nil {

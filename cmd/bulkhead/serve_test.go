@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/bulkhead-go/bulkhead/client"
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
+)
+
+// serveProcess is `bulkhead serve` as a child process: this test binary as
+// the CLI.
+type serveProcess struct {
+	cmd  *exec.Cmd
+	sock string
+	cfg  string
+	log  *strings.Builder
+	done chan struct{}
+}
+
+const serveConfig = `
+socket = "SOCK"
+drain_grace = "5s"
+[[pool]]
+name = "demo"
+command = "${BULKHEAD_SELF}"
+args = ["worker"]
+workers = WORKERS
+`
+
+func startServe(t *testing.T) *serveProcess {
+	t.Helper()
+	dir := t.TempDir()
+	p := &serveProcess{sock: filepath.Join(dir, "s.sock"), cfg: filepath.Join(dir, "c.toml"), log: &strings.Builder{},
+		done: make(chan struct{})}
+	p.writeConfig(t, 1)
+	exe, _ := os.Executable()
+	p.cmd = exec.Command(exe, "serve", "--config", p.cfg)
+	p.cmd.Env = append(os.Environ(), cliEnv+"=1")
+	stderr, _ := p.cmd.StderrPipe()
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.log.WriteString(sc.Text() + "\n")
+		}
+	}()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		p.cmd.Wait()
+	})
+	testutil.Until(t, "the daemon to serve", func() bool {
+		c, err := client.Dial(context.Background(), p.sock, client.Options{})
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return p
+}
+
+func (p *serveProcess) writeConfig(t *testing.T, workers int) {
+	text := strings.NewReplacer("SOCK", p.sock, "WORKERS", strconv.Itoa(workers)).Replace(serveConfig)
+	if err := os.WriteFile(p.cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// workerPIDs are the demo pool's workers, by the daemon's status.
+func (p *serveProcess) workerPIDs(t *testing.T) []int {
+	t.Helper()
+	c, err := client.Dial(context.Background(), p.sock, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	st, err := c.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, pool := range st["pools"].([]any) {
+		for _, w := range pool.(map[any]any)["workers"].([]any) {
+			pids = append(pids, int(w.(map[any]any)["pid"].(uint64)))
+		}
+	}
+	return pids
+}
+
+// gone reports whether pid has exited (a zombie counts: it runs nothing).
+func gone(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return strings.HasPrefix(rest, "Z")
+}
+
+// serve, call, reload (a good config and a bad one), and drain, as an
+// operator does it, with signals.
+func TestServeCallReloadDrain(t *testing.T) {
+	p := startServe(t)
+	if code, out, errs := run(t, "call", "--socket", p.sock, "demo", "echo", `"hello"`); code != 0 || out != "\"hello\"\n" {
+		t.Fatalf("call: %d %q %q", code, out, errs)
+	}
+	if code, _, _ := run(t, "call", "--socket", p.sock, "demo"); code != 2 {
+		t.Fatalf("call without a method: exit %d, want 2", code)
+	}
+	if code, out, _ := run(t, "call", "--socket", p.sock, "demo", "nosuch"); code != 1 || !strings.Contains(out, `"kind":"remote"`) {
+		t.Fatalf("call of an unknown method: exit %d, %q", code, out)
+	}
+	p.writeConfig(t, 2)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	testutil.Until(t, "the reload to give the pool 2 workers", func() bool { return len(p.workerPIDs(t)) == 2 })
+	os.WriteFile(p.cfg, []byte("workers = = 3"), 0o600)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	testutil.Until(t, "the bad reload to be refused", func() bool { return strings.Contains(p.log.String(), "reload refused") })
+	if code, _, _ := run(t, "call", "--socket", p.sock, "demo", "echo", "1"); code != 0 {
+		t.Fatal("the daemon stopped serving after a bad reload")
+	}
+	pids := p.workerPIDs(t)
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.done
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("serve after SIGTERM: %v\n%s", err, p.log)
+	}
+	for _, pid := range pids {
+		if !gone(pid) {
+			t.Errorf("worker %d outlived the drained daemon", pid)
+		}
+	}
+	if _, err := os.Stat(p.sock); err == nil {
+		t.Log("the socket file is left behind (the next serve replaces it)")
+	}
+}
+
+// The daemon's SIGKILL takes every worker with it (parent-death signal).
+func TestServeKilledTakesWorkers(t *testing.T) {
+	p := startServe(t)
+	pids := p.workerPIDs(t)
+	if len(pids) == 0 {
+		t.Fatal("no workers")
+	}
+	p.cmd.Process.Kill()
+	p.cmd.Wait()
+	testutil.Until(t, "the workers to die with the daemon", func() bool {
+		for _, pid := range pids {
+			if !gone(pid) {
+				return false
+			}
+		}
+		return true
+	})
+}
