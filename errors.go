@@ -91,6 +91,15 @@ type CrashError struct {
 	// Replays is how many times the call had been replayed before this
 	// attempt (idempotent methods only).
 	Replays int
+	// Function is the native function the worker died in, when its crash
+	// report names it: for a Go worker whose C code faulted, the C function
+	// its cgo call had entered (from the Go runtime's report on stderr).
+	// "" when the report does not say.
+	Function string
+	// Fingerprint is the call's quarantine fingerprint ("method key", or
+	// "method #hash" of its arguments), set only with
+	// Config.QuarantineAfter; "" otherwise.
+	Fingerprint string
 	// AbandonedBy, if not 0, is the request id of another call on the same
 	// worker whose ctx ended and made the pool stop the worker: this call
 	// was lost with it, at no fault of its own or the worker's. The worker's

@@ -45,6 +45,12 @@ func (e *CrashError) LogValue() slog.Value {
 	}
 	a = append(a, exitAttrs(e.ExitCode, e.Signal, e.CoreDumped)...)
 	a = append(a, slog.String("reason", e.Reason))
+	if e.Function != "" {
+		a = append(a, slog.String("function", e.Function))
+	}
+	if e.Fingerprint != "" {
+		a = append(a, slog.String("fingerprint", e.Fingerprint))
+	}
 	if e.Killed {
 		a = append(a, slog.Bool("killed_by_pool", true))
 	}

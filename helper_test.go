@@ -181,6 +181,10 @@ func registerHelperMethods(s *worker.Server, fd int) {
 		native.Segv() // a NULL dereference in C
 		return nil, nil
 	})
+	s.Handle("rawsegv", func(context.Context, worker.Args) (any, error) {
+		native.RawSegv() // a NULL dereference in C, reported by the Go runtime
+		return nil, nil
+	})
 	s.Handle("cabort", func(context.Context, worker.Args) (any, error) {
 		native.Abort() // abort() in C
 		return nil, nil

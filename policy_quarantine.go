@@ -173,6 +173,9 @@ func (p *Pool) attribute(fp *fingerprint, w *workerProc, err error) {
 	if fp == nil || err == nil {
 		return
 	}
+	if ce, ok := err.(*CrashError); ok {
+		ce.Fingerprint = fp.String() // the caller's error, not yet returned
+	}
 	p.mu.Lock()
 	alone := w.inflight == 1
 	p.noteFingerprintLocked(fp, w, err)

@@ -230,6 +230,9 @@ func (p *Pool) onExit(w *workerProc) {
 		if phase == PhaseCall {
 			attrs = append(attrs, "request_id", w.current.Load())
 		}
+		if f := nativeFunction(w.Stderr.String()); f != "" {
+			attrs = append(attrs, "signal", SignalName(ex.Signal), "function", f)
+		}
 		if w.broken.Load() || memKill {
 			attrs = append(attrs, "killed_by_pool", true)
 		}

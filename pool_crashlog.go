@@ -22,6 +22,7 @@ type CrashRecord struct {
 	// "method #hash" of its arguments), set only with Config.QuarantineAfter
 	// and once the call's caller has seen the crash; "" otherwise.
 	Fingerprint string
+	Function    string // the native function it died in, if its crash report says (CrashError.Function)
 	Limit       Limit  // the resource limit it was killed for, or LimitNone
 	Reason      string // how it ended, in words
 	Stderr      string // the head and tail of its stderr (Config.StderrTail)
@@ -78,6 +79,7 @@ func (fp *fingerprint) String() string {
 func (p *Pool) recordCrashLocked(w *workerProc, phase Phase, sig syscall.Signal, code int, core bool, why string, limit Limit) {
 	r := CrashRecord{Time: time.Now(), PID: w.PID, Phase: phase, Signal: sig, ExitCode: code, CoreDumped: core,
 		Limit: limit, Reason: why, Stderr: w.Stderr.String()}
+	r.Function = nativeFunction(r.Stderr)
 	if phase == PhaseCall {
 		r.RequestID = w.current.Load()
 		if m := w.curMethod.Load(); m != nil {

@@ -173,6 +173,7 @@ func describeCrash(w *workerProc, id uint64, method string, cause error) *CrashE
 		Killed: w.broken.Load() && ex.Signal == syscall.SIGKILL,
 		Stderr: w.Stderr.String(), Err: cause,
 	}
+	e.Function = nativeFunction(e.Stderr)
 	if w.killedByClose.Load() {
 		e.Killed = true
 		e.Reason = "killed by the pool's Close, whose ctx ended before this call (" + ex.String() + ")"

@@ -22,7 +22,7 @@ h1 { font-size: 1.3em; margin: 0 0 .2em; } h2 { font-size: 1.1em; margin: 1.2em 
 .legend span { display: inline-block; padding: 1px 8px; border-radius: 4px; margin-right: 4px; font-size: 12px; border: 1px solid rgba(0,0,0,.15); }
 .legend span.starting { border-style: dashed; }
 table { border-collapse: collapse; font-size: 12px; margin-top: .4em; } td, th { padding: 3px 8px; border-bottom: 1px solid #ddd; text-align: left; vertical-align: top; }
-td:nth-child(-n+6) { white-space: nowrap; }
+td:nth-child(-n+7) { white-space: nowrap; }
 pre { margin: 0; max-height: 12em; overflow: auto; background: #fff; border: 1px solid #ddd; padding: 4px; font-size: 11px; max-width: 70em; }
 </style></head>
 <body>
@@ -79,12 +79,12 @@ function drawPool(p) {
   sec.append(grid);
   if (p.crashes.length) {
     const t = el("table", "crashes");
-    const h = el("tr"); ["when", "pid", "phase", "signal / exit", "call", "fingerprint", "reason", "stderr"].forEach(x => h.append(el("th", null, x)));
+    const h = el("tr"); ["when", "pid", "phase", "signal / exit", "in", "call", "fingerprint", "reason", "stderr"].forEach(x => h.append(el("th", null, x)));
     t.append(h);
     for (const c of p.crashes) {
       const r = el("tr");
       r.append(el("td", null, secs(c.ago_seconds) + " ago"), el("td", null, c.pid), el("td", null, c.phase),
-        el("td", null, c.signal || "exit " + c.exit_code), el("td", null, c.method ? c.method + " #" + c.request_id : ""),
+        el("td", null, c.signal || "exit " + c.exit_code), el("td", null, c.function || ""), el("td", null, c.method ? c.method + " #" + c.request_id : ""),
         el("td", null, c.fingerprint || ""), el("td", null, c.reason));
       const td = el("td");
       if (c.stderr_head || c.stderr_tail) {

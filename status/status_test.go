@@ -118,7 +118,7 @@ func TestReport(t *testing.T) {
 		}
 		c := pa.Crashes[0]
 		if c.PID != ce.PID || c.Signal != "SIGSEGV" || c.Phase != "call" || c.Method != "segv" || c.RequestID != ce.RequestID ||
-			!strings.HasPrefix(c.Fingerprint, "segv #") || !strings.Contains(c.StderrHead, "SIGSEGV") {
+			!strings.HasPrefix(c.Fingerprint, "segv #") || !strings.Contains(c.StderrHead, "SIGSEGV") || c.Function != "crashy_raw_segv" {
 			t.Errorf("crash %+v", c)
 		}
 		if len(rep.Pools[1].Workers) != 1 || rep.Pools[1].Stats.Calls != 0 {

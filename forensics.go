@@ -1,0 +1,32 @@
+package bulkhead
+
+import (
+	"regexp"
+	"strings"
+)
+
+// Crash forensics: what a worker's crash report on stderr says about where
+// it died. The Go SDK's workers die of a fault in C by the signal itself,
+// after the Go runtime has printed its report (worker/crashsig_linux_amd64.go):
+// "signal arrived during cgo execution", then the crashing goroutine's stack,
+// whose cgo stub (_Cfunc_NAME) names the C function the call had entered.
+
+// cgoMarker is the line the Go runtime prints for a signal raised in C.
+const cgoMarker = "signal arrived during cgo execution"
+
+// cgoFrame matches a cgo stub's frame in a Go traceback.
+var cgoFrame = regexp.MustCompile(`\._Cfunc_([A-Za-z_][A-Za-z0-9_]*)\(`)
+
+// nativeFunction returns the C function a worker died in, from its stderr:
+// the first cgo stub after the runtime's cgo line, or "" if the report does
+// not say (a worker that died without a Go report, a fault in Go code).
+func nativeFunction(stderr string) string {
+	i := strings.Index(stderr, cgoMarker)
+	if i < 0 {
+		return ""
+	}
+	if m := cgoFrame.FindStringSubmatch(stderr[i:]); m != nil {
+		return m[1]
+	}
+	return ""
+}
