@@ -16,15 +16,20 @@ type Threading int
 const (
 	// Apartment runs the calls on one object one at a time, in arrival
 	// order; different objects run concurrently. The object's state needs
-	// no lock.
+	// no lock. Each object has its own OS thread for its whole life
+	// (COM's single-threaded apartment): its constructor, calls and
+	// Destroy all run on it, so a native library that keeps per-thread
+	// state per object (thread-locals, a current context) sees one thread.
+	// The thread ends with the object. The hop to that thread costs the
+	// warm object call (docs/DESIGN.md, "Threading models").
 	Apartment Threading = wire.ThreadingApartment
 	// Free runs every call as soon as it arrives, concurrently with any
 	// other, on the same object too. The object must lock its own state.
 	Free Threading = wire.ThreadingFree
 	// Single runs one call at a time in the whole process, every call of
-	// every Single object on the same locked OS thread: one call at a time,
-	// for native libraries that are not thread-safe or keep thread-local
-	// state.
+	// every Single object on the same locked OS thread: for native
+	// libraries that are not thread-safe at all, or whose thread-local
+	// state is global (one per process, not one per object).
 	Single Threading = wire.ThreadingSingle
 )
 

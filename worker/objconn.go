@@ -31,11 +31,14 @@ type objConn struct {
 	staDone chan struct{}  // closed when the Single thread exits
 	sem     chan struct{}  // Free and Apartment calls running
 	wg      sync.WaitGroup // goroutines running tasks
+	apts    sync.WaitGroup // apartment threads
+	done    chan struct{}  // closed when serving ends: idle apartment threads exit
 
 	readerDone chan error // the read loop's end, whichever goroutine runs it
 }
 
-// liveObject is an object and, for Apartment, its call queue.
+// liveObject is an object and, for Apartment, its call queue and its
+// thread.
 type liveObject struct {
 	self  Object
 	spec  *classSpec
@@ -44,6 +47,8 @@ type liveObject struct {
 	qmu     sync.Mutex
 	queue   []func()
 	running bool
+	wake    chan struct{} // Apartment: the thread has work (capacity 1)
+	ended   bool          // Apartment: the thread's last task ran; the thread only
 }
 
 // current returns the state its constructor made. A Free object's calls run
@@ -98,7 +103,10 @@ func (c *conn) serveObjects(ctx context.Context) error {
 		objects: make(map[uint64]*liveObject),
 		sem:     make(chan struct{}, orDefault(s.Objects.MaxCalls, 1024)),
 		inline:  s.Concurrency <= 1,
+		done:    make(chan struct{}),
 	}
+	// Idle apartment threads end with the connection, whatever ended it.
+	defer close(o.done)
 	for _, cl := range s.objsrv.classes {
 		o.classes[cl.name] = cl
 		if cl.threading != Single {
@@ -294,18 +302,16 @@ func (o *objConn) run(t Threading, obj *liveObject, task func()) func() {
 		return nil
 	case t == Apartment && obj != nil:
 		obj.qmu.Lock()
+		obj.queue = append(obj.queue, task)
 		if obj.running {
-			obj.queue = append(obj.queue, task)
 			obj.qmu.Unlock()
 			return nil
 		}
 		obj.running = true
 		obj.qmu.Unlock()
 		o.sem <- struct{}{}
-		return func() {
-			task()
-			o.drain(obj)
-		}
+		obj.wake <- struct{}{}
+		return nil
 	default:
 		o.sem <- struct{}{}
 		return func() {
@@ -328,16 +334,47 @@ func (o *objConn) spawn(now func()) {
 	}()
 }
 
-// drain runs an Apartment object's queued calls in order, then lets the
-// object go idle.
-func (o *objConn) drain(obj *liveObject) {
+// startApartment gives an Apartment object its thread: a goroutine locked
+// to an OS thread that runs the object's constructor, calls and Destroy, in
+// arrival order, for the object's whole life (COM's single-threaded
+// apartment). A C library that keeps per-thread state (thread-locals, a
+// current context) sees one thread per object. The goroutine never unlocks:
+// when the object ends, so does its thread, with its thread-locals.
+func (o *objConn) startApartment(obj *liveObject) {
+	obj.wake = make(chan struct{}, 1)
+	o.apts.Add(1)
+	go func() {
+		defer o.apts.Done()
+		runtime.LockOSThread()
+		for {
+			select {
+			case <-obj.wake:
+			case <-o.done:
+				return
+			}
+			if o.drain(obj) {
+				return
+			}
+		}
+	}()
+}
+
+// endApartment queues the last task of an Apartment object's thread.
+func (o *objConn) endApartment(obj *liveObject) {
+	o.run(Apartment, obj, func() { obj.ended = true })
+}
+
+// drain runs an Apartment object's queued calls in order on its thread,
+// then lets the object go idle. It reports whether the thread's last task
+// ran.
+func (o *objConn) drain(obj *liveObject) (ended bool) {
 	for {
 		obj.qmu.Lock()
 		if len(obj.queue) == 0 {
 			obj.running = false
 			obj.qmu.Unlock()
 			<-o.sem
-			return
+			return obj.ended
 		}
 		task := obj.queue[0]
 		obj.queue[0] = nil
@@ -387,6 +424,9 @@ func (o *objConn) activate(ctx context.Context, id uint64, p []byte) func() {
 	}
 	o.objects[a.Object] = obj
 	o.mu.Unlock()
+	if spec.threading == Apartment {
+		o.startApartment(obj)
+	}
 	o.accepted++
 	if m := o.c.s.Objects.MaxActivations; m > 0 && o.accepted >= m {
 		_ = o.revoke()
@@ -401,6 +441,9 @@ func (o *objConn) activate(ctx context.Context, id uint64, p []byte) func() {
 			delete(o.objects, a.Object)
 			o.mu.Unlock()
 			o.reply(id, nil, err)
+			if obj.wake != nil {
+				obj.ended = true // on the apartment's own thread: it ends
+			}
 			return
 		}
 		obj.qmu.Lock()
@@ -450,14 +493,16 @@ func (o *objConn) release(oid uint64) {
 }
 
 func (o *objConn) destroy(obj *liveObject) {
-	if obj.spec.destroy == nil {
-		return
+	if obj.spec.destroy != nil {
+		o.spawn(o.run(obj.spec.threading, obj, func() {
+			if st := obj.current(); st != nil {
+				obj.spec.destroy(st)
+			}
+		}))
 	}
-	o.spawn(o.run(obj.spec.threading, obj, func() {
-		if st := obj.current(); st != nil {
-			obj.spec.destroy(st)
-		}
-	}))
+	if obj.wake != nil {
+		o.endApartment(obj)
+	}
 }
 
 // quit finishes the calls in flight, then destroys the objects still alive.
@@ -474,4 +519,5 @@ func (o *objConn) quit() {
 		o.destroy(obj)
 	}
 	o.wg.Wait()
+	o.apts.Wait()
 }
