@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/internal/clientwire"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
+	"golang.org/x/sys/unix"
 )
 
 // Errors of the daemon's own (CLIENT-PROTOCOL.md section 7).
@@ -56,12 +58,15 @@ type Client struct {
 	opts Options
 	max  uint32
 
-	wq   chan []byte   // frames for the writer
+	raw  syscall.RawConn
+	wake chan struct{} // cap 1: the writer has work
 	done chan struct{} // closed when the connection has ended
 	wg   sync.WaitGroup
 
 	mu      sync.Mutex
-	err     error // why the connection ended
+	out     [][]byte // frames for the writer
+	writing bool     // a caller or the writer is writing to the socket
+	err     error    // why the connection ended
 	next    uint64
 	pending map[uint64]chan frame
 	subs    map[uint64]*Subscription
@@ -86,7 +91,12 @@ func Dial(ctx context.Context, socket string, opts Options) (*Client, error) {
 	if opts.ReleaseTimeout <= 0 {
 		opts.ReleaseTimeout = 10 * time.Second
 	}
-	c := &Client{uc: uc, opts: opts, wq: make(chan []byte, 256), done: make(chan struct{}),
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		uc.Close()
+		return nil, err
+	}
+	c := &Client{uc: uc, raw: raw, opts: opts, wake: make(chan struct{}, 1), done: make(chan struct{}),
 		pending: make(map[uint64]chan frame), subs: make(map[uint64]*Subscription)}
 	if err := c.handshake(ctx); err != nil {
 		uc.Close()
@@ -239,24 +249,89 @@ func (c *Client) writer() {
 	defer c.wg.Done()
 	for {
 		select {
-		case f := <-c.wq:
+		case <-c.wake:
+		case <-c.done:
+			return
+		}
+		c.mu.Lock()
+		if c.writing || len(c.out) == 0 {
+			c.mu.Unlock() // a caller writes; it wakes us if it leaves some
+			continue
+		}
+		batch := c.out
+		c.out, c.writing = nil, true
+		c.mu.Unlock()
+		for _, f := range batch {
 			if _, err := c.uc.Write(f); err != nil {
 				c.end(fmt.Errorf("%w: %v", ErrConnection, err))
 				return
 			}
-		case <-c.done:
-			return
+		}
+		c.mu.Lock()
+		c.writing = false
+		more := len(c.out) > 0
+		c.mu.Unlock()
+		if more {
+			c.kick()
 		}
 	}
 }
 
-// enqueue queues a control frame without waiting; it is dropped if the
-// writer is that far behind (a CANCEL is best effort, a PONG can be late).
-func (c *Client) enqueue(f []byte) {
+func (c *Client) kick() {
 	select {
-	case c.wq <- f:
+	case c.wake <- struct{}{}:
 	default:
 	}
+}
+
+// enqueue sends frame f without waiting: written from here if nobody else
+// is writing and the socket takes it now, else by the writer. It never
+// blocks, so no caller waits past its deadline on a write; a frame queued
+// when the connection ends is dropped.
+func (c *Client) enqueue(f []byte) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	if !c.writing && len(c.out) == 0 {
+		c.writing = true
+		c.mu.Unlock()
+		n := c.tryWrite(f)
+		c.mu.Lock()
+		c.writing = false
+		if n == len(f) {
+			more := len(c.out) > 0
+			c.mu.Unlock()
+			if more {
+				c.kick()
+			}
+			return
+		}
+		c.out = append([][]byte{f[n:]}, c.out...)
+	} else {
+		c.out = append(c.out, f)
+	}
+	c.mu.Unlock()
+	c.kick()
+}
+
+// tryWrite writes as much of f as the socket takes without waiting.
+func (c *Client) tryWrite(f []byte) int {
+	n := 0
+	c.raw.Write(func(fd uintptr) bool {
+		for n < len(f) {
+			k, err := unix.Write(int(fd), f[n:])
+			if k > 0 {
+				n += k
+			}
+			if err != unix.EINTR && (err != nil || k <= 0) {
+				break
+			}
+		}
+		return true // never wait: the writer does
+	})
+	return n
 }
 
 // Caller is the bulkhead.Caller of one of the daemon's pools.

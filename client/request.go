@@ -50,14 +50,7 @@ func (c *Client) do(ctx context.Context, req *clientwire.Request, args []any, su
 		c.forget(id)
 		return nil, err
 	}
-	select {
-	case c.wq <- f:
-	case <-ctx.Done():
-		c.forget(id)
-		return nil, &bulkhead.CanceledError{Method: req.Method, Err: ctx.Err(), ExitCode: -1, Reason: "its ctx ended before it was sent"}
-	case <-c.done:
-		return nil, c.connErr()
-	}
+	c.enqueue(f)
 	select {
 	case ans := <-ch:
 		return ans.p, ans.err

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/bulkhead-go/bulkhead/activation"
@@ -24,6 +25,7 @@ var errPermission = clientwire.ErrPermission
 type conn struct {
 	s      *Server
 	uc     *net.UnixConn
+	raw    syscall.RawConn
 	peer   Peer
 	log    *slog.Logger
 	limits ConnLimits
@@ -41,6 +43,7 @@ type conn struct {
 	out      [][]byte // frames queued for the writer
 	outBytes int
 	wake     chan struct{} // cap 1: the writer has work
+	writing  bool          // a sender or the writer is writing to the socket
 	closed   bool
 }
 
@@ -60,7 +63,7 @@ func newConn(s *Server, uc *net.UnixConn) (*conn, error) {
 	s.mu.Lock()
 	limits := s.cfg.Limits
 	s.mu.Unlock()
-	return &conn{s: s, uc: uc, peer: peer, limits: limits,
+	return &conn{s: s, uc: uc, raw: raw, peer: peer, limits: limits.withDefaults(),
 		log:     s.log.With("client_pid", peer.PID, "client_uid", peer.UID),
 		pending: make(map[uint64]context.CancelFunc), handles: make(map[uint64]any),
 		subsByID: make(map[uint64]*activation.Subscription),

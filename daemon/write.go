@@ -6,6 +6,7 @@ import (
 
 	"github.com/bulkhead-go/bulkhead/internal/clientwire"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
+	"golang.org/x/sys/unix"
 )
 
 // errSlowClient ends a connection whose client does not read its answers.
@@ -35,11 +36,50 @@ func (c *conn) sendRaw(t wire.Type, id uint64, p []byte) error {
 		c.close()
 		return errSlowClient
 	}
-	c.out = append(c.out, f)
+	if !c.writing && len(c.out) == 0 {
+		// Nothing queued and nobody writing: write from here, without
+		// waking the writer, as far as the socket takes it now.
+		c.writing = true
+		c.mu.Unlock()
+		n := c.tryWrite(f)
+		c.mu.Lock()
+		c.writing = false
+		more := len(c.out) > 0
+		if n == len(f) {
+			c.mu.Unlock()
+			if more {
+				c.kick()
+			}
+			return nil
+		}
+		f = f[n:]
+		c.out = append([][]byte{f}, c.out...) // its rest before what came meanwhile
+	} else {
+		c.out = append(c.out, f)
+	}
 	c.outBytes += len(f)
 	c.mu.Unlock()
 	c.kick()
 	return nil
+}
+
+// tryWrite writes as much of f as the socket takes without waiting, and
+// returns how much that was; an error is left for the writer to meet.
+func (c *conn) tryWrite(f []byte) int {
+	n := 0
+	c.raw.Write(func(fd uintptr) bool {
+		for n < len(f) {
+			k, err := unix.Write(int(fd), f[n:])
+			if k > 0 {
+				n += k
+			}
+			if err != unix.EINTR && (err != nil || k <= 0) {
+				break
+			}
+		}
+		return true // never wait for the socket: the writer does
+	})
+	return n
 }
 
 var errClosedConn = errors.New("connection closed")
@@ -66,8 +106,13 @@ func (c *conn) fail(id uint64, err error, msg string) error {
 func (c *conn) writer() {
 	for range c.wake {
 		c.mu.Lock()
+		if c.writing && !c.closed {
+			c.mu.Unlock() // a sender writes; it kicks again if it leaves some
+			continue
+		}
 		batch, closed := c.out, c.closed
 		c.out, c.outBytes = nil, 0
+		c.writing = len(batch) > 0
 		c.mu.Unlock()
 		if closed {
 			c.uc.SetWriteDeadline(time.Now().Add(time.Second))
@@ -82,6 +127,13 @@ func (c *conn) writer() {
 		if closed {
 			c.uc.Close()
 			return
+		}
+		c.mu.Lock()
+		c.writing = false
+		more := len(c.out) > 0
+		c.mu.Unlock()
+		if more {
+			c.kick()
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -21,8 +22,26 @@ type serveProcess struct {
 	cmd  *exec.Cmd
 	sock string
 	cfg  string
-	log  *strings.Builder
+	log  *syncLog
 	done chan struct{}
+}
+
+// syncLog is the daemon's stderr, read while it is written.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.WriteString(line + "\n")
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 const serveConfig = `
@@ -38,7 +57,7 @@ workers = WORKERS
 func startServe(t *testing.T) *serveProcess {
 	t.Helper()
 	dir := t.TempDir()
-	p := &serveProcess{sock: filepath.Join(dir, "s.sock"), cfg: filepath.Join(dir, "c.toml"), log: &strings.Builder{},
+	p := &serveProcess{sock: filepath.Join(dir, "s.sock"), cfg: filepath.Join(dir, "c.toml"), log: &syncLog{},
 		done: make(chan struct{})}
 	p.writeConfig(t, 1)
 	exe, _ := os.Executable()
@@ -52,7 +71,7 @@ func startServe(t *testing.T) *serveProcess {
 		defer close(p.done)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			p.log.WriteString(sc.Text() + "\n")
+			p.log.add(sc.Text())
 		}
 	}()
 	t.Cleanup(func() {
