@@ -116,3 +116,26 @@ func equal(a, b any) bool {
 	}
 	return a == b
 }
+
+// bench/csrc/sdkcall.c, the C SDK's CPU per call against the kernel floor,
+// builds and runs (its figures are in BENCHMARKS.md; this only keeps it
+// working).
+func TestSDKCallBenchRuns(t *testing.T) {
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("gcc not found in PATH")
+	}
+	bin := filepath.Join(t.TempDir(), "sdkcall")
+	build := exec.Command(gcc, "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-I", "../../sdk/c", "-o", bin,
+		"../../bench/csrc/sdkcall.c")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %v\n%s", build.Args, err, out)
+	}
+	out, err := exec.Command(bin, "200", "1").Output()
+	if err != nil {
+		t.Fatalf("sdkcall: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), `"sdk_vs_floor":`) {
+		t.Fatalf("sdkcall printed %q", out)
+	}
+}
