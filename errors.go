@@ -88,6 +88,11 @@ type CrashError struct {
 	// PeakMemory is the peak memory of the worker's cgroup, in bytes, when
 	// the kernel's OOM killer killed it at Sandbox.MemoryMax; else 0.
 	PeakMemory int64
+	// Syscall and SyscallNumber name the system call outside its seccomp
+	// profile (Sandbox.Seccomp) that the worker was killed for, when Limit
+	// is LimitSandbox; else "" and 0.
+	Syscall       string
+	SyscallNumber int
 	// Replays is how many times the call had been replayed before this
 	// attempt (idempotent methods only).
 	Replays int

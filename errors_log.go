@@ -57,6 +57,12 @@ func (e *CrashError) LogValue() slog.Value {
 	if e.Limit != LimitNone {
 		a = append(a, slog.String("limit", e.Limit.String()))
 	}
+	if e.Syscall != "" || e.SyscallNumber != 0 {
+		a = append(a, slog.String("syscall", e.Syscall), slog.Int("syscall_nr", e.SyscallNumber))
+	}
+	if e.PeakMemory > 0 {
+		a = append(a, slog.Int64("peak_memory", e.PeakMemory))
+	}
 	if e.Replays > 0 {
 		a = append(a, slog.Int("replays", e.Replays))
 	}

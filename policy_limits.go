@@ -50,6 +50,7 @@ const (
 	LimitAddressSpace       // Limits.AddressSpace
 	LimitCPU                // Limits.CPUTime
 	LimitOpenFiles          // Limits.OpenFiles
+	LimitSandbox            // Sandbox.Seccomp: a system call outside the profile
 )
 
 func (l Limit) String() string {
@@ -64,6 +65,8 @@ func (l Limit) String() string {
 		return "cpu"
 	case LimitOpenFiles:
 		return "open_files"
+	case LimitSandbox:
+		return "sandbox"
 	}
 	return fmt.Sprintf("Limit(%d)", int(l))
 }

@@ -203,6 +203,8 @@ func (p *Pool) onExit(w *workerProc) {
 	}
 	var limit Limit
 	switch {
+	case w.usage.Violation != nil:
+		limit = LimitSandbox
 	case memKill, w.usage.OOMKills > 0 && ex.Signal == syscall.SIGKILL:
 		limit = LimitMemory
 	case !expected:

@@ -61,7 +61,41 @@ type Sandbox struct {
 	// half of one CPU (cpu.max). Implies Cgroup.
 	// Zero value: no limit.
 	CPUMax float64
+
+	// Seccomp is a seccomp-bpf profile (docs/SANDBOX.md): "files" denies
+	// new processes (threads are fine), exec, sockets other than Unix
+	// ones, files opened for writing or changed by name, and the kernel's
+	// rarer interfaces (ptrace, mount, bpf, keyctl, ...); "compute" denies
+	// the same. A denied system call kills the worker: its call fails with
+	// a *CrashError whose Limit is LimitSandbox and Syscall names it. The
+	// filter is installed, with no_new_privs, by a trampoline: the
+	// dispatcher's own binary, started first, which then executes the
+	// worker binary (so package bulkhead's init checks one variable at
+	// every program start).
+	// Zero value: no filter, unless SeccompDeny is set.
+	Seccomp string
+
+	// SeccompAllow takes system calls out of the profile, by name
+	// ("socket" lets every socket through, for instance).
+	// Zero value: the profile as it is.
+	SeccompAllow []string
+
+	// SeccompDeny adds system calls to the profile, by name; without a
+	// profile, it is the whole filter.
+	// Zero value: the profile as it is.
+	SeccompDeny []string
+
+	// SeccompLog lets every denied system call through and logs it
+	// instead, once per worker and call, at Warn ("sandbox: system call
+	// outside the seccomp profile"): run a workload with it, then turn the
+	// log into a profile with `bulkhead sandbox suggest`.
+	// Zero value: a denied call kills the worker.
+	SeccompLog bool
 }
+
+// init runs the seccomp trampoline, if this process was started as one
+// (Sandbox.Seccomp): it then never returns.
+func init() { sandbox.Trampoline() }
 
 // plan validates b's syntax; whether each protection can be applied is
 // known only at a start.

@@ -2,6 +2,7 @@ package bulkhead_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/bulkhead-go/bulkhead/examples/crashy/native"
 	"github.com/bulkhead-go/bulkhead/worker"
+	"golang.org/x/sys/unix"
 )
 
 // handleEscapes adds the helper worker's escape attempts: what a worker
@@ -38,6 +40,44 @@ func handleEscapes(s *worker.Server) {
 			}
 		}
 		return []string{strconv.Itoa(n), ""}, nil
+	}))
+	// The escapes a seccomp profile stops; each answers what happened, if
+	// it is let through (log mode).
+	s.Handle("connect", func(context.Context, worker.Args) (any, error) {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		if err != nil {
+			return err.Error(), nil
+		}
+		defer unix.Close(fd)
+		err = unix.Connect(fd, &unix.SockaddrInet4{Port: 1, Addr: [4]byte{127, 0, 0, 1}})
+		return fmt.Sprint(err), nil
+	})
+	s.Handle("exec", func(context.Context, worker.Args) (any, error) {
+		err := unix.Exec("/bin/sh", []string{"sh", "-c", "exit 0"}, nil)
+		return err.Error(), nil
+	})
+	s.Handle("fork", func(context.Context, worker.Args) (any, error) {
+		// Its own descriptors: os/exec would open /dev/null first.
+		pid, err := syscall.ForkExec("/bin/true", []string{"true"}, &syscall.ProcAttr{Files: []uintptr{0, 1, 2}})
+		if err == nil {
+			var ws syscall.WaitStatus
+			syscall.Wait4(pid, &ws, 0, nil)
+		}
+		return fmt.Sprint(err), nil
+	})
+	s.Handle("ptrace", func(context.Context, worker.Args) (any, error) {
+		err := unix.PtraceAttach(os.Getppid())
+		if err == nil {
+			unix.PtraceDetach(os.Getppid())
+		}
+		return fmt.Sprint(err), nil
+	})
+	s.Handle("write", worker.Func(func(_ context.Context, path string) (string, error) {
+		return fmt.Sprint(os.WriteFile(path, []byte("escaped"), 0o644)), nil
+	}))
+	s.Handle("read", worker.Func(func(_ context.Context, path string) (string, error) {
+		_, err := os.ReadFile(path)
+		return fmt.Sprint(err), nil
 	}))
 	// alloc touches n MiB, one page at a time.
 	s.Handle("alloc", worker.Func(func(_ context.Context, mib int) (int, error) {

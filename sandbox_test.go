@@ -180,6 +180,7 @@ type sandboxReport struct {
 // runSandboxedDispatcher is a dispatcher (run as nobody by
 // TestSandboxUnprivileged) that tries each case and reports.
 func runSandboxedDispatcher() {
+	os.Unsetenv(bulkhead.HelperEnv) // its workers pass BULKHEAD_* on: they are workers, not this
 	exe, _ := os.Executable()
 	enc := json.NewEncoder(os.Stdout)
 	for _, c := range []struct {
@@ -187,6 +188,8 @@ func runSandboxedDispatcher() {
 		sb   bulkhead.Sandbox
 	}{
 		{"user", bulkhead.Sandbox{User: "0"}},
+		{"seccomp", bulkhead.Sandbox{Seccomp: "files"}},
+		{"cgroup", bulkhead.Sandbox{PidsMax: 100}},
 	} {
 		r := sandboxReport{Case: c.name}
 		p, err := bulkhead.New(context.Background(), bulkhead.Config{Command: exe, Workers: 1, Sandbox: c.sb,
@@ -244,6 +247,12 @@ func TestSandboxUnprivileged(t *testing.T) {
 	}
 	if r := got["user"]; r.OK || r.Protection != "user" || !strings.Contains(r.Error, "CAP_SETUID") {
 		t.Errorf("User as nobody: %+v, want a StartError for the user protection naming CAP_SETUID", r)
+	}
+	if r := got["seccomp"]; !r.OK {
+		t.Errorf("Seccomp as nobody: %+v, want it to work: no_new_privs needs no privilege", r)
+	}
+	if r := got["cgroup"]; r.OK || r.Protection != "cgroup" {
+		t.Errorf("PidsMax as nobody: %+v, want a StartError for the cgroup protection", r)
 	}
 }
 
@@ -325,5 +334,82 @@ func TestSandboxMemoryMax(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Limit != bulkhead.LimitMemory || !errors.Is(err, bulkhead.ErrLimitExceeded) ||
 		ce.Signal != syscall.SIGKILL || ce.PeakMemory < max*3/4 {
 		t.Fatalf("alloc 256 MiB under memory.max 64 MiB: %v (%+v), want a *CrashError with LimitMemory and a peak near 64 MiB", err, ce)
+	}
+}
+
+// Each escape a seccomp profile denies kills the worker, and its call gets
+// a *CrashError naming the system call, with Limit == LimitSandbox.
+func TestSandboxSeccomp(t *testing.T) {
+	exe, _ := os.Executable()
+	for _, tt := range []struct {
+		method  string
+		arg     any
+		syscall string
+	}{
+		{"connect", nil, "socket"},
+		{"exec", nil, "execve"},
+		{"fork", nil, "clone"},
+		{"ptrace", nil, "ptrace"},
+		{"write", filepath.Join(t.TempDir(), "out"), "openat"},
+	} {
+		t.Run(tt.method, func(t *testing.T) {
+			p, err := sandboxPool(t, exe, bulkhead.Sandbox{Seccomp: "files"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			callWithin[any](t, p, "null") // it serves under the filter
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			out, err := p.Call(ctx, tt.method, tt.arg)
+			var ce *bulkhead.CrashError
+			if !errors.As(err, &ce) || ce.Limit != bulkhead.LimitSandbox || ce.Syscall != tt.syscall ||
+				ce.SyscallNumber <= 0 || !errors.Is(err, bulkhead.ErrLimitExceeded) {
+				t.Fatalf("%s under seccomp: %v, %v; want a *CrashError with LimitSandbox for %s", tt.method, out, err, tt.syscall)
+			}
+		})
+	}
+}
+
+// A protection that cannot be applied stops the start: here the profile
+// denies the very execveat that starts the worker.
+func TestSandboxSeccompFailsClosed(t *testing.T) {
+	exe, _ := os.Executable()
+	_, err := sandboxPool(t, exe, bulkhead.Sandbox{Seccomp: "files", SeccompDeny: []string{"execveat"}})
+	var se *bulkhead.StartError
+	if !errors.As(err, &se) || se.Protection != "seccomp" || !strings.Contains(se.Reason, "execveat") {
+		t.Fatalf("New with a profile that denies its own start: %v, want a StartError for seccomp naming execveat", err)
+	}
+}
+
+// In log mode a denied system call goes through, and is logged once.
+func TestSandboxSeccompLog(t *testing.T) {
+	exe, _ := os.Executable()
+	logs := &bulkhead.LogRecords{}
+	bulkhead.CheckLeaks(t)
+	p, err := bulkhead.New(context.Background(), bulkhead.Config{
+		Command: exe, Workers: 1, Sandbox: bulkhead.Sandbox{Seccomp: "files", SeccompLog: true},
+		Env: []string{"GORACE=atexit_sleep_ms=0"}, Logger: slog.New(logs),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(context.Background()) })
+	for range 2 {
+		if out := callWithin[string](t, p, "connect"); !strings.Contains(out, "connection refused") {
+			t.Fatalf("connect in log mode: %q, want it let through (connection refused)", out)
+		}
+	}
+	r := logs.First(t, "sandbox: system call outside the seccomp profile")
+	if r["syscall"] != "socket" {
+		t.Fatalf("log record %v, want syscall socket", r)
+	}
+	n := 0
+	for _, r := range logs.All() {
+		if r["msg"] == "sandbox: system call outside the seccomp profile" && r["syscall"] == "socket" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("socket logged %d times, want once per worker", n)
 	}
 }

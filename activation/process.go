@@ -2,6 +2,7 @@ package activation
 
 import (
 	"errors"
+	"log/slog"
 	"os/exec"
 	"sync/atomic"
 	"syscall"
@@ -56,8 +57,8 @@ func processSpec(p bulkhead.Process, bad func(format string, args ...any)) dispa
 	if err != nil {
 		bad("Sandbox: %w", err)
 	}
-	s.Prepare = func(spec *dispatch.Spec) (func(bool), func(), error) {
-		st, err := plan.Prepare(spec.Path, env, spec)
+	s.Prepare = func(spec *dispatch.Spec) (func(bool, error) error, func(), error) {
+		st, err := plan.Prepare(spec.Path, env, spec, slog.Default())
 		if err != nil {
 			return nil, nil, err
 		}

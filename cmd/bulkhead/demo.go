@@ -35,6 +35,7 @@ type demoConfig struct {
 	stall       time.Duration
 	progress    time.Duration // 0: no progress
 	transport   bulkhead.Transport
+	sandbox     bulkhead.Sandbox // --sandbox strict
 	json        bool
 	log         bool
 	listen      string        // --listen: serve metrics and status there; "" for no
@@ -45,6 +46,12 @@ type demoConfig struct {
 	// are done, before it stops.
 	listening, finished func(addr string)
 }
+
+// strictSandbox is --sandbox strict. The workers' journals are files they
+// create and append to, so the profile lets open and openat write: a
+// Landlock writable path would confine that to the journal's directory.
+var strictSandbox = bulkhead.Sandbox{MemoryMax: 256 << 20, PidsMax: 256, Seccomp: "files",
+	SeccompAllow: []string{"open", "openat"}}
 
 // Bounds on the demo's flags.
 const (
@@ -60,7 +67,7 @@ func newDemoCmd() *cobra.Command {
 	cfg := demoConfig{}
 	var progress time.Duration
 	var quiet bool
-	var transport string
+	var transport, sandbox string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run a pool of crashing native workers under load and check that no call is lost",
@@ -89,6 +96,13 @@ wrongly, 2 on bad flags.`,
 				cfg.transport = bulkhead.TransportShm
 			default:
 				return usagef("--transport %q: want socket or shm", transport)
+			}
+			switch sandbox {
+			case "none":
+			case "strict":
+				cfg.sandbox = strictSandbox
+			default:
+				return usagef("--sandbox %q: want none or strict", sandbox)
 			}
 			cfg.progress = progress
 			if progress == 0 {
@@ -119,6 +133,7 @@ wrongly, 2 on bad flags.`,
 	f.DurationVar(&cfg.stall, "stall", 30*time.Second, "give up when no call has returned for this long, counting the calls still out as lost; more than --timeout, at most 1h")
 	f.DurationVar(&progress, "progress-every", 0, "progress interval on stderr (default: 250ms on a terminal, 1s otherwise)")
 	f.StringVar(&transport, "transport", "socket", "how calls travel to workers: socket, or shm (shared-memory rings; see docs/DESIGN.md)")
+	f.StringVar(&sandbox, "sandbox", "none", "none, or strict: each worker in its own cgroup (256 MiB, 256 tasks), under the seccomp profile \"files\" with file writes allowed for its journal, and with no environment but its options (docs/SANDBOX.md; needs root for the cgroup)")
 	f.BoolVar(&quiet, "quiet", false, "no progress output")
 	f.BoolVar(&cfg.json, "json", false, "print the summary as one JSON object")
 	f.BoolVar(&cfg.log, "log", false, "print the pool's log records (crashes, failed starts, stopped workers) on stderr")
@@ -348,10 +363,15 @@ func startDemoPool(ctx context.Context, cfg demoConfig, exe, dir string, logger 
 		if err := os.Mkdir(journal, 0o700); err != nil {
 			return nil, "", attempt, err
 		}
+		env := append(os.Environ(), cfg.workerOptions(journal).Environ()...)
+		if cfg.sandbox.Seccomp != "" {
+			env = cfg.workerOptions(journal).Environ() // not even the demo's environment
+		}
 		pool, err := bulkhead.New(ctx, bulkhead.Config{
 			Command:   exe,
 			Args:      []string{workerArg},
-			Env:       append(os.Environ(), cfg.workerOptions(journal).Environ()...),
+			Env:       env,
+			Sandbox:   cfg.sandbox,
 			Workers:   cfg.workers,
 			MaxCalls:  cfg.recycle,
 			KillGrace: cfg.killGrace,

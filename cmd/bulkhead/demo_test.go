@@ -46,6 +46,7 @@ func TestDemoFlags(t *testing.T) {
 		{"negative progress", []string{"--progress-every", "-1s"}, "--progress-every"},
 		{"unknown flag", []string{"--bogus"}, "unknown flag: --bogus"},
 		{"unknown transport", []string{"--transport", "pigeon"}, `--transport "pigeon"`},
+		{"unknown sandbox", []string{"--sandbox", "loose"}, `--sandbox "loose"`},
 		{"positional argument", []string{"extra"}, "takes no arguments"},
 		{"two errors at once", []string{"--calls", "-1", "--workers", "0"}, "--workers 0"},
 	}
@@ -72,11 +73,18 @@ func TestDemoShortRun(t *testing.T) {
 	for _, transport := range []string{"socket", "shm"} {
 		t.Run(transport, func(t *testing.T) { testShortRun(t, transport) })
 	}
+	t.Run("sandbox-strict", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("--sandbox strict gives each worker a cgroup, which needs root here")
+		}
+		testShortRun(t, "socket", "--sandbox", "strict")
+	})
 }
 
-func testShortRun(t *testing.T, transport string) {
+func testShortRun(t *testing.T, transport string, extra ...string) {
 	checkLeaks(t)
-	code, out, errs := run(t, "demo", "--calls", "300", "--crash-rate", "0.05", "--workers", "2", "--transport", transport, "--json", "--quiet")
+	args := append([]string{"demo", "--calls", "300", "--crash-rate", "0.05", "--workers", "2", "--transport", transport, "--json", "--quiet"}, extra...)
+	code, out, errs := run(t, args...)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}

@@ -55,6 +55,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newStatusCmd())
 	root.AddCommand(newConformCmd())
 	root.AddCommand(newGenCmd())
+	root.AddCommand(newSandboxCmd())
 	argsAreUsage(root)
 	return root
 }

@@ -56,13 +56,22 @@ type Spec struct {
 	// KillAll, if not nil, kills every process the worker started, once
 	// it has died (proc.Options.KillAll).
 	KillAll func()
+	// ExtraFiles are passed after the protocol's descriptors, the first
+	// as the descriptor that ExtraFDEnv names. Launch does not close them.
+	ExtraFiles []*os.File
 	// Prepare, if not nil, runs first at each start and applies the
 	// worker's protections to Launch's copy of the spec (internal/sandbox):
-	// Env, Exec, Credential, Confine, KillAll. A failure ends the start.
-	// launched runs once the start has ended, told whether a process ran;
-	// reaped runs once that process has been reaped, before Hooks.Reaped.
-	Prepare func(s *Spec) (launched func(started bool), reaped func(), err error)
+	// Env, Path, Exec, ExtraFiles, Credential, Confine, KillAll. A failure
+	// ends the start. launched runs once the start has ended, told whether
+	// a process ran and how the start went, and may replace that error
+	// (with a better reason); reaped runs once that process has been
+	// reaped, before Hooks.Reaped.
+	Prepare func(s *Spec) (launched func(started bool, err error) error, reaped func(), err error)
 }
+
+// ExtraFDEnv is the variable that names the first of Spec.ExtraFiles in the
+// worker.
+const ExtraFDEnv = "BULKHEAD_EXTRA_FD"
 
 // Hooks are the owner's callbacks, which run on the process's watching
 // goroutine (proc.StartWatched) or on Launch's caller. Any may be nil.
@@ -160,9 +169,7 @@ func Launch(w *Worker, s Spec, sp *proc.Spawner, h Hooks) error {
 	} else {
 		h.Reaped = reaped
 	}
-	err = launch(w, s, sp, h)
-	launched(w.Proc != nil)
-	return err
+	return launched(w.Proc != nil, launch(w, s, sp, h))
 }
 
 func launch(w *Worker, s Spec, sp *proc.Spawner, h Hooks) error {
@@ -266,6 +273,10 @@ func command(s Spec, out *proc.Tail, cookie string, sock, marker *os.File, shm *
 			"BULKHEAD_SHM_SIZE="+strconv.Itoa(s.ShmRingSize),
 			"BULKHEAD_SHM_SPIN="+strconv.Itoa(s.ShmSpin))
 		extra = append(extra, shm.file)
+	}
+	if len(s.ExtraFiles) > 0 {
+		env = append(env, ExtraFDEnv+"="+strconv.Itoa(3+len(extra)))
+		extra = append(extra, s.ExtraFiles...)
 	}
 	env = append(env, s.ExtraEnv...)
 	path := s.Path

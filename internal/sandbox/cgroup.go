@@ -37,8 +37,8 @@ type Cgroup struct {
 	path func(cgroup1.Name) string // a v1 controller's directory
 }
 
-// Usage is what a cgroup recorded about its processes.
-type Usage struct {
+// cgroupUsage is what a cgroup recorded about its processes.
+type cgroupUsage struct {
 	PeakMemory int64  // the most memory charged at once, bytes
 	OOMKills   uint64 // processes the kernel's OOM killer killed in it
 }
@@ -177,20 +177,20 @@ func (c *Cgroup) Kill() {
 
 // Usage reads what the cgroup recorded: call it after the worker died,
 // before Delete.
-func (c *Cgroup) Usage() Usage {
+func (c *Cgroup) Usage() cgroupUsage {
 	if c.v2 != nil {
 		st, err := c.v2.Stat()
 		if err != nil || st.Memory == nil {
-			return Usage{}
+			return cgroupUsage{}
 		}
-		u := Usage{PeakMemory: int64(st.Memory.MaxUsage)}
+		u := cgroupUsage{PeakMemory: int64(st.Memory.MaxUsage)}
 		if st.MemoryEvents != nil {
 			u.OOMKills = st.MemoryEvents.OomKill
 		}
 		return u
 	}
 	dir := c.path(cgroup1.Memory)
-	var u Usage
+	var u cgroupUsage
 	if b, err := os.ReadFile(filepath.Join(dir, "memory.max_usage_in_bytes")); err == nil {
 		u.PeakMemory, _ = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 	}

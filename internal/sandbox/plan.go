@@ -1,10 +1,14 @@
 package sandbox
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/bulkhead-go/bulkhead/internal/dispatch"
 )
@@ -12,12 +16,20 @@ import (
 // Settings are bulkhead.Sandbox, field for field, so that one converts to
 // the other; bulkhead documents each field.
 type Settings struct {
-	User      string
-	SHA256    string
-	Cgroup    bool
-	MemoryMax int64
-	PidsMax   int
-	CPUMax    float64
+	User         string
+	SHA256       string
+	Cgroup       bool
+	MemoryMax    int64
+	PidsMax      int
+	CPUMax       float64
+	Seccomp      string
+	SeccompAllow []string
+	SeccompDeny  []string
+	SeccompLog   bool
+}
+
+func (s *Settings) seccomp() Seccomp {
+	return Seccomp{Profile: s.Seccomp, Allow: s.SeccompAllow, Deny: s.SeccompDeny, Log: s.SeccompLog}
 }
 
 // cgrouped reports whether workers get a cgroup of their own.
@@ -45,6 +57,10 @@ func NewPlan(s Settings) (*Plan, error) {
 	if s.CPUMax < 0 || math.IsNaN(s.CPUMax) || math.IsInf(s.CPUMax, 0) || (s.CPUMax > 0 && s.CPUMax < 0.01) {
 		errs = append(errs, fmt.Errorf("CPUMax = %v: want 0 (no limit) or at least 0.01", s.CPUMax))
 	}
+	sc := s.seccomp()
+	if err := sc.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	p := &Plan{s: s}
 	if s.SHA256 != "" {
 		var err error
@@ -63,13 +79,24 @@ func NewPlan(s Settings) (*Plan, error) {
 // Start is one start's protections: what it opened and created, released
 // in two steps (Launched, Reaped).
 type Start struct {
-	cg  *Cgroup
-	exe *os.File
+	cg    *Cgroup
+	exe   *os.File    // the worker binary, opened
+	self  *os.File    // the dispatcher's binary, for the trampoline
+	child *os.File    // the trampoline's end of its socket
+	sv    *supervisor // the seccomp filter's, if any
+}
+
+// Usage is what a worker's protections recorded about it, once it is dead.
+type Usage struct {
+	PeakMemory int64      // its cgroup's peak memory, bytes
+	OOMKills   uint64     // processes the kernel's OOM killer killed in its cgroup
+	Violation  *Violation // the system call outside its seccomp profile that killed it
 }
 
 // Prepare sets spec's environment (Environ, with env) and protections for
-// one start of the binary at path. A failure is an *Error.
-func (p *Plan) Prepare(path string, env []string, spec *dispatch.Spec) (*Start, error) {
+// one start of the binary at path; log gets seccomp's log mode. A failure
+// is an *Error.
+func (p *Plan) Prepare(path string, env []string, spec *dispatch.Spec, log *slog.Logger) (*Start, error) {
 	spec.Env = Environ(os.Environ(), env)
 	st := &Start{}
 	var err error
@@ -78,49 +105,135 @@ func (p *Plan) Prepare(path string, env []string, spec *dispatch.Spec) (*Start, 
 			return nil, err
 		}
 	}
+	sc := p.s.seccomp()
 	switch {
 	case p.pin != nil:
 		st.exe, err = p.pin.Open(path)
-	case p.s.User != "":
+	case p.s.User != "" || sc.on():
 		// Executed by the dispatcher's open file, so that the user needs
 		// no access to the directories on its path, only the file's x bit.
 		if st.exe, err = OpenExec(path); err != nil {
-			err = fail("user", err, "open %s", path)
+			err = fail("worker binary", err, "open %s", path)
 		}
 	}
 	if err != nil {
 		return nil, err
 	}
 	spec.Exec = st.exe
+	if sc.on() {
+		if err := st.trampoline(spec, &sc, log); err != nil {
+			st.release()
+			return nil, err
+		}
+	}
 	if p.s.cgrouped() {
 		st.cg, err = NewCgroup(CgroupLimits{MemoryMax: p.s.MemoryMax, PidsMax: int64(p.s.PidsMax), CPUMax: p.s.CPUMax})
 		if err != nil {
-			st.Launched(false)
+			st.release()
 			return nil, err
 		}
-		spec.Confine, spec.KillAll = st.cg.Add, st.cg.Kill
+		spec.KillAll = st.cg.Kill
 	}
+	spec.Confine = st.confine
 	return st, nil
 }
 
-// Launched releases what only the start needed, once dispatch.Launch has
-// returned; started says whether a process ran (dispatch.Hooks.Reaped then
-// runs, and must call Reaped).
-func (st *Start) Launched(started bool) {
-	if st.exe != nil {
-		st.exe.Close()
+// trampoline has spec start the dispatcher's own binary as the trampoline
+// (Trampoline), which installs sc's filter and executes the worker binary.
+func (st *Start) trampoline(spec *dispatch.Spec, sc *Seccomp, log *slog.Logger) error {
+	var err error
+	if st.self, err = OpenExec("/proc/self/exe"); err != nil {
+		return fail("seccomp", err, "opening the dispatcher's own binary for the trampoline")
 	}
-	if !started && st.cg != nil {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fail("seccomp", err, "socketpair")
+	}
+	st.child = os.NewFile(uintptr(fds[1]), "bulkhead-trampoline")
+	// The worker binary goes to the trampoline through the socket, queued
+	// there now: passed as an inherited descriptor, it made the kernel
+	// refuse to execute the trampoline (EACCES, same inode).
+	if err := unix.Sendmsg(fds[0], []byte("exe"), unix.UnixRights(int(st.exe.Fd())), nil, 0); err != nil {
+		unix.Close(fds[0])
+		return fail("seccomp", err, "handing the worker binary to the trampoline")
+	}
+	cfg, _ := json.Marshal(trampolineSpec{Seccomp: *sc})
+	if st.sv, err = newSupervisor(os.NewFile(uintptr(fds[0]), "bulkhead-trampoline"), spec.StartTimeout, sc, log); err != nil {
+		return err
+	}
+	spec.Env = append(spec.Env, TrampolineEnv+"="+string(cfg))
+	spec.Exec = st.self
+	spec.ExtraFiles = []*os.File{st.child}
+	return nil
+}
+
+// confine runs once the worker's process has started: the trampoline's
+// descriptors are its own now, and it goes into its cgroup.
+func (st *Start) confine(pid int) error {
+	st.closeFiles()
+	if st.cg != nil {
+		return st.cg.Add(pid)
+	}
+	return nil
+}
+
+func (st *Start) closeFiles() {
+	for _, f := range []**os.File{&st.exe, &st.self, &st.child} {
+		if *f != nil {
+			(*f).Close()
+			*f = nil
+		}
+	}
+}
+
+// release undoes a start that never ran.
+func (st *Start) release() {
+	st.closeFiles()
+	if st.sv != nil {
+		st.sv.stop()
+	}
+	if st.cg != nil {
 		_ = st.cg.Delete()
 	}
 }
 
-// Reaped reads what the worker's cgroup recorded and removes it, once the
-// worker has been reaped.
-func (st *Start) Reaped() (Usage, error) {
-	if st.cg == nil {
-		return Usage{}, nil
+// Launched releases what only the start needed, once dispatch.Launch has
+// returned with err; started says whether a process ran (dispatch's reaped
+// hook then runs, and must call Reaped). A start that failed because the
+// trampoline could not install the filter says so.
+func (st *Start) Launched(started bool, err error) error {
+	st.closeFiles()
+	if !started {
+		st.release()
+		return err
 	}
-	u := st.cg.Usage()
+	var f *dispatch.StartFailure
+	if st.sv == nil || !errors.As(err, &f) {
+		return err
+	}
+	why := st.sv.wait()
+	if v := st.sv.current(); why == nil && v != nil {
+		why = fail("seccomp", nil, "the worker made the system call %s (%d), outside its profile, before HELLO; killed", v.Name, v.Nr)
+	}
+	if why == nil {
+		return err
+	}
+	g := *f
+	g.Reason, g.Err = why.Error(), why
+	return &g
+}
+
+// Reaped reads what the worker's protections recorded and releases them,
+// once the worker has been reaped.
+func (st *Start) Reaped() (Usage, error) {
+	var u Usage
+	if st.sv != nil {
+		u.Violation = st.sv.stop()
+	}
+	if st.cg == nil {
+		return u, nil
+	}
+	cu := st.cg.Usage()
+	u.PeakMemory, u.OOMKills = cu.PeakMemory, cu.OOMKills
 	return u, st.cg.Delete()
 }

@@ -1,0 +1,94 @@
+package bulkhead_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead"
+)
+
+// BenchmarkSandboxNullCall alternates blocks of 1,000 null calls on a pool
+// whose worker runs under the "files" seccomp profile and on one without,
+// so that both see the same load, and reports seccomp/bare.
+func BenchmarkSandboxNullCall(b *testing.B) {
+	filtered := benchPoolCfg(b, bulkhead.Config{Workers: 1, Sandbox: bulkhead.Sandbox{Seccomp: "files"}})
+	bare := benchPoolCfg(b, bulkhead.Config{Workers: 1})
+	ctx := context.Background()
+	const block = 1000
+	run := func(p *bulkhead.Pool) time.Duration {
+		t0 := time.Now()
+		for range block {
+			if _, err := p.Call(ctx, "null"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(t0)
+	}
+	var tf, tb time.Duration
+	for b.Loop() {
+		tf += run(filtered)
+		tb += run(bare)
+	}
+	b.ReportMetric(float64(tf)/float64(tb), "seccomp/bare")
+	b.ReportMetric(float64(tf.Nanoseconds())/float64(b.N*block), "seccomp-ns/call")
+	b.ReportMetric(float64(tb.Nanoseconds())/float64(b.N*block), "bare-ns/call")
+}
+
+// BenchmarkSandboxSpawn alternates starting a pool of one worker (spawn to
+// HELLO; Close is not timed) with a sandbox and without, and reports
+// sandboxed/bare: full is a pinned binary, its own cgroup with memory, pids
+// and CPU limits, and the "files" seccomp profile (through the
+// trampoline); seccomp and cgroup are those parts alone.
+func BenchmarkSandboxSpawn(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("cgroups need root")
+	}
+	exe, _ := os.Executable()
+	f, err := os.Open(exe)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	f.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cg := bulkhead.Sandbox{MemoryMax: 1 << 30, PidsMax: 256, CPUMax: 1}
+	full := cg
+	full.SHA256, full.Seccomp = hex.EncodeToString(h.Sum(nil)), "files"
+	for _, tc := range []struct {
+		name string
+		sb   bulkhead.Sandbox
+	}{{"full", full}, {"seccomp", bulkhead.Sandbox{Seccomp: "files"}}, {"cgroup", cg}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var ts, tb time.Duration
+			for b.Loop() {
+				ts += benchSpawn(b, exe, tc.sb)
+				tb += benchSpawn(b, exe, bulkhead.Sandbox{})
+			}
+			b.ReportMetric(float64(ts)/float64(tb), "sandboxed/bare")
+			b.ReportMetric(float64(ts.Microseconds())/float64(b.N), "sandboxed-us/spawn")
+			b.ReportMetric(float64(tb.Microseconds())/float64(b.N), "bare-us/spawn")
+		})
+	}
+}
+
+// benchSpawn is the time New takes to start one worker with sb.
+func benchSpawn(b *testing.B, exe string, sb bulkhead.Sandbox) time.Duration {
+	t0 := time.Now()
+	p, err := bulkhead.New(context.Background(), bulkhead.Config{Command: exe, Workers: 1, Sandbox: sb,
+		Env: []string{"GORACE=atexit_sleep_ms=0"}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := time.Since(t0)
+	p.Close(context.Background())
+	return d
+}
