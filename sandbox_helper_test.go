@@ -28,6 +28,7 @@ func handleEscapes(s *worker.Server) {
 		if err := os.WriteFile(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
 			return nil, err
 		}
+		fmt.Fprintln(os.Stderr, "helper: setsid child started; crashing")
 		native.Segv()
 		return nil, nil
 	}))

@@ -308,6 +308,35 @@ func TestSandboxSetsidChildDies(t *testing.T) {
 	}
 }
 
+// Without a cgroup, the setsid child outlives the worker, but its hold on
+// the worker's stderr does not delay the *CrashError: the pidfd says when
+// the worker died, and what it wrote is drained then, not waited for.
+func TestSetsidChildDoesNotDelayCrash(t *testing.T) {
+	exe, _ := os.Executable()
+	bulkhead.CheckLeaks(t)
+	p, err := bulkhead.New(context.Background(), bulkhead.Config{
+		Command: exe, Workers: 1, KillGrace: time.Minute,
+		Env: []string{"GORACE=atexit_sleep_ms=0"}, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(context.Background()) })
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err = p.Call(ctx, "setsid", pidFile)
+	if pid, rerr := os.ReadFile(pidFile); rerr == nil {
+		if n, _ := strconv.Atoi(string(pid)); n > 0 {
+			syscall.Kill(n, syscall.SIGKILL) // it escaped: no cgroup here
+		}
+	}
+	var ce *bulkhead.CrashError
+	if !errors.As(err, &ce) || ce.Signal != syscall.SIGSEGV || !strings.Contains(ce.Stderr, "setsid child started") {
+		t.Fatalf("setsid then segv: %v (stderr %q), want a *CrashError for SIGSEGV with what the worker wrote", err, ce.Stderr)
+	}
+}
+
 // pids.max stops a fork bomb; the children it started die with the worker.
 func TestSandboxForkBomb(t *testing.T) {
 	p := cgroupPool(t, bulkhead.Sandbox{PidsMax: 64})

@@ -30,7 +30,7 @@ type Spec struct {
 	// it overrides them.
 	ExtraEnv     []string
 	StderrTail   int           // bytes of stdout and stderr kept (proc.NewTail)
-	KillGrace    time.Duration // how long the reaping waits for output pipes a descendant holds
+	KillGrace    time.Duration // exec.Cmd.WaitDelay; stdout and stderr are never waited for past the death (proc.Options.Output)
 	StartTimeout time.Duration // for HELLO
 	MaxFrame     uint32
 	// Shm offers the shared-memory transport (PROTOCOL.md section 9)
@@ -219,8 +219,9 @@ func launch(w *Worker, s Spec, sp *proc.Spawner, h Hooks) error {
 			h.Died()
 		}
 	}
-	pr, err := proc.StartWith(sp, command(s, w.Stderr, cookie, childSock, markerFile, shm),
-		proc.Options{Died: died, Reaped: h.Reaped, KillAll: s.KillAll})
+	pr, err := proc.StartWith(sp, command(s, cookie, childSock, markerFile, shm),
+		proc.Options{Died: died, Reaped: h.Reaped, KillAll: s.KillAll,
+			Output: w.Stderr}) // never parsed: a library's stray prints cannot break the protocol
 	if err != nil {
 		w.Conn.Close()
 		unix.Munmap(page)
@@ -253,7 +254,7 @@ func launch(w *Worker, s Spec, sp *proc.Spawner, h Hooks) error {
 
 // command is the exec.Cmd of a worker of s: the protocol's variables, and
 // the socket, the marker and the shm region as descriptors 3, 4 and 5.
-func command(s Spec, out *proc.Tail, cookie string, sock, marker *os.File, shm *shmLink) *exec.Cmd {
+func command(s Spec, cookie string, sock, marker *os.File, shm *shmLink) *exec.Cmd {
 	env := s.Env
 	if env == nil {
 		env = os.Environ()
@@ -293,8 +294,6 @@ func command(s Spec, out *proc.Tail, cookie string, sock, marker *os.File, shm *
 		Args:        append([]string{s.Command}, s.Args...),
 		Env:         env,
 		Dir:         s.Dir,
-		Stdout:      out, // never parsed: a library's stray prints cannot break the protocol
-		Stderr:      out,
 		ExtraFiles:  extra,
 		WaitDelay:   s.KillGrace,
 	}

@@ -3,6 +3,7 @@ package proc
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -28,6 +29,7 @@ type Process struct {
 	onDied  func()
 	onExit  func()
 	killAll func()
+	out     *output // nil: the Cmd's own stdout and stderr
 
 	// sigMu orders signals against the reaping: once dead is set the pid
 	// may be reaped and reused, so nothing is sent to it any more.
@@ -70,6 +72,11 @@ type Options struct {
 	// group was killed, so that no descendant outlives it or holds its
 	// output pipes open and delays the reaping.
 	KillAll func()
+	// Output, if not nil, gets the child's stdout and stderr (which must
+	// be unset in the Cmd), copied until it dies and then drained of what
+	// it had written, so that a descendant holding the pipe delays
+	// neither the reaping nor the child's crash report.
+	Output io.Writer
 }
 
 // StartWith is Start with every callback.
@@ -82,10 +89,26 @@ func StartWith(sp *Spawner, cmd *exec.Cmd, o Options) (*Process, error) {
 	attr.Pgid = 0
 	attr.Pdeathsig = syscall.SIGKILL
 	cmd.SysProcAttr = &attr
-	if err := sp.Start(cmd); err != nil {
+	var out *output
+	if o.Output != nil {
+		var pw *os.File
+		var err error
+		if out, pw, err = newOutput(o.Output); err != nil {
+			return nil, err
+		}
+		cmd.Stdout, cmd.Stderr = pw, pw
+		err = sp.Start(cmd)
+		pw.Close() // the child's now
+		if err != nil {
+			out.r.Close()
+			return nil, err
+		}
+		go out.run()
+	} else if err := sp.Start(cmd); err != nil {
 		return nil, err
 	}
-	p := &Process{Cmd: cmd, PID: cmd.Process.Pid, exited: make(chan struct{}), onDied: o.Died, onExit: o.Reaped, killAll: o.KillAll}
+	p := &Process{Cmd: cmd, PID: cmd.Process.Pid, exited: make(chan struct{}), onDied: o.Died, onExit: o.Reaped,
+		killAll: o.KillAll, out: out}
 	// The child cannot be reaped before we Wait, so its pid is still ours.
 	if fd, err := unix.PidfdOpen(p.PID, unix.PIDFD_NONBLOCK); err == nil {
 		p.pidfd = os.NewFile(uintptr(fd), "pidfd")
@@ -111,6 +134,9 @@ func (p *Process) watch() {
 	if p.killAll != nil {
 		p.killAll()
 	}
+	if p.out != nil && p.pidfd != nil {
+		p.out.stop() // dead: what it wrote is in the pipe
+	}
 	if p.onDied != nil {
 		p.onDied()
 	}
@@ -118,6 +144,9 @@ func (p *Process) watch() {
 	p.dead = true // from here on the pid may be reaped: no more signals
 	p.sigMu.Unlock()
 	err := p.Cmd.Wait()
+	if p.out != nil && p.pidfd == nil {
+		p.out.stop() // without a pidfd: once reaped
+	}
 	p.state = p.Cmd.ProcessState
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {

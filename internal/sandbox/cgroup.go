@@ -156,23 +156,47 @@ func (c *Cgroup) Add(pid int) error {
 }
 
 // Kill SIGKILLs every process in the cgroup, and again any it forked in
-// the meantime, until it is empty or, after many rounds, gives up (a
-// process that the kernel cannot kill at once, in uninterruptible sleep,
-// leaves when it wakes). It does not wait for them to be reaped.
+// the meantime, and waits until the cgroup is empty: a process leaves it
+// when it exits (it may be a zombie still, holding nothing). It gives up
+// after about 2 seconds (a process in uninterruptible sleep leaves when it
+// wakes).
 func (c *Cgroup) Kill() {
 	if c.v2 != nil {
 		_ = c.v2.Kill() // cgroup.kill: atomic against forks
-		return
 	}
-	for range 100 {
-		procs, err := c.v1.Processes(cgroup1.Pids, true)
-		if err != nil || len(procs) == 0 {
+	pause := unix.Timespec{Nsec: 50000}
+	for round := 0; round < 4000; round++ {
+		pids, err := c.procs()
+		if err != nil || len(pids) == 0 {
 			return
 		}
-		for _, p := range procs {
-			_ = unix.Kill(p.Pid, unix.SIGKILL)
+		if c.v1 != nil {
+			for _, p := range pids {
+				_ = unix.Kill(p, unix.SIGKILL)
+			}
+		}
+		if round > 0 {
+			_ = unix.Nanosleep(&pause, nil)
 		}
 	}
+}
+
+// procs lists the processes in the cgroup.
+func (c *Cgroup) procs() ([]int, error) {
+	if c.v2 != nil {
+		ps, err := c.v2.Procs(true)
+		out := make([]int, len(ps))
+		for i, p := range ps {
+			out[i] = int(p)
+		}
+		return out, err
+	}
+	ps, err := c.v1.Processes(cgroup1.Pids, true)
+	out := make([]int, len(ps))
+	for i, p := range ps {
+		out[i] = p.Pid
+	}
+	return out, err
 }
 
 // Usage reads what the cgroup recorded: call it after the worker died,
