@@ -27,15 +27,17 @@
  * on every CALL before a handler sees it and on every result before it is
  * sent, the start marker (section 6), calls whose deadline passed answered
  * `canceled` without running, PING, CANCEL (bh_canceled), QUIT, the idle
- * timeout, and the shared-memory transport (section 9) when offered.
- * Not covered: the object protocol of section 10 (classes, activation); a
- * worker that receives an object frame treats it as a protocol error.
+ * timeout, the shared-memory transport (section 9) when offered, and, with
+ * bh_serve_objects, the object protocol of section 10: classes registered
+ * and resumed, activation, object calls, release, SUSPEND, REVOKE
+ * (bh_revoke) and events (bh_emit).
  *
  * The worker is single-threaded: one call at a time, on the main thread,
  * which is what a thread-bound library needs (HELLO says concurrency 1).
  * Memory: the payload buffer and the result buffer grow to the largest frame
  * seen and are reused; the value checker keeps one scratch array of map keys,
- * also reused. Nothing else is allocated per call.
+ * also reused. Nothing else is allocated per call (an activation grows the
+ * object table, at most to 2^20 objects).
  *
  * Build with -std=c99 (or later) on Linux. The implementation needs
  * _GNU_SOURCE, which it defines itself when this header is the first include
@@ -170,6 +172,7 @@ typedef struct {
 
 struct bh_call {
 	uint64_t id;
+	uint64_t object; /* the object of an ACTIVATE or OBJCALL; 0 for a CALL */
 	const char *method; /* not NUL-terminated */
 	size_t method_len;
 	int64_t deadline;   /* Unix nanoseconds; 0: none */
@@ -205,6 +208,47 @@ int bh_fail(bh_call *call, unsigned code, const char *fmt, ...)
  * or a CANCEL for it has already arrived (the SDK looks at the bytes waiting
  * on the connection without blocking). A long handler polls it. */
 int bh_canceled(bh_call *call);
+
+/* ---- objects (section 10) -------------------------------------------- */
+
+/* bh_create constructs an object's state from the activation's arguments
+ * (bh_arg on call; call->object is the new object's id) and returns 0, or
+ * bh_fail(...). */
+typedef int (*bh_create_fn)(bh_call *call, void *class_arg, void **state);
+/* bh_objfn is an object method: like bh_fn, with the object's state. */
+typedef int (*bh_objfn)(bh_call *call, void *state, void *arg);
+
+typedef struct {
+	const char *name; /* 1 to 256 bytes */
+	bh_objfn fn;
+	void *arg;
+} bh_objmethod;
+
+/* bh_class is an object type the worker serves. The SDK runs every call on
+ * its one thread, so it registers each class as "single" (threading 2):
+ * one call at a time in the process, all on one OS thread. */
+typedef struct {
+	const char *name; /* 1 to 256 bytes of UTF-8, no control characters */
+	bh_create_fn create;
+	void (*destroy)(void *state, void *class_arg); /* may be NULL */
+	const bh_objmethod *methods;
+	size_t nmethods;
+	void *arg; /* passed to create and destroy */
+} bh_class;
+
+/* bh_serve_objects is bh_serve for a class server: it registers the
+ * classes (at most 256) after HELLO, then serves stateless calls,
+ * activations, object calls and releases. */
+int bh_serve_objects(const char *name, const bh_method *methods, size_t n, const bh_class *classes, size_t nclasses);
+
+/* bh_emit sends event `name` of object `object` with args, one encoded
+ * CBOR array (build it with bh_put_array ...), to the object's
+ * subscribers. It returns 0, or -1 if the name or the array is invalid. */
+int bh_emit(uint64_t object, const char *name, const uint8_t *args, size_t n);
+
+/* bh_revoke stops taking activations (REVOKE): the dispatcher routes new
+ * objects elsewhere and stops this worker once its objects are gone. */
+void bh_revoke(void);
 
 /* bh_max_frame is the frame limit, BULKHEAD_MAX_FRAME: a bound for what a
  * handler allocates on a caller's word. */
@@ -793,9 +837,10 @@ void bh_buf_free(bh_buf *b) {
 
 /* ---- calls ---------------------------------------------------------------- */
 
+static int bh__args(bh_checker *c, bh_cur cur, bh_call *call);
+
 int bh_parse_call(bh_checker *c, const uint8_t *p, size_t n, bh_call *call) {
 	bh_cur cur = {p, p + n};
-	bh__head h;
 	size_t len;
 	const char *m;
 	if (n == 0 || p[0] != 0x83) {
@@ -813,6 +858,12 @@ int bh_parse_call(bh_checker *c, const uint8_t *p, size_t n, bh_call *call) {
 	if (bh_get_int(&cur, &call->deadline) != 0 || call->deadline < 0) {
 		BH__FAIL(c, "deadline is not a non-negative 64-bit integer");
 	}
+	return bh__args(c, cur, call);
+}
+
+/* bh__args reads the args array at cur, of an envelope already checked. */
+static int bh__args(bh_checker *c, bh_cur cur, bh_call *call) {
+	bh__head h;
 	if (bh__get_head(&cur.p, cur.end, &h) != 0 || h.major != 4) {
 		BH__FAIL(c, "args is not an array");
 	}
@@ -820,7 +871,7 @@ int bh_parse_call(bh_checker *c, const uint8_t *p, size_t n, bh_call *call) {
 	call->args_ = cur;
 	for (size_t i = 0; i < call->nargs && i < sizeof call->argp_ / sizeof call->argp_[0]; i++) {
 		call->argp_[i] = cur.p;
-		bh_skip(&cur); /* checked above */
+		bh_skip(&cur); /* checked already */
 	}
 	return 0;
 }
@@ -920,6 +971,13 @@ int bh_fail(bh_call *call, unsigned code, const char *fmt, ...) {
 #define BH__EXIT_CONFIG 78
 
 enum { BH__HELLO = 1, BH__CALL, BH__REPLY, BH__ERROR, BH__CANCEL, BH__QUIT, BH__PING, BH__PONG };
+enum {
+	BH__REGISTER = 16, BH__RESUME, BH__REVOKE, BH__ACTIVATE, BH__OBJCALL, BH__RELEASE, BH__SUSPEND, BH__EVENT
+};
+#define BH__UNKNOWN_CLASS 9
+#define BH__UNKNOWN_OBJECT 10
+#define BH__MAX_OBJECTS (1u << 20)
+#define BH__MAX_CLASSES 256
 
 typedef struct {
 	uint8_t *base;
@@ -943,6 +1001,17 @@ static struct {
 	size_t rs, re; /* the buffered bytes: rbuf[rs:re] */
 	bh_buf payload, result, msg;
 	bh_checker chk;
+	/* section 10 */
+	bh_buf ev; /* an EVENT being sent */
+	const bh_class *classes;
+	size_t nclasses;
+	int stopping; /* SUSPEND or REVOKE: activations are refused */
+	struct bh__obj {
+		uint64_t id; /* 0: a free slot */
+		const bh_class *cls;
+		void *state;
+	} *objs;
+	size_t objcap, nobjs; /* a power of two; at most half full */
 } bh__w;
 
 static void bh__die(int status, const char *fmt, ...)
@@ -1483,22 +1552,20 @@ static const bh_method *bh__lookup(const bh_call *call) {
 	return NULL;
 }
 
-/* bh__run runs a checked, marked call and sends its answer. */
-static void bh__run(bh_call *call) {
-	char why[512];
-	const bh_method *m = bh__lookup(call);
-	bh_buf *res = &bh__w.result;
-	if (m == NULL) {
-		snprintf(why, sizeof why, "unknown method \"%.*s\"", (int)call->method_len, call->method);
-		bh__send_error(call->id, BH_UNKNOWN_METHOD, why, 0);
-		return;
-	}
-	res->len = 0;
-	res->failed = 0;
-	call->result = res;
+/* bh__prepare readies call's result and error buffers for a handler. */
+static void bh__prepare(bh_call *call) {
+	bh__w.result.len = 0;
+	bh__w.result.failed = 0;
+	call->result = &bh__w.result;
 	call->code_ = 0;
 	call->msg_ = &bh__w.msg;
-	if (m->fn(call, m->arg) != 0) {
+}
+
+/* bh__finish sends the answer of a handler that returned rc. */
+static void bh__finish(bh_call *call, int rc) {
+	char why[512];
+	bh_buf *res = &bh__w.result;
+	if (rc != 0) {
 		if (call->code_ == 0) {
 			bh__send_error(call->id, BH_APPLICATION, "the handler failed", 0);
 		} else {
@@ -1516,13 +1583,26 @@ static void bh__run(bh_call *call) {
 		bh_put_null(res);
 	} else if (bh_check(&bh__w.chk, res->p, res->len, 2) != 0) {
 		/* Level 2, one stricter than a CALL's: the dispatcher's check
-		 * also counts the scalar inside the innermost container. */
-		/* The handler's bug: the dispatcher would drop the connection. */
+		 * also counts the scalar inside the innermost container. The
+		 * handler's bug: the dispatcher would drop the connection. */
 		snprintf(why, sizeof why, "the handler's result is not a valid value: %s", bh__w.chk.err);
 		bh__send_error(call->id, BH_APPLICATION, why, 0);
 		return;
 	}
 	bh__send(BH__REPLY, call->id, res->p, res->len);
+}
+
+/* bh__run runs a checked, marked call and sends its answer. */
+static void bh__run(bh_call *call) {
+	char why[512];
+	const bh_method *m = bh__lookup(call);
+	if (m == NULL) {
+		snprintf(why, sizeof why, "unknown method \"%.*s\"", (int)call->method_len, call->method);
+		bh__send_error(call->id, BH_UNKNOWN_METHOD, why, 0);
+		return;
+	}
+	bh__prepare(call);
+	bh__finish(call, m->fn(call, m->arg));
 }
 
 static void bh__on_call(uint64_t id, const uint8_t *p, size_t n) {
@@ -1548,6 +1628,293 @@ static void bh__on_call(uint64_t id, const uint8_t *p, size_t n) {
 	}
 	bh__mark(id);
 	bh__run(&call);
+}
+
+/* ---- objects (section 10) ------------------------------------------------ */
+
+/* bh__valid_name: 1 to 256 bytes of UTF-8 without control characters. */
+static int bh__valid_name(const char *s, size_t n) {
+	if (n < 1 || n > BH_MAX_METHOD || !bh__utf8((const uint8_t *)s, n)) {
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if ((uint8_t)s[i] < 0x20 || s[i] == 0x7f) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* bh__slot finds object id's slot: its own, or the free one it would take. */
+static struct bh__obj *bh__slot(uint64_t id) {
+	size_t mask = bh__w.objcap - 1, i = (size_t)(id * 0x9e3779b97f4a7c15ull) & mask;
+	while (bh__w.objs[i].id != 0 && bh__w.objs[i].id != id) {
+		i = (i + 1) & mask;
+	}
+	return &bh__w.objs[i];
+}
+
+static struct bh__obj *bh__find(uint64_t id) {
+	struct bh__obj *o;
+	if (bh__w.nobjs == 0) {
+		return NULL;
+	}
+	o = bh__slot(id);
+	return o->id == id ? o : NULL;
+}
+
+/* bh__grow doubles the table (linear probing, at most half full). */
+static int bh__grow(void) {
+	size_t cap = bh__w.objcap ? bh__w.objcap * 2 : 64, old = bh__w.objcap;
+	struct bh__obj *prev = bh__w.objs, *objs = calloc(cap, sizeof *objs);
+	if (objs == NULL) {
+		return -1;
+	}
+	bh__w.objs = objs;
+	bh__w.objcap = cap;
+	for (size_t i = 0; i < old; i++) {
+		if (prev[i].id != 0) {
+			*bh__slot(prev[i].id) = prev[i];
+		}
+	}
+	free(prev);
+	return 0;
+}
+
+/* bh__remove empties o's slot and moves back the entries that probed past it. */
+static void bh__remove(struct bh__obj *o) {
+	size_t mask = bh__w.objcap - 1, i = (size_t)(o - bh__w.objs), j = i;
+	bh__w.objs[i].id = 0;
+	bh__w.nobjs--;
+	for (;;) {
+		j = (j + 1) & mask;
+		if (bh__w.objs[j].id == 0) {
+			return;
+		}
+		size_t home = (size_t)(bh__w.objs[j].id * 0x9e3779b97f4a7c15ull) & mask;
+		/* Move j back to i unless its home lies cyclically in (i, j]. */
+		if ((i < j) ? (home <= i || home > j) : (home <= i && home > j)) {
+			bh__w.objs[i] = bh__w.objs[j];
+			bh__w.objs[j].id = 0;
+			i = j;
+		}
+	}
+}
+
+static const bh_class *bh__class(const char *name, size_t n) {
+	for (size_t i = 0; i < bh__w.nclasses; i++) {
+		const char *c = bh__w.classes[i].name;
+		if (strlen(c) == n && memcmp(c, name, n) == 0) {
+			return &bh__w.classes[i];
+		}
+	}
+	return NULL;
+}
+
+/* bh__parse_object checks an ACTIVATE [class, object, args] or an OBJCALL
+ * [object, method, deadline, args] and fills call: method is the class for
+ * an ACTIVATE. */
+static int bh__parse_object(unsigned type, const uint8_t *p, size_t n, bh_call *call) {
+	bh_checker *c = &bh__w.chk;
+	bh_cur cur = {p, p + n};
+	size_t len;
+	const char *name;
+	if (n == 0 || p[0] != (type == BH__ACTIVATE ? 0x83 : 0x84)) {
+		BH__FAIL(c, type == BH__ACTIVATE ? "ACTIVATE payload is not an array of 3 items"
+		                                 : "OBJCALL payload is not an array of 4 items");
+	}
+	if (bh_check(c, p, n, 1) != 0) {
+		return -1;
+	}
+	cur.p++;
+	if (type == BH__ACTIVATE && (bh_get_text(&cur, &name, &len) != 0 || !bh__valid_name(name, len))) {
+		BH__FAIL(c, "class is not a name of 1 to 256 bytes");
+	}
+	if (bh_get_uint(&cur, &call->object) != 0 || call->object == 0 || call->object > (uint64_t)INT64_MAX) {
+		BH__FAIL(c, "object id is not from 1 to 2^63-1");
+	}
+	if (type == BH__OBJCALL) {
+		if (bh_get_text(&cur, &name, &len) != 0 || len < 1 || len > BH_MAX_METHOD) {
+			BH__FAIL(c, "method is not a text string of 1 to 256 bytes");
+		}
+		if (bh_get_int(&cur, &call->deadline) != 0 || call->deadline < 0) {
+			BH__FAIL(c, "deadline is not a non-negative 64-bit integer");
+		}
+	}
+	call->method = name;
+	call->method_len = len;
+	return bh__args(c, cur, call);
+}
+
+/* bh__activate constructs an object and answers REPLY null, or ERROR. */
+static void bh__activate(bh_call *call) {
+	char why[512];
+	const bh_class *cls = bh__class(call->method, call->method_len);
+	void *state = NULL;
+	if (bh__w.stopping) {
+		bh__send_error(call->id, BH_SERVER_STOPPING, "server stopping", 0);
+		return;
+	}
+	if (cls == NULL) {
+		snprintf(why, sizeof why, "class \"%.*s\" is not registered", (int)call->method_len, call->method);
+		bh__send_error(call->id, BH__UNKNOWN_CLASS, why, 0);
+		return;
+	}
+	if (bh__find(call->object) != NULL) {
+		snprintf(why, sizeof why, "object %llu exists", (unsigned long long)call->object);
+		bh__send_error(call->id, BH_BAD_ARGUMENTS, why, 0);
+		return;
+	}
+	if (bh__w.nobjs >= BH__MAX_OBJECTS || ((bh__w.nobjs + 1) * 2 > bh__w.objcap && bh__grow() != 0)) {
+		bh__send_error(call->id, BH_APPLICATION, "too many objects, or out of memory", 0);
+		return;
+	}
+	bh__prepare(call);
+	if (cls->create(call, cls->arg, &state) != 0) {
+		bh__finish(call, -1);
+		return;
+	}
+	struct bh__obj *o = bh__slot(call->object);
+	o->id = call->object, o->cls = cls, o->state = state;
+	bh__w.nobjs++;
+	bh__w.result.len = 0; /* the answer is null, whatever create wrote */
+	bh__finish(call, 0);
+}
+
+/* bh__objcall runs a method of an object. */
+static void bh__objcall(bh_call *call) {
+	char why[512];
+	struct bh__obj *o = bh__find(call->object);
+	if (o == NULL) {
+		snprintf(why, sizeof why, "no object %llu", (unsigned long long)call->object);
+		bh__send_error(call->id, BH__UNKNOWN_OBJECT, why, 0);
+		return;
+	}
+	for (size_t i = 0; i < o->cls->nmethods; i++) {
+		const bh_objmethod *m = &o->cls->methods[i];
+		if (strlen(m->name) == call->method_len && memcmp(m->name, call->method, call->method_len) == 0) {
+			bh__prepare(call);
+			bh__finish(call, m->fn(call, o->state, m->arg));
+			return;
+		}
+	}
+	snprintf(why, sizeof why, "class %s has no method \"%.*s\"", o->cls->name, (int)call->method_len, call->method);
+	bh__send_error(call->id, BH_UNKNOWN_METHOD, why, 0);
+}
+
+static void bh__on_object(unsigned type, uint64_t id, const uint8_t *p, size_t n) {
+	bh_call call;
+	char why[512];
+	if (id == 0 || id <= bh__w.last_id) {
+		bh__protocol_error("frame type %u id %llu after id %llu: ids must be non-zero and increasing", type,
+		                   (unsigned long long)id, (unsigned long long)bh__w.last_id);
+	}
+	bh__w.last_id = id;
+	memset(&call, 0, sizeof call);
+	call.id = id;
+	bh__mark(id);
+	if (bh__parse_object(type, p, n, &call) != 0) {
+		snprintf(why, sizeof why, "bad %s payload: %s", type == BH__ACTIVATE ? "ACTIVATE" : "OBJCALL", bh__w.chk.err);
+		bh__send_error(id, BH_BAD_ARGUMENTS, why, 0);
+		return;
+	}
+	if (type == BH__ACTIVATE) {
+		bh__activate(&call);
+	} else {
+		bh__objcall(&call);
+	}
+}
+
+/* bh__release forgets an object and runs its destructor. */
+static void bh__release(uint64_t id) {
+	struct bh__obj *o = bh__find(id);
+	if (o == NULL) {
+		return; /* unknown: nothing to do (its activation failed) */
+	}
+	const bh_class *cls = o->cls;
+	void *state = o->state;
+	bh__remove(o);
+	if (cls->destroy != NULL) {
+		cls->destroy(state, cls->arg);
+	}
+}
+
+int bh_emit(uint64_t object, const char *name, const uint8_t *args, size_t n) {
+	bh_buf *b = &bh__w.ev;
+	size_t len = name ? strlen(name) : 0;
+	if (!bh__valid_name(name ? name : "", len) || n == 0 || (args[0] >> 5) != 4 || bh_check(&bh__w.chk, args, n, 2) != 0) {
+		return -1;
+	}
+	b->len = 0;
+	b->failed = 0;
+	bh_put_array(b, 2);
+	bh_put_text(b, name, len);
+	bh_put_raw(b, args, n);
+	if (b->failed || b->len > bh__w.max_frame) {
+		return -1;
+	}
+	bh__send(BH__EVENT, object, b->p, b->len);
+	return 0;
+}
+
+void bh_revoke(void) {
+	if (!bh__w.stopping) {
+		bh__w.stopping = 1;
+		bh__send(BH__REVOKE, 0, NULL, 0);
+	}
+}
+
+/* bh__register sends one REGISTER per class, then RESUME. */
+static void bh__register(void) {
+	bh_buf *b = &bh__w.msg;
+	for (size_t i = 0; i < bh__w.nclasses; i++) {
+		const bh_class *c = &bh__w.classes[i];
+		b->len = 0;
+		b->failed = 0;
+		bh_put_map(b, 3);
+		bh_put_str(b, "class");
+		bh_put_str(b, c->name);
+		bh_put_str(b, "threading");
+		bh_put_uint(b, 2); /* single: the SDK runs every call on its one thread */
+		bh_put_str(b, "methods");
+		bh_put_array(b, c->nmethods);
+		for (size_t k = 0; k < c->nmethods; k++) {
+			bh_put_str(b, c->methods[k].name);
+		}
+		if (b->failed) {
+			bh__die(BH__EXIT_SOFTWARE, "out of memory registering class %s", c->name);
+		}
+		bh__send(BH__REGISTER, 0, b->p, b->len);
+	}
+	bh__send(BH__RESUME, 0, NULL, 0);
+}
+
+/* bh__check_classes refuses classes that the dispatcher would. */
+static int bh__check_classes(const char *name, const bh_class *classes, size_t n) {
+	if (n > BH__MAX_CLASSES) {
+		fprintf(stderr, "%s: %zu classes, more than %d\n", name, n, BH__MAX_CLASSES);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const bh_class *c = &classes[i];
+		if (c->name == NULL || !bh__valid_name(c->name, strlen(c->name)) || c->create == NULL ||
+		    c->nmethods > BH_MAX_METHODS || (c->nmethods > 0 && c->methods == NULL)) {
+			fprintf(stderr, "%s: class %zu: a bad name, no create, or bad methods\n", name, i);
+			return -1;
+		}
+		for (size_t k = 0; k < c->nmethods; k++) {
+			const char *m = c->methods[k].name;
+			if (m == NULL || c->methods[k].fn == NULL || !bh__valid_name(m, strlen(m))) {
+				fprintf(stderr, "%s: class %s: method %zu has no handler or a bad name\n", name, c->name, k);
+				return -1;
+			}
+		}
+		if (bh__class(c->name, strlen(c->name)) != NULL && bh__class(c->name, strlen(c->name)) != c) {
+			fprintf(stderr, "%s: class %s registered twice\n", name, c->name);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* bh__refused reports the dispatcher's ERROR refusing the HELLO, and exits. */
@@ -1612,10 +1979,10 @@ static void bh__frame(void) {
 	if (reserved != 0) {
 		bh__protocol_error("frame has reserved bits %#llx", (unsigned long long)reserved);
 	}
-	if (type >= 16 && type <= 31) {
+	if (type >= 16 && type <= 31 && bh__w.nclasses == 0) {
 		bh__protocol_error("object-model frame type %u, but this worker serves no objects", type);
 	}
-	if (type < BH__HELLO || type > BH__PONG) {
+	if ((type < BH__HELLO || type > BH__PONG) && (type < BH__ACTIVATE || type > BH__SUSPEND)) {
 		bh__protocol_error("unknown frame type %u", type);
 	}
 	if (len > bh__w.max_frame) {
@@ -1625,7 +1992,7 @@ static void bh__frame(void) {
 	if (type == BH__HELLO || type == BH__REPLY) {
 		bh__protocol_error("frame type %u is never sent to a worker", type);
 	}
-	if (len != 0 && type != BH__CALL && type != BH__ERROR) {
+	if (len != 0 && type != BH__CALL && type != BH__ERROR && type != BH__ACTIVATE && type != BH__OBJCALL) {
 		bh__protocol_error("frame type %u with a payload", type);
 	}
 	bh__w.payload.len = 0;
@@ -1637,6 +2004,17 @@ static void bh__frame(void) {
 	case BH__CALL:
 		bh__on_call(id, bh__w.payload.p, (size_t)len);
 		bh__w.idle_since = bh__now_ms();
+		break;
+	case BH__ACTIVATE:
+	case BH__OBJCALL:
+		bh__on_object(type, id, bh__w.payload.p, (size_t)len);
+		bh__w.idle_since = bh__now_ms();
+		break;
+	case BH__RELEASE:
+		bh__release(id);
+		break;
+	case BH__SUSPEND:
+		bh__w.stopping = 1;
 		break;
 	case BH__PING:
 		bh__send(BH__PONG, id, NULL, 0);
@@ -1660,9 +2038,22 @@ static void bh__frame(void) {
 uint64_t bh_max_frame(void) { return bh__w.max_frame; }
 
 int bh_serve(const char *name, const bh_method *methods, size_t n) {
-	int rc = bh__setup(name ? name : "bulkhead worker", methods, n);
-	if (rc != 0) {
+	return bh_serve_objects(name, methods, n, NULL, 0);
+}
+
+int bh_serve_objects(const char *name, const bh_method *methods, size_t n, const bh_class *classes, size_t nclasses) {
+	int rc;
+	name = name ? name : "bulkhead worker";
+	bh__w.classes = classes;
+	bh__w.nclasses = nclasses;
+	if (bh__check_classes(name, classes, nclasses) != 0) {
+		return BH__EXIT_SOFTWARE;
+	}
+	if ((rc = bh__setup(name, methods, n)) != 0) {
 		return rc;
+	}
+	if (nclasses > 0) {
+		bh__register();
 	}
 	for (;;) {
 		bh__frame();

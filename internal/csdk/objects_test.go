@@ -1,0 +1,131 @@
+//go:build cgo
+
+package csdk
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/activation"
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
+)
+
+// buildCounter builds testdata/counter.c, a class server on the C SDK.
+func buildCounter(t *testing.T) string {
+	t.Helper()
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("gcc not found in PATH")
+	}
+	bin := filepath.Join(t.TempDir(), "counter")
+	cmd := exec.Command(gcc, "-std=c99", "-pedantic", "-O2", "-Wall", "-Wextra", "-Werror", "-I", "../../sdk/c",
+		"-o", bin, "testdata/counter.c")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
+	}
+	return bin
+}
+
+// The C SDK's object protocol under a real activator: registration,
+// activation with arguments, object calls, events, a failing constructor,
+// unknown methods, release with its destructor, and a crash in an object
+// call that costs that server only.
+func TestCObjects(t *testing.T) {
+	testutil.CheckLeaks(t)
+	bin := buildCounter(t)
+	ctx := context.Background()
+	a, err := activation.NewActivator(activation.ActivatorConfig{Servers: []activation.ServerConfig{{
+		Process: bulkhead.Process{Command: bin},
+		Classes: []activation.ClassConfig{{Name: "Counter"}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(ctx)
+	c1, err := a.CreateInstance(ctx, "Counter", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Release()
+	c2, err := a.CreateInstance(ctx, "Counter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := c1.Subscribe(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	call := func(o *activation.Object, method string, args ...any) (int64, error) {
+		r, err := o.Call(ctx, method, args...)
+		var n int64
+		if err == nil {
+			err = r.Decode(&n)
+		}
+		return n, err
+	}
+	if n, err := call(c1, "add", 5); err != nil || n != 15 {
+		t.Fatalf("c1.add(5) = %d, %v; want 15", n, err)
+	}
+	if n, err := call(c2, "add", -3); err != nil || n != -3 {
+		t.Fatalf("c2.add(-3) = %d, %v; want -3", n, err)
+	}
+	ev := <-sub.Events()
+	var v int64
+	if ev.Name != "changed" || ev.Len() != 1 || ev.Decode(0, &v) != nil || v != 15 {
+		t.Fatalf("event %q with %d args (%d); want changed [15]", ev.Name, ev.Len(), v)
+	}
+	var re *bulkhead.RemoteError
+	if _, err := call(c1, "nosuch"); !errors.As(err, &re) || re.Code != bulkhead.CodeUnknownMethod {
+		t.Fatalf("c1.nosuch: %v; want unknown_method", err)
+	}
+	if _, err := call(c1, "add", "x"); !errors.As(err, &re) || re.Code != bulkhead.CodeBadArguments {
+		t.Fatalf("c1.add(\"x\"): %v; want bad_arguments", err)
+	}
+	if _, err := a.CreateInstance(ctx, "Counter", -1); !errors.As(err, &re) || re.Code != bulkhead.CodeApplication {
+		t.Fatalf("Counter(-1): %v; want an application error from the constructor", err)
+	}
+	c2.Release()
+	// c2's destructor ran before c3's constructor (the RELEASE precedes the
+	// ACTIVATE on the connection): c1 and c3 live.
+	c3, err := a.CreateInstance(ctx, "Counter", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c3.PID() != c1.PID() {
+		t.Fatalf("c3 in server %d, c1 in %d", c3.PID(), c1.PID())
+	}
+	if n, err := call(c3, "get"); err != nil || n != 1 {
+		t.Fatalf("c3.get = %d, %v", n, err)
+	}
+	if n, err := call(c3, "live"); err != nil || n != 2 {
+		t.Fatalf("live counters %d, %v; want 2 (c2's destructor ran)", n, err)
+	}
+	// A crash in C costs the server: its objects are disconnected.
+	_, err = call(c3, "boom")
+	var de *activation.DisconnectedError
+	if !errors.As(err, &de) {
+		var ce *bulkhead.CrashError
+		if !errors.As(err, &ce) {
+			t.Fatalf("c3.boom: %v; want the crash", err)
+		}
+	}
+	if _, err := call(c1, "get"); !errors.Is(err, activation.ErrObjectDisconnected) {
+		t.Fatalf("c1 after its server crashed: %v; want ErrObjectDisconnected", err)
+	}
+	c3.Release()
+	// A new object gets a new server.
+	c4, err := a.CreateInstance(ctx, "Counter", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c4.Release()
+	if n, err := call(c4, "add", 2); err != nil || n != 4 {
+		t.Fatalf("c4.add(2) = %d, %v", n, err)
+	}
+}
