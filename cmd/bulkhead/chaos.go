@@ -90,6 +90,7 @@ func (cf *chaosFlags) define(cmd *cobra.Command) {
 	f.DurationVar(&o.Race.DeadlineMin, "deadline-min", 1500*time.Microsecond, "with --deadline-race: the shortest deadline")
 	f.DurationVar(&o.Race.DeadlineMax, "deadline-max", 2500*time.Microsecond, "with --deadline-race: the longest deadline")
 	f.DurationVar(&o.SoftCancel, "soft-cancel", 0, "the pool's soft-cancel grace (Config.CancelGrace)")
+	f.BoolVar(&o.Sandbox, "sandbox", false, "sandboxed workers (a cgroup each, the seccomp profile \"files\", no environment of the service's; needs root) and the sandbox faults: connect, execsh, setsid, ptrace, alloc past memory.max, environ")
 	f.DurationVar(&o.Timeout, "timeout", time.Hour, "bound on the whole run; calls unanswered by then count as lost")
 	f.BoolVar(&cf.isolate, "isolate", true, "run the pool in a child process, so that a dispatcher crash is reported")
 	f.IntVar(&cf.iso.SegmentCalls, "segment-calls", 0, "with --isolate: calls per child process (0: all in one); a crash costs one segment")
@@ -126,6 +127,8 @@ func (cf *chaosFlags) validate(cmd *cobra.Command) error {
 		return usagef("--segment-calls needs --isolate")
 	case o.SoftCancel < 0:
 		return usagef("--soft-cancel %v: must not be negative", o.SoftCancel)
+	case o.Sandbox && f.Changed("deadline-race"):
+		return usagef("--sandbox: the sandbox faults are not in the deadline race")
 	}
 	if err := cf.validateRace(cmd); err != nil {
 		return err

@@ -90,6 +90,8 @@ func classify(c *call, key uint64, s seen) verdict {
 	switch c.fault {
 	case FaultNone:
 		return verdict{replied, 1}
+	case FaultEnviron:
+		return verdict{c.err == nil && c.decoded && c.reply == key, 1}
 	case FaultFlaky:
 		return verdict{replied, 2}
 	case FaultPoison:
@@ -150,7 +152,7 @@ func crashMatches(f Fault, ce *bulkhead.CrashError, err error) bool {
 	case FaultRingBack, FaultRingOver, FaultRingTorn:
 		return protocol
 	}
-	return false
+	return sandboxCrashMatches(f, ce, err)
 }
 
 // tally counts what the caller was told.

@@ -68,6 +68,10 @@ type Options struct {
 	RingFaults bool
 	// Race, when Enabled, makes every call race its deadline (Race).
 	Race Race
+	// Sandbox runs the workers sandboxed (a cgroup each, a seccomp
+	// profile, no environment of the service's) and adds the sandbox
+	// faults (SandboxFaults) to the plan.
+	Sandbox bool
 	// SoftCancel sets the pool's soft-cancel grace (Config.CancelGrace);
 	// zero leaves it unset. Run fails if this build's Config has no such
 	// field.
@@ -133,6 +137,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Race.Enabled {
 		errs = append(errs, o.Race.defaults()...)
+	}
+	if o.Sandbox && o.Race.Enabled {
+		errs = append(errs, errors.New("the sandbox faults are not in the deadline race"))
 	}
 	if o.SoftCancel < 0 {
 		errs = append(errs, fmt.Errorf("soft-cancel = %v: must not be negative", o.SoftCancel))
@@ -200,6 +207,9 @@ func (o *Options) faultSet() []Fault {
 	}
 	if o.RingFaults {
 		fs = append(fs, RingFaults()...)
+	}
+	if o.Sandbox {
+		fs = append(fs, SandboxFaults()...)
 	}
 	return fs
 }

@@ -35,6 +35,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
+	if o.Sandbox {
+		// The service's secret, which FaultEnviron's worker must not see.
+		if err := os.Setenv(SecretEnv, "hunter2"); err != nil {
+			return nil, err
+		}
+	}
 	dir := o.JournalDir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "bulkhead-chaos-")
@@ -148,6 +154,10 @@ func poolConfig(o *Options, dir string, counter *recordCounter) (bulkhead.Config
 		cfg.Transport, cfg.ShmRingSize, cfg.ShmSpin = bulkhead.TransportShm, 64<<10, 64
 	}
 	cfg.CancelGrace = o.SoftCancel
+	if o.Sandbox {
+		cfg.Sandbox = sandbox()
+		cfg.Env = []string{WorkerEnv + "=" + dir} // and none of the service's
+	}
 	return cfg, nil
 }
 
@@ -230,6 +240,8 @@ func do1(ctx context.Context, pool *bulkhead.Pool, o *Options, key uint64, c *ca
 		method = "idem"
 	case FaultLeak:
 		arg = 2048 // MiB: far past MaxMemory, so only the monitor stops it
+	case FaultAlloc:
+		arg = 2048 // MiB: far past memory.max, so the kernel or the monitor stops it
 	}
 	if o.Race.Enabled {
 		work = int64(o.Race.Work)

@@ -53,6 +53,30 @@ func TestSoak(t *testing.T) {
 	t.Logf("%d calls in %.1fs: %v", res.Calls, res.Seconds, res.Outcomes)
 }
 
+// TestSandboxSoak runs a short sandboxed soak: every sandbox fault is
+// stopped with its typed error, and nothing is left behind.
+func TestSandboxSoak(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the sandboxed soak gives each worker a cgroup, which needs root here")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), Options{Calls: 400, Workers: 2, FaultRate: 0.5, Seed: 3, Command: exe, Sandbox: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK || res.AnsweredOnce != res.Calls || res.Misclassified != 0 || res.LeakedProcesses != 0 || res.Zombies != 0 {
+		t.Fatalf("sandboxed soak failed: %+v", res)
+	}
+	for _, f := range SandboxFaults() {
+		if res.Faults[string(f)] == 0 {
+			t.Errorf("fault %s never injected", f)
+		}
+	}
+}
+
 func TestOptionsValidation(t *testing.T) {
 	tests := []Options{
 		{Calls: -1, Command: "x"},
@@ -60,6 +84,7 @@ func TestOptionsValidation(t *testing.T) {
 		{Workers: 1000, Command: "x"},
 		{FaultRate: 1.5, Command: "x"},
 		{Callers: -1, Command: "x"},
+		{Sandbox: true, Race: Race{Enabled: true}, Command: "x"},
 		{},
 	}
 	for i, o := range tests {

@@ -119,6 +119,8 @@ func (w *chaosWorker) do(f Fault, key uint64, arg int64) (any, error) {
 		return key, nil
 	case FaultFlaky:
 		return w.flaky(key)
+	case FaultEnviron:
+		return w.sandboxFault(f, int64(key), arg)
 	}
 	if err := w.record(key, firedMagic); err != nil {
 		return nil, err
@@ -155,6 +157,8 @@ func (w *chaosWorker) do(f Fault, key uint64, arg int64) (any, error) {
 		}
 		w.ring.lie(f)
 		blockForever()
+	case FaultConnect, FaultExecSh, FaultSetsid, FaultPtrace, FaultAlloc:
+		return w.sandboxFault(f, int64(key), arg)
 	}
 	return nil, errors.New("chaos worker: unknown fault " + string(f))
 }
