@@ -123,7 +123,7 @@ func (c *Client) handshake(ctx context.Context) error {
 	if _, err := c.uc.Write(f); err != nil {
 		return ctxOr(ctx, err)
 	}
-	r := wire.NewReader(c.uc, wire.MaxHelloSize)
+	r := wire.NewReaderSize(c.uc, wire.MaxHelloSize, 1<<10)
 	h, p, err := r.Next()
 	if err != nil {
 		return ctxOr(ctx, err)
@@ -182,7 +182,7 @@ func (c *Client) end(why error) {
 // reader delivers the daemon's frames until the connection ends.
 func (c *Client) reader() {
 	defer c.wg.Done()
-	r := wire.NewReader(c.uc, c.max)
+	r := wire.NewReaderSize(c.uc, c.max, 8<<10)
 	for {
 		h, p, err := r.Next()
 		if err != nil {

@@ -105,7 +105,7 @@ func (c *conn) serve() {
 // readLoop reads the handshake, then requests, until the connection ends.
 // A protocol violation ends it, with ERROR id 0 if the client will read it.
 func (c *conn) readLoop() error {
-	r := wire.NewReader(c.uc, wire.MaxHelloSize)
+	r := wire.NewReaderSize(c.uc, wire.MaxHelloSize, connReadBuffer)
 	h, p, err := r.Next()
 	if err != nil {
 		return err
@@ -265,3 +265,7 @@ func (c *conn) close() {
 	c.uc.Close()
 	c.kick()
 }
+
+// connReadBuffer is a client connection's read buffer: requests are small,
+// and a daemon has many mostly idle connections (BenchmarkDaemonMemory).
+const connReadBuffer = 8 << 10

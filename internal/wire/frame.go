@@ -164,10 +164,17 @@ const DefaultReadBuffer = 64 << 10
 
 // NewReader returns a Reader of frames of at most maxFrame payload bytes.
 func NewReader(r io.Reader, maxFrame uint32) *Reader {
+	return NewReaderSize(r, maxFrame, DefaultReadBuffer)
+}
+
+// NewReaderSize is NewReader with a read buffer of size bytes (at least
+// HeaderSize), for a reader of which there are many and which is mostly
+// idle: the daemon's client connections.
+func NewReaderSize(r io.Reader, maxFrame uint32, size int) *Reader {
 	if maxFrame == 0 || maxFrame > MaxMaxFrame {
 		maxFrame = DefaultMaxFrame
 	}
-	return &Reader{r: r, buf: make([]byte, DefaultReadBuffer), maxFrame: maxFrame}
+	return &Reader{r: r, buf: make([]byte, max(size, HeaderSize)), maxFrame: maxFrame}
 }
 
 // SetMaxFrame changes the payload limit for the frames that follow.
