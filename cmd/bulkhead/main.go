@@ -54,6 +54,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newCallCmd())
 	root.AddCommand(newStatusCmd())
 	root.AddCommand(newConformCmd())
+	root.AddCommand(newTopCmd())
 	root.AddCommand(newGenCmd())
 	root.AddCommand(newSandboxCmd())
 	argsAreUsage(root)

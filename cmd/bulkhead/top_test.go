@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead/status"
+	tea "github.com/charmbracelet/bubbletea"
+)
+
+// aReport is a report with one busy worker and one crash, a worker-chosen
+// string among them that tries an escape sequence.
+func aReport() status.Report {
+	return status.Report{Time: time.Now(), Pools: []status.PoolReport{{
+		Name: "render",
+		Stats: status.StatsReport{Workers: 2, Busy: 1, Calls: 42, InFlight: 1,
+			CallsByOutcome: map[string]uint64{"ok": 40, "crash_call": 2}},
+		Workers: []status.WorkerReport{
+			{PID: 4242, State: "busy", Calls: 17, CPUSeconds: 1.5, RSSBytes: 30 << 20, AgeSeconds: 90,
+				Current: &status.CurrentReport{Method: "thumbnail\x1b[2J", RequestID: 18, RunningSeconds: 0.25}},
+			{PID: 4343, State: "idle", Calls: 23, AgeSeconds: 3},
+		},
+		Crashes: []status.CrashReport{{PID: 4141, Phase: "call", Signal: "SIGSEGV", Function: "crashy_raw_segv",
+			Method: "thumbnail", RequestID: 9, Fingerprint: "thumbnail #beef", AgoSeconds: 4}},
+	}}}
+}
+
+func serveReport(t *testing.T, rep status.Report) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !r.URL.Query().Has("json") && !strings.HasSuffix(r.URL.Path, ".json") {
+			http.Error(w, "want the report", http.StatusBadRequest)
+			return
+		}
+		json.NewEncoder(w).Encode(rep)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestTopOnce(t *testing.T) {
+	srv := serveReport(t, aReport())
+	code, out, errs := run(t, "top", "--once", srv.URL+"/status")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"pool render: 42 calls (ok 40, crashed 2", "4242  busy", "thumbnail?[2J #18 for 250ms",
+		"4343  idle", "pid 4141  call  SIGSEGV in crashy_raw_segv  thumbnail #9 thumbnail #beef"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "\x1b") {
+		t.Error("a worker's string reached the terminal with an escape")
+	}
+}
+
+func TestTopErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"top"}, 2, "one URL"},
+		{[]string{"top", "ftp://x/status"}, 2, "want http://"},
+		{[]string{"top", "--interval", "1ms", "http://127.0.0.1:1/status"}, 2, "--interval"},
+		{[]string{"top", "--once", "http://127.0.0.1:1/status"}, 1, "connect"}, // nothing listens on port 1
+	}
+	for _, tt := range tests {
+		code, _, errs := run(t, tt.args...)
+		if code != tt.code || !strings.Contains(errs, tt.want) {
+			t.Errorf("%q: exit %d, stderr %q; want exit %d and %q", tt.args, code, errs, tt.code, tt.want)
+		}
+	}
+}
+
+// TestTopModel drives the live view as bubbletea would: a report arrives
+// and is drawn, a failed poll keeps the last report and says why, the next
+// poll is scheduled, p pauses, q quits.
+func TestTopModel(t *testing.T) {
+	srv := serveReport(t, aReport())
+	u, err := reportURL(srv.URL + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &topModel{cfg: topConfig{url: u, interval: time.Second}, ctx: context.Background(), width: 120}
+	msg := m.Init()()
+	if _, cmd := m.Update(msg); cmd == nil {
+		t.Error("no next poll after a report")
+	}
+	if v := m.View(); !strings.Contains(v, "4242  busy") {
+		t.Errorf("view after a report:\n%s", v)
+	}
+	m.Update(reportMsg{err: context.DeadlineExceeded})
+	if v := m.View(); !strings.Contains(v, "4242") || !strings.Contains(v, "cannot read the report") {
+		t.Errorf("view after a failed poll:\n%s", v)
+	}
+	m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("p")})
+	if _, cmd := m.Update(tickMsg{}); cmd != nil || !strings.Contains(m.View(), "paused") {
+		t.Error("paused, yet polling")
+	}
+	if _, cmd := m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("q")}); cmd == nil || cmd() != tea.Quit() {
+		t.Error("q does not quit")
+	}
+}
