@@ -100,10 +100,11 @@ func typedFields(err error, m map[string]any) bool {
 			"method", crash.Method, "exit_code", crash.ExitCode, "signal", int(crash.Signal),
 			"core_dumped", crash.CoreDumped, "killed", crash.Killed, "reason", crash.Reason,
 			"stderr", crash.Stderr, "limit", crash.Limit.String(), "replays", crash.Replays,
-			"abandoned_by", crash.AbandonedBy)
+			"abandoned_by", crash.AbandonedBy, "peak_memory", crash.PeakMemory, "syscall", crash.Syscall,
+			"syscall_number", crash.SyscallNumber, "function", crash.Function, "fingerprint", crash.Fingerprint)
 	case errors.As(err, &start):
 		put(m, "start", "pid", start.PID, "exit_code", start.ExitCode, "signal", int(start.Signal),
-			"exited", start.Exited, "reason", start.Reason, "stderr", start.Stderr)
+			"exited", start.Exited, "reason", start.Reason, "stderr", start.Stderr, "protection", start.Protection)
 	case errors.As(err, &canc):
 		cause := "canceled"
 		if errors.Is(canc.Err, context.DeadlineExceeded) {
@@ -186,10 +187,12 @@ func errorOf(f fields) error {
 		return &bulkhead.CrashError{Phase: phaseOf(f.str("phase")), PID: f.n("pid"), RequestID: f.u64("request_id"),
 			Method: f.str("method"), ExitCode: f.n("exit_code"), Signal: syscall.Signal(f.n("signal")),
 			CoreDumped: f.b("core_dumped"), Killed: f.b("killed"), Reason: f.str("reason"), Stderr: f.str("stderr"),
-			Limit: limitOf(f.str("limit")), Replays: f.n("replays"), AbandonedBy: f.u64("abandoned_by")}
+			Limit: limitOf(f.str("limit")), Replays: f.n("replays"), AbandonedBy: f.u64("abandoned_by"),
+			PeakMemory: f.i64("peak_memory"), Syscall: f.str("syscall"), SyscallNumber: f.n("syscall_number"),
+			Function: f.str("function"), Fingerprint: f.str("fingerprint")}
 	case "start":
 		return &bulkhead.StartError{PID: f.n("pid"), ExitCode: f.n("exit_code"), Signal: syscall.Signal(f.n("signal")),
-			Exited: f.b("exited"), Reason: f.str("reason"), Stderr: f.str("stderr")}
+			Exited: f.b("exited"), Reason: f.str("reason"), Stderr: f.str("stderr"), Protection: f.str("protection")}
 	case "canceled":
 		cause := context.Canceled
 		if f.str("cause") == "deadline" {

@@ -3,8 +3,10 @@ package clientwire
 import (
 	"context"
 	"errors"
+	"reflect"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/activation"
@@ -88,6 +90,61 @@ func TestErrorRoundTrip(t *testing.T) {
 		p, _ := wire.Marshal(EncodeError(s.err))
 		if got := DecodeError(p); !errors.Is(got, s.err) {
 			t.Errorf("%s: %v does not match its sentinel", s.kind, got)
+		}
+	}
+}
+
+// Every exported field of every error type crosses: a field added to an
+// error type without a key here fails this test.
+func TestErrorFieldsCross(t *testing.T) {
+	for _, e := range []error{&bulkhead.CrashError{}, &bulkhead.StartError{}, &bulkhead.CanceledError{},
+		&bulkhead.OverloadedError{}, &bulkhead.UnhealthyError{}, &bulkhead.QuarantinedError{},
+		&bulkhead.RemoteError{}, &activation.DisconnectedError{}, &activation.SlowSubscriberError{}} {
+		v := reflect.ValueOf(e).Elem()
+		fill(v)
+		p, err := wire.Marshal(EncodeError(e))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := reflect.ValueOf(DecodeError(p)).Elem()
+		for i := range v.NumField() {
+			f := v.Type().Field(i)
+			switch {
+			case !f.IsExported(), f.Name == "Stopped", f.Type.Kind() == reflect.Interface && f.Name != "Details":
+				continue // errors cross as text or a kind, the wait channel not at all
+			}
+			if !reflect.DeepEqual(v.Field(i).Interface(), got.Field(i).Interface()) {
+				t.Errorf("%T.%s: sent %v, got %v", e, f.Name, v.Field(i), got.Field(i))
+			}
+		}
+	}
+}
+
+// fill sets every exported field of struct v to a value that is not zero
+// and that the field's type can name (a Phase, a Limit).
+func fill(v reflect.Value) {
+	for i := range v.NumField() {
+		f := v.Field(i)
+		if !v.Type().Field(i).IsExported() {
+			continue
+		}
+		switch f.Kind() {
+		case reflect.Int, reflect.Int64:
+			if f.Type() == reflect.TypeOf(time.Duration(0)) {
+				f.SetInt(int64(time.Second))
+			} else {
+				f.SetInt(2)
+			}
+		case reflect.Uint64:
+			f.SetUint(7)
+		case reflect.String:
+			f.SetString("x")
+		case reflect.Bool:
+			f.SetBool(true)
+		case reflect.Struct:
+			if f.Type() == reflect.TypeOf(time.Time{}) {
+				f.Set(reflect.ValueOf(time.Unix(0, 12345)))
+			}
 		}
 	}
 }
