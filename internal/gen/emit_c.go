@@ -18,11 +18,7 @@ func EmitC(s *Spec, fns []fn) []byte {
 	fmt.Fprintf(&b, " * bulkhead.h on the include path: cc -std=c99 -O2 -I sdk/c worker.c %s\n */\n", strings.Join(s.Flags, " "))
 	b.WriteString("#define BULKHEAD_IMPLEMENTATION\n#include \"bulkhead.h\"\n\n")
 	b.WriteString("#include <stdint.h>\n#include <stdlib.h>\n#include <string.h>\n")
-	if strings.HasPrefix(s.Header, "/") {
-		fmt.Fprintf(&b, "#include %q\n", s.Header)
-	} else {
-		fmt.Fprintf(&b, "#include <%s>\n", s.Header)
-	}
+	b.WriteString(s.includes())
 	for i := range fns {
 		b.WriteString("\n")
 		emitHandler(&b, &fns[i])
@@ -63,12 +59,18 @@ func emitHandler(b *bytes.Buffer, f *fn) {
 			w.line("uint64_t bh_cap_%s = 0;", p.name)
 		case rInString:
 			w.line("char *%s = NULL;", p.name)
+		case rLocal:
+			w.line("%s %s = NULL;", p.typ.C, p.name)
 		}
 	}
 	w.line("(void)bh_unused;")
 	args := f.goArgs()
+	plural := "s"
+	if len(args) == 1 {
+		plural = ""
+	}
 	w.line("if (bh_c->nargs != %d) %s", len(args),
-		w.fail("BH_BAD_ARGUMENTS", fmt.Sprintf("takes %d arguments, got %%zu", len(args)), "bh_c->nargs"))
+		w.fail("BH_BAD_ARGUMENTS", fmt.Sprintf("takes %d argument%s, got %%zu", len(args), plural), "bh_c->nargs"))
 	for i, a := range args {
 		emitArg(w, i, a)
 	}
@@ -77,8 +79,11 @@ func emitHandler(b *bytes.Buffer, f *fn) {
 	emitResults(w)
 	b.WriteString("bh_done:\n")
 	for _, p := range f.params {
-		if p.role == rOutBytes || p.role == rInString {
+		switch {
+		case p.role == rOutBytes || p.role == rInString:
 			w.line("free(%s);", p.name)
+		case p.role == rLocal && p.ann.Free != "":
+			w.line("if (%s != NULL) (void)(%s);", p.name, p.ann.Free)
 		}
 	}
 	w.line("return bh_rc;")
@@ -153,6 +158,12 @@ func emitLocals(w cw) {
 		}
 	}
 	for _, p := range w.f.params {
+		if p.role == rLocal {
+			w.line("if ((%s = (%s)(%s)) == NULL) %s", p.name, p.typ.C, p.ann.Init,
+				w.fail("BH_APPLICATION", p.name+": "+strings.ReplaceAll(p.ann.Init, "\"", "'")+" returned NULL"))
+		}
+	}
+	for _, p := range w.f.params {
 		if p.role != rOutBytes {
 			continue
 		}
@@ -169,7 +180,7 @@ func emitCall(w cw) {
 		switch p.role {
 		case rInBytes:
 			args = append(args, "(void *)(uintptr_t)bh_p_"+p.name)
-		case rOutBytes:
+		case rOutBytes, rInString: // char, signed or unsigned char: the header's choice
 			args = append(args, "(void *)"+p.name)
 		case rScalarPtr:
 			args = append(args, "&"+p.name)

@@ -105,7 +105,7 @@ func TestSpecErrors(t *testing.T) {
 		{"no funcs", base, "x.toml: func: no functions"},
 		{"unknown key", base + "[[func]]\nname = \"mini_null\"\nbogus = 1", "unknown key \"func.bogus\""},
 		{"bad toml", base + "[[func]\n", "x.toml: toml:"},
-		{"bad dir", base + "[[func]]\nname = \"mini_sum\"\n[func.params.buf]\ndir = \"sideways\"", "func[0].params.buf.dir: want in, out, inout or null"},
+		{"bad dir", base + "[[func]]\nname = \"mini_sum\"\n[func.params.buf]\ndir = \"sideways\"", "func[0].params.buf.dir: want in, out, inout, null or local"},
 		{"twice", base + "[[func]]\nname = \"mini_null\"\n[[func]]\nname = \"mini_null\"", "func[1].method: \"mini_null\" is exposed twice"},
 		{"not a C expression", base + "[[func]]\nname = \"mini_sum\"\nstatus = \"1; abort()\"", "func[0].status: \"1; abort()\" is not a C expression"},
 		{"no such function", base + "[[func]]\nname = \"nosuch\"", "func[0] (nosuch): annotation does not fit the header: no function nosuch"},
@@ -116,6 +116,8 @@ func TestSpecErrors(t *testing.T) {
 		{"annotated scalar", base + "[[func]]\nname = \"mini_scale\"\n[func.params.x]\ndir = \"in\"", "only pointers take an annotation"},
 		{"out buffer without cap", base + "[[func]]\nname = \"mini_fill\"\n[func.params.dst]\ndir = \"out\"\n[func.params.written]\ndir = \"out\"", "needs cap"},
 		{"status on void", base + "[[func]]\nname = \"mini_null\"\nstatus = \"ret == 0\"", "status on a void function"},
+		{"local without init", base + "[[func]]\nname = \"mini_key\"\n[func.params.opts]\ndir = \"local\"", "params.opts.init: a local pointer needs init"},
+		{"bad before", base + "before = [\"<x>\"]\n[[func]]\nname = \"mini_null\"", "x.toml: before: want header names"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

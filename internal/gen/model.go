@@ -52,6 +52,7 @@ const (
 	rOutBytes                  // a []byte result
 	rScalarPtr                 // a pointer to a local scalar ("out"/"inout")
 	rNull                      // NULL
+	rLocal                     // a pointer made by init, let go by free
 )
 
 // param is one C parameter.
@@ -132,10 +133,7 @@ func Load(s *Spec) ([]fn, error) {
 	}
 	cfg.IncludePaths = append(append([]string(nil), s.Include...), cfg.IncludePaths...)
 	cfg.SysIncludePaths = append(append([]string(nil), s.Include...), cfg.SysIncludePaths...)
-	include := "#include <" + s.Header + ">\n"
-	if filepath.IsAbs(s.Header) {
-		include = fmt.Sprintf("#include %q\n", s.Header)
-	}
+	include := s.includes()
 	ast, err := cc.Translate(cfg, []cc.Source{
 		{Name: "<predefined>", Value: cfg.Predefined},
 		{Name: "<builtin>", Value: cc.Builtin},
@@ -268,8 +266,12 @@ func classify(name string, t cc.Type, fs FuncSpec) (param, error) {
 		return param{}, fmt.Errorf("%w: pointer of type %s needs an annotation (params.%s)", ErrSpec, typeString(t), name)
 	}
 	p := param{name: name, ann: ann}
-	if ann.Dir == "null" {
+	switch ann.Dir {
+	case "null":
 		p.role = rNull
+		return p, nil
+	case "local":
+		p.role, p.typ = rLocal, ctype{C: typeString(t)}
 		return p, nil
 	}
 	elem := pt.Elem()
@@ -321,4 +323,17 @@ func typeString(t cc.Type) string {
 		return typeString(p.Elem()) + "*"
 	}
 	return t.Kind().String()
+}
+
+// includes is the #include lines of the spec's headers, Before first.
+func (s *Spec) includes() string {
+	var b strings.Builder
+	for _, h := range append(append([]string(nil), s.Before...), s.Header) {
+		if filepath.IsAbs(h) {
+			fmt.Fprintf(&b, "#include %q\n", h)
+		} else {
+			fmt.Fprintf(&b, "#include <%s>\n", h)
+		}
+	}
+	return b.String()
 }

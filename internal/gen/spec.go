@@ -28,6 +28,10 @@ type Spec struct {
 	// Include are directories to find the header in, relative to the spec
 	// file, before the compiler's own. Zero value: only the compiler's.
 	Include []string `toml:"include"`
+	// Before are headers included before Header, for a header that needs
+	// them and does not include them itself (jpeglib.h and stdio.h).
+	// Zero value: none.
+	Before []string `toml:"before"`
 	// Funcs are the functions to expose, in the order they are written.
 	Funcs []FuncSpec `toml:"func"`
 
@@ -58,7 +62,9 @@ type FuncSpec struct {
 // ParamSpec says how one pointer parameter is copied.
 type ParamSpec struct {
 	// Dir is "in" (copied to the worker), "out" (copied back), "inout"
-	// (both), or "null" (always NULL).
+	// (both), "null" (always NULL), or "local": a pointer the worker makes
+	// for the one call, with Init, checked not NULL, and lets go with Free
+	// (an opaque handle such as TurboJPEG's tjhandle).
 	Dir string `toml:"dir"`
 	// String makes an "in" char pointer a NUL-terminated string.
 	String bool `toml:"string"`
@@ -74,6 +80,9 @@ type ParamSpec struct {
 	Init string `toml:"init"`
 	// Result returns an "out" or "inout" scalar to the caller.
 	Result bool `toml:"result"`
+	// Free is the C statement's expression that lets a "local" pointer go
+	// after the call ("tjDestroy(handle)"). Zero value: nothing.
+	Free string `toml:"free"`
 }
 
 var (
@@ -114,6 +123,11 @@ func (s *Spec) check() error {
 	case len(s.Funcs) == 0:
 		return s.errorf("func", "no functions to expose")
 	}
+	for _, h := range s.Before {
+		if h == "" || strings.ContainsAny(h, "<>\"\n") {
+			return s.errorf("before", "want header names, got %q", h)
+		}
+	}
 	methods := map[string]bool{}
 	for i := range s.Funcs {
 		f := &s.Funcs[i]
@@ -152,8 +166,12 @@ func (s *Spec) checkFunc(key string, f *FuncSpec) error {
 		pk := key + ".params." + name
 		switch p.Dir {
 		case "in", "out", "inout", "null":
+		case "local":
+			if p.Init == "" {
+				return s.errorf(pk+".init", "a local pointer needs init, the C expression that makes it")
+			}
 		default:
-			return s.errorf(pk+".dir", "want in, out, inout or null, got %q", p.Dir)
+			return s.errorf(pk+".dir", "want in, out, inout, null or local, got %q", p.Dir)
 		}
 		if p.String && p.Dir != "in" {
 			return s.errorf(pk+".string", "only an \"in\" parameter can be a string")
@@ -161,7 +179,7 @@ func (s *Spec) checkFunc(key string, f *FuncSpec) error {
 		if p.Len != "" && !identRE.MatchString(p.Len) && !constRE.MatchString(p.Len) && p.Dir != "out" {
 			return s.errorf(pk+".len", "want a parameter name or a constant, got %q", p.Len)
 		}
-		for _, e := range []struct{ k, v string }{{"len", p.Len}, {"cap", p.Cap}, {"init", p.Init}} {
+		for _, e := range []struct{ k, v string }{{"len", p.Len}, {"cap", p.Cap}, {"init", p.Init}, {"free", p.Free}} {
 			if strings.ContainsAny(e.v, ";{}\n") {
 				return s.errorf(pk+"."+e.k, "%q is not a C expression", e.v)
 			}
