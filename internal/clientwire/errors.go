@@ -100,11 +100,13 @@ func typedFields(err error, m map[string]any) bool {
 			"method", crash.Method, "exit_code", crash.ExitCode, "signal", int(crash.Signal),
 			"core_dumped", crash.CoreDumped, "killed", crash.Killed, "reason", crash.Reason,
 			"stderr", crash.Stderr, "limit", crash.Limit.String(), "replays", crash.Replays,
-			"abandoned_by", crash.AbandonedBy, "peak_memory", crash.PeakMemory, "syscall", crash.Syscall,
-			"syscall_number", crash.SyscallNumber, "function", crash.Function, "fingerprint", crash.Fingerprint)
+			"abandoned_by", crash.AbandonedBy)
+		putSet(m, "peak_memory", crash.PeakMemory, "syscall", crash.Syscall, "syscall_number", crash.SyscallNumber,
+			"function", crash.Function, "fingerprint", crash.Fingerprint)
 	case errors.As(err, &start):
 		put(m, "start", "pid", start.PID, "exit_code", start.ExitCode, "signal", int(start.Signal),
-			"exited", start.Exited, "reason", start.Reason, "stderr", start.Stderr, "protection", start.Protection)
+			"exited", start.Exited, "reason", start.Reason, "stderr", start.Stderr)
+		putSet(m, "protection", start.Protection)
 	case errors.As(err, &canc):
 		cause := "canceled"
 		if errors.Is(canc.Err, context.DeadlineExceeded) {
@@ -140,6 +142,16 @@ func put(m map[string]any, kind string, kv ...any) {
 	m["kind"] = kind
 	for i := 0; i+1 < len(kv); i += 2 {
 		m[kv[i].(string)] = kv[i+1]
+	}
+}
+
+// putSet adds the fields that are set: the optional ones, absent when zero
+// (CLIENT-PROTOCOL.md section 7).
+func putSet(m map[string]any, kv ...any) {
+	for i := 0; i+1 < len(kv); i += 2 {
+		if v := kv[i+1]; v != "" && v != 0 && v != int64(0) {
+			m[kv[i].(string)] = v
+		}
 	}
 }
 
