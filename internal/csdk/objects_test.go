@@ -5,9 +5,11 @@ package csdk
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/bulkhead-go/bulkhead"
@@ -127,5 +129,71 @@ func TestCObjects(t *testing.T) {
 	defer c4.Release()
 	if n, err := call(c4, "add", 2); err != nil || n != 4 {
 		t.Fatalf("c4.add(2) = %d, %v", n, err)
+	}
+}
+
+// Seed 001's unload race, closed by construction: a library is never
+// unloaded from a live process. A generated or C SDK worker links its
+// library in; letting go of it means the server revokes its classes, drains
+// its objects (their destructors run in a process that keeps the library),
+// quits, and is replaced. Here servers recycle every 25 activations under a
+// storm of activations, calls and releases: nothing fails, nothing crashes.
+func TestRecycleStorm(t *testing.T) {
+	testutil.CheckLeaks(t)
+	bin := buildCounter(t)
+	ctx := context.Background()
+	a, err := activation.NewActivator(activation.ActivatorConfig{Servers: []activation.ServerConfig{{
+		Process: bulkhead.Process{Command: bin, Env: []string{"COUNTER_RECYCLE=25"}},
+		Classes: []activation.ClassConfig{{Name: "Counter"}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(ctx)
+	const goroutines, each = 8, 40
+	pids := make(chan int, goroutines*each)
+	errs := make(chan error, goroutines)
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				o, err := a.CreateInstance(ctx, "Counter", i)
+				if err != nil {
+					errs <- err
+					return
+				}
+				r, err := o.Call(ctx, "add", 1)
+				var n int
+				if err == nil {
+					err = r.Decode(&n)
+				}
+				pids <- o.PID()
+				o.Release()
+				if err != nil || n != i+1 {
+					errs <- fmt.Errorf("add: %d, %v; want %d", n, err, i+1)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	close(pids)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	servers := map[int]int{}
+	for pid := range pids {
+		servers[pid]++
+	}
+	if len(servers) < goroutines*each/25 {
+		t.Fatalf("%d servers for %d activations at 25 each: they did not recycle", len(servers), goroutines*each)
+	}
+	for pid, n := range servers {
+		if n > 25 {
+			t.Fatalf("server %d took %d activations, more than the 25 it revokes after", pid, n)
+		}
 	}
 }

@@ -5,7 +5,9 @@
  * Class "Counter": create([start]) makes a counter at start (default 0);
  * add(n) adds n, emits "changed" [value] and returns the value; get()
  * returns it; live() returns how many counters exist; boom() dereferences
- * NULL. create(-1) fails.
+ * NULL. create(-1) fails. With COUNTER_RECYCLE=N in the environment the
+ * server revokes its class after N activations (it recycles itself): the
+ * dispatcher starts another and this one quits once its objects are gone.
  */
 #define BULKHEAD_IMPLEMENTATION
 #include "bulkhead.h"
@@ -13,7 +15,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
-static int64_t live;
+static int64_t live, activations, recycle;
 
 static int create(bh_call *c, void *arg, void **state) {
 	int64_t start = 0;
@@ -31,6 +33,9 @@ static int create(bh_call *c, void *arg, void **state) {
 	*v = start;
 	*state = v;
 	live++;
+	if (recycle > 0 && ++activations == recycle) {
+		bh_revoke();
+	}
 	return 0;
 }
 
@@ -84,5 +89,8 @@ int main(void) {
 		{"add", add, NULL}, {"get", get, NULL}, {"live", live_count, NULL}, {"boom", boom, NULL},
 	};
 	static const bh_class classes[] = {{"Counter", create, destroy, methods, 4, NULL}};
+	if (getenv("COUNTER_RECYCLE") != NULL) {
+		recycle = atoll(getenv("COUNTER_RECYCLE"));
+	}
 	return bh_serve_objects("counter", NULL, 0, classes, 1);
 }
