@@ -96,6 +96,12 @@ type CrashError struct {
 	// Replays is how many times the call had been replayed before this
 	// attempt (idempotent methods only).
 	Replays int
+	// CPU and MaxRSS are the worker's resource usage over its whole life,
+	// from the kernel's accounting when it was reaped (wait4's rusage): user
+	// and system CPU time, and peak resident memory in bytes. Zero if the
+	// kernel gave none.
+	CPU    time.Duration
+	MaxRSS int64
 	// Function is the native function the worker died in, when its crash
 	// report names it: for a Go worker whose C code faulted, the C function
 	// its cgo call had entered (from the Go runtime's report on stderr).

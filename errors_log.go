@@ -48,6 +48,9 @@ func (e *CrashError) LogValue() slog.Value {
 	if e.Function != "" {
 		a = append(a, slog.String("function", e.Function))
 	}
+	if e.MaxRSS > 0 {
+		a = append(a, slog.Duration("cpu", e.CPU), slog.Int64("max_rss", e.MaxRSS))
+	}
 	if e.Fingerprint != "" {
 		a = append(a, slog.String("fingerprint", e.Fingerprint))
 	}

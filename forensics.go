@@ -3,6 +3,8 @@ package bulkhead
 import (
 	"regexp"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // Crash forensics: what a worker's crash report on stderr says about where
@@ -29,4 +31,14 @@ func nativeFunction(stderr string) string {
 		return m[1]
 	}
 	return ""
+}
+
+// usageOf is a reaped process's CPU time and peak resident memory in bytes
+// (ru_maxrss is in KiB on Linux), or zeros without an rusage.
+func usageOf(ru *syscall.Rusage) (cpu time.Duration, maxRSS int64) {
+	if ru == nil {
+		return 0, 0
+	}
+	cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return cpu, ru.Maxrss << 10
 }

@@ -45,7 +45,10 @@ func TestCrashForensics(t *testing.T) {
 				cs = p.Snapshot().Crashes
 				runtimeGosched()
 			}
-			if c := cs[0]; c.Function != tt.function || c.RequestID != ce.RequestID || c.Fingerprint != ce.Fingerprint {
+			if ce.MaxRSS < 1<<20 || ce.CPU <= 0 {
+				t.Errorf("usage: CPU %v, peak RSS %d bytes", ce.CPU, ce.MaxRSS)
+			}
+			if c := cs[0]; c.Function != tt.function || c.RequestID != ce.RequestID || c.Fingerprint != ce.Fingerprint || c.MaxRSS != ce.MaxRSS {
 				t.Errorf("crash record %+v", c)
 			}
 		})

@@ -22,10 +22,12 @@ type CrashRecord struct {
 	// "method #hash" of its arguments), set only with Config.QuarantineAfter
 	// and once the call's caller has seen the crash; "" otherwise.
 	Fingerprint string
-	Function    string // the native function it died in, if its crash report says (CrashError.Function)
-	Limit       Limit  // the resource limit it was killed for, or LimitNone
-	Reason      string // how it ended, in words
-	Stderr      string // the head and tail of its stderr (Config.StderrTail)
+	Function    string        // the native function it died in, if its crash report says (CrashError.Function)
+	CPU         time.Duration // its CPU time over its life (CrashError.CPU)
+	MaxRSS      int64         // its peak resident memory over its life, in bytes (CrashError.MaxRSS)
+	Limit       Limit         // the resource limit it was killed for, or LimitNone
+	Reason      string        // how it ended, in words
+	Stderr      string        // the head and tail of its stderr (Config.StderrTail)
 }
 
 // crashLogSize is how many crashes the pool remembers.
@@ -80,6 +82,7 @@ func (p *Pool) recordCrashLocked(w *workerProc, phase Phase, sig syscall.Signal,
 	r := CrashRecord{Time: time.Now(), PID: w.PID, Phase: phase, Signal: sig, ExitCode: code, CoreDumped: core,
 		Limit: limit, Reason: why, Stderr: w.Stderr.String()}
 	r.Function = nativeFunction(r.Stderr)
+	r.CPU, r.MaxRSS = usageOf(rusage(w))
 	if phase == PhaseCall {
 		r.RequestID = w.current.Load()
 		if m := w.curMethod.Load(); m != nil {

@@ -174,6 +174,7 @@ func describeCrash(w *workerProc, id uint64, method string, cause error) *CrashE
 		Stderr: w.Stderr.String(), Err: cause,
 	}
 	e.Function = nativeFunction(e.Stderr)
+	e.CPU, e.MaxRSS = usageOf(rusage(w))
 	if w.killedByClose.Load() {
 		e.Killed = true
 		e.Reason = "killed by the pool's Close, whose ctx ended before this call (" + ex.String() + ")"

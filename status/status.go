@@ -144,6 +144,8 @@ type CrashReport struct {
 	RequestID   uint64    `json:"request_id,omitempty"`
 	Fingerprint string    `json:"fingerprint,omitempty"`
 	Function    string    `json:"function,omitempty"` // the native function it died in, if its report says
+	CPUSeconds  float64   `json:"cpu_seconds"`        // over its life
+	MaxRSSBytes int64     `json:"max_rss_bytes"`      // its peak, over its life
 	Limit       string    `json:"limit,omitempty"`
 	Reason      string    `json:"reason"`
 	StderrHead  string    `json:"stderr_head"`
@@ -180,7 +182,8 @@ func poolReport(src Source, now time.Time) PoolReport {
 	for _, c := range snap.Crashes {
 		cr := CrashReport{Time: c.Time, AgoSeconds: now.Sub(c.Time).Seconds(), PID: c.PID, Phase: c.Phase.String(),
 			Signal: bulkhead.SignalName(c.Signal), ExitCode: c.ExitCode, CoreDumped: c.CoreDumped, Method: c.Method,
-			RequestID: c.RequestID, Fingerprint: c.Fingerprint, Function: c.Function, Reason: c.Reason}
+			RequestID: c.RequestID, Fingerprint: c.Fingerprint, Function: c.Function, Reason: c.Reason,
+			CPUSeconds: c.CPU.Seconds(), MaxRSSBytes: c.MaxRSS}
 		if c.Limit != bulkhead.LimitNone {
 			cr.Limit = c.Limit.String()
 		}
