@@ -102,7 +102,8 @@ func typedFields(err error, m map[string]any) bool {
 			"stderr", crash.Stderr, "limit", crash.Limit.String(), "replays", crash.Replays,
 			"abandoned_by", crash.AbandonedBy)
 		putSet(m, "peak_memory", crash.PeakMemory, "syscall", crash.Syscall, "syscall_number", crash.SyscallNumber,
-			"function", crash.Function, "fingerprint", crash.Fingerprint)
+			"function", crash.Function, "fingerprint", crash.Fingerprint,
+			"cpu_ns", crash.CPU.Nanoseconds(), "max_rss", crash.MaxRSS)
 	case errors.As(err, &start):
 		put(m, "start", "pid", start.PID, "exit_code", start.ExitCode, "signal", int(start.Signal),
 			"exited", start.Exited, "reason", start.Reason, "stderr", start.Stderr)
@@ -201,7 +202,8 @@ func errorOf(f fields) error {
 			CoreDumped: f.b("core_dumped"), Killed: f.b("killed"), Reason: f.str("reason"), Stderr: f.str("stderr"),
 			Limit: limitOf(f.str("limit")), Replays: f.n("replays"), AbandonedBy: f.u64("abandoned_by"),
 			PeakMemory: f.i64("peak_memory"), Syscall: f.str("syscall"), SyscallNumber: f.n("syscall_number"),
-			Function: f.str("function"), Fingerprint: f.str("fingerprint")}
+			Function: f.str("function"), Fingerprint: f.str("fingerprint"),
+			CPU: time.Duration(f.i64("cpu_ns")), MaxRSS: f.i64("max_rss")}
 	case "start":
 		return &bulkhead.StartError{PID: f.n("pid"), ExitCode: f.n("exit_code"), Signal: syscall.Signal(f.n("signal")),
 			Exited: f.b("exited"), Reason: f.str("reason"), Stderr: f.str("stderr"), Protection: f.str("protection")}
