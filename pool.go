@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/bulkhead-go/bulkhead/internal/dispatch"
-	"golang.org/x/sys/unix"
 
 	"github.com/bulkhead-go/bulkhead/internal/proc"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
@@ -227,28 +226,35 @@ func (p *Pool) onExit(w *workerProc) {
 	} else {
 		p.stats.crashes[phase].Add(1)
 		p.metrics.crashed(phase, ex.Signal)
-		attrs := []any{"pid", w.PID, "phase", phase.String(), "exit", ex.String(), "exit_code", ex.Code,
-			"signal", unix.SignalName(ex.Signal), "core_dumped", ex.Core, "stderr_tail", w.Stderr.String()}
-		if phase == PhaseCall {
-			attrs = append(attrs, "request_id", w.current.Load())
-		}
-		if f := nativeFunction(w.Stderr.String()); f != "" {
-			attrs = append(attrs, "signal", SignalName(ex.Signal), "function", f)
-		}
-		if w.broken.Load() || memKill {
-			attrs = append(attrs, "killed_by_pool", true)
-		}
-		if limit != LimitNone {
-			attrs = append(attrs, "limit", limit.String())
-		}
-		if wasSpare {
-			attrs = append(attrs, "spare", true)
-		}
+		attrs := crashAttrs(w, phase, ex, limit, memKill, wasSpare)
 		p.cfg.Logger.Error("worker crashed", attrs...)
 	}
 	if last {
 		w.Close()
 	}
+}
+
+// crashAttrs are the "worker crashed" record's attributes: every field a
+// CrashError of the death would carry, and where the worker was.
+func crashAttrs(w *workerProc, phase Phase, ex proc.Exit, limit Limit, memKill, wasSpare bool) []any {
+	attrs := []any{"pid", w.PID, "phase", phase.String(), "exit", ex.String(), "exit_code", ex.Code,
+		"signal", SignalName(ex.Signal), "core_dumped", ex.Core, "stderr_tail", w.Stderr.String()}
+	if phase == PhaseCall {
+		attrs = append(attrs, "request_id", w.current.Load())
+	}
+	if f := nativeFunction(w.Stderr.String()); f != "" {
+		attrs = append(attrs, "function", f)
+	}
+	if w.broken.Load() || memKill {
+		attrs = append(attrs, "killed_by_pool", true)
+	}
+	if limit != LimitNone {
+		attrs = append(attrs, "limit", limit.String())
+	}
+	if wasSpare {
+		attrs = append(attrs, "spare", true)
+	}
+	return attrs
 }
 
 // grant is what a waiting caller receives: a worker, or the reason it will
