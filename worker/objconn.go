@@ -207,6 +207,12 @@ func (o *objConn) read(ctx context.Context) (ended bool, err error) {
 		var now func()
 		switch h.Type {
 		case wire.TypeCall:
+			if late(p) {
+				// Skipped, unmarked, as a plain worker does (PROTOCOL.md
+				// section 3): its caller has given up, and it had no effect.
+				o.reply(h.ID, nil, skippedError())
+				continue
+			}
 			c.started.Store(h.ID)
 			now = o.call(ctx, h.ID, slices.Clone(p))
 		case wire.TypeActivate:
@@ -520,4 +526,11 @@ func (o *objConn) quit() {
 	}
 	o.wg.Wait()
 	o.apts.Wait()
+}
+
+// late reports whether a CALL's deadline has passed: a CALL that does not
+// decode is not late (its handler answers bad_arguments, marked).
+func late(p []byte) bool {
+	var call wire.Call
+	return wire.DecodeCall(p, &call) == nil && call.Deadline > 0 && time.Now().UnixNano() >= call.Deadline
 }

@@ -19,7 +19,9 @@ protocol of docs/PROTOCOL.md to it as a dispatcher would, and as a broken one
 might: the handshake, every message type, the frame and value limits (the
 vectors of testdata/protocol/vectors.txt), deadlines, cancellation, the start
 marker, quitting, the end of the stream, the idle timeout, a bad environment,
-and the shared-memory transport when the worker takes it.
+and the shared-memory transport when the worker takes it. With --classes, the
+worker is a class server: its REGISTERs and RESUME, activation, object calls,
+release, SUSPEND and the object frames' rules are checked too.
 
 It knows nothing of the worker's methods unless told: --echo names a method
 that returns its first argument, --sleep one that runs for its first argument
@@ -58,5 +60,6 @@ skipped without them. The command exits 1 if any check fails.`,
 	f.StringVar(&o.Sleep, "sleep", "", "a method that runs for its first argument in milliseconds, stopping when cancelled")
 	f.DurationVar(&o.Timeout, "timeout", 5*time.Second, "how long to wait for the worker at each step")
 	f.StringVar(&o.Only, "only", "", "run only the checks whose names contain this")
+	f.BoolVar(&o.Classes, "classes", false, "the worker is a class server (PROTOCOL.md section 10): check its objects too")
 	return cmd
 }

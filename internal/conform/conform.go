@@ -42,6 +42,11 @@ type Options struct {
 	Timeout time.Duration
 	// Only runs the checks whose names contain it. Zero value: all.
 	Only string
+	// Classes says the worker is a class server: it registers classes
+	// after HELLO (PROTOCOL.md section 10), and the object checks run on
+	// the first. Zero value: a plain worker, which must refuse object
+	// frames.
+	Classes bool
 }
 
 // Status is a check's outcome.

@@ -46,6 +46,7 @@ type session struct {
 	reader   *wire.Reader
 	cookie   string
 	hello    wire.Hello
+	classes  []wire.Register // what a class server registered
 	stderr   syncBuffer
 	done     chan struct{} // closed when the process has been waited for
 	ws       syscall.WaitStatus
@@ -227,7 +228,46 @@ func (s *session) readHello() error {
 		}
 	}
 	s.reader.SetMaxFrame(wire.DefaultMaxFrame)
+	if s.k.opts.Classes {
+		return s.readClasses()
+	}
 	return nil
+}
+
+// readClasses reads a class server's REGISTERs up to its RESUME.
+func (s *session) readClasses() error {
+	for {
+		h, p, err := s.recv()
+		if err != nil {
+			return fmt.Errorf("waiting for REGISTER or RESUME: %w", err)
+		}
+		switch h.Type {
+		case wire.TypeRegister:
+			r, err := wire.DecodeRegister(p)
+			if err != nil {
+				return err
+			}
+			for _, c := range s.classes {
+				if c.Class == r.Class {
+					return fmt.Errorf("class %q registered twice", r.Class)
+				}
+			}
+			if len(s.classes) == 256 {
+				return errors.New("more than 256 classes registered")
+			}
+			s.classes = append(s.classes, r)
+		case wire.TypeResume:
+			if len(p) != 0 {
+				return errors.New("RESUME with a payload")
+			}
+			if len(s.classes) == 0 {
+				return errors.New("RESUME without any REGISTER")
+			}
+			return nil
+		default:
+			return fmt.Errorf("%v before RESUME; want REGISTER or RESUME", h.Type)
+		}
+	}
 }
 
 // errTimeout is a read that waited out the kit's timeout.
