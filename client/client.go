@@ -16,8 +16,8 @@ import (
 
 	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/internal/clientwire"
+	"github.com/bulkhead-go/bulkhead/internal/fdio"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
-	"golang.org/x/sys/unix"
 )
 
 // Errors of the daemon's own (CLIENT-PROTOCOL.md section 7).
@@ -297,7 +297,7 @@ func (c *Client) enqueue(f []byte) {
 	if !c.writing && len(c.out) == 0 {
 		c.writing = true
 		c.mu.Unlock()
-		n := c.tryWrite(f)
+		n := fdio.TryWrite(c.raw, f)
 		c.mu.Lock()
 		c.writing = false
 		if n == len(f) {
@@ -314,24 +314,6 @@ func (c *Client) enqueue(f []byte) {
 	}
 	c.mu.Unlock()
 	c.kick()
-}
-
-// tryWrite writes as much of f as the socket takes without waiting.
-func (c *Client) tryWrite(f []byte) int {
-	n := 0
-	c.raw.Write(func(fd uintptr) bool {
-		for n < len(f) {
-			k, err := unix.Write(int(fd), f[n:])
-			if k > 0 {
-				n += k
-			}
-			if err != unix.EINTR && (err != nil || k <= 0) {
-				break
-			}
-		}
-		return true // never wait: the writer does
-	})
-	return n
 }
 
 // Caller is the bulkhead.Caller of one of the daemon's pools.

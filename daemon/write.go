@@ -5,8 +5,8 @@ import (
 	"time"
 
 	"github.com/bulkhead-go/bulkhead/internal/clientwire"
+	"github.com/bulkhead-go/bulkhead/internal/fdio"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
-	"golang.org/x/sys/unix"
 )
 
 // errSlowClient ends a connection whose client does not read its answers.
@@ -41,7 +41,7 @@ func (c *conn) sendRaw(t wire.Type, id uint64, p []byte) error {
 		// waking the writer, as far as the socket takes it now.
 		c.writing = true
 		c.mu.Unlock()
-		n := c.tryWrite(f)
+		n := fdio.TryWrite(c.raw, f)
 		c.mu.Lock()
 		c.writing = false
 		more := len(c.out) > 0
@@ -61,25 +61,6 @@ func (c *conn) sendRaw(t wire.Type, id uint64, p []byte) error {
 	c.mu.Unlock()
 	c.kick()
 	return nil
-}
-
-// tryWrite writes as much of f as the socket takes without waiting, and
-// returns how much that was; an error is left for the writer to meet.
-func (c *conn) tryWrite(f []byte) int {
-	n := 0
-	c.raw.Write(func(fd uintptr) bool {
-		for n < len(f) {
-			k, err := unix.Write(int(fd), f[n:])
-			if k > 0 {
-				n += k
-			}
-			if err != unix.EINTR && (err != nil || k <= 0) {
-				break
-			}
-		}
-		return true // never wait for the socket: the writer does
-	})
-	return n
 }
 
 var errClosedConn = errors.New("connection closed")

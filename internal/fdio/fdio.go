@@ -7,6 +7,7 @@ package fdio
 
 import (
 	"io"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -112,4 +113,25 @@ func (f FD) WaitReadable(timeoutMs int) (bool, error) {
 		}
 		return n > 0, err
 	}
+}
+
+// TryWrite writes as much of b to the socket behind raw (a net.Conn's, in
+// the runtime's non-blocking mode) as it takes now, without waiting for it
+// to become writable, and returns how much that was. An error is left for
+// the caller's next blocking write to meet.
+func TryWrite(raw syscall.RawConn, b []byte) int {
+	n := 0
+	raw.Write(func(fd uintptr) bool {
+		for n < len(b) {
+			k, err := unix.Write(int(fd), b[n:])
+			if k > 0 {
+				n += k
+			}
+			if err != unix.EINTR && (err != nil || k <= 0) {
+				break
+			}
+		}
+		return true // never wait for the socket
+	})
+	return n
 }

@@ -3,6 +3,8 @@ package fdio
 import (
 	"bytes"
 	"errors"
+	"net"
+	"os"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -95,4 +97,46 @@ func TestWriteAllOtherWriter(t *testing.T) {
 	if err != nil || n != 5 || w.String() != "abcde" {
 		t.Fatalf("WriteAll = %d, %v, %q", n, err, w.String())
 	}
+}
+
+// TryWrite takes what the socket takes now and never waits.
+func TestTryWrite(t *testing.T) {
+	a, b, err := socketpairConns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	raw, err := a.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := TryWrite(raw, []byte("hello")); n != 5 {
+		t.Fatalf("wrote %d of 5", n)
+	}
+	big := make([]byte, 64<<20) // more than any socket buffer: the rest is left
+	n := TryWrite(raw, big)
+	if n == 0 || n >= len(big) {
+		t.Fatalf("wrote %d of %d, want some and not all", n, len(big))
+	}
+}
+
+func socketpairConns() (net.Conn, net.Conn, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fa, fb := os.NewFile(uintptr(fds[0]), "a"), os.NewFile(uintptr(fds[1]), "b")
+	defer fa.Close()
+	defer fb.Close()
+	a, err := net.FileConn(fa)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := net.FileConn(fb)
+	if err != nil {
+		a.Close()
+		return nil, nil, err
+	}
+	return a, b, nil
 }
