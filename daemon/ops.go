@@ -250,6 +250,12 @@ func (c *conn) rot(req *clientwire.Request) (any, error) {
 		return struct{}{}, sess.Revoke(req.Name)
 	}
 	o, err := sess.Lookup(req.Name)
+	if errors.Is(err, activation.ErrNotRegistered) {
+		// The same answer as for a name of a class the peer may not use
+		// (below): otherwise the difference tells a refused peer the name
+		// is registered (CLIENT-PROTOCOL.md sections 6 and 7).
+		return nil, fmt.Errorf("%w: %q is not registered", clientwire.ErrNotFound, req.Name)
+	}
 	if err != nil {
 		return nil, err
 	}
