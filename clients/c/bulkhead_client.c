@@ -254,7 +254,11 @@ static int get_string(bhc_cur *c, unsigned major, const uint8_t **s, size_t *n) 
 
 int bhc_get_bytes(bhc_cur *c, const uint8_t **p, size_t *n) { return get_string(c, 2, p, n); }
 int bhc_get_text(bhc_cur *c, const char **s, size_t *n) {
-	return get_string(c, 3, (const uint8_t **)(void *)s, n);
+	const uint8_t *p; /* not through a cast of s: that would break strict aliasing */
+	if (get_string(c, 3, &p, n) != 0)
+		return -1;
+	*s = (const char *)p;
+	return 0;
 }
 
 /* get_container reads an array or map head; every item takes a byte at

@@ -76,9 +76,9 @@ static void json(bhc_cur *c) {
 	int64_t i;
 	int b;
 	double d;
-	const char *s;
-	const uint8_t *p;
-	size_t n;
+	const char *s = "";
+	const uint8_t *p = NULL;
+	size_t n = 0;
 	switch (bhc_kind(c)) {
 	case BHC_UINT: bhc_get_uint(c, &u), printf("%" PRIu64, u); return;
 	case BHC_NEGINT:

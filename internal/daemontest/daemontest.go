@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -143,27 +144,24 @@ func (d *Daemon) pids() ([]int, error) {
 		return nil, err
 	}
 	var pids []int
-	add := func(m any) {
-		if mm, ok := m.(map[string]any); ok {
-			switch pid := mm["pid"].(type) {
-			case uint64:
-				pids = append(pids, int(pid))
-			case int64:
-				pids = append(pids, int(pid))
-			}
-		}
-	}
 	for _, list := range []string{"pools", "servers"} {
 		items, _ := st[list].([]any)
 		for _, it := range items {
-			add(it)
-			if m, ok := it.(map[string]any); ok {
-				ws, _ := m["workers"].([]any)
-				for _, w := range ws {
-					add(w)
+			m, _ := it.(map[any]any)
+			if pid, ok := m["pid"].(uint64); ok { // a class server
+				pids = append(pids, int(pid))
+			}
+			ws, _ := m["workers"].([]any)
+			for _, w := range ws {
+				wm, _ := w.(map[any]any)
+				if pid, ok := wm["pid"].(uint64); ok {
+					pids = append(pids, int(pid))
 				}
 			}
 		}
+	}
+	if len(pids) == 0 {
+		return nil, fmt.Errorf("no pids in the status %v", st)
 	}
 	return pids, nil
 }
