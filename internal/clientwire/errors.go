@@ -113,9 +113,11 @@ func typedFields(err error, m map[string]any) bool {
 		if errors.Is(canc.Err, context.DeadlineExceeded) {
 			cause = "deadline"
 		}
-		put(m, "canceled", "method", canc.Method, "request_id", canc.RequestID, "pid", canc.PID,
-			"cause", cause, "started", canc.Started, "reason", canc.Reason, "exit_code", canc.ExitCode,
-			"signal", int(canc.Signal), "stack", canc.Stack)
+		put(m, "canceled", "method", canc.Method, "request_id", canc.RequestID, "pid", canc.PID, "cause", cause)
+		if stopped(canc) {
+			put(m, "canceled", "started", canc.Started, "reason", canc.Reason, "exit_code", canc.ExitCode,
+				"signal", int(canc.Signal), "stack", canc.Stack)
+		}
 	case errors.As(err, &over):
 		put(m, "overloaded", "method", over.Method, "queued", over.Queued, "waited_ns", int64(over.Waited),
 			"reason", over.Reason)
@@ -137,6 +139,22 @@ func typedFields(err error, m map[string]any) bool {
 		return false
 	}
 	return true
+}
+
+// stopped reports whether e's fields valid after Wait are filled. The pool
+// fills them on a goroutine of its own while it stops the worker; the
+// daemon answers at once (no caller waits past its deadline), so until then
+// they are left out, not read as they are being written.
+func stopped(e *bulkhead.CanceledError) bool {
+	if e.Stopped == nil {
+		return true
+	}
+	select {
+	case <-e.Stopped:
+		return true
+	default:
+		return false
+	}
 }
 
 func put(m map[string]any, kind string, kv ...any) {
