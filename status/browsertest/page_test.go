@@ -1,12 +1,17 @@
 package browsertest
 
 import (
+	"bufio"
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -164,5 +169,68 @@ func TestStatusPage(t *testing.T) {
 		if err := os.WriteFile(path, png, 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestDemoPage is the issue's check, end to end: bulkhead demo --listen
+// serves the page while it runs, and Chromium sees the page change. The
+// CLI is built from this repository (the root module) and run as a
+// process of its own, stopped by SIGINT (the demo closes its pool).
+func TestDemoPage(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "bulkhead")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/bulkhead")
+	build.Dir = "../.."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the CLI: %v\n%s", err, out)
+	}
+	demo := exec.Command(bin, "demo", "--listen", "127.0.0.1:0", "--calls", "200000", "--workers", "2", "--quiet")
+	stderr, err := demo.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := demo.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		demo.Process.Signal(os.Interrupt)
+		demo.Wait()
+	}()
+	// "serving http://ADDR/metrics, ..." is the demo's first line on stderr.
+	sc := bufio.NewScanner(stderr)
+	var addr string
+	for addr == "" && sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "serving http://"); ok {
+			addr, _, _ = strings.Cut(rest, "/")
+		}
+	}
+	if addr == "" {
+		t.Fatalf("the demo never said where it serves (%v)", sc.Err())
+	}
+	go io.Copy(io.Discard, stderr) // the demo must not block on a full pipe
+
+	ctx := browser(t)
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	err = chromedp.Do(ctx,
+		chromedp.Navigate("http://"+addr+"/status"),
+		chromedp.WaitVisible(chromedp.CSS(`section.pool[data-pool="demo"] .worker`)),
+	)
+	if err != nil {
+		t.Fatalf("the page did not show the demo's pool: %v", err)
+	}
+	first, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`b[data-stat="calls"]`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n0, err := strconv.Atoi(first)
+	if err != nil {
+		t.Fatalf("calls shown: %q", first)
+	}
+	// The page redraws itself from the report every second.
+	_, err = chromedp.Run(ctx, chromedp.Poll[chromedp.Void](
+		`Number(document.querySelector('b[data-stat="calls"]').textContent) > `+strconv.Itoa(n0),
+		chromedp.WithPollingInterval(100*time.Millisecond)))
+	if err != nil {
+		t.Fatalf("the page did not change from %d calls: %v", n0, err)
 	}
 }
