@@ -91,6 +91,25 @@ type Sandbox struct {
 	// log into a profile with `bulkhead sandbox suggest`.
 	// Zero value: a denied call kills the worker.
 	SeccompLog bool
+
+	// ReadOnly are the absolute paths (directories, or files) beneath
+	// which the worker may read and execute files; with Writable, they
+	// turn Landlock on, and the worker may then touch nothing else on the
+	// file system: not /etc/shadow, not the service's files. Its own
+	// binary is added, and, if it is dynamically linked, its ELF
+	// interpreter and the system's library directories (/lib, /lib64,
+	// /usr/lib, /usr/lib64, /usr/local/lib, /etc/ld.so.cache). A Go
+	// worker built with -race reads /proc too. Landlock is applied by the
+	// trampoline (see Seccomp), on the best ABI the kernel has, up to 7:
+	// the ABI is logged once per pool; a kernel without Landlock fails
+	// every start (Protection "landlock").
+	// Zero value: no Landlock, unless Writable is set.
+	ReadOnly []string
+
+	// Writable are the absolute paths beneath which the worker may also
+	// create, write, rename and remove files (Landlock, as ReadOnly).
+	// Zero value: none.
+	Writable []string
 }
 
 // init runs the seccomp trampoline, if this process was started as one

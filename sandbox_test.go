@@ -190,6 +190,7 @@ func runSandboxedDispatcher() {
 		{"user", bulkhead.Sandbox{User: "0"}},
 		{"seccomp", bulkhead.Sandbox{Seccomp: "files"}},
 		{"cgroup", bulkhead.Sandbox{PidsMax: 100}},
+		{"landlock", bulkhead.Sandbox{ReadOnly: []string{"/proc"}}},
 	} {
 		r := sandboxReport{Case: c.name}
 		p, err := bulkhead.New(context.Background(), bulkhead.Config{Command: exe, Workers: 1, Sandbox: c.sb,
@@ -250,6 +251,9 @@ func TestSandboxUnprivileged(t *testing.T) {
 	}
 	if r := got["seccomp"]; !r.OK {
 		t.Errorf("Seccomp as nobody: %+v, want it to work: no_new_privs needs no privilege", r)
+	}
+	if r := got["landlock"]; !r.OK {
+		t.Errorf("Landlock as nobody: %+v, want it to work: no_new_privs is enough", r)
 	}
 	if r := got["cgroup"]; r.OK || r.Protection != "cgroup" {
 		t.Errorf("PidsMax as nobody: %+v, want a StartError for the cgroup protection", r)
@@ -440,5 +444,45 @@ func TestSandboxSeccompLog(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("socket logged %d times, want once per worker", n)
+	}
+}
+
+// Under Landlock a worker reads only what it was given, and writes only
+// beneath its writable paths: /etc/shadow and a file outside are denied
+// (EACCES, to the worker), a file inside is written.
+func TestSandboxLandlock(t *testing.T) {
+	exe, _ := os.Executable()
+	dir := t.TempDir()
+	outside := filepath.Join(t.TempDir(), "escaped")
+	logs := &bulkhead.LogRecords{}
+	bulkhead.CheckLeaks(t)
+	p, err := bulkhead.New(context.Background(), bulkhead.Config{
+		Command: exe, Workers: 1, Env: []string{"GORACE=atexit_sleep_ms=0"}, Logger: slog.New(logs),
+		Sandbox: bulkhead.Sandbox{ReadOnly: []string{"/proc"}, Writable: []string{dir}}, // the race runtime reads /proc
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(context.Background()) })
+	for _, tt := range []struct {
+		method, path, want string
+	}{
+		{"read", "/etc/shadow", "permission denied"},
+		{"read", "/etc/passwd", "permission denied"},
+		{"write", outside, "permission denied"},
+		{"write", filepath.Join(dir, "ok"), "<nil>"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		got, err := bulkhead.CallAs[string](ctx, p, tt.method, tt.path)
+		cancel()
+		if err != nil || !strings.Contains(got, tt.want) {
+			t.Errorf("%s %s: %q, %v; want %q", tt.method, tt.path, got, err, tt.want)
+		}
+	}
+	if _, err := os.Stat(outside); err == nil {
+		t.Error("the worker wrote outside its writable paths")
+	}
+	if r := logs.First(t, "sandbox: Landlock ABI of the kernel"); r["abi"] == nil {
+		t.Errorf("ABI record %v", r)
 	}
 }

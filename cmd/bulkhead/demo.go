@@ -47,11 +47,12 @@ type demoConfig struct {
 	listening, finished func(addr string)
 }
 
-// strictSandbox is --sandbox strict. The workers' journals are files they
-// create and append to, so the profile lets open and openat write: a
-// Landlock writable path would confine that to the journal's directory.
+// strictSandbox is --sandbox strict, less its Landlock paths (the journal's
+// directory, set per run). The workers' journals are files they create and
+// append to, so the profile lets open and openat write, and Landlock
+// confines that to the journal's directory.
 var strictSandbox = bulkhead.Sandbox{MemoryMax: 256 << 20, PidsMax: 256, Seccomp: "files",
-	SeccompAllow: []string{"open", "openat"}}
+	SeccompAllow: []string{"open", "openat"}, ReadOnly: []string{"/proc"}}
 
 // Bounds on the demo's flags.
 const (
@@ -133,7 +134,7 @@ wrongly, 2 on bad flags.`,
 	f.DurationVar(&cfg.stall, "stall", 30*time.Second, "give up when no call has returned for this long, counting the calls still out as lost; more than --timeout, at most 1h")
 	f.DurationVar(&progress, "progress-every", 0, "progress interval on stderr (default: 250ms on a terminal, 1s otherwise)")
 	f.StringVar(&transport, "transport", "socket", "how calls travel to workers: socket, or shm (shared-memory rings; see docs/DESIGN.md)")
-	f.StringVar(&sandbox, "sandbox", "none", "none, or strict: each worker in its own cgroup (256 MiB, 256 tasks), under the seccomp profile \"files\" with file writes allowed for its journal, and with no environment but its options (docs/SANDBOX.md; needs root for the cgroup)")
+	f.StringVar(&sandbox, "sandbox", "none", "none, or strict: each worker in its own cgroup (256 MiB, 256 tasks), under the seccomp profile \"files\" and Landlock (writes only to its journal's directory, reads only there, /proc and its libraries), with no environment but its options (docs/SANDBOX.md; needs root for the cgroup)")
 	f.BoolVar(&quiet, "quiet", false, "no progress output")
 	f.BoolVar(&cfg.json, "json", false, "print the summary as one JSON object")
 	f.BoolVar(&cfg.log, "log", false, "print the pool's log records (crashes, failed starts, stopped workers) on stderr")
@@ -364,14 +365,16 @@ func startDemoPool(ctx context.Context, cfg demoConfig, exe, dir string, logger 
 			return nil, "", attempt, err
 		}
 		env := append(os.Environ(), cfg.workerOptions(journal).Environ()...)
-		if cfg.sandbox.Seccomp != "" {
+		sb := cfg.sandbox
+		if sb.Seccomp != "" {
 			env = cfg.workerOptions(journal).Environ() // not even the demo's environment
+			sb.Writable = []string{journal}
 		}
 		pool, err := bulkhead.New(ctx, bulkhead.Config{
 			Command:   exe,
 			Args:      []string{workerArg},
 			Env:       env,
-			Sandbox:   cfg.sandbox,
+			Sandbox:   sb,
 			Workers:   cfg.workers,
 			MaxCalls:  cfg.recycle,
 			KillGrace: cfg.killGrace,

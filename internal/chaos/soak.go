@@ -155,7 +155,7 @@ func poolConfig(o *Options, dir string, counter *recordCounter) (bulkhead.Config
 	}
 	cfg.CancelGrace = o.SoftCancel
 	if o.Sandbox {
-		cfg.Sandbox = sandbox()
+		cfg.Sandbox = sandbox(dir)
 		cfg.Env = []string{WorkerEnv + "=" + dir} // and none of the service's
 	}
 	return cfg, nil

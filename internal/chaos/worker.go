@@ -119,7 +119,7 @@ func (w *chaosWorker) do(f Fault, key uint64, arg int64) (any, error) {
 		return key, nil
 	case FaultFlaky:
 		return w.flaky(key)
-	case FaultEnviron:
+	case FaultEnviron, FaultShadow, FaultWrite:
 		return w.sandboxFault(f, int64(key), arg)
 	}
 	if err := w.record(key, firedMagic); err != nil {

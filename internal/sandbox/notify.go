@@ -130,7 +130,11 @@ func (sv *supervisor) receive() *os.File {
 	msg := buf[:n]
 	switch {
 	case bytes.HasPrefix(msg, []byte("error: ")):
-		sv.failure = fail("seccomp", nil, "%s", msg[len("error: "):])
+		prot, why, ok := bytes.Cut(msg[len("error: "):], []byte{0})
+		if !ok {
+			prot, why = []byte("sandbox"), msg[len("error: "):]
+		}
+		sv.failure = fail(string(prot), nil, "%s", why)
 	default:
 		fd := -1
 		if cms, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil && len(cms) == 1 {
@@ -138,9 +142,12 @@ func (sv *supervisor) receive() *os.File {
 				fd = fds[0]
 			}
 		}
-		if fd < 0 || !bytes.Equal(msg, []byte("ok")) {
-			sv.failure = fail("seccomp", nil, "the trampoline sent %q and no listener", msg)
+		if !bytes.Equal(msg, []byte("ok")) {
+			sv.failure = fail("sandbox", nil, "the trampoline sent %q", msg)
 			return nil
+		}
+		if fd < 0 {
+			return nil // no filter: nothing to supervise
 		}
 		unix.CloseOnExec(fd)
 		if err := unix.SetNonblock(fd, true); err != nil || sv.stopped {

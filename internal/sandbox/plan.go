@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -26,6 +27,8 @@ type Settings struct {
 	SeccompAllow []string
 	SeccompDeny  []string
 	SeccompLog   bool
+	ReadOnly     []string
+	Writable     []string
 }
 
 func (s *Settings) seccomp() Seccomp {
@@ -42,6 +45,10 @@ func (s *Settings) cgrouped() bool {
 type Plan struct {
 	s   Settings
 	pin *Pin // nil: not pinned
+
+	abiOnce sync.Once // the Landlock ABI is found, and logged, once
+	abi     int
+	abiErr  error
 }
 
 // NewPlan validates s's syntax; whether each protection can be applied is
@@ -59,6 +66,12 @@ func NewPlan(s Settings) (*Plan, error) {
 	}
 	sc := s.seccomp()
 	if err := sc.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := validatePaths("ReadOnly", s.ReadOnly); err != nil {
+		errs = append(errs, err)
+	}
+	if err := validatePaths("Writable", s.Writable); err != nil {
 		errs = append(errs, err)
 	}
 	p := &Plan{s: s}
@@ -106,10 +119,11 @@ func (p *Plan) Prepare(path string, env []string, spec *dispatch.Spec, log *slog
 		}
 	}
 	sc := p.s.seccomp()
+	lock := Landlock{ReadOnly: p.s.ReadOnly, Writable: p.s.Writable, Exe: path}
 	switch {
 	case p.pin != nil:
 		st.exe, err = p.pin.Open(path)
-	case p.s.User != "" || sc.on():
+	case p.s.User != "" || sc.on() || lock.on():
 		// Executed by the dispatcher's open file, so that the user needs
 		// no access to the directories on its path, only the file's x bit.
 		if st.exe, err = OpenExec(path); err != nil {
@@ -120,8 +134,15 @@ func (p *Plan) Prepare(path string, env []string, spec *dispatch.Spec, log *slog
 		return nil, err
 	}
 	spec.Exec = st.exe
-	if sc.on() {
-		if err := st.trampoline(spec, &sc, log); err != nil {
+	if lock.on() {
+		if err := p.landlockABI(log); err != nil {
+			st.release()
+			return nil, err
+		}
+		lock.Interp = interpreter(st.exe)
+	}
+	if sc.on() || lock.on() {
+		if err := st.trampoline(spec, trampolineSpec{Seccomp: sc, Landlock: lock}, log); err != nil {
 			st.release()
 			return nil, err
 		}
@@ -140,7 +161,7 @@ func (p *Plan) Prepare(path string, env []string, spec *dispatch.Spec, log *slog
 
 // trampoline has spec start the dispatcher's own binary as the trampoline
 // (Trampoline), which installs sc's filter and executes the worker binary.
-func (st *Start) trampoline(spec *dispatch.Spec, sc *Seccomp, log *slog.Logger) error {
+func (st *Start) trampoline(spec *dispatch.Spec, ts trampolineSpec, log *slog.Logger) error {
 	var err error
 	if st.self, err = OpenExec("/proc/self/exe"); err != nil {
 		return fail("seccomp", err, "opening the dispatcher's own binary for the trampoline")
@@ -157,13 +178,33 @@ func (st *Start) trampoline(spec *dispatch.Spec, sc *Seccomp, log *slog.Logger) 
 		unix.Close(fds[0])
 		return fail("seccomp", err, "handing the worker binary to the trampoline")
 	}
-	cfg, _ := json.Marshal(trampolineSpec{Seccomp: *sc})
-	if st.sv, err = newSupervisor(os.NewFile(uintptr(fds[0]), "bulkhead-trampoline"), spec.StartTimeout, sc, log); err != nil {
+	cfg, _ := json.Marshal(ts)
+	if st.sv, err = newSupervisor(os.NewFile(uintptr(fds[0]), "bulkhead-trampoline"), spec.StartTimeout, &ts.Seccomp, log); err != nil {
 		return err
 	}
 	spec.Env = append(spec.Env, TrampolineEnv+"="+string(cfg))
 	spec.Exec = st.self
 	spec.ExtraFiles = []*os.File{st.child}
+	return nil
+}
+
+// landlockABI finds the kernel's Landlock ABI, and logs it, once per plan:
+// rules of later ABIs than the kernel's are not enforced (best effort); a
+// kernel without Landlock fails every start that asks for it.
+func (p *Plan) landlockABI(log *slog.Logger) error {
+	p.abiOnce.Do(func() {
+		p.abi, p.abiErr = LandlockABI()
+		switch {
+		case p.abiErr != nil:
+		case p.abi < 7:
+			log.Warn("sandbox: Landlock ABI of the kernel is older than 7: the rights it lacks are not enforced", "abi", p.abi)
+		default:
+			log.Info("sandbox: Landlock ABI of the kernel", "abi", p.abi, "used", 7)
+		}
+	})
+	if p.abiErr != nil {
+		return fail("landlock", p.abiErr, "the kernel has no Landlock (landlock_create_ruleset)")
+	}
 	return nil
 }
 

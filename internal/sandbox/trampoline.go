@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -34,7 +35,8 @@ const TrampolineEnv = "BULKHEAD_SANDBOX_TRAMPOLINE"
 
 // trampolineSpec is what the dispatcher tells the trampoline.
 type trampolineSpec struct {
-	Seccomp Seccomp
+	Seccomp  Seccomp
+	Landlock Landlock
 }
 
 // Trampoline runs the trampoline if this process was started as one, and
@@ -50,6 +52,10 @@ func Trampoline() {
 	// Reached only on failure: say why, and exit as a worker that refuses
 	// its environment does (docs/PROTOCOL.md).
 	msg := "error: " + err.Error()
+	var e *Error
+	if errors.As(err, &e) {
+		msg = "error: " + e.Protection + "\x00" + e.Reason + errSuffix(e.Err)
+	}
 	_ = unix.Sendmsg(report, []byte(msg), nil, nil, 0)
 	fmt.Fprintln(os.Stderr, "bulkhead sandbox:", err)
 	os.Exit(78)
@@ -58,67 +64,86 @@ func Trampoline() {
 func trampoline(cfg string, report int) error {
 	var spec trampolineSpec
 	if err := json.Unmarshal([]byte(cfg), &spec); err != nil {
-		return &Error{Protection: "seccomp", Reason: "bad trampoline settings", Err: err}
+		return &Error{Protection: "sandbox", Reason: "bad trampoline settings", Err: err}
 	}
 	exe, err := receiveExe(report)
 	if err != nil {
-		return &Error{Protection: "seccomp", Reason: "receiving the worker binary", Err: err}
+		return &Error{Protection: "sandbox", Reason: "receiving the worker binary", Err: err}
 	}
 	// The pathname execveat is given lives on a page of its own, at an
 	// address the kernel chose at random: the filter lets through only an
 	// execveat with that pointer.
 	page, err := unix.Mmap(-1, 0, unix.Getpagesize(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
-		return &Error{Protection: "seccomp", Reason: "mmap", Err: err}
+		return &Error{Protection: "sandbox", Reason: "mmap", Err: err}
 	}
 	path := unsafe.Pointer(&page[0]) // page[0] is 0: the empty pathname of AT_EMPTY_PATH
-	pol, err := spec.Seccomp.policy(uintptr(path))
+	argv, envp, err := execArgs()
 	if err != nil {
-		return &Error{Protection: "seccomp", Reason: "building the filter", Err: err}
+		return &Error{Protection: "sandbox", Reason: "worker arguments", Err: err}
+	}
+	for _, fd := range []int{exe, report} {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+			return &Error{Protection: "sandbox", Reason: "marking the trampoline's descriptors close-on-exec", Err: err}
+		}
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return &Error{Protection: "no_new_privs", Reason: "prctl(PR_SET_NO_NEW_PRIVS)", Err: err}
+	}
+	if spec.Landlock.on() {
+		if err := spec.Landlock.restrictThread(); err != nil {
+			return &Error{Protection: "landlock", Reason: "restricting the worker's file access", Err: err}
+		}
+	}
+	var rights []byte // the listener, if there is a filter
+	if spec.Seccomp.on() {
+		listener, err := installFilter(&spec.Seccomp, uintptr(path))
+		if err != nil {
+			return err
+		}
+		defer unix.Close(listener)
+		rights = unix.UnixRights(listener)
+	}
+	if err := unix.Sendmsg(report, []byte("ok"), rights, nil, 0); err != nil {
+		return &Error{Protection: "sandbox", Reason: "answering the dispatcher", Err: err}
+	}
+	_, _, errno := unix.RawSyscall6(unix.SYS_EXECVEAT, uintptr(exe), uintptr(path),
+		uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envp[0])), unix.AT_EMPTY_PATH, 0)
+	runtime.KeepAlive(argv)
+	runtime.KeepAlive(envp)
+	runtime.KeepAlive(page)
+	return &Error{Protection: "sandbox", Reason: "execveat of the worker binary", Err: errno}
+}
+
+// installFilter installs sc's filter on the calling thread and returns its
+// listener. From then on the thread is filtered: only system calls the
+// profile allows go through, or those the dispatcher answers once it has
+// the listener.
+func installFilter(sc *Seccomp, execPath uintptr) (int, error) {
+	pol, err := sc.policy(execPath)
+	if err != nil {
+		return -1, &Error{Protection: "seccomp", Reason: "building the filter", Err: err}
 	}
 	insts, err := pol.Assemble()
 	if err != nil {
-		return &Error{Protection: "seccomp", Reason: "assembling the filter", Err: err}
+		return -1, &Error{Protection: "seccomp", Reason: "assembling the filter", Err: err}
 	}
 	raw, err := bpf.Assemble(insts)
 	if err != nil {
-		return &Error{Protection: "seccomp", Reason: "assembling the filter", Err: err}
+		return -1, &Error{Protection: "seccomp", Reason: "assembling the filter", Err: err}
 	}
 	prog := make([]unix.SockFilter, len(raw))
 	for i, r := range raw {
 		prog[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
 	}
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-	argv, envp, err := execArgs()
-	if err != nil {
-		return &Error{Protection: "seccomp", Reason: "worker arguments", Err: err}
-	}
-	for _, fd := range []int{exe, report} {
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
-			return &Error{Protection: "seccomp", Reason: "marking the trampoline's descriptors close-on-exec", Err: err}
-		}
-	}
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return &Error{Protection: "no_new_privs", Reason: "prctl(PR_SET_NO_NEW_PRIVS)", Err: err}
-	}
-	// From here on this thread is filtered: only system calls the
-	// profile allows, or the dispatcher answers, once it has the listener.
 	listener, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER,
 		unix.SECCOMP_FILTER_FLAG_NEW_LISTENER, uintptr(unsafe.Pointer(&fprog)))
 	runtime.KeepAlive(prog)
 	if errno != 0 {
-		return &Error{Protection: "seccomp", Reason: "seccomp(SECCOMP_SET_MODE_FILTER)", Err: errno}
+		return -1, &Error{Protection: "seccomp", Reason: "seccomp(SECCOMP_SET_MODE_FILTER)", Err: errno}
 	}
-	if err := unix.Sendmsg(report, []byte("ok"), unix.UnixRights(int(listener)), nil, 0); err != nil {
-		return &Error{Protection: "seccomp", Reason: "handing the listener to the dispatcher", Err: err}
-	}
-	unix.Close(int(listener))
-	_, _, errno = unix.RawSyscall6(unix.SYS_EXECVEAT, uintptr(exe), uintptr(path),
-		uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envp[0])), unix.AT_EMPTY_PATH, 0)
-	runtime.KeepAlive(argv)
-	runtime.KeepAlive(envp)
-	runtime.KeepAlive(page)
-	return &Error{Protection: "seccomp", Reason: "execveat of the worker binary", Err: errno}
+	return int(listener), nil
 }
 
 // receiveExe receives the worker binary's descriptor, which the dispatcher
@@ -141,6 +166,13 @@ func receiveExe(report int) (int, error) {
 		return -1, fmt.Errorf("got %q and no descriptor", buf[:n])
 	}
 	return fds[0], nil
+}
+
+func errSuffix(err error) string {
+	if err == nil {
+		return ""
+	}
+	return ": " + err.Error()
 }
 
 // execArgs are the worker's argv (the trampoline's own) and environment
