@@ -42,6 +42,7 @@ type ConnLimits struct {
 	MaxHandles       int `toml:"max_handles"`       // 65536 references
 	MaxSubscriptions int `toml:"max_subscriptions"` // 64
 	MaxOut           int `toml:"max_out"`           // 4 MiB of answers queued for the client
+	MaxConnections   int `toml:"max_connections"`   // 1024 clients at once, over all peers
 }
 
 // Allow is who may use a pool or a class. All empty: the daemon's own uid

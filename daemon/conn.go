@@ -106,10 +106,12 @@ func (c *conn) serve() {
 // A protocol violation ends it, with ERROR id 0 if the client will read it.
 func (c *conn) readLoop() error {
 	r := wire.NewReaderSize(c.uc, wire.MaxHelloSize, connReadBuffer)
+	c.uc.SetReadDeadline(time.Now().Add(helloTimeout)) // a peer that says nothing holds nothing
 	h, p, err := r.Next()
 	if err != nil {
 		return err
 	}
+	c.uc.SetReadDeadline(time.Time{})
 	if err := c.handshake(h, p); err != nil {
 		return err
 	}
@@ -265,6 +267,9 @@ func (c *conn) close() {
 	c.uc.Close()
 	c.kick()
 }
+
+// helloTimeout bounds the wait for a client's HELLO.
+const helloTimeout = 10 * time.Second
 
 // connReadBuffer is a client connection's read buffer: requests are small,
 // and a daemon has many mostly idle connections (BenchmarkDaemonMemory).

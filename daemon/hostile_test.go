@@ -197,3 +197,16 @@ func kindOf(p []byte) string {
 	k, _ := m["kind"].(string)
 	return k
 }
+
+// Connections past max_connections are closed at accept; the others go on.
+func TestMaxConnections(t *testing.T) {
+	d := startDaemon(t, `
+[limits]
+max_connections = 2
+`)
+	d.dial(t)
+	d.dial(t)
+	if _, err := client.Dial(context.Background(), d.sock, client.Options{}); err == nil {
+		t.Fatal("a third connection was served")
+	}
+}

@@ -132,6 +132,7 @@ func (l ConnLimits) withDefaults() ConnLimits {
 	def(&l.MaxHandles, 65536)
 	def(&l.MaxSubscriptions, 64)
 	def(&l.MaxOut, 4<<20)
+	def(&l.MaxConnections, 1024)
 	return l
 }
 

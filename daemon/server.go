@@ -169,6 +169,12 @@ func (s *Server) accept(uc *net.UnixConn) {
 		uc.Close()
 		return
 	}
+	if len(s.conns) >= s.cfg.Limits.MaxConnections {
+		s.mu.Unlock()
+		s.log.Warn("client refused: max_connections reached", "client_pid", c.peer.PID, "client_uid", c.peer.UID)
+		uc.Close()
+		return
+	}
 	s.conns[c] = struct{}{}
 	s.connWG.Add(1)
 	s.mu.Unlock()
