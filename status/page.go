@@ -99,6 +99,23 @@ function drawPool(p) {
   }
   return sec;
 }
+function drawActivator(a) {
+  const sec = el("section", "activator"); sec.dataset.activator = a.name;
+  sec.append(el("h2", null, "activator " + a.name));
+  const sum = el("div", "summary"), st = a.stats;
+  stat(sum, "objects", st.Objects); stat(sum, "sessions", st.Sessions); stat(sum, "servers", st.Servers);
+  stat(sum, "starting", st.Starting); stat(sum, "activations", st.Activations); stat(sum, "launches", st.Launches);
+  stat(sum, "server crashes", st.ServerCrashes); stat(sum, "ROT entries", st.ROTEntries);
+  sec.append(sum);
+  const grid = el("div", "grid");
+  for (const s of a.servers) {
+    grid.append(cell(s.state === "stopping" ? "stopping" : (s.objects > 0 ? "busy" : "idle"),
+      ["pid " + s.pid + " · " + s.name, s.state + " · " + s.locks + " locks · " + s.objects + " objects", (s.classes || []).join(", ")]));
+  }
+  for (let i = 0; i < st.Starting; i++) grid.append(cell("starting", ["new server", "starting"]));
+  sec.append(grid);
+  return sec;
+}
 let open = new Set();
 async function refresh() {
   try {
@@ -107,7 +124,7 @@ async function refresh() {
     const rep = await res.json();
     open = new Set([...document.querySelectorAll("details[open]")].map(d => d.closest("tr").rowIndex + d.closest("section").dataset.pool));
     const pools = document.getElementById("pools");
-    pools.replaceChildren(...rep.pools.map(drawPool));
+    pools.replaceChildren(...rep.pools.map(drawPool), ...(rep.activators || []).map(drawActivator));
     document.querySelectorAll("details").forEach(d => { if (open.has(d.closest("tr").rowIndex + d.closest("section").dataset.pool)) d.open = true; });
     document.getElementById("updated").textContent = "updated " + new Date(rep.time).toLocaleTimeString();
     document.getElementById("error").textContent = "";

@@ -5,7 +5,7 @@
 // that shows the workers as a grid and refreshes itself, with no JavaScript
 // framework: a few lines of script poll the JSON.
 //
-//	st := status.New(status.Pool("render", pool))
+//	st := status.New(status.Pool("render", pool), status.Activator("objects", act))
 //	mux.Handle("/status", st)      // the page
 //	mux.Handle("/status.json", st) // the report
 //
@@ -21,16 +21,22 @@ import (
 	"time"
 
 	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/activation"
 )
 
-// Source is one pool the handler reports on, with the name it shows.
+// Source is one pool or activator the handler reports on, with the name it
+// shows. One of Pool and Activator is set.
 type Source struct {
-	Name string
-	Pool *bulkhead.Pool
+	Name      string
+	Pool      *bulkhead.Pool
+	Activator *activation.Activator
 }
 
 // Pool names a pool for New.
 func Pool(name string, p *bulkhead.Pool) Source { return Source{Name: name, Pool: p} }
+
+// Activator names an activator for New: its class servers and objects.
+func Activator(name string, a *activation.Activator) Source { return Source{Name: name, Activator: a} }
 
 // Handler serves the page and the report. Its sources are fixed by New, so
 // it holds no lock; each request reads the pools' snapshots.
@@ -65,10 +71,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(page))
 }
 
-// Report is the JSON document: every pool at one moment.
+// Report is the JSON document: every pool and activator at one moment.
 type Report struct {
-	Time  time.Time    `json:"time"`
-	Pools []PoolReport `json:"pools"`
+	Time       time.Time         `json:"time"`
+	Pools      []PoolReport      `json:"pools"`
+	Activators []ActivatorReport `json:"activators,omitempty"`
+}
+
+// ActivatorReport is one activator: its counters and class servers.
+type ActivatorReport struct {
+	Name    string                    `json:"name"`
+	Stats   activation.ActivatorStats `json:"stats"` // keyed by the Go field names
+	Servers []ServerReport            `json:"servers"`
+}
+
+// ServerReport is one class server process.
+type ServerReport struct {
+	PID     int      `json:"pid"`
+	Name    string   `json:"name"`
+	State   string   `json:"state"` // registered, running, stopping
+	Locks   int      `json:"locks"` // objects, LockServer locks and class handles
+	Objects int      `json:"objects"`
+	Classes []string `json:"classes"`
 }
 
 // PoolReport is one pool.
@@ -158,7 +182,12 @@ func (h *Handler) Report() Report {
 	now := h.now()
 	rep := Report{Time: now, Pools: make([]PoolReport, 0, len(h.sources))}
 	for _, src := range h.sources {
-		rep.Pools = append(rep.Pools, poolReport(src, now))
+		switch {
+		case src.Pool != nil:
+			rep.Pools = append(rep.Pools, poolReport(src, now))
+		case src.Activator != nil:
+			rep.Activators = append(rep.Activators, activatorReport(src))
+		}
 	}
 	return rep
 }
@@ -191,6 +220,15 @@ func poolReport(src Source, now time.Time) PoolReport {
 		pr.Crashes = append(pr.Crashes, cr)
 	}
 	return pr
+}
+
+func activatorReport(src Source) ActivatorReport {
+	ar := ActivatorReport{Name: src.Name, Stats: src.Activator.Stats(), Servers: []ServerReport{}}
+	for _, sv := range src.Activator.Servers() {
+		ar.Servers = append(ar.Servers, ServerReport{PID: sv.PID, Name: sv.Name, State: sv.State, Locks: sv.Locks,
+			Objects: sv.Objects, Classes: sv.Classes})
+	}
+	return ar
 }
 
 func statsReport(s bulkhead.Stats, m bulkhead.Metrics) StatsReport {

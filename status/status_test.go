@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/activation"
 	"github.com/bulkhead-go/bulkhead/examples/crashy/native"
 	"github.com/bulkhead-go/bulkhead/internal/testutil"
 	"github.com/bulkhead-go/bulkhead/status"
@@ -21,7 +22,7 @@ import (
 // TestMain is the test binary's one entry point: the tests, or the pool's
 // worker (testutil.Main).
 func TestMain(m *testing.M) {
-	testutil.Main(m, map[string]func(){"worker": runWorker}, "worker", worker.IsWorker)
+	testutil.Main(m, map[string]func(){"worker": runWorker, "classes": runClasses}, "worker", worker.IsWorker)
 }
 
 func runWorker() {
@@ -137,5 +138,52 @@ func TestReport(t *testing.T) {
 	post.Body.Close()
 	if post.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST: %d", post.StatusCode)
+	}
+}
+
+// runClasses is a class server with one class, Counter.
+func runClasses() {
+	var s worker.Server
+	c := &worker.Class[*int]{Name: "Counter",
+		New: func(context.Context, *worker.Object, worker.Args) (*int, error) { return new(int), nil }}
+	c.Method("get", func(_ context.Context, n *int, _ worker.Args) (any, error) { return *n, nil })
+	s.Register(c)
+	s.Run()
+}
+
+// TestReportActivator reports an activator with a real class server
+// holding two objects.
+func TestReportActivator(t *testing.T) {
+	testutil.CheckLeaks(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := activation.NewActivator(activation.ActivatorConfig{Servers: []activation.ServerConfig{{
+		Process: bulkhead.Process{Command: exe, Env: testutil.HelperEnviron("classes", "GORACE=atexit_sleep_ms=0")},
+		Classes: []activation.ClassConfig{{Name: "Counter"}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(context.Background()) })
+	for range 2 {
+		o, err := a.CreateInstance(context.Background(), "Counter")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer o.Release()
+	}
+	rep := status.New(status.Activator("objects", a)).Report()
+	if len(rep.Pools) != 0 || len(rep.Activators) != 1 {
+		t.Fatalf("report %+v", rep)
+	}
+	ar := rep.Activators[0]
+	if ar.Name != "objects" || ar.Stats.Objects != 2 || len(ar.Servers) != 1 {
+		t.Fatalf("activator %+v", ar)
+	}
+	if sv := ar.Servers[0]; sv.PID <= 0 || sv.State != "running" || sv.Locks != 2 || sv.Objects != 2 ||
+		len(sv.Classes) != 1 || sv.Classes[0] != "Counter" {
+		t.Errorf("server %+v", sv)
 	}
 }

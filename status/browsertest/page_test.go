@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/activation"
 	"github.com/bulkhead-go/bulkhead/examples/crashy/native"
 	"github.com/bulkhead-go/bulkhead/internal/testutil"
 	"github.com/bulkhead-go/bulkhead/status"
@@ -27,7 +28,7 @@ import (
 // TestMain is the test binary's one entry point: the tests, or the pool's
 // worker (testutil.Main).
 func TestMain(m *testing.M) {
-	testutil.Main(m, map[string]func(){"worker": runWorker}, "worker", worker.IsWorker)
+	testutil.Main(m, map[string]func(){"worker": runWorker, "classes": runClasses}, "worker", worker.IsWorker)
 }
 
 func runWorker() {
@@ -45,6 +46,16 @@ func runWorker() {
 		native.RawSegv() // a NULL dereference in C, reported by the Go runtime on stderr
 		return nil, nil
 	})
+	s.Run()
+}
+
+// runClasses is a class server with one class, Counter.
+func runClasses() {
+	var s worker.Server
+	c := &worker.Class[*int]{Name: "Counter",
+		New: func(context.Context, *worker.Object, worker.Args) (*int, error) { return new(int), nil }}
+	c.Method("get", func(_ context.Context, n *int, _ worker.Args) (any, error) { return *n, nil })
+	s.Register(c)
 	s.Run()
 }
 
@@ -92,8 +103,21 @@ func TestStatusPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close(context.Background())
+	act, err := activation.NewActivator(activation.ActivatorConfig{Servers: []activation.ServerConfig{{
+		Process: bulkhead.Process{Command: exe, Env: testutil.HelperEnviron("classes", "GORACE=atexit_sleep_ms=0")},
+		Classes: []activation.ClassConfig{{Name: "Counter"}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer act.Close(context.Background())
+	obj, err := act.CreateInstance(context.Background(), "Counter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Release()
 	mux := http.NewServeMux()
-	st := status.New(status.Pool("demo", pool))
+	st := status.New(status.Pool("demo", pool), status.Activator("objects", act))
 	mux.Handle("/status", st)
 	mux.Handle("/status.json", st)
 	srv := httptest.NewServer(mux)
@@ -105,9 +129,10 @@ func TestStatusPage(t *testing.T) {
 	err = chromedp.Do(ctx,
 		chromedp.Navigate(srv.URL+"/status"),
 		chromedp.WaitVisible(chromedp.CSS(`section.pool[data-pool="demo"] .worker`)),
+		chromedp.WaitVisible(chromedp.CSS(`section.activator[data-activator="objects"] .worker`)),
 	)
 	if err != nil {
-		t.Fatalf("the page did not show the pool: %v", err)
+		t.Fatalf("the page did not show the pool and the activator: %v", err)
 	}
 	calls0, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`section.pool[data-pool="demo"] b[data-stat="calls"]`)))
 	if err != nil {
