@@ -95,3 +95,38 @@ func TestObjectsThroughDaemon(t *testing.T) {
 		t.Fatalf("lookup after the release: %v", err)
 	}
 }
+
+// A class server that crashes under a call disconnects its objects, and the
+// errors cross as they are in-process: the call gets the crash, wrapped in
+// a *DisconnectedError; another object of that server is disconnected; a
+// new activation gets a fresh server.
+func TestServerCrashThroughDaemon(t *testing.T) {
+	d := startDaemon(t, "")
+	c := d.dial(t)
+	ctx := context.Background()
+	x := ok[*client.Object](t)(c.CreateInstance(ctx, "Counter"))
+	y := ok[*client.Object](t)(c.CreateInstance(ctx, "Counter"))
+	_, err := x.Call(ctx, "crash")
+	var crash *bulkhead.CrashError
+	if !errors.As(err, &crash) || crash.Signal != syscall.SIGSEGV {
+		t.Fatalf("the crashing call: %v, want a CrashError of SIGSEGV", err)
+	}
+	if !errors.Is(err, activation.ErrObjectDisconnected) {
+		t.Fatalf("the crashing call: %v, want it to match ErrObjectDisconnected", err)
+	}
+	_, err = y.Call(ctx, "add", 1)
+	var de *activation.DisconnectedError
+	if !errors.As(err, &de) || de.PID != x.PID() {
+		t.Fatalf("the other object: %v, want a *DisconnectedError of server %d", err, x.PID())
+	}
+	z := ok[*client.Object](t)(c.CreateInstance(ctx, "Counter"))
+	if z.PID() == x.PID() {
+		t.Fatal("the new object is in the dead server")
+	}
+	if n := ok[int](t)(bulkhead.CallAs[int](ctx, z, "add", 4)); n != 4 {
+		t.Fatalf("add on the new server = %d", n)
+	}
+	x.Release()
+	y.Release()
+	z.Release()
+}

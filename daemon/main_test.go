@@ -74,6 +74,10 @@ func runClasses() {
 		return n, o.self.Emit("changed", n)
 	})
 	c.Method("null", func(context.Context, *counterObj, worker.Args) (any, error) { return nil, nil })
+	c.Method("crash", func(context.Context, *counterObj, worker.Args) (any, error) {
+		syscall.Kill(os.Getpid(), syscall.SIGSEGV)
+		select {}
+	})
 	s.Register(c)
 	c2 := &worker.Class[*counterObj]{Name: "Secret",
 		New: func(_ context.Context, self *worker.Object, _ worker.Args) (*counterObj, error) {
