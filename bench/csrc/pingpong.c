@@ -13,6 +13,12 @@
  *                                                "pin" both processes share one CPU
  *   pingpong tput PAIRS DURATION_MS              PAIRS independent pairs at once
  *   pingpong echo SIZE DURATION_MS MAX_ITERS     SIZE-byte request, SIZE-byte reply
+ *   pingpong shm  DURATION_MS WARMUP MAX_ITERS SPIN
+ *                                                one caller, the shared-memory floor:
+ *                                                16 bytes each way through a MAP_SHARED
+ *                                                page, a side polling an empty slot SPIN
+ *                                                times before it sleeps in futex(2) (the
+ *                                                doorbell scheme of internal/shmpipe)
  *   pingpong hello                               write one byte to stdout, exit
  *
  * CPU: the caller asks the server for its own getrusage(RUSAGE_SELF) before
@@ -27,7 +33,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -192,6 +201,106 @@ static void rtt(const char *mode, size_t size, int64_t dur_ns, long warm, long m
 	       (long long)t[0], (double)n / secs, (double)cpu / (double)n);
 }
 
+/*
+ * The shared-memory floor. One page, two slots (request and reply), each with
+ * a sequence word (the futex word, bumped by the writer after it published the
+ * message) and a sleepers count (a reader announces itself before it sleeps, so
+ * a writer only makes the wake system call when someone sleeps). This is what
+ * bulkhead's shm transport does per frame, minus its ring and framing.
+ */
+struct slot {
+	_Alignas(64) uint32_t seq;
+	uint32_t sleepers;
+	char msg[MSG];
+	int64_t cpu_ns; /* the server's CPU time, answered to OP_RUSAGE */
+};
+struct shm_page {
+	struct slot req, rep;
+};
+
+static void shm_post(struct slot *s, const char *m) {
+	memcpy(s->msg, m, MSG);
+	__atomic_add_fetch(&s->seq, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&s->sleepers, __ATOMIC_SEQ_CST) > 0)
+		syscall(SYS_futex, &s->seq, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
+/* shm_wait returns the slot's sequence once it differs from seen. */
+static uint32_t shm_wait(struct slot *s, uint32_t seen, long spin) {
+	uint32_t v;
+	/* A plain spin, as shmpipe's: no pause instruction. */
+	for (long i = 0; i < spin; i++) {
+		if ((v = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE)) != seen) return v;
+	}
+	for (;;) {
+		__atomic_add_fetch(&s->sleepers, 1, __ATOMIC_SEQ_CST);
+		if ((v = __atomic_load_n(&s->seq, __ATOMIC_SEQ_CST)) == seen)
+			syscall(SYS_futex, &s->seq, FUTEX_WAIT, seen, NULL, NULL, 0);
+		__atomic_sub_fetch(&s->sleepers, 1, __ATOMIC_SEQ_CST);
+		if ((v = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE)) != seen) return v;
+	}
+}
+
+static void shm_rtt(int64_t dur_ns, long warm, long max, long spin) {
+	struct shm_page *pg = mmap(NULL, sizeof *pg, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (pg == MAP_FAILED) die("mmap");
+	memset(pg, 0, sizeof *pg);
+	pid_t pid = fork();
+	if (pid < 0) die("fork");
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		uint32_t seen = 0;
+		for (;;) {
+			seen = shm_wait(&pg->req, seen, spin);
+			char m[MSG];
+			memcpy(m, pg->req.msg, MSG);
+			if (m[0] == OP_RUSAGE) {
+				pg->rep.cpu_ns = self_cpu_ns();
+				if (m[1]) _exit(0); /* the last request: done */
+			}
+			shm_post(&pg->rep, m);
+		}
+	}
+	char m[MSG] = {0};
+	uint32_t rseen = 0;
+	int64_t *t = malloc(sizeof(int64_t) * (size_t)max);
+	if (!t) die("malloc");
+	for (long i = 0; i < warm; i++) {
+		shm_post(&pg->req, m);
+		rseen = shm_wait(&pg->rep, rseen, spin);
+	}
+	m[0] = OP_RUSAGE;
+	shm_post(&pg->req, m);
+	rseen = shm_wait(&pg->rep, rseen, spin);
+	int64_t peer0 = pg->rep.cpu_ns, self0 = self_cpu_ns();
+	m[0] = OP_PING;
+	int64_t start = now_ns(), b = start;
+	long n = 0;
+	while (n < max) {
+		int64_t a = now_ns();
+		shm_post(&pg->req, m);
+		rseen = shm_wait(&pg->rep, rseen, spin);
+		b = now_ns();
+		t[n++] = b - a;
+		if (b - start >= dur_ns) break;
+	}
+	int64_t cpu = self_cpu_ns() - self0;
+	m[0] = OP_RUSAGE;
+	shm_post(&pg->req, m);
+	rseen = shm_wait(&pg->rep, rseen, spin);
+	cpu += pg->rep.cpu_ns - peer0;
+	m[1] = 1;
+	shm_post(&pg->req, m); /* stop */
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+	}
+	qsort(t, (size_t)n, sizeof(int64_t), cmp64);
+	double secs = (double)(b - start) / 1e9;
+	printf("{\"mode\":\"shm\",\"size\":%d,\"calls\":%ld,\"secs\":%.6f,\"p50_ns\":%lld,"
+	       "\"p99_ns\":%lld,\"min_ns\":%lld,\"calls_per_s\":%.1f,\"cpu_ns_per_call\":%.1f}\n",
+	       MSG, n, secs, (long long)pct(t, n, 50), (long long)pct(t, n, 99),
+	       (long long)t[0], (double)n / secs, (double)cpu / (double)n);
+}
+
 struct tput_res {
 	int64_t calls, ns, cpu_ns;
 };
@@ -279,6 +388,10 @@ int main(int argc, char **argv) {
 		rtt("lat", MSG, arg(argv, 2) * 1000000LL, arg(argv, 3), arg(argv, 4));
 		return 0;
 	}
+	if (argc == 6 && !strcmp(argv[1], "shm")) {
+		shm_rtt(arg(argv, 2) * 1000000LL, arg(argv, 3), arg(argv, 4), arg(argv, 5));
+		return 0;
+	}
 	if (argc == 4 && !strcmp(argv[1], "tput")) {
 		tput((int)arg(argv, 2), arg(argv, 3) * 1000000LL);
 		return 0;
@@ -289,6 +402,6 @@ int main(int argc, char **argv) {
 		rtt("echo", (size_t)size, arg(argv, 3) * 1000000LL, 20, arg(argv, 4));
 		return 0;
 	}
-	fprintf(stderr, "usage: pingpong lat MS WARMUP MAX [pin] | tput PAIRS MS | echo SIZE MS MAX | hello\n");
+	fprintf(stderr, "usage: pingpong lat MS WARMUP MAX [pin] | shm MS WARMUP MAX SPIN | tput PAIRS MS | echo SIZE MS MAX | hello\n");
 	return 2;
 }

@@ -258,7 +258,7 @@ func spareReady(ctx context.Context, p *bulkhead.Pool) error {
 // Finish runs alone after the other contenders are closed: null-call latency
 // of a pool of 256 idle workers against a pool of 1, interleaved over rounds.
 // A ratio near 1 means idle workers cost the hot path nothing.
-func (b *bulkheadContender) Finish(ctx context.Context, rounds int, d time.Duration) (map[string]float64, error) {
+func (b *bulkheadContender) Finish(ctx context.Context, rounds int, d time.Duration) (map[string][]float64, error) {
 	t0 := time.Now()
 	big, err := newBenchPool(ctx, 256)
 	if err != nil {
@@ -272,7 +272,7 @@ func (b *bulkheadContender) Finish(ctx context.Context, rounds int, d time.Durat
 	if _, err := big.Call(ctx, "null"); err != nil {
 		return nil, err
 	}
-	out := map[string]float64{"pool256_first_call_ms": float64(time.Since(t0)) / 1e6}
+	out := map[string][]float64{"pool256_first_call_ms": {float64(time.Since(t0)) / 1e6}}
 	// New returns once one worker is ready; measure only when all 256 are
 	// up and idle, not while the rest are still starting.
 	for len(big.Workers()) < 256 {
@@ -283,7 +283,7 @@ func (b *bulkheadContender) Finish(ctx context.Context, rounds int, d time.Durat
 			return out, err
 		}
 	}
-	out["pool256_all_ready_ms"] = float64(time.Since(t0)) / 1e6
+	out["pool256_all_ready_ms"] = []float64{float64(time.Since(t0)) / 1e6}
 	var p1, p256 []float64
 	for range rounds {
 		s1, err := poolLatency(ctx, b.one, d)
@@ -297,9 +297,8 @@ func (b *bulkheadContender) Finish(ctx context.Context, rounds int, d time.Durat
 		p1 = append(p1, us(s1.P50))
 		p256 = append(p256, us(s256.P50))
 	}
-	out["idle1_p50_us"] = median(p1)
-	out["idle256_p50_us"] = median(p256)
-	out["idle256_vs_idle1"] = ratio(median(p256), median(p1))
+	out["idle1_p50_us"] = p1
+	out["idle256_p50_us"] = p256
 	return out, nil
 }
 

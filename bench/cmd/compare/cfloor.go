@@ -169,3 +169,36 @@ func (c *cFloor) Extras(ctx context.Context) (map[string]float64, error) {
 	}
 	return map[string]float64{"same_cpu_p50_us": float64(r.P50NS) / 1e3, "same_cpu_p99_us": float64(r.P99NS) / 1e3}, nil
 }
+
+// cShmFloor is the shared-memory floor: pingpong.c's "shm" mode, 16 bytes
+// each way through a shared page with futex doorbells, each side spinning as
+// many polls as bulkhead's default Config.ShmSpin before it sleeps. It is
+// the floor for bulkhead's shared-memory transport (shm_null_call_vs_c_shm).
+// It has no aggregate measurement.
+type cShmFloor struct {
+	cfg *config
+	bin string
+}
+
+// defaultShmSpin is bulkhead's default Config.ShmSpin (config.go).
+const defaultShmSpin = 20000
+
+func (c *cShmFloor) Name() string  { return "c_shm_floor" }
+func (c *cShmFloor) Label() string { return "C shared-memory floor" }
+func (c *cShmFloor) Close() error  { return nil }
+
+func (c *cShmFloor) Setup(ctx context.Context) error {
+	bin, _, err := buildPingPong(ctx)
+	c.bin = bin
+	return err
+}
+
+func (c *cShmFloor) Latency(ctx context.Context, d time.Duration) (Sample, error) {
+	f := cFloor{cfg: c.cfg, bin: c.bin}
+	r, err := f.run(ctx, "shm", ms(d), "1000", "4000000", strconv.Itoa(defaultShmSpin))
+	return r.sample(1, 1), err
+}
+
+func (c *cShmFloor) Throughput(context.Context, time.Duration) (Sample, error) {
+	return Sample{}, errNoAggregate
+}

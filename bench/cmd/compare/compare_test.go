@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
+	"io"
 	"os"
 	"runtime"
 	"strconv"
@@ -176,7 +178,7 @@ func TestParseFlags(t *testing.T) {
 func TestReportJSONWithoutBulkhead(t *testing.T) {
 	cfg := testConfig()
 	c := &entry{c: &cFloor{cfg: cfg}, lat: []Sample{{P50: 10 * time.Microsecond, P99: 20 * time.Microsecond, CallsPerSec: 1e5, Calls: 10}}}
-	rep := buildReport(cfg, []*entry{c}, map[string][]float64{"go_compare_binary_us": {1000}}, true, nil)
+	rep := buildReport(cfg, []*entry{c}, map[string]map[int]float64{"go_compare_binary_us": {0: 1000}}, true, nil)
 	b, err := json.Marshal(rep)
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +188,8 @@ func TestReportJSONWithoutBulkhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"null_call_vs_floor", "goplugin_grpc_vs_bulkhead", "goplugin_grpc_throughput_ratio",
-		"netrpc_vs_bulkhead", "aggregate_vs_c", "respawn_vs_exec", "respawn_spare_vs_exec", "idle256_vs_idle1", "mib_echo_vs_c"} {
+		"netrpc_vs_bulkhead", "aggregate_vs_c", "respawn_vs_exec", "respawn_spare_vs_exec", "idle256_vs_idle1", "mib_echo_vs_c",
+		"cpu_per_call_vs_raw_go", "shm_null_call_vs_c_shm"} {
 		v, ok := m[k].(float64)
 		if !ok {
 			t.Errorf("%s = %v, want a number", k, m[k])
@@ -204,5 +207,87 @@ func TestReportJSONWithoutBulkhead(t *testing.T) {
 	}
 	if bytes.Contains(b, []byte(":null")) {
 		t.Errorf("JSON holds null: %s", b)
+	}
+}
+
+// fakeContender is a named contender for report tests; it is never run.
+type fakeContender struct {
+	Contender
+	name string
+}
+
+func (f fakeContender) Name() string  { return f.name }
+func (f fakeContender) Label() string { return f.name }
+
+// TestReportSpreadsAndFlags checks that ratios are taken round by round
+// (the median of per-round ratios, with min and max), that rounds are joined
+// by their number, not their position, and that a round whose floor moved
+// by more than 2x is flagged.
+func TestReportSpreadsAndFlags(t *testing.T) {
+	cfg := testConfig()
+	lat := func(r int, p50us, cpuus float64) Sample {
+		d := time.Duration(p50us * 1e3)
+		return Sample{P50: d, P99: 2 * d, CPUPerCall: time.Duration(cpuus * 1e3), CallsPerSec: 1, Calls: 1, Round: r}
+	}
+	agg := func(r int, rate float64) Sample { return Sample{CallsPerSec: rate, Calls: 1, Round: r} }
+	floor := &entry{c: fakeContender{name: "c_floor"},
+		lat: []Sample{lat(0, 10, 1), lat(1, 10, 1), lat(2, 25, 1), lat(3, 10, 1)},
+		agg: []Sample{agg(0, 100), agg(1, 100), agg(2, 100), agg(3, 100)}}
+	// bulkhead lost round 1: its rounds 0, 2, 3 pair with the floor's 0, 2, 3.
+	bh := &entry{c: fakeContender{name: "bulkhead"},
+		lat: []Sample{lat(0, 12, 6), lat(2, 25, 6), lat(3, 15, 9)},
+		agg: []Sample{agg(0, 50), agg(2, 40), agg(3, 60)}}
+	raw := &entry{c: fakeContender{name: "raw_go"},
+		lat: []Sample{lat(0, 11, 3), lat(1, 11, 3), lat(2, 11, 3), lat(3, 11, 3)}}
+	rep := buildReport(cfg, []*entry{floor, bh, raw}, map[string]map[int]float64{}, true, nil)
+	for _, tc := range []struct {
+		key  string
+		want Spread
+	}{
+		{"null_call_vs_floor", Spread{Min: 1, Median: 1.2, Max: 1.5, Rounds: 3}},
+		{"aggregate_vs_c", Spread{Min: 0.4, Median: 0.5, Max: 0.6, Rounds: 3}},
+		{"cpu_per_call_vs_raw_go", Spread{Min: 2, Median: 2, Max: 3, Rounds: 3}},
+	} {
+		if got := rep.Spreads[tc.key]; got != tc.want {
+			t.Errorf("%s spread = %+v, want %+v", tc.key, got, tc.want)
+		}
+	}
+	if rep.NullCallVsFloor != 1.2 || rep.CPUPerCallVsRawGo != 2 {
+		t.Errorf("top-level: null_call_vs_floor %v, cpu_per_call_vs_raw_go %v", rep.NullCallVsFloor, rep.CPUPerCallVsRawGo)
+	}
+	if len(rep.FlaggedRounds) != 1 || rep.FlaggedRounds[0].Round != 3 || rep.FlaggedRounds[0].Factor != 2.5 {
+		t.Errorf("flagged rounds = %+v, want round 3 (floor 25 against a median of 10)", rep.FlaggedRounds)
+	}
+}
+
+// TestSVGIsWellFormed draws a report with a measured and an unmeasured
+// contender and checks the picture parses and holds a bar per measurement.
+func TestSVGIsWellFormed(t *testing.T) {
+	rep := &Report{Results: Results{Config: map[string]any{"rounds": 3}, Machine: map[string]any{}, Contenders: []*ContenderResult{
+		{Name: "c_floor", Label: "C"},
+		{Name: "bulkhead", Label: "bulkhead <&>", P50VsCSpread: Spread{Min: 1.1, Median: 1.2, Max: 1.4, Rounds: 3},
+			P99VsCSpread: Spread{Min: 0.9, Median: 1, Max: 2, Rounds: 3}, AggVsCSpread: Spread{Min: 0.3, Median: 0.4, Max: 0.5, Rounds: 3}},
+		{Name: "grpc", Label: "gRPC"},
+	}}, FlaggedRounds: []FlaggedRound{{Round: 2}}}
+	var b bytes.Buffer
+	if err := writeSVG(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	d := xml.NewDecoder(&b)
+	rects := 0
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("not well-formed: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "rect" {
+			rects++
+		}
+	}
+	if rects != 1+3 { // the background, then p50, p99 and aggregate of bulkhead
+		t.Errorf("%d rects, want 4", rects)
 	}
 }

@@ -20,6 +20,7 @@ type Sample struct {
 	Calls       int
 	Callers     int // concurrent callers
 	Servers     int // server processes
+	Round       int // the round it was measured in (set by run)
 }
 
 // Contender is one way of calling a helper process.
@@ -53,12 +54,17 @@ type Extraer interface {
 
 // Finisher is implemented by contenders that run a last phase alone, after
 // every other contender is closed (e.g. one that starts hundreds of workers).
+// Each value is the list of that scalar's per-round values, in round order.
 type Finisher interface {
-	Finish(ctx context.Context, rounds int, d time.Duration) (map[string]float64, error)
+	Finish(ctx context.Context, rounds int, d time.Duration) (map[string][]float64, error)
 }
 
 // errUnavailable marks a contender that cannot run on this machine.
 var errUnavailable = errors.New("unavailable")
+
+// errNoAggregate, from Throughput, says the contender has no aggregate
+// measurement (a floor for the latency phase only); it is not a failure.
+var errNoAggregate = errors.New("no aggregate measurement")
 
 // measureLatency calls call from the current goroutine for about d after a
 // short warm-up and times every call. pids are the server processes whose CPU

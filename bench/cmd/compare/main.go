@@ -1,7 +1,7 @@
 // Command compare measures, in one run, the cost of calling a helper process
 // from Go in several ways, against the C socketpair ping-pong floor:
 //
-//	cd bench && go run ./cmd/compare [--json] [--quick] [--rounds N] [--duration D] [--only a,b]
+//	cd bench && go run ./cmd/compare [--json] [--quick] [--rounds N] [--duration D] [--only a,b] [--svg FILE]
 //
 // Contenders are interleaved round by round (A B C … A B C …, with the order
 // rotated every round) so that drift on a shared machine falls on all of them
@@ -36,6 +36,7 @@ type config struct {
 	servers  int             // server processes in the aggregate measurement
 	echoSize int             // bytes each way in the echo measurement
 	spawns   int             // process-start probes per program per round
+	svg      string          // file to draw the run into ("": none)
 }
 
 // bulkheadFactory and bulkheadChildMain are set by bulkhead.go, which is
@@ -63,6 +64,12 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
+	}
+	if cfg.svg != "" {
+		if err := saveSVG(cfg.svg, rep); err != nil {
+			fmt.Fprintln(os.Stderr, "compare:", err)
+			os.Exit(1)
+		}
 	}
 	if cfg.json {
 		enc := json.NewEncoder(os.Stdout)
@@ -108,7 +115,7 @@ func childMain(kind string) int {
 }
 
 // contenderNames lists every contender in table order.
-var contenderNames = []string{"c_floor", "raw_go", "net_rpc", "grpc", "goplugin_grpc", "goplugin_netrpc", "bulkhead", "bulkhead_shm", "bulkhead_pipelined", "bulkhead_shm_pipelined", "bulkhead_activation"}
+var contenderNames = []string{"c_floor", "c_shm_floor", "raw_go", "net_rpc", "grpc", "goplugin_grpc", "goplugin_netrpc", "bulkhead", "bulkhead_shm", "bulkhead_pipelined", "bulkhead_shm_pipelined", "bulkhead_activation"}
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
@@ -118,9 +125,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&cfg.quick, "quick", false, "fewer rounds and shorter windows (under 60 s on 2 cores)")
 	fs.IntVar(&cfg.rounds, "rounds", 7, "rounds of interleaved measurements (median reported); --quick: 5")
 	fs.DurationVar(&cfg.dur, "duration", time.Second, "measured window of each measurement; --quick: 200ms")
+	fs.StringVar(&cfg.svg, "svg", "", "also draw the run as an SVG picture into this file")
 	only := fs.String("only", "", "comma-separated contenders to run: "+strings.Join(contenderNames, ","))
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: compare [--json] [--quick] [--rounds N] [--duration D] [--only LIST]")
+		fmt.Fprintln(stderr, "usage: compare [--json] [--quick] [--rounds N] [--duration D] [--only LIST] [--svg FILE]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -162,4 +170,20 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// saveSVG writes the picture of rep to path.
+func saveSVG(path string, rep *Report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--svg: %w", err)
+	}
+	if err := writeSVG(f, rep); err != nil {
+		f.Close()
+		return fmt.Errorf("--svg: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("--svg: %w", err)
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os/exec"
 	"runtime"
 	"slices"
@@ -13,6 +14,12 @@ import (
 // Report is the JSON output: top-level ratios plus a results detail section.
 // Every number is a finite float; a ratio that cannot be computed is 0 and
 // its key is listed in Missing, together with every unavailable contender.
+//
+// Each ratio is computed per round, from the two contenders' values in that
+// round (interleaved, so they saw the same machine), and the top-level value
+// is the median of those per-round ratios; Spreads holds their min, median
+// and max. Latency ratios (p50, p99, CPU per call, echo) come from the pinned
+// phase, aggregate ratios from the unpinned one.
 type Report struct {
 	Results Results `json:"results"`
 
@@ -27,7 +34,7 @@ type Report struct {
 	Idle256VsIdle1              float64 `json:"idle256_vs_idle1"`
 	MiBEchoVsC                  float64 `json:"mib_echo_vs_c"`
 	// ShmNullCallVsFloor is the shared-memory transport's null-call p50
-	// over the C socketpair floor (a stretch goal: under 2 µs absolute).
+	// over the C socketpair floor.
 	ShmNullCallVsFloor float64 `json:"shm_null_call_vs_floor"`
 	ShmNullCallP50US   float64 `json:"shm_null_call_p50_us"`
 	// The aggregate ratios again, for a pool with Config.Pipeline 8 (the
@@ -40,8 +47,38 @@ type Report struct {
 	// And with the shared-memory transport as well.
 	AggregateShmPipelinedVsC                float64 `json:"aggregate_shm_pipelined_vs_c"`
 	GopluginGRPCThroughputRatioShmPipelined float64 `json:"goplugin_grpc_throughput_ratio_shm_pipelined"`
+	// CPUPerCallVsRawGo is bulkhead's CPU per null call (both processes)
+	// over raw Go's, in the pinned phase.
+	CPUPerCallVsRawGo float64 `json:"cpu_per_call_vs_raw_go"`
+	// ShmNullCallVsCShm is the shared-memory transport's null-call p50
+	// over the C shared-memory futex ping-pong's (c_shm_floor).
+	ShmNullCallVsCShm float64 `json:"shm_null_call_vs_c_shm"`
+
+	// Spreads holds, for every ratio key above, the min, median and max of
+	// its per-round values.
+	Spreads map[string]Spread `json:"spreads"`
+	// FlaggedRounds lists the rounds whose floor moved by more than 2x from
+	// the floor's median over rounds: the machine changed under that round.
+	FlaggedRounds []FlaggedRound `json:"flagged_rounds"`
 
 	Missing []string `json:"missing"`
+}
+
+// Spread is a ratio's distribution over rounds.
+type Spread struct {
+	Min    float64 `json:"min"`
+	Median float64 `json:"median"`
+	Max    float64 `json:"max"`
+	Rounds int     `json:"rounds"`
+}
+
+// FlaggedRound is a round whose floor moved by more than 2x.
+type FlaggedRound struct {
+	Round  int     `json:"round"` // 1-based
+	Floor  string  `json:"floor"` // which floor measurement
+	Value  float64 `json:"value"`
+	Median float64 `json:"median"`
+	Factor float64 `json:"factor"` // max(value/median, median/value)
 }
 
 // Results is the detail section.
@@ -65,6 +102,10 @@ type ContenderResult struct {
 	CallsPerSec  float64 `json:"calls_per_s"`
 	CPUUSPerCall float64 `json:"cpu_us_per_call"`
 	P50VsCFloor  float64 `json:"p50_vs_c_floor"`
+	// The per-round spreads of p50, p99 and aggregate over the C floor's.
+	P50VsCSpread Spread `json:"p50_vs_c_floor_spread"`
+	P99VsCSpread Spread `json:"p99_vs_c_floor_spread"`
+	AggVsCSpread Spread `json:"aggregate_vs_c_floor_spread"`
 
 	AggCallsPerSec  float64 `json:"aggregate_calls_per_s"`
 	AggCPUUSPerCall float64 `json:"aggregate_cpu_us_per_call"`
@@ -89,124 +130,212 @@ func medianOf(ss []Sample, f func(Sample) float64) float64 {
 	return round3(median(xs))
 }
 
-func buildReport(cfg *config, es []*entry, starts map[string][]float64, cStatic bool, closeErrs []error) *Report {
-	rep := &Report{Missing: []string{}}
+// byRound indexes f of each sample by its round.
+func byRound(ss []Sample, f func(Sample) float64) map[int]float64 {
+	m := make(map[int]float64, len(ss))
+	for _, s := range ss {
+		m[s.Round] = f(s)
+	}
+	return m
+}
+
+// spreadOf returns the spread of num[r]/den[r] over the rounds both have.
+func spreadOf(num, den map[int]float64) Spread {
+	var xs []float64
+	for r, n := range num {
+		if d, ok := den[r]; ok {
+			if v := ratio(n, d); v != 0 {
+				xs = append(xs, v)
+			}
+		}
+	}
+	if len(xs) == 0 {
+		return Spread{}
+	}
+	return Spread{Min: round3(slices.Min(xs)), Median: round3(median(xs)), Max: round3(slices.Max(xs)), Rounds: len(xs)}
+}
+
+// listByRound turns a per-round list into a round-indexed series.
+func listByRound(xs []float64) map[int]float64 {
+	m := make(map[int]float64, len(xs))
+	for i, x := range xs {
+		m[i] = x
+	}
+	return m
+}
+
+// flagFloor lists the rounds in which series moved by more than 2x from its
+// median.
+func flagFloor(name string, series map[int]float64) []FlaggedRound {
+	var xs []float64
+	for _, v := range series {
+		xs = append(xs, v)
+	}
+	med := median(xs)
+	var out []FlaggedRound
+	for r, v := range series {
+		f := max(ratio(v, med), ratio(med, v))
+		if f > 2 {
+			out = append(out, FlaggedRound{Round: r + 1, Floor: name, Value: round3(v), Median: round3(med), Factor: round3(f)})
+		}
+	}
+	return out
+}
+
+// contenderResult builds one contender's medians.
+func contenderResult(cfg *config, e *entry) *ContenderResult {
+	r := &ContenderResult{Name: e.c.Name(), Label: e.c.Label(), Rounds: len(e.lat)}
+	if e.err != nil {
+		r.Error = e.err.Error()
+	}
+	if len(e.lat) > 0 {
+		r.P50US = medianOf(e.lat, func(s Sample) float64 { return us(s.P50) })
+		r.P99US = medianOf(e.lat, func(s Sample) float64 { return us(s.P99) })
+		r.CallsPerSec = medianOf(e.lat, func(s Sample) float64 { return s.CallsPerSec })
+		r.CPUUSPerCall = medianOf(e.lat, func(s Sample) float64 { return us(s.CPUPerCall) })
+	}
+	if len(e.agg) > 0 {
+		r.AggCallsPerSec = medianOf(e.agg, func(s Sample) float64 { return s.CallsPerSec })
+		r.AggCPUUSPerCall = medianOf(e.agg, func(s Sample) float64 { return us(s.CPUPerCall) })
+		r.AggCallers, r.AggServers = e.agg[0].Callers, e.agg[0].Servers
+	}
+	if len(e.echo) > 0 {
+		r.EchoBytes = cfg.echoSize
+		r.EchoP50US = medianOf(e.echo, func(s Sample) float64 { return us(s.P50) })
+		r.EchoP99US = medianOf(e.echo, func(s Sample) float64 { return us(s.P99) })
+		r.EchoCPUUS = medianOf(e.echo, func(s Sample) float64 { return us(s.CPUPerCall) })
+		r.EchoGiBps = round3(ratio(2*float64(cfg.echoSize)/(1<<30), r.EchoP50US/1e6))
+	}
+	if len(e.extras)+len(e.finished) > 0 {
+		r.Extras = map[string]float64{}
+		for k, v := range e.extras {
+			r.Extras[k] = round3(median(slices.Collect(maps.Values(v))))
+		}
+		for k, v := range e.finished {
+			r.Extras[k] = round3(median(v))
+		}
+	}
+	return r
+}
+
+var (
+	p50Of  = func(s Sample) float64 { return us(s.P50) }
+	p99Of  = func(s Sample) float64 { return us(s.P99) }
+	cpuOfS = func(s Sample) float64 { return us(s.CPUPerCall) }
+	rateOf = func(s Sample) float64 { return s.CallsPerSec }
+)
+
+func buildReport(cfg *config, es []*entry, starts map[string]map[int]float64, cStatic bool, closeErrs []error) *Report {
+	rep := &Report{Missing: []string{}, Spreads: map[string]Spread{}, FlaggedRounds: []FlaggedRound{}}
 	rep.Results.Config = map[string]any{
 		"rounds": cfg.rounds, "duration_ms": cfg.dur.Milliseconds(), "quick": cfg.quick,
 		"aggregate_callers": cfg.callers, "aggregate_servers": cfg.servers,
 		"echo_bytes": cfg.echoSize, "spawns_per_round": cfg.spawns,
-		"statistic": "median over rounds of each round's value (p50/p99 are per-call nearest-rank percentiles within a round)",
+		"statistic": "per contender: median over rounds of each round's value (p50/p99 are per-call nearest-rank percentiles within a round); per ratio: median over rounds of that round's ratio",
+		"phases":    "latency, CPU per call and echo: this process and its descendants pinned to one CPU (sched_setaffinity, rotating over the CPUs by round); aggregate, crash and start-up: unpinned",
 	}
 	rep.Results.Machine = machineInfo(cStatic)
 	rep.Results.ProcessStart = map[string]float64{}
 	for k, v := range starts {
-		rep.Results.ProcessStart[k] = round3(median(v))
+		rep.Results.ProcessStart[k] = round3(median(slices.Collect(maps.Values(v))))
 	}
 	rep.Results.Errors = []string{}
 	for _, err := range closeErrs {
 		rep.Results.Errors = append(rep.Results.Errors, err.Error())
 	}
-	by := map[string]*ContenderResult{}
+	by := map[string]*entry{}
 	for _, e := range es {
-		r := &ContenderResult{Name: e.c.Name(), Label: e.c.Label(), Rounds: len(e.lat)}
-		if e.err != nil {
-			r.Error = e.err.Error()
+		r := contenderResult(cfg, e)
+		if r.Error != "" {
 			rep.Results.Errors = append(rep.Results.Errors, e.c.Name()+": "+r.Error)
-		}
-		if len(e.lat) > 0 {
-			r.P50US = medianOf(e.lat, func(s Sample) float64 { return us(s.P50) })
-			r.P99US = medianOf(e.lat, func(s Sample) float64 { return us(s.P99) })
-			r.CallsPerSec = medianOf(e.lat, func(s Sample) float64 { return s.CallsPerSec })
-			r.CPUUSPerCall = medianOf(e.lat, func(s Sample) float64 { return us(s.CPUPerCall) })
-		}
-		if len(e.agg) > 0 {
-			r.AggCallsPerSec = medianOf(e.agg, func(s Sample) float64 { return s.CallsPerSec })
-			r.AggCPUUSPerCall = medianOf(e.agg, func(s Sample) float64 { return us(s.CPUPerCall) })
-			r.AggCallers, r.AggServers = e.agg[0].Callers, e.agg[0].Servers
-		}
-		if len(e.echo) > 0 {
-			r.EchoBytes = cfg.echoSize
-			r.EchoP50US = medianOf(e.echo, func(s Sample) float64 { return us(s.P50) })
-			r.EchoP99US = medianOf(e.echo, func(s Sample) float64 { return us(s.P99) })
-			r.EchoCPUUS = medianOf(e.echo, func(s Sample) float64 { return us(s.CPUPerCall) })
-			r.EchoGiBps = round3(ratio(2*float64(cfg.echoSize)/(1<<30), r.EchoP50US/1e6))
-		}
-		if len(e.extras)+len(e.finished) > 0 {
-			r.Extras = map[string]float64{}
-			for k, v := range e.extras {
-				r.Extras[k] = round3(median(v))
-			}
-			for k, v := range e.finished {
-				r.Extras[k] = round3(median(v))
-			}
 		}
 		if len(e.lat) == 0 {
 			rep.Missing = append(rep.Missing, e.c.Name())
 		}
-		by[r.Name] = r
+		by[r.Name] = e
 		rep.Results.Contenders = append(rep.Results.Contenders, r)
 	}
 	if bulkheadFactory == nil && (cfg.only == nil || cfg.only["bulkhead"]) {
 		rep.Missing = append(rep.Missing, "bulkhead")
 		rep.Results.Errors = append(rep.Results.Errors, "bulkhead: contender not built into this binary")
 	}
-	get := func(name string, f func(*ContenderResult) float64) float64 {
-		if r := by[name]; r != nil {
-			return f(r)
+	// Per-round series of one contender.
+	lat := func(name string, f func(Sample) float64) map[int]float64 {
+		if e := by[name]; e != nil {
+			return byRound(e.lat, f)
 		}
-		return 0
+		return nil
 	}
-	p50 := func(r *ContenderResult) float64 { return r.P50US }
-	agg := func(r *ContenderResult) float64 { return r.AggCallsPerSec }
-	echo := func(r *ContenderResult) float64 { return r.EchoP50US }
-	extra := func(k string) func(*ContenderResult) float64 {
-		return func(r *ContenderResult) float64 { return r.Extras[k] }
+	agg := func(name string) map[int]float64 {
+		if e := by[name]; e != nil {
+			return byRound(e.agg, rateOf)
+		}
+		return nil
 	}
-	cP50 := get("c_floor", p50)
+	echo := func(name string) map[int]float64 {
+		if e := by[name]; e != nil {
+			return byRound(e.echo, p50Of)
+		}
+		return nil
+	}
+	extra := func(name, k string) map[int]float64 {
+		if e := by[name]; e != nil {
+			return e.extras[k]
+		}
+		return nil
+	}
+	finished := func(name, k string) map[int]float64 {
+		if e := by[name]; e != nil {
+			return listByRound(e.finished[k])
+		}
+		return nil
+	}
+	cP50 := lat("c_floor", p50Of)
 	for _, r := range rep.Results.Contenders {
-		r.P50VsCFloor = round3(ratio(r.P50US, cP50))
+		r.P50VsCSpread = spreadOf(lat(r.Name, p50Of), cP50)
+		r.P99VsCSpread = spreadOf(lat(r.Name, p99Of), lat("c_floor", p99Of))
+		r.AggVsCSpread = spreadOf(agg(r.Name), agg("c_floor"))
+		r.P50VsCFloor = r.P50VsCSpread.Median
 	}
-	rep.CFloorP50US = cP50
-	rep.NullCallVsFloor = ratio(get("bulkhead", p50), cP50)
-	rep.GopluginGRPCVsBulkhead = ratio(get("goplugin_grpc", p50), get("bulkhead", p50))
-	rep.GopluginGRPCThroughputRatio = ratio(get("bulkhead", agg), get("goplugin_grpc", agg))
-	rep.NetRPCVsBulkhead = ratio(get("net_rpc", p50), get("bulkhead", p50))
-	rep.AggregateVsC = ratio(get("bulkhead", agg), get("c_floor", agg))
-	rep.RespawnVsExec = ratio(get("bulkhead", extra("respawn_us")), rep.Results.ProcessStart["go_compare_binary_us"])
-	rep.RespawnSpareVsExec = ratio(get("bulkhead", extra("respawn_spare_us")), rep.Results.ProcessStart["go_compare_binary_us"])
-	rep.Idle256VsIdle1 = get("bulkhead", extra("idle256_vs_idle1"))
-	rep.MiBEchoVsC = ratio(get("bulkhead", echo), get("c_floor", echo))
-	rep.ShmNullCallVsFloor = ratio(get("bulkhead_shm", p50), cP50)
-	rep.ShmNullCallP50US = round3(get("bulkhead_shm", p50))
-	rep.AggregatePipelinedVsC = round3(ratio(get("bulkhead_pipelined", agg), get("c_floor", agg)))
-	rep.GopluginGRPCThroughputRatioPipelined = round3(ratio(get("bulkhead_pipelined", agg), get("goplugin_grpc", agg)))
-	rep.WarmActivationVsNullCall = round3(ratio(get("bulkhead_activation", p50), get("bulkhead", p50)))
-	rep.AggregateShmPipelinedVsC = round3(ratio(get("bulkhead_shm_pipelined", agg), get("c_floor", agg)))
-	rep.GopluginGRPCThroughputRatioShmPipelined = round3(ratio(get("bulkhead_shm_pipelined", agg), get("goplugin_grpc", agg)))
-	for _, p := range []*float64{&rep.NullCallVsFloor, &rep.GopluginGRPCVsBulkhead, &rep.GopluginGRPCThroughputRatio,
-		&rep.NetRPCVsBulkhead, &rep.AggregateVsC, &rep.RespawnVsExec, &rep.RespawnSpareVsExec, &rep.Idle256VsIdle1, &rep.MiBEchoVsC, &rep.ShmNullCallVsFloor} {
-		*p = round3(*p)
-	}
+	rep.CFloorP50US = round3(median(slices.Collect(maps.Values(cP50))))
+	rep.ShmNullCallP50US = round3(median(slices.Collect(maps.Values(lat("bulkhead_shm", p50Of)))))
 	for _, k := range []struct {
-		name string
-		v    float64
+		name     string
+		dst      *float64
+		num, den map[int]float64
 	}{
-		{"c_floor_p50_us", rep.CFloorP50US},
-		{"null_call_vs_floor", rep.NullCallVsFloor},
-		{"goplugin_grpc_vs_bulkhead", rep.GopluginGRPCVsBulkhead},
-		{"goplugin_grpc_throughput_ratio", rep.GopluginGRPCThroughputRatio},
-		{"netrpc_vs_bulkhead", rep.NetRPCVsBulkhead},
-		{"aggregate_vs_c", rep.AggregateVsC},
-		{"respawn_vs_exec", rep.RespawnVsExec},
-		{"respawn_spare_vs_exec", rep.RespawnSpareVsExec},
-		{"idle256_vs_idle1", rep.Idle256VsIdle1},
-		{"mib_echo_vs_c", rep.MiBEchoVsC},
-		{"shm_null_call_vs_floor", rep.ShmNullCallVsFloor},
+		{"null_call_vs_floor", &rep.NullCallVsFloor, lat("bulkhead", p50Of), cP50},
+		{"goplugin_grpc_vs_bulkhead", &rep.GopluginGRPCVsBulkhead, lat("goplugin_grpc", p50Of), lat("bulkhead", p50Of)},
+		{"goplugin_grpc_throughput_ratio", &rep.GopluginGRPCThroughputRatio, agg("bulkhead"), agg("goplugin_grpc")},
+		{"netrpc_vs_bulkhead", &rep.NetRPCVsBulkhead, lat("net_rpc", p50Of), lat("bulkhead", p50Of)},
+		{"aggregate_vs_c", &rep.AggregateVsC, agg("bulkhead"), agg("c_floor")},
+		{"respawn_vs_exec", &rep.RespawnVsExec, extra("bulkhead", "respawn_us"), starts["go_compare_binary_us"]},
+		{"respawn_spare_vs_exec", &rep.RespawnSpareVsExec, extra("bulkhead", "respawn_spare_us"), starts["go_compare_binary_us"]},
+		{"idle256_vs_idle1", &rep.Idle256VsIdle1, finished("bulkhead", "idle256_p50_us"), finished("bulkhead", "idle1_p50_us")},
+		{"mib_echo_vs_c", &rep.MiBEchoVsC, echo("bulkhead"), echo("c_floor")},
+		{"shm_null_call_vs_floor", &rep.ShmNullCallVsFloor, lat("bulkhead_shm", p50Of), cP50},
+		{"aggregate_pipelined_vs_c", &rep.AggregatePipelinedVsC, agg("bulkhead_pipelined"), agg("c_floor")},
+		{"goplugin_grpc_throughput_ratio_pipelined", &rep.GopluginGRPCThroughputRatioPipelined, agg("bulkhead_pipelined"), agg("goplugin_grpc")},
+		{"warm_activation_vs_null_call", &rep.WarmActivationVsNullCall, lat("bulkhead_activation", p50Of), lat("bulkhead", p50Of)},
+		{"aggregate_shm_pipelined_vs_c", &rep.AggregateShmPipelinedVsC, agg("bulkhead_shm_pipelined"), agg("c_floor")},
+		{"goplugin_grpc_throughput_ratio_shm_pipelined", &rep.GopluginGRPCThroughputRatioShmPipelined, agg("bulkhead_shm_pipelined"), agg("goplugin_grpc")},
+		{"cpu_per_call_vs_raw_go", &rep.CPUPerCallVsRawGo, lat("bulkhead", cpuOfS), lat("raw_go", cpuOfS)},
+		{"shm_null_call_vs_c_shm", &rep.ShmNullCallVsCShm, lat("bulkhead_shm", p50Of), lat("c_shm_floor", p50Of)},
 	} {
-		if k.v == 0 {
+		sp := spreadOf(k.num, k.den)
+		*k.dst = sp.Median
+		rep.Spreads[k.name] = sp
+		if sp.Median == 0 {
 			rep.Missing = append(rep.Missing, k.name)
 		}
 	}
+	if rep.CFloorP50US == 0 {
+		rep.Missing = append(rep.Missing, "c_floor_p50_us")
+	}
+	rep.FlaggedRounds = append(rep.FlaggedRounds, flagFloor("c_floor p50 (pinned)", cP50)...)
+	rep.FlaggedRounds = append(rep.FlaggedRounds, flagFloor("c_floor aggregate", agg("c_floor"))...)
+	rep.FlaggedRounds = append(rep.FlaggedRounds, flagFloor("c_shm_floor p50 (pinned)", lat("c_shm_floor", p50Of))...)
+	slices.SortFunc(rep.FlaggedRounds, func(a, b FlaggedRound) int { return a.Round - b.Round })
 	return rep
 }
 
@@ -223,7 +352,7 @@ func machineInfo(cStatic bool) map[string]any {
 
 func (rep *Report) writeTable(w io.Writer) {
 	cfg := rep.Results.Config
-	fmt.Fprintf(w, "bulkhead bench/compare: %v rounds x %vms windows, interleaved; median over rounds. %v CPUs, %v\n\n",
+	fmt.Fprintf(w, "bulkhead bench/compare: %v rounds x %vms windows, interleaved; median over rounds; latency pinned to one CPU, aggregate unpinned. %v CPUs, %v\n\n",
 		cfg["rounds"], cfg["duration_ms"], rep.Results.Machine["cpus"], rep.Results.Machine["go"])
 	fmt.Fprintf(w, "%-26s %9s %9s %11s %9s %13s %9s %9s\n",
 		"null call", "p50 µs", "p99 µs", "calls/s", "CPU µs", "aggregate/s", "agg CPU", "p50 / C")
@@ -235,6 +364,9 @@ func (rep *Report) writeTable(w io.Writer) {
 			continue
 		}
 		aggs := fmt.Sprintf("%s (%d/%d)", commas(r.AggCallsPerSec), r.AggCallers, r.AggServers)
+		if r.AggCallers == 0 {
+			aggs = "-"
+		}
 		fmt.Fprintf(w, "%-26s %9.1f %9.1f %11s %9.1f %13s %9.1f %8.2fx\n",
 			r.Label, r.P50US, r.P99US, commas(r.CallsPerSec), r.CPUUSPerCall, aggs, r.AggCPUUSPerCall, r.P50VsCFloor)
 	}
@@ -258,15 +390,15 @@ func (rep *Report) writeTable(w io.Writer) {
 			fmt.Fprintf(w, "%s: %s = %.2f\n", r.Label, k, r.Extras[k])
 		}
 	}
-	fmt.Fprintf(w, "\nnull_call_vs_floor %.2f  goplugin_grpc_vs_bulkhead %.2f  goplugin_grpc_throughput_ratio %.2f  netrpc_vs_bulkhead %.2f\n",
-		rep.NullCallVsFloor, rep.GopluginGRPCVsBulkhead, rep.GopluginGRPCThroughputRatio, rep.NetRPCVsBulkhead)
-	fmt.Fprintf(w, "aggregate_vs_c %.2f  respawn_vs_exec %.2f  respawn_spare_vs_exec %.2f  idle256_vs_idle1 %.2f  mib_echo_vs_c %.2f\n",
-		rep.AggregateVsC, rep.RespawnVsExec, rep.RespawnSpareVsExec, rep.Idle256VsIdle1, rep.MiBEchoVsC)
-	fmt.Fprintf(w, "with Pipeline 8: aggregate_pipelined_vs_c %.2f  goplugin_grpc_throughput_ratio_pipelined %.2f\n",
-		rep.AggregatePipelinedVsC, rep.GopluginGRPCThroughputRatioPipelined)
-	fmt.Fprintf(w, "warm_activation_vs_null_call %.2f\n", rep.WarmActivationVsNullCall)
-	fmt.Fprintf(w, "with shared memory and Pipeline 8: aggregate_shm_pipelined_vs_c %.2f  goplugin_grpc_throughput_ratio_shm_pipelined %.2f\n",
-		rep.AggregateShmPipelinedVsC, rep.GopluginGRPCThroughputRatioShmPipelined)
+	fmt.Fprintf(w, "\n%-46s %8s %8s %8s %7s\n", "ratio (per round)", "median", "min", "max", "rounds")
+	keys := slices.Sorted(maps.Keys(rep.Spreads))
+	for _, k := range keys {
+		sp := rep.Spreads[k]
+		fmt.Fprintf(w, "%-46s %8.3f %8.3f %8.3f %7d\n", k, sp.Median, sp.Min, sp.Max, sp.Rounds)
+	}
+	for _, f := range rep.FlaggedRounds {
+		fmt.Fprintf(w, "FLAGGED round %d: %s %.2f, median %.2f (%.1fx)\n", f.Round, f.Floor, f.Value, f.Median, f.Factor)
+	}
 	if len(rep.Missing) > 0 {
 		fmt.Fprintf(w, "missing: %s\n", strings.Join(rep.Missing, ", "))
 	}

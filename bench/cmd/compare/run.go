@@ -12,16 +12,18 @@ import (
 
 // entry is one contender's state and samples over the run.
 type entry struct {
-	c                Contender
-	up               bool // set up and not failed
-	err              error
-	lat, agg, echo   []Sample
-	extras, finished map[string][]float64
+	c              Contender
+	up             bool // set up and not failed
+	err            error
+	lat, agg, echo []Sample
+	extras         map[string]map[int]float64 // name -> round -> value
+	finished       map[string][]float64       // name -> per-round values of the final phase
 }
 
 func newContenders(cfg *config) []Contender {
 	cs := []Contender{
 		&cFloor{cfg: cfg},
+		&cShmFloor{cfg: cfg},
 		&rawGo{cfg: cfg},
 		&netRPC{cfg: cfg},
 		&grpcDirect{cfg: cfg},
@@ -46,7 +48,7 @@ func newContenders(cfg *config) []Contender {
 func run(ctx context.Context, cfg *config, log io.Writer) (*Report, error) {
 	var es []*entry
 	for _, c := range newContenders(cfg) {
-		e := &entry{c: c, extras: map[string][]float64{}, finished: map[string][]float64{}}
+		e := &entry{c: c, extras: map[string]map[int]float64{}, finished: map[string][]float64{}}
 		es = append(es, e)
 		fmt.Fprintf(log, "setup %s\n", c.Name())
 		if err := c.Setup(ctx); err != nil {
@@ -80,7 +82,12 @@ func run(ctx context.Context, cfg *config, log io.Writer) (*Report, error) {
 			ps.cBin = cf.bin
 		}
 	}
-	starts := map[string][]float64{}
+	starts := map[string]map[int]float64{}
+	aff, err := newAffinity()
+	if err != nil {
+		return nil, err
+	}
+	defer aff.unpin()
 
 	for r := range cfg.rounds {
 		if err := ctx.Err(); err != nil {
@@ -98,17 +105,17 @@ func run(ctx context.Context, cfg *config, log io.Writer) (*Report, error) {
 				}
 			}
 		}
+		// The pinned phase: latency and echo, this process and all its
+		// descendants on one CPU (see affinity).
+		cpu := aff.cpuFor(r)
+		if err := aff.pin(cpu); err != nil {
+			return nil, fmt.Errorf("round %d: pinning to CPU %d: %w", r+1, cpu, err)
+		}
 		each("latency", func(e *entry) error {
 			s, err := e.c.Latency(ctx, cfg.dur)
 			if err == nil {
+				s.Round = r
 				e.lat = append(e.lat, s)
-			}
-			return err
-		})
-		each("throughput", func(e *entry) error {
-			s, err := e.c.Throughput(ctx, cfg.dur)
-			if err == nil {
-				e.agg = append(e.agg, s)
 			}
 			return err
 		})
@@ -119,7 +126,23 @@ func run(ctx context.Context, cfg *config, log io.Writer) (*Report, error) {
 			}
 			s, err := ec.Echo(ctx, cfg.echoSize, cfg.dur)
 			if err == nil {
+				s.Round = r
 				e.echo = append(e.echo, s)
+			}
+			return err
+		})
+		// The unpinned phase: aggregate throughput, crash and start-up.
+		if err := aff.unpin(); err != nil {
+			return nil, fmt.Errorf("round %d: unpinning: %w", r+1, err)
+		}
+		each("throughput", func(e *entry) error {
+			s, err := e.c.Throughput(ctx, cfg.dur)
+			if errors.Is(err, errNoAggregate) {
+				return nil
+			}
+			if err == nil {
+				s.Round = r
+				e.agg = append(e.agg, s)
 			}
 			return err
 		})
@@ -130,7 +153,7 @@ func run(ctx context.Context, cfg *config, log io.Writer) (*Report, error) {
 			}
 			m, err := x.Extras(ctx)
 			for k, v := range m {
-				e.extras[k] = append(e.extras[k], v)
+				put(e.extras, k, r, v)
 			}
 			return err
 		})
@@ -139,9 +162,9 @@ func run(ctx context.Context, cfg *config, log io.Writer) (*Report, error) {
 			return nil, fmt.Errorf("process start probe: %w", err)
 		}
 		for k, v := range m {
-			starts[k] = append(starts[k], v)
+			put(starts, k, r, v)
 		}
-		fmt.Fprintf(log, "round %d/%d done in %v\n", r+1, cfg.rounds, time.Since(t0).Round(time.Millisecond))
+		fmt.Fprintf(log, "round %d/%d (latency on CPU %d) done in %v\n", r+1, cfg.rounds, cpu, time.Since(t0).Round(time.Millisecond))
 	}
 
 	// Close everything but the finishers, then let each finisher run alone.
@@ -159,10 +182,16 @@ func run(ctx context.Context, cfg *config, log io.Writer) (*Report, error) {
 		if !ok || !e.up {
 			continue
 		}
-		fmt.Fprintf(log, "final phase %s\n", e.c.Name())
+		fmt.Fprintf(log, "final phase %s (pinned to CPU %d)\n", e.c.Name(), aff.cpuFor(0))
+		if err := aff.pin(aff.cpuFor(0)); err != nil {
+			return nil, fmt.Errorf("final phase: pinning: %w", err)
+		}
 		m, err := f.Finish(ctx, cfg.rounds, cfg.dur)
+		if uerr := aff.unpin(); uerr != nil {
+			err = errors.Join(err, uerr)
+		}
 		for k, v := range m {
-			e.finished[k] = append(e.finished[k], v)
+			e.finished[k] = v
 		}
 		e.up = false
 		if err != nil {
@@ -186,4 +215,12 @@ func rotate(es []*entry, r int) []*entry {
 	}
 	k := r % len(es)
 	return append(append([]*entry{}, es[k:]...), es[:k]...)
+}
+
+// put sets m[k][r] = v.
+func put(m map[string]map[int]float64, k string, r int, v float64) {
+	if m[k] == nil {
+		m[k] = map[int]float64{}
+	}
+	m[k][r] = v
 }
