@@ -157,6 +157,7 @@ func registerHelperMethods(s *worker.Server, fd int) {
 	s.Handle("environ", func(context.Context, worker.Args) (any, error) { return os.Environ(), nil })
 	s.Handle("ids", func(context.Context, worker.Args) (any, error) { return []int{os.Getuid(), os.Getgid()}, nil })
 	handleEscapes(s)
+	handleNamespaces(s)
 	s.Handle("coded", func(context.Context, worker.Args) (any, error) {
 		return nil, &worker.Error{Code: 42, Message: "custom", Details: map[string]any{"k": "v"}}
 	})

@@ -110,6 +110,37 @@ type Sandbox struct {
 	// create, write, rename and remove files (Landlock, as ReadOnly).
 	// Zero value: none.
 	Writable []string
+
+	// IsolateNet gives the worker a network namespace of its own, with no
+	// interface but a loopback that is down: no network at all, not even
+	// the service's localhost.
+	// Zero value: the dispatcher's network.
+	IsolateNet bool
+
+	// IsolateIPC gives the worker an IPC namespace of its own: no System V
+	// IPC objects or POSIX message queues of the service's.
+	// Zero value: the dispatcher's.
+	IsolateIPC bool
+
+	// PrivateTmp gives the worker a mount namespace of its own with an
+	// empty tmpfs (64 MiB) on /tmp, mounted by the trampoline (see
+	// Seccomp): files other workers and the service keep in /tmp are out
+	// of its sight. A Writable path under /tmp is then in that tmpfs.
+	// Zero value: the dispatcher's mounts and /tmp.
+	PrivateTmp bool
+
+	// UserNamespace runs the worker in a user namespace of its own, as
+	// root inside and as nobody outside (as User, if set), even when the
+	// dispatcher is root. A dispatcher that is not root gets one anyway
+	// when it asks for IsolateNet, IsolateIPC or PrivateTmp, which need
+	// CAP_SYS_ADMIN otherwise: the worker is then root inside its
+	// namespaces and the dispatcher's user outside (use a seccomp profile
+	// too, which denies mount and unshare). Where the kernel refuses user
+	// namespaces the start fails (Protection "namespaces", naming the
+	// setting).
+	// Zero value: no user namespace, unless the dispatcher is not root and
+	// asks for another namespace.
+	UserNamespace bool
 }
 
 // init runs the seccomp trampoline, if this process was started as one

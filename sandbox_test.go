@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -191,6 +192,7 @@ func runSandboxedDispatcher() {
 		{"seccomp", bulkhead.Sandbox{Seccomp: "files"}},
 		{"cgroup", bulkhead.Sandbox{PidsMax: 100}},
 		{"landlock", bulkhead.Sandbox{ReadOnly: []string{"/proc"}}},
+		{"namespaces", bulkhead.Sandbox{IsolateNet: true, IsolateIPC: true, PrivateTmp: true}},
 	} {
 		r := sandboxReport{Case: c.name}
 		p, err := bulkhead.New(context.Background(), bulkhead.Config{Command: exe, Workers: 1, Sandbox: c.sb,
@@ -254,6 +256,9 @@ func TestSandboxUnprivileged(t *testing.T) {
 	}
 	if r := got["landlock"]; !r.OK {
 		t.Errorf("Landlock as nobody: %+v, want it to work: no_new_privs is enough", r)
+	}
+	if r := got["namespaces"]; !r.OK {
+		t.Errorf("namespaces as nobody: %+v, want them through a user namespace", r)
 	}
 	if r := got["cgroup"]; r.OK || r.Protection != "cgroup" {
 		t.Errorf("PidsMax as nobody: %+v, want a StartError for the cgroup protection", r)
@@ -484,5 +489,53 @@ func TestSandboxLandlock(t *testing.T) {
 	}
 	if r := logs.First(t, "sandbox: Landlock ABI of the kernel"); r["abi"] == nil {
 		t.Errorf("ABI record %v", r)
+	}
+}
+
+// nsOf is this process's namespace n, as /proc/self/ns names it.
+func nsOf(t *testing.T, n string) string {
+	t.Helper()
+	l, err := os.Readlink("/proc/self/ns/" + n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// A worker gets the namespaces asked for: no network (connect fails), an
+// IPC namespace, a mount namespace with an empty /tmp, and, asked for, a
+// user namespace.
+func TestSandboxNamespaces(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("as root; TestSandboxUnprivileged covers the user-namespace fallback")
+	}
+	exe, _ := os.Executable()
+	if err := os.WriteFile(filepath.Join(os.TempDir(), "bulkhead-ns-test"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, userNS := range []bool{false, true} {
+		t.Run(fmt.Sprint("user namespace ", userNS), func(t *testing.T) { testNamespaces(t, exe, userNS) })
+	}
+}
+
+func testNamespaces(t *testing.T, exe string, userNS bool) {
+	p, err := sandboxPool(t, exe, bulkhead.Sandbox{IsolateNet: true, IsolateIPC: true, PrivateTmp: true, UserNamespace: userNS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := callWithin[map[string]string](t, p, "ns")
+	for _, n := range []string{"net", "ipc", "mnt", "user"} {
+		if own := ns[n] != "" && ns[n] != nsOf(t, n); own != (n != "user" || userNS) {
+			t.Errorf("worker's %s namespace %q, the dispatcher's %q: want one of its own: %v", n, ns[n], nsOf(t, n), !own)
+		}
+	}
+	if ns["tmp"] != "0 <nil>" {
+		t.Errorf("worker's /tmp: %s entries, want an empty tmpfs", ns["tmp"])
+	}
+	if out := callWithin[string](t, p, "connect"); !strings.Contains(out, "network is unreachable") {
+		t.Errorf("connect to 127.0.0.1 in a network namespace: %q, want network is unreachable", out)
+	}
+	if ids := callWithin[[]int](t, p, "ids"); !slices.Equal(ids, []int{0, 0}) {
+		t.Errorf("worker's ids in its user namespace %v, want root inside", ids)
 	}
 }

@@ -47,8 +47,9 @@ type Spec struct {
 	// (its pinned binary): the open file itself is executed, so that a
 	// file swapped in at Path is not. Launch does not close it.
 	Exec *os.File
-	// Credential, if not nil, is the user and groups the worker runs as.
-	Credential *syscall.Credential
+	// Attr, if not nil, holds the worker's credential and namespaces
+	// (internal/sandbox); proc.Start sets its own fields on a copy.
+	Attr *syscall.SysProcAttr
 	// Confine, if not nil, puts the started process in its sandbox (its
 	// cgroup) before Limit and before HELLO is awaited: no call runs
 	// outside it.
@@ -61,7 +62,7 @@ type Spec struct {
 	ExtraFiles []*os.File
 	// Prepare, if not nil, runs first at each start and applies the
 	// worker's protections to Launch's copy of the spec (internal/sandbox):
-	// Env, Path, Exec, ExtraFiles, Credential, Confine, KillAll. A failure
+	// Env, Path, Exec, ExtraFiles, Attr, Confine, KillAll. A failure
 	// ends the start. launched runs once the start has ended, told whether
 	// a process ran and how the start went, and may replace that error
 	// (with a better reason); reaped runs once that process has been
@@ -284,10 +285,7 @@ func command(s Spec, cookie string, sock, marker *os.File, shm *shmLink) *exec.C
 	if s.Exec != nil {
 		path = "/proc/self/fd/" + strconv.Itoa(int(s.Exec.Fd()))
 	}
-	var attr *syscall.SysProcAttr
-	if s.Credential != nil {
-		attr = &syscall.SysProcAttr{Credential: s.Credential}
-	}
+	attr := s.Attr
 	return &exec.Cmd{
 		Path:        path,
 		SysProcAttr: attr,

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -17,18 +18,26 @@ import (
 // Settings are bulkhead.Sandbox, field for field, so that one converts to
 // the other; bulkhead documents each field.
 type Settings struct {
-	User         string
-	SHA256       string
-	Cgroup       bool
-	MemoryMax    int64
-	PidsMax      int
-	CPUMax       float64
-	Seccomp      string
-	SeccompAllow []string
-	SeccompDeny  []string
-	SeccompLog   bool
-	ReadOnly     []string
-	Writable     []string
+	User          string
+	SHA256        string
+	Cgroup        bool
+	MemoryMax     int64
+	PidsMax       int
+	CPUMax        float64
+	Seccomp       string
+	SeccompAllow  []string
+	SeccompDeny   []string
+	SeccompLog    bool
+	ReadOnly      []string
+	Writable      []string
+	IsolateNet    bool
+	IsolateIPC    bool
+	PrivateTmp    bool
+	UserNamespace bool
+}
+
+func (s *Settings) namespaces() Namespaces {
+	return Namespaces{Network: s.IsolateNet, IPC: s.IsolateIPC, PrivateTmp: s.PrivateTmp, User: s.UserNamespace}
 }
 
 func (s *Settings) seccomp() Seccomp {
@@ -97,6 +106,7 @@ type Start struct {
 	self  *os.File    // the dispatcher's binary, for the trampoline
 	child *os.File    // the trampoline's end of its socket
 	sv    *supervisor // the seccomp filter's, if any
+	nsOn  bool        // namespaces were asked for
 }
 
 // Usage is what a worker's protections recorded about it, once it is dead.
@@ -113,17 +123,24 @@ func (p *Plan) Prepare(path string, env []string, spec *dispatch.Spec, log *slog
 	spec.Env = Environ(os.Environ(), env)
 	st := &Start{}
 	var err error
+	attr := &syscall.SysProcAttr{}
 	if p.s.User != "" {
-		if spec.Credential, err = Credential(p.s.User); err != nil {
+		if attr.Credential, err = Credential(p.s.User); err != nil {
 			return nil, err
 		}
 	}
+	ns := p.s.namespaces()
+	if err := ns.attr(attr); err != nil {
+		return nil, err
+	}
+	spec.Attr = attr
+	st.nsOn = ns.any()
 	sc := p.s.seccomp()
 	lock := Landlock{ReadOnly: p.s.ReadOnly, Writable: p.s.Writable, Exe: path}
 	switch {
 	case p.pin != nil:
 		st.exe, err = p.pin.Open(path)
-	case p.s.User != "" || sc.on() || lock.on():
+	case p.s.User != "" || sc.on() || lock.on() || ns.any():
 		// Executed by the dispatcher's open file, so that the user needs
 		// no access to the directories on its path, only the file's x bit.
 		if st.exe, err = OpenExec(path); err != nil {
@@ -141,8 +158,8 @@ func (p *Plan) Prepare(path string, env []string, spec *dispatch.Spec, log *slog
 		}
 		lock.Interp = interpreter(st.exe)
 	}
-	if sc.on() || lock.on() {
-		if err := st.trampoline(spec, trampolineSpec{Seccomp: sc, Landlock: lock}, log); err != nil {
+	if sc.on() || lock.on() || ns.PrivateTmp {
+		if err := st.trampoline(spec, trampolineSpec{Seccomp: sc, Landlock: lock, PrivateTmp: ns.PrivateTmp}, log); err != nil {
 			st.release()
 			return nil, err
 		}
@@ -249,7 +266,16 @@ func (st *Start) Launched(started bool, err error) error {
 		return err
 	}
 	var f *dispatch.StartFailure
-	if st.sv == nil || !errors.As(err, &f) {
+	if !errors.As(err, &f) {
+		return err
+	}
+	if st.nsOn && f.PID == 0 && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EUSERS)) {
+		why := cloneError(f.Err)
+		g := *f
+		g.Reason, g.Err = why.Error(), why
+		return &g
+	}
+	if st.sv == nil {
 		return err
 	}
 	why := st.sv.wait()

@@ -35,8 +35,9 @@ const TrampolineEnv = "BULKHEAD_SANDBOX_TRAMPOLINE"
 
 // trampolineSpec is what the dispatcher tells the trampoline.
 type trampolineSpec struct {
-	Seccomp  Seccomp
-	Landlock Landlock
+	Seccomp    Seccomp
+	Landlock   Landlock
+	PrivateTmp bool
 }
 
 // Trampoline runs the trampoline if this process was started as one, and
@@ -85,6 +86,11 @@ func trampoline(cfg string, report int) error {
 	for _, fd := range []int{exe, report} {
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
 			return &Error{Protection: "sandbox", Reason: "marking the trampoline's descriptors close-on-exec", Err: err}
+		}
+	}
+	if spec.PrivateTmp {
+		if err := privateTmp(); err != nil {
+			return err
 		}
 	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
