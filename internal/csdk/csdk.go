@@ -46,11 +46,31 @@ static const char *csdk_call(const uint8_t *p, size_t n, size_t *mstart, size_t 
 	}
 	return NULL;
 }
+
+// csdk_object parses an ACTIVATE (type 19) or OBJCALL (type 20) payload with
+// the SDK's own parser; name is the class or the method.
+static const char *csdk_object(unsigned type, const uint8_t *p, size_t n, uint64_t *object, size_t *nstart,
+                               size_t *nlen, int64_t *deadline, size_t *nargs) {
+	bh_call call;
+	memset(&call, 0, sizeof call);
+	const char *err = bh__parse_object(type, p, n, &call) == 0 ? NULL : bh__w.chk.err;
+	bh_checker_free(&bh__w.chk);
+	if (err != NULL) {
+		return err;
+	}
+	*object = call.object;
+	*nstart = (size_t)((const uint8_t *)call.method - p);
+	*nlen = call.method_len;
+	*deadline = call.deadline;
+	*nargs = call.nargs;
+	return NULL;
+}
 */
 import "C"
 
 import (
 	"errors"
+	"sync"
 	"unsafe"
 )
 
@@ -95,4 +115,33 @@ func ParseCall(p []byte) (Call, error) {
 		c.Args = append(c.Args, p[spans[2*i]:spans[2*i+1]])
 	}
 	return c, nil
+}
+
+// Object is what the SDK's parser found in an ACTIVATE or OBJCALL payload.
+type Object struct {
+	Object   uint64
+	Name     string // the class of an ACTIVATE, the method of an OBJCALL
+	Deadline int64
+	NArgs    int
+}
+
+// objectMu serialises ParseObject: the SDK's parser keeps its scratch in
+// the worker's one state.
+var objectMu sync.Mutex
+
+// ParseObject runs the SDK's ACTIVATE (activate true) or OBJCALL parser on p.
+func ParseObject(activate bool, p []byte) (Object, error) {
+	objectMu.Lock()
+	defer objectMu.Unlock()
+	typ := C.uint(20)
+	if activate {
+		typ = 19
+	}
+	var object C.uint64_t
+	var nstart, nlen, nargs C.size_t
+	var deadline C.int64_t
+	if e := C.csdk_object(typ, ptr(p), C.size_t(len(p)), &object, &nstart, &nlen, &deadline, &nargs); e != nil {
+		return Object{}, errors.New(C.GoString(e))
+	}
+	return Object{Object: uint64(object), Name: string(p[nstart : nstart+nlen]), Deadline: int64(deadline), NArgs: int(nargs)}, nil
 }

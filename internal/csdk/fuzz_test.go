@@ -108,3 +108,62 @@ func nullInEnvelope(p []byte) bool {
 	}
 	return bytes.Equal(env[1], []byte{0xf6}) || bytes.Equal(env[2], []byte{0xf6})
 }
+
+// FuzzParseObject runs the C SDK's ACTIVATE and OBJCALL parser against the
+// Go SDK's (wire.DecodeActivate, wire.DecodeObjCall): what C takes, Go
+// takes and reads alike; what Go takes and keeps the value rules, C takes.
+func FuzzParseObject(f *testing.F) {
+	var b wire.Builder
+	_ = b.Activate(1, "Counter", 7, []any{1, "x"}, wire.DefaultMaxFrame)
+	f.Add(true, b.Bytes()[wire.HeaderSize:])
+	b.Reset()
+	_ = b.ObjCall(2, 7, "add", 99, []any{map[string]any{"k": 1.5}}, wire.DefaultMaxFrame)
+	f.Add(false, b.Bytes()[wire.HeaderSize:])
+	f.Add(true, []byte{0x83, 0x61, 0x01, 0x01, 0x80})                                  // a control character in the class
+	f.Add(true, []byte{0x83, 0x61, 'C', 0x00, 0x80})                                   // object 0
+	f.Add(false, []byte{0x84, 0x1b, 0x80, 0, 0, 0, 0, 0, 0, 0, 0x61, 'm', 0x00, 0x80}) // object 2^63
+	f.Fuzz(func(t *testing.T, activate bool, p []byte) {
+		c, cErr := ParseObject(activate, p)
+		var goErr error
+		var object uint64
+		var name string
+		var deadline int64
+		var nargs int
+		if activate {
+			var a wire.Activate
+			goErr = wire.DecodeActivate(p, &a)
+			object, name, nargs = a.Object, a.Class, len(a.Args)
+		} else {
+			var o wire.ObjCall
+			goErr = wire.DecodeObjCall(p, &o)
+			object, name, deadline, nargs = o.Object, o.Method, o.Deadline, len(o.Args)
+		}
+		if cErr == nil {
+			if goErr != nil {
+				t.Fatalf("C takes % x (activate %v); Go refuses it: %v", p, activate, goErr)
+			}
+			if c.Object != object || c.Name != name || c.Deadline != deadline || c.NArgs != nargs {
+				t.Fatalf("% x: C read %+v, Go %d %q %d %d", p, c, object, name, deadline, nargs)
+			}
+			return
+		}
+		if goErr == nil && !nullInObject(p) && wire.CheckValue(p) == nil {
+			t.Fatalf("Go takes % x (activate %v) and it keeps the value rules; C refuses it: %v", p, activate, cErr)
+		}
+	})
+}
+
+// nullInObject reports whether an envelope field is null, which the Go
+// SDK reads as a zero value and PROTOCOL.md does not allow.
+func nullInObject(p []byte) bool {
+	var env []cbor.RawMessage
+	if wire.Unmarshal(p, &env) != nil {
+		return false
+	}
+	for _, e := range env {
+		if bytes.Equal(e, []byte{0xf6}) {
+			return true
+		}
+	}
+	return false
+}
