@@ -23,11 +23,12 @@ func EmitC(s *Spec, fns []fn) []byte {
 		b.WriteString("\n")
 		emitHandler(&b, &fns[i])
 	}
-	b.WriteString("\nint main(void) {\n\tstatic const bh_method methods[] = {\n")
+	b.WriteString("\nstatic const bh_method bh_methods[] = {\n")
 	for _, f := range fns {
-		fmt.Fprintf(&b, "\t\t{%q, h_%s, NULL},\n", f.spec.Method, f.spec.Method)
+		fmt.Fprintf(&b, "\t{%q, h_%s, NULL},\n", f.spec.Method, f.spec.Method)
 	}
-	fmt.Fprintf(&b, "\t};\n\treturn bh_serve(%q, methods, sizeof methods / sizeof methods[0]);\n}\n", s.Package)
+	b.WriteString("};\n\n/* A passthrough build (passthrough.go) includes this file for its handlers. */\n")
+	fmt.Fprintf(&b, "#ifndef BULKHEAD_PASSTHROUGH\nint main(void) { return bh_serve(%q, bh_methods, sizeof bh_methods / sizeof bh_methods[0]); }\n#endif\n", s.Package)
 	return b.Bytes()
 }
 

@@ -32,6 +32,11 @@ type Spec struct {
 	// them and does not include them itself (jpeglib.h and stdio.h).
 	// Zero value: none.
 	Before []string `toml:"before"`
+	// Passthrough also writes passthrough.go (build tag
+	// bulkhead_passthrough), whose Passthrough() is a Caller that runs the
+	// calls in the test's own process against the library, and a copy of
+	// bulkhead.h that it compiles with. Zero value: neither.
+	Passthrough bool `toml:"passthrough"`
 	// Funcs are the functions to expose, in the order they are written.
 	Funcs []FuncSpec `toml:"func"`
 

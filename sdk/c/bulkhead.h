@@ -250,6 +250,15 @@ int bh_emit(uint64_t object, const char *name, const uint8_t *args, size_t n);
  * objects elsewhere and stops this worker once its objects are gone. */
 void bh_revoke(void);
 
+/* bh_passthrough runs one CALL payload ([method, deadline, args]) on
+ * methods in this process, with no worker and no framing: for tests of a
+ * generated client against its library (gen's passthrough build tag). It
+ * returns 0 with the REPLY's payload in *out, or 1 with an ERROR payload,
+ * valid until the next call. It is not thread-safe, and never used by a
+ * worker. */
+int bh_passthrough(const bh_method *methods, size_t n, const uint8_t *call, size_t len, const uint8_t **out,
+                   size_t *outlen);
+
 /* bh_max_frame is the frame limit, BULKHEAD_MAX_FRAME: a bound for what a
  * handler allocates on a caller's word. */
 uint64_t bh_max_frame(void);
@@ -1561,23 +1570,34 @@ static void bh__prepare(bh_call *call) {
 	call->msg_ = &bh__w.msg;
 }
 
-/* bh__finish sends the answer of a handler that returned rc. */
-static void bh__finish(bh_call *call, int rc) {
+/* bh__errbody writes an ERROR payload into the error buffer. */
+static void bh__errbody(unsigned code, const char *why, const uint8_t **p, size_t *n) {
+	bh__w.msg.len = 0;
+	bh__w.msg.failed = 0;
+	bh__errmsg(&bh__w.msg, code, why, 0);
+	*p = bh__w.msg.p;
+	*n = bh__w.msg.len;
+}
+
+/* bh__answer makes the answer of a handler that returned rc: the frame
+ * type, REPLY or ERROR, and its payload. */
+static unsigned bh__answer(bh_call *call, int rc, const uint8_t **p, size_t *n) {
 	char why[512];
 	bh_buf *res = &bh__w.result;
 	if (rc != 0) {
 		if (call->code_ == 0) {
-			bh__send_error(call->id, BH_APPLICATION, "the handler failed", 0);
+			bh__errbody(BH_APPLICATION, "the handler failed", p, n);
 		} else {
-			bh__send(BH__ERROR, call->id, bh__w.msg.p, bh__w.msg.len);
+			*p = bh__w.msg.p;
+			*n = bh__w.msg.len;
 		}
-		return;
+		return BH__ERROR;
 	}
 	if (res->failed) {
 		snprintf(why, sizeof why, "the result is over the frame limit of %llu bytes, or out of memory",
 		         (unsigned long long)bh__w.max_frame);
-		bh__send_error(call->id, BH_APPLICATION, why, 0);
-		return;
+		bh__errbody(BH_APPLICATION, why, p, n);
+		return BH__ERROR;
 	}
 	if (res->len == 0) {
 		bh_put_null(res);
@@ -1586,10 +1606,20 @@ static void bh__finish(bh_call *call, int rc) {
 		 * also counts the scalar inside the innermost container. The
 		 * handler's bug: the dispatcher would drop the connection. */
 		snprintf(why, sizeof why, "the handler's result is not a valid value: %s", bh__w.chk.err);
-		bh__send_error(call->id, BH_APPLICATION, why, 0);
-		return;
+		bh__errbody(BH_APPLICATION, why, p, n);
+		return BH__ERROR;
 	}
-	bh__send(BH__REPLY, call->id, res->p, res->len);
+	*p = res->p;
+	*n = res->len;
+	return BH__REPLY;
+}
+
+/* bh__finish sends the answer of a handler that returned rc. */
+static void bh__finish(bh_call *call, int rc) {
+	const uint8_t *p;
+	size_t n;
+	unsigned type = bh__answer(call, rc, &p, &n);
+	bh__send(type, call->id, p, n);
 }
 
 /* bh__run runs a checked, marked call and sends its answer. */
@@ -2036,6 +2066,32 @@ static void bh__frame(void) {
 }
 
 uint64_t bh_max_frame(void) { return bh__w.max_frame; }
+
+int bh_passthrough(const bh_method *methods, size_t n, const uint8_t *payload, size_t len, const uint8_t **out,
+                   size_t *outlen) {
+	char why[512];
+	bh_call call;
+	const bh_method *m;
+	if (bh__w.max_frame == 0) {
+		bh__w.max_frame = 16u << 20;
+		bh__w.result.limit = (size_t)bh__w.max_frame;
+	}
+	bh__w.methods = methods;
+	bh__w.nmethods = n;
+	memset(&call, 0, sizeof call);
+	if (bh_parse_call(&bh__w.chk, payload, len, &call) != 0) {
+		snprintf(why, sizeof why, "bad CALL payload: %s", bh__w.chk.err);
+		bh__errbody(BH_BAD_ARGUMENTS, why, out, outlen);
+		return 1;
+	}
+	if ((m = bh__lookup(&call)) == NULL) {
+		snprintf(why, sizeof why, "unknown method \"%.*s\"", (int)call.method_len, call.method);
+		bh__errbody(BH_UNKNOWN_METHOD, why, out, outlen);
+		return 1;
+	}
+	bh__prepare(&call);
+	return bh__answer(&call, m->fn(&call, m->arg), out, outlen) == BH__ERROR;
+}
 
 int bh_serve(const char *name, const bh_method *methods, size_t n) {
 	return bh_serve_objects(name, methods, n, NULL, 0);

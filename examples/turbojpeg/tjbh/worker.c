@@ -42,9 +42,11 @@ bh_done:
 	return bh_rc;
 }
 
-int main(void) {
-	static const bh_method methods[] = {
-		{"tjDecompressHeader3", h_tjDecompressHeader3, NULL},
-	};
-	return bh_serve("tjbh", methods, sizeof methods / sizeof methods[0]);
-}
+static const bh_method bh_methods[] = {
+	{"tjDecompressHeader3", h_tjDecompressHeader3, NULL},
+};
+
+/* A passthrough build (passthrough.go) includes this file for its handlers. */
+#ifndef BULKHEAD_PASSTHROUGH
+int main(void) { return bh_serve("tjbh", bh_methods, sizeof bh_methods / sizeof bh_methods[0]); }
+#endif

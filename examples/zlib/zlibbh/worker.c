@@ -127,13 +127,15 @@ bh_done:
 	return bh_rc;
 }
 
-int main(void) {
-	static const bh_method methods[] = {
-		{"compress2", h_compress2, NULL},
-		{"uncompress", h_uncompress, NULL},
-		{"crc32", h_crc32, NULL},
-		{"adler32", h_adler32, NULL},
-		{"crc32_unchecked", h_crc32_unchecked, NULL},
-	};
-	return bh_serve("zlibbh", methods, sizeof methods / sizeof methods[0]);
-}
+static const bh_method bh_methods[] = {
+	{"compress2", h_compress2, NULL},
+	{"uncompress", h_uncompress, NULL},
+	{"crc32", h_crc32, NULL},
+	{"adler32", h_adler32, NULL},
+	{"crc32_unchecked", h_crc32_unchecked, NULL},
+};
+
+/* A passthrough build (passthrough.go) includes this file for its handlers. */
+#ifndef BULKHEAD_PASSTHROUGH
+int main(void) { return bh_serve("zlibbh", bh_methods, sizeof bh_methods / sizeof bh_methods[0]); }
+#endif
