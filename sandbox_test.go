@@ -539,3 +539,22 @@ func testNamespaces(t *testing.T, exe string, userNS bool) {
 		t.Errorf("worker's ids in its user namespace %v, want root inside", ids)
 	}
 }
+
+// "compute" is "files" and, in a Go worker, no file opened once started:
+// the SDK's own second filter, engaged before HELLO, fails every open.
+func TestSandboxComputeNoFiles(t *testing.T) {
+	exe, _ := os.Executable()
+	for _, tt := range []struct{ profile, want string }{{"files", "<nil>"}, {"compute", "permission denied"}} {
+		p, err := sandboxPool(t, exe, bulkhead.Sandbox{Seccomp: tt.profile})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		got, err := bulkhead.CallAs[string](ctx, p, "read", "/etc/hostname")
+		cancel()
+		if err != nil || !strings.Contains(got, tt.want) {
+			t.Errorf("%s: read /etc/hostname: %q, %v; want %q", tt.profile, got, err, tt.want)
+		}
+		p.Close(context.Background())
+	}
+}

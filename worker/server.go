@@ -373,6 +373,9 @@ func (c *conn) hello() error {
 	if c.s.stackSignal {
 		h.Stack = wire.StackSIGUSR2
 	}
+	if err := lockDown(); err != nil {
+		return err
+	}
 	if err := c.outb.Value(wire.TypeHello, 0, h, wire.MaxHelloSize); err != nil {
 		return err
 	}

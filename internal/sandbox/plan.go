@@ -158,6 +158,10 @@ func (p *Plan) Prepare(path string, env []string, spec *dispatch.Spec, log *slog
 		}
 		lock.Interp = interpreter(st.exe)
 	}
+	if sc.Profile == ProfileCompute {
+		// The Go SDK's lockdown: no file opened once started.
+		spec.Env = append(spec.Env, "BULKHEAD_SANDBOX_PROFILE="+ProfileCompute)
+	}
 	if sc.on() || lock.on() || ns.PrivateTmp {
 		if err := st.trampoline(spec, trampolineSpec{Seccomp: sc, Landlock: lock, PrivateTmp: ns.PrivateTmp}, log); err != nil {
 			st.release()
