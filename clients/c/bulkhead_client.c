@@ -325,23 +325,27 @@ static int utf8(const uint8_t *s, size_t n) {
 	return 0;
 }
 
+/* A map key by value: its major type and argument, and a text key's bytes
+ * (a key's head need not be in its shortest form, so bytes are no test). */
 typedef struct {
+	unsigned major;
+	uint64_t arg;
 	const uint8_t *p;
-	size_t n;
 } span;
 
 static int span_cmp(const void *a, const void *b) {
 	const span *x = (const span *)a, *y = (const span *)b;
-	if (x->n != y->n)
-		return x->n < y->n ? -1 : 1;
-	return memcmp(x->p, y->p, x->n);
+	if (x->major != y->major)
+		return x->major < y->major ? -1 : 1;
+	if (x->arg != y->arg)
+		return x->arg < y->arg ? -1 : 1;
+	return x->major == 3 && x->arg > 0 ? memcmp(x->p, y->p, (size_t)x->arg) : 0;
 }
 
 #define FAIL(msg) return (*why = (msg), -1)
 
 /* map checks n pairs; a key is a text string or an integer, and no two
- * keys of one map are the same bytes (the encoding is the shortest form,
- * so equal keys are equal bytes). */
+ * keys of one map are equal. */
 static int map(const uint8_t **pp, const uint8_t *end, uint64_t n, int level, const char **why) {
 	span *keys = (span *)malloc((size_t)(n ? n : 1) * sizeof *keys);
 	if (keys == NULL)
@@ -358,9 +362,8 @@ static int map(const uint8_t **pp, const uint8_t *end, uint64_t n, int level, co
 			*why = "an integer key below -2^63", rc = -1;
 			break;
 		}
-		keys[i].p = *pp;
+		keys[i].major = h.major, keys[i].arg = h.arg, keys[i].p = k;
 		rc = item(pp, end, level + 1, why);
-		keys[i].n = (size_t)(*pp - keys[i].p);
 		if (rc == 0)
 			rc = item(pp, end, level + 1, why);
 	}

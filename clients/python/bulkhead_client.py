@@ -205,8 +205,9 @@ def _item(p, i, level):
                 kmajor, kinfo, karg, _ = _head(p, i)
                 if kmajor not in (0, 1, 3) or (kmajor == 1 and karg >= 1 << 63):
                     raise ValueError("a map key that is not text or a 64-bit integer")
-                start, i = i, _item(p, i, level + 1)
-                key = bytes(p[start:i])
+                # by value, not bytes: a key's head need not be in its shortest form
+                key = (kmajor, karg) if kmajor != 3 else (3, bytes(p[_head(p, i)[3]:_item(p, i, level + 1)]))
+                i = _item(p, i, level + 1)
                 if key in keys:
                     raise ValueError("a duplicate map key")
                 keys.add(key)

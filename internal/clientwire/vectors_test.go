@@ -256,6 +256,8 @@ func badVectors() []vector {
 		{"bad", "indefinite", "an indefinite-length map", append(h(2, 3, 0, 0, 1), 0xbf, 0xff)},
 		{"bad", "tag", "a tagged item (tag 1, a time)", append(h(10, 3, 0, 0, 1), 0xa1, 0x66, 'r', 'e', 's', 'u', 'l', 't', 0xc1, 0x00)},
 		{"bad", "duplicate", "a map with a key twice", append(h(7, 3, 0, 0, 1), 0xa2, 0x61, 'a', 0x01, 0x61, 'a', 0x01)},
+		{"bad", "duplicate.nonshortest", "a map with the key 1 twice, once in a longer form than it needs",
+			append(h(6, 3, 0, 0, 1), 0xa2, 0x01, 0xf5, 0x18, 0x01, 0xf6)},
 		{"bad", "utf8", "text that is not UTF-8", append(h(4, 4, 0, 0, 1), 0xa1, 0x61, 0xff, 0x00)},
 		{"bad", "depth", "33 nested arrays", append(append(h(33, 3, 0, 0, 1), bytes.Repeat([]byte{0x81}, 32)...), 0x80)},
 	}
