@@ -313,6 +313,16 @@ const (
 	TransportShm                     // shared-memory pipes (PROTOCOL.md section 9)
 )
 
+func (t Transport) String() string {
+	switch t {
+	case TransportSocket:
+		return "socket"
+	case TransportShm:
+		return "shm"
+	}
+	return fmt.Sprintf("Transport(%d)", int(t))
+}
+
 // Bounds on Config values, so that a typo cannot ask for a million workers.
 const (
 	maxWorkers     = 4096

@@ -120,7 +120,10 @@ type CrashError struct {
 }
 
 func (e *CrashError) Error() string {
-	return fmt.Sprintf("bulkhead: worker %d crashed during %q (request %d): %s", e.PID, e.Method, e.RequestID, e.Reason)
+	if e.Method == "" { // it died between calls, or under none of this caller's
+		return fmt.Sprintf("bulkhead: worker %d crashed: %s", e.PID, e.Reason)
+	}
+	return fmt.Sprintf("bulkhead: worker %d crashed during %q%s: %s", e.PID, e.Method, requestText(e.RequestID), e.Reason)
 }
 
 // Is makes errors.Is(err, ErrWorkerCrashed) true, and errors.Is(err,
@@ -238,11 +241,23 @@ func (e *CanceledError) done() bool {
 }
 
 func (e *CanceledError) Error() string {
-	s := fmt.Sprintf("bulkhead: call %q (request %d) abandoned: %v", e.Method, e.RequestID, e.Err)
-	if e.done() && e.Reason != "" {
+	s := fmt.Sprintf("bulkhead: call %q%s abandoned: %v", e.Method, requestText(e.RequestID), e.Err)
+	switch {
+	case !e.done() || e.Reason == "":
+	case e.PID != 0:
 		s += "; worker " + fmt.Sprint(e.PID) + " " + e.Reason
+	default:
+		s += "; " + e.Reason
 	}
 	return s
+}
+
+// requestText is " (request id)", or "" for a call that got no id.
+func requestText(id uint64) string {
+	if id == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (request %d)", id)
 }
 
 func (e *CanceledError) Unwrap() error { return e.Err }

@@ -130,3 +130,14 @@ func TestServerCrashThroughDaemon(t *testing.T) {
 	y.Release()
 	z.Release()
 }
+
+// A call that outlives the daemon's max_deadline: the client gets the
+// daemon's report, complete, once the worker has been stopped.
+func TestDaemonDeadlineReport(t *testing.T) {
+	d := startDaemon(t, `max_deadline = "200ms"`)
+	_, err := d.dial(t).Pool("p").Call(context.Background(), "block")
+	ce := wantErr[*bulkhead.CanceledError](t, err)
+	if !errors.Is(err, context.DeadlineExceeded) || !ce.Started || ce.PID == 0 || ce.RequestID == 0 || ce.Reason == "" {
+		t.Fatalf("report: %+v", ce)
+	}
+}

@@ -50,6 +50,14 @@ func (c *conn) run(ctx context.Context, id uint64, req *clientwire.Request) {
 		rep, err = c.objectOp(ctx, req)
 	}
 	if err != nil {
+		// A canceled call's report (Started, how its worker was
+		// stopped) is complete only once the worker is; the client has
+		// returned at its own deadline already, and reads this if it
+		// waits on: the daemon's max_deadline was the shorter.
+		var ce *bulkhead.CanceledError
+		if errors.As(err, &ce) {
+			ce.Wait()
+		}
 		c.fail(id, err, "")
 		return
 	}

@@ -31,6 +31,24 @@ func (s *Server) status(p Peer) map[string]any {
 				"objects": si.Objects, "locks": si.Locks, "classes": si.Classes})
 		}
 		out["servers"] = servers
+		out["classes"] = s.configuredClasses(p)
+	}
+	return out
+}
+
+// configuredClasses are the classes p may use, running or not: their
+// server's name and instancing.
+func (s *Server) configuredClasses(p Peer) []map[string]any {
+	s.mu.Lock()
+	servers := s.cfg.Activator.Servers
+	s.mu.Unlock()
+	var out []map[string]any
+	for _, sc := range servers {
+		for _, cc := range sc.Classes {
+			if s.classAllowed(cc.Name, p) {
+				out = append(out, map[string]any{"name": cc.Name, "server": sc.Name, "instancing": cc.Instancing.String()})
+			}
+		}
 	}
 	return out
 }

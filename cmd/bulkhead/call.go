@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/bulkhead-go/bulkhead/client"
@@ -24,7 +26,10 @@ func newCallCmd() *cobra.Command {
 		Use:   "call --socket S POOL METHOD [JSON-ARGS...]",
 		Short: "Call a method of a daemon's pool and print the result as JSON",
 		Long: "call sends one call to a pool of `bulkhead serve` and prints its result as JSON. Each\n" +
-			"argument is a JSON value. A remote failure prints the typed error as JSON and exits 1.",
+			"argument is a JSON value: a number without a fraction or exponent is an integer, others are\n" +
+			"floats, strings are text. @FILE is the file's contents as a byte string (@- reads stdin).\n" +
+			"A byte string in the result prints as base64. A remote failure prints the typed error as\n" +
+			"JSON and exits 1.",
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) < 2 {
 				return usagef("want POOL METHOD [JSON-ARGS...], got %d arguments", len(args))
@@ -37,9 +42,9 @@ func newCallCmd() *cobra.Command {
 			}
 			var vals []any
 			for i, a := range args[2:] {
-				var v any
-				if err := json.Unmarshal([]byte(a), &v); err != nil {
-					return usagef("argument %d, %q: not JSON: %v", i+1, a, err)
+				v, err := callArg(a, c.InOrStdin())
+				if err != nil {
+					return usagef("argument %d, %q: %v", i+1, a, err)
 				}
 				vals = append(vals, v)
 			}
@@ -75,6 +80,50 @@ func runCall(ctx context.Context, out io.Writer, socket string, timeout time.Dur
 	}
 	fmt.Fprintln(out, string(b))
 	return nil
+}
+
+// callArg is one command-line argument as a call's value: @FILE's bytes,
+// or JSON with integers kept integers.
+func callArg(a string, stdin io.Reader) (any, error) {
+	if name, ok := strings.CutPrefix(a, "@"); ok {
+		if name == "-" {
+			return io.ReadAll(stdin)
+		}
+		return os.ReadFile(name)
+	}
+	d := json.NewDecoder(strings.NewReader(a))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, fmt.Errorf("not JSON: %w", err)
+	}
+	if d.More() {
+		return nil, errors.New("not JSON: more than one value")
+	}
+	return numbers(v), nil
+}
+
+// numbers replaces JSON numbers by int64 where they are integers (CBOR
+// keeps the difference; a worker's int argument refuses a float), else
+// float64.
+func numbers(v any) any {
+	switch v := v.(type) {
+	case json.Number:
+		if i, err := v.Int64(); err == nil {
+			return i
+		}
+		f, _ := v.Float64()
+		return f
+	case map[string]any:
+		for k, x := range v {
+			v[k] = numbers(x)
+		}
+	case []any:
+		for i, x := range v {
+			v[i] = numbers(x)
+		}
+	}
+	return v
 }
 
 // jsonable turns a CBOR value into one encoding/json takes: maps with
@@ -169,11 +218,14 @@ func printStatus(w io.Writer, st map[string]any) {
 			fmt.Fprintln(w, r)
 		}
 	}
+	classes, _ := st["classes"].([]any)
+	for _, c := range classes {
+		cm, _ := c.(map[any]any)
+		fmt.Fprintf(w, "class %v: server %v, %v\n", cm["name"], cm["server"], cm["instancing"])
+	}
 	servers, _ := st["servers"].([]any)
 	for _, s := range servers {
 		sm, _ := s.(map[any]any)
 		fmt.Fprintf(w, "server %v: pid %v %v, objects %v, locks %v, classes %v\n", sm["name"], sm["pid"], sm["state"], sm["objects"], sm["locks"], sm["classes"])
 	}
 }
-
-var _ = errors.New

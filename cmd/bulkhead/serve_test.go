@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -181,4 +182,29 @@ func TestServeKilledTakesWorkers(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// call's arguments: integers stay integers, @FILE is bytes.
+func TestCallArgs(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "blob")
+	os.WriteFile(file, []byte{0, 1, 2}, 0o600)
+	tests := []struct {
+		arg  string
+		want any
+	}{
+		{"7", int64(7)}, {"-3", int64(-3)}, {"2.5", 2.5}, {"1e3", 1000.0}, {`"x"`, "x"},
+		{`[1, 2.5]`, []any{int64(1), 2.5}}, {`{"n": 4}`, map[string]any{"n": int64(4)}},
+		{"@" + file, []byte{0, 1, 2}},
+	}
+	for _, tt := range tests {
+		got, err := callArg(tt.arg, strings.NewReader(""))
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("callArg(%q) = %#v, %v; want %#v", tt.arg, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"{", "1 2", "@/no/such/file"} {
+		if _, err := callArg(bad, strings.NewReader("")); err == nil {
+			t.Errorf("callArg(%q) accepted", bad)
+		}
+	}
 }
