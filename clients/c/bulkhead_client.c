@@ -550,6 +550,7 @@ struct bhc_client {
 	uint32_t max_frame; /* the daemon's, from its HELLO */
 	uint64_t next_id;
 	int timeout_ms;
+	int grace_ms;      /* waited past a deadline for the daemon's answer */
 	int broken;        /* the connection is unusable: why says why */
 	bhc_error why;
 	bhc_buf in, out;   /* the last payload read; the frame being written */
@@ -785,7 +786,7 @@ static int roundtrip(bhc_client *c, const char *op, kv *f, size_t n, const uint8
 	int64_t deadline = 0;
 	if (c->timeout_ms > 0) {
 		f[n++] = (kv){"deadline", 'u', (uint64_t)(wall_ns() + (int64_t)c->timeout_ms * 1000000), NULL, NULL, 0};
-		deadline = now_ms() + c->timeout_ms + GRACE_MS;
+		deadline = now_ms() + c->timeout_ms + c->grace_ms;
 	}
 	uint64_t id = ++c->next_id;
 	put_request(&c->out, f, n);
@@ -885,7 +886,7 @@ static bhc_client *handshake(int fd, const char *name, int timeout_ms, bhc_error
 		close(fd);
 		return NULL;
 	}
-	c->fd = fd, c->max_frame = MAX_HELLO, c->timeout_ms = timeout_ms;
+	c->fd = fd, c->max_frame = MAX_HELLO, c->timeout_ms = timeout_ms, c->grace_ms = GRACE_MS;
 	int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
 	kv f[2] = {{"protocol", 'u', BHC_PROTOCOL, NULL, NULL, 0}, {"name", 's', 0, name, NULL, 0}};
 	put_request(&c->out, f, name != NULL && name[0] ? 2 : 1);

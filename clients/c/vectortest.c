@@ -322,6 +322,40 @@ static void to_daemon(const char *name, const char *reply, uint64_t n) {
 	bhc_close(c);
 }
 
+/* timeout checks a request the daemon does not answer in time: kind
+ * "timeout", CANCEL sent for it, and the client still usable: the late
+ * answer is dropped and the next request gets its own. */
+static void timeout(void) {
+	int peer;
+	bhc_client *c = fake(&peer);
+	bhc_error err;
+	bhc_buf res = {0};
+	uint8_t buf[512], cancel[HEADER] = {0}, next[64];
+	const vec *late = find("daemon", "reply.call"); /* id 1, result "hi" */
+	c->timeout_ms = 20, c->grace_ms = 0;
+	int rc = bhc_call(c, "demo", "ping", NULL, 0, &res, &err);
+	char kind[32];
+	memcpy(kind, err.kind, sizeof kind);
+	ssize_t n = recv(peer, buf, sizeof buf, MSG_DONTWAIT);
+	cancel[4] = T_CANCEL, cancel[8] = 1;
+	int sent = n > 2 * HEADER && memcmp(buf + n - HEADER, cancel, HEADER) == 0;
+	memcpy(next, late->frame, late->len);
+	next[8] = 2; /* the same answer, for request 2 */
+	feed(peer, late);
+	write_all(peer, next, late->len, 0);
+	c->timeout_ms = 0;
+	int rc2 = bhc_call(c, "demo", "echo", NULL, 0, &res, &err);
+	const char *s = "";
+	size_t sn = 0;
+	if (rc2 != 0 || bhc_result_text(&res, &s, &sn) != 0)
+		s = "FAILED", sn = 6;
+	printf("timeout call {\"rc\":%d,\"kind\":\"%s\",\"cancel_sent\":%s,\"then\":\"%.*s\"}\n", rc, kind,
+	       sent ? "true" : "false", (int)sn, s);
+	close(peer);
+	bhc_buf_free(&res);
+	bhc_close(c);
+}
+
 int main(int argc, char **argv) {
 	static const struct {
 		const char *name, *reply;
@@ -347,6 +381,7 @@ int main(int argc, char **argv) {
 			from_daemon(&vecs[i]);
 	for (size_t i = 0; i < sizeof conv / sizeof conv[0]; i++)
 		to_daemon(conv[i].name, conv[i].reply, conv[i].id);
+	timeout();
 	for (size_t i = 0; i < nvecs; i++)
 		free(vecs[i].frame);
 	return 0;

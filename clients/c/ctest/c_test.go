@@ -149,6 +149,9 @@ func replay(t *testing.T, bin string) {
 		}
 		got[f[0]+" "+f[1]] = f[2]
 	}
+	if want := `{"rc":-1,"kind":"timeout","cancel_sent":true,"then":"hi"}`; got["timeout call"] != want {
+		t.Errorf("a request not answered in time: %s, want %s", got["timeout call"], want)
+	}
 	vs := loadVectors(t)
 	byName := map[string]vector{}
 	for _, v := range vs {
