@@ -92,3 +92,51 @@ func benchSpawn(b *testing.B, exe string, sb bulkhead.Sandbox) time.Duration {
 	p.Close(context.Background())
 	return d
 }
+
+// BenchmarkSandboxRespawn alternates, on a pool of one worker with the full
+// sandbox and on one without, a call that kills its worker and a null call
+// that waits for the replacement, and reports the time from the crash to
+// the null call's answer, sandboxed/bare. Unlike BenchmarkSandboxSpawn, the
+// pool's per-pool work (the pinned binary's hash, the Landlock ABI) is done
+// once, as in a long-lived pool.
+func BenchmarkSandboxRespawn(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("cgroups need root")
+	}
+	exe, _ := os.Executable()
+	f, err := os.Open(exe)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	f.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	full := bulkhead.Sandbox{SHA256: hex.EncodeToString(h.Sum(nil)), MemoryMax: 1 << 30, PidsMax: 256, CPUMax: 1,
+		Seccomp: "files", ReadOnly: []string{"/proc"}}
+	pools := [2]*bulkhead.Pool{
+		benchPoolCfg(b, bulkhead.Config{Workers: 1, Sandbox: full, Env: []string{"GORACE=atexit_sleep_ms=0"}}),
+		benchPoolCfg(b, bulkhead.Config{Workers: 1, Env: []string{"GORACE=atexit_sleep_ms=0"}}),
+	}
+	ctx := context.Background()
+	respawn := func(p *bulkhead.Pool) time.Duration {
+		t0 := time.Now()
+		if _, err := p.Call(ctx, "kill"); err == nil {
+			b.Fatal("kill call succeeded")
+		}
+		if _, err := p.Call(ctx, "null"); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0)
+	}
+	var ts, tb time.Duration
+	for b.Loop() {
+		ts += respawn(pools[0])
+		tb += respawn(pools[1])
+	}
+	b.ReportMetric(float64(ts)/float64(tb), "sandboxed/bare")
+	b.ReportMetric(float64(ts.Microseconds())/float64(b.N), "sandboxed-us/respawn")
+	b.ReportMetric(float64(tb.Microseconds())/float64(b.N), "bare-us/respawn")
+}
