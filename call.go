@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/bulkhead-go/bulkhead/internal/dispatch"
+	"math"
 	"sync"
 	"syscall"
 	"time"
@@ -228,6 +229,9 @@ func (p *Pool) answered(ctx context.Context, w *workerProc, id uint64, method st
 			return Reply{}, noRedispatch, err
 		}
 		r := Reply{raw: res.Payload}
+		if res.HasUsage {
+			r.use = &CallUsage{CPU: time.Duration(min(res.Usage.CPU, math.MaxInt64)), MaxRSS: int64(min(res.Usage.MaxRSS, math.MaxInt64))}
+		}
 		if res.Large {
 			r.big = &replyBuffer{buf: res.Payload, owner: &p.bufs}
 		}

@@ -181,6 +181,14 @@ type Config struct {
 	// worker is left running. Zero value: no slow-call log.
 	SlowCall time.Duration
 
+	// CallUsage asks each worker for its resource usage during every call:
+	// Reply.Usage then gives the CPU time of the thread that ran the call
+	// and the worker's peak resident memory during it (a USAGE frame,
+	// PROTOCOL.md section 3, from workers that support it, as the Go SDK
+	// does). It costs the worker a few system calls and a /proc read per
+	// call (BenchmarkNullCallUsage). Zero value: not asked.
+	CallUsage bool
+
 	// NoCallTimings skips timing each call for Pool.Metrics' duration
 	// histograms: two clock reads, about 60 ns a call (BenchmarkCallMetrics),
 	// under 1% of a null call on the socket but a larger share of one on

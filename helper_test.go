@@ -190,6 +190,21 @@ func registerHelperMethods(s *worker.Server, fd int) {
 		native.Abort() // abort() in C
 		return nil, nil
 	})
+	s.Handle("burn", worker.Func(func(_ context.Context, ms int) (any, error) {
+		// Spins until this thread has used ms of CPU: CPU time, not wall
+		// time, however loaded the machine.
+		until := startCPU() + int64(ms)*1e6
+		for startCPU() < until {
+		}
+		return nil, nil
+	}))
+	s.Handle("grow", worker.Func(func(_ context.Context, mib int) (int, error) {
+		b := make([]byte, mib<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1 // resident
+		}
+		return int(b[len(b)/2]), nil
+	}))
 	s.Handle("chang", func(context.Context, worker.Args) (any, error) {
 		native.Hang() // an endless loop in C
 		return nil, nil
@@ -258,4 +273,11 @@ func registerHelperMethods(s *worker.Server, fd int) {
 type gateArgs struct {
 	Fifo string // a named pipe the call waits on
 	Then string // "segv" to crash once let through; anything else returns the pid
+}
+
+// startCPU is the calling thread's CPU time, in nanoseconds.
+func startCPU() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
+	return ts.Nano()
 }

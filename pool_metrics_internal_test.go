@@ -82,6 +82,19 @@ func BenchmarkNullCallMetrics(b *testing.B) {
 }
 
 func benchNullCallMetrics(b *testing.B, cfg Config) {
+	benchNullCallAB(b, "counted", cfg, hooks{}, "bare", cfg, hooks{noMetrics: true})
+}
+
+// BenchmarkNullCallUsage is BenchmarkNullCallMetrics for Config.CallUsage:
+// null calls on a pool that asks its worker for each call's usage and one
+// that does not, alternated.
+func BenchmarkNullCallUsage(b *testing.B) {
+	benchNullCallAB(b, "usage", Config{CallUsage: true}, hooks{}, "plain", Config{}, hooks{})
+}
+
+// benchNullCallAB alternates blocks of 1,000 null calls on pool a and pool
+// b, one worker each, and reports the ratio of their times per call.
+func benchNullCallAB(b *testing.B, nameA string, cfgA Config, hA hooks, nameB string, cfgB Config, hB hooks) {
 	pool := func(cfg Config, h hooks) *Pool {
 		exe, err := os.Executable()
 		if err != nil {
@@ -95,10 +108,10 @@ func benchNullCallMetrics(b *testing.B, cfg Config) {
 		b.Cleanup(func() { p.Close(context.Background()) })
 		return p
 	}
-	counted, bare := pool(cfg, hooks{}), pool(cfg, hooks{noMetrics: true})
+	pa, pb := pool(cfgA, hA), pool(cfgB, hB)
 	ctx := context.Background()
 	const block = 1000
-	var tc, tb time.Duration
+	var ta, tb time.Duration
 	run := func(p *Pool) time.Duration {
 		t0 := time.Now()
 		for range block {
@@ -109,10 +122,10 @@ func benchNullCallMetrics(b *testing.B, cfg Config) {
 		return time.Since(t0)
 	}
 	for b.Loop() {
-		tc += run(counted)
-		tb += run(bare)
+		ta += run(pa)
+		tb += run(pb)
 	}
-	b.ReportMetric(float64(tc)/float64(tb), "counted/bare")
-	b.ReportMetric(float64(tc.Nanoseconds())/float64(b.N*block), "counted-ns/call")
-	b.ReportMetric(float64(tb.Nanoseconds())/float64(b.N*block), "bare-ns/call")
+	b.ReportMetric(float64(ta)/float64(tb), nameA+"/"+nameB)
+	b.ReportMetric(float64(ta.Nanoseconds())/float64(b.N*block), nameA+"-ns/call")
+	b.ReportMetric(float64(tb.Nanoseconds())/float64(b.N*block), nameB+"-ns/call")
 }

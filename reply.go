@@ -2,6 +2,7 @@ package bulkhead
 
 import (
 	"context"
+	"time"
 
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
@@ -12,6 +13,29 @@ import (
 type Reply struct {
 	raw []byte
 	big *replyBuffer // a large reply's buffer, which Release recycles; else nil
+	use *CallUsage   // the worker's usage during the call (Config.CallUsage), or nil
+}
+
+// CallUsage is a worker's resource usage during one call (Config.CallUsage).
+type CallUsage struct {
+	// CPU is the CPU time, user and system, of the thread that ran the
+	// call. With Concurrency above 1 the Go SDK holds the call's goroutine
+	// on one thread while the handler runs, so that it is the call's own.
+	CPU time.Duration
+	// MaxRSS is the worker's peak resident memory from the call's start to
+	// its end, in bytes (the peak is reset as each call starts: with calls
+	// running at once, it covers the others' too).
+	MaxRSS int64
+}
+
+// Usage returns the worker's resource usage during the call, and false if
+// there is none: Config.CallUsage was not set, or the worker does not
+// report usage.
+func (r Reply) Usage() (CallUsage, bool) {
+	if r.use == nil {
+		return CallUsage{}, false
+	}
+	return *r.use, true
 }
 
 // NewReply returns a Reply whose result is raw, one CBOR data item

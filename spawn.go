@@ -98,11 +98,18 @@ func launchWatched(s *settings, sp *proc.Spawner, onDied, onExit func(*workerPro
 	return w, nil
 }
 
+// callUsageEnv asks a worker for a USAGE frame before each answer
+// (Config.CallUsage; PROTOCOL.md section 1).
+const callUsageEnv = "BULKHEAD_CALL_USAGE=1"
+
 // capacity is how many calls at once a worker that said h runs.
 func (s *settings) capacity(h wire.Hello) int { return min(s.ConcurrencyPerWorker, int(h.Concurrency)) }
 
 // spec is how launch starts a worker of s, with extraEnv last.
 func (s *settings) spec(extraEnv []string) dispatch.Spec {
+	if s.CallUsage {
+		extraEnv = append(extraEnv[:len(extraEnv):len(extraEnv)], callUsageEnv)
+	}
 	sp := dispatch.Spec{
 		Path: s.path, Command: s.Command, Args: s.Args, Env: s.Env, Dir: s.Dir, ExtraEnv: extraEnv,
 		StderrTail: s.StderrTail, KillGrace: s.KillGrace, StartTimeout: s.StartTimeout, MaxFrame: s.maxFrame,

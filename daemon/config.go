@@ -100,6 +100,7 @@ type PoolFile struct {
 	MaxReplays           int           `toml:"max_replays"`
 	NoCallTimings        bool          `toml:"no_call_timings"`
 	SlowCall             time.Duration `toml:"slow_call"`
+	CallUsage            bool          `toml:"call_usage"`
 	// Sandbox is bulkhead.Sandbox: each field as its snake_case key
 	// (memory_max, pids_max, ...), set by reflection so that every field
 	// the sandbox gains has a key.

@@ -21,6 +21,7 @@ type env struct {
 	shmFD       int // -1: no shared-memory transport offered
 	shmSize     int // ring bytes per direction
 	shmSpin     int
+	callUsage   bool // BULKHEAD_CALL_USAGE=1: a USAGE frame before each answer
 }
 
 // ErrNotWorker is returned by Serve when the process was not started by a
@@ -40,6 +41,7 @@ func readEnv() (env, error) {
 	if v := os.Getenv("BULKHEAD_PROTOCOL"); v != "" && v != strconv.Itoa(wire.Version) {
 		return e, fmt.Errorf("worker: %w: dispatcher speaks protocol %q, this worker speaks %d", errBadEnv, v, wire.Version)
 	}
+	e.callUsage = os.Getenv("BULKHEAD_CALL_USAGE") == "1"
 	var err error
 	if e.fd, err = atoiRange("BULKHEAD_FD", fdStr, 0, 1<<20); err != nil {
 		return e, err

@@ -28,8 +28,18 @@ func (c *conn) serveSerial(ctx context.Context, idle time.Duration) error {
 		}
 		switch h.Type {
 		case wire.TypeCall:
+			var m *meter
+			if c.env.callUsage {
+				m = &meter{f: c.usage}
+				m.start() // on this goroutine's locked thread, like the call
+			}
 			res, rerr := c.run(ctx, h.ID, p, &call)
+			var u wire.Usage
+			if m != nil {
+				u = m.stop()
+			}
 			c.wmu.Lock() // a STACK may be being written (stack.go)
+			c.putUsage(h.ID, m, u)
 			c.encodeResult(h.ID, call.Method, res, rerr)
 			err := c.flush()
 			c.wmu.Unlock()
@@ -83,12 +93,25 @@ func (c *conn) serveConcurrent(ctx context.Context, idle time.Duration, n int) e
 			go func(id uint64) {
 				defer wg.Done()
 				var call wire.Call
+				var m *meter
+				if c.env.callUsage {
+					// The call's own thread, for its CPU time.
+					runtime.LockOSThread()
+					m = &meter{f: c.usage}
+					m.start()
+				}
 				res, rerr := c.runMarked(cctx, id, payload, &call)
+				var u wire.Usage
+				if m != nil {
+					u = m.stop()
+					runtime.UnlockOSThread()
+				}
 				cmu.Lock()
 				delete(cancels, id)
 				cmu.Unlock()
 				cancel()
 				c.wmu.Lock()
+				c.putUsage(id, m, u)
 				c.encodeResult(id, call.Method, res, rerr)
 				werr := c.flush()
 				c.wmu.Unlock()
@@ -273,3 +296,11 @@ const (
 	markerMagic   = 0x4b4d4842
 	markerVersion = 1
 )
+
+// putUsage appends u, call id's USAGE, if m measured it, so that it goes
+// out just before the call's answer.
+func (c *conn) putUsage(id uint64, m *meter, u wire.Usage) {
+	if m != nil {
+		_ = c.outb.Usage(id, u, c.env.maxFrame) // a few bytes: under any frame limit
+	}
+}

@@ -213,6 +213,8 @@ type conn struct {
 	started  *atomic.Uint64 // in the shared start-marker page, or a private word
 	handlers map[string]Handler
 
+	usage usageFiles // the /proc files of BULKHEAD_CALL_USAGE (usage.go)
+
 	wmu  sync.Mutex // serialises writes: of calls' answers when Concurrency > 1, and of STACK frames
 	outb wire.Builder
 	segs [][]byte // flush's scratch for frames with referenced results
@@ -239,6 +241,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		return err
 	}
 	defer unix.Close(int(c.fd))
+	if e.callUsage {
+		c.usage = openUsage()
+		defer c.usage.close()
+	}
 	// The serving loop blocks in read(2), which cannot select on ctx:
 	// shutting the read side down is what makes it see the end.
 	stop := context.AfterFunc(ctx, c.wakeReader)

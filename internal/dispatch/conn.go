@@ -96,6 +96,8 @@ type Pending struct {
 	done    bool          // guarded by conn.mu
 	typ     wire.Type     // REPLY or ERROR
 	payload []byte
+	usage   wire.Usage // the worker's USAGE for the call, if it sent one (hasUsage)
+	hasUse  bool
 	large   bool  // payload came from conn.bufs
 	err     error // the connection broke before the reply
 
@@ -183,6 +185,10 @@ type Result struct {
 	Payload []byte
 	Large   bool // Payload is a buffer from Options.Buffers
 	Err     error
+	// Usage is the worker's USAGE for the call, when HasUsage: it sends
+	// one before its answer if the dispatcher asked (BULKHEAD_CALL_USAGE).
+	Usage    wire.Usage
+	HasUsage bool
 	// Shut (from Wait only): this call's ctx ending shut the connection
 	// down, and the shutdown is over.
 	Shut bool
@@ -201,7 +207,7 @@ func (c *Conn) Wait(ctx context.Context, p *Pending) Result {
 func (c *Conn) Result(p *Pending) Result {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Result{Done: p.done, Type: p.typ, Payload: p.payload, Large: p.large, Err: p.err}
+	return Result{Done: p.done, Type: p.typ, Payload: p.payload, Large: p.large, Err: p.err, Usage: p.usage, HasUsage: p.hasUse}
 }
 
 // Done reports whether p's outcome is in.

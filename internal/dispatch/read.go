@@ -115,6 +115,8 @@ func (c *Conn) handleFrame(h wire.Header, payload []byte, self *Pending) (q *Pen
 		if h.Type == wire.TypePing && !c.down.Load() {
 			c.SendControl(wire.TypePong, h.ID)
 		}
+	case h.Type == wire.TypeUsage:
+		return nil, false, c.usageOf(h, payload)
 	case h.Type == wire.TypeStack:
 		dump, err := wire.DecodeStack(payload)
 		if err != nil {
@@ -183,4 +185,23 @@ func readError(err error) error {
 		return fmt.Errorf("%w: shared-memory ring: %w", wire.ErrProtocol, err)
 	}
 	return err
+}
+
+// usageOf gives a call the USAGE its worker sent before the answer. One for
+// a call never sent is a protocol violation; one for a call no longer
+// waited for is dropped, as its answer will be.
+func (c *Conn) usageOf(h wire.Header, payload []byte) error {
+	u, err := wire.DecodeUsage(payload)
+	if err != nil {
+		return err
+	}
+	if h.ID == 0 || h.ID > c.sent.Load() {
+		return &wire.FrameError{Header: h, Reason: "USAGE for a request never sent"}
+	}
+	c.mu.Lock()
+	if q := c.pend[h.ID]; q != nil {
+		q.usage, q.hasUse = u, true
+	}
+	c.mu.Unlock()
+	return nil
 }

@@ -43,6 +43,9 @@ const (
 	// TypeStack is a worker's dump of its threads' stacks, sent when the
 	// dispatcher asks by the signal the HELLO named ("stack").
 	TypeStack Type = 9
+	// TypeUsage is a worker's resource usage during a call, sent just
+	// before its answer when the dispatcher asked (BULKHEAD_CALL_USAGE).
+	TypeUsage Type = 10
 
 	// Types 16-31 are reserved for the object model.
 	typeObjectFirst Type = 16
@@ -52,6 +55,7 @@ const (
 var typeNames = [...]string{
 	TypeHello: "HELLO", TypeCall: "CALL", TypeReply: "REPLY", TypeError: "ERROR",
 	TypeCancel: "CANCEL", TypeQuit: "QUIT", TypePing: "PING", TypePong: "PONG", TypeStack: "STACK",
+	TypeUsage: "USAGE",
 }
 
 func (t Type) String() string {
@@ -66,7 +70,7 @@ func (t Type) String() string {
 
 // Known reports whether t is a type of protocol version 1.
 func (t Type) Known() bool {
-	return (t >= TypeHello && t <= TypeStack) || (t >= typeObjectFirst && t <= typeObjectLast)
+	return (t >= TypeHello && t <= TypeUsage) || (t >= typeObjectFirst && t <= typeObjectLast)
 }
 
 // Header is a decoded frame header.

@@ -171,3 +171,30 @@ func FuzzDecodeStack(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeUsage: a USAGE payload decodes to two numbers that encode back
+// to a payload that decodes the same, or is a protocol error.
+func FuzzDecodeUsage(f *testing.F) {
+	var b Builder
+	_ = b.Usage(7, Usage{CPU: 1500, MaxRSS: 1 << 30}, DefaultMaxFrame)
+	f.Add(b.Bytes()[HeaderSize:])
+	f.Add([]byte{0x81, 0x01})       // one item
+	f.Add([]byte{0x83, 0x01, 2, 3}) // three
+	f.Add([]byte{0x82, 0x20, 0x01}) // a negative
+	f.Fuzz(func(t *testing.T, p []byte) {
+		u, err := DecodeUsage(p)
+		if err != nil {
+			if !errors.Is(err, ErrProtocol) {
+				t.Fatalf("error %v does not wrap ErrProtocol", err)
+			}
+			return
+		}
+		var b Builder
+		if err := b.Usage(1, u, DefaultMaxFrame); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := DecodeUsage(b.Bytes()[HeaderSize:]); err != nil || v != u {
+			t.Fatalf("round trip: %+v, %v; want %+v", v, err, u)
+		}
+	})
+}

@@ -39,7 +39,7 @@ func TestParseHeaderRefuses(t *testing.T) {
 		reason string
 	}{
 		{"unknown type 0", func(b []byte) { b[4] = 0 }, "unknown message type"},
-		{"unknown type 10", func(b []byte) { b[4] = 10 }, "unknown message type"},
+		{"unknown type 11", func(b []byte) { b[4] = 11 }, "unknown message type"},
 		{"unknown type 32", func(b []byte) { b[4] = 32 }, "unknown message type"},
 		{"flags", func(b []byte) { b[5] = 1 }, "non-zero flags"},
 		{"reserved", func(b []byte) { b[7] = 1 }, "non-zero reserved"},
