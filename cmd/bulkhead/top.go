@@ -17,7 +17,8 @@ import (
 
 // topConfig is bulkhead top's validated command line.
 type topConfig struct {
-	url      string // the status report's URL
+	url      string // the status report's URL, or
+	socket   string // a bulkhead serve daemon's socket
 	interval time.Duration
 	once     bool
 }
@@ -25,24 +26,28 @@ type topConfig struct {
 func newTopCmd() *cobra.Command {
 	cfg := topConfig{}
 	cmd := &cobra.Command{
-		Use:   "top URL",
+		Use:   "top URL | top --socket PATH",
 		Short: "Watch a status endpoint live: pools, workers, their calls and the latest crashes",
 		Long: `top polls a status endpoint (package status: bulkhead demo --listen, or a service that
 mounts status.New) and shows every pool and worker, like top: state, calls served, the call it
 runs and for how long, CPU time, memory, age; then the latest crashes. URL is the page or its
-JSON report (http://127.0.0.1:9090/status). Keys: q quits, p pauses.`,
+JSON report (http://127.0.0.1:9090/status). With --socket it reads a bulkhead serve daemon's
+status over its socket instead (pools, counters and workers; the daemon reports no CPU, memory
+or crash log per worker). Keys: q quits, p pauses.`,
 		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return usagef("top takes one URL, got %d arguments", len(args))
+			if len(args) != 1 && cfg.socket == "" || len(args) != 0 && cfg.socket != "" {
+				return usagef("top takes one URL, or --socket and no URL; got %d arguments", len(args))
 			}
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			u, err := reportURL(args[0])
-			if err != nil {
-				return badUsage{err}
+			if cfg.socket == "" {
+				u, err := reportURL(args[0])
+				if err != nil {
+					return badUsage{err}
+				}
+				cfg.url = u
 			}
-			cfg.url = u
 			if cfg.interval < 100*time.Millisecond || cfg.interval > time.Minute {
 				return usagef("--interval %v: want 100ms to 1m", cfg.interval)
 			}
@@ -52,6 +57,7 @@ JSON report (http://127.0.0.1:9090/status). Keys: q quits, p pauses.`,
 	f := cmd.Flags()
 	f.DurationVar(&cfg.interval, "interval", time.Second, "how often to poll, 100ms to 1m")
 	f.BoolVar(&cfg.once, "once", false, "print one screen and exit, for scripts")
+	f.StringVar(&cfg.socket, "socket", "", "read a bulkhead serve daemon's status over this Unix socket instead of a URL")
 	return cmd
 }
 
@@ -96,14 +102,14 @@ func fetchReport(ctx context.Context, u string, timeout time.Duration) (status.R
 
 func runTop(ctx context.Context, cfg topConfig, in io.Reader, out io.Writer) error {
 	if cfg.once {
-		rep, err := fetchReport(ctx, cfg.url, 10*time.Second)
+		rep, err := topSource(cfg)(ctx, 10*time.Second)
 		if err != nil {
 			return err
 		}
-		_, err = io.WriteString(out, renderTop(rep, 120, cfg.url, nil))
+		_, err = io.WriteString(out, renderTop(rep, 120, cfg.where(), nil))
 		return err
 	}
-	m := &topModel{cfg: cfg, ctx: ctx, width: 120}
+	m := &topModel{cfg: cfg, ctx: ctx, width: 120, read: topSource(cfg)}
 	_, err := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(in), tea.WithOutput(out), tea.WithAltScreen()).Run()
 	if err == tea.ErrProgramKilled && ctx.Err() != nil {
 		return nil
@@ -120,6 +126,7 @@ type topModel struct {
 	err    error
 	width  int
 	paused bool
+	read   func(context.Context, time.Duration) (status.Report, error) // topSource
 }
 
 // reportMsg is one poll's outcome.
@@ -132,7 +139,7 @@ type reportMsg struct {
 type tickMsg struct{}
 
 func (m *topModel) poll() tea.Msg {
-	rep, err := fetchReport(m.ctx, m.cfg.url, m.cfg.interval)
+	rep, err := m.read(m.ctx, m.cfg.interval)
 	return reportMsg{rep, err}
 }
 
@@ -167,7 +174,7 @@ func (m *topModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 }
 
 func (m *topModel) View() string {
-	s := renderTop(m.rep, m.width, m.cfg.url, m.err)
+	s := renderTop(m.rep, m.width, m.cfg.where(), m.err)
 	if m.paused {
 		s += "\n[paused: p resumes]"
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -67,6 +68,8 @@ func TestTopErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"top"}, 2, "one URL"},
+		{[]string{"top", "--socket", "/x.sock", "http://127.0.0.1:1/status"}, 2, "one URL, or --socket"},
+		{[]string{"top", "--once", "--socket", "/nonexistent/bulkhead.sock"}, 1, "no such file"},
 		{[]string{"top", "ftp://x/status"}, 2, "want http://"},
 		{[]string{"top", "--interval", "1ms", "http://127.0.0.1:1/status"}, 2, "--interval"},
 		{[]string{"top", "--once", "http://127.0.0.1:1/status"}, 1, "connect"}, // nothing listens on port 1
@@ -88,7 +91,8 @@ func TestTopModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &topModel{cfg: topConfig{url: u, interval: time.Second}, ctx: context.Background(), width: 120}
+	cfg := topConfig{url: u, interval: time.Second}
+	m := &topModel{cfg: cfg, ctx: context.Background(), width: 120, read: topSource(cfg)}
 	msg := m.Init()()
 	if _, cmd := m.Update(msg); cmd == nil {
 		t.Error("no next poll after a report")
@@ -106,5 +110,27 @@ func TestTopModel(t *testing.T) {
 	}
 	if _, cmd := m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("q")}); cmd == nil || cmd() != tea.Quit() {
 		t.Error("q does not quit")
+	}
+}
+
+// TestTopDaemon reads a real bulkhead serve daemon over its socket.
+func TestTopDaemon(t *testing.T) {
+	checkLeaks(t)
+	p := startServe(t)
+	pids := p.workerPIDs(t)
+	if len(pids) == 0 {
+		t.Fatal("the daemon has no worker")
+	}
+	code, out, errs := run(t, "top", "--once", "--socket", p.sock)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if !strings.Contains(out, "pool demo:") || !strings.Contains(out, "daemon "+p.sock) {
+		t.Errorf("no pool demo in\n%s", out)
+	}
+	for _, pid := range pids {
+		if !strings.Contains(out, fmt.Sprintf("%8d  idle", pid)) {
+			t.Errorf("worker %d not shown idle in\n%s", pid, out)
+		}
 	}
 }
