@@ -32,6 +32,7 @@ type File struct {
 	Pools       []PoolFile    `toml:"pool"`
 	Activator   ActivatorFile `toml:"activator"`
 	Servers     []ServerFile  `toml:"server"`
+	NATS        NATS          `toml:"nats"`
 }
 
 // ConnLimits bound what one client connection may hold (CLIENT-PROTOCOL.md

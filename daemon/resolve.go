@@ -30,6 +30,7 @@ type Config struct {
 	Pools       []Pool
 	Activator   activation.ActivatorConfig
 	ClassAllow  map[string]Access // by class name
+	NATS        NATS              // [nats]: serve the pools as a cluster node too
 }
 
 // Pool is one configured pool.
@@ -48,6 +49,8 @@ func (f *File) resolve(path string, data []byte) (*Config, error) {
 		errs = append(errs, &ConfigError{File: path, Line: keyLineN(data, toml.Key(splitKey(key)), nth), Key: key, Err: err})
 	}
 	c.socketAccess(f, bad)
+	c.NATS = f.NATS
+	f.NATS.check(bad)
 	c = c.withDefaults()
 	seen := make(map[string]bool)
 	for i := range f.Pools {

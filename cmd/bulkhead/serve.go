@@ -17,8 +17,8 @@ import (
 // newServeCmd is `bulkhead serve`: the daemon (package daemon).
 func newServeCmd() *cobra.Command {
 	var (
-		config, socket string
-		check          bool
+		config, socket, natsURL string
+		check                   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve --config FILE [--socket PATH] [--check]",
@@ -42,12 +42,16 @@ func newServeCmd() *cobra.Command {
 				fmt.Fprintf(c.OutOrStdout(), "%s: ok (%d pools, %d class servers)\n", config, len(cfg.Pools), len(cfg.Activator.Servers))
 				return nil
 			}
+			if natsURL != "" {
+				cfg.NATS.URL = natsURL
+			}
 			return serve(c.Context(), cfg, config, socket)
 		},
 	}
 	cmd.Flags().StringVar(&config, "config", "", "the TOML config (examples/serve/bulkhead.toml)")
 	cmd.Flags().StringVar(&socket, "socket", "", "the socket's path, overriding the config's")
 	cmd.Flags().BoolVar(&check, "check", false, "validate the config and exit")
+	cmd.Flags().StringVar(&natsURL, "nats", "", "also serve the pools as a cluster node on this NATS server (overrides [nats] url)")
 	return cmd
 }
 
@@ -62,6 +66,12 @@ func serve(ctx context.Context, cfg *daemon.Config, path, socket string) error {
 	}
 	s, err := daemon.New(ctx, cfg, log)
 	if err != nil {
+		ln.Close()
+		return err
+	}
+	leave, err := startNode(s, cfg, log)
+	if err != nil {
+		shutdown(s, cfg.DrainGrace, log)
 		ln.Close()
 		return err
 	}
@@ -81,11 +91,13 @@ func serve(ctx context.Context, cfg *daemon.Config, path, socket string) error {
 			notify.Ready()
 		case err := <-served:
 			notify.Stopping()
+			leave(cfg.DrainGrace)
 			shutdown(s, cfg.DrainGrace, log)
 			return err
 		case <-ctx.Done():
 			notify.Stopping()
 			log.Info("draining", "grace", cfg.DrainGrace.String())
+			leave(cfg.DrainGrace)
 			shutdown(s, cfg.DrainGrace, log)
 			return <-served
 		}

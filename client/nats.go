@@ -1,0 +1,17 @@
+package client
+
+import (
+	"context"
+
+	"github.com/bulkhead-go/bulkhead/cluster"
+	"github.com/nats-io/nats.go"
+)
+
+// DialNATS connects to the NATS server at url and returns a
+// bulkhead.Caller of pool across the cluster nodes that serve it
+// (`bulkhead serve --nats`, package cluster): the one-line change from
+// Dial(...).Pool(pool). nopts are nats.go's own (credentials, NKeys,
+// TLS). Close the client when done.
+func DialNATS(ctx context.Context, url, pool string, nopts ...nats.Option) (*cluster.Client, error) {
+	return cluster.Dial(ctx, url, pool, cluster.Options{}, nopts...)
+}

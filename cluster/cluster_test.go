@@ -1,0 +1,278 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/client"
+	"github.com/bulkhead-go/bulkhead/cluster"
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
+	"github.com/nats-io/nats.go"
+)
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestCallsAcrossNodes: results and typed errors cross, the deadline
+// travels, and calls reach every node.
+func TestCallsAcrossNodes(t *testing.T) {
+	testutil.CheckLeaks(t)
+	url := startNATS(t)
+	for _, n := range []string{"a", "b", "c"} {
+		startNode(t, url, n, 1)
+	}
+	c := dial(t, url, cluster.Options{}, 3)
+	ctx := ctxT(t, 20*time.Second)
+
+	got, err := bulkhead.CallAs[map[string]any](ctx, c, "echo", map[string]any{"x": "y"})
+	if err != nil || got["x"] != "y" {
+		t.Fatalf("echo: %v, %v", got, err)
+	}
+	var remote *bulkhead.RemoteError
+	if _, err := c.Call(ctx, "fail"); !errors.As(err, &remote) {
+		t.Errorf("fail: %T %v, want *RemoteError", err, err)
+	}
+	var crash *bulkhead.CrashError
+	if _, err := c.Call(ctx, "crash"); !errors.As(err, &crash) || crash.Signal.String() != "segmentation fault" {
+		t.Errorf("crash: %T %v, want *CrashError with SIGSEGV", err, err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	left, err := bulkhead.CallAs[int64](dctx, c, "left")
+	cancel()
+	if err != nil || left <= 0 || left > 2000 {
+		t.Errorf("left: %d ms, %v; want the caller's deadline, under 2000 ms", left, err)
+	}
+	callsReach(t, ctx, c, "a", "b", "c")
+
+	// The one-line change from the daemon's client.
+	var caller bulkhead.Caller
+	nc, err := client.DialNATS(ctx, url, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	caller = nc
+	if who, err := bulkhead.CallAs[string](ctx, caller, "who"); err != nil || who == "" {
+		t.Errorf("DialNATS: %q, %v", who, err)
+	}
+}
+
+// callsReach calls "who" until every node of want has answered one (a
+// node reports no free worker until its pool's worker is up, so the
+// first calls may avoid it), or ctx ends.
+func callsReach(t *testing.T, ctx context.Context, c *cluster.Client, want ...string) {
+	t.Helper()
+	seen := map[string]int{}
+	for ctx.Err() == nil {
+		who, err := bulkhead.CallAs[string](ctx, c, "who")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[who]++
+		n := 0
+		for _, w := range want {
+			if seen[w] > 0 {
+				n++
+			}
+		}
+		if n == len(want) {
+			return
+		}
+	}
+	t.Errorf("calls by node: %v, want %v", seen, want)
+}
+
+// TestNodeKilledMidCall: a node process SIGKILLed with a call started
+// gives that call a *NodeLostError; the next calls go to the live node.
+func TestNodeKilledMidCall(t *testing.T) {
+	testutil.CheckLeaks(t)
+	url := startNATS(t)
+	proc := startNodeProcess(t, url, "doomed")
+	c := dial(t, url, cluster.Options{}, 1)
+	ctx := ctxT(t, 20*time.Second)
+	path, held := fifo(t)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Call(ctx, "hold", path)
+		errc <- err
+	}()
+	<-held
+	startNode(t, url, "live", 1)
+	proc.Process.Kill()
+	err := <-errc
+	var lost *cluster.NodeLostError
+	if !errors.As(err, &lost) || lost.Node != "doomed" || !errors.Is(err, cluster.ErrNodeLost) {
+		t.Fatalf("call on the killed node: %T %v, want *NodeLostError", err, err)
+	}
+	for range 10 {
+		who, err := bulkhead.CallAs[string](ctx, c, "who")
+		if err != nil || who != "live" {
+			t.Fatalf("after the loss: %q, %v", who, err)
+		}
+	}
+}
+
+// fakeNode is a node that takes a call and is then cut off before it
+// says it started: the call must go to another node.
+func TestUnstartedCallIsRetried(t *testing.T) {
+	testutil.CheckLeaks(t)
+	url := startNATS(t)
+	startNode(t, url, "real", 1)
+	fake, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+	got := make(chan struct{})
+	var once sync.Once
+	fake.Subscribe("bulkhead.p.node.fake", func(*nats.Msg) { once.Do(func() { close(got) }) })
+	fake.Subscribe("bulkhead.alive.fake", func(m *nats.Msg) { m.Respond(nil) })
+	c := dial(t, url, cluster.Options{}, 1)
+	// The fake says it has many free workers, so the client picks it.
+	fake.Publish("bulkhead.p.load", []byte("\xa4dnodedfakedfree\x19\x03\xe8gworkers\x19\x03\xe8hdraining\xf4"))
+	fake.Flush()
+	if err := c.WaitNodes(ctxT(t, 10*time.Second), 2); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, 20*time.Second)
+	res := make(chan error, 1)
+	var who string
+	go func() {
+		var err error
+		who, err = bulkhead.CallAs[string](ctx, c, "who")
+		res <- err
+	}()
+	<-got
+	fake.Close() // a partition: the fake never says started
+	if err := <-res; err != nil || who != "real" {
+		t.Fatalf("call: %q, %v; want it sent again, to the real node", who, err)
+	}
+}
+
+// TestPartition: a node whose NATS connection closes with a call started
+// fails that call with *NodeLostError; calls go on on the other node.
+func TestPartition(t *testing.T) {
+	testutil.CheckLeaks(t)
+	url := startNATS(t)
+	a := startNode(t, url, "a", 1)
+	c := dial(t, url, cluster.Options{}, 1)
+	ctx := ctxT(t, 20*time.Second)
+	path, held := fifo(t)
+	errc := make(chan error, 1)
+	go func() {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		_, err := c.Call(cctx, "hold", path)
+		errc <- err
+	}()
+	<-held
+	startNode(t, url, "b", 1)
+	a.nc.Close()
+	if err := <-errc; !errors.Is(err, cluster.ErrNodeLost) {
+		t.Fatalf("call on the cut-off node: %T %v, want *NodeLostError", err, err)
+	}
+	for range 10 {
+		if who, err := bulkhead.CallAs[string](ctx, c, "who"); err != nil || who != "b" {
+			t.Fatalf("after the partition: %q, %v", who, err)
+		}
+	}
+}
+
+// TestSlowNode: a node whose only worker is held gets no new call while
+// another has a free worker.
+func TestSlowNode(t *testing.T) {
+	testutil.CheckLeaks(t)
+	url := startNATS(t)
+	startNode(t, url, "slow", 1)
+	c := dial(t, url, cluster.Options{}, 1)
+	ctx := ctxT(t, 20*time.Second)
+	path, held := fifo(t)
+	hctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Call(hctx, "hold", path)
+		errc <- err
+	}()
+	<-held
+	startNode(t, url, "fast", 1)
+	if err := c.WaitNodes(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		who, err := bulkhead.CallAs[string](ctx, c, "who")
+		if err != nil || who != "fast" {
+			t.Fatalf("call %d: %q, %v; want the node with a free worker", i, who, err)
+		}
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("held call: %v", err)
+	}
+}
+
+// TestRollingRestart drains and replaces every node in turn under load:
+// no call fails.
+func TestRollingRestart(t *testing.T) {
+	testutil.CheckLeaks(t)
+	url := startNATS(t)
+	nodes := make([]*testNode, 3)
+	for i := range nodes {
+		nodes[i] = startNode(t, url, fmt.Sprintf("n%d", i), 1)
+	}
+	c := dial(t, url, cluster.Options{}, 3)
+	ctx := ctxT(t, 30*time.Second)
+	stop := make(chan struct{})
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		calls  int
+		failed []error
+		seen   = map[string]bool{}
+	)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				who, err := bulkhead.CallAs[string](ctx, c, "who")
+				mu.Lock()
+				calls++
+				seen[who] = true
+				if err != nil {
+					failed = append(failed, err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i, n := range nodes {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := n.node.Drain(dctx); err != nil {
+			t.Errorf("drain %s: %v", n.name, err)
+		}
+		cancel()
+		nodes[i] = startNode(t, url, fmt.Sprintf("m%d", i), 1)
+		if err := c.WaitNodes(ctx, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("%d of %d calls failed in the rolling restart; first: %v", len(failed), calls, failed[0])
+	}
+	callsReach(t, ctx, c, "m0", "m1", "m2")
+}

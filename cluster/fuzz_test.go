@@ -1,0 +1,40 @@
+package cluster
+
+import (
+	"testing"
+
+	"github.com/bulkhead-go/bulkhead/internal/wire"
+	"github.com/nats-io/nats.go"
+)
+
+// FuzzDecodeLoad: anyone may publish on a load subject; a heartbeat is
+// decoded strictly and bounded, never trusted.
+func FuzzDecodeLoad(f *testing.F) {
+	ok, _ := wire.Marshal(load{Node: "a", Free: 2, Workers: 3})
+	f.Add(ok)
+	f.Add([]byte("\xa4dnodedfakedfree\x19\x03\xe8gworkers\x19\x03\xe8hdraining\xf4"))
+	f.Add([]byte{0xa1, 0x64, 'n', 'o', 'd', 'e', 0x60})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		l, err := decodeLoad(p)
+		if err != nil {
+			return
+		}
+		if checkName("node", l.Node) != nil || l.Workers < 0 || l.Workers > 1<<20 || l.Free > 1<<20 {
+			t.Fatalf("accepted %+v", l)
+		}
+	})
+}
+
+// FuzzDecodeAnswer: a node's answer is checked before it is handed on.
+func FuzzDecodeAnswer(f *testing.F) {
+	f.Add(statusResult, []byte{0xf6})
+	f.Add(statusError, []byte("\xa2dkindfclosedgmessagea."))
+	f.Add("other", []byte{})
+	f.Fuzz(func(t *testing.T, status string, p []byte) {
+		m := &nats.Msg{Data: p, Header: nats.Header{HeaderStatus: {status}}}
+		r, err := decodeAnswer(m)
+		if err == nil && wire.CheckValue(r.Raw()) != nil {
+			t.Fatalf("accepted a result that breaks the value rules: %x", p)
+		}
+	})
+}

@@ -1,0 +1,358 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/internal/clientwire"
+	"github.com/bulkhead-go/bulkhead/internal/wire"
+	"github.com/fxamacker/cbor/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nuid"
+)
+
+// Backend is what a node serves; *daemon.Server is one.
+type Backend interface {
+	// PoolNames lists the pools to serve.
+	PoolNames() []string
+	// CallPool runs one call on a pool; bulkhead.ErrClosed once draining.
+	CallPool(ctx context.Context, pool, method string, args ...any) (bulkhead.Reply, error)
+	// PoolCapacity is the number of a pool's workers serving calls now.
+	PoolCapacity(pool string) int
+}
+
+// NodeConfig tunes a Node. Every field's zero value is usable.
+type NodeConfig struct {
+	// ID names the node in its subjects and heartbeats. Zero value: a
+	// random NUID, so that a restarted node is a new node.
+	ID string
+	// Prefix is the first token of every subject. Zero value: "bulkhead".
+	Prefix string
+	// Version is the micro services' version (semver). Zero value: "1.0.0".
+	Version string
+	// Heartbeat is how often the node publishes each pool's free workers.
+	// Zero value: 100 ms.
+	Heartbeat time.Duration
+	// MaxDeadline bounds every call's time. Zero value: 5 minutes.
+	MaxDeadline time.Duration
+	// Logger receives the node's records. Zero value: slog.Default().
+	Logger *slog.Logger
+}
+
+// Node serves a Backend's pools over NATS: each pool is a micro service
+// (named by its pool) with two endpoints, "call" in the queue group and
+// "node" on the node's own subject, and a heartbeat of its free workers.
+// A node acknowledges a call as started, and flushes that to the NATS
+// server, before it runs it (docs/DESIGN.md, "Cluster").
+type Node struct {
+	nc  *nats.Conn
+	b   Backend
+	cfg NodeConfig
+	log *slog.Logger
+
+	svcs  []micro.Service
+	pools []subjects
+	alive *nats.Subscription
+	stop  chan struct{} // closed by Close: the heartbeat ends
+	hbWG  sync.WaitGroup
+
+	base    context.Context // every call's; canceled by Close
+	cancelB context.CancelFunc
+
+	mu       sync.Mutex
+	draining bool
+	closed   bool
+	cancels  map[string]context.CancelFunc // running calls by reply subject
+	running  map[string]int                // calls running, by pool
+	total    int                           // calls running
+	idle     chan struct{}                 // closed once draining with no call running
+	calls    sync.WaitGroup                // call goroutines
+}
+
+// NewNode registers b's pools on nc and starts the heartbeat. nc stays the
+// caller's: close it after Close (closing it first is a partition).
+func NewNode(nc *nats.Conn, b Backend, cfg NodeConfig) (*Node, error) {
+	if cfg.ID == "" {
+		cfg.ID = nuid.Next()
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = defaultPrefix
+	}
+	if cfg.Version == "" {
+		cfg.Version = "1.0.0"
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = defaultHeartbeat
+	}
+	if cfg.MaxDeadline <= 0 {
+		cfg.MaxDeadline = 5 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := errors.Join(checkName("node id", cfg.ID), checkName("prefix", cfg.Prefix)); err != nil {
+		return nil, err
+	}
+	n := &Node{nc: nc, b: b, cfg: cfg, log: cfg.Logger.With("node", cfg.ID), stop: make(chan struct{}),
+		running: make(map[string]int), idle: make(chan struct{}),
+		cancels: make(map[string]context.CancelFunc)}
+	n.base, n.cancelB = context.WithCancel(context.Background())
+	var err error
+	n.alive, err = nc.Subscribe(subjects{prefix: cfg.Prefix}.alive(cfg.ID), n.onProbe)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range b.PoolNames() {
+		if err := n.addPool(p); err != nil {
+			n.stopServices()
+			n.alive.Unsubscribe()
+			return nil, fmt.Errorf("pool %q: %w", p, err)
+		}
+	}
+	n.hbWG.Add(1)
+	go n.heartbeat()
+	return n, nil
+}
+
+// ID is the node's id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// addPool registers pool p as a micro service.
+func (n *Node) addPool(p string) error {
+	if err := checkName("pool", p); err != nil {
+		return err
+	}
+	s := subjects{prefix: n.cfg.Prefix, pool: p}
+	svc, err := micro.AddService(n.nc, micro.Config{Name: s.service(), Version: n.cfg.Version,
+		Description: "bulkhead pool " + p, QueueGroup: s.queueGroup(), Metadata: map[string]string{"node": n.cfg.ID}})
+	if err != nil {
+		return err
+	}
+	n.svcs = append(n.svcs, svc)
+	h := micro.HandlerFunc(func(r micro.Request) { n.handle(s, r) })
+	if err := svc.AddEndpoint("call", h, micro.WithEndpointSubject(s.call())); err != nil {
+		return err
+	}
+	if err := svc.AddEndpoint("node", h, micro.WithEndpointSubject(s.node(n.cfg.ID)), micro.WithEndpointQueueGroupDisabled()); err != nil {
+		return err
+	}
+	n.pools = append(n.pools, s)
+	return nil
+}
+
+// onProbe answers a client that asks whether the node lives.
+func (n *Node) onProbe(m *nats.Msg) {
+	if m.Reply != "" {
+		n.nc.PublishMsg(n.msg(m.Reply, statusAlive, nil))
+	}
+}
+
+func (n *Node) msg(subject, status string, data []byte) *nats.Msg {
+	return &nats.Msg{Subject: subject, Data: data, Header: nats.Header{HeaderStatus: {status}, HeaderNode: {n.cfg.ID}}}
+}
+
+// handle takes one request off the service's subscription: it refuses it
+// while draining, else runs it on a goroutine of its own.
+func (n *Node) handle(s subjects, r micro.Request) {
+	reply := r.Reply()
+	if c := r.Headers().Get(HeaderCancel); c != "" {
+		n.mu.Lock()
+		cancel := n.cancels[c]
+		n.mu.Unlock()
+		if cancel != nil {
+			cancel()
+		}
+		return
+	}
+	if reply == "" {
+		return // nobody to answer: a call must be able to say it started
+	}
+	n.mu.Lock()
+	if n.draining {
+		n.mu.Unlock()
+		n.nc.PublishMsg(n.msg(reply, statusRefused, nil))
+		return
+	}
+	n.running[s.pool]++
+	n.total++
+	n.calls.Add(1)
+	n.mu.Unlock()
+	go n.run(s, reply, r.Data(), nats.Header(r.Headers()))
+}
+
+// run runs one call: checks it, says started (flushed), calls, answers.
+func (n *Node) run(s subjects, reply string, data []byte, h nats.Header) {
+	defer func() {
+		n.mu.Lock()
+		n.running[s.pool]--
+		n.total--
+		n.idleLocked()
+		n.mu.Unlock()
+		n.calls.Done()
+	}()
+	var req clientwire.Request
+	err := clientwire.Decode(data, &req)
+	switch {
+	case err != nil:
+		err = fmt.Errorf("%w: %v", clientwire.ErrBadRequest, err)
+	case req.Op != clientwire.OpCall || req.Pool != s.pool || req.Method == "":
+		err = fmt.Errorf("%w: want op call, pool %q and a method", clientwire.ErrBadRequest, s.pool)
+	}
+	timeout, terr := parseTimeout(h, n.cfg.MaxDeadline)
+	if err = errors.Join(err, terr); err != nil {
+		n.answerErr(reply, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.base, timeout)
+	defer cancel()
+	n.mu.Lock()
+	n.cancels[reply] = cancel
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		delete(n.cancels, reply)
+		n.mu.Unlock()
+	}()
+	// The start marker: once the NATS server has it, the client will see
+	// it before it could learn that this node is gone, so it never sends
+	// a call that this node started elsewhere.
+	if n.nc.PublishMsg(n.msg(reply, statusStarted, nil)) != nil || flush(ctx, n.nc) != nil {
+		return // not started; the client times out or sends it elsewhere
+	}
+	args := make([]any, len(req.Args))
+	for i, a := range req.Args {
+		args[i] = a
+	}
+	rep, err := n.b.CallPool(ctx, s.pool, req.Method, args...)
+	if err != nil {
+		n.answerErr(reply, err)
+		return
+	}
+	raw := rep.Raw()
+	if raw == nil {
+		raw = []byte{0xf6}
+	}
+	n.nc.PublishMsg(n.msg(reply, statusResult, raw)) // copied into the connection's buffer
+	rep.Release()
+}
+
+// answerErr answers with err as an ERROR map, and micro's error headers.
+func (n *Node) answerErr(reply string, err error) {
+	m := clientwire.EncodeError(err)
+	p, merr := wire.Marshal(m)
+	if merr != nil {
+		p, _ = cbor.Marshal(map[string]any{"kind": "internal", "message": err.Error()})
+	}
+	msg := n.msg(reply, statusError, p)
+	msg.Header.Set(micro.ErrorCodeHeader, fmt.Sprint(m["kind"]))
+	msg.Header.Set(micro.ErrorHeader, err.Error())
+	n.nc.PublishMsg(msg)
+}
+
+// heartbeat publishes every pool's load until Close.
+func (n *Node) heartbeat() {
+	defer n.hbWG.Done()
+	t := time.NewTicker(n.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		n.publishLoad()
+		select {
+		case <-t.C:
+		case <-n.stop:
+			return
+		}
+	}
+}
+
+func (n *Node) publishLoad() {
+	type one struct {
+		s subjects
+		l load
+	}
+	var out []one
+	n.mu.Lock()
+	for _, s := range n.pools {
+		out = append(out, one{s, load{Node: n.cfg.ID, Draining: n.draining, Free: -int64(n.running[s.pool])}})
+	}
+	n.mu.Unlock()
+	for _, o := range out {
+		c := int64(n.b.PoolCapacity(o.s.pool))
+		o.l.Workers, o.l.Free = c, o.l.Free+c
+		if p, err := wire.Marshal(o.l); err == nil {
+			n.nc.Publish(o.s.load(), p)
+		}
+	}
+}
+
+// Drain takes the node out of service without losing a call: it says
+// it drains (heartbeat), leaves the queue group and its own subjects
+// (micro's Stop), then waits until ctx for the calls it started. Calls
+// that reach it meanwhile are refused as not started, and their clients
+// send them to another node. It does not close the backend.
+func (n *Node) Drain(ctx context.Context) error {
+	n.mu.Lock()
+	n.draining = true
+	n.idleLocked()
+	n.mu.Unlock()
+	n.publishLoad()
+	flush(ctx, n.nc)
+	err := n.stopServices()
+	select {
+	case <-n.idle:
+		return err
+	case <-ctx.Done():
+		return errors.Join(err, ctx.Err())
+	}
+}
+
+// idleLocked closes idle once the node drains with no call running.
+func (n *Node) idleLocked() {
+	if n.draining && n.total == 0 {
+		select {
+		case <-n.idle:
+		default:
+			close(n.idle)
+		}
+	}
+}
+
+func (n *Node) stopServices() error {
+	var errs []error
+	for _, s := range n.svcs {
+		errs = append(errs, s.Stop())
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops the node: Drain with no grace, then it cancels the calls
+// still running and waits for them, and ends the heartbeat and the probe
+// subscription. Once closed, a node stays closed.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	n.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := n.Drain(ctx)
+	n.cancelB()
+	n.calls.Wait()
+	close(n.stop)
+	n.hbWG.Wait()
+	if uerr := n.alive.Unsubscribe(); uerr != nil && !errors.Is(uerr, nats.ErrConnectionClosed) {
+		err = errors.Join(err, uerr)
+	}
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead/cluster"
+	"github.com/bulkhead-go/bulkhead/daemon"
+	"github.com/nats-io/nats.go"
+)
+
+// natsOptions turns the [nats] section into nats.go's options: the
+// credentials, NKeys and TLS are NATS's, nothing of ours.
+func natsOptions(n daemon.NATS) ([]nats.Option, error) {
+	opts := []nats.Option{nats.Name(n.Name), nats.MaxReconnects(-1)}
+	if n.Creds != "" {
+		opts = append(opts, nats.UserCredentials(n.Creds))
+	}
+	if n.NKey != "" {
+		o, err := nats.NkeyOptionFromSeed(n.NKey)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, o)
+	}
+	if n.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(n.TLSCA))
+	}
+	if n.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(n.TLSCert, n.TLSKey))
+	}
+	if n.TLSFirst {
+		opts = append(opts, nats.TLSHandshakeFirst(), nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12}))
+	}
+	return opts, nil
+}
+
+// startNode makes s a cluster node when cfg has a NATS URL. leave drains
+// the node (it leaves the queue group, then waits for its calls within
+// grace), closes it and its connection; a no-op without NATS.
+func startNode(s *daemon.Server, cfg *daemon.Config, log *slog.Logger) (leave func(time.Duration), err error) {
+	n := cfg.NATS
+	if n.URL == "" {
+		return func(time.Duration) {}, nil
+	}
+	opts, err := natsOptions(n)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(n.URL, opts...)
+	if err != nil {
+		return nil, err
+	}
+	node, err := cluster.NewNode(nc, s, cluster.NodeConfig{ID: n.NodeID, Prefix: n.Prefix, Version: n.Version,
+		Heartbeat: n.Heartbeat, MaxDeadline: cfg.MaxDeadline, Logger: log})
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	log.Info("cluster node", "nats", nc.ConnectedUrlRedacted(), "node", node.ID(), "pools", s.PoolNames())
+	return func(grace time.Duration) {
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		if err := node.Drain(ctx); err != nil {
+			log.Warn("cluster node drained with calls left", "err", err)
+		}
+		node.Close()
+		nc.Close()
+	}, nil
+}

@@ -1,0 +1,58 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/internal/clientwire"
+)
+
+// The methods below let a cluster node (package cluster) serve this
+// daemon's pools over NATS. Who may call is NATS's business there (its
+// accounts, credentials and permissions), so no peer is checked.
+
+// PoolNames lists the pools the configuration has now, sorted.
+func (s *Server) PoolNames() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := make([]string, 0, len(s.pools))
+	for n := range s.pools {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// CallPool runs method on pool name, as a client's call does, for a
+// caller that is not on the socket. A reload does not fail it; a draining
+// server refuses it with bulkhead.ErrClosed before it reaches the pool.
+func (s *Server) CallPool(ctx context.Context, name, method string, args ...any) (bulkhead.Reply, error) {
+	s.mu.Lock()
+	e := s.pools[name]
+	switch {
+	case e == nil:
+		s.mu.Unlock()
+		return bulkhead.Reply{}, fmt.Errorf("%w: no pool %q", clientwire.ErrNotFound, name)
+	case s.draining:
+		s.mu.Unlock()
+		return bulkhead.Reply{}, bulkhead.ErrClosed
+	}
+	e.calls.Add(1)
+	s.mu.Unlock()
+	defer e.calls.Done()
+	return e.pool.Call(ctx, method, args...)
+}
+
+// PoolCapacity is the number of workers of pool name serving calls now
+// (Stats.Workers); 0 for no such pool.
+func (s *Server) PoolCapacity(name string) int {
+	s.mu.Lock()
+	e := s.pools[name]
+	s.mu.Unlock()
+	if e == nil {
+		return 0
+	}
+	return e.pool.Stats().Workers
+}
