@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/cluster"
 	"github.com/bulkhead-go/bulkhead/examples/crashy"
 	"github.com/spf13/cobra"
 )
@@ -40,6 +41,7 @@ type demoConfig struct {
 	log         bool
 	listen      string        // --listen: serve metrics and status there; "" for no
 	slowCall    time.Duration // Config.SlowCall; 0: off
+	nodes       int           // --nodes: 0 for one pool in-process, else a cluster of node processes
 
 	// listening and finished, when set (by tests), are called with the
 	// --listen address once it serves, before any call, and once the calls
@@ -118,6 +120,12 @@ wrongly, 2 on bad flags.`,
 			if quiet {
 				cfg.progress = 0
 			}
+			if cfg.nodes > 0 {
+				if !f.Changed("timeout") {
+					cfg.timeout = time.Second // a node's loss is seen within about 400 ms
+				}
+				return runClusterDemo(c.Context(), cfg, c.OutOrStdout(), c.ErrOrStderr())
+			}
 			return runDemo(c.Context(), cfg, c.OutOrStdout(), c.ErrOrStderr())
 		},
 	}
@@ -135,6 +143,7 @@ wrongly, 2 on bad flags.`,
 	f.DurationVar(&progress, "progress-every", 0, "progress interval on stderr (default: 250ms on a terminal, 1s otherwise)")
 	f.StringVar(&transport, "transport", "socket", "how calls travel to workers: socket, or shm (shared-memory rings; see docs/DESIGN.md)")
 	f.StringVar(&sandbox, "sandbox", "none", "none, or strict: each worker in its own cgroup (256 MiB, 256 tasks), under the seccomp profile \"files\" and Landlock (writes only to its journal's directory, reads only there, /proc and its libraries), with no environment but its options (docs/SANDBOX.md; needs root for the cgroup)")
+	f.IntVar(&cfg.nodes, "nodes", 0, "run a cluster: an embedded NATS server and this many node processes (2 to 16), one SIGKILLed mid-run; 0: one pool in-process (docs/DESIGN.md, \"Cluster\")")
 	f.BoolVar(&quiet, "quiet", false, "no progress output")
 	f.BoolVar(&cfg.json, "json", false, "print the summary as one JSON object")
 	f.BoolVar(&cfg.log, "log", false, "print the pool's log records (crashes, failed starts, stopped workers) on stderr")
@@ -178,6 +187,12 @@ func (c *demoConfig) validate() error {
 	if c.stall <= c.timeout {
 		bad("--stall %v: want more than --timeout %v", c.stall, c.timeout)
 	}
+	if c.nodes != 0 && (c.nodes < 2 || c.nodes > maxDemoNodes) {
+		bad("--nodes %d: want 0 (no cluster) or 2 to %d", c.nodes, maxDemoNodes)
+	}
+	if c.nodes != 0 && (c.listen != "" || c.sandbox.Seccomp != "" || c.transport != bulkhead.TransportSocket) {
+		bad("--nodes: --listen, --sandbox and --transport are for the in-process pool")
+	}
 	if c.progress < 0 {
 		bad("--progress-every %v: must not be negative", c.progress)
 	}
@@ -214,18 +229,21 @@ const (
 	outNoWorker         // *StartError: no worker was up and a start failed
 	outRefused          // failed fast, nothing sent: overloaded, unhealthy or quarantined
 	outError            // any other error
+	outNodeLost         // *cluster.NodeLostError: its node was lost with the call started
 )
 
 // demoRun is one run's state, shared by the callers.
 type demoRun struct {
 	cfg    demoConfig
-	pool   *bulkhead.Pool
+	pool   *bulkhead.Pool  // nil for a cluster
+	call   bulkhead.Caller // pool, or the cluster's client
 	next   atomic.Int64
 	status []atomic.Uint32 // by call id; index 0 unused
 	result []callResult    // by call id; written by its caller before status becomes statusDone
 
 	done, ok, crashed, timeouts, errs atomic.Int64 // for progress
 	firstErr                          atomic.Pointer[string]
+	onCount                           func(done int64) // if set, after each call (the cluster demo's kill)
 }
 
 // callResult is what the summary needs to know about one call.
@@ -278,7 +296,7 @@ func runDemo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) erro
 		}
 	}
 
-	r := &demoRun{cfg: cfg, pool: pool, status: make([]atomic.Uint32, cfg.calls+1), result: make([]callResult, cfg.calls+1)}
+	r := &demoRun{cfg: cfg, pool: pool, call: pool, status: make([]atomic.Uint32, cfg.calls+1), result: make([]callResult, cfg.calls+1)}
 	all, elapsed, stalled := r.runCallers(ctx, stderr)
 	if obs != nil {
 		if cfg.finished != nil {
@@ -414,7 +432,7 @@ func (r *demoRun) caller(ctx context.Context) []time.Duration {
 		t0 := time.Now()
 		cctx, cancel := context.WithTimeout(callCtx, r.cfg.timeout)
 		var got int64
-		rep, err := r.pool.Call(cctx, crashy.Method, uint64(id), data)
+		rep, err := r.call.Call(cctx, crashy.Method, uint64(id), data)
 		if err == nil {
 			err = rep.Decode(&got)
 		}
@@ -446,7 +464,10 @@ func (r *demoRun) count(o outcome) {
 	default:
 		r.errs.Add(1)
 	}
-	r.done.Add(1)
+	d := r.done.Add(1)
+	if r.onCount != nil {
+		r.onCount(d)
+	}
 }
 
 func classify(err error, right bool) callResult {
@@ -470,6 +491,8 @@ func classify(err error, right bool) callResult {
 		return callResult{out: outRefused, refusal: refusedUnhealthy}
 	case errors.Is(err, bulkhead.ErrQuarantined):
 		return callResult{out: outRefused, refusal: refusedQuarantined}
+	case errors.Is(err, cluster.ErrNodeLost):
+		return callResult{out: outNodeLost}
 	}
 	return callResult{out: outError}
 }
@@ -503,6 +526,9 @@ func (r *demoRun) watch(allDone <-chan struct{}, start time.Time, stderr io.Writ
 
 // line is one progress line.
 func (r *demoRun) line(start time.Time) string {
+	if r.pool == nil {
+		return r.clusterLine(start)
+	}
 	st := r.pool.Stats()
 	el := time.Since(start)
 	done := r.done.Load()

@@ -101,6 +101,7 @@ type summary struct {
 	NoWorker   int     `json:"start_failed"` // *StartError: every worker was down and a replacement died at start-up
 	Refused    Refused `json:"refused"`      // failed fast, nothing sent
 	Errors     int     `json:"errors"`       // any other error
+	NodeLost   int     `json:"-"`            // *cluster.NodeLostError (the cluster demo's node_lost_calls)
 	FirstError string  `json:"first_error,omitempty"`
 	Wrong      int     `json:"wrong"` // a result that is not the right checksum: must be 0
 	Lost       int     `json:"lost"`  // must be 0
@@ -251,6 +252,8 @@ func (r *demoRun) tallyCall(s *summary, id, n int, hung bool) {
 		}
 	case outNoWorker:
 		s.NoWorker++
+	case outNodeLost:
+		s.NodeLost++
 	case outRefused:
 		switch res.refusal {
 		case refusedOverloaded:

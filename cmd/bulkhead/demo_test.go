@@ -35,6 +35,9 @@ func TestDemoFlags(t *testing.T) {
 		{"idle rate over 1", []string{"--idle-crash-rate", "2"}, "--idle-crash-rate"},
 		{"start-up rate over 0.5", []string{"--startup-crash-rate", "0.6"}, "--startup-crash-rate"},
 		{"zero workers", []string{"--workers", "0"}, "--workers 0"},
+		{"one node", []string{"--nodes", "1"}, "--nodes 1"},
+		{"too many nodes", []string{"--nodes", "17"}, "--nodes 17"},
+		{"nodes and shm", []string{"--nodes", "3", "--transport", "shm"}, "in-process pool"},
 		{"too many workers", []string{"--workers", "1025"}, "--workers 1025"},
 		{"zero concurrency", []string{"--concurrency", "0"}, "--concurrency 0"},
 		{"negative recycle", []string{"--recycle-after", "-1"}, "--recycle-after -1"},
@@ -278,5 +281,27 @@ func TestDemoKilled(t *testing.T) {
 		if n, _ := unix.Poll(pfd, 10_000); n != 1 {
 			t.Errorf("worker %d outlived the demo", pids[i])
 		}
+	}
+}
+
+// TestClusterDemo runs `demo --nodes 3`: node processes (this binary, as
+// the CLI), one SIGKILLed mid-run, and the checks of the issue.
+func TestClusterDemo(t *testing.T) {
+	t.Setenv(cliEnv, "1") // the node processes are this binary: run them as the CLI
+	code, out, errs := run(t, "demo", "--nodes", "3", "--calls", "600", "--workers", "1", "--json", "--quiet")
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, out, errs)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	for _, k := range []string{"calls", "ok", "lost", "duplicated", "node_lost_calls", "nodes_used", "failover_ms"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("no key %q in %s", k, out)
+		}
+	}
+	if got["lost"] != 0.0 || got["duplicated"] != 0.0 || got["nodes_used"] != 3.0 || got["calls"] != 600.0 {
+		t.Errorf("lost %v duplicated %v nodes_used %v calls %v", got["lost"], got["duplicated"], got["nodes_used"], got["calls"])
 	}
 }

@@ -48,6 +48,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newDemoCmd())
 	root.AddCommand(newChaosCmd())
 	root.AddCommand(newWorkerCmd())
+	root.AddCommand(newDemoNodeCmd())
 	root.AddCommand(newStormCmd())
 	root.AddCommand(newServeCmd())
 	root.AddCommand(newCounterServerCmd())

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/cluster"
+	"github.com/bulkhead-go/bulkhead/examples/crashy"
+	"github.com/bulkhead-go/bulkhead/internal/natsembed"
+)
+
+// The cluster demo (`demo --nodes N`): an embedded NATS server, N node
+// processes (this program as `demo-node`, each a daemon of crashy
+// workers made a cluster node), the demo's calls through a cluster
+// client, and node 0 SIGKILLed once a third of the calls are done.
+
+const (
+	maxDemoNodes = 16
+	demoPool     = "crashy"
+)
+
+// demoNode is one node process.
+type demoNode struct {
+	id      string
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	journal string
+}
+
+// clusterSummary is the cluster demo's result: the demo's summary and
+// the cluster's own keys.
+type clusterSummary struct {
+	*summary
+	Nodes         int            `json:"nodes"`
+	NodeLostCalls int            `json:"node_lost_calls"` // *cluster.NodeLostError: started on the killed node
+	NodesUsed     int            `json:"nodes_used"`      // nodes whose workers journalled a call
+	CallsPerNode  map[string]int `json:"calls_per_node"`  // calls started, by node, from the journals
+	Retried       uint64         `json:"retried"`         // calls tried again after a node refused them or was lost before starting them
+	KilledNode    string         `json:"killed_node"`
+	FailoverMs    float64        `json:"failover_ms"` // from the SIGKILL to the last call sent to the dead node
+}
+
+func runClusterDemo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "bulkhead-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ns, err := natsembed.Start()
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	nodes, err := startDemoNodes(cfg, exe, dir, ns.URL(), stderr)
+	defer stopDemoNodes(nodes)
+	if err != nil {
+		return err
+	}
+	victim := nodes[0]
+	var killedAt, lastToDead atomic.Int64
+	cl, err := cluster.Dial(ctx, ns.URL(), demoPool, cluster.Options{OnSend: func(node string) {
+		if node == victim.id && killedAt.Load() != 0 {
+			lastToDead.Store(time.Now().UnixNano())
+		}
+	}})
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = cl.WaitNodes(wctx, len(nodes))
+	cancel()
+	if err != nil {
+		return fmt.Errorf("waiting for the nodes' heartbeats: %w", err)
+	}
+	r := &demoRun{cfg: cfg, call: cl, status: make([]atomic.Uint32, cfg.calls+1), result: make([]callResult, cfg.calls+1)}
+	third := int64(max(1, cfg.calls/3))
+	r.onCount = func(done int64) {
+		if done == third {
+			killedAt.Store(time.Now().UnixNano())
+			victim.cmd.Process.Signal(syscall.SIGKILL)
+		}
+	}
+	lat, elapsed, stalled := r.runCallers(ctx, stderr)
+	stopDemoNodes(nodes)
+	cs := &clusterSummary{Nodes: len(nodes), CallsPerNode: map[string]int{}, KilledNode: victim.id, Retried: cl.Stats().Retried}
+	var all [][]crashy.Record
+	for _, n := range nodes {
+		js, err := crashy.ReadJournals(n.journal)
+		if err != nil {
+			return fmt.Errorf("reading node %s's journals: %w", n.id, err)
+		}
+		for _, recs := range js {
+			for _, rec := range recs {
+				if rec.Kind == crashy.KindCall {
+					cs.CallsPerNode[n.id]++
+				}
+			}
+		}
+		if cs.CallsPerNode[n.id] > 0 {
+			cs.NodesUsed++
+		}
+		all = append(all, js...)
+	}
+	cs.summary = r.tally(all, lat, bulkhead.Stats{}, elapsed)
+	cs.NodeLostCalls = cs.NodeLost
+	cs.Interrupted, cs.Stalled = ctx.Err() != nil, stalled
+	if k, l := killedAt.Load(), lastToDead.Load(); k != 0 && l > k {
+		cs.FailoverMs = float64(l-k) / 1e6
+	}
+	if cfg.json {
+		if err := json.NewEncoder(stdout).Encode(cs); err != nil {
+			return err
+		}
+	} else {
+		cs.writeText(stdout)
+	}
+	switch {
+	case !cs.Clean || cs.NodesUsed != len(nodes):
+		return exitError{1, fmt.Errorf("checks failed: %d lost, %d duplicated, %d wrong results, %d of %d nodes used",
+			cs.Lost, cs.Duplicated, cs.Wrong, cs.NodesUsed, len(nodes))}
+	case cs.Interrupted:
+		return exitError{130, errors.New("interrupted")}
+	}
+	return nil
+}
+
+// startDemoNodes starts cfg.nodes node processes on the NATS server at
+// url, each with its own journal directory, and waits until each serves.
+func startDemoNodes(cfg demoConfig, exe, dir, url string, stderr io.Writer) ([]*demoNode, error) {
+	var nodes []*demoNode
+	for i := range cfg.nodes {
+		n := &demoNode{id: fmt.Sprintf("node%d", i), journal: filepath.Join(dir, fmt.Sprintf("node%d", i))}
+		if err := os.Mkdir(n.journal, 0o700); err != nil {
+			return nodes, err
+		}
+		n.cmd = exec.Command(exe, demoNodeArg, "--nats", url, "--node", n.id, "--workers", fmt.Sprint(cfg.workers),
+			"--kill-grace", cfg.killGrace.String())
+		n.cmd.Env = append(os.Environ(), cfg.workerOptions(n.journal).Environ()...)
+		if cfg.log {
+			n.cmd.Stderr = stderr
+		}
+		n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		var err error
+		if n.stdin, err = n.cmd.StdinPipe(); err != nil {
+			return nodes, err
+		}
+		out, err := n.cmd.StdoutPipe()
+		if err != nil {
+			return nodes, err
+		}
+		if err := n.cmd.Start(); err != nil {
+			return nodes, err
+		}
+		nodes = append(nodes, n)
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		if strings.TrimSpace(line) != "ready" {
+			return nodes, fmt.Errorf("node %s did not start: %q", n.id, strings.TrimSpace(line))
+		}
+	}
+	return nodes, nil
+}
+
+// stopDemoNodes asks every node to drain (stdin closes) and reaps it;
+// one that takes more than 10 s is killed. Twice is harmless.
+func stopDemoNodes(nodes []*demoNode) {
+	for _, n := range nodes {
+		n.stdin.Close()
+	}
+	for _, n := range nodes {
+		if n.cmd.ProcessState != nil {
+			continue
+		}
+		t := time.AfterFunc(10*time.Second, func() { n.cmd.Process.Kill() })
+		n.cmd.Wait()
+		t.Stop()
+	}
+}
+
+// clusterLine is the progress line of a cluster run.
+func (r *demoRun) clusterLine(start time.Time) string {
+	el := time.Since(start)
+	done := r.done.Load()
+	return fmt.Sprintf("%d/%d calls  ok %d  crashed %d  timeouts %d  errors %d  %.0f calls/s  %.1fs",
+		done, r.cfg.calls, r.ok.Load(), r.crashed.Load(), r.timeouts.Load(), r.errs.Load(),
+		float64(done)/max(el.Seconds(), 1e-9), el.Seconds())
+}
+
+func (cs *clusterSummary) writeText(w io.Writer) {
+	s := cs.summary
+	fmt.Fprintf(w, "\nbulkhead demo --nodes %d: %d calls from %d callers on %d nodes of %d crashy workers, over NATS, in %.1fs (%.0f calls/s)\n",
+		cs.Nodes, s.Calls, s.Concurrency, cs.Nodes, s.Workers, float64(s.ElapsedMs)/1000, s.CallsPerSec)
+	fmt.Fprintf(w, "%s was SIGKILLed after a third of the calls\n\n", cs.KilledNode)
+	fmt.Fprintf(w, "ok             %-10d right checksum, checked in Go\n", s.OK)
+	fmt.Fprintf(w, "crashed        %-10d *CrashError\n", s.Crashed)
+	fmt.Fprintf(w, "timeouts       %-10d *CanceledError\n", s.Timeouts)
+	fmt.Fprintf(w, "node lost      %-10d *cluster.NodeLostError: started on the killed node\n", cs.NodeLostCalls)
+	fmt.Fprintf(w, "other errors   %-10d %s\n", s.Errors, s.FirstError)
+	fmt.Fprintf(w, "retried        %-10d sent again: not started on a node that refused or was lost\n", cs.Retried)
+	fmt.Fprintf(w, "lost           %-10d must be 0\n", s.Lost)
+	fmt.Fprintf(w, "duplicated     %-10d must be 0 (from the workers' journals, across nodes)\n", s.Duplicated)
+	fmt.Fprintf(w, "wrong results  %-10d must be 0\n", s.Wrong)
+	fmt.Fprintf(w, "nodes used     %d of %d; calls started per node: %v\n", cs.NodesUsed, cs.Nodes, cs.CallsPerNode)
+	fmt.Fprintf(w, "failover       %.1f ms from the SIGKILL to the last call sent to the dead node\n", cs.FailoverMs)
+	fmt.Fprintf(w, "latency        p50 %v  p99 %v\n", time.Duration(s.P50us)*time.Microsecond, time.Duration(s.P99us)*time.Microsecond)
+}
