@@ -244,6 +244,12 @@ func (n *Node) run(s subjects, reply string, data []byte, h nats.Header) {
 
 // answerErr answers with err as an ERROR map, and micro's error headers.
 func (n *Node) answerErr(reply string, err error) {
+	// A canceled call's report is complete once its worker is stopped, as
+	// the daemon's; the client has returned at its own deadline already.
+	var ce *bulkhead.CanceledError
+	if errors.As(err, &ce) {
+		ce.Wait()
+	}
 	m := clientwire.EncodeError(err)
 	p, merr := wire.Marshal(m)
 	if merr != nil {
