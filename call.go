@@ -87,9 +87,13 @@ func (p *Pool) call(ctx context.Context, m *methodMetrics, method string, args [
 			p.stats.replayed.Add(1)
 			continue
 		}
-		var ce *CrashError
-		if replays > 0 && errors.As(err, &ce) {
-			ce.Replays = replays
+		if replays > 0 {
+			// Declared here: its address escapes, and the common path
+			// should not pay for it.
+			var ce *CrashError
+			if errors.As(err, &ce) {
+				ce.Replays = replays
+			}
 		}
 		return r, err
 	}
@@ -231,6 +235,9 @@ func (p *Pool) answered(ctx context.Context, w *workerProc, id uint64, method st
 		r := Reply{raw: res.Payload}
 		if res.HasUsage {
 			r.use = &CallUsage{CPU: time.Duration(min(res.Usage.CPU, math.MaxInt64)), MaxRSS: int64(min(res.Usage.MaxRSS, math.MaxInt64))}
+		}
+		if res.Small != nil {
+			r.small, r.gen = res.Small, res.Small.Gen()
 		}
 		if res.Large {
 			r.big = &replyBuffer{buf: res.Payload, owner: &p.bufs}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/bulkhead-go/bulkhead/internal/dispatch"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
 
@@ -11,9 +12,11 @@ import (
 // decoding only into the type it wants. Its bytes are its own: the pool
 // reuses them only after Release.
 type Reply struct {
-	raw []byte
-	big *replyBuffer // a large reply's buffer, which Release recycles; else nil
-	use *CallUsage   // the worker's usage during the call (Config.CallUsage), or nil
+	raw   []byte
+	big   *replyBuffer    // a large reply's buffer, which Release recycles; else nil
+	small *dispatch.Small // a small reply's buffer, which Release recycles; else nil
+	gen   uint64          // small's generation when this reply got it
+	use   *CallUsage      // the worker's usage during the call (Config.CallUsage), or nil
 }
 
 // CallUsage is a worker's resource usage during one call (Config.CallUsage).
@@ -44,15 +47,19 @@ func (r Reply) Usage() (CallUsage, bool) {
 // their results with it, and so can a fake Caller in a test.
 func NewReply(raw []byte) Reply { return Reply{raw: raw} }
 
-// Release gives a large reply's memory back to the pool, to be reused for a
-// later reply instead of allocating, zeroing and collecting another one. It
-// is optional: an unreleased Reply is garbage-collected as usual. After
+// Release gives the reply's memory back to the pool, to be reused for a
+// later reply instead of allocating, zeroing and collecting another one: a
+// caller that releases its replies makes calls without allocating. It is
+// optional: an unreleased Reply is garbage-collected as usual. After
 // Release, neither the Reply (nor a copy of it) nor anything decoded from it
-// without copying (a *[]byte, see Decode) may be used. Release of a small
-// reply, or a second Release, does nothing.
+// without copying (a *[]byte, see Decode) may be used. A second Release,
+// through the Reply or a copy, does nothing.
 func (r Reply) Release() {
 	if b := r.big; b != nil && b.released.CompareAndSwap(false, true) {
 		b.owner.Put(b.buf)
+	}
+	if r.small != nil {
+		r.small.Release(r.gen)
 	}
 }
 

@@ -59,7 +59,7 @@ type Conn struct {
 	segs       [][]byte // the writer's scratch for a frame with references
 
 	mu       sync.Mutex
-	pend     map[uint64]*Pending
+	pend     pendTable
 	orphans  map[uint64]Orphan   // calls whose callers left them queued (abandonQueued)
 	gone     map[uint64]struct{} // calls whose callers left unanswered (release): their answers are dropped
 	drainers sync.WaitGroup      // drain, reading for orphans while no caller does
@@ -96,10 +96,11 @@ type Pending struct {
 	done    bool          // guarded by conn.mu
 	typ     wire.Type     // REPLY or ERROR
 	payload []byte
-	usage   wire.Usage // the worker's USAGE for the call, if it sent one (hasUsage)
+	usage   wire.Usage // the worker's USAGE for the call, if it sent one (hasUse)
 	hasUse  bool
-	large   bool  // payload came from conn.bufs
-	err     error // the connection broke before the reply
+	large   bool   // payload came from conn.bufs
+	small   *Small // payload is small.B, from conn.bufs
+	err     error  // the connection broke before the reply
 
 	// The caller's ctx, watched by one context.AfterFunc from arm to
 	// disarm (cancel.go). role says what the caller is doing, so that the
@@ -131,7 +132,6 @@ func New(fd int, maxFrame uint32) *Conn {
 		maxFrame: maxFrame,
 		out:      new(wire.Builder),
 		spare:    new(wire.Builder),
-		pend:     make(map[uint64]*Pending),
 		gone:     make(map[uint64]struct{}),
 		stacks:   make(chan string, 1),
 	}
@@ -145,7 +145,8 @@ func New(fd int, maxFrame uint32) *Conn {
 // them before the connection carries its first call.
 type Options struct {
 	// Buffers, if not nil, has large frames read into buffers that the
-	// owner recycles (bulkhead.Reply.Release); Result.Large says so.
+	// owner recycles (bulkhead.Reply.Release); Result.Large says so. Small
+	// answers are copied into its Small buffers (Result.Small).
 	Buffers *Buffers
 	// Serial says that the worker runs one call at a time and keeps the
 	// start marker: a cancellation spares a reader whose worker's marker
@@ -184,7 +185,10 @@ type Result struct {
 	Type    wire.Type // REPLY or ERROR
 	Payload []byte
 	Large   bool // Payload is a buffer from Options.Buffers
-	Err     error
+	// Small, if not nil, holds Payload: a small reply's buffer from
+	// Options.Buffers, which the owner may give back (Small.Release).
+	Small *Small
+	Err   error
 	// Usage is the worker's USAGE for the call, when HasUsage: it sends
 	// one before its answer if the dispatcher asked (BULKHEAD_CALL_USAGE).
 	Usage    wire.Usage
@@ -207,7 +211,7 @@ func (c *Conn) Wait(ctx context.Context, p *Pending) Result {
 func (c *Conn) Result(p *Pending) Result {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Result{Done: p.done, Type: p.typ, Payload: p.payload, Large: p.large, Err: p.err, Usage: p.usage, HasUsage: p.hasUse}
+	return Result{Done: p.done, Type: p.typ, Payload: p.payload, Large: p.large, Small: p.small, Err: p.err, Usage: p.usage, HasUsage: p.hasUse}
 }
 
 // Done reports whether p's outcome is in.
@@ -349,7 +353,7 @@ func (c *Conn) abandon(id uint64, role int32, buffered bool, trustMarker bool) (
 		}
 	}
 	c.mu.Lock()
-	_, waiting := c.pend[id] // delivery removes it
+	waiting := c.pend.get(id) != nil // delivery removes it
 	c.mu.Unlock()
 	if !waiting || role == roleReader && (buffered || c.readable()) {
 		return false
@@ -378,9 +382,9 @@ func (c *Conn) Answered() uint64 {
 
 // oldestLocked reports whether p is the oldest call still waiting.
 func (c *Conn) oldestLocked(p *Pending) bool {
-	if len(c.pend) > 1 {
-		for id, q := range c.pend {
-			if id < p.id && !q.done {
+	if c.pend.len() > 1 {
+		for q := range c.pend.all {
+			if q.id < p.id && !q.done {
 				return false
 			}
 		}
@@ -394,8 +398,8 @@ func (c *Conn) Fail(err error) {
 	if c.broken == nil {
 		c.broken = err
 	}
-	for id, q := range c.pend {
-		delete(c.pend, id)
+	for q := range c.pend.all {
+		c.pend.del(q.id)
 		q.done, q.err = true, c.broken
 		signal(q)
 	}
@@ -429,7 +433,7 @@ func (c *Conn) AbandonQueued(p *Pending, done Orphan) bool {
 		c.orphans = make(map[uint64]Orphan)
 	}
 	// One move under one lock: its answer must find either p or done.
-	delete(c.pend, p.id)
+	c.pend.del(p.id)
 	c.orphans[p.id] = done
 	if !c.reading {
 		c.handOffLocked()
@@ -462,7 +466,7 @@ func (c *Conn) endOrphansLocked(err error) {
 func (c *Conn) Release(p *Pending) {
 	c.mu.Lock()
 	if !p.done {
-		delete(c.pend, p.id)
+		c.pend.del(p.id)
 		c.gone[p.id] = struct{}{} // its answer may still come
 		if !c.reading {
 			c.handOffLocked()

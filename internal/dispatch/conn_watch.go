@@ -55,7 +55,7 @@ func (c *Conn) roleFreed() {
 		}
 		c.mu.Lock()
 		c.reading = false
-		for _, q := range c.pend {
+		for q := range c.pend.all {
 			if !q.done {
 				signal(q) // a caller came while the frames were handled
 				return
@@ -126,7 +126,7 @@ func (c *Conn) Watch() {
 
 		c.mu.Lock()
 		c.reading = false
-		for _, q := range c.pend {
+		for q := range c.pend.all {
 			if !q.done {
 				signal(q)
 				break
@@ -171,7 +171,7 @@ func (c *Conn) readAvailable() (handed, ok bool) {
 	for {
 		c.mu.Lock()
 		waiter := false
-		for _, q := range c.pend {
+		for q := range c.pend.all {
 			if !q.done {
 				waiter = true
 				break
@@ -252,7 +252,7 @@ func (c *Conn) register(id uint64, refs bool, ctx context.Context) *Pending {
 	if c.broken != nil {
 		p.done, p.err = true, c.broken
 	} else {
-		c.pend[id] = p
+		c.pend.put(p)
 		// With more calls ahead of it on the worker than the worker runs at
 		// once, plus one (Config.Pipeline), this one cannot be needed before
 		// the next answer comes back: leave it for the reader to write, with
@@ -261,7 +261,7 @@ func (c *Conn) register(id uint64, refs bool, ctx context.Context) *Pending {
 		// those ahead is reading, or will be; they were written, since the
 		// first call held had none held ahead of it. An object server's
 		// watcher does not read through readUntil.
-		hold = !refs && c.holdAfter > 0 && c.watchWake == nil && len(c.pend) > c.holdAfter
+		hold = !refs && c.holdAfter > 0 && c.watchWake == nil && c.pend.len() > c.holdAfter
 	}
 	c.mu.Unlock()
 	if ctx != nil {

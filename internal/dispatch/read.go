@@ -16,7 +16,7 @@ import (
 // on an object server, to its watcher.
 func (c *Conn) handOffLocked() {
 	var next *Pending
-	for _, q := range c.pend {
+	for q := range c.pend.all {
 		if !q.done && (next == nil || q.id < next.id) {
 			next = q
 		}
@@ -106,7 +106,7 @@ func (c *Conn) handleFrame(h wire.Header, payload []byte, self *Pending) (q *Pen
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		q, err = c.deliverLocked(h, payload, self)
-		drained = self == nil && (len(c.orphans) == 0 && len(c.pend) == 0 || len(c.pend) > 0 && !c.follow)
+		drained = self == nil && (len(c.orphans) == 0 && c.pend.len() == 0 || c.pend.len() > 0 && !c.follow)
 		return q, drained, err
 	case h.Type == wire.TypePing || h.Type == wire.TypePong:
 		if len(payload) != 0 {
@@ -145,15 +145,17 @@ func (c *Conn) deliverLocked(h wire.Header, payload []byte, self *Pending) (*Pen
 	if h.ID == 0 || h.ID > c.sent.Load() {
 		return nil, &wire.FrameError{Header: h, Reason: "answer to a request never sent"}
 	}
-	q, o := c.pend[h.ID], c.orphans[h.ID]
+	q, o := c.pend.get(h.ID), c.orphans[h.ID]
 	_, left := c.gone[h.ID]
 	switch {
 	case q != nil:
-		delete(c.pend, h.ID)
+		c.pend.del(h.ID)
 		q.typ = h.Type
 		if c.reader.Owned() {
 			q.payload = payload // a large frame: already its own allocation
 			q.large = c.bufs != nil
+		} else if s := c.smallCopy(payload); s != nil {
+			q.small, q.payload = s, s.B
 		} else {
 			q.payload = append([]byte(nil), payload...)
 		}
@@ -199,9 +201,17 @@ func (c *Conn) usageOf(h wire.Header, payload []byte) error {
 		return &wire.FrameError{Header: h, Reason: "USAGE for a request never sent"}
 	}
 	c.mu.Lock()
-	if q := c.pend[h.ID]; q != nil {
+	if q := c.pend.get(h.ID); q != nil {
 		q.usage, q.hasUse = u, true
 	}
 	c.mu.Unlock()
 	return nil
+}
+
+// smallCopy copies a small answer into a recycled buffer, or returns nil.
+func (c *Conn) smallCopy(payload []byte) *Small {
+	if c.bufs == nil || len(payload) > SmallMax {
+		return nil
+	}
+	return c.bufs.getSmall(payload)
 }

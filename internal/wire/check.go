@@ -46,6 +46,9 @@ var errTruncated = errors.New("truncated")
 type checker struct {
 	p   []byte
 	off int
+	// containers has depth count arrays and maps only, as the CBOR
+	// decoder's MaxNestedLevels does (DecodeCall), rather than every item.
+	containers bool
 }
 
 // head reads an item's initial byte and argument. Every length it returns
@@ -84,12 +87,15 @@ func (c *checker) head() (major byte, info byte, arg uint64, err error) {
 
 // item checks one item at nesting level depth.
 func (c *checker) item(depth int) error {
-	if depth > MaxDepth {
+	if depth > MaxDepth && !c.containers {
 		return fmt.Errorf("nested deeper than %d", MaxDepth)
 	}
 	major, info, arg, err := c.head()
 	if err != nil {
 		return err
+	}
+	if depth > MaxDepth && (major == 4 || major == 5) {
+		return fmt.Errorf("nested deeper than %d", MaxDepth)
 	}
 	switch major {
 	case 0, 1: // integers

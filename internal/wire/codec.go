@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 
 	"github.com/fxamacker/cbor/v2"
@@ -245,49 +246,88 @@ type Call struct {
 	Method   string
 	Deadline int64
 	Args     []cbor.RawMessage
-
-	w callView // decoding scratch, reused
-}
-
-// callView is a CALL payload decoded without copying its arguments.
-type callView struct {
-	_        struct{} `cbor:",toarray"`
-	Method   string
-	Deadline int64
-	Args     []rawView
-}
-
-// rawView is the encoding of one data item as a slice of the decoder's
-// input. cbor.RawMessage copies; for a 1 MiB argument that copy is as
-// expensive as the system call that carried it.
-type rawView []byte
-
-func (v *rawView) UnmarshalCBOR(data []byte) error {
-	*v = data
-	return nil
 }
 
 // DecodeCall decodes a CALL payload into c, reusing c's argument slice. The
 // arguments alias p: they are valid while p is.
+//
+// It walks the payload by hand (the checker of check.go), with no
+// reflection and no allocation once c's slice has grown and while the
+// method name repeats: this runs on every call a worker takes. It accepts
+// exactly what decoding into a toarray struct under decMode accepted, which
+// FuzzDecodeCallMatchesReflect holds it to.
 func DecodeCall(p []byte, c *Call) error {
 	if len(p) == 0 || p[0] != 0x83 {
 		return &FrameError{Header{Type: TypeCall}, "CALL payload is not an array of 3 items"}
 	}
-	if err := decMode.Unmarshal(p, &c.w); err != nil {
-		return fmt.Errorf("%w: CALL payload: %v", ErrProtocol, err)
+	k := checker{p: p, off: 1, containers: true}
+	// The method: a text string of valid UTF-8.
+	start := k.off
+	major, _, n, err := k.head()
+	if err == nil && major != 3 {
+		err = fmt.Errorf("method is of major type %d, not a text string", major)
 	}
-	c.Method, c.Deadline = c.w.Method, c.w.Deadline
+	if err == nil {
+		k.off = start
+		err = k.item(2)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: CALL payload: method: %v", ErrProtocol, err)
+	}
+	mb := p[k.off-int(n) : k.off]
+	if len(mb) == 0 || len(mb) > MaxMethodBytes {
+		return fmt.Errorf("%w: CALL method name of %d bytes (want 1 to %d)", ErrProtocol, len(mb), MaxMethodBytes)
+	}
+	if c.Method != string(mb) { // no allocation when it repeats
+		c.Method = string(mb)
+	}
+	// The deadline: an integer that fits an int64, or null (none).
+	major, info, n, err := k.head()
+	switch {
+	case err != nil:
+	case major == 7 && info == 22:
+		c.Deadline = 0
+	case major == 0 && n <= math.MaxInt64:
+		c.Deadline = int64(n)
+	case major == 1 && n <= math.MaxInt64:
+		c.Deadline = -1 - int64(n)
+	case major == 0 || major == 1:
+		err = errors.New("deadline overflows int64")
+	default:
+		err = fmt.Errorf("deadline is of major type %d, not an integer", major)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: CALL payload: deadline: %v", ErrProtocol, err)
+	}
+	// The arguments: null, or an array of well-formed, valid items (CheckValue's
+	// rules), each one a view of p.
+	major, info, n, err = k.head()
+	if err == nil && major == 7 && info == 22 { // null: none
+		n = 0
+	} else if err == nil && major != 4 {
+		err = fmt.Errorf("arguments are of major type %d, not an array", major)
+	}
+	if err == nil && n > MaxArrayItems {
+		err = fmt.Errorf("array of %d items (at most %d)", n, MaxArrayItems)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: CALL payload: arguments: %v", ErrProtocol, err)
+	}
 	c.Args = c.Args[:0]
-	for _, a := range c.w.Args {
-		c.Args = append(c.Args, cbor.RawMessage(a))
+	for i := range n {
+		start := k.off
+		if err := k.item(3); err != nil {
+			return fmt.Errorf("CALL argument %d: %w", i, &ValueError{Err: err})
+		}
+		c.Args = append(c.Args, cbor.RawMessage(p[start:k.off]))
 	}
-	if len(c.Method) == 0 || len(c.Method) > MaxMethodBytes {
-		return fmt.Errorf("%w: CALL method name of %d bytes (want 1 to %d)", ErrProtocol, len(c.Method), MaxMethodBytes)
+	if k.off != len(p) {
+		return fmt.Errorf("%w: CALL payload: %d trailing bytes", ErrProtocol, len(p)-k.off)
 	}
 	if c.Deadline < 0 {
 		return fmt.Errorf("%w: CALL deadline is negative", ErrProtocol)
 	}
-	return checkArgs("CALL", c.Args)
+	return nil
 }
 
 // checkArgs holds each argument to the value rules that decoding it as raw
