@@ -173,6 +173,9 @@ func (b *Builder) call(id uint64, method string, deadline int64, args []any, max
 		if vec && b.ref(a) {
 			continue
 		}
+		if b.fast(a) {
+			continue
+		}
 		if err := b.marshal(a); err != nil {
 			b.drop()
 			return fmt.Errorf("encoding argument %d (%T): %w", i, a, err)
@@ -184,6 +187,9 @@ func (b *Builder) call(id uint64, method string, deadline int64, args []any, max
 // Value appends a frame whose payload is one encoded value (REPLY, HELLO).
 func (b *Builder) Value(t Type, id uint64, v any, maxFrame uint32) error {
 	b.begin()
+	if b.fast(v) {
+		return b.end(t, id, maxFrame)
+	}
 	if err := b.marshal(v); err != nil {
 		b.drop()
 		return fmt.Errorf("encoding %v value (%T): %w", t, v, err)
@@ -206,6 +212,26 @@ func (b *Builder) marshal(v any) error {
 	err := encMode.MarshalToBuffer(v, &b.buf)
 	done = true
 	return err
+}
+
+// fast encodes the commonest arguments, nil and []byte, without the
+// encoder's reflection and deferred recovery, exactly as encMode would
+// (a nil []byte is null: NilContainerAsNull), and reports whether it did.
+func (b *Builder) fast(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		b.buf.WriteByte(0xf6)
+	case []byte:
+		if v == nil {
+			b.buf.WriteByte(0xf6)
+			return true
+		}
+		b.head(2, uint64(len(v)))
+		b.buf.Write(v)
+	default:
+		return false
+	}
+	return true
 }
 
 // Raw appends a frame whose payload is already-encoded CBOR.

@@ -108,3 +108,26 @@ func TestDecodeCallAllocs(t *testing.T) {
 		t.Errorf("DecodeCall: %v allocations per call, want 0", n)
 	}
 }
+
+// TestFastArgsMatchEncoder: the arguments Builder encodes without the
+// encoder come out byte for byte as encMode writes them.
+func TestFastArgsMatchEncoder(t *testing.T) {
+	for _, v := range []any{nil, []byte(nil), []byte{}, []byte("x"), make([]byte, 23), make([]byte, 24),
+		make([]byte, 255), make([]byte, 256), make([]byte, 65535), make([]byte, 65536)} {
+		var b Builder
+		if err := b.Call(1, "m", 0, []any{v}, DefaultMaxFrame); err != nil {
+			t.Fatal(err)
+		}
+		var c Call
+		if err := DecodeCall(b.Bytes()[HeaderSize:], &c); err != nil {
+			t.Fatal(err)
+		}
+		want, err := Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Args) != 1 || string(c.Args[0]) != string(want) {
+			t.Errorf("%T of %d bytes: encoded % .16x, encoder writes % .16x", v, len(fmt.Sprint(v)), []byte(c.Args[0]), want)
+		}
+	}
+}
