@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"runtime"
 	"syscall"
@@ -170,6 +171,18 @@ type Config struct {
 	// spinning to cut latency. A worker that does not support shared
 	// memory stays on the socket.
 	Transport Transport
+
+	// ForkServer starts the worker program once more, as a fork server
+	// (BULKHEAD_FORKSERVER_FD, served by the C SDK), and replaces workers
+	// by asking it for a clone instead of an exec: the program's
+	// initialisation (a library loaded and set up) is paid once. A forked
+	// worker keeps every guarantee of an exec'd one: it is this process's
+	// child, in its own process group, with its own parent-death signal,
+	// start marker and output. Workers the sandbox protects, and any start
+	// while the fork server is down, are exec'd; a fork server that dies is
+	// restarted. The program must serve it: a Go SDK worker does not.
+	// Zero value: every worker is exec'd.
+	ForkServer bool
 
 	// ShmRingSize is the bytes of each direction's ring with TransportShm.
 	// Zero value: 1 MiB. A power of two from 4 KiB to 64 MiB.
@@ -349,6 +362,8 @@ type settings struct {
 	min, max   int                 // worker counts
 	idempotent map[string]struct{} // from Idempotent
 	sandbox    *sandbox.Plan       // from Sandbox
+	// fork is the pool's fork server's Fork (Config.ForkServer), or nil.
+	fork func(env []string, files []*os.File) (int, error)
 }
 
 // Validate reports every field of c that New would refuse, without

@@ -48,7 +48,8 @@ type Pool struct {
 	spares       []*workerProc // warm spares, ready and taking no calls (spare.go)
 	sparePending int           // spare spawns under way
 
-	wg        sync.WaitGroup // spawn goroutines and the monitor
+	forks     forkServers    // Config.ForkServer (pool_fork.go)
+	wg        sync.WaitGroup // spawn goroutines, the monitor, fork server starts
 	closeOnce sync.Once
 	closeErr  error
 
@@ -118,6 +119,13 @@ func newPool(ctx context.Context, cfg Config, h hooks) (*Pool, error) {
 	if s.SlowCall > 0 {
 		p.wg.Add(1)
 		go p.every(max(s.SlowCall/4, time.Millisecond), p.findSlow) // four looks per SlowCall
+	}
+	if s.ForkServer {
+		// Before the first workers, so that they are forked already.
+		p.cfg.fork = p.forkWorker
+		if p.claimForkStart(false) {
+			p.startForkServer()
+		}
 	}
 	if s.min == 0 {
 		p.mu.Lock()
@@ -579,6 +587,7 @@ func (p *Pool) close(ctx context.Context) error {
 		}
 		w.Proc.Release()
 	}
+	p.closeForkServer()
 	p.wg.Wait()
 	p.spawner.Close()
 	return err

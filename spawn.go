@@ -80,6 +80,7 @@ func launchWatched(s *settings, sp *proc.Spawner, onDied, onExit func(*workerPro
 	}
 	spec := s.spec(extraEnv)
 	spec.Options = opts
+	spec.Fork = s.fork
 	spec.Prepare = func(spec *dispatch.Spec) (func(bool, error) error, func(), error) {
 		st, err := s.sandbox.Prepare(s.path, s.Env, spec, s.Logger)
 		if err != nil {

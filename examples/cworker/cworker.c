@@ -15,6 +15,10 @@
  *   crash(kind[, n]) kind "segv" | "abort" | "exit" (exit status n, default 3)
  *   sleep(ms)        waits ms milliseconds, or until cancelled (ERROR 5)
  *
+ * CWORKER_INIT_MS in the environment makes start-up take that long, before
+ * bh_serve, as a library's own initialisation would (a fork server pays it
+ * once: Config.ForkServer).
+ *
  * Build: gcc -std=c99 -pedantic -O2 -Wall -Wextra -Werror -I sdk/c -o cworker cworker.c
  */
 #define BULKHEAD_IMPLEMENTATION
@@ -135,6 +139,12 @@ static int sleep_ms(bh_call *c, void *arg) {
 }
 
 int main(void) {
+	const char *init = getenv("CWORKER_INIT_MS");
+	if (init != NULL) {
+		long ms = atol(init);
+		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+		nanosleep(&ts, NULL);
+	}
 	static const bh_method methods[] = {
 		{"echo", echo, NULL},
 		{"add", add, NULL},

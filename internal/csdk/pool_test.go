@@ -18,7 +18,7 @@ import (
 
 // buildCWorker builds examples/cworker on the C SDK with the flags its own
 // test uses.
-func buildCWorker(t *testing.T) string {
+func buildCWorker(t testing.TB) string {
 	t.Helper()
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {

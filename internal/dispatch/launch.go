@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"reflect"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -57,6 +58,13 @@ type Spec struct {
 	// KillAll, if not nil, kills every process the worker started, once
 	// it has died (proc.Options.KillAll).
 	KillAll func()
+	// Fork, if not nil, asks a fork server for the worker instead of an
+	// exec (internal/forkserver): env is the protocol's variables, files
+	// the socket, the start marker, the output and the shm region. It
+	// returns the pid of a child of this process. A failure falls back to
+	// exec. Launch forks only a worker that needs no exec: no Exec, Attr,
+	// ExtraFiles or ExtraEnv, and an Attr that sets nothing.
+	Fork func(env []string, files []*os.File) (int, error)
 	// ExtraFiles are passed after the protocol's descriptors, the first
 	// as the descriptor that ExtraFDEnv names. Launch does not close them.
 	ExtraFiles []*os.File
@@ -220,7 +228,7 @@ func launch(w *Worker, s Spec, sp *proc.Spawner, h Hooks) error {
 			h.Died()
 		}
 	}
-	pr, err := proc.StartWith(sp, command(s, cookie, childSock, markerFile, shm),
+	pr, err := start(s, sp, cookie, childSock, markerFile, shm,
 		proc.Options{Died: died, Reaped: h.Reaped, KillAll: s.KillAll,
 			Output: w.Stderr}) // never parsed: a library's stray prints cannot break the protocol
 	if err != nil {
@@ -253,6 +261,48 @@ func launch(w *Worker, s Spec, sp *proc.Spawner, h Hooks) error {
 	return w.handshake(s, cookie, shm, h)
 }
 
+// start forks the worker from s.Fork's fork server when the spec allows it
+// (no sandbox protections, no extra descriptors or variables: those need an
+// exec), or when that fails, execs it.
+func start(s Spec, sp *proc.Spawner, cookie string, sock, marker *os.File, shm *shmLink, o proc.Options) (*proc.Process, error) {
+	if s.Fork != nil && s.Exec == nil && (s.Attr == nil || reflect.ValueOf(*s.Attr).IsZero()) &&
+		len(s.ExtraFiles) == 0 && len(s.ExtraEnv) == 0 {
+		pr, err := proc.StartForked(func(out *os.File) (int, error) {
+			files := []*os.File{sock, marker, out}
+			if shm != nil {
+				files = append(files, shm.file)
+			}
+			return s.Fork(protocolEnv(s, cookie, shm), files)
+		}, o)
+		if err == nil {
+			return pr, nil
+		}
+		// The fork server is gone: its owner starts another; this worker execs.
+	}
+	return proc.StartWith(sp, command(s, cookie, sock, marker, shm), o)
+}
+
+// protocolEnv is the protocol's variables for a worker of s (PROTOCOL.md
+// section 1), with the socket, the marker and the shm region as
+// descriptors 3, 4 and 5.
+func protocolEnv(s Spec, cookie string, shm *shmLink) []string {
+	env := []string{
+		"BULKHEAD_PROTOCOL=" + strconv.Itoa(wire.Version),
+		"BULKHEAD_FD=3",
+		"BULKHEAD_MARKER_FD=4",
+		"BULKHEAD_COOKIE=" + cookie,
+		"BULKHEAD_PARENT_PID=" + strconv.Itoa(os.Getpid()),
+		"BULKHEAD_MAX_FRAME=" + strconv.FormatUint(uint64(s.MaxFrame), 10),
+	}
+	if shm != nil {
+		env = append(env,
+			"BULKHEAD_SHM_FD=5",
+			"BULKHEAD_SHM_SIZE="+strconv.Itoa(s.ShmRingSize),
+			"BULKHEAD_SHM_SPIN="+strconv.Itoa(s.ShmSpin))
+	}
+	return env
+}
+
 // command is the exec.Cmd of a worker of s: the protocol's variables, and
 // the socket, the marker and the shm region as descriptors 3, 4 and 5.
 func command(s Spec, cookie string, sock, marker *os.File, shm *shmLink) *exec.Cmd {
@@ -260,20 +310,9 @@ func command(s Spec, cookie string, sock, marker *os.File, shm *shmLink) *exec.C
 	if env == nil {
 		env = os.Environ()
 	}
-	env = append(env[:len(env):len(env)],
-		"BULKHEAD_PROTOCOL="+strconv.Itoa(wire.Version),
-		"BULKHEAD_FD=3",
-		"BULKHEAD_MARKER_FD=4",
-		"BULKHEAD_COOKIE="+cookie,
-		"BULKHEAD_PARENT_PID="+strconv.Itoa(os.Getpid()),
-		"BULKHEAD_MAX_FRAME="+strconv.FormatUint(uint64(s.MaxFrame), 10),
-	)
+	env = append(env[:len(env):len(env)], protocolEnv(s, cookie, shm)...)
 	extra := []*os.File{sock, marker}
 	if shm != nil {
-		env = append(env,
-			"BULKHEAD_SHM_FD=5",
-			"BULKHEAD_SHM_SIZE="+strconv.Itoa(s.ShmRingSize),
-			"BULKHEAD_SHM_SPIN="+strconv.Itoa(s.ShmSpin))
 		extra = append(extra, shm.file)
 	}
 	if len(s.ExtraFiles) > 0 {

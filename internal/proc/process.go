@@ -18,8 +18,10 @@ import (
 // pidfd. Exactly one goroutine, started by Start, waits for it; Exited is
 // closed when that goroutine has reaped the child.
 type Process struct {
-	Cmd *exec.Cmd
+	Cmd *exec.Cmd // nil for a forked child (StartForked)
 	PID int
+
+	osp *os.Process // a forked child's, to reap it
 
 	pidfd  *os.File // nil where pidfds are unavailable
 	exited chan struct{}
@@ -143,11 +145,10 @@ func (p *Process) watch() {
 	p.sigMu.Lock()
 	p.dead = true // from here on the pid may be reaped: no more signals
 	p.sigMu.Unlock()
-	err := p.Cmd.Wait()
+	err := p.wait()
 	if p.out != nil && p.pidfd == nil {
 		p.out.stop() // without a pidfd: once reaped
 	}
-	p.state = p.Cmd.ProcessState
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
 		p.err = err
@@ -155,6 +156,59 @@ func (p *Process) watch() {
 	if p.onExit != nil {
 		p.onExit()
 	}
+}
+
+// wait reaps the child and keeps its state.
+func (p *Process) wait() error {
+	if p.Cmd == nil {
+		st, err := p.osp.Wait()
+		p.state = st
+		return err
+	}
+	err := p.Cmd.Wait()
+	p.state = p.Cmd.ProcessState
+	return err
+}
+
+// StartForked watches a child that fork started some other way than exec:
+// a fork server's clone with CLONE_PARENT, so that the child is this
+// process's and is reaped here. fork gets the write end of the output pipe
+// (nil without o.Output), for the child's stdout and stderr, and returns the
+// child's pid; the child must already be in its own process group and have
+// its parent-death signal set.
+func StartForked(fork func(out *os.File) (int, error), o Options) (*Process, error) {
+	var out *output
+	var pw *os.File
+	if o.Output != nil {
+		var err error
+		if out, pw, err = newOutput(o.Output); err != nil {
+			return nil, err
+		}
+	}
+	pid, err := fork(pw)
+	if pw != nil {
+		pw.Close() // the child's now
+	}
+	if err != nil {
+		if out != nil {
+			out.r.Close()
+		}
+		return nil, err
+	}
+	if out != nil {
+		go out.run()
+	}
+	osp, err := os.FindProcess(pid) // never fails on Linux
+	if err != nil {
+		return nil, err
+	}
+	p := &Process{PID: pid, osp: osp, exited: make(chan struct{}), onDied: o.Died, onExit: o.Reaped,
+		killAll: o.KillAll, out: out}
+	if fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK); err == nil {
+		p.pidfd = os.NewFile(uintptr(fd), "pidfd")
+	}
+	go p.watch()
+	return p, nil
 }
 
 func (p *Process) waitPidfd() {

@@ -30,7 +30,10 @@
  * timeout, the shared-memory transport (section 9) when offered, and, with
  * bh_serve_objects, the object protocol of section 10: classes registered
  * and resumed, activation, object calls, release, SUSPEND, REVOKE
- * (bh_revoke) and events (bh_emit).
+ * (bh_revoke) and events (bh_emit). Started as a fork server
+ * (BULKHEAD_FORKSERVER_FD, PROTOCOL.md section 11), bh_serve clones a ready
+ * worker per request of the dispatcher, after the program's own
+ * initialisation has run once.
  *
  * The worker is single-threaded: one call at a time, on the main thread,
  * which is what a thread-bound library needs (HELLO says concurrency 1).
@@ -290,6 +293,7 @@ int bh_parse_call(bh_checker *c, const uint8_t *p, size_t n, bh_call *call);
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -2097,6 +2101,119 @@ int bh_serve(const char *name, const bh_method *methods, size_t n) {
 	return bh_serve_objects(name, methods, n, NULL, 0);
 }
 
+/* ---- the fork server ---------------------------------------------------- */
+
+/* bh__child sets up a child the fork server cloned: the descriptors it was
+ * sent become 3 (socket), 4 (marker), 1 and 2 (output) and 5 (shared
+ * memory, if sent); env is its BULKHEAD_* variables, NUL-separated. */
+static void bh__child(int ctl, const int *fds, int nfds, char *env, size_t envlen) {
+	static const int to[] = {3, 4, 1, 5};
+	int high[4];
+	close(ctl);
+	for (int i = 0; i < nfds; i++) { /* first out of the way of 1 to 5 */
+		high[i] = fcntl(fds[i], F_DUPFD, 10);
+		if (high[i] < 0) {
+			_exit(BH__EXIT_SOFTWARE);
+		}
+		close(fds[i]);
+	}
+	for (int i = 0; i < nfds; i++) {
+		if (dup2(high[i], to[i]) < 0 || (i == 2 && dup2(high[i], 2) < 0)) {
+			_exit(BH__EXIT_SOFTWARE);
+		}
+		close(high[i]);
+	}
+	unsetenv("BULKHEAD_FORKSERVER_FD");
+	for (size_t at = 0; at < envlen;) {
+		char *kv = env + at, *eq = strchr(kv, '=');
+		at += strlen(kv) + 1;
+		if (eq != NULL && strncmp(kv, "BULKHEAD_", 9) == 0) {
+			*eq = 0;
+			setenv(kv, eq + 1, 1);
+		}
+	}
+	setpgid(0, 0); /* its own process group, as an exec'd worker has */
+}
+
+/* bh__fork_one receives one request and clones a child for it. It returns 1
+ * in the child, 0 in the fork server. */
+static int bh__fork_one(int ctl) {
+	char env[8192];
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+	} cm;
+	struct iovec iov = {env, sizeof env - 1};
+	struct msghdr msg;
+	int fds[4], nfds = 0;
+	int64_t reply;
+	memset(&msg, 0, sizeof msg);
+	msg.msg_iov = &iov, msg.msg_iovlen = 1;
+	msg.msg_control = cm.buf, msg.msg_controllen = sizeof cm.buf;
+	ssize_t n = recvmsg(ctl, &msg, MSG_CMSG_CLOEXEC);
+	if (n == 0) {
+		exit(0); /* the dispatcher let go of us */
+	}
+	if (n < 0) {
+		if (errno == EINTR) {
+			return 0;
+		}
+		bh__die(BH__EXIT_PROTOCOL, "fork server: recvmsg: %s", strerror(errno));
+	}
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			for (int i = 0; i < k; i++) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+				if (nfds < 4) {
+					fds[nfds++] = fd;
+				} else {
+					close(fd);
+				}
+			}
+		}
+	}
+	if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || nfds < 3) {
+		bh__die(BH__EXIT_PROTOCOL, "fork server: a request with %d descriptors or truncated", nfds);
+	}
+	env[n] = 0;
+	/* CLONE_PARENT: the child is the dispatcher's, which reaps it and
+	 * reads its exit status through a pidfd, as for an exec'd worker. */
+	long pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, NULL, NULL, 0);
+	if (pid == 0) {
+		bh__child(ctl, fds, nfds, env, (size_t)n);
+		return 1;
+	}
+	for (int i = 0; i < nfds; i++) {
+		close(fds[i]);
+	}
+	reply = pid < 0 ? -(int64_t)errno : (int64_t)pid;
+	if (send(ctl, &reply, sizeof reply, MSG_NOSIGNAL) != (ssize_t)sizeof reply) {
+		exit(0);
+	}
+	return 0;
+}
+
+/* bh__fork_server serves BULKHEAD_FORKSERVER_FD: the program has done its
+ * initialisation (the library loaded, its own init run) before bh_serve;
+ * each request of the dispatcher then costs a clone, not an exec. Only a
+ * child returns from it, to start as a worker. */
+static void bh__fork_server(const char *name) {
+	int ctl = bh__env_fd("BULKHEAD_FORKSERVER_FD");
+	uint64_t ppid = bh__env("BULKHEAD_PARENT_PID", 1, (uint64_t)1 << 22, 0);
+	bh__w.name = name;
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (ppid != 0 && (uint64_t)getppid() != ppid) {
+		exit(BH__EXIT_PROTOCOL);
+	}
+	if (send(ctl, "R", 1, MSG_NOSIGNAL) != 1) { /* ready */
+		exit(0);
+	}
+	while (!bh__fork_one(ctl)) {
+	}
+}
+
 int bh_serve_objects(const char *name, const bh_method *methods, size_t n, const bh_class *classes, size_t nclasses) {
 	int rc;
 	name = name ? name : "bulkhead worker";
@@ -2104,6 +2221,9 @@ int bh_serve_objects(const char *name, const bh_method *methods, size_t n, const
 	bh__w.nclasses = nclasses;
 	if (bh__check_classes(name, classes, nclasses) != 0) {
 		return BH__EXIT_SOFTWARE;
+	}
+	if (getenv("BULKHEAD_FORKSERVER_FD") != NULL) {
+		bh__fork_server(name);
 	}
 	if ((rc = bh__setup(name, methods, n)) != 0) {
 		return rc;
