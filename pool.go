@@ -106,6 +106,14 @@ func newPool(ctx context.Context, cfg Config, h hooks) (*Pool, error) {
 		workers:  make(map[*workerProc]struct{}),
 		starting: make(map[*workerProc]struct{}),
 	}
+	if s.Sandbox.any() {
+		// Every worker then has no_new_privs, whatever else its
+		// sandbox does (the trampoline sets it too).
+		if err := p.spawner.NoNewPrivs(); err != nil {
+			p.spawner.Close()
+			return nil, &StartError{ExitCode: -1, Protection: "no_new_privs", Reason: "sandbox: no_new_privs: " + err.Error(), Err: err}
+		}
+	}
 	p.loop.init(s.UnhealthyAfter)
 	p.metrics.epoch = time.Now()
 	if s.QuarantineAfter > 0 {

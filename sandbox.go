@@ -151,6 +151,13 @@ func init() { sandbox.Trampoline() }
 // known only at a start.
 func (b *Sandbox) plan() (*sandbox.Plan, error) { return sandbox.NewPlan(sandbox.Settings(*b)) }
 
+// any reports whether any protection is asked for.
+func (b *Sandbox) any() bool {
+	return b.User != "" || b.SHA256 != "" || b.Cgroup || b.MemoryMax != 0 || b.PidsMax != 0 || b.CPUMax != 0 ||
+		b.Seccomp != "" || len(b.SeccompAllow) > 0 || len(b.SeccompDeny) > 0 || b.SeccompLog ||
+		len(b.ReadOnly) > 0 || len(b.Writable) > 0 || b.IsolateNet || b.IsolateIPC || b.PrivateTmp || b.UserNamespace
+}
+
 // reaped reads and removes w's cgroup, once w has been reaped: what it
 // recorded says whether the kernel's OOM killer killed it.
 func (w *workerProc) reaped(st *sandbox.Start, log *slog.Logger) {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/bulkhead-go/bulkhead/examples/crashy/native"
@@ -105,5 +106,15 @@ func handleNamespaces(s *worker.Server) {
 		ents, err := os.ReadDir("/tmp")
 		out["tmp"] = fmt.Sprint(len(ents), err)
 		return out, nil
+	})
+	// nnp is the worker's NoNewPrivs, as /proc/self/status says it.
+	s.Handle("nnp", func(context.Context, worker.Args) (any, error) {
+		b, err := os.ReadFile("/proc/self/status")
+		for line := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(line, "NoNewPrivs:"); ok {
+				return strings.TrimSpace(v), nil
+			}
+		}
+		return "", fmt.Errorf("no NoNewPrivs in /proc/self/status: %v", err)
 	})
 }

@@ -558,3 +558,22 @@ func TestSandboxComputeNoFiles(t *testing.T) {
 		p.Close(context.Background())
 	}
 }
+
+// Any sandbox gives the worker no_new_privs, even one that needs no
+// trampoline (a pinned binary alone); no sandbox leaves it off.
+func TestSandboxNoNewPrivs(t *testing.T) {
+	path, sum := copyBinary(t)
+	for _, tt := range []struct {
+		sb   bulkhead.Sandbox
+		want string
+	}{{bulkhead.Sandbox{}, "0"}, {bulkhead.Sandbox{SHA256: sum}, "1"}, {bulkhead.Sandbox{Seccomp: "files"}, "1"}} {
+		p, err := sandboxPool(t, path, tt.sb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := callWithin[string](t, p, "nnp"); got != tt.want {
+			t.Errorf("%+v: NoNewPrivs %s, want %s", tt.sb, got, tt.want)
+		}
+		p.Close(context.Background())
+	}
+}

@@ -37,6 +37,7 @@ type spawnReq struct {
 	cmd   *exec.Cmd
 	reply chan error
 	tid   *int // tests: report the serving thread instead of starting cmd
+	nnp   bool // set no_new_privs on the spawning thread instead of starting cmd
 }
 
 // NewSpawner starts the spawning thread.
@@ -72,6 +73,10 @@ func (s *Spawner) serveLocked(moved chan<- struct{}) {
 	}
 	defer close(s.done)
 	for r := range s.reqs {
+		if r.nnp {
+			r.reply <- unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+			continue
+		}
 		if r.tid != nil {
 			*r.tid = unix.Gettid()
 			r.reply <- nil
@@ -89,6 +94,21 @@ func (s *Spawner) Start(cmd *exec.Cmd) error {
 		return ErrSpawnerClosed
 	}
 	r := spawnReq{cmd: cmd, reply: make(chan error, 1)}
+	s.reqs <- r
+	return <-r.reply
+}
+
+// NoNewPrivs sets no_new_privs on the spawning thread, for good: every
+// process started from then on inherits it, so that no execve it makes
+// gains privileges (a setuid binary runs without them). Only that thread is
+// affected; it does nothing but fork.
+func (s *Spawner) NoNewPrivs() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.shut {
+		return ErrSpawnerClosed
+	}
+	r := spawnReq{nnp: true, reply: make(chan error, 1)}
 	s.reqs <- r
 	return <-r.reply
 }
