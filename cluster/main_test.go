@@ -37,6 +37,15 @@ func TestMain(m *testing.M) { testutil.Main(m, helpers(), "worker", worker.IsWor
 func runWorker() {
 	s := &worker.Server{}
 	s.Handle("who", func(context.Context, worker.Args) (any, error) { return os.Getenv("NODE"), nil })
+	s.Handle("null", func(context.Context, worker.Args) (any, error) { return nil, nil })
+	s.Handle("work", func(context.Context, worker.Args) (any, error) { // 20 ms on a slow node, 1 ms elsewhere
+		d := time.Millisecond
+		if strings.HasPrefix(os.Getenv("NODE"), "slow") {
+			d = 20 * time.Millisecond
+		}
+		time.Sleep(d)
+		return nil, nil
+	})
 	s.Handle("echo", func(_ context.Context, a worker.Args) (any, error) {
 		var v any
 		return v, a.Decode(0, &v)
@@ -123,7 +132,7 @@ type testNode struct {
 }
 
 // stop closes the node, its connection and its daemon.
-func (n *testNode) stop(t *testing.T) {
+func (n *testNode) stop(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := n.node.Close(); err != nil {
@@ -134,7 +143,7 @@ func (n *testNode) stop(t *testing.T) {
 }
 
 // startNATS starts an embedded NATS server for the test.
-func startNATS(t *testing.T) string {
+func startNATS(t testing.TB) string {
 	t.Helper()
 	s, err := natsembed.Start()
 	if err != nil {
@@ -145,7 +154,7 @@ func startNATS(t *testing.T) string {
 }
 
 // startNode starts an in-process node, stopped when the test ends.
-func startNode(t *testing.T, url, name string, workers int) *testNode {
+func startNode(t testing.TB, url, name string, workers int) *testNode {
 	t.Helper()
 	srv, node, nc, err := newNode(context.Background(), url, name, workers)
 	if err != nil {
@@ -191,7 +200,7 @@ func startNodeProcess(t *testing.T, url, name string) *exec.Cmd {
 
 // dial returns a client of pool "p", closed when the test ends, once it
 // knows want nodes.
-func dial(t *testing.T, url string, opts cluster.Options, want int) *cluster.Client {
+func dial(t testing.TB, url string, opts cluster.Options, want int) *cluster.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
