@@ -62,6 +62,9 @@ func emitHandler(b *bytes.Buffer, f *fn) {
 			w.line("char *%s = NULL;", p.name)
 		case rLocal:
 			w.line("%s %s = NULL;", p.typ.C, p.name)
+		case rStruct:
+			w.line("%s %s;", p.st.C, p.name)
+			w.line("memset(&%s, 0, sizeof %s);", p.name, p.name)
 		}
 	}
 	w.line("(void)bh_unused;")
@@ -101,6 +104,8 @@ func emitArg(w cw, i int, a goArg) {
 	}
 	p := a.param
 	switch p.role {
+	case rStruct:
+		emitStructArg(w, i, p, what)
 	case rInBytes:
 		w.line("const uint8_t *bh_p_%s = NULL;", p.name)
 		w.line("size_t bh_n_%s = 0;", p.name)
@@ -116,6 +121,32 @@ func emitArg(w cw, i int, a goArg) {
 		w.line("%s[bh_n_%s] = 0;", p.name, p.name)
 	default: // a scalar, or an unchecked length
 		emitScalarArg(w, i, p, what)
+	}
+}
+
+// emitStructArg decodes argument i, an array of the struct's fields, into
+// the local struct named after the parameter.
+func emitStructArg(w cw, i int, p *param, what string) {
+	n := len(p.st.fields)
+	w.line("bh_cur bh_a_%s;", p.name)
+	w.line("size_t bh_n_%s;", p.name)
+	w.line("if (bh_arg(bh_c, %d, &bh_a_%s) != 0 || bh_get_array(&bh_a_%s, &bh_n_%s) != 0 || bh_n_%s != %d) %s", i, p.name, p.name,
+		p.name, p.name, n, w.fail("BH_BAD_ARGUMENTS", fmt.Sprintf("%s is not an array of %d fields", what, n)))
+	for _, f := range p.st.fields {
+		v := "bh_f_" + p.name + "_" + f.name
+		fw := what + " field " + f.name + " is not " + article(f.typ.C)
+		switch f.typ.kind {
+		case kSigned:
+			w.line("int64_t %s;", v)
+			w.line("if (bh_get_int(&bh_a_%s, &%s) != 0 || (int64_t)(%s)%s != %s) %s", p.name, v, f.typ.C, v, v, w.fail("BH_BAD_ARGUMENTS", fw))
+		case kUnsigned:
+			w.line("uint64_t %s;", v)
+			w.line("if (bh_get_uint(&bh_a_%s, &%s) != 0 || (uint64_t)(%s)%s != %s) %s", p.name, v, f.typ.C, v, v, w.fail("BH_BAD_ARGUMENTS", fw))
+		case kFloat:
+			w.line("double %s;", v)
+			w.line("if (bh_get_float(&bh_a_%s, &%s) != 0) %s", p.name, v, w.fail("BH_BAD_ARGUMENTS", fw))
+		}
+		w.line("%s.%s = (%s)%s;", p.name, f.name, f.typ.C, v)
 	}
 }
 
@@ -183,6 +214,8 @@ func emitCall(w cw) {
 			args = append(args, "(void *)(uintptr_t)bh_p_"+p.name)
 		case rOutBytes, rInString: // char, signed or unsigned char: the header's choice
 			args = append(args, "(void *)"+p.name)
+		case rStruct:
+			args = append(args, "&"+p.name)
 		case rScalarPtr:
 			args = append(args, "&"+p.name)
 		case rNull:
@@ -208,6 +241,13 @@ func emitResults(w cw) {
 		w.line("bh_put_array(bh_c->result, %d);", len(outs))
 	}
 	for _, o := range outs {
+		if o.param != nil && o.param.role == rStruct {
+			w.line("bh_put_array(bh_c->result, %d);", len(o.param.st.fields))
+			for _, f := range o.param.st.fields {
+				emitPut(w, f.typ, o.name+"."+f.name)
+			}
+			continue
+		}
 		if o.param != nil && o.param.role == rOutBytes {
 			p := o.param
 			n := p.ann.Len
@@ -223,14 +263,7 @@ func emitResults(w cw) {
 		if o.param != nil {
 			t = o.param.typ
 		}
-		switch t.kind {
-		case kSigned:
-			w.line("bh_put_int(bh_c->result, (int64_t)%s);", o.name)
-		case kUnsigned:
-			w.line("bh_put_uint(bh_c->result, (uint64_t)%s);", o.name)
-		case kFloat:
-			w.line("bh_put_float(bh_c->result, (double)%s);", o.name)
-		}
+		emitPut(w, t, o.name)
 	}
 	if len(outs) == 0 {
 		w.line("bh_put_null(bh_c->result);")
@@ -243,4 +276,16 @@ func article(t string) string {
 		return "an " + t
 	}
 	return "a " + t
+}
+
+// emitPut encodes the C scalar expression x of type t into the result.
+func emitPut(w cw, t ctype, x string) {
+	switch t.kind {
+	case kSigned:
+		w.line("bh_put_int(bh_c->result, (int64_t)%s);", x)
+	case kUnsigned:
+		w.line("bh_put_uint(bh_c->result, (uint64_t)%s);", x)
+	case kFloat:
+		w.line("bh_put_float(bh_c->result, (double)%s);", x)
+	}
 }

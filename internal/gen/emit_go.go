@@ -29,6 +29,7 @@ func EmitGo(s *Spec, fns []fn) ([]byte, error) {
 	b.WriteString("func Worker(ctx context.Context) (string, error) {\n")
 	fmt.Fprintf(&b, "\treturn surrogate.Build(ctx, surrogate.Source{Name: %q, C: workerC, Flags: %#v}, surrogate.Options{})\n}\n",
 		s.Package, s.Flags)
+	emitGoStructs(&b, fns)
 	for i := range fns {
 		emitGoFunc(&b, &fns[i])
 	}
@@ -37,6 +38,26 @@ func EmitGo(s *Spec, fns []fn) ([]byte, error) {
 		return nil, fmt.Errorf("gen: the Go output does not parse (a bug): %w\n%s", err, b.Bytes())
 	}
 	return out, nil
+}
+
+// emitGoStructs declares each C struct the functions use, once, in order of
+// first use.
+func emitGoStructs(b *bytes.Buffer, fns []fn) {
+	seen := map[string]bool{}
+	for _, f := range fns {
+		for _, p := range f.params {
+			if p.role != rStruct || seen[p.st.goName] {
+				continue
+			}
+			seen[p.st.goName] = true
+			fmt.Fprintf(b, "\n// %s is C's %s, as a CBOR array of its fields.\ntype %s struct {\n\t_ struct{} `cbor:\",toarray\"`\n",
+				p.st.goName, p.st.C, p.st.goName)
+			for _, fl := range p.st.fields {
+				fmt.Fprintf(b, "\t%s %s\n", goName(fl.name, true), fl.typ.goType())
+			}
+			b.WriteString("}\n")
+		}
+	}
 }
 
 // goName turns a C name into a Go argument or field name.

@@ -115,6 +115,7 @@ func TestSpecErrors(t *testing.T) {
 		{"len not a parameter", base + "[[func]]\nname = \"mini_sum\"\n[func.params.buf]\ndir = \"in\"\nlen = \"nn\"\n[func.params.sum]\ndir = \"out\"", "params.buf.len: \"nn\" is not an integer parameter"},
 		{"annotated scalar", base + "[[func]]\nname = \"mini_scale\"\n[func.params.x]\ndir = \"in\"", "only pointers take an annotation"},
 		{"out buffer without cap", base + "[[func]]\nname = \"mini_fill\"\n[func.params.dst]\ndir = \"out\"\n[func.params.written]\ndir = \"out\"", "needs cap"},
+		{"struct of a pointer", base + "[[func]]\nname = \"mini_name\"\n[func.params.n]\ndir = \"in\"", "struct mini_named: field \"name\" is not a named scalar"},
 		{"status on void", base + "[[func]]\nname = \"mini_null\"\nstatus = \"ret == 0\"", "status on a void function"},
 		{"local without init", base + "[[func]]\nname = \"mini_key\"\n[func.params.opts]\ndir = \"local\"", "params.opts.init: a local pointer needs init"},
 		{"bad before", base + "before = [\"<x>\"]\n[[func]]\nname = \"mini_null\"", "x.toml: before: want header names"},
@@ -185,6 +186,12 @@ func TestMiniWorker(t *testing.T) {
 		{"mini_strlen", []any{"a\x00b"}, nil, int64(bulkhead.CodeBadArguments)},
 		{"mini_key", []any{[]byte{1, 2, 0, 0, 9}}, uint64(0x201), 0},
 		{"mini_key", []any{[]byte{1, 2, 3}}, nil, int64(bulkhead.CodeBadArguments)}, // len = 4
+		// Structs travel as arrays of their fields; an inout one comes back.
+		{"mini_move", []any{[]any{1, 2, 0.5}, 3, 4, 2.0}, []any{uint64(10), []any{uint64(4), uint64(6), 1.0}}, 0},
+		{"mini_grey", []any{[]any{3, 6, 9}}, []any{uint64(6), []any{uint64(65532), uint64(65529), uint64(65526)}}, 0},
+		{"mini_grey", []any{[]any{3, 6}}, nil, int64(bulkhead.CodeBadArguments)},                 // a field short
+		{"mini_grey", []any{[]any{3, 6, 70000}}, nil, int64(bulkhead.CodeBadArguments)},          // over unsigned short
+		{"mini_move", []any{[]any{1, 2, "w"}, 3, 4, 2.0}, nil, int64(bulkhead.CodeBadArguments)}, // a field of the wrong type
 	}
 	for _, tt := range tests {
 		got, err := bulkhead.CallAs[any](ctx, p, tt.method, tt.args...)

@@ -53,6 +53,7 @@ const (
 	rScalarPtr                 // a pointer to a local scalar ("out"/"inout")
 	rNull                      // NULL
 	rLocal                     // a pointer made by init, let go by free
+	rStruct                    // a pointer to a local struct of scalars, copied in, out or both
 )
 
 // param is one C parameter.
@@ -63,6 +64,21 @@ type param struct {
 	ann  ParamSpec
 	// lenOf is the buffer whose length sets an rLen parameter.
 	lenOf string
+	// st is an rStruct's struct type.
+	st *cstruct
+}
+
+// cstruct is a C struct whose fields are scalars, travelling as a CBOR
+// array of its fields in order (a Go struct with toarray).
+type cstruct struct {
+	C      string // "struct mini_point", or its typedef name
+	goName string
+	fields []cfield
+}
+
+type cfield struct {
+	name string
+	typ  ctype
 }
 
 // fn is one exposed function, ready to emit.
@@ -93,6 +109,8 @@ func (f *fn) goArgs() []goArg {
 			out = append(out, goArg{p.name, "[]byte", p})
 		case p.role == rInString:
 			out = append(out, goArg{p.name, "string", p})
+		case p.role == rStruct && p.ann.Dir != "out":
+			out = append(out, goArg{p.name, p.st.goName, p})
 		}
 	}
 	for _, a := range f.spec.Args {
@@ -120,6 +138,8 @@ func (f *fn) outputs() []output {
 			out = append(out, output{p.name, "[]byte", p})
 		case p.role == rScalarPtr && p.ann.Result:
 			out = append(out, output{p.name, p.typ.goType(), p})
+		case p.role == rStruct && p.ann.Dir != "in":
+			out = append(out, output{p.name, p.st.goName, p})
 		}
 	}
 	return out
@@ -289,9 +309,17 @@ func classify(name string, t cc.Type, fs FuncSpec) (param, error) {
 		p.typ = ctype{C: typeString(elem), kind: kUnsigned, size: 1}
 		return p, nil
 	}
+	if sct, ok := elem.(*cc.StructType); ok {
+		cs, err := structOf(sct)
+		if err != nil {
+			return param{}, err
+		}
+		p.role, p.st = rStruct, cs
+		return p, nil
+	}
 	st, err := scalar(elem)
 	if err != nil || st.kind == kVoid || ann.Dir == "in" {
-		return param{}, fmt.Errorf("%w: pointer to %s: only byte buffers and out/inout scalars are supported (structs are not yet)",
+		return param{}, fmt.Errorf("%w: pointer to %s: only byte buffers, structs of scalars and out/inout scalars are supported",
 			ErrSpec, typeString(elem))
 	}
 	p.typ, p.role = st, rScalarPtr
@@ -334,6 +362,44 @@ func (s *Spec) includes() string {
 		} else {
 			fmt.Fprintf(&b, "#include <%s>\n", h)
 		}
+	}
+	return b.String()
+}
+
+// structOf describes a struct whose fields are all scalars.
+func structOf(t *cc.StructType) (*cstruct, error) {
+	c, tag := typeString(t), t.Tag()
+	if t.Typedef() == nil {
+		c = "struct " + tag.SrcStr()
+	}
+	if tag.SrcStr() == "" && t.Typedef() == nil {
+		return nil, fmt.Errorf("%w: an anonymous struct has no name to declare it by", ErrSpec)
+	}
+	cs := &cstruct{C: c, goName: camel(strings.TrimPrefix(c, "struct "))}
+	for i := range t.NumFields() {
+		f := t.FieldByIndex(i)
+		ft, err := scalar(f.Type())
+		if err != nil || ft.kind == kVoid || f.IsBitfield() || f.Name() == "" {
+			return nil, fmt.Errorf("%w: %s: field %q is not a named scalar (only structs of scalars travel)", ErrSpec, c, f.Name())
+		}
+		cs.fields = append(cs.fields, cfield{f.Name(), ft})
+	}
+	if len(cs.fields) == 0 {
+		return nil, fmt.Errorf("%w: %s has no fields", ErrSpec, c)
+	}
+	return cs, nil
+}
+
+// camel turns a C snake_case name into a Go type name: mini_point, MiniPoint.
+func camel(c string) string {
+	var b strings.Builder
+	for _, part := range strings.Split(c, "_") {
+		if part != "" {
+			b.WriteString(strings.ToUpper(part[:1]) + part[1:])
+		}
+	}
+	if b.Len() == 0 {
+		return "Struct"
 	}
 	return b.String()
 }

@@ -41,3 +41,19 @@ unsigned mini_key(const unsigned char *key, void *opts) {
 int mini_printf(const char *format, ...) { (void)format; return 0; }
 
 long mini_tid(void) { return (long)syscall(SYS_gettid); }
+
+long mini_move(struct mini_point *p, int dx, int dy, double k) {
+	p->x += dx;
+	p->y += dy;
+	p->w *= k;
+	return (long)p->x + p->y;
+}
+
+unsigned mini_grey(const mini_rgb *c, mini_rgb *out) {
+	out->r = (unsigned short)(65535 - c->r);
+	out->g = (unsigned short)(65535 - c->g);
+	out->b = (unsigned short)(65535 - c->b);
+	return ((unsigned)c->r + c->g + c->b) / 3;
+}
+
+void mini_name(struct mini_named *n) { (void)n; }

@@ -22,6 +22,24 @@ size_t mini_strlen(const char *s);
 unsigned mini_key(const unsigned char *key, void *opts);
 /* A variadic function, which gen refuses. */
 int mini_printf(const char *format, ...);
+/* A point, for the struct parameters. */
+struct mini_point {
+	int x, y;
+	double w;
+};
+typedef struct {
+	unsigned short r, g, b;
+} mini_rgb;
+
+/* Moves p by dx, dy and scales its weight by k; returns x + y after. */
+long mini_move(struct mini_point *p, int dx, int dy, double k);
+/* The grey level of c; sets *out to its inverse. */
+unsigned mini_grey(const mini_rgb *c, mini_rgb *out);
+/* A struct gen refuses: a pointer field. */
+struct mini_named {
+	const char *name;
+};
+void mini_name(struct mini_named *n);
 /* Returns the id of the thread it runs on (gettid). */
 long mini_tid(void);
 
