@@ -332,8 +332,11 @@ func (pp *Pipe) waitData(timeout time.Duration) bool {
 	// its thread (as a serial worker is) hands the thread off and parks it,
 	// a round trip through another thread. Async preemption keeps the loop
 	// from starving the scheduler.
+	// Each poll is one load of the writer's head (the C floor's loop,
+	// c_shm_floor in bench/); the full, checked readableNow runs when it
+	// moved, and every 64 polls for a shutdown.
 	for i := 0; i < pp.spin; i++ {
-		if pp.readableNow() {
+		if (h.head.Load() != pp.seenHead || i&63 == 0) && pp.readableNow() {
 			return true
 		}
 	}
