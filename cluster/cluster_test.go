@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/bulkhead-go/bulkhead/cluster"
 	"github.com/bulkhead-go/bulkhead/internal/testutil"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 )
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
@@ -275,4 +277,53 @@ func TestRollingRestart(t *testing.T) {
 		t.Fatalf("%d of %d calls failed in the rolling restart; first: %v", len(failed), calls, failed[0])
 	}
 	callsReach(t, ctx, c, "m0", "m1", "m2")
+}
+
+// TestMicroService: a node's pools are micro services that NATS's own
+// discovery sees, with their endpoints; a hostile request gets an ERROR,
+// not the node.
+func TestMicroService(t *testing.T) {
+	testutil.CheckLeaks(t)
+	url := startNATS(t)
+	startNode(t, url, "m", 1)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	m, err := nc.Request("$SRV.INFO.p", nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info micro.Info
+	if err := json.Unmarshal(m.Data, &info); err != nil {
+		t.Fatal(err)
+	}
+	subjects := map[string]string{}
+	for _, e := range info.Endpoints {
+		subjects[e.Subject] = e.QueueGroup
+	}
+	if info.Name != "p" || info.Version != "1.0.0" || info.Metadata["node"] != "m" ||
+		subjects["bulkhead.p.call"] != "bulkhead" || len(subjects) != 2 {
+		t.Errorf("info: %+v", info)
+	}
+	for _, bad := range [][]byte{nil, []byte("garbage"), []byte("\xa1bopdcall"), []byte("\xa3bopdcalldpoolaqfmethodanull")} {
+		sub, _ := nc.SubscribeSync(nats.NewInbox())
+		nc.PublishRequest("bulkhead.p.node.m", sub.Subject, bad)
+		var last *nats.Msg
+		for last == nil || last.Header.Get(cluster.HeaderStatus) == "started" {
+			if last, err = sub.NextMsg(5 * time.Second); err != nil {
+				t.Fatalf("%q: %v", bad, err)
+			}
+		}
+		if last.Header.Get(cluster.HeaderStatus) != "error" || last.Header.Get(micro.ErrorCodeHeader) != "bad_request" {
+			t.Errorf("%q: answered %v", bad, last.Header)
+		}
+		sub.Unsubscribe()
+	}
+	// The node still serves.
+	c := dial(t, url, cluster.Options{}, 1)
+	if _, err := c.Call(ctxT(t, 10*time.Second), "null"); err != nil {
+		t.Fatal(err)
+	}
 }

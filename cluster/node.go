@@ -56,6 +56,7 @@ type Node struct {
 	cfg NodeConfig
 	log *slog.Logger
 
+	fl    flusher // the start markers' flushes
 	svcs  []micro.Service
 	pools []subjects
 	alive *nats.Subscription
@@ -103,6 +104,7 @@ func NewNode(nc *nats.Conn, b Backend, cfg NodeConfig) (*Node, error) {
 		running: make(map[string]int), idle: make(chan struct{}),
 		cancels: make(map[string]context.CancelFunc)}
 	n.base, n.cancelB = context.WithCancel(context.Background())
+	n.fl.nc = nc
 	var err error
 	n.alive, err = nc.Subscribe(subjects{prefix: cfg.Prefix}.alive(cfg.ID), n.onProbe)
 	if err != nil {
@@ -222,7 +224,7 @@ func (n *Node) run(s subjects, reply string, data []byte, h nats.Header) {
 	// The start marker: once the NATS server has it, the client will see
 	// it before it could learn that this node is gone, so it never sends
 	// a call that this node started elsewhere.
-	if n.nc.PublishMsg(n.msg(reply, statusStarted, nil)) != nil || flush(ctx, n.nc) != nil {
+	if n.nc.PublishMsg(n.msg(reply, statusStarted, nil)) != nil || n.fl.flush(ctx) != nil {
 		return // not started; the client times out or sends it elsewhere
 	}
 	args := make([]any, len(req.Args))
@@ -352,6 +354,7 @@ func (n *Node) Close() error {
 	err := n.Drain(ctx)
 	n.cancelB()
 	n.calls.Wait()
+	n.fl.wg.Wait()
 	close(n.stop)
 	n.hbWG.Wait()
 	if uerr := n.alive.Unsubscribe(); uerr != nil && !errors.Is(uerr, nats.ErrConnectionClosed) {
