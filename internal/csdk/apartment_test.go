@@ -78,25 +78,7 @@ func TestApartmentIsAThread(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		var wg sync.WaitGroup
-		errs := make(chan error, objects*callers)
-		for _, o := range objs {
-			for range callers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for range calls {
-						if _, err := o.Call(ctx, "use"); err != nil {
-							errs <- err
-							return
-						}
-					}
-				}()
-			}
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
+		if err := hammer(ctx, objs, callers, calls); err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
 		for _, o := range objs {
@@ -138,4 +120,27 @@ func TestApartmentIsAThread(t *testing.T) {
 		}
 		return d[0] == 3*objects
 	})
+}
+
+// hammer calls "use" calls times from callers goroutines on each object.
+func hammer(ctx context.Context, objs []*activation.Object, callers, calls int) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(objs)*callers)
+	for _, o := range objs {
+		for range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range calls {
+					if _, err := o.Call(ctx, "use"); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs // nil when closed empty
 }

@@ -39,16 +39,8 @@ func buildCounter(t *testing.T) string {
 // call that costs that server only.
 func TestCObjects(t *testing.T) {
 	testutil.CheckLeaks(t)
-	bin := buildCounter(t)
 	ctx := context.Background()
-	a, err := activation.NewActivator(activation.ActivatorConfig{Servers: []activation.ServerConfig{{
-		Process: bulkhead.Process{Command: bin},
-		Classes: []activation.ClassConfig{{Name: "Counter"}},
-	}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close(ctx)
+	a := counterActivator(t)
 	c1, err := a.CreateInstance(ctx, "Counter", 10)
 	if err != nil {
 		t.Fatal(err)
@@ -108,18 +100,7 @@ func TestCObjects(t *testing.T) {
 	if n, err := call(c3, "live"); err != nil || n != 2 {
 		t.Fatalf("live counters %d, %v; want 2 (c2's destructor ran)", n, err)
 	}
-	// A crash in C costs the server: its objects are disconnected.
-	_, err = call(c3, "boom")
-	var de *activation.DisconnectedError
-	if !errors.As(err, &de) {
-		var ce *bulkhead.CrashError
-		if !errors.As(err, &ce) {
-			t.Fatalf("c3.boom: %v; want the crash", err)
-		}
-	}
-	if _, err := call(c1, "get"); !errors.Is(err, activation.ErrObjectDisconnected) {
-		t.Fatalf("c1 after its server crashed: %v; want ErrObjectDisconnected", err)
-	}
+	crashDisconnects(t, c1, c3)
 	c3.Release()
 	// A new object gets a new server.
 	c4, err := a.CreateInstance(ctx, "Counter", 2)
@@ -140,16 +121,8 @@ func TestCObjects(t *testing.T) {
 // storm of activations, calls and releases: nothing fails, nothing crashes.
 func TestRecycleStorm(t *testing.T) {
 	testutil.CheckLeaks(t)
-	bin := buildCounter(t)
 	ctx := context.Background()
-	a, err := activation.NewActivator(activation.ActivatorConfig{Servers: []activation.ServerConfig{{
-		Process: bulkhead.Process{Command: bin, Env: []string{"COUNTER_RECYCLE=25"}},
-		Classes: []activation.ClassConfig{{Name: "Counter"}},
-	}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close(ctx)
+	a := counterActivator(t, "COUNTER_RECYCLE=25")
 	const goroutines, each = 8, 40
 	pids := make(chan int, goroutines*each)
 	errs := make(chan error, goroutines)
@@ -196,4 +169,36 @@ func TestRecycleStorm(t *testing.T) {
 			t.Fatalf("server %d took %d activations, more than the 25 it revokes after", pid, n)
 		}
 	}
+}
+
+// crashDisconnects crashes the server of c3 in C, and checks that c1, in
+// the same server, is disconnected.
+func crashDisconnects(t *testing.T, c1, c3 *activation.Object) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := c3.Call(ctx, "boom")
+	var de *activation.DisconnectedError
+	var ce *bulkhead.CrashError
+	if !errors.As(err, &de) && !errors.As(err, &ce) {
+		t.Fatalf("c3.boom: %v; want the crash", err)
+	}
+	if _, err := c1.Call(ctx, "get"); !errors.Is(err, activation.ErrObjectDisconnected) {
+		t.Fatalf("c1 after its server crashed: %v; want ErrObjectDisconnected", err)
+	}
+}
+
+// counterActivator is an activator of class Counter served by
+// testdata/counter.c, with env; the test's cleanup closes it.
+func counterActivator(t *testing.T, env ...string) *activation.Activator {
+	t.Helper()
+	bin := buildCounter(t)
+	a, err := activation.NewActivator(activation.ActivatorConfig{Servers: []activation.ServerConfig{{
+		Process: bulkhead.Process{Command: bin, Env: env},
+		Classes: []activation.ClassConfig{{Name: "Counter"}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(context.Background()) })
+	return a
 }
