@@ -3,13 +3,11 @@ package sandbox
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 
 	cgroups "github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
@@ -35,6 +33,7 @@ type Cgroup struct {
 	v1   cgroup1.Cgroup
 	v2   *cgroup2.Manager
 	path func(cgroup1.Name) string // a v1 controller's directory
+	dirs []string                  // its directory in each hierarchy
 }
 
 // cgroupUsage is what a cgroup recorded about its processes.
@@ -106,7 +105,11 @@ func newV1(name string, l CgroupLimits) (*Cgroup, error) {
 			dirs[s.Name()] = p.Path(rel)
 		}
 	}
-	return &Cgroup{v1: cg, path: func(n cgroup1.Name) string { return dirs[n] }}, nil
+	c := &Cgroup{v1: cg, path: func(n cgroup1.Name) string { return dirs[n] }}
+	for _, d := range dirs {
+		c.dirs = append(c.dirs, d)
+	}
+	return c, nil
 }
 
 func hasSubsystem(subs []cgroup1.Subsystem, n cgroup1.Name) bool {
@@ -138,7 +141,7 @@ func newV2(name string, l CgroupLimits) (*Cgroup, error) {
 	if err != nil {
 		return nil, fail("cgroup", err, "creating cgroup v2 %s (its parent must delegate the pids, memory and cpu controllers)", name)
 	}
-	return &Cgroup{v2: m}, nil
+	return &Cgroup{v2: m, dirs: []string{filepath.Join("/sys/fs/cgroup", self, name)}}, nil
 }
 
 // Add moves process pid into the cgroup.
@@ -228,24 +231,53 @@ func (c *Cgroup) Usage() cgroupUsage {
 	return u
 }
 
-// Delete kills what is left in the cgroup and removes it.
+// Delete kills what is left in the cgroup and removes it. The killed
+// leave within microseconds, and rmdir fails until then (the library's
+// error does not say why), so it tries again for up to a second.
 func (c *Cgroup) Delete() error {
 	c.Kill()
 	var err error
-	for range 1000 { // the killed leave within microseconds; rmdir fails with EBUSY until then
+	for range 2000 {
 		if c.v2 != nil {
 			err = c.v2.Delete()
 		} else {
 			err = c.v1.Delete()
 		}
-		if err == nil || !errors.Is(err, syscall.EBUSY) {
-			break
+		if err == nil {
+			return nil
 		}
 		c.Kill()
-		_ = unix.Nanosleep(&unix.Timespec{Nsec: 100000}, nil)
+		_ = unix.Nanosleep(&unix.Timespec{Nsec: 500000}, nil)
 	}
-	if err != nil {
-		return fmt.Errorf("removing the worker's cgroup: %w", err)
+	return fmt.Errorf("removing the worker's cgroup: %w", err)
+}
+
+// parents are the directories the cgroup was made in, one per hierarchy.
+func (c *Cgroup) parents() []string {
+	var out []string
+	for _, d := range c.dirs {
+		out = append(out, filepath.Dir(d))
 	}
-	return nil
+	return out
+}
+
+// SweepStale removes, beneath the directories c was made in, the empty
+// cgroups that earlier dispatchers left when they died before they could
+// (named bulkhead-PID-..., with PID no longer running).
+func (c *Cgroup) SweepStale() {
+	for _, parent := range c.parents() {
+		ents, err := os.ReadDir(parent)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			rest, ok := strings.CutPrefix(e.Name(), "bulkhead-")
+			pid, _, ok2 := strings.Cut(rest, "-")
+			n, err := strconv.Atoi(pid)
+			if !ok || !ok2 || err != nil || !e.IsDir() || unix.Kill(n, 0) != unix.ESRCH {
+				continue
+			}
+			_ = unix.Rmdir(filepath.Join(parent, e.Name())) // fails if not empty: left alone
+		}
+	}
 }

@@ -55,6 +55,7 @@ type Plan struct {
 	s   Settings
 	pin *Pin // nil: not pinned
 
+	sweep   sync.Once // stale cgroups are swept once
 	abiOnce sync.Once // the Landlock ABI is found, and logged, once
 	abi     int
 	abiErr  error
@@ -175,6 +176,7 @@ func (p *Plan) Prepare(path string, env []string, spec *dispatch.Spec, log *slog
 			return nil, err
 		}
 		spec.KillAll = st.cg.Kill
+		p.sweep.Do(st.cg.SweepStale)
 	}
 	spec.Confine = st.confine
 	return st, nil
