@@ -12,8 +12,11 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/client"
+	"github.com/bulkhead-go/bulkhead/internal/natsembed"
 	"github.com/bulkhead-go/bulkhead/internal/testutil"
 )
 
@@ -55,14 +58,14 @@ args = ["worker"]
 workers = WORKERS
 `
 
-func startServe(t *testing.T) *serveProcess {
+func startServe(t *testing.T, args ...string) *serveProcess {
 	t.Helper()
 	dir := t.TempDir()
 	p := &serveProcess{sock: filepath.Join(dir, "s.sock"), cfg: filepath.Join(dir, "c.toml"), log: &syncLog{},
 		done: make(chan struct{})}
 	p.writeConfig(t, 1)
 	exe, _ := os.Executable()
-	p.cmd = exec.Command(exe, "serve", "--config", p.cfg)
+	p.cmd = exec.Command(exe, append([]string{"serve", "--config", p.cfg}, args...)...)
 	p.cmd.Env = append(os.Environ(), cliEnv+"=1")
 	stderr, _ := p.cmd.StderrPipe()
 	if err := p.cmd.Start(); err != nil {
@@ -206,5 +209,38 @@ func TestCallArgs(t *testing.T) {
 		if _, err := callArg(bad, strings.NewReader("")); err == nil {
 			t.Errorf("callArg(%q) accepted", bad)
 		}
+	}
+}
+
+// serve --nats: the daemon is also a cluster node; a NATS client calls its
+// pool, and SIGTERM drains the node with the daemon.
+func TestServeNATS(t *testing.T) {
+	ns, err := natsembed.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	p := startServe(t, "--nats", ns.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := client.DialNATS(ctx, ns.URL(), "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.WaitNodes(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	got, err := bulkhead.CallAs[string](ctx, c, "echo", "hello")
+	if err != nil || got != "hello" {
+		t.Fatalf("echo over NATS: %q, %v\n%s", got, err, p.log)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.done
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("serve after SIGTERM: %v\n%s", err, p.log)
+	}
+	if !strings.Contains(p.log.String(), `"msg":"cluster node"`) {
+		t.Errorf("no cluster node record in the log:\n%s", p.log)
 	}
 }
