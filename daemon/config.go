@@ -102,6 +102,7 @@ type PoolFile struct {
 	NoCallTimings        bool          `toml:"no_call_timings"`
 	SlowCall             time.Duration `toml:"slow_call"`
 	CallUsage            bool          `toml:"call_usage"`
+	ForkServer           bool          `toml:"fork_server"`
 	// Sandbox is bulkhead.Sandbox: each field as its snake_case key
 	// (memory_max, pids_max, ...), set by reflection so that every field
 	// the sandbox gains has a key.
