@@ -46,6 +46,10 @@ type Stats struct {
 	NodeLost uint64 // calls failed with *NodeLostError
 }
 
+// maxNodes bounds the nodes a client tracks: anyone allowed to publish on
+// a load subject could make some up (NATS's permissions decide who may).
+const maxNodes = 1024
+
 // Client calls one pool across the nodes that serve it. It satisfies
 // bulkhead.Caller. Safe for concurrent use.
 type Client struct {
@@ -211,6 +215,9 @@ func (c *Client) onLoad(m *nats.Msg) {
 	}
 	n := c.nodes[l.Node]
 	if n == nil {
+		if len(c.nodes) >= maxNodes {
+			return // a flood of made-up nodes costs no memory
+		}
 		n = &nodeState{id: l.Node}
 		c.nodes[l.Node] = n
 		close(c.changed)

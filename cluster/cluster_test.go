@@ -327,3 +327,29 @@ func TestMicroService(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestClientClose: Close ends the calls in flight with ErrClosed, and
+// leaves nothing behind.
+func TestClientClose(t *testing.T) {
+	testutil.CheckLeaks(t)
+	url := startNATS(t)
+	startNode(t, url, "a", 1)
+	c, err := cluster.Dial(ctxT(t, 10*time.Second), url, "p", cluster.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, held := fifo(t)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Call(ctxT(t, 10*time.Second), "hold", path)
+		errc <- err
+	}()
+	<-held
+	c.Close()
+	if err := <-errc; !errors.Is(err, bulkhead.ErrClosed) {
+		t.Fatalf("call in flight at Close: %v", err)
+	}
+	if _, err := c.Call(context.Background(), "null"); !errors.Is(err, bulkhead.ErrClosed) {
+		t.Fatalf("call after Close: %v", err)
+	}
+}
