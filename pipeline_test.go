@@ -50,6 +50,26 @@ func (g *gate) open() {
 	}
 }
 
+// arrive waits until the blocked call has opened the gate, and returns the
+// open end that release lets it through with.
+func (g *gate) arrive() *os.File {
+	g.t.Helper()
+	f, err := os.OpenFile(g.path, os.O_WRONLY, 0)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return f
+}
+
+// release lets a call that arrived through.
+func (g *gate) release(f *os.File) {
+	g.t.Helper()
+	defer f.Close()
+	if _, err := f.Write([]byte{1}); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
 // waitInFlight yields until the pool's only worker holds n calls.
 func waitInFlight(t *testing.T, p *bulkhead.Pool, n int) {
 	t.Helper()
@@ -60,7 +80,28 @@ func waitInFlight(t *testing.T, p *bulkhead.Pool, n int) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("workers %+v: want one holding %d calls", ws, n)
+			t.Fatalf("workers %+v: want one holding %d calls; stats %+v", ws, n, p.Stats())
+		}
+		runtimeGosched()
+	}
+}
+
+// waitQueued yields until the pool's only worker holds 2 calls, or the
+// queued call ends first (which the caller then reports).
+func waitQueued(t *testing.T, p *bulkhead.Pool, queued <-chan result) result {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		select {
+		case r := <-queued:
+			t.Fatalf("the queued call ended before it was seen queued: pid %d, %v; stats %+v", r.pid, r.err, p.Stats())
+		default:
+		}
+		if ws := p.Workers(); len(ws) == 1 && ws[0].InFlight == 2 {
+			return result{}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("workers %+v: want one holding 2 calls; stats %+v", p.Workers(), p.Stats())
 		}
 		runtimeGosched()
 	}
@@ -123,13 +164,16 @@ func TestPipelineCancelQueued(t *testing.T) {
 	tests := []struct {
 		name        string
 		timeout     time.Duration // 0: the test cancels the call once it is queued
-		wantStarted bool
+		wantStarted *bool         // nil: either (see below)
 		wantErr     error
 	}{
-		{"cancel", 0, true, context.Canceled},
+		// The worker is sent CANCEL for the queued call: it may read it
+		// before it takes the call up and skip the call (not started), or
+		// after, and run it (started). Either is right; the worker stays.
+		{"cancel", 0, nil, context.Canceled},
 		// Queued at once (the pool is at MaxWorkers, the worker has room),
 		// so it has reached the worker by the time its deadline passes.
-		{"deadline", 500 * time.Millisecond, false, context.DeadlineExceeded},
+		{"deadline", 500 * time.Millisecond, new(bool), context.DeadlineExceeded},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -137,28 +181,34 @@ func TestPipelineCancelQueued(t *testing.T) {
 			pid := mustPID(t, p)
 			g := newGate(t)
 			running := callPID(p, context.Background(), "gate", gateArgs{Fifo: g.path})
-			waitInFlight(t, p, 1)
+			// The worker runs the gate call once it has opened the fifo,
+			// which this open waits for: only then is the next call
+			// queued behind it (else it could be sent first, and run).
+			held := g.arrive()
 			ctx, cancel := context.WithCancel(context.Background())
 			if tt.timeout > 0 {
 				ctx, cancel = context.WithTimeout(context.Background(), tt.timeout)
 			}
 			defer cancel()
 			queued := callPID(p, ctx, "pid")
+			var r result
 			if tt.timeout == 0 {
-				waitInFlight(t, p, 2)
+				r = waitQueued(t, p, queued)
 				cancel()
 			}
-			r := <-queued
+			if r.pid == 0 && r.err == nil {
+				r = <-queued
+			}
 			var e *bulkhead.CanceledError
 			if !errors.As(r.err, &e) || !errors.Is(r.err, tt.wantErr) || e.PID != pid {
 				t.Fatalf("queued call: %v, want a *CanceledError wrapping %v from pid %d", r.err, tt.wantErr, pid)
 			}
-			g.open()
+			g.release(held)
 			if r := <-running; r.err != nil || r.pid != pid {
 				t.Fatalf("running call: pid %d, %v; want pid %d and no error", r.pid, r.err, pid)
 			}
 			e.Wait()
-			if e.Started != tt.wantStarted || e.Signal != 0 {
+			if (tt.wantStarted != nil && e.Started != *tt.wantStarted) || e.Signal != 0 {
 				t.Errorf("after Wait: Started %v (want %v), signal %v; reason %q", e.Started, tt.wantStarted, e.Signal, e.Reason)
 			}
 			if got := mustPID(t, p); got != pid {

@@ -48,16 +48,27 @@ func (c *Conn) arm(p *Pending, ctx context.Context) {
 		r := p.role.Load()
 		if r == roleWriter && !c.writeBlocked() {
 			// A write in progress with room to go on is most often about
-			// to end: give it writeGrace before the shutdown that would
-			// free a stalled one.
+			// to end: give it writeGrace, again and again while the socket
+			// still has room (the writer is slow to be scheduled, not
+			// stalled), up to maxWriteGrace, before the shutdown that
+			// would free a stalled one.
 			t := time.NewTimer(writeGrace)
 			defer t.Stop()
-			select {
-			case <-p.roleDone:
-				r = p.role.Load()
-			case <-p.settle:
-				return
-			case <-t.C:
+			limit := time.Now().Add(maxWriteGrace)
+		grace:
+			for {
+				select {
+				case <-p.roleDone:
+					r = p.role.Load()
+					break grace
+				case <-p.settle:
+					return
+				case <-t.C:
+					if c.writeBlocked() || time.Now().After(limit) {
+						break grace
+					}
+					t.Reset(writeGrace)
+				}
 			}
 		}
 		if r == roleFollower || !c.abandon(id, r, false, true) {
@@ -87,9 +98,16 @@ func (c *Conn) writeBlocked() bool {
 }
 
 // writeGrace is how long a caller whose ctx ended may go on writing before
-// the connection is shut down under it: a bound on how far past its
-// deadline a write to a worker that does not read can keep it.
-const writeGrace = 50 * time.Millisecond
+// the connection is shut down under it, once the worker's side is full: a
+// bound on how far past its deadline a write to a worker that does not read
+// can keep it. maxWriteGrace bounds a write that goes on with room to
+// spare, slowly (a machine short of CPU): shutting it down would cost the
+// worker and every call on it, for a write that was about to end (a
+// cancel racing a pipelined call's write did, under load).
+const (
+	writeGrace    = 50 * time.Millisecond
+	maxWriteGrace = time.Second
+)
 
 // markerGrace is how long an answer that the start marker says is in the
 // socket may take to be read before the connection is shut down anyway.
@@ -115,6 +133,25 @@ func (p *Pending) setRole(r int32, c *Conn) {
 		c.abandon(p.id, r, r == roleReader && c.reader.Buffered(), false)
 	}
 }
+
+// setWriter is setRole(roleWriter) for a caller about to write n bytes. If
+// its ctx ended before, a write that cannot block (a small one, into a
+// socket with room) goes on: a shutdown would cost the worker and every
+// call on it, to spare a caller a write that ends at once (a cancel that
+// came just before a pipelined call's write did). A large write, or one
+// into a full socket, is abandoned as setRole does.
+func (p *Pending) setWriter(c *Conn, n int) {
+	p.role.Store(roleWriter)
+	if p.fired.Load() && (n > smallWrite || c.writeBlocked()) {
+		c.abandon(p.id, roleWriter, false, false)
+	}
+}
+
+// smallWrite is the most a writer whose ctx has ended writes anyway: a
+// stream socket that polls writable has a quarter of its buffer used at
+// most (Linux's unix_writable), and the buffers asked for are 4 MiB
+// (socketBuffer), so it takes this without blocking.
+const smallWrite = 64 << 10
 
 // recheck is called by the reader after each frame that was not its own
 // answer: if its ctx ended meanwhile and nothing more is buffered, it is

@@ -147,7 +147,7 @@ func (c *Conn) flushLocked(as *Pending) {
 	var prev int32
 	if as != nil {
 		prev = as.role.Load()
-		as.setRole(roleWriter, c)
+		as.setWriter(c, c.out.Len())
 	}
 	for c.out.Len() > 0 {
 		buf := c.out
