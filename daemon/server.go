@@ -187,6 +187,20 @@ func (s *Server) accept(uc *net.UnixConn) {
 	}()
 }
 
+// Sources are the pools the daemon serves now, by name, and its activator
+// (nil without class servers): for a status page or metrics of the
+// daemon's own (bulkhead serve --listen). A pool that a reload replaces is
+// closed once its calls are over; a caller that keeps one sees ErrClosed.
+func (s *Server) Sources() (map[string]*bulkhead.Pool, *activation.Activator) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pools := make(map[string]*bulkhead.Pool, len(s.pools))
+	for name, e := range s.pools {
+		pools[name] = e.pool
+	}
+	return pools, s.act
+}
+
 // pool takes the pool named name for one call, if p may use it; done must
 // be called when the call is over.
 func (s *Server) pool(name string, p Peer) (e *poolEntry, err error) {

@@ -44,10 +44,16 @@ type obsServer struct {
 // text, with the Go runtime's and the process's own collectors), /status
 // (the live page) and /status.json (its report); / redirects to /status.
 func listenObs(addr string, pool *bulkhead.Pool, stderr io.Writer) (*obsServer, error) {
+	return serveObs(addr, promcollect.NewPool(pool, prometheus.Labels{"pool": "demo"}),
+		status.New(status.Pool("demo", pool)), stderr)
+}
+
+// serveObs listens on addr and serves the Prometheus collector c, with the
+// Go runtime's and the process's own, at /metrics, and st at /status and
+// /status.json; / redirects to /status.
+func serveObs(addr string, c prometheus.Collector, st http.Handler, stderr io.Writer) (*obsServer, error) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(promcollect.NewPool(pool, prometheus.Labels{"pool": "demo"}),
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	st := status.New(status.Pool("demo", pool))
+	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/status", st)

@@ -17,8 +17,8 @@ import (
 // newServeCmd is `bulkhead serve`: the daemon (package daemon).
 func newServeCmd() *cobra.Command {
 	var (
-		config, socket, natsURL string
-		check                   bool
+		config, socket, natsURL, listen string
+		check                           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve --config FILE [--socket PATH] [--check]",
@@ -45,18 +45,24 @@ func newServeCmd() *cobra.Command {
 			if natsURL != "" {
 				cfg.NATS.URL = natsURL
 			}
-			return serve(c.Context(), cfg, config, socket)
+			if listen != "" {
+				if err := checkListen(listen); err != nil {
+					return usagef("%v", err)
+				}
+			}
+			return serve(c.Context(), cfg, config, socket, listen)
 		},
 	}
 	cmd.Flags().StringVar(&config, "config", "", "the TOML config (examples/serve/bulkhead.toml)")
 	cmd.Flags().StringVar(&socket, "socket", "", "the socket's path, overriding the config's")
 	cmd.Flags().BoolVar(&check, "check", false, "validate the config and exit")
+	cmd.Flags().StringVar(&listen, "listen", "", "serve /metrics (Prometheus), /status (a live page) and /status.json at this host:port, such as 127.0.0.1:9090")
 	cmd.Flags().StringVar(&natsURL, "nats", "", "also serve the pools as a cluster node on this NATS server (overrides [nats] url)")
 	return cmd
 }
 
 // serve runs the daemon until SIGTERM or SIGINT (ctx), reloading on SIGHUP.
-func serve(ctx context.Context, cfg *daemon.Config, path, socket string) error {
+func serve(ctx context.Context, cfg *daemon.Config, path, socket, listen string) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -74,6 +80,16 @@ func serve(ctx context.Context, cfg *daemon.Config, path, socket string) error {
 		shutdown(s, cfg.DrainGrace, log)
 		ln.Close()
 		return err
+	}
+	if listen != "" {
+		obs, err := serveObs(listen, daemonCollector{s}, daemonStatus{s}, os.Stderr)
+		if err != nil {
+			ln.Close()
+			s.Shutdown(context.Background())
+			return err
+		}
+		defer obs.Close()
+		log.Info("serving metrics and status", "listen", obs.Addr())
 	}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +20,8 @@ import (
 	"github.com/bulkhead-go/bulkhead/client"
 	"github.com/bulkhead-go/bulkhead/internal/natsembed"
 	"github.com/bulkhead-go/bulkhead/internal/testutil"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // serveProcess is `bulkhead serve` as a child process: this test binary as
@@ -242,5 +246,44 @@ func TestServeNATS(t *testing.T) {
 	}
 	if !strings.Contains(p.log.String(), `"msg":"cluster node"`) {
 		t.Errorf("no cluster node record in the log:\n%s", p.log)
+	}
+}
+
+// serve --listen: the daemon's pools' metrics (a Prometheus text parser
+// takes them) and status report, following a reload.
+func TestServeListen(t *testing.T) {
+	p := startServe(t, "--listen", "127.0.0.1:0")
+	var addr string
+	testutil.Until(t, "the daemon to serve metrics", func() bool {
+		if i := strings.Index(p.log.String(), `"listen":"`); i >= 0 {
+			addr, _, _ = strings.Cut(p.log.String()[i+len(`"listen":"`):], `"`)
+		}
+		return addr != ""
+	})
+	if code, _, _ := run(t, "call", "--socket", p.sock, "demo", "echo", "1"); code != 0 {
+		t.Fatal("call failed")
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("/metrics is not Prometheus text: %v", err)
+	}
+	if _, ok := families["bulkhead_calls_total"]; !ok {
+		t.Fatalf("no bulkhead_calls_total in %d families", len(families))
+	}
+	resp, err = http.Get("http://" + addr + "/status.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct{ Pools []struct{ Name string } }
+	err = json.NewDecoder(resp.Body).Decode(&rep)
+	resp.Body.Close()
+	if err != nil || len(rep.Pools) != 1 || rep.Pools[0].Name != "demo" {
+		t.Fatalf("status.json: %+v, %v", rep, err)
 	}
 }
