@@ -192,6 +192,10 @@ func TestMiniWorker(t *testing.T) {
 		{"mini_grey", []any{[]any{3, 6}}, nil, int64(bulkhead.CodeBadArguments)},                 // a field short
 		{"mini_grey", []any{[]any{3, 6, 70000}}, nil, int64(bulkhead.CodeBadArguments)},          // over unsigned short
 		{"mini_move", []any{[]any{1, 2, "w"}, 3, 4, 2.0}, nil, int64(bulkhead.CodeBadArguments)}, // a field of the wrong type
+		// Enums, named and typedef'd, travel as their integers.
+		{"mini_next", []any{2}, uint64(0), 0},
+		{"mini_next", []any{0}, uint64(1), 0},
+		{"mini_size_of", []any{11}, uint64(1), 0},
 	}
 	for _, tt := range tests {
 		got, err := bulkhead.CallAs[any](ctx, p, tt.method, tt.args...)

@@ -350,6 +350,15 @@ func typeString(t cc.Type) string {
 	if p, ok := t.(*cc.PointerType); ok {
 		return typeString(p.Elem()) + "*"
 	}
+	if e, ok := t.(*cc.EnumType); ok {
+		// "enum" alone declares nothing: a named enum is spelled with
+		// its tag; an anonymous one has int's values.
+		tag := e.Tag()
+		if name := tag.SrcStr(); name != "" {
+			return "enum " + name
+		}
+		return "int"
+	}
 	return t.Kind().String()
 }
 

@@ -57,3 +57,7 @@ unsigned mini_grey(const mini_rgb *c, mini_rgb *out) {
 }
 
 void mini_name(struct mini_named *n) { (void)n; }
+
+enum mini_color mini_next(enum mini_color c) { return (enum mini_color)((c + 1) % 3); }
+
+mini_size mini_size_of(int n) { return n > 10 ? MINI_BIG : MINI_SMALL; }

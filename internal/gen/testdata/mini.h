@@ -40,6 +40,13 @@ struct mini_named {
 	const char *name;
 };
 void mini_name(struct mini_named *n);
+/* Named and typedef'd enums, as results and parameters. */
+enum mini_color { MINI_RED, MINI_GREEN, MINI_BLUE };
+typedef enum { MINI_SMALL, MINI_BIG } mini_size;
+/* The color after c, round. */
+enum mini_color mini_next(enum mini_color c);
+/* MINI_BIG when n is over 10. */
+mini_size mini_size_of(int n);
 /* Returns the id of the thread it runs on (gettid). */
 long mini_tid(void);
 
