@@ -8,11 +8,12 @@ import (
 	"sort"
 
 	"github.com/bulkhead-go/bulkhead/internal/gen"
+	"github.com/bulkhead-go/bulkhead/surrogate"
 	"github.com/spf13/cobra"
 )
 
 func newGenCmd() *cobra.Command {
-	var specPath, out string
+	var specPath, out, build string
 	var check bool
 	cmd := &cobra.Command{
 		Use:   "gen --spec FILE.toml --out DIR",
@@ -23,7 +24,10 @@ typed function per annotated C function, and worker.c, a worker on the C SDK
 that calls the library; the Go package compiles it on first use. The
 annotations say how each pointer parameter travels (docs/GEN.md). With
 --check, nothing is written: the command exits 1 if the files in --out differ
-from what it would write.`,
+from what it would write. With --build PATH, gen also compiles the worker
+(with $CC, or cc, as the Go package would on first use) and writes the
+program to PATH: a compile error shows now, not at the first call, and PATH
+is a command for a pool's Config.Command or a bulkhead serve config.`,
 		Example: `  bulkhead gen --spec examples/zlib/zlib.toml --out examples/zlib/zlibbh`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -42,12 +46,19 @@ from what it would write.`,
 			if err != nil {
 				return err
 			}
-			return writeGenerated(cmd, out, files, check)
+			if err := writeGenerated(cmd, out, files, check); err != nil {
+				return err
+			}
+			if build != "" {
+				return buildGenerated(cmd, spec, files, build)
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&specPath, "spec", "", "the annotation file (TOML)")
 	cmd.Flags().StringVar(&out, "out", "", "the directory to write the Go package and worker.c into")
 	cmd.Flags().BoolVar(&check, "check", false, "write nothing; exit 1 if the files in --out are not what gen would write")
+	cmd.Flags().StringVar(&build, "build", "", "also compile the worker and write the program to this path")
 	return cmd
 }
 
@@ -78,5 +89,29 @@ func writeGenerated(cmd *cobra.Command, dir string, files map[string][]byte, che
 	if len(stale) > 0 {
 		return exitError{1, fmt.Errorf("not what gen writes (rerun it): %v", stale)}
 	}
+	return nil
+}
+
+// buildGenerated compiles the generated worker as its Go package would, and
+// copies the program to path.
+func buildGenerated(cmd *cobra.Command, spec *gen.Spec, files map[string][]byte, path string) error {
+	dir, err := os.MkdirTemp("", "bulkhead-gen-build")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bin, err := surrogate.Build(cmd.Context(), surrogate.Source{Name: spec.Package, C: string(files[gen.WorkerFile]),
+		Flags: spec.Flags}, surrogate.Options{Dir: dir})
+	if err != nil {
+		return err
+	}
+	prog, err := os.ReadFile(bin)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, prog, 0o755); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "built %s\n", path)
 	return nil
 }

@@ -287,3 +287,19 @@ func TestServeListen(t *testing.T) {
 		t.Fatalf("status.json: %+v, %v", rep, err)
 	}
 }
+
+// gen --build compiles the worker now and writes the program, which speaks
+// the protocol (conform).
+func TestGenBuild(t *testing.T) {
+	if _, err := os.Stat("/usr/include/zlib.h"); err != nil {
+		t.Skip("zlib.h not installed (apt-get install zlib1g-dev)")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "zlibworker")
+	if code, out, errs := run(t, "gen", "--spec", "../../examples/zlib/zlib.toml", "--out", dir, "--build", bin); code != 0 {
+		t.Fatalf("gen --build: %d %s %s", code, out, errs)
+	}
+	if code, out, _ := run(t, "conform", "--", bin); code != 0 {
+		t.Fatalf("the built worker fails conform:\n%s", out)
+	}
+}
