@@ -60,6 +60,7 @@ skipped without them. The command exits 1 if any check fails.`,
 	f.StringVar(&o.Sleep, "sleep", "", "a method that runs for its first argument in milliseconds, stopping when cancelled")
 	f.DurationVar(&o.Timeout, "timeout", 5*time.Second, "how long to wait for the worker at each step")
 	f.StringVar(&o.Only, "only", "", "run only the checks whose names contain this")
+	f.BoolVar(&o.Service, "service", false, "the program is also the service when started without BULKHEAD_FD (one binary, service and worker): skip the check that it refuses to run then")
 	f.BoolVar(&o.Classes, "classes", false, "the worker is a class server (PROTOCOL.md section 10): check its objects too")
 	return cmd
 }

@@ -15,7 +15,7 @@ func (k *kit) checks() []check {
 	return []check{
 		{"handshake: HELLO, version, cookie, pid", checkHello},
 		{"handshake: a refused HELLO exits 78", checkRefused},
-		{"environment: no BULKHEAD_FD exits 78", envCheck(launch{unset: []string{"BULKHEAD_FD"}})},
+		{"environment: no BULKHEAD_FD exits 78", checkNoFD},
 		{"environment: BULKHEAD_MAX_FRAME=0 exits 78", envCheck(launch{env: map[string]string{"BULKHEAD_MAX_FRAME": "0"}})},
 		{"environment: BULKHEAD_MAX_FRAME=16M exits 78", envCheck(launch{env: map[string]string{"BULKHEAD_MAX_FRAME": "16M"}})},
 		{"parent death: a parent already gone, no HELLO", checkParentGone},
@@ -82,6 +82,15 @@ func envCheck(l launch) func(k *kit) error {
 			return s.expectExit(78)
 		})
 	}
+}
+
+// checkNoFD: without BULKHEAD_FD a worker refuses to run, unless it is
+// also the service (Options.Service), which it would then start.
+func checkNoFD(k *kit) error {
+	if k.opts.Service {
+		return errSkip{"the program is also the service (--service): started plainly, it serves"}
+	}
+	return envCheck(launch{unset: []string{"BULKHEAD_FD"}})(k)
 }
 
 func checkParentGone(k *kit) error {

@@ -42,6 +42,12 @@ type Options struct {
 	Timeout time.Duration
 	// Only runs the checks whose names contain it. Zero value: all.
 	Only string
+	// Service says the program is also a service when started without the
+	// protocol's environment (README: one binary, the service and its own
+	// worker): the check that it refuses to run without BULKHEAD_FD is
+	// skipped, since it would start the service. Zero value: a program
+	// that is only a worker.
+	Service bool
 	// Classes says the worker is a class server: it registers classes
 	// after HELLO (PROTOCOL.md section 10), and the object checks run on
 	// the first. Zero value: a plain worker, which must refuse object

@@ -193,3 +193,26 @@ func TestParseVectorsErrors(t *testing.T) {
 		t.Fatalf("parseVectors = %+v, %v", vs, err)
 	}
 }
+
+// A program that is also the service (Options.Service) skips the check
+// that would start it plainly; the other environment checks still run.
+func TestServiceProgram(t *testing.T) {
+	testutil.CheckLeaks(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := run(t, Options{Command: self, Env: []string{testutil.HelperEnv + "=echo"}, Service: true, Only: "environment"})
+	for _, r := range rep.Results {
+		want := Pass
+		if strings.Contains(r.Name, "no BULKHEAD_FD") {
+			want = Skip
+		}
+		if r.Status != want {
+			t.Errorf("%s: %s (%s), want %s", r.Name, r.Status, r.Detail, want)
+		}
+	}
+	if len(rep.Results) != 3 {
+		t.Fatalf("%d environment checks ran, want 3", len(rep.Results))
+	}
+}
