@@ -24,7 +24,10 @@ import (
 // the worker, which may be stuck in native code, is stopped (see
 // CanceledError) and replaced. A call to a method listed in
 // Config.Idempotent whose worker crashes under it is replayed on another
-// worker. See errors.go for every other error.
+// worker. Every error it returns is one of the package's error types or
+// sentinels (ErrClosed, ErrEncoding): see CrashError, StartError,
+// CanceledError, OverloadedError, UnhealthyError, QuarantinedError and
+// RemoteError.
 func (p *Pool) Call(ctx context.Context, method string, args ...any) (Reply, error) {
 	if p.hooks.noMetrics {
 		return p.call(ctx, nil, method, args)

@@ -25,8 +25,9 @@
 // that the dispatcher's CrashError names it as it would for a C worker; Go
 // itself would exit with status 2. Go panics are reported as Go reports
 // them. This holds on linux/amd64 for programs that use cgo, unless
-// GOTRACEBACK is set; see crashsig_linux_amd64.go for how and what else it
-// changes (core dumps, a longer report).
+// GOTRACEBACK is set. It also means core dumps where the system allows
+// them, and the Go runtime's longer report ("crash" traceback level), in
+// the worker's stderr that CrashError.Stderr keeps.
 package worker
 
 import (
@@ -90,7 +91,7 @@ type Server struct {
 	// before its handler. Tests use it to crash at exact points.
 	BeforeCall func(method string, id uint64)
 
-	// Objects configures how registered classes are served (class.go).
+	// Objects configures how registered classes (Register) are served.
 	// Zero value: see ObjectOptions.
 	Objects ObjectOptions
 
