@@ -3,6 +3,7 @@ package bulkhead
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"time"
 
@@ -152,7 +153,24 @@ type StartError struct {
 }
 
 func (e *StartError) Error() string {
-	return fmt.Sprintf("bulkhead: worker failed to start: %s", e.Reason)
+	s := "bulkhead: worker failed to start: " + e.Reason
+	if last := lastLine(e.Stderr); last != "" {
+		s += "; its stderr ends: " + last // "cannot open shared object file", say
+	}
+	return s
+}
+
+// lastLine is the last non-empty line of s, at most 200 bytes of it.
+func lastLine(s string) string {
+	s = strings.TrimRight(s, " \t\r\n")
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	s = strings.TrimSpace(s)
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
 }
 
 // Is makes errors.Is(err, ErrStartFailed) true, and errors.Is(err,
