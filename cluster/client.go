@@ -368,7 +368,10 @@ func (c *Client) pickLocked(exclude map[string]bool) *nodeState {
 		}
 		var est int64
 		if !c.opts.Random {
-			est = n.free - int64(n.mine-n.atReport)
+			// Its last report, less the calls sent since; and never more
+			// than its workers less this client's calls on it, which a
+			// report that crossed a call on the way cannot overstate.
+			est = min(n.free-int64(n.mine-n.atReport), n.workers-int64(n.mine))
 		}
 		switch {
 		case best == nil || est > top:

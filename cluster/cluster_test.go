@@ -138,9 +138,22 @@ func TestUnstartedCallIsRetried(t *testing.T) {
 	fake.Subscribe("bulkhead.p.node.fake", func(*nats.Msg) { once.Do(func() { close(got) }) })
 	fake.Subscribe("bulkhead.alive.fake", func(m *nats.Msg) { m.Respond(nil) })
 	c := dial(t, url, cluster.Options{}, 1)
-	// The fake says it has many free workers, so the client picks it.
-	fake.Publish("bulkhead.p.load", []byte("\xa4dnodedfakedfree\x19\x03\xe8gworkers\x19\x03\xe8hdraining\xf4"))
-	fake.Flush()
+	// The fake says it has many free workers, every heartbeat, so the
+	// client picks it.
+	stop, beating := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(beating)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			fake.Publish("bulkhead.p.load", []byte("\xa4dnodedfakedfree\x19\x03\xe8gworkers\x19\x03\xe8hdraining\xf4"))
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
 	if err := c.WaitNodes(ctxT(t, 10*time.Second), 2); err != nil {
 		t.Fatal(err)
 	}
@@ -153,6 +166,8 @@ func TestUnstartedCallIsRetried(t *testing.T) {
 		res <- err
 	}()
 	<-got
+	close(stop)
+	<-beating
 	fake.Close() // a partition: the fake never says started
 	if err := <-res; err != nil || who != "real" {
 		t.Fatalf("call: %q, %v; want it sent again, to the real node", who, err)
