@@ -117,6 +117,13 @@ func NewNode(nc *nats.Conn, b Backend, cfg NodeConfig) (*Node, error) {
 			return nil, fmt.Errorf("pool %q: %w", p, err)
 		}
 	}
+	// Once NewNode returns, the NATS server has the node's subscriptions:
+	// discovery and calls find it.
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		n.stopServices()
+		n.alive.Unsubscribe()
+		return nil, err
+	}
 	n.hbWG.Add(1)
 	go n.heartbeat()
 	return n, nil
