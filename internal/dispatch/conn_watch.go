@@ -55,11 +55,9 @@ func (c *Conn) roleFreed() {
 		}
 		c.mu.Lock()
 		c.reading = false
-		for q := range c.pend.all {
-			if !q.done {
-				signal(q) // a caller came while the frames were handled
-				return
-			}
+		if q := c.oldestWaitingLocked(); q != nil {
+			signal(q) // a caller came while the frames were handled
+			return
 		}
 		// The watcher may have parked behind the drain: wake it below.
 	}
@@ -126,11 +124,8 @@ func (c *Conn) Watch() {
 
 		c.mu.Lock()
 		c.reading = false
-		for q := range c.pend.all {
-			if !q.done {
-				signal(q)
-				break
-			}
+		if q := c.oldestWaitingLocked(); q != nil {
+			signal(q)
 		}
 		switch {
 		case !ok:

@@ -15,12 +15,7 @@ import (
 // handOffLocked gives the free reader role to the oldest waiting call, or,
 // on an object server, to its watcher.
 func (c *Conn) handOffLocked() {
-	var next *Pending
-	for q := range c.pend.all {
-		if !q.done && (next == nil || q.id < next.id) {
-			next = q
-		}
-	}
+	next := c.oldestWaitingLocked()
 	switch {
 	case next != nil && c.follow:
 		c.startDrainLocked()
@@ -33,6 +28,19 @@ func (c *Conn) handOffLocked() {
 	case c.watchWake != nil:
 		c.roleFreed()
 	}
+}
+
+// oldestWaitingLocked returns the oldest call still waiting for its answer,
+// or nil: the only one that takes the reader role when woken (wait), so the
+// one to wake when the role is free.
+func (c *Conn) oldestWaitingLocked() *Pending {
+	var next *Pending
+	for q := range c.pend.all {
+		if !q.done && (next == nil || q.id < next.id) {
+			next = q
+		}
+	}
+	return next
 }
 
 // startDrainLocked gives the reader role to a new drain goroutine.
