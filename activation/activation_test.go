@@ -818,3 +818,44 @@ func TestEventsWhileIdle(t *testing.T) {
 	x.Release()
 	y.Release()
 }
+
+// Many callers activating and calling at once on one warm server: the
+// reader role passes from caller to caller (and to the watcher) without a
+// wake-up lost, and every request is answered. (The storm, in CI, is the
+// heavier check: it caught a lost wake-up this test did not.)
+func TestManyCallersOneServer(t *testing.T) {
+	a := newAct(t, ActivatorConfig{Servers: []ServerConfig{helperServer(t, "Counter:free", multi("Counter"))}}, actHooks{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // a bound: a hang fails, not blocks
+	defer cancel()
+	co, err := a.GetClassObject(ctx, "Counter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer co.Release()
+	if err := co.LockServer(true); err != nil { // one server, warm, for every caller
+		t.Fatal(err)
+	}
+	errs := make(chan error, 32)
+	for range 32 {
+		go func() {
+			for range 100 {
+				o, err := a.CreateInstance(ctx, "Counter")
+				if err != nil {
+					errs <- err
+					return
+				}
+				if _, err := o.Call(ctx, "add", 1); err != nil {
+					errs <- err
+					return
+				}
+				o.Release()
+			}
+			errs <- nil
+		}()
+	}
+	for range 32 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
