@@ -194,6 +194,20 @@ func checkAgainstStream(t *testing.T, p *Pending, stream []byte, id uint64) {
 				}
 				return
 			}
+		case wire.TypeStack: // section 3: id 0, a text string
+			if _, err := wire.DecodeStack(payload); err != nil || h.ID != 0 {
+				if !protocol {
+					t.Fatalf("STACK id %d %x: got %v, want a protocol error", h.ID, payload, p.err)
+				}
+				return
+			}
+		case wire.TypeUsage: // for a request sent (only id is)
+			if _, err := wire.DecodeUsage(payload); err != nil || h.ID == 0 || h.ID > id {
+				if !protocol {
+					t.Fatalf("USAGE id %d %x: got %v, want a protocol error", h.ID, payload, p.err)
+				}
+				return
+			}
 		default:
 			if !protocol {
 				t.Fatalf("%v from a worker: got %v, want a protocol error", h.Type, p.err)

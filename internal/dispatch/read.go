@@ -126,6 +126,9 @@ func (c *Conn) handleFrame(h wire.Header, payload []byte, self *Pending) (q *Pen
 	case h.Type == wire.TypeUsage:
 		return nil, false, c.usageOf(h, payload)
 	case h.Type == wire.TypeStack:
+		if h.ID != 0 {
+			return nil, false, &wire.FrameError{Header: h, Reason: "STACK with an id (it takes 0)"}
+		}
 		dump, err := wire.DecodeStack(payload)
 		if err != nil {
 			return nil, false, err

@@ -430,6 +430,9 @@ const MaxStackDump = 256 << 10
 // DecodeStack decodes a STACK payload: one CBOR text string. A longer one
 // is cut to MaxStackDump bytes.
 func DecodeStack(p []byte) (string, error) {
+	if len(p) == 0 || p[0]>>5 != 3 { // null would decode as "": only a text string is a dump
+		return "", fmt.Errorf("%w: STACK payload is not a text string", ErrProtocol)
+	}
 	var s string
 	if err := decMode.Unmarshal(p, &s); err != nil {
 		return "", fmt.Errorf("%w: STACK payload: %v", ErrProtocol, err)
