@@ -108,14 +108,32 @@ func Dial(ctx context.Context, socket string, opts Options) (*Client, error) {
 	return c, nil
 }
 
-// handshake sends HELLO and reads the daemon's, within ctx.
+// handshake sends HELLO and reads the daemon's, within ctx: its deadline
+// is the socket's, and its end cuts the wait short. The callback that cuts
+// it is waited for, so that it cannot set a deadline in the past on a
+// connection that has just been set up.
 func (c *Client) handshake(ctx context.Context) error {
 	if dl, ok := ctx.Deadline(); ok {
 		c.uc.SetDeadline(dl)
-		defer c.uc.SetDeadline(time.Time{})
 	}
-	stop := context.AfterFunc(ctx, func() { c.uc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		c.uc.SetDeadline(time.Unix(1, 0))
+		close(fired)
+	})
+	err := c.hello(ctx)
+	if !stop() {
+		<-fired
+		if err == nil {
+			err = ctx.Err() // the socket's deadline is spent: the connection is not usable
+		}
+	}
+	c.uc.SetDeadline(time.Time{})
+	return err
+}
+
+// hello is the handshake's exchange.
+func (c *Client) hello(ctx context.Context) error {
 	f, err := clientwire.Frame(nil, clientwire.TypeHello, 0, clientwire.Hello{Protocol: clientwire.Version, Name: c.opts.Name})
 	if err != nil {
 		return err

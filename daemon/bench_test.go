@@ -66,7 +66,8 @@ func benchDaemon(b *testing.B) (*testDaemon, *client.Client, *bulkhead.Pool, *ac
 	if err != nil {
 		b.Fatal(err)
 	}
-	go s.Serve(ln)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
 	c, err := client.Dial(context.Background(), sock, client.Options{})
 	if err != nil {
 		b.Fatal(err)
@@ -88,6 +89,7 @@ func benchDaemon(b *testing.B) (*testDaemon, *client.Client, *bulkhead.Pool, *ac
 		pool.Close(context.Background())
 		act.Close(context.Background())
 		s.Shutdown(context.Background())
+		<-served
 	})
 	return &testDaemon{s: s, sock: sock, cfg: cfg}, c, pool, act
 }
