@@ -248,7 +248,9 @@ func (c *conn) drain(ctx context.Context) {
 		sub.Close()
 	}
 	done := make(chan struct{})
+	c.s.drainWG.Add(1) // Shutdown waits for it, once the connection is closed
 	go func() {
+		defer c.s.drainWG.Done()
 		c.reqs.Wait()
 		close(done)
 	}()

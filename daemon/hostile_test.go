@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -208,5 +210,24 @@ max_connections = 2
 	d.dial(t)
 	if _, err := client.Dial(context.Background(), d.sock, client.Options{}); err == nil {
 		t.Fatal("a third connection was served")
+	}
+}
+
+// Running out of descriptors stops accepting for a while, not serving:
+// those accept errors are retried, a closed listener's is not.
+func TestAcceptRetry(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{&net.OpError{Op: "accept", Err: os.NewSyscallError("accept4", syscall.EMFILE)}, true},
+		{&net.OpError{Op: "accept", Err: os.NewSyscallError("accept4", syscall.ENFILE)}, true},
+		{&net.OpError{Op: "accept", Err: os.NewSyscallError("accept4", syscall.ECONNABORTED)}, true},
+		{net.ErrClosed, false},
+		{errors.New("other"), false},
+	} {
+		if got := acceptRetry(tt.err); got != tt.want {
+			t.Errorf("acceptRetry(%v) = %v, want %v", tt.err, got, tt.want)
+		}
 	}
 }

@@ -136,6 +136,7 @@ func (s *Server) Serve(ln *net.UnixListener) error {
 	}
 	s.ln = ln
 	s.mu.Unlock()
+	backoff := time.Duration(0)
 	for {
 		c, err := ln.AcceptUnix()
 		if err != nil {
@@ -145,14 +146,27 @@ func (s *Server) Serve(ln *net.UnixListener) error {
 			if draining {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if !acceptRetry(err) {
+				return err
 			}
-			return err
+			// Out of descriptors, say: the clients being served go on,
+			// and accepting resumes when some close.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed; retrying", "err", err, "in", backoff.String())
+			time.Sleep(backoff)
+			continue
 		}
+		backoff = 0
 		s.accept(c)
 	}
+}
+
+// acceptRetry reports whether an accept error passes: the process or the
+// system is out of descriptors or memory, or the peer left first.
+func acceptRetry(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.ECONNABORTED)
 }
 
 // accept starts serving one client, unless the server is draining.
