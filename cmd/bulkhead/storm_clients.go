@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/bulkhead-go/bulkhead/client"
@@ -102,6 +103,7 @@ func stormChildren(ctx context.Context, o stormOptions, socket string) (*stormRe
 		cmd := exec.CommandContext(ctx, exe, args...)
 		cmd.Env = append(os.Environ(), stormClientEnv+"="+socket, "STORM_OFFSET="+strconv.Itoa(k*per))
 		cmd.Stderr = os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // none outlives the storm
 		wg.Go(func() {
 			out, err := cmd.Output()
 			var r stormResult
