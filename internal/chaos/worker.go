@@ -29,11 +29,15 @@ func IsWorker() bool { return os.Getenv(WorkerEnv) != "" && worker.IsWorker() }
 
 // chaosWorker is one chaos worker process's state.
 type chaosWorker struct {
-	dir  string
-	jfd  int    // the journal, opened O_APPEND
-	pid  uint32 // journaled with each record
-	sock int    // the protocol socket
-	ring *ring  // the shared-memory transport's pipes, if offered; else nil
+	dir string
+	jfd int // the journal, opened O_APPEND
+	// journal is jfd's *os.File, kept: unreachable, its finalizer would
+	// close jfd under the worker (a soak's calls then failed "journal:
+	// bad file descriptor", once the GC ran).
+	journal *os.File
+	pid     uint32 // journaled with each record
+	sock    int    // the protocol socket
+	ring    *ring  // the shared-memory transport's pipes, if offered; else nil
 }
 
 // RunWorker serves chaos calls until the pool is done with this worker, then
@@ -70,7 +74,7 @@ func newChaosWorker() (*chaosWorker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	w.jfd = int(j.Fd())
+	w.journal, w.jfd = j, int(j.Fd())
 	if err := pointJournal(w.dir, os.Getpid(), filepath.Base(j.Name())); err != nil {
 		return nil, err
 	}
