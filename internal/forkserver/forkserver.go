@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -158,6 +159,7 @@ func (s *Server) exchange(r request) (int, error) {
 		serr = unix.Sendmsg(int(fd), env, unix.UnixRights(fds...), nil, unix.MSG_NOSIGNAL)
 		return serr != unix.EAGAIN
 	})
+	runtime.KeepAlive(r.files) // their descriptors went by number: no finalizer may close them first
 	if err == nil {
 		err = serr
 	}
