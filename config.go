@@ -178,9 +178,11 @@ type Config struct {
 	// initialisation (a library loaded and set up) is paid once. A forked
 	// worker keeps every guarantee of an exec'd one: it is this process's
 	// child, in its own process group, with its own parent-death signal,
-	// start marker and output. Workers the sandbox protects, and any start
-	// while the fork server is down, are exec'd; a fork server that dies is
-	// restarted. The program must serve it: a Go SDK worker does not.
+	// start marker and output. Any start while the fork server is down is
+	// exec'd; a fork server that dies is restarted. With any Sandbox
+	// protection, New fails closed with a *StartError whose Protection is
+	// "fork server": a clone would not be in the sandbox, which is applied
+	// at exec. The program must serve it: a Go SDK worker does not.
 	// Zero value: every worker is exec'd.
 	ForkServer bool
 

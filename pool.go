@@ -98,6 +98,9 @@ func newPool(ctx context.Context, cfg Config, h hooks) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.forkRefusal(); err != nil {
+		return nil, err
+	}
 	p := &Pool{
 		cfg:      s,
 		hooks:    h,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 
 	"github.com/bulkhead-go/bulkhead/internal/forkserver"
@@ -22,6 +23,37 @@ type forkServers struct {
 
 // errNoForkServer makes a start exec while the fork server is down.
 var errNoForkServer = errors.New("bulkhead: no fork server")
+
+// forkRefusal fails closed on Config.ForkServer with a Config.Sandbox: a
+// clone of the fork server would start as the fork server's copy, outside
+// the trampoline that installs seccomp and Landlock, the namespaces that
+// clone flags make and the cgroup a worker is started in, so the pool
+// refuses the pair rather than fork workers with less protection than
+// asked for (or exec them all behind the setting's back).
+func (s *settings) forkRefusal() error {
+	if !s.ForkServer || !s.Sandbox.any() {
+		return nil
+	}
+	var asked []string
+	b := &s.Sandbox
+	for _, f := range []struct {
+		name string
+		on   bool
+	}{
+		{"User", b.User != ""}, {"SHA256", b.SHA256 != ""},
+		{"Cgroup", b.Cgroup || b.MemoryMax != 0 || b.PidsMax != 0 || b.CPUMax != 0},
+		{"Seccomp", b.Seccomp != "" || len(b.SeccompAllow) > 0 || len(b.SeccompDeny) > 0 || b.SeccompLog},
+		{"ReadOnly/Writable (Landlock)", len(b.ReadOnly) > 0 || len(b.Writable) > 0},
+		{"namespaces", b.IsolateNet || b.IsolateIPC || b.PrivateTmp || b.UserNamespace},
+	} {
+		if f.on {
+			asked = append(asked, f.name)
+		}
+	}
+	return &StartError{ExitCode: -1, Protection: "fork server",
+		Reason: "Config.ForkServer with Config.Sandbox (" + strings.Join(asked, ", ") + "): a worker cloned by the " +
+			"fork server would not be in that sandbox (it is applied at exec); turn one of them off"}
+}
 
 // forkCmd is the fork server's command: the worker program as configured.
 func (p *Pool) forkCmd() *exec.Cmd {

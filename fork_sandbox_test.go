@@ -1,0 +1,52 @@
+package bulkhead_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/bulkhead-go/bulkhead"
+)
+
+// Config.ForkServer with any Config.Sandbox protection fails closed: New
+// returns a *StartError naming the protections, and starts no process (a
+// clone of the fork server would not be in the sandbox).
+func TestForkServerRefusesSandbox(t *testing.T) {
+	bulkhead.CheckLeaks(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		sb   bulkhead.Sandbox
+		want string
+	}{
+		{"seccomp", bulkhead.Sandbox{Seccomp: "compute"}, "Seccomp"},
+		{"seccomp deny", bulkhead.Sandbox{SeccompDeny: []string{"socket"}}, "Seccomp"},
+		{"landlock", bulkhead.Sandbox{ReadOnly: []string{"/usr"}}, "Landlock"},
+		{"cgroup", bulkhead.Sandbox{Cgroup: true}, "Cgroup"},
+		{"memory", bulkhead.Sandbox{MemoryMax: 1 << 30}, "Cgroup"},
+		{"namespaces", bulkhead.Sandbox{IsolateNet: true}, "namespaces"},
+		{"pin", bulkhead.Sandbox{SHA256: strings.Repeat("0", 64)}, "SHA256"},
+		{"user", bulkhead.Sandbox{User: "nobody"}, "User"},
+		{"two", bulkhead.Sandbox{Seccomp: "files", PrivateTmp: true}, "Seccomp, namespaces"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := bulkhead.New(context.Background(), bulkhead.Config{Command: exe, Workers: 1, ForkServer: true,
+				Sandbox: tc.sb, Logger: slog.New(slog.DiscardHandler)})
+			if err == nil {
+				p.Close(context.Background())
+				t.Fatal("New took ForkServer with a Sandbox")
+			}
+			var se *bulkhead.StartError
+			if !errors.As(err, &se) || se.Protection != "fork server" || se.PID != 0 ||
+				!strings.Contains(se.Reason, tc.want) || !strings.Contains(err.Error(), "Config.ForkServer") {
+				t.Fatalf("err = %v (%#v); want a *StartError, Protection \"fork server\", naming %s", err, se, tc.want)
+			}
+		})
+	}
+}
