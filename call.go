@@ -367,14 +367,7 @@ func (p *Pool) crashed(w *workerProc, id uint64, method string, cause error) err
 	case w.pol.limitKill.Load() == int32(LimitMemory):
 		e.Limit, e.Killed = LimitMemory, true
 		e.Reason = fmt.Sprintf("resident memory of %d bytes exceeded MaxMemory (%d); killed", w.pol.rss.Load(), p.cfg.MaxMemory)
-	case w.usage.Violation != nil:
-		v := w.usage.Violation
-		e.Limit, e.Killed, e.Syscall, e.SyscallNumber = LimitSandbox, true, v.Name, v.Nr
-		e.Reason = fmt.Sprintf("made the system call %s (%d), outside its seccomp profile; killed", v.Name, v.Nr)
-	case w.usage.OOMKills > 0 && e.Signal == syscall.SIGKILL:
-		e.Limit, e.PeakMemory = LimitMemory, w.usage.PeakMemory
-		e.Reason = fmt.Sprintf("killed by the kernel's OOM killer at Sandbox.MemoryMax (%d bytes; its cgroup's peak: %d)",
-			p.cfg.Sandbox.MemoryMax, w.usage.PeakMemory)
+	case sandboxVerdict(e, &w.usage, p.cfg.Sandbox.MemoryMax):
 	case !e.Killed && !errors.Is(cause, wire.ErrProtocol):
 		if e.Limit = classifyLimit(&p.cfg.Limits, e.Signal, false, rusage(w), e.Stderr); e.Limit != LimitNone {
 			e.Reason += " (exceeded its " + e.Limit.String() + " limit)"

@@ -221,10 +221,10 @@ func (p *Pool) onExit(w *workerProc) {
 	}
 	var limit Limit
 	switch {
-	case w.usage.Violation != nil:
-		limit = LimitSandbox
-	case memKill, w.usage.OOMKills > 0 && ex.Signal == syscall.SIGKILL:
+	case memKill:
 		limit = LimitMemory
+	case sandboxLimit(&w.usage, ex.Signal) != LimitNone:
+		limit = sandboxLimit(&w.usage, ex.Signal)
 	case !expected:
 		limit = classifyLimit(&p.cfg.Limits, ex.Signal, w.broken.Load(), rusage(w), w.Stderr.String())
 	}

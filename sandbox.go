@@ -2,6 +2,7 @@ package bulkhead
 
 import (
 	"log/slog"
+	"syscall"
 
 	"github.com/bulkhead-go/bulkhead/internal/sandbox"
 )
@@ -165,4 +166,36 @@ func (w *workerProc) reaped(st *sandbox.Start, log *slog.Logger) {
 	if w.usage, err = st.Reaped(); err != nil {
 		log.Warn("worker cgroup left behind", "pid", w.PID, "err", err)
 	}
+}
+
+// SandboxLimit is the Limit of a process that its sandbox killed, as u (its
+// usage, read once it was reaped) tells: LimitSandbox for a system call
+// outside its seccomp profile or a death at pids.max, LimitMemory for the
+// kernel's OOM killer at memory.max; LimitNone if the sandbox did not.
+// Package activation maps its class servers' the same way.
+func sandboxLimit(u *sandbox.Usage, sig syscall.Signal) Limit {
+	switch c, _ := u.Verdict(sig, 0); c {
+	case sandbox.CauseSeccomp, sandbox.CausePids:
+		return LimitSandbox
+	case sandbox.CauseOOM:
+		return LimitMemory
+	}
+	return LimitNone
+}
+
+// sandboxVerdict sets e's Limit, Reason and what goes with them if its
+// worker's sandbox killed it (u), and reports whether it did.
+func sandboxVerdict(e *CrashError, u *sandbox.Usage, memoryMax int64) bool {
+	c, why := u.Verdict(e.Signal, memoryMax)
+	if c == sandbox.CauseNone {
+		return false
+	}
+	e.Limit, e.Reason = sandboxLimit(u, e.Signal), why
+	switch c {
+	case sandbox.CauseSeccomp:
+		e.Killed, e.Syscall, e.SyscallNumber = true, u.Violation.Name, u.Violation.Nr
+	case sandbox.CauseOOM:
+		e.PeakMemory = u.PeakMemory
+	}
+	return true
 }

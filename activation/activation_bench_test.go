@@ -152,7 +152,7 @@ func BenchmarkProcessStart(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	spec := processSpec(bulkhead.Process{Command: exe, Env: testutil.HelperEnviron("worker")}, func(f string, a ...any) { b.Fatalf(f, a...) })
+	spec := newProcessSpec(bulkhead.Process{Command: exe, Env: testutil.HelperEnviron("worker")}, func(f string, a ...any) { b.Fatalf(f, a...) })
 	sp := proc.NewSpawner()
 	defer sp.Close()
 	for b.Loop() {

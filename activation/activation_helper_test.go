@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	ossignal "os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -124,6 +125,45 @@ func runClassHelper(spec string) {
 			fmt.Fprintln(os.Stderr, "helper: class server killing itself")
 			unix.Kill(os.Getpid(), unix.SIGKILL)
 			select {}
+		})
+		// What a compromised server would try, for the sandbox tests:
+		// a TCP socket, memory past its cgroup's limit, threads past
+		// its pids.max (the runtime dies when it cannot start one).
+		c.Method("connect", func(context.Context, *helperObj, worker.Args) (any, error) {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+			if err == nil {
+				unix.Close(fd)
+			}
+			return fmt.Sprint(err), nil
+		})
+		c.Method("alloc", func(_ context.Context, _ *helperObj, a worker.Args) (any, error) {
+			var mib int
+			if err := a.Scan(&mib); err != nil {
+				return nil, err
+			}
+			var keep [][]byte
+			for range mib {
+				b := make([]byte, 1<<20)
+				for i := 0; i < len(b); i += 4096 {
+					b[i] = 1
+				}
+				keep = append(keep, b)
+			}
+			return len(keep), nil
+		})
+		c.Method("threads", func(_ context.Context, _ *helperObj, a worker.Args) (any, error) {
+			var n int
+			if err := a.Scan(&n); err != nil {
+				return nil, err
+			}
+			hold := make(chan struct{})
+			for range n {
+				go func() {
+					runtime.LockOSThread() // each parks its own thread
+					<-hold
+				}()
+			}
+			select {} // the runtime dies first, at pids.max
 		})
 		c.Method("wait", func(_ context.Context, _ *helperObj, a worker.Args) (any, error) {
 			var gate string

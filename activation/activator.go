@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/bulkhead-go/bulkhead"
-	"github.com/bulkhead-go/bulkhead/internal/dispatch"
 	"github.com/bulkhead-go/bulkhead/internal/proc"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
@@ -177,7 +176,7 @@ type Activator struct {
 // serverDef is a validated ServerConfig.
 type serverDef struct {
 	name    string
-	spec    dispatch.Spec // how to start one
+	spec    processSpec // how to start one
 	classes []*classEntry
 	// perServer is how many activations a server of this program takes
 	// before it revokes its classes by itself, as last learned
@@ -297,7 +296,7 @@ func newActivator(cfg ActivatorConfig, h actHooks) (*Activator, error) {
 // reporting each problem to bad.
 func (a *Activator) addServer(i int, sc ServerConfig, bad func(format string, args ...any)) {
 	invalid := false
-	spec := processSpec(sc.Process, func(format string, args ...any) {
+	spec := newProcessSpec(sc.Process, func(format string, args ...any) {
 		invalid = true
 		bad("Servers[%d].Process."+format, append([]any{i}, args...)...)
 	})

@@ -31,6 +31,10 @@ const (
 // serverProc is one class server's process, as the activator sees it.
 type serverProc struct {
 	dispatch.Worker
+	// usage is what its sandbox recorded, set once it is reaped (before
+	// Proc.Exited is closed).
+	usage     sandbox.Usage
+	memoryMax int64 // its Sandbox.MemoryMax
 	// killed is set when the activator kills the process: its
 	// connection broke, a request on it was abandoned, or it did not
 	// register in time. Its end is then not counted as its own crash.
@@ -43,26 +47,27 @@ func (w *serverProc) kill() {
 	w.Proc.Kill()
 }
 
-// processSpec validates p into how to start it, reporting each problem to
-// bad. Class servers always use the socket transport: the watcher polls it
-// for the frames a server sends on its own.
-func processSpec(p bulkhead.Process, bad func(format string, args ...any)) dispatch.Spec {
+// processSpec is how to start a class server: dispatch's Spec, and its
+// sandbox, which launchProcess applies at each start.
+type processSpec struct {
+	dispatch.Spec
+	plan      *sandbox.Plan
+	env       []string // Process.Env
+	memoryMax int64    // Sandbox.MemoryMax, for its crashes' reasons
+}
+
+// newProcessSpec validates p into how to start it, reporting each problem
+// to bad. Class servers always use the socket transport: the watcher polls
+// it for the frames a server sends on its own.
+func newProcessSpec(p bulkhead.Process, bad func(format string, args ...any)) processSpec {
 	s := dispatch.Spec{
 		Command: p.Command, Args: append([]string(nil), p.Args...), Dir: p.Dir,
 		StderrTail: p.StderrTail, KillGrace: defaultKillGrace, StartTimeout: p.StartTimeout,
 		MaxFrame: wire.DefaultMaxFrame,
 	}
-	env := append([]string(nil), p.Env...)
 	plan, err := sandbox.NewPlan(sandbox.Settings(p.Sandbox))
 	if err != nil {
 		bad("Sandbox: %w", err)
-	}
-	s.Prepare = func(spec *dispatch.Spec) (func(bool, error) error, func(), error) {
-		st, err := plan.Prepare(spec.Path, env, spec, slog.Default())
-		if err != nil {
-			return nil, nil, err
-		}
-		return st.Launched, func() { _, _ = st.Reaped() }, nil
 	}
 	if p.Command == "" {
 		bad("Command is required")
@@ -89,19 +94,32 @@ func processSpec(p bulkhead.Process, bad func(format string, args ...any)) dispa
 	} else if lim.Set() {
 		s.Limit = lim.Apply
 	}
-	return s
+	return processSpec{Spec: s, plan: plan, env: append([]string(nil), p.Env...), memoryMax: p.Sandbox.MemoryMax}
 }
 
 // launchProcess starts a server of spec through sp and waits for its HELLO
 // (dispatch.Launch). onExit runs once the process has been reaped; track is
 // told when the wait for HELLO starts and ends.
-func launchProcess(spec dispatch.Spec, sp *proc.Spawner, onExit func(*serverProc), track func(*serverProc, bool)) (*serverProc, error) {
-	w := &serverProc{}
+func launchProcess(spec processSpec, sp *proc.Spawner, onExit func(*serverProc), track func(*serverProc, bool)) (*serverProc, error) {
+	w := &serverProc{memoryMax: spec.memoryMax}
 	h := dispatch.Hooks{
 		Reaped:   func() { onExit(w) },
 		Starting: func(waiting bool) { track(w, waiting) },
 	}
-	if err := dispatch.Launch(&w.Worker, spec, sp, h); err != nil {
+	ds := spec.Spec
+	ds.Prepare = func(s *dispatch.Spec) (func(bool, error) error, func(), error) {
+		st, err := spec.plan.Prepare(s.Path, spec.env, s, slog.Default())
+		if err != nil {
+			return nil, nil, err
+		}
+		return st.Launched, func() {
+			var err error
+			if w.usage, err = st.Reaped(); err != nil {
+				slog.Default().Warn("class server cgroup left behind", "pid", w.PID, "err", err)
+			}
+		}, nil
+	}
+	if err := dispatch.Launch(&w.Worker, ds, sp, h); err != nil {
 		return nil, startError(err)
 	}
 	return w, nil
@@ -139,6 +157,7 @@ func serverCrash(w *serverProc, id uint64, method string, cause error) *bulkhead
 		Reason: dispatch.CrashReason(ex, cause, killed), Stderr: w.Stderr.String(), Err: cause,
 		AbandonedBy: w.Conn.AbandonedBy(),
 	}
+	sandboxVerdict(e, w)
 	if !w.HasStarted(id) {
 		e.Phase = bulkhead.PhaseIdle
 		e.Reason = "died before starting the request: " + e.Reason
@@ -150,9 +169,31 @@ func serverCrash(w *serverProc, id uint64, method string, cause error) *bulkhead
 // on it.
 func idleCrash(w *serverProc) *bulkhead.CrashError {
 	ex := proc.ExitOf(w.Proc.State())
-	return &bulkhead.CrashError{Phase: bulkhead.PhaseIdle, PID: w.PID, ExitCode: ex.Code, Signal: ex.Signal,
+	e := &bulkhead.CrashError{Phase: bulkhead.PhaseIdle, PID: w.PID, ExitCode: ex.Code, Signal: ex.Signal,
 		CoreDumped: ex.Core, Killed: w.killed.Load(), Reason: ex.String(), Stderr: w.Stderr.String(),
 		AbandonedBy: w.Conn.AbandonedBy()}
+	sandboxVerdict(e, w)
+	return e
+}
+
+// sandboxVerdict sets e's Limit and Reason, and what goes with them, if
+// the server's sandbox killed it, as a pool does for its workers: a
+// system call outside its seccomp profile or a death at pids.max is
+// LimitSandbox, the kernel's OOM killer at memory.max LimitMemory.
+func sandboxVerdict(e *bulkhead.CrashError, w *serverProc) {
+	c, why := w.usage.Verdict(e.Signal, w.memoryMax)
+	switch c {
+	case sandbox.CauseNone:
+		return
+	case sandbox.CauseSeccomp:
+		v := w.usage.Violation
+		e.Limit, e.Killed, e.Syscall, e.SyscallNumber = bulkhead.LimitSandbox, true, v.Name, v.Nr
+	case sandbox.CausePids:
+		e.Limit = bulkhead.LimitSandbox
+	case sandbox.CauseOOM:
+		e.Limit, e.PeakMemory = bulkhead.LimitMemory, w.usage.PeakMemory
+	}
+	e.Reason = why
 }
 
 // startAttrs are a start failure's log attributes.

@@ -40,6 +40,8 @@ type Cgroup struct {
 type cgroupUsage struct {
 	PeakMemory int64  // the most memory charged at once, bytes
 	OOMKills   uint64 // processes the kernel's OOM killer killed in it
+	// PidsMaxHits counts the forks it refused at pids.max (pids.events).
+	PidsMaxHits uint64
 }
 
 const cpuPeriod = 100000 // µs
@@ -205,30 +207,40 @@ func (c *Cgroup) procs() ([]int, error) {
 // Usage reads what the cgroup recorded: call it after the worker died,
 // before Delete.
 func (c *Cgroup) Usage() cgroupUsage {
+	var u cgroupUsage
 	if c.v2 != nil {
-		st, err := c.v2.Stat()
-		if err != nil || st.Memory == nil {
-			return cgroupUsage{}
+		if st, err := c.v2.Stat(); err == nil && st.Memory != nil {
+			u.PeakMemory = int64(st.Memory.MaxUsage)
+			if st.MemoryEvents != nil {
+				u.OOMKills = st.MemoryEvents.OomKill
+			}
 		}
-		u := cgroupUsage{PeakMemory: int64(st.Memory.MaxUsage)}
-		if st.MemoryEvents != nil {
-			u.OOMKills = st.MemoryEvents.OomKill
-		}
+		u.PidsMaxHits = eventCount(filepath.Join(c.dirs[0], "pids.events"), "max")
 		return u
 	}
 	dir := c.path(cgroup1.Memory)
-	var u cgroupUsage
 	if b, err := os.ReadFile(filepath.Join(dir, "memory.max_usage_in_bytes")); err == nil {
 		u.PeakMemory, _ = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "memory.oom_control")); err == nil {
-		for line := range strings.Lines(string(b)) {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "oom_kill "); ok {
-				u.OOMKills, _ = strconv.ParseUint(v, 10, 64)
-			}
+	u.OOMKills = eventCount(filepath.Join(dir, "memory.oom_control"), "oom_kill")
+	u.PidsMaxHits = eventCount(filepath.Join(c.path(cgroup1.Pids), "pids.events"), "max")
+	return u
+}
+
+// eventCount is the counter key in a cgroup file of "key value" lines, or
+// 0 if there is none.
+func eventCount(file, key string) uint64 {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), key+" "); ok {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			return n
 		}
 	}
-	return u
+	return 0
 }
 
 // Delete kills what is left in the cgroup and removes it. The killed

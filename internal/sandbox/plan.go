@@ -112,9 +112,12 @@ type Start struct {
 
 // Usage is what a worker's protections recorded about it, once it is dead.
 type Usage struct {
-	PeakMemory int64      // its cgroup's peak memory, bytes
-	OOMKills   uint64     // processes the kernel's OOM killer killed in its cgroup
-	Violation  *Violation // the system call outside its seccomp profile that killed it
+	PeakMemory int64  // its cgroup's peak memory, bytes
+	OOMKills   uint64 // processes the kernel's OOM killer killed in its cgroup
+	// PidsMaxHits counts the forks and thread starts its cgroup refused
+	// at pids.max.
+	PidsMaxHits uint64
+	Violation   *Violation // the system call outside its seccomp profile that killed it
 }
 
 // Prepare sets spec's environment (Environ, with env) and protections for
@@ -307,6 +310,6 @@ func (st *Start) Reaped() (Usage, error) {
 		return u, nil
 	}
 	cu := st.cg.Usage()
-	u.PeakMemory, u.OOMKills = cu.PeakMemory, cu.OOMKills
+	u.PeakMemory, u.OOMKills, u.PidsMaxHits = cu.PeakMemory, cu.OOMKills, cu.PidsMaxHits
 	return u, st.cg.Delete()
 }
