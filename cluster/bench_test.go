@@ -26,6 +26,7 @@ type nullBackend struct{}
 
 func (nullBackend) PoolNames() []string     { return []string{"p"} }
 func (nullBackend) PoolCapacity(string) int { return 1 }
+func (nullBackend) PoolLimit(string) int    { return 1 << 20 }
 func (nullBackend) CallPool(context.Context, string, string, ...any) (bulkhead.Reply, error) {
 	return bulkhead.NewReply([]byte{0xf6}), nil
 }

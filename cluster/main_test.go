@@ -102,9 +102,7 @@ func newNode(ctx context.Context, url, name string, workers int) (*daemon.Server
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	cfg := &daemon.Config{Pools: []daemon.Pool{{Name: "p", Config: bulkhead.Config{Command: exe, Workers: workers,
-		Env:       []string{testutil.HelperEnv + "=worker", "GORACE=atexit_sleep_ms=0", "NODE=" + name},
-		TermGrace: 50 * time.Millisecond, DumpGrace: 50 * time.Millisecond}}}}
+	cfg := &daemon.Config{Pools: []daemon.Pool{testPool(exe, "p", name, workers)}}
 	srv, err := daemon.New(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return nil, nil, nil, err
@@ -121,6 +119,13 @@ func newNode(ctx context.Context, url, name string, workers int) (*daemon.Server
 		return nil, nil, nil, err
 	}
 	return srv, node, nc, nil
+}
+
+// testPool is a pool of workers workers of this test binary, on node.
+func testPool(exe, pool, node string, workers int) daemon.Pool {
+	return daemon.Pool{Name: pool, Config: bulkhead.Config{Command: exe, Workers: workers,
+		Env:       []string{testutil.HelperEnv + "=worker", "GORACE=atexit_sleep_ms=0", "NODE=" + node},
+		TermGrace: 50 * time.Millisecond, DumpGrace: 50 * time.Millisecond}}
 }
 
 // testNode is an in-process node.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -25,6 +26,10 @@ type Backend interface {
 	CallPool(ctx context.Context, pool, method string, args ...any) (bulkhead.Reply, error)
 	// PoolCapacity is the number of a pool's workers serving calls now.
 	PoolCapacity(pool string) int
+	// PoolLimit is the most calls a pool takes at once (its workers and
+	// its queue): a node runs at most that many of the pool's requests,
+	// and answers more with *bulkhead.OverloadedError.
+	PoolLimit(pool string) int
 }
 
 // NodeConfig tunes a Node. Every field's zero value is usable.
@@ -57,9 +62,8 @@ type Node struct {
 	log *slog.Logger
 
 	fl    flusher // the start markers' flushes
-	svcs  []micro.Service
-	pools []subjects
 	alive *nats.Subscription
+	svcMu sync.Mutex    // serialises Sync and Drain, which register and stop services (I/O: never under mu)
 	stop  chan struct{} // closed by Close: the heartbeat ends
 	hbWG  sync.WaitGroup
 
@@ -67,6 +71,7 @@ type Node struct {
 	cancelB context.CancelFunc
 
 	mu       sync.Mutex
+	pools    map[string]*poolSvc // served now, by name
 	draining bool
 	closed   bool
 	cancels  map[string]context.CancelFunc // running calls by reply subject
@@ -101,7 +106,7 @@ func NewNode(nc *nats.Conn, b Backend, cfg NodeConfig) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{nc: nc, b: b, cfg: cfg, log: cfg.Logger.With("node", cfg.ID), stop: make(chan struct{}),
-		running: make(map[string]int), idle: make(chan struct{}),
+		running: make(map[string]int), idle: make(chan struct{}), pools: make(map[string]*poolSvc),
 		cancels: make(map[string]context.CancelFunc)}
 	n.base, n.cancelB = context.WithCancel(context.Background())
 	n.fl.nc = nc
@@ -110,12 +115,10 @@ func NewNode(nc *nats.Conn, b Backend, cfg NodeConfig) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range b.PoolNames() {
-		if err := n.addPool(p); err != nil {
-			n.stopServices()
-			n.alive.Unsubscribe()
-			return nil, fmt.Errorf("pool %q: %w", p, err)
-		}
+	if err := n.Sync(); err != nil {
+		n.stopServices()
+		n.alive.Unsubscribe()
+		return nil, err
 	}
 	// Once NewNode returns, the NATS server has the node's subscriptions:
 	// discovery and calls find it.
@@ -132,27 +135,93 @@ func NewNode(nc *nats.Conn, b Backend, cfg NodeConfig) (*Node, error) {
 // ID is the node's id.
 func (n *Node) ID() string { return n.cfg.ID }
 
+// poolSvc is one pool's micro service on the node.
+type poolSvc struct {
+	s     subjects
+	svc   micro.Service
+	limit int // the most of its requests running at once (Backend.PoolLimit)
+}
+
 // addPool registers pool p as a micro service.
-func (n *Node) addPool(p string) error {
+func (n *Node) addPool(p string) (*poolSvc, error) {
 	if err := checkName("pool", p); err != nil {
-		return err
+		return nil, err
 	}
 	s := subjects{prefix: n.cfg.Prefix, pool: p}
 	svc, err := micro.AddService(n.nc, micro.Config{Name: s.service(), Version: n.cfg.Version,
 		Description: "bulkhead pool " + p, QueueGroup: s.queueGroup(), Metadata: map[string]string{"node": n.cfg.ID}})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	n.svcs = append(n.svcs, svc)
 	h := micro.HandlerFunc(func(r micro.Request) { n.handle(s, r) })
-	if err := svc.AddEndpoint("call", h, micro.WithEndpointSubject(s.call())); err != nil {
-		return err
+	err = svc.AddEndpoint("call", h, micro.WithEndpointSubject(s.call()))
+	if err == nil {
+		err = svc.AddEndpoint("node", h, micro.WithEndpointSubject(s.node(n.cfg.ID)), micro.WithEndpointQueueGroupDisabled())
 	}
-	if err := svc.AddEndpoint("node", h, micro.WithEndpointSubject(s.node(n.cfg.ID)), micro.WithEndpointQueueGroupDisabled()); err != nil {
-		return err
+	if err != nil {
+		svc.Stop()
+		return nil, err
 	}
-	n.pools = append(n.pools, s)
-	return nil
+	return &poolSvc{s: s, svc: svc}, nil
+}
+
+// Sync makes the node serve the backend's pools as they are now: after a
+// reload (SIGHUP), a new pool is registered on NATS and a removed one
+// deregistered (it says draining in a last heartbeat, then leaves its
+// subjects; the calls it took run to their end), without a restart. A
+// changed pool keeps its subjects: its calls reach the new pool through
+// the backend. Each pool's limit is read again. NewNode syncs once.
+func (n *Node) Sync() error {
+	n.svcMu.Lock()
+	defer n.svcMu.Unlock()
+	want := map[string]bool{}
+	for _, p := range n.b.PoolNames() {
+		want[p] = true
+	}
+	n.mu.Lock()
+	if n.draining {
+		n.mu.Unlock()
+		return nil
+	}
+	var gone []*poolSvc
+	for name, ps := range n.pools {
+		if !want[name] {
+			gone = append(gone, ps)
+			delete(n.pools, name)
+		}
+	}
+	have := maps.Clone(n.pools)
+	n.mu.Unlock()
+	var errs []error
+	for _, ps := range gone {
+		n.publishLoadOf(ps.s, load{Node: n.cfg.ID, Draining: true})
+		errs = append(errs, ps.svc.Stop())
+	}
+	added := map[string]*poolSvc{}
+	for p := range want {
+		if have[p] != nil {
+			continue
+		}
+		ps, err := n.addPool(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pool %q: %w", p, err))
+			continue
+		}
+		added[p] = ps
+	}
+	limits := map[string]int{}
+	for p := range want {
+		limits[p] = max(n.b.PoolLimit(p), 1)
+	}
+	n.mu.Lock()
+	maps.Copy(n.pools, added)
+	for p, ps := range n.pools {
+		ps.limit = limits[p]
+	}
+	n.mu.Unlock()
+	// Once Sync returns, the NATS server has the new subscriptions.
+	errs = append(errs, n.nc.FlushTimeout(5*time.Second))
+	return errors.Join(errs...)
 }
 
 // onProbe answers a client that asks whether the node lives.
@@ -182,29 +251,35 @@ func (n *Node) handle(s subjects, r micro.Request) {
 	if reply == "" {
 		return // nobody to answer: a call must be able to say it started
 	}
+	req, timeout, err := n.check(s, r.Data(), nats.Header(r.Headers()))
+	if err != nil {
+		n.answerErr(reply, err)
+		return
+	}
 	n.mu.Lock()
-	if n.draining {
+	ps := n.pools[s.pool]
+	switch {
+	case n.draining || ps == nil: // draining, or a reload removed the pool
 		n.mu.Unlock()
 		n.nc.PublishMsg(n.msg(reply, statusRefused, nil))
+		return
+	case n.running[s.pool] >= ps.limit:
+		queued := n.running[s.pool]
+		n.mu.Unlock()
+		n.answerErr(reply, &bulkhead.OverloadedError{Method: req.Method, Queued: queued,
+			Reason: fmt.Sprintf("node %s has %d calls of pool %s at once, its pool's workers and queue", n.cfg.ID, queued, s.pool)})
 		return
 	}
 	n.running[s.pool]++
 	n.total++
 	n.calls.Add(1)
 	n.mu.Unlock()
-	go n.run(s, reply, r.Data(), nats.Header(r.Headers()))
+	go n.run(s, reply, req, timeout)
 }
 
-// run runs one call: checks it, says started (flushed), calls, answers.
-func (n *Node) run(s subjects, reply string, data []byte, h nats.Header) {
-	defer func() {
-		n.mu.Lock()
-		n.running[s.pool]--
-		n.total--
-		n.idleLocked()
-		n.mu.Unlock()
-		n.calls.Done()
-	}()
+// check decodes and checks a call request, which anyone allowed to
+// publish on the subject may have sent.
+func (n *Node) check(s subjects, data []byte, h nats.Header) (*clientwire.Request, time.Duration, error) {
 	var req clientwire.Request
 	err := clientwire.Decode(data, &req)
 	switch {
@@ -214,10 +289,19 @@ func (n *Node) run(s subjects, reply string, data []byte, h nats.Header) {
 		err = fmt.Errorf("%w: want op call, pool %q and a method", clientwire.ErrBadRequest, s.pool)
 	}
 	timeout, terr := parseTimeout(h, n.cfg.MaxDeadline)
-	if err = errors.Join(err, terr); err != nil {
-		n.answerErr(reply, err)
-		return
-	}
+	return &req, timeout, errors.Join(err, terr)
+}
+
+// run runs one call: says started (flushed), calls, answers.
+func (n *Node) run(s subjects, reply string, req *clientwire.Request, timeout time.Duration) {
+	defer func() {
+		n.mu.Lock()
+		n.running[s.pool]--
+		n.total--
+		n.idleLocked()
+		n.mu.Unlock()
+		n.calls.Done()
+	}()
 	ctx, cancel := context.WithTimeout(n.base, timeout)
 	defer cancel()
 	n.mu.Lock()
@@ -292,16 +376,20 @@ func (n *Node) publishLoad() {
 	}
 	var out []one
 	n.mu.Lock()
-	for _, s := range n.pools {
-		out = append(out, one{s, load{Node: n.cfg.ID, Draining: n.draining, Free: -int64(n.running[s.pool])}})
+	for _, ps := range n.pools {
+		out = append(out, one{ps.s, load{Node: n.cfg.ID, Draining: n.draining, Free: -int64(n.running[ps.s.pool])}})
 	}
 	n.mu.Unlock()
 	for _, o := range out {
 		c := int64(n.b.PoolCapacity(o.s.pool))
 		o.l.Workers, o.l.Free = c, o.l.Free+c
-		if p, err := wire.Marshal(o.l); err == nil {
-			n.nc.Publish(o.s.load(), p)
-		}
+		n.publishLoadOf(o.s, o.l)
+	}
+}
+
+func (n *Node) publishLoadOf(s subjects, l load) {
+	if p, err := wire.Marshal(l); err == nil {
+		n.nc.Publish(s.load(), p)
 	}
 }
 
@@ -337,10 +425,21 @@ func (n *Node) idleLocked() {
 	}
 }
 
+// stopServices takes the node off every pool's subjects (micro's Stop).
 func (n *Node) stopServices() error {
+	n.svcMu.Lock()
+	defer n.svcMu.Unlock()
+	n.mu.Lock()
+	svcs := make([]micro.Service, 0, len(n.pools))
+	for _, ps := range n.pools {
+		svcs = append(svcs, ps.svc)
+	}
+	n.mu.Unlock()
 	var errs []error
-	for _, s := range n.svcs {
-		errs = append(errs, s.Stop())
+	for _, s := range svcs {
+		if !s.Stopped() {
+			errs = append(errs, s.Stop())
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 
 	"github.com/bulkhead-go/bulkhead"
@@ -55,4 +56,26 @@ func (s *Server) PoolCapacity(name string) int {
 		return 0
 	}
 	return e.pool.Stats().Workers
+}
+
+// PoolLimit is the most calls pool name takes at once: its workers, the
+// calls each may hold (Pipeline), and its queue (MaxQueue, defaulted as
+// the pool defaults it); 0 for no such pool.
+func (s *Server) PoolLimit(name string) int {
+	s.mu.Lock()
+	e := s.pools[name]
+	s.mu.Unlock()
+	if e == nil {
+		return 0
+	}
+	c := e.cfg
+	w := max(c.Workers, c.MinWorkers, c.MaxWorkers)
+	if w == 0 {
+		w = runtime.NumCPU()
+	}
+	q := c.MaxQueue
+	if q <= 0 {
+		q = min(1024*w, 1<<20)
+	}
+	return w*(1+max(c.Pipeline, 0)) + q
 }

@@ -75,7 +75,7 @@ func serve(ctx context.Context, cfg *daemon.Config, path, socket, listen string)
 		ln.Close()
 		return err
 	}
-	leave, err := startNode(s, cfg, log)
+	node, err := startNode(s, cfg, log)
 	if err != nil {
 		shutdown(s, cfg.DrainGrace, log)
 		ln.Close()
@@ -104,16 +104,17 @@ func serve(ctx context.Context, cfg *daemon.Config, path, socket, listen string)
 		case <-hup:
 			notify.Reloading()
 			reload(ctx, s, path, log)
+			node.sync()
 			notify.Ready()
 		case err := <-served:
 			notify.Stopping()
-			leave(cfg.DrainGrace)
+			node.leave(cfg.DrainGrace)
 			shutdown(s, cfg.DrainGrace, log)
 			return err
 		case <-ctx.Done():
 			notify.Stopping()
 			log.Info("draining", "grace", cfg.DrainGrace.String())
-			leave(cfg.DrainGrace)
+			node.leave(cfg.DrainGrace)
 			shutdown(s, cfg.DrainGrace, log)
 			return <-served
 		}

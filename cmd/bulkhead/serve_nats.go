@@ -37,13 +37,18 @@ func natsOptions(n daemon.NATS) ([]nats.Option, error) {
 	return opts, nil
 }
 
-// startNode makes s a cluster node when cfg has a NATS URL. leave drains
-// the node (it leaves the queue group, then waits for its calls within
-// grace), closes it and its connection; a no-op without NATS.
-func startNode(s *daemon.Server, cfg *daemon.Config, log *slog.Logger) (leave func(time.Duration), err error) {
+// servedNode is the daemon's cluster node, or nothing without NATS.
+type servedNode struct {
+	node *cluster.Node // nil without NATS
+	nc   *nats.Conn
+	log  *slog.Logger
+}
+
+// startNode makes s a cluster node when cfg has a NATS URL.
+func startNode(s *daemon.Server, cfg *daemon.Config, log *slog.Logger) (*servedNode, error) {
 	n := cfg.NATS
 	if n.URL == "" {
-		return func(time.Duration) {}, nil
+		return &servedNode{}, nil
 	}
 	opts, err := natsOptions(n)
 	if err != nil {
@@ -60,13 +65,31 @@ func startNode(s *daemon.Server, cfg *daemon.Config, log *slog.Logger) (leave fu
 		return nil, err
 	}
 	log.Info("cluster node", "nats", nc.ConnectedUrlRedacted(), "node", node.ID(), "pools", s.PoolNames())
-	return func(grace time.Duration) {
-		ctx, cancel := context.WithTimeout(context.Background(), grace)
-		defer cancel()
-		if err := node.Drain(ctx); err != nil {
-			log.Warn("cluster node drained with calls left", "err", err)
-		}
-		node.Close()
-		nc.Close()
-	}, nil
+	return &servedNode{node: node, nc: nc, log: log}, nil
+}
+
+// sync registers on NATS the pools a reload added, and deregisters those
+// it removed.
+func (sn *servedNode) sync() {
+	if sn.node == nil {
+		return
+	}
+	if err := sn.node.Sync(); err != nil {
+		sn.log.Error("cluster node: the reloaded pools are not all on NATS", "err", err)
+	}
+}
+
+// leave drains the node (it leaves the queue group, then waits for its
+// calls within grace), closes it and its connection.
+func (sn *servedNode) leave(grace time.Duration) {
+	if sn.node == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := sn.node.Drain(ctx); err != nil {
+		sn.log.Warn("cluster node drained with calls left", "err", err)
+	}
+	sn.node.Close()
+	sn.nc.Close()
 }
