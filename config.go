@@ -366,6 +366,9 @@ type settings struct {
 	sandbox    *sandbox.Plan       // from Sandbox
 	// fork is the pool's fork server's Fork (Config.ForkServer), or nil.
 	fork func(env []string, files []*os.File) (int, error)
+	// syms is the program's function symbols, read when a C SDK
+	// worker's report first needs them (forensics_c.go).
+	syms *elfSymbols
 }
 
 // Validate reports every field of c that New would refuse, without
@@ -391,6 +394,7 @@ func (c *Config) settings() (settings, error) {
 		bad("Command: %w", err)
 	} else {
 		s.path = p
+		s.syms = &elfSymbols{path: p}
 	}
 	s.sizes(bad)
 	if c.Spares < 0 || c.Spares > maxSpares {

@@ -20,12 +20,15 @@ const cgoMarker = "signal arrived during cgo execution"
 var cgoFrame = regexp.MustCompile(`\._Cfunc_([A-Za-z_][A-Za-z0-9_]*)\(`)
 
 // nativeFunction returns the C function a worker died in, from its stderr:
-// the first cgo stub after the runtime's cgo line, or "" if the report does
-// not say (a worker that died without a Go report, a fault in Go code).
-func nativeFunction(stderr string) string {
+// for a Go SDK worker, the first cgo stub after the runtime's cgo line; for
+// a C SDK worker, the faulting frame of its crash report (forensics_c.go),
+// named from syms, the program's symbols, if the report does not name it;
+// or "" if no report says (a worker that died without one, a fault in Go
+// code).
+func nativeFunction(stderr string, syms *elfSymbols) string {
 	i := strings.Index(stderr, cgoMarker)
 	if i < 0 {
-		return ""
+		return cFunction(stderr, syms)
 	}
 	if m := cgoFrame.FindStringSubmatch(stderr[i:]); m != nil {
 		return m[1]

@@ -55,6 +55,7 @@ func (p *Pool) findSlow() {
 func (p *Pool) reportSlow(w *workerProc, id uint64, method string, running time.Duration) {
 	defer p.wg.Done()
 	stack, why := p.askStack(w)
+	stack = symbolizeStack(stack, w.syms) // a C SDK worker's unexported frames
 	attrs := []any{"pid", w.PID, "method", method, "request_id", id, "running", running, "slow_call", p.cfg.SlowCall}
 	if stack != "" {
 		attrs = append(attrs, "stack", stack)

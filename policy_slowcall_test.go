@@ -9,28 +9,8 @@ import (
 	"time"
 
 	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
 )
-
-// slowLog is a slog.Handler that hands "slow call" records to a test.
-type slowLog struct {
-	recs chan map[string]any
-}
-
-func (l *slowLog) Enabled(context.Context, slog.Level) bool { return true }
-func (l *slowLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
-func (l *slowLog) WithGroup(string) slog.Handler            { return l }
-func (l *slowLog) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "slow call" {
-		return nil
-	}
-	m := map[string]any{}
-	r.Attrs(func(a slog.Attr) bool {
-		m[a.Key] = a.Value.Any()
-		return true
-	})
-	l.recs <- m
-	return nil
-}
 
 // TestSlowCallLogsTheCStack runs a call that loops forever in C past
 // Config.SlowCall, serially and with several calls per worker: the pool logs
@@ -39,7 +19,7 @@ func (l *slowLog) Handle(_ context.Context, r slog.Record) error {
 func TestSlowCallLogsTheCStack(t *testing.T) {
 	for _, conc := range []string{"1", "4"} {
 		t.Run("concurrency="+conc, func(t *testing.T) {
-			log := &slowLog{recs: make(chan map[string]any, 4)}
+			log := &testutil.Records{Message: "slow call", Recs: make(chan map[string]any, 4)}
 			p := newPool(t, bulkhead.Config{SlowCall: 100 * time.Millisecond, Logger: slog.New(log)}, "HELPER_CONC="+conc)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -48,7 +28,7 @@ func TestSlowCallLogsTheCStack(t *testing.T) {
 				_, err := p.Call(ctx, "chang")
 				done <- err
 			}()
-			rec := <-log.recs
+			rec := <-log.Recs
 			stack, _ := rec["stack"].(string)
 			if rec["method"] != "chang" || !strings.Contains(stack, "_Cfunc_crashy_hang") || !strings.Contains(stack, "goroutine") {
 				t.Errorf("slow call record %v", rec)
@@ -71,7 +51,7 @@ func TestSlowCallLogsTheCStack(t *testing.T) {
 			}
 			ce.Wait()
 			select {
-			case r := <-log.recs:
+			case r := <-log.Recs:
 				t.Errorf("logged twice: %v", r)
 			default:
 			}
@@ -81,7 +61,7 @@ func TestSlowCallLogsTheCStack(t *testing.T) {
 
 // A worker that offers no stacks has its slow calls logged without one.
 func TestSlowCallWithoutStacks(t *testing.T) {
-	log := &slowLog{recs: make(chan map[string]any, 4)}
+	log := &testutil.Records{Message: "slow call", Recs: make(chan map[string]any, 4)}
 	p := newPool(t, bulkhead.Config{SlowCall: 50 * time.Millisecond, Logger: slog.New(log)}, "HELPER_NOSTACK=1")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -89,7 +69,7 @@ func TestSlowCallWithoutStacks(t *testing.T) {
 		_, err := p.Call(ctx, "chang")
 		done <- err
 	}()
-	rec := <-log.recs
+	rec := <-log.Recs
 	if rec["stack"] != nil || !strings.Contains(rec["no_stack"].(string), "offers no stacks") {
 		t.Errorf("slow call record %v", rec)
 	}

@@ -187,6 +187,7 @@ func (p *Pool) now() time.Time {
 func (p *Pool) onExit(w *workerProc) {
 	w.Conn.Shutdown() // wake a caller blocked reading, even if a grandchild holds the socket
 	w.Conn.DropOrphans(dispatch.ErrWorkerExited)
+	fn := nativeFunction(w.Stderr.String(), w.syms) // may read the program's symbols: not under the lock
 	p.mu.Lock()
 	if _, ok := p.workers[w]; !ok {
 		// Not taken in: a start-up failure, which launch cleans up, or
@@ -229,7 +230,7 @@ func (p *Pool) onExit(w *workerProc) {
 		limit = classifyLimit(&p.cfg.Limits, ex.Signal, w.broken.Load(), rusage(w), w.Stderr.String())
 	}
 	if !expected {
-		p.recordCrashLocked(w, phase, ex.Signal, ex.Code, ex.Core, ex.String(), limit)
+		p.recordCrashLocked(w, phase, ex.Signal, ex.Code, ex.Core, ex.String(), limit, fn)
 	}
 	if !expected && phase == PhaseIdle && !p.closed {
 		// Nobody's call killed it: the worker itself is failing.
@@ -245,7 +246,7 @@ func (p *Pool) onExit(w *workerProc) {
 	} else {
 		p.stats.crashes[phase].Add(1)
 		p.metrics.crashed(phase, ex.Signal)
-		attrs := crashAttrs(w, phase, ex, limit, memKill, wasSpare)
+		attrs := crashAttrs(w, phase, ex, limit, memKill, wasSpare, fn)
 		p.cfg.Logger.Error("worker crashed", attrs...)
 	}
 	if last {
@@ -255,14 +256,14 @@ func (p *Pool) onExit(w *workerProc) {
 
 // crashAttrs are the "worker crashed" record's attributes: every field a
 // CrashError of the death would carry, and where the worker was.
-func crashAttrs(w *workerProc, phase Phase, ex proc.Exit, limit Limit, memKill, wasSpare bool) []any {
+func crashAttrs(w *workerProc, phase Phase, ex proc.Exit, limit Limit, memKill, wasSpare bool, fn string) []any {
 	attrs := []any{"pid", w.PID, "phase", phase.String(), "exit", ex.String(), "exit_code", ex.Code,
 		"signal", SignalName(ex.Signal), "core_dumped", ex.Core, "stderr_tail", w.Stderr.String()}
 	if phase == PhaseCall {
 		attrs = append(attrs, "request_id", w.current.Load())
 	}
-	if f := nativeFunction(w.Stderr.String()); f != "" {
-		attrs = append(attrs, "function", f)
+	if fn != "" {
+		attrs = append(attrs, "function", fn)
 	}
 	if w.broken.Load() || memKill {
 		attrs = append(attrs, "killed_by_pool", true)

@@ -76,12 +76,12 @@ func (fp *fingerprint) String() string {
 }
 
 // recordCrashLocked adds the crash of w, dead in phase with ex, to the log.
-// The fingerprint of its call comes from the caller (noteFingerprint),
+// fn is the function it died in (nativeFunction). The fingerprint of its call comes from the caller (noteFingerprint),
 // which may see the crash before or after this.
-func (p *Pool) recordCrashLocked(w *workerProc, phase Phase, sig syscall.Signal, code int, core bool, why string, limit Limit) {
+func (p *Pool) recordCrashLocked(w *workerProc, phase Phase, sig syscall.Signal, code int, core bool, why string, limit Limit, fn string) {
 	r := CrashRecord{Time: time.Now(), PID: w.PID, Phase: phase, Signal: sig, ExitCode: code, CoreDumped: core,
 		Limit: limit, Reason: why, Stderr: w.Stderr.String()}
-	r.Function = nativeFunction(r.Stderr)
+	r.Function = fn
 	r.CPU, r.MaxRSS = usageOf(rusage(w))
 	if phase == PhaseCall {
 		r.RequestID = w.current.Load()

@@ -51,6 +51,7 @@ type workerProc struct {
 	pol workerPolicy // recycling and limit state (policy_recycle.go)
 
 	usage sandbox.Usage // what its cgroup recorded (Sandbox.Cgroup), read once it is reaped
+	syms  *elfSymbols   // its program's function symbols, for C SDK reports (forensics_c.go)
 }
 
 // launch spawns one worker of s.Command through sp and waits for its HELLO,
@@ -70,7 +71,7 @@ func launch(s *settings, sp *proc.Spawner, onExit func(*workerProc), track func(
 // and with opts, which tunes the connection from the worker's HELLO.
 func launchWatched(s *settings, sp *proc.Spawner, onDied, onExit func(*workerProc), track func(*workerProc, bool),
 	opts func(wire.Hello) dispatch.Options, extraEnv ...string) (*workerProc, error) {
-	w := &workerProc{}
+	w := &workerProc{syms: s.syms}
 	h := dispatch.Hooks{Reaped: func() { onExit(w) }}
 	if onDied != nil {
 		h.Died = func() { onDied(w) }
@@ -181,7 +182,7 @@ func describeCrash(w *workerProc, id uint64, method string, cause error) *CrashE
 		Killed: w.broken.Load() && ex.Signal == syscall.SIGKILL,
 		Stderr: w.Stderr.String(), Err: cause,
 	}
-	e.Function = nativeFunction(e.Stderr)
+	e.Function = nativeFunction(e.Stderr, w.syms)
 	e.CPU, e.MaxRSS = usageOf(rusage(w))
 	if w.killedByClose.Load() {
 		e.Killed = true

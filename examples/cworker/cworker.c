@@ -94,6 +94,15 @@ static int upper(bh_call *c, void *arg) {
 	return 0;
 }
 
+/* cworker_null_write faults: the crash report names it (CrashError.Function). */
+#ifdef __GNUC__
+__attribute__((noinline))
+#endif
+static void cworker_null_write(void) {
+	volatile int *volatile p = NULL;
+	*p = 1;
+}
+
 static int crash(bh_call *c, void *arg) {
 	const char *kind;
 	size_t n;
@@ -106,13 +115,10 @@ static int crash(bh_call *c, void *arg) {
 	}
 	if (n == 4 && memcmp(kind, "segv", 4) == 0) {
 		fprintf(stderr, "cworker: crash(segv): dereferencing NULL\n");
-		signal(SIGSEGV, SIG_DFL);
-		volatile int *volatile p = NULL;
-		*p = 1;
+		cworker_null_write();
 		raise(SIGSEGV);
 	} else if (n == 5 && memcmp(kind, "abort", 5) == 0) {
 		fprintf(stderr, "cworker: crash(abort): calling abort()\n");
-		signal(SIGABRT, SIG_DFL);
 		abort();
 	} else if (n == 4 && memcmp(kind, "exit", 4) == 0) {
 		fprintf(stderr, "cworker: crash(exit): exit(%d)\n", (int)code);

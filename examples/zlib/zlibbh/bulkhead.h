@@ -33,7 +33,11 @@
  * (bh_revoke) and events (bh_emit). Started as a fork server
  * (BULKHEAD_FORKSERVER_FD, PROTOCOL.md section 11), bh_serve clones a ready
  * worker per request of the dispatcher, after the program's own
- * initialisation has run once.
+ * initialisation has run once. With glibc, a fatal signal (SIGSEGV, SIGBUS,
+ * SIGFPE, SIGILL, SIGABRT) writes a crash report to stderr (the signal, the
+ * call, the crashing frames) before the worker dies by it, and SIGUSR2 is
+ * answered with a STACK frame of the running call's frames (the dispatcher's
+ * slow-call log), each where the program left the signal's default action.
  *
  * The worker is single-threaded: one call at a time, on the main thread,
  * which is what a thread-bound library needs (HELLO says concurrency 1).
@@ -1323,6 +1327,337 @@ static void bh__write_all(const uint8_t *h, size_t hn, const uint8_t *p, size_t 
 	}
 }
 
+/* ---- crash reports and stacks (PROTOCOL.md sections 3 and 7) --------------- */
+
+/* With glibc, bh__setup installs two signal handlers where the program left
+ * the default action:
+ *
+ *  - for SIGSEGV, SIGBUS, SIGFPE, SIGILL and SIGABRT, a crash report on
+ *    stderr (the signal, the call and the crashing thread's frames), after
+ *    which the signal's default action ends the process, as without it;
+ *  - for SIGUSR2, a STACK frame with the frames of the interrupted call
+ *    (HELLO says "stack"), sent from the handler itself: the worker has
+ *    one thread, which the handler interrupts where the call is stuck.
+ *
+ * Both use glibc's backtrace(3), loaded once at start-up so that the
+ * handlers allocate nothing. Frames of functions that are not exported
+ * (static, or a program linked without -rdynamic) show as an offset in the
+ * program; the report's "program" line lets the dispatcher name them from
+ * the program's symbol table. Define BH_NO_BACKTRACE to leave both out. */
+#if defined(__GLIBC__) && !defined(BH_NO_BACKTRACE)
+#include <execinfo.h>
+
+#define BH__FRAMES 64
+#define BH__DUMP_MAX (64u << 10)
+#define BH__STACK 9
+
+static struct {
+	int stack;                       /* SIGUSR2 is answered: HELLO says "stack" */
+	int memfd;                       /* backtrace_symbols_fd writes here; read back for a STACK */
+	long tid;                        /* the thread that serves calls */
+	bh_call *volatile call;          /* the call running, for the reports */
+	volatile sig_atomic_t io;        /* a frame is being written: a STACK waits for it */
+	volatile sig_atomic_t pending;   /* a STACK is waiting in dump */
+	size_t dump_len;                 /* its frame's length */
+	char exe[PATH_MAX];              /* the program, from /proc/self/exe */
+	uint8_t dump[BH__HEADER + 5 + BH__DUMP_MAX];
+} bh__dg;
+
+static char bh__altstack[64 << 10];
+
+/* bh__dg_put appends s to b[*n:cap], as much as fits. */
+static void bh__dg_put(char *b, size_t *n, size_t cap, const char *s) {
+	while (*s && *n < cap) {
+		b[(*n)++] = *s++;
+	}
+}
+
+/* bh__dg_num appends v in base 10 or 16 (with 0x). */
+static void bh__dg_num(char *b, size_t *n, size_t cap, uint64_t v, int hex) {
+	char t[24];
+	int i = (int)sizeof t - 1;
+	t[i] = 0;
+	do {
+		t[--i] = "0123456789abcdef"[v % (hex ? 16 : 10)];
+		v /= hex ? 16 : 10;
+	} while (v > 0);
+	if (hex) {
+		t[--i] = 'x';
+		t[--i] = '0';
+	}
+	bh__dg_put(b, n, cap, t + i);
+}
+
+static const char *bh__dg_signame(int sig) {
+	switch (sig) {
+	case SIGSEGV: return "SIGSEGV";
+	case SIGBUS: return "SIGBUS";
+	case SIGFPE: return "SIGFPE";
+	case SIGILL: return "SIGILL";
+	case SIGABRT: return "SIGABRT";
+	case SIGUSR2: return "SIGUSR2";
+	}
+	return "signal";
+}
+
+/* bh__dg_head writes a report's first lines: what happened, in which call,
+ * and which program the frames' offsets are in. */
+static size_t bh__dg_head(char *b, size_t cap, int sig, const siginfo_t *si) {
+	size_t n = 0;
+	bh_call *c = bh__dg.call;
+	if (sig == SIGUSR2) {
+		bh__dg_put(b, &n, cap, "bulkhead: stack of pid ");
+		bh__dg_num(b, &n, cap, (uint64_t)getpid(), 0);
+	} else {
+		bh__dg_put(b, &n, cap, "bulkhead: fatal signal ");
+		bh__dg_num(b, &n, cap, (uint64_t)sig, 0);
+		bh__dg_put(b, &n, cap, " (");
+		bh__dg_put(b, &n, cap, bh__dg_signame(sig));
+		bh__dg_put(b, &n, cap, "), code ");
+		if (si->si_code < 0) {
+			bh__dg_put(b, &n, cap, "-");
+		}
+		bh__dg_num(b, &n, cap, (uint64_t)(si->si_code < 0 ? -(int64_t)si->si_code : si->si_code), 0);
+		bh__dg_put(b, &n, cap, ", address ");
+		bh__dg_num(b, &n, cap, (uint64_t)(uintptr_t)si->si_addr, 1);
+	}
+	if (c != NULL) {
+		bh__dg_put(b, &n, cap, ", in call ");
+		bh__dg_num(b, &n, cap, c->id, 0);
+		bh__dg_put(b, &n, cap, " \"");
+		for (size_t i = 0; i < c->method_len && i < 64 && n < cap; i++) {
+			unsigned char ch = (unsigned char)c->method[i];
+			b[n++] = ch >= 0x20 && ch < 0x7f && ch != '"' ? (char)ch : '?';
+		}
+		bh__dg_put(b, &n, cap, "\"");
+	} else {
+		bh__dg_put(b, &n, cap, ", between calls");
+	}
+	bh__dg_put(b, &n, cap, "\nbulkhead: program ");
+	bh__dg_put(b, &n, cap, program_invocation_name);
+	bh__dg_put(b, &n, cap, " is ");
+	bh__dg_put(b, &n, cap, bh__dg.exe);
+	bh__dg_put(b, &n, cap, "\n");
+	return n;
+}
+
+static void bh__dg_write(int fd, const void *p, size_t n) {
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR) {
+			continue;
+		}
+		if (w <= 0) {
+			return;
+		}
+		p = (const char *)p + w;
+		n -= (size_t)w;
+	}
+}
+
+/* bh__dg_frames takes the calling thread's frames into f and returns the
+ * index of the interrupted one (the signal's PC, found in the context), so
+ * that the handler's own frames are left out; 0 if it is not found. */
+static int bh__dg_frames(void **f, int *n, const void *ctx) {
+	uintptr_t pc = 0;
+	const ucontext_t *uc = (const ucontext_t *)ctx;
+#if defined(__x86_64__)
+	pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+	pc = (uintptr_t)uc->uc_mcontext.pc;
+#else
+	(void)uc;
+#endif
+	*n = backtrace(f, BH__FRAMES);
+	for (int i = 0; i < *n; i++) {
+		if ((uintptr_t)f[i] == pc) {
+			return i;
+		}
+	}
+	return 0;
+}
+
+/* bh__on_crash reports a fatal signal on stderr, then ends the process by
+ * that signal's default action. Every crash signal is blocked while it
+ * runs: a fault inside it kills the process at once. */
+static void bh__on_crash(int sig, siginfo_t *si, void *ctx) {
+	char b[1024 + PATH_MAX];
+	void *f[BH__FRAMES];
+	int n, at;
+	struct sigaction dfl;
+	bh__dg_write(2, b, bh__dg_head(b, sizeof b, sig, si));
+	at = bh__dg_frames(f, &n, ctx);
+	backtrace_symbols_fd(f + at, n - at, 2);
+	memset(&dfl, 0, sizeof dfl);
+	dfl.sa_handler = SIG_DFL;
+	sigaction(sig, &dfl, NULL);
+	/* A fault raises itself again when the handler returns; abort(),
+	 * raise() and kill() need this (delivered once the handler returns). */
+	raise(sig);
+}
+
+/* bh__dg_send writes the STACK frame in dump from the SIGUSR2 handler: on
+ * failure it gives up, leaving the main loop to find the connection broken. */
+static void bh__dg_send(void) {
+	const uint8_t *p = bh__dg.dump;
+	size_t n = bh__dg.dump_len;
+	while (n > 0) {
+		long w;
+		if (bh__w.shm) {
+			w = bh__ring_write(p, n);
+			if (w < 0) {
+				return;
+			}
+			if (w == 0) {
+				bh__ring_wait(BH__SPACE_SEQ(&bh__w.out), BH__WRITER_WAITS(&bh__w.out), bh__out_ready, -1);
+				continue;
+			}
+		} else {
+			w = send(bh__w.sock, p, n, MSG_NOSIGNAL);
+			if (w < 0 && errno == EINTR) {
+				continue;
+			}
+			if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+				struct pollfd pfd = {bh__w.sock, POLLOUT, 0};
+				poll(&pfd, 1, -1);
+				continue;
+			}
+			if (w <= 0) {
+				return;
+			}
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+/* bh__on_stack answers SIGUSR2: the interrupted thread's frames, as a STACK
+ * frame, sent at once unless a frame is being written (then by bh__send,
+ * right after it). */
+static void bh__on_stack(int sig, siginfo_t *si, void *ctx) {
+	int saved = errno;
+	void *f[BH__FRAMES];
+	char head[1024 + PATH_MAX];
+	int n, at;
+	off_t len;
+	(void)sig;
+	if (syscall(SYS_gettid) != bh__dg.tid) {
+		/* Another thread of the library's took it: the call's thread
+		 * is the one whose frames are wanted. */
+		syscall(SYS_tgkill, getpid(), bh__dg.tid, SIGUSR2);
+		errno = saved;
+		return;
+	}
+	if (bh__dg.pending) {
+		errno = saved;
+		return;
+	}
+	at = bh__dg_frames(f, &n, ctx);
+	lseek(bh__dg.memfd, 0, SEEK_SET);
+	bh__dg_write(bh__dg.memfd, head, bh__dg_head(head, sizeof head, SIGUSR2, si));
+	backtrace_symbols_fd(f + at, n - at, bh__dg.memfd);
+	len = lseek(bh__dg.memfd, 0, SEEK_CUR);
+	if (len <= 0) {
+		errno = saved;
+		return;
+	}
+	if ((uint64_t)len > BH__DUMP_MAX) {
+		len = BH__DUMP_MAX;
+	}
+	if ((uint64_t)len + 5 > bh__w.max_frame) {
+		len = (off_t)(bh__w.max_frame - 5);
+	}
+	uint8_t *text = bh__dg.dump + BH__HEADER + 5;
+	len = pread(bh__dg.memfd, text, (size_t)len, 0);
+	if (len <= 0) {
+		errno = saved;
+		return;
+	}
+	for (off_t i = 0; i < len; i++) {
+		if (text[i] >= 0x80) {
+			text[i] = '?'; /* a CBOR text string is UTF-8: keep it ASCII */
+		}
+	}
+	uint8_t *h = bh__dg.dump;
+	bh__put_le(h, (uint64_t)len + 5, 4);
+	h[4] = BH__STACK;
+	memset(h + 5, 0, 11); /* flags, reserved, id 0 */
+	h[BH__HEADER] = 0x7a; /* text string, 4-byte length */
+	for (int i = 0; i < 4; i++) {
+		h[BH__HEADER + 1 + i] = (uint8_t)((uint64_t)len >> (24 - 8 * i));
+	}
+	bh__dg.dump_len = BH__HEADER + 5 + (size_t)len;
+	if (bh__dg.io) {
+		bh__dg.pending = 1;
+	} else {
+		bh__dg_send();
+	}
+	errno = saved;
+}
+
+/* bh__dg_catch installs h for sig if the program left sig's default
+ * action; it reports whether it did. */
+static int bh__dg_catch(int sig, void (*h)(int, siginfo_t *, void *), int flags) {
+	struct sigaction old, act;
+	if (sigaction(sig, NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL) {
+		return 0;
+	}
+	memset(&act, 0, sizeof act);
+	act.sa_sigaction = h;
+	act.sa_flags = SA_SIGINFO | flags;
+	sigemptyset(&act.sa_mask);
+	sigaddset(&act.sa_mask, SIGSEGV);
+	sigaddset(&act.sa_mask, SIGBUS);
+	sigaddset(&act.sa_mask, SIGFPE);
+	sigaddset(&act.sa_mask, SIGILL);
+	sigaddset(&act.sa_mask, SIGABRT);
+	sigaddset(&act.sa_mask, SIGUSR2);
+	return sigaction(sig, &act, NULL) == 0;
+}
+
+static void bh__dg_setup(void) {
+	static const int crash[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+	void *f[2];
+	stack_t ss;
+	ssize_t k = readlink("/proc/self/exe", bh__dg.exe, sizeof bh__dg.exe - 1);
+	bh__dg.exe[k > 0 ? k : 0] = 0;
+	bh__dg.tid = syscall(SYS_gettid);
+	if (backtrace(f, 2) <= 0) {
+		return; /* no unwinder (libgcc_s could not be loaded) */
+	}
+	memset(&ss, 0, sizeof ss);
+	ss.ss_sp = bh__altstack;
+	ss.ss_size = sizeof bh__altstack;
+	sigaltstack(&ss, NULL); /* a stack overflow's report needs a stack */
+	for (size_t i = 0; i < sizeof crash / sizeof crash[0]; i++) {
+		bh__dg_catch(crash[i], bh__on_crash, SA_ONSTACK);
+	}
+	bh__dg.memfd = memfd_create("bulkhead-stack", MFD_CLOEXEC);
+	if (bh__dg.memfd >= 0) {
+		bh__dg.stack = bh__dg_catch(SIGUSR2, bh__on_stack, SA_RESTART | SA_ONSTACK);
+	}
+}
+
+/* bh__dg_sent runs after each frame: a STACK asked for meanwhile goes now. */
+static void bh__dg_sent(void) {
+	if (bh__dg.pending) {
+		bh__write_all(bh__dg.dump, bh__dg.dump_len, NULL, 0);
+		bh__dg.pending = 0;
+	}
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	bh__dg.io = 0;
+}
+#define bh__dg_io() (bh__dg.io = 1, __atomic_signal_fence(__ATOMIC_SEQ_CST))
+#define bh__dg_stack() bh__dg.stack
+#define bh__dg_call(c) (bh__dg.call = (c))
+#else
+#define bh__dg_setup() ((void)0)
+#define bh__dg_io() ((void)0)
+#define bh__dg_sent() ((void)0)
+#define bh__dg_stack() 0
+#define bh__dg_call(c) ((void)(c))
+#endif
+
 static void bh__send(unsigned type, uint64_t id, const uint8_t *p, size_t n) {
 	uint8_t h[BH__HEADER];
 	bh__put_le(h, n, 4);
@@ -1330,7 +1665,9 @@ static void bh__send(unsigned type, uint64_t id, const uint8_t *p, size_t n) {
 	h[5] = 0;
 	bh__put_le(h + 6, 0, 2);
 	bh__put_le(h + 8, id, 8);
+	bh__dg_io();
 	bh__write_all(h, sizeof h, p, n);
+	bh__dg_sent();
 }
 
 static void bh__send_error(uint64_t id, unsigned code, const char *msg, int not_started) {
@@ -1466,7 +1803,7 @@ static void bh__map_shm(void) {
 static void bh__hello(const char *cookie) {
 	bh_buf *b = &bh__w.msg;
 	b->len = 0;
-	bh_put_map(b, 7 + (bh__w.shm_mapped ? 1 : 0));
+	bh_put_map(b, 7 + (bh__w.shm_mapped ? 1 : 0) + (bh__dg_stack() ? 1 : 0));
 	bh_put_str(b, "protocol");
 	bh_put_uint(b, BH_PROTOCOL);
 	bh_put_str(b, "pid");
@@ -1487,6 +1824,10 @@ static void bh__hello(const char *cookie) {
 	if (bh__w.shm_mapped) {
 		bh_put_str(b, "transport");
 		bh_put_str(b, "shm");
+	}
+	if (bh__dg_stack()) {
+		bh_put_str(b, "stack");
+		bh_put_str(b, "SIGUSR2");
 	}
 	if (b->failed) {
 		bh__die(BH__EXIT_SOFTWARE, "out of memory building HELLO");
@@ -1542,6 +1883,7 @@ static int bh__setup(const char *name, const bh_method *methods, size_t n) {
 	}
 	bh__w.payload.limit = (size_t)bh__w.max_frame + 1;
 	bh__w.result.limit = (size_t)bh__w.max_frame;
+	bh__dg_setup();
 	bh__hello(cookie);
 	bh__w.idle_since = bh__now_ms();
 	return 0;
@@ -1572,6 +1914,7 @@ static void bh__prepare(bh_call *call) {
 	call->result = &bh__w.result;
 	call->code_ = 0;
 	call->msg_ = &bh__w.msg;
+	bh__dg_call(call);
 }
 
 /* bh__errbody writes an ERROR payload into the error buffer. */
@@ -1624,6 +1967,7 @@ static void bh__finish(bh_call *call, int rc) {
 	size_t n;
 	unsigned type = bh__answer(call, rc, &p, &n);
 	bh__send(type, call->id, p, n);
+	bh__dg_call(NULL);
 }
 
 /* bh__run runs a checked, marked call and sends its answer. */
@@ -2094,7 +2438,9 @@ int bh_passthrough(const bh_method *methods, size_t n, const uint8_t *payload, s
 		return 1;
 	}
 	bh__prepare(&call);
-	return bh__answer(&call, m->fn(&call, m->arg), out, outlen) == BH__ERROR;
+	unsigned type = bh__answer(&call, m->fn(&call, m->arg), out, outlen);
+	bh__dg_call(NULL);
+	return type == BH__ERROR;
 }
 
 int bh_serve(const char *name, const bh_method *methods, size_t n) {

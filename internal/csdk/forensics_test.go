@@ -1,0 +1,102 @@
+//go:build cgo
+
+package csdk
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
+	"go.uber.org/goleak"
+)
+
+// TestCrashReport: a C SDK worker that faults in C, or calls abort(), dies
+// by that signal, and the pool's CrashError names the signal, the request
+// and the C function (from the SDK's crash handler's report on stderr,
+// named from the program's symbol table: cworker's functions are static).
+func TestCrashReport(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	bin := buildCWorker(t)
+	ctx := context.Background()
+	pool, err := bulkhead.New(ctx, bulkhead.Config{Command: bin, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close(ctx)
+	tests := []struct {
+		kind     string
+		signal   syscall.Signal
+		function string
+	}{
+		{"segv", syscall.SIGSEGV, "cworker_null_write"},
+		{"abort", syscall.SIGABRT, "crash"}, // abort's caller: libc's frames are skipped
+	}
+	for _, tt := range tests {
+		t.Run(tt.kind, func(t *testing.T) {
+			_, err := pool.Call(ctx, "crash", tt.kind)
+			var ce *bulkhead.CrashError
+			if !errors.As(err, &ce) {
+				t.Fatalf("crash(%s): %v; want a *CrashError", tt.kind, err)
+			}
+			if ce.Signal != tt.signal || ce.RequestID == 0 || ce.Function != tt.function {
+				t.Errorf("crash(%s): signal %v, request %d, function %q; want %v, non-zero, %q\nstderr:\n%s",
+					tt.kind, ce.Signal, ce.RequestID, ce.Function, tt.signal, tt.function, ce.Stderr)
+			}
+			head := "bulkhead: fatal signal " + strconv.Itoa(int(tt.signal)) + " ("
+			if !strings.Contains(ce.Stderr, head) || !strings.Contains(ce.Stderr, `in call `+strconv.FormatUint(ce.RequestID, 10)+` "crash"`) {
+				t.Errorf("crash(%s): stderr has no report of signal %d in call %d:\n%s", tt.kind, tt.signal, ce.RequestID, ce.Stderr)
+			}
+		})
+	}
+}
+
+// TestSlowCallStack: a C call that runs past Config.SlowCall is logged with
+// its worker's STACK, the SDK's SIGUSR2 answer, which shows the C function
+// the call is in; the call goes on until its ctx ends. Over the socket and
+// over shared memory (the handler writes the frame to the ring).
+func TestSlowCallStack(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	bin := buildCWorker(t)
+	for name, tr := range map[string]bulkhead.Transport{"socket": bulkhead.TransportSocket, "shm": bulkhead.TransportShm} {
+		t.Run(name, func(t *testing.T) {
+			log := &testutil.Records{Message: "slow call", Recs: make(chan map[string]any, 4)}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			pool, err := bulkhead.New(ctx, bulkhead.Config{Command: bin, Workers: 1, Transport: tr,
+				SlowCall: 100 * time.Millisecond, Logger: slog.New(log)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pool.Close(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				_, err := pool.Call(ctx, "sleep", 60_000)
+				done <- err
+			}()
+			rec := <-log.Recs
+			stack, _ := rec["stack"].(string)
+			if rec["method"] != "sleep" || !strings.Contains(stack, "bulkhead: stack of pid") ||
+				!strings.Contains(stack, `in call `) || !strings.Contains(stack, " sleep_ms+0x") {
+				t.Errorf("slow call record %v", rec)
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("the slow call ended: %v", err)
+			default:
+			}
+			cancel()
+			var ce *bulkhead.CanceledError
+			if err := <-done; !errors.As(err, &ce) {
+				t.Fatalf("sleep: %v", err)
+			}
+			ce.Wait()
+		})
+	}
+}
