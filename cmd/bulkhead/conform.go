@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -11,6 +13,7 @@ import (
 
 func newConformCmd() *cobra.Command {
 	var o conform.Options
+	var activateArgs string
 	cmd := &cobra.Command{
 		Use:   "conform [flags] -- WORKER-COMMAND [ARGS...]",
 		Short: "Run a worker, in any language, against the wire protocol and print a pass/fail table",
@@ -38,6 +41,12 @@ skipped without them. The command exits 1 if any check fails.`,
 			if o.Timeout <= 0 {
 				return usagef("--timeout must be positive, got %v", o.Timeout)
 			}
+			if activateArgs != "" {
+				var err error
+				if o.ActivateArgs, err = jsonArgs(activateArgs); err != nil {
+					return usagef("--activate-args: %v", err)
+				}
+			}
 			o.Command, o.Args = args[0], args[1:]
 			rep, err := conform.Run(cmd.Context(), o)
 			if err != nil {
@@ -62,5 +71,34 @@ skipped without them. The command exits 1 if any check fails.`,
 	f.StringVar(&o.Only, "only", "", "run only the checks whose names contain this")
 	f.BoolVar(&o.Service, "service", false, "the program is also the service when started without BULKHEAD_FD (one binary, service and worker): skip the check that it refuses to run then")
 	f.BoolVar(&o.Classes, "classes", false, "the worker is a class server (PROTOCOL.md section 10): check its objects too")
+	f.StringVar(&activateArgs, "activate-args", "", `the ACTIVATE arguments, a JSON array (integers stay integers): '["gzopen", "/dev/null", "rb"]'`)
 	return cmd
+}
+
+// jsonArgs decodes a JSON array of arguments, with integers as int64 (CBOR
+// integers) rather than float64.
+func jsonArgs(s string) ([]any, error) {
+	d := json.NewDecoder(bytes.NewReader([]byte(s)))
+	d.UseNumber()
+	var args []any
+	if err := d.Decode(&args); err != nil {
+		return nil, fmt.Errorf("want a JSON array: %w", err)
+	}
+	if d.More() {
+		return nil, errors.New("want one JSON array, got more after it")
+	}
+	for i, a := range args {
+		n, ok := a.(json.Number)
+		if !ok {
+			continue
+		}
+		if v, err := n.Int64(); err == nil {
+			args[i] = v
+		} else if f, err := n.Float64(); err == nil {
+			args[i] = f
+		} else {
+			return nil, fmt.Errorf("argument %d: %w", i, err)
+		}
+	}
+	return args, nil
 }

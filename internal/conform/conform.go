@@ -53,6 +53,10 @@ type Options struct {
 	// the first. Zero value: a plain worker, which must refuse object
 	// frames.
 	Classes bool
+	// ActivateArgs are the arguments of the checks' ACTIVATEs, for a
+	// class whose constructor needs some (a generated class server takes
+	// its constructor's name first). Zero value: none.
+	ActivateArgs []any
 }
 
 // Status is a check's outcome.

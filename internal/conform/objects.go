@@ -16,10 +16,11 @@ func objectCheck(fn func(k *kit, s *session) error) func(k *kit) error {
 	}
 }
 
-// activate sends ACTIVATE of object of class, with no arguments, as call id.
+// activate sends ACTIVATE of object of class, with Options.ActivateArgs, as
+// call id.
 func (s *session) activate(id uint64, class string, object uint64) (answer, error) {
 	var b wire.Builder
-	if err := b.Activate(id, class, object, nil, wire.DefaultMaxFrame); err != nil {
+	if err := b.Activate(id, class, object, s.k.opts.ActivateArgs, wire.DefaultMaxFrame); err != nil {
 		return answer{}, err
 	}
 	if err := s.write(b.Bytes()); err != nil {
@@ -48,7 +49,8 @@ func (s *session) live(id uint64) error {
 		return err
 	}
 	if a.err != nil {
-		return errSkip{fmt.Sprintf("class %s refuses an ACTIVATE without arguments: %v", s.classes[0].Class, a)}
+		return errSkip{fmt.Sprintf("class %s refuses an ACTIVATE with arguments %v (set them with --activate-args): %v",
+			s.classes[0].Class, s.k.opts.ActivateArgs, a)}
 	}
 	if string(a.reply) != "\xf6" {
 		return fmt.Errorf("ACTIVATE answered %v, want REPLY null", a)

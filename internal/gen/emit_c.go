@@ -23,19 +23,81 @@ func EmitC(s *Spec, fns []fn) []byte {
 		b.WriteString("\n")
 		emitHandler(&b, &fns[i])
 	}
+	n := 0
 	b.WriteString("\nstatic const bh_method bh_methods[] = {\n")
 	for _, f := range fns {
-		fmt.Fprintf(&b, "\t{%q, h_%s, NULL},\n", f.spec.Method, f.spec.Method)
+		if f.ctor == nil && f.recv == nil {
+			fmt.Fprintf(&b, "\t{%q, h_%s, NULL},\n", f.spec.Method, f.spec.Method)
+			n++
+		}
 	}
-	b.WriteString("};\n\n/* A passthrough build (passthrough.go) includes this file for its handlers. */\n")
-	fmt.Fprintf(&b, "#ifndef BULKHEAD_PASSTHROUGH\nint main(void) { return bh_serve(%q, bh_methods, sizeof bh_methods / sizeof bh_methods[0]); }\n#endif\n", s.Package)
+	if n == 0 { // C has no empty arrays
+		b.WriteString("\t{NULL, NULL, NULL},\n")
+	}
+	fmt.Fprintf(&b, "};\n#define BH_NMETHODS %d\n", n)
+	emitClasses(&b, s, fns)
+	b.WriteString("\n/* A passthrough build (passthrough.go) includes this file for its handlers. */\n#ifndef BULKHEAD_PASSTHROUGH\n")
+	if len(s.Handles) == 0 {
+		fmt.Fprintf(&b, "int main(void) { return bh_serve(%q, bh_methods, BH_NMETHODS); }\n", s.Package)
+	} else {
+		fmt.Fprintf(&b, "int main(void) {\n\treturn bh_serve_objects(%q, bh_methods, BH_NMETHODS, bh_classes, sizeof bh_classes / sizeof bh_classes[0]);\n}\n", s.Package)
+	}
+	b.WriteString("#endif\n")
 	return b.Bytes()
+}
+
+// emitClasses writes, for each handle, its class: a create function that
+// runs the constructor named by the ACTIVATE's first argument, a destroy
+// that frees the handle, and the method table.
+func emitClasses(b *bytes.Buffer, s *Spec, fns []fn) {
+	for i := range s.Handles {
+		h := &s.Handles[i]
+		fmt.Fprintf(b, "\n/* Class %s: an object's state is its %s, which never leaves this process. */\n", h.Class, h.Type)
+		fmt.Fprintf(b, "static int bh_create_%s(bh_call *bh_c, void *bh_unused, void **bh_state) {\n", h.Class)
+		b.WriteString("\tconst char *bh_ctor;\n\tsize_t bh_n;\n\t(void)bh_unused;\n")
+		fmt.Fprintf(b, "\tif (bh_c->nargs < 1 || bh_arg_text(bh_c, 0, &bh_ctor, &bh_n) != 0)\n"+
+			"\t\treturn bh_fail(bh_c, BH_BAD_ARGUMENTS, \"%s: the first argument names the constructor\");\n", h.Class)
+		var ctors []string
+		for _, f := range fns {
+			if f.ctor == h {
+				fmt.Fprintf(b, "\tif (bh_n == %d && memcmp(bh_ctor, %q, %d) == 0) return h_%s(bh_c, bh_state);\n",
+					len(f.spec.Method), f.spec.Method, len(f.spec.Method), f.spec.Method)
+				ctors = append(ctors, f.spec.Method)
+			}
+		}
+		fmt.Fprintf(b, "\treturn bh_fail(bh_c, BH_BAD_ARGUMENTS, \"%s: no constructor %%.*s (want %s)\", (int)(bh_n > 64 ? 64 : bh_n), bh_ctor);\n}\n",
+			h.Class, strings.Join(ctors, ", "))
+		fmt.Fprintf(b, "\nstatic void bh_destroy_%s(void *bh_state, void *bh_unused) {\n\t(void)bh_unused;\n", h.Class)
+		fmt.Fprintf(b, "\tif (bh_state != NULL) (void)%s((%s)bh_state);\n}\n", h.Free, h.Type)
+		fmt.Fprintf(b, "\nstatic const bh_objmethod bh_methods_%s[] = {\n", h.Class)
+		n := 0
+		for _, f := range fns {
+			if f.recv == h {
+				fmt.Fprintf(b, "\t{%q, h_%s, NULL},\n", f.spec.Method, f.spec.Method)
+				n++
+			}
+		}
+		if n == 0 {
+			b.WriteString("\t{NULL, NULL, NULL},\n")
+		}
+		b.WriteString("};\n")
+		fmt.Fprintf(b, "#define BH_NMETHODS_%s %d\n", h.Class, n)
+	}
+	if len(s.Handles) == 0 {
+		return
+	}
+	b.WriteString("\nstatic const bh_class bh_classes[] = {\n")
+	for _, h := range s.Handles {
+		fmt.Fprintf(b, "\t{%q, bh_create_%s, bh_destroy_%s, bh_methods_%s, BH_NMETHODS_%s, NULL},\n", h.Class, h.Class, h.Class, h.Class, h.Class)
+	}
+	b.WriteString("};\n")
 }
 
 // cw writes one handler's lines with its indentation.
 type cw struct {
-	b *bytes.Buffer
-	f *fn
+	b    *bytes.Buffer
+	f    *fn
+	base int // the index of the first argument (fn.argBase)
 }
 
 func (w cw) line(format string, a ...any) { fmt.Fprintf(w.b, "\t"+format+"\n", a...) }
@@ -50,8 +112,16 @@ func (w cw) fail(code, format string, a ...any) string {
 }
 
 func emitHandler(b *bytes.Buffer, f *fn) {
-	w := cw{b, f}
-	fmt.Fprintf(b, "/* %s */\nstatic int h_%s(bh_call *bh_c, void *bh_unused) {\n", f.proto, f.spec.Method)
+	w := cw{b, f, f.argBase()}
+	switch {
+	case f.ctor != nil:
+		fmt.Fprintf(b, "/* %s: a constructor of class %s */\nstatic int h_%s(bh_call *bh_c, void **bh_state) {\n", f.proto, f.ctor.Class, f.spec.Method)
+		w.line("void *bh_unused = NULL;")
+	case f.recv != nil:
+		fmt.Fprintf(b, "/* %s: a method of class %s */\nstatic int h_%s(bh_call *bh_c, void *bh_state, void *bh_unused) {\n", f.proto, f.recv.Class, f.spec.Method)
+	default:
+		fmt.Fprintf(b, "/* %s */\nstatic int h_%s(bh_call *bh_c, void *bh_unused) {\n", f.proto, f.spec.Method)
+	}
 	w.line("int bh_rc = 0;")
 	for _, p := range f.params {
 		switch p.role {
@@ -65,6 +135,8 @@ func emitHandler(b *bytes.Buffer, f *fn) {
 		case rStruct:
 			w.line("%s %s;", p.st.C, p.name)
 			w.line("memset(&%s, 0, sizeof %s);", p.name, p.name)
+		case rHandle:
+			w.line("%s %s = (%s)bh_state;", p.typ.C, p.name, p.typ.C)
 		}
 	}
 	w.line("(void)bh_unused;")
@@ -73,8 +145,8 @@ func emitHandler(b *bytes.Buffer, f *fn) {
 	if len(args) == 1 {
 		plural = ""
 	}
-	w.line("if (bh_c->nargs != %d) %s", len(args),
-		w.fail("BH_BAD_ARGUMENTS", fmt.Sprintf("takes %d argument%s, got %%zu", len(args), plural), "bh_c->nargs"))
+	w.line("if (bh_c->nargs != %d) %s", len(args)+w.base,
+		w.fail("BH_BAD_ARGUMENTS", fmt.Sprintf("takes %d argument%s, got %%zu", len(args), plural), strings.TrimSuffix("bh_c->nargs - "+fmt.Sprint(w.base), " - 0")))
 	for i, a := range args {
 		emitArg(w, i, a)
 	}
@@ -95,8 +167,9 @@ func emitHandler(b *bytes.Buffer, f *fn) {
 }
 
 // emitArg decodes argument i into its C local.
-func emitArg(w cw, i int, a goArg) {
-	what := fmt.Sprintf("argument %d (%s)", i+1, a.name)
+func emitArg(w cw, n int, a goArg) {
+	what := fmt.Sprintf("argument %d (%s)", n+1, a.name)
+	i := n + w.base     // its index among the call's arguments
 	if a.param == nil { // an extra argument
 		w.line("uint64_t %s;", a.name)
 		w.line("if (bh_arg_uint(bh_c, %d, &%s) != 0) %s", i, a.name, w.fail("BH_BAD_ARGUMENTS", what+" is not an unsigned integer"))
@@ -230,6 +303,11 @@ func emitCall(w cw) {
 		return
 	}
 	w.line("%s ret = %s;", w.f.result.C, call)
+	if w.f.ctor != nil {
+		w.line("if (ret == NULL) %s", w.fail("BH_APPLICATION", w.f.spec.Name+" returned NULL"))
+		w.line("*bh_state = (void *)ret;")
+		return
+	}
 	if w.f.spec.Status != "" {
 		w.line("if (!(%s)) %s", w.f.spec.Status, w.fail("BH_APPLICATION", w.f.spec.Name+" returned %lld", "(long long)ret"))
 	}
@@ -237,6 +315,9 @@ func emitCall(w cw) {
 
 func emitResults(w cw) {
 	outs := w.f.outputs()
+	if w.f.ctor != nil {
+		return // an ACTIVATE answers null
+	}
 	if len(outs) > 1 {
 		w.line("bh_put_array(bh_c->result, %d);", len(outs))
 	}

@@ -22,13 +22,18 @@ func EmitGo(s *Spec, fns []fn) ([]byte, error) {
 	b.WriteString("// library costs the call that caused it a *bulkhead.CrashError, never the\n")
 	b.WriteString("// caller's process. Start a pool on Worker's program and pass it as the caller.\n")
 	fmt.Fprintf(&b, "package %s\n\n", s.Package)
-	b.WriteString("import (\n\t\"context\"\n\t_ \"embed\"\n\n\t\"github.com/bulkhead-go/bulkhead\"\n\t\"github.com/bulkhead-go/bulkhead/surrogate\"\n)\n\n")
+	b.WriteString("import (\n\t\"context\"\n\t_ \"embed\"\n\n\t\"github.com/bulkhead-go/bulkhead\"\n")
+	if len(s.Handles) > 0 {
+		b.WriteString("\t\"github.com/bulkhead-go/bulkhead/activation\"\n")
+	}
+	b.WriteString("\t\"github.com/bulkhead-go/bulkhead/surrogate\"\n)\n\n")
 	fmt.Fprintf(&b, "//go:embed %s\nvar workerC string\n\n", WorkerFile)
 	b.WriteString("// Worker returns the path of the worker program, compiling it with the\n")
 	b.WriteString("// machine's C compiler on first use (see package surrogate).\n")
 	b.WriteString("func Worker(ctx context.Context) (string, error) {\n")
 	fmt.Fprintf(&b, "\treturn surrogate.Build(ctx, surrogate.Source{Name: %q, C: workerC, Flags: %#v}, surrogate.Options{})\n}\n",
 		s.Package, s.Flags)
+	emitGoClasses(&b, s)
 	emitGoStructs(&b, fns)
 	for i := range fns {
 		emitGoFunc(&b, &fns[i])
@@ -83,6 +88,14 @@ func emitGoFunc(b *bytes.Buffer, f *fn) {
 	args := f.goArgs()
 	outs := f.outputs()
 	params, values := []string{"ctx context.Context", "caller bulkhead.Caller"}, []string{}
+	recv := ""
+	switch {
+	case f.ctor != nil:
+		params[1] = "act Activator"
+	case f.recv != nil:
+		params = params[:1]
+		recv = "(h *" + f.recv.Class + ") "
+	}
 	for _, a := range args {
 		n := goName(a.name, false)
 		params = append(params, n+" "+a.goType)
@@ -112,12 +125,69 @@ func emitGoFunc(b *bytes.Buffer, f *fn) {
 	if len(values) > 0 {
 		call += ", " + strings.Join(values, ", ")
 	}
+	caller := "caller"
+	switch {
+	case f.ctor != nil:
+		fmt.Fprintf(b, "//\n// The result lives in a worker, as an object of class %s: release it\n// with Release, which calls %s there.\n", f.ctor.Class, f.ctor.Free)
+		fmt.Fprintf(b, "func %s(%s) (*%s, error) {\n\to, err := act.CreateInstance(ctx, %q, %s)\n", f.spec.GoName,
+			strings.Join(params, ", "), f.ctor.Class, f.ctor.Class, fmt.Sprintf("%q", f.spec.Method)+strings.TrimPrefix(call, fmt.Sprintf("ctx, %q", f.spec.Method)))
+		fmt.Fprintf(b, "\tif err != nil {\n\t\treturn nil, err\n\t}\n\treturn &%s{obj: o}, nil\n}\n", f.ctor.Class)
+		return
+	case f.recv != nil:
+		caller = "h.obj"
+		fmt.Fprintf(b, "//\n// It runs in the worker that holds h, on h's %s: a worker that died\n// fails it with activation.ErrObjectDisconnected.\n", f.recv.Type)
+	}
 	if result == "" {
-		fmt.Fprintf(b, "func %s(%s) error {\n\t_, err := caller.Call(%s)\n\treturn err\n}\n", f.spec.GoName, strings.Join(params, ", "), call)
+		fmt.Fprintf(b, "func %s%s(%s) error {\n\t_, err := %s.Call(%s)\n\treturn err\n}\n", recv, f.spec.GoName, strings.Join(params, ", "), caller, call)
 		return
 	}
-	fmt.Fprintf(b, "func %s(%s) (%s, error) {\n\treturn bulkhead.CallAs[%s](ctx, caller, %s)\n}\n", f.spec.GoName,
-		strings.Join(params, ", "), result, result, call[len("ctx, "):])
+	fmt.Fprintf(b, "func %s%s(%s) (%s, error) {\n\treturn bulkhead.CallAs[%s](ctx, %s, %s)\n}\n", recv, f.spec.GoName,
+		strings.Join(params, ", "), result, result, caller, call[len("ctx, "):])
+}
+
+// emitGoClasses declares, for a spec with handles, the Activator that makes
+// objects, Server (the worker as a class server), and one type per class.
+func emitGoClasses(b *bytes.Buffer, s *Spec) {
+	if len(s.Handles) == 0 {
+		return
+	}
+	b.WriteString(`
+// Activator makes objects: an *activation.Activator, or a *activation.Session,
+// whose registry has Server's classes.
+type Activator interface {
+	CreateInstance(ctx context.Context, class string, args ...any) (*activation.Object, error)
+}
+
+// Server is the worker as a class server, for an activation.ActivatorConfig:
+// its program (built by Worker) and its classes, each MultipleUse (change
+// Instancing to spread objects over more processes).
+func Server(ctx context.Context) (activation.ServerConfig, error) {
+	bin, err := Worker(ctx)
+	if err != nil {
+		return activation.ServerConfig{}, err
+	}
+`)
+	fmt.Fprintf(b, "\treturn activation.ServerConfig{Name: %q, Process: bulkhead.Process{Command: bin}, Classes: []activation.ClassConfig{\n", s.Package)
+	for _, h := range s.Handles {
+		fmt.Fprintf(b, "\t\t{Name: %q},\n", h.Class)
+	}
+	b.WriteString("\t}}, nil\n}\n")
+	for _, h := range s.Handles {
+		fmt.Fprintf(b, `
+// %[1]s is a %[2]s that lives in a worker: an object whose state is the
+// pointer, which never leaves that process. Its methods run there; a worker
+// that dies takes the %[2]s with it, and they then fail with
+// activation.ErrObjectDisconnected. Release lets it go (%[3]s).
+type %[1]s struct{ obj *activation.Object }
+
+// Release calls %[3]s on the handle in its worker, once the calls in
+// flight on it are done; later calls fail.
+func (h *%[1]s) Release() error { return h.obj.Release() }
+
+// Object is the object that holds the handle, for its PID or ID.
+func (h *%[1]s) Object() *activation.Object { return h.obj }
+`, h.Class, h.Type, h.Free)
+	}
 }
 
 // Generate reads the spec's header and returns the files to write: the Go
@@ -177,7 +247,7 @@ const passthroughC = `#define BULKHEAD_PASSTHROUGH
 #include "worker.c"
 
 static int bh_pt_call(const uint8_t *p, size_t n, const uint8_t **out, size_t *outn) {
-	return bh_passthrough(bh_methods, sizeof bh_methods / sizeof bh_methods[0], p, n, out, outn);
+	return bh_passthrough(bh_methods, BH_NMETHODS, p, n, out, outn);
 }
 */
 import "C"

@@ -137,13 +137,20 @@ func TestSpecErrors(t *testing.T) {
 // would with the test library linked in.
 func buildMini(t testing.TB) string {
 	t.Helper()
+	return buildTestWorker(t, "testdata/mini.toml")
+}
+
+// buildTestWorker generates the worker of spec, a spec on mini.h, and
+// compiles it with mini.c.
+func buildTestWorker(t testing.TB, spec string) string {
+	t.Helper()
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
 		t.Skip("gcc not found in PATH")
 	}
 	dir := t.TempDir()
 	src := filepath.Join(dir, WorkerFile)
-	if err := os.WriteFile(src, generate(t, "testdata/mini.toml")[WorkerFile], 0o644); err != nil {
+	if err := os.WriteFile(src, generate(t, spec)[WorkerFile], 0o644); err != nil {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(dir, "miniworker")

@@ -54,6 +54,7 @@ const (
 	rNull                      // NULL
 	rLocal                     // a pointer made by init, let go by free
 	rStruct                    // a pointer to a local struct of scalars, copied in, out or both
+	rHandle                    // the object's handle (HandleSpec), never seen outside the worker
 )
 
 // param is one C parameter.
@@ -87,6 +88,19 @@ type fn struct {
 	proto  string // the C prototype, for comments
 	result ctype  // kVoid for void
 	params []param
+	// ctor is the class a constructor makes (its result is the handle);
+	// recv the class of a method (one parameter is the handle). Both nil
+	// for a plain function.
+	ctor, recv *HandleSpec
+}
+
+// argBase is the index of the first argument: a constructor's ACTIVATE
+// arguments start with its name.
+func (f *fn) argBase() int {
+	if f.ctor != nil {
+		return 1
+	}
+	return 0
 }
 
 // goArg is one argument of the Go function and of the CALL, in order.
@@ -128,7 +142,7 @@ type output struct {
 
 func (f *fn) outputs() []output {
 	var out []output
-	if f.result.kind != kVoid && f.spec.Status == "" {
+	if f.result.kind != kVoid && f.spec.Status == "" && f.ctor == nil {
 		out = append(out, output{"ret", f.result.goType(), nil})
 	}
 	for i := range f.params {
@@ -162,15 +176,59 @@ func Load(s *Spec) ([]fn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gen: parsing %s: %w", s.Header, err)
 	}
+	for i, h := range s.Handles {
+		if err := checkFree(ast, h); err != nil {
+			return nil, fmt.Errorf("%s: handle[%d] (%s): %w", s.file, i, h.Type, err)
+		}
+	}
 	var fns []fn
 	for i, fs := range s.Funcs {
-		f, err := resolve(ast, fs)
+		f, err := resolve(ast, fs, s.Handles)
 		if err != nil {
 			return nil, fmt.Errorf("%s: func[%d] (%s): %w", s.file, i, fs.Name, err)
 		}
 		fns = append(fns, f)
 	}
+	for i := range s.Handles {
+		if !hasCtor(fns, &s.Handles[i]) {
+			return nil, fmt.Errorf("%s: handle[%d] (%s): %w: no func returns it, so no object of class %s can be made",
+				s.file, i, s.Handles[i].Type, ErrSpec, s.Handles[i].Class)
+		}
+	}
 	return fns, nil
+}
+
+// checkFree checks that h's free function takes the handle alone.
+func checkFree(ast *cc.AST, h HandleSpec) error {
+	ft, err := lookup(ast, h.Free)
+	if err != nil {
+		return err
+	}
+	ps := ft.Parameters()
+	if len(ps) != 1 || typeString(ps[0].Type()) != h.Type {
+		return fmt.Errorf("%w: free: %s must take one parameter of type %s", ErrSpec, h.Free, h.Type)
+	}
+	return nil
+}
+
+func hasCtor(fns []fn, h *HandleSpec) bool {
+	for _, f := range fns {
+		if f.ctor == h {
+			return true
+		}
+	}
+	return false
+}
+
+// handleOf is the handle spec whose type t is, or nil.
+func handleOf(t cc.Type, hs []HandleSpec) *HandleSpec {
+	name := typeString(t)
+	for i := range hs {
+		if hs[i].Type == name {
+			return &hs[i]
+		}
+	}
+	return nil
 }
 
 // lookup finds the declaration of a function in the file scope.
@@ -185,7 +243,7 @@ func lookup(ast *cc.AST, name string) (*cc.FunctionType, error) {
 	return nil, fmt.Errorf("%w: no function %s in the header", ErrSpec, name)
 }
 
-func resolve(ast *cc.AST, fs FuncSpec) (fn, error) {
+func resolve(ast *cc.AST, fs FuncSpec, hs []HandleSpec) (fn, error) {
 	ft, err := lookup(ast, fs.Name)
 	if err != nil {
 		return fn{}, err
@@ -194,7 +252,12 @@ func resolve(ast *cc.AST, fs FuncSpec) (fn, error) {
 		return fn{}, fmt.Errorf("%w: %s is variadic", ErrSpec, fs.Name)
 	}
 	f := fn{spec: fs}
-	if f.result, err = scalar(ft.Result()); err != nil {
+	if f.ctor = handleOf(ft.Result(), hs); f.ctor != nil {
+		f.result = ctype{C: f.ctor.Type}
+		if fs.Status != "" {
+			return fn{}, fmt.Errorf("%w: status on a constructor of %s (a NULL result is its failure)", ErrSpec, f.ctor.Class)
+		}
+	} else if f.result, err = scalar(ft.Result()); err != nil {
 		return fn{}, fmt.Errorf("%w: result: %v", ErrSpec, err)
 	}
 	if fs.Status != "" && f.result.kind == kVoid {
@@ -209,7 +272,12 @@ func resolve(ast *cc.AST, fs FuncSpec) (fn, error) {
 		if name == "" {
 			name = fmt.Sprintf("p%d", i)
 		}
-		pp, err := classify(name, p.Type(), fs)
+		var pp param
+		if h := handleOf(p.Type(), hs); h != nil {
+			pp, err = param{name: name, typ: ctype{C: h.Type}, role: rHandle}, f.receiver(name, h)
+		} else {
+			pp, err = classify(name, p.Type(), fs)
+		}
 		if err != nil {
 			return fn{}, fmt.Errorf("parameter %s: %w", name, err)
 		}
@@ -223,6 +291,21 @@ func resolve(ast *cc.AST, fs FuncSpec) (fn, error) {
 		}
 	}
 	return f, f.link()
+}
+
+// receiver makes f a method of h's class, through its parameter name.
+func (f *fn) receiver(name string, h *HandleSpec) error {
+	switch {
+	case f.spec.Params[name] != (ParamSpec{}):
+		return fmt.Errorf("%w: a handle (%s) takes no annotation: it is the object's", ErrSpec, h.Type)
+	case f.ctor != nil:
+		return fmt.Errorf("%w: %s takes a %s and returns a %s: only functions that take no handle make objects",
+			ErrSpec, f.spec.Name, h.Type, f.ctor.Type)
+	case f.recv != nil:
+		return fmt.Errorf("%w: %s takes two handles; a method has one object", ErrSpec, f.spec.Name)
+	}
+	f.recv = h
+	return nil
 }
 
 func (f *fn) has(name string) bool {
@@ -295,7 +378,7 @@ func classify(name string, t cc.Type, fs FuncSpec) (param, error) {
 		return p, nil
 	}
 	elem := pt.Elem()
-	if elem.Size() == 1 && cc.IsIntegerType(elem) { // a byte buffer
+	if (elem.Size() == 1 && cc.IsIntegerType(elem)) || elem.Kind() == cc.Void { // a byte buffer
 		switch {
 		case ann.Dir == "in" && ann.String:
 			p.role = rInString

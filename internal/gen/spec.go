@@ -39,6 +39,11 @@ type Spec struct {
 	Passthrough bool `toml:"passthrough"`
 	// Funcs are the functions to expose, in the order they are written.
 	Funcs []FuncSpec `toml:"func"`
+	// Handles are the library's opaque pointer types that live across
+	// calls (docs/GEN.md, "Handles"): each becomes a class of objects
+	// (PROTOCOL.md section 10) whose state is the pointer, which never
+	// leaves the worker. Zero value: none.
+	Handles []HandleSpec `toml:"handle"`
 
 	file string // where the spec came from, for errors
 }
@@ -62,6 +67,21 @@ type FuncSpec struct {
 	Args []string `toml:"args"`
 	// Params annotate the pointer parameters, by name.
 	Params map[string]ParamSpec `toml:"params"`
+}
+
+// HandleSpec is an opaque pointer type that one function returns and others
+// take. A function that returns it and takes none is a constructor: an
+// activation of the class. A function that takes it as one parameter is a
+// method of the class's objects, which passes the object's pointer there.
+// Free runs when the object is released, or its worker ends it.
+type HandleSpec struct {
+	// Type is the C type as the header spells it ("gzFile", "xmlDocPtr").
+	Type string `toml:"type"`
+	// Class is the class's name, and the Go type's ("GzFile").
+	Class string `toml:"class"`
+	// Free is the function that lets a handle go: it takes the handle
+	// alone ("gzclose"). It is never exposed as a method.
+	Free string `toml:"free"`
 }
 
 // ParamSpec says how one pointer parameter is copied.
@@ -133,6 +153,9 @@ func (s *Spec) check() error {
 			return s.errorf("before", "want header names, got %q", h)
 		}
 	}
+	if err := s.checkHandles(); err != nil {
+		return err
+	}
 	methods := map[string]bool{}
 	for i := range s.Funcs {
 		f := &s.Funcs[i]
@@ -155,6 +178,30 @@ func (s *Spec) check() error {
 		methods[f.Method], methods[f.GoName] = true, true
 		if err := s.checkFunc(key, f); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+func (s *Spec) checkHandles() error {
+	seen := map[string]bool{}
+	for i, h := range s.Handles {
+		key := fmt.Sprintf("handle[%d]", i)
+		switch {
+		case !identRE.MatchString(h.Type):
+			return s.errorf(key+".type", "want a C type name such as \"gzFile\", got %q", h.Type)
+		case !identRE.MatchString(h.Class) || h.Class[:1] != strings.ToUpper(h.Class[:1]):
+			return s.errorf(key+".class", "%q is not an exported Go identifier", h.Class)
+		case !identRE.MatchString(h.Free):
+			return s.errorf(key+".free", "%q is not a C function name", h.Free)
+		case seen[h.Type] || seen["class "+h.Class]:
+			return s.errorf(key, "type %q or class %q is declared twice", h.Type, h.Class)
+		}
+		seen[h.Type], seen["class "+h.Class] = true, true
+		for _, f := range s.Funcs {
+			if f.Name == h.Free {
+				return s.errorf(key+".free", "%s runs at Release; it cannot also be a func", h.Free)
+			}
 		}
 	}
 	return nil

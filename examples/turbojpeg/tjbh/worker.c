@@ -45,8 +45,9 @@ bh_done:
 static const bh_method bh_methods[] = {
 	{"tjDecompressHeader3", h_tjDecompressHeader3, NULL},
 };
+#define BH_NMETHODS 1
 
 /* A passthrough build (passthrough.go) includes this file for its handlers. */
 #ifndef BULKHEAD_PASSTHROUGH
-int main(void) { return bh_serve("tjbh", bh_methods, sizeof bh_methods / sizeof bh_methods[0]); }
+int main(void) { return bh_serve("tjbh", bh_methods, BH_NMETHODS); }
 #endif

@@ -10,7 +10,7 @@ package zlibbh
 #include "worker.c"
 
 static int bh_pt_call(const uint8_t *p, size_t n, const uint8_t **out, size_t *outn) {
-	return bh_passthrough(bh_methods, sizeof bh_methods / sizeof bh_methods[0], p, n, out, outn);
+	return bh_passthrough(bh_methods, BH_NMETHODS, p, n, out, outn);
 }
 */
 import "C"

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "mini.h"
+#include <stdlib.h>
 #include <unistd.h>
 #include <sys/syscall.h>
 
@@ -61,3 +62,42 @@ void mini_name(struct mini_named *n) { (void)n; }
 enum mini_color mini_next(enum mini_color c) { return (enum mini_color)((c + 1) % 3); }
 
 mini_size mini_size_of(int n) { return n > 10 ? MINI_BIG : MINI_SMALL; }
+
+struct mini_counter {
+	long v;
+};
+
+static long mini_live;
+
+mini_counter_t mini_counter_new(long start) {
+	if (start < 0) {
+		return NULL;
+	}
+	mini_counter_t c = malloc(sizeof *c);
+	if (c != NULL) {
+		c->v = start;
+		mini_live++;
+	}
+	return c;
+}
+
+mini_counter_t mini_counter_sum(long a, long b) { return mini_counter_new(a + b); }
+
+long mini_counter_add(mini_counter_t c, long n) { return c->v += n; }
+
+long mini_counter_live(mini_counter_t c) {
+	(void)c;
+	return mini_live;
+}
+
+void mini_counter_free(mini_counter_t c) {
+	free(c);
+	mini_live--;
+}
+
+long mini_counter_diff(mini_counter_t a, mini_counter_t b) { return a->v - b->v; }
+
+int mini_counter_close(mini_counter_t c) {
+	mini_counter_free(c);
+	return 0;
+}

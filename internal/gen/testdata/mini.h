@@ -50,4 +50,21 @@ mini_size mini_size_of(int n);
 /* Returns the id of the thread it runs on (gettid). */
 long mini_tid(void);
 
+/* A counter behind an opaque handle, for gen's handles across calls. */
+typedef struct mini_counter *mini_counter_t;
+/* A new counter at start; NULL when start is negative. */
+mini_counter_t mini_counter_new(long start);
+/* A counter at the sum of two: a second constructor. */
+mini_counter_t mini_counter_sum(long a, long b);
+/* Adds n; returns the value after. */
+long mini_counter_add(mini_counter_t c, long n);
+/* How many counters are alive in this process (c is not read). */
+long mini_counter_live(mini_counter_t c);
+/* Frees c. */
+void mini_counter_free(mini_counter_t c);
+/* Takes two handles, which gen refuses. */
+long mini_counter_diff(mini_counter_t a, mini_counter_t b);
+/* Frees with a result: a free function gen takes (the result is ignored). */
+int mini_counter_close(mini_counter_t c);
+
 #endif
