@@ -53,10 +53,10 @@ func interpreter(f *os.File) string {
 	return ""
 }
 
-// restrictThread confines the calling thread, which must be locked to its
-// goroutine and have no_new_privs, to l, on the best Landlock ABI the
-// kernel has (up to 7). The thread's next execve keeps the confinement.
-func (l *Landlock) restrictThread() error {
+// ruleset builds l's Landlock ruleset, on the best ABI the kernel has (up
+// to 7), for the trampoline to enforce (landlock_restrict_self) before it
+// executes the worker.
+func (l *Landlock) ruleset() (int, error) {
 	rules := []landlock.Rule{landlock.ROFiles(l.Exe)}
 	for _, p := range l.ReadOnly {
 		rules = append(rules, pathRule(p, landlock.RODirs, landlock.ROFiles))
@@ -70,13 +70,13 @@ func (l *Landlock) restrictThread() error {
 	}
 	fd, _, err := landlock.V7.BestEffort().NewRulesetFD(rules...)
 	if err != nil {
-		return err
+		return -1, err
 	}
 	if fd < 0 {
-		return fmt.Errorf("the kernel has no Landlock")
+		return -1, fmt.Errorf("the kernel has no Landlock")
 	}
-	defer unix.Close(fd)
-	return ll.LandlockRestrictSelf(fd, 0)
+	unix.CloseOnExec(fd)
+	return fd, nil
 }
 
 // pathRule is the rule for path: dir's if it is a directory, else file's

@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -167,7 +166,7 @@ func (p *Plan) Prepare(path string, env []string, spec *dispatch.Spec, log *slog
 		spec.Env = append(spec.Env, "BULKHEAD_SANDBOX_PROFILE="+ProfileCompute)
 	}
 	if sc.on() || lock.on() || ns.PrivateTmp {
-		if err := st.trampoline(spec, trampolineSpec{Seccomp: sc, Landlock: lock, PrivateTmp: ns.PrivateTmp}, log); err != nil {
+		if err := st.trampoline(spec, &sc, &lock, ns.PrivateTmp, log); err != nil {
 			st.release()
 			return nil, err
 		}
@@ -186,29 +185,53 @@ func (p *Plan) Prepare(path string, env []string, spec *dispatch.Spec, log *slog
 }
 
 // trampoline has spec start the dispatcher's own binary as the trampoline
-// (Trampoline), which installs sc's filter and executes the worker binary.
-func (st *Start) trampoline(spec *dispatch.Spec, ts trampolineSpec, log *slog.Logger) error {
+// (trampoline.go), with its settings prepared: sc's filter compiled, lock's
+// ruleset built.
+func (st *Start) trampoline(spec *dispatch.Spec, sc *Seccomp, lock *Landlock, privTmp bool, log *slog.Logger) error {
+	m := trampolineMsg{argv: append([]string{spec.Command}, spec.Args...)}
 	var err error
+	if sc.on() {
+		m.flags |= flagSeccomp
+		if m.filter, m.patches, err = compileFilter(sc); err != nil {
+			return fail("seccomp", err, "building the filter")
+		}
+	}
+	if privTmp {
+		m.flags |= flagPrivateTmp
+	}
+	rights := []int{int(st.exe.Fd())}
+	if lock.on() {
+		m.flags |= flagLandlock
+		fd, err := lock.ruleset()
+		if err != nil {
+			return fail("landlock", err, "building the worker's ruleset")
+		}
+		defer unix.Close(fd) // the message holds its own reference
+		rights = append(rights, fd)
+	}
+	msg, err := m.encode()
+	if err != nil {
+		return fail("sandbox", err, "the trampoline's settings")
+	}
 	if st.self, err = OpenExec("/proc/self/exe"); err != nil {
-		return fail("seccomp", err, "opening the dispatcher's own binary for the trampoline")
+		return fail("sandbox", err, "opening the dispatcher's own binary for the trampoline")
 	}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return fail("seccomp", err, "socketpair")
+		return fail("sandbox", err, "socketpair")
 	}
 	st.child = os.NewFile(uintptr(fds[1]), "bulkhead-trampoline")
 	// The worker binary goes to the trampoline through the socket, queued
 	// there now: passed as an inherited descriptor, it made the kernel
 	// refuse to execute the trampoline (EACCES, same inode).
-	if err := unix.Sendmsg(fds[0], []byte("exe"), unix.UnixRights(int(st.exe.Fd())), nil, 0); err != nil {
+	if err := unix.Sendmsg(fds[0], msg, unix.UnixRights(rights...), nil, 0); err != nil {
 		unix.Close(fds[0])
-		return fail("seccomp", err, "handing the worker binary to the trampoline")
+		return fail("sandbox", err, "handing the settings to the trampoline")
 	}
-	cfg, _ := json.Marshal(ts)
-	if st.sv, err = newSupervisor(os.NewFile(uintptr(fds[0]), "bulkhead-trampoline"), spec.StartTimeout, &ts.Seccomp, log); err != nil {
+	if st.sv, err = newSupervisor(os.NewFile(uintptr(fds[0]), "bulkhead-trampoline"), spec.StartTimeout, sc, log); err != nil {
 		return err
 	}
-	spec.Env = append(spec.Env, TrampolineEnv+"="+string(cfg))
+	spec.Env = append(spec.Env, TrampolineEnv+"=1")
 	spec.Exec = st.self
 	spec.ExtraFiles = []*os.File{st.child}
 	return nil

@@ -1,0 +1,206 @@
+//go:build cgo
+
+// The trampoline, in C (see trampoline.go): a constructor, which the C
+// library runs before main and so before the Go runtime starts, the way
+// runc's nsenter does. A process started without BULKHEAD_SANDBOX_TRAMPOLINE
+// returns from it at once. A trampoline applies what the dispatcher
+// prepared, on its only thread, and executes the worker; it never returns.
+// Starting a second Go runtime (and every package's init) for that cost
+// more than the worker's own start.
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+
+#ifndef SYS_landlock_restrict_self
+#define SYS_landlock_restrict_self 446
+#endif
+#ifndef SECCOMP_FILTER_FLAG_NEW_LISTENER
+#define SECCOMP_FILTER_FLAG_NEW_LISTENER (1UL << 3)
+#endif
+
+// As trampoline.go.
+#define TRAMPOLINE_MAGIC 0x4248544d
+#define FLAG_PRIVATE_TMP 1
+#define FLAG_LANDLOCK 2
+#define FLAG_SECCOMP 4
+#define MAX_FILTER 4096
+#define MAX_PATCHES 16
+#define MAX_ARGV_BYTES (128 << 10)
+
+struct bh_hdr {
+	uint32_t magic, flags, nfilter, npatch, argvlen;
+};
+struct bh_patch {
+	uint32_t index, half;
+};
+
+extern char **environ;
+
+// bh_fail tells the dispatcher which protection failed and why, and exits
+// as a worker that refuses its environment does (docs/PROTOCOL.md).
+static void bh_fail(int sock, const char *prot, const char *why, int err) {
+	char msg[512];
+	int n = snprintf(msg, sizeof msg, "error: %s%c%s%s%s", prot, 0, why, err ? ": " : "", err ? strerror(err) : "");
+	if (n < 0)
+		n = 0;
+	if (n > (int)sizeof msg)
+		n = sizeof msg;
+	if (sock >= 0)
+		send(sock, msg, n, MSG_NOSIGNAL);
+	dprintf(2, "bulkhead sandbox: %s: %s%s%s\n", prot, why, err ? ": " : "", err ? strerror(err) : "");
+	_exit(78);
+}
+
+// bh_env is environ less the trampoline's own variables.
+static char **bh_env(void) {
+	size_t n = 0;
+	while (environ[n])
+		n++;
+	char **out = calloc(n + 1, sizeof *out);
+	if (!out)
+		return NULL;
+	size_t j = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp(environ[i], "BULKHEAD_SANDBOX_TRAMPOLINE=", 28) == 0 ||
+		    strncmp(environ[i], "BULKHEAD_EXTRA_FD=", 18) == 0)
+			continue;
+		out[j++] = environ[i];
+	}
+	return out;
+}
+
+// bh_argv splits the message's NUL-ended strings.
+static char **bh_argv(char *p, uint32_t len) {
+	size_t n = 0;
+	for (uint32_t i = 0; i < len; i++)
+		n += p[i] == 0;
+	char **out = calloc(n + 1, sizeof *out);
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		out[i] = p;
+		p += strlen(p) + 1;
+	}
+	return out;
+}
+
+__attribute__((constructor)) static void bulkhead_trampoline(void) {
+	if (!getenv("BULKHEAD_SANDBOX_TRAMPOLINE"))
+		return;
+	const char *fdenv = getenv("BULKHEAD_EXTRA_FD");
+	int sock = fdenv ? atoi(fdenv) : -1;
+	if (sock < 3)
+		bh_fail(-1, "sandbox", "no socket (BULKHEAD_EXTRA_FD)", 0);
+
+	size_t cap = sizeof(struct bh_hdr) + 8 * (MAX_FILTER + MAX_PATCHES) + MAX_ARGV_BYTES + 1;
+	char *buf = malloc(cap);
+	union {
+		char b[CMSG_SPACE(2 * sizeof(int))];
+		struct cmsghdr align;
+	} cbuf;
+	struct iovec iov = {.iov_base = buf, .iov_len = cap};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.b, .msg_controllen = sizeof cbuf.b};
+	if (!buf)
+		bh_fail(sock, "sandbox", "receiving the trampoline's settings", ENOMEM);
+	ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		bh_fail(sock, "sandbox", "receiving the trampoline's settings", errno);
+	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+		bh_fail(sock, "sandbox", "receiving the trampoline's settings: a truncated message", 0);
+	int fds[2] = {-1, -1}, nfds = 0;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && nfds == 0) {
+			nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			memcpy(fds, CMSG_DATA(c), (nfds < 2 ? nfds : 2) * sizeof(int));
+		}
+	}
+
+	// Every count is checked against the message's length.
+	struct bh_hdr h;
+	if ((size_t)n < sizeof h)
+		bh_fail(sock, "sandbox", "receiving the trampoline's settings: a short message", 0);
+	memcpy(&h, buf, sizeof h);
+	if (h.magic != TRAMPOLINE_MAGIC || h.nfilter > MAX_FILTER || h.npatch > MAX_PATCHES || h.argvlen > MAX_ARGV_BYTES ||
+	    (size_t)n != sizeof h + 8 * (size_t)h.nfilter + 8 * (size_t)h.npatch + h.argvlen ||
+	    h.argvlen == 0 || buf[n - 1] != 0)
+		bh_fail(sock, "sandbox", "receiving the trampoline's settings: a bad message", 0);
+	if (nfds != ((h.flags & FLAG_LANDLOCK) ? 2 : 1))
+		bh_fail(sock, "sandbox", "receiving the trampoline's settings: not the descriptors expected", 0);
+	int exe = fds[0], ruleset = (h.flags & FLAG_LANDLOCK) ? fds[1] : -1;
+	struct sock_filter *filter = (struct sock_filter *)(buf + sizeof h);
+	struct bh_patch *patches = (struct bh_patch *)(buf + sizeof h + 8 * (size_t)h.nfilter);
+	char **argv = bh_argv(buf + sizeof h + 8 * (size_t)h.nfilter + 8 * (size_t)h.npatch, h.argvlen);
+	char **envp = bh_env();
+	if (!argv || !envp)
+		bh_fail(sock, "sandbox", "worker arguments", ENOMEM);
+
+	// The pathname execveat is given lives on a page of its own, at an
+	// address the kernel chose at random: the filter lets through only an
+	// execveat with that pointer.
+	char *page = mmap(NULL, sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (page == MAP_FAILED)
+		bh_fail(sock, "sandbox", "mmap", errno);
+	uint64_t addr = (uint64_t)(uintptr_t)page;
+	for (uint32_t i = 0; i < h.npatch; i++) {
+		if (patches[i].index >= h.nfilter || patches[i].half > 1)
+			bh_fail(sock, "sandbox", "receiving the trampoline's settings: a bad patch", 0);
+		filter[patches[i].index].k = patches[i].half ? (uint32_t)addr : (uint32_t)(addr >> 32);
+	}
+	if (fcntl(sock, F_SETFD, FD_CLOEXEC) < 0)
+		bh_fail(sock, "sandbox", "marking the trampoline's socket close-on-exec", errno);
+
+	if (h.flags & FLAG_PRIVATE_TMP) {
+		if (mount("", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+			bh_fail(sock, "namespaces", "making the worker's mounts private", errno);
+		if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=64m") < 0)
+			bh_fail(sock, "namespaces", "mounting a private /tmp", errno);
+	}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		bh_fail(sock, "no_new_privs", "prctl(PR_SET_NO_NEW_PRIVS)", errno);
+	if (ruleset >= 0) {
+		if (syscall(SYS_landlock_restrict_self, ruleset, 0) < 0)
+			bh_fail(sock, "landlock", "restricting the worker's file access", errno);
+		close(ruleset);
+	}
+	int listener = -1;
+	if (h.flags & FLAG_SECCOMP) {
+		struct sock_fprog prog = {.len = (unsigned short)h.nfilter, .filter = filter};
+		listener = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+		if (listener < 0)
+			bh_fail(sock, "seccomp", "seccomp(SECCOMP_SET_MODE_FILTER)", errno);
+	}
+	union {
+		char b[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} rbuf;
+	struct iovec ok = {.iov_base = "ok", .iov_len = 2};
+	struct msghdr rh = {.msg_iov = &ok, .msg_iovlen = 1};
+	if (listener >= 0) {
+		rh.msg_control = rbuf.b;
+		rh.msg_controllen = sizeof rbuf.b;
+		struct cmsghdr *c = CMSG_FIRSTHDR(&rh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &listener, sizeof(int));
+	}
+	if (sendmsg(sock, &rh, MSG_NOSIGNAL) < 0)
+		bh_fail(sock, "sandbox", "answering the dispatcher", errno);
+	if (listener >= 0)
+		close(listener);
+	syscall(SYS_execveat, exe, page, argv, envp, AT_EMPTY_PATH);
+	bh_fail(sock, "sandbox", "execveat of the worker binary", errno);
+}
