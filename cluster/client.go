@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 	"github.com/fxamacker/cbor/v2"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 )
 
 // Options tune a Client. Every field's zero value is usable.
@@ -33,6 +33,8 @@ type Options struct {
 	// instead of the one with the most free workers: for comparison.
 	// Zero value: load-aware.
 	Random bool
+	// ReleaseTimeout bounds an object's Release. Zero value: 10 s.
+	ReleaseTimeout time.Duration
 	// OnSend, if set, is called before each send of a call with the
 	// node chosen ("" for the queue group), on the caller's goroutine: for
 	// accounting (the demo's failover time). It must not block. Zero
@@ -58,6 +60,7 @@ type Client struct {
 	s     subjects
 	opts  Options
 	inbox string // this client's inbox prefix, ending in "."
+	id    string // names the client's sessions on nodes (HeaderClient)
 
 	retried, nodeLost atomic.Uint64
 
@@ -72,18 +75,6 @@ type Client struct {
 	next    uint64
 	changed chan struct{} // closed and replaced when a node appears
 	closed  bool
-}
-
-// nodeState is what the client knows of one node.
-type nodeState struct {
-	id       string
-	free     int64 // as last reported
-	workers  int64 // as last reported
-	atReport int   // mine when it was reported
-	mine     int   // this client's calls on it now
-	seen     time.Time
-	draining bool      // refused a call, left its subject, or said so
-	probed   time.Time // a probe is out since then; zero: none
 }
 
 // pending is a call in flight.
@@ -129,7 +120,8 @@ func Dial(ctx context.Context, url, pool string, opts Options, nopts ...nats.Opt
 	return c, nil
 }
 
-// New returns a client of pool on nc, which stays the caller's.
+// New returns a client of pool on nc, which stays the caller's. pool ""
+// is a client of objects alone (CreateInstance).
 func New(nc *nats.Conn, pool string, opts Options) (*Client, error) {
 	if opts.Prefix == "" {
 		opts.Prefix = defaultPrefix
@@ -140,28 +132,57 @@ func New(nc *nats.Conn, pool string, opts Options) (*Client, error) {
 	if opts.LostAfter <= 0 {
 		opts.LostAfter = 3 * opts.Heartbeat
 	}
-	if err := errors.Join(checkName("pool", pool), checkName("prefix", opts.Prefix)); err != nil {
+	if opts.ReleaseTimeout <= 0 {
+		opts.ReleaseTimeout = 10 * time.Second
+	}
+	err := checkName("prefix", opts.Prefix)
+	if pool != "" {
+		err = errors.Join(err, checkName("pool", pool))
+	}
+	if err != nil {
 		return nil, err
 	}
 	c := &Client{nc: nc, s: subjects{prefix: opts.Prefix, pool: pool}, opts: opts, inbox: nc.NewInbox() + ".",
-		stop: make(chan struct{}), nodes: make(map[string]*nodeState), gone: make(map[string]time.Time),
+		id: nuid.Next(), stop: make(chan struct{}), nodes: make(map[string]*nodeState), gone: make(map[string]time.Time),
 		calls: make(map[uint64]*pending), changed: make(chan struct{})}
 	// One subscription takes every answer and probe reply, so that they
 	// are handled in the order the NATS server sent them: a node's
 	// "started" is always seen before the probe that finds it gone.
-	in, err := nc.Subscribe(c.inbox+">", c.onInbox)
-	if err != nil {
-		return nil, err
+	subs := []struct {
+		subject string
+		h       nats.MsgHandler
+	}{
+		{c.inbox + ">", c.onInbox},
+		{c.s.objLoad(), func(m *nats.Msg) { c.onLoad(m, false) }},
+		{c.s.client(c.id), c.onNodeProbe},
 	}
-	ld, err := nc.Subscribe(c.s.load(), c.onLoad)
-	if err != nil {
-		in.Unsubscribe()
-		return nil, err
+	if pool != "" {
+		subs = append(subs, struct {
+			subject string
+			h       nats.MsgHandler
+		}{c.s.load(), func(m *nats.Msg) { c.onLoad(m, true) }})
 	}
-	c.subs = []*nats.Subscription{in, ld}
+	for _, sub := range subs {
+		s, err := nc.Subscribe(sub.subject, sub.h)
+		if err != nil {
+			for _, s := range c.subs {
+				s.Unsubscribe()
+			}
+			return nil, err
+		}
+		c.subs = append(c.subs, s)
+	}
 	c.wg.Add(1)
 	go c.monitor()
 	return c, nil
+}
+
+// onNodeProbe answers a node that asks whether this client lives, to keep
+// the client's objects there.
+func (c *Client) onNodeProbe(m *nats.Msg) {
+	if m.Reply != "" {
+		m.Respond(nil)
+	}
 }
 
 // Close ends the client: calls in flight fail with bulkhead.ErrClosed.
@@ -187,48 +208,6 @@ func (c *Client) Close() error {
 		c.nc.Close()
 	}
 	return nil
-}
-
-// Nodes lists the live nodes the client knows, for status and tests.
-func (c *Client) Nodes() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make([]string, 0, len(c.nodes))
-	for id, n := range c.nodes {
-		if !n.draining {
-			out = append(out, id)
-		}
-	}
-	return out
-}
-
-// onLoad records a node's heartbeat.
-func (c *Client) onLoad(m *nats.Msg) {
-	l, err := decodeLoad(m.Data)
-	if err != nil {
-		return // not a node's: ignored
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, lost := c.gone[l.Node]; lost || c.closed {
-		return
-	}
-	n := c.nodes[l.Node]
-	if n == nil {
-		if len(c.nodes) >= maxNodes {
-			return // a flood of made-up nodes costs no memory
-		}
-		n = &nodeState{id: l.Node}
-		c.nodes[l.Node] = n
-		close(c.changed)
-		c.changed = make(chan struct{})
-	}
-	if n.workers == 0 && l.Workers > 0 {
-		close(c.changed) // WaitNodes counts it now
-		c.changed = make(chan struct{})
-	}
-	n.free, n.workers, n.atReport, n.seen = l.Free, l.Workers, n.mine, time.Now()
-	n.draining = n.draining || l.Draining
 }
 
 // onInbox takes an answer ("c.<id>") or a probe's reply ("p.<node>").
@@ -280,114 +259,11 @@ func (c *Client) onAnswer(id uint64, noResponders bool, m *nats.Msg) {
 	p.ev <- ev
 }
 
-// onProbe: a node answered a probe, or the NATS server said nobody
-// listens on its subject any more. Then it is lost: its calls not started
-// go elsewhere, the started ones fail with *NodeLostError.
-func (c *Client) onProbe(id string, noResponders bool) {
-	c.mu.Lock()
-	n := c.nodes[id]
-	if n == nil {
-		c.mu.Unlock()
-		return
-	}
-	n.probed = time.Time{}
-	if !noResponders {
-		n.seen = time.Now()
-		c.mu.Unlock()
-		return
-	}
-	delete(c.nodes, id)
-	c.gone[id] = time.Now()
-	var lost []*pending
-	for cid, p := range c.calls {
-		if p.node == id {
-			delete(c.calls, cid)
-			lost = append(lost, p)
-		}
-	}
-	c.mu.Unlock()
-	for _, p := range lost {
-		p.ev <- event{kind: evLost}
-	}
-}
-
-// probeLocked asks node n whether it lives, unless a probe is out.
-func (c *Client) probeLocked(n *nodeState) {
-	if !n.probed.IsZero() {
-		return
-	}
-	n.probed = time.Now()
-	c.nc.PublishMsg(&nats.Msg{Subject: c.s.alive(n.id), Reply: c.inbox + "p." + n.id}) // buffered, no I/O wait
-}
-
-// monitor probes nodes that have been silent for LostAfter, and forgets
-// lost nodes after a minute.
-func (c *Client) monitor() {
-	defer c.wg.Done()
-	t := time.NewTicker(c.opts.Heartbeat / 2)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-t.C:
-		}
-		now := time.Now()
-		c.mu.Lock()
-		for _, n := range c.nodes {
-			if !n.probed.IsZero() && now.Sub(n.probed) > c.opts.LostAfter {
-				n.probed = time.Time{} // its answer is overdue: ask again
-			}
-			if now.Sub(n.seen) > c.opts.LostAfter || n.draining {
-				c.probeLocked(n)
-			}
-		}
-		for id, at := range c.gone {
-			if now.Sub(at) > time.Minute {
-				delete(c.gone, id)
-			}
-		}
-		c.mu.Unlock()
-	}
-}
-
-// pickLocked chooses the node for a call: the live node with the most
-// free workers by its last heartbeat, less the calls this client sent it
-// since, ties broken at random (Options.Random: any live node). nil when
-// none is known.
-func (c *Client) pickLocked(exclude map[string]bool) *nodeState {
-	var (
-		best *nodeState
-		top  int64
-		ties int
-	)
-	now := time.Now()
-	for _, n := range c.nodes {
-		if n.draining || exclude[n.id] || now.Sub(n.seen) > c.opts.LostAfter {
-			continue
-		}
-		var est int64
-		if !c.opts.Random {
-			// Its last report, less the calls sent since; and never more
-			// than its workers less this client's calls on it, which a
-			// report that crossed a call on the way cannot overstate.
-			est = min(n.free-int64(n.mine-n.atReport), n.workers-int64(n.mine))
-		}
-		switch {
-		case best == nil || est > top:
-			best, top, ties = n, est, 1
-		case est == top:
-			ties++
-			if rand.IntN(ties) == 0 {
-				best = n
-			}
-		}
-	}
-	return best
-}
-
 // Call runs method on a node of the pool, as Pool.Call does in-process.
 func (c *Client) Call(ctx context.Context, method string, args ...any) (bulkhead.Reply, error) {
+	if c.s.pool == "" {
+		return bulkhead.Reply{}, fmt.Errorf("%w: this client was dialed with no pool", clientwire.ErrNotFound)
+	}
 	if err := ctx.Err(); err != nil {
 		return bulkhead.Reply{}, &bulkhead.CanceledError{Method: method, Err: err, ExitCode: -1, Reason: "its ctx had ended before it was sent"}
 	}
@@ -437,29 +313,88 @@ func (c *Client) try(ctx context.Context, method string, payload []byte, exclude
 		c.mu.Unlock()
 		return c.waitNode(ctx, method, changed, exclude)
 	}
-	c.next++
-	id := c.next
-	p := &pending{ev: make(chan event, 3)}
-	subject := c.s.call()
+	node, subject := "", c.s.call()
 	if n != nil {
-		p.node, subject = n.id, c.s.node(n.id)
+		node, subject = n.id, c.s.node(n.id)
 		n.mine++
 	}
-	c.calls[id] = p
+	id, p := c.registerLocked(node)
 	c.mu.Unlock()
 	defer c.done(n)
 	if c.opts.OnSend != nil {
 		c.opts.OnSend(p.node)
 	}
-	m := &nats.Msg{Subject: subject, Reply: c.inbox + "c." + strconv.FormatUint(id, 10), Data: payload, Header: nats.Header{}}
+	ev, started, err := c.exchange(ctx, id, p, c.message(ctx, subject, id, payload))
+	switch {
+	case err != nil && ctx.Err() == nil:
+		return bulkhead.Reply{}, false, fmt.Errorf("%w: %v", bulkhead.ErrClosed, err)
+	case err != nil:
+		if started && p.node != "" && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// The deadline travelled; a cancellation is told.
+			c.nc.PublishMsg(&nats.Msg{Subject: c.s.node(p.node), Header: nats.Header{HeaderCancel: {c.reply(id)}}})
+		}
+		return bulkhead.Reply{}, false, &bulkhead.CanceledError{Method: method, Err: ctx.Err(), ExitCode: -1,
+			Started: started, Reason: "its ctx ended while a node had it (the deadline travelled with it)"}
+	}
+	switch ev.kind {
+	case evFinal:
+		r, err := decodeAnswer(ev.msg)
+		return r, false, err
+	case evRefused:
+		exclude[p.node] = true
+		return bulkhead.Reply{}, true, nil
+	case evLost:
+		if !started {
+			exclude[p.node] = true
+			return bulkhead.Reply{}, true, nil
+		}
+		return bulkhead.Reply{}, false, &NodeLostError{Node: p.node, Method: method,
+			Reason: "the NATS server dropped the node while it ran the call"}
+	}
+	return bulkhead.Reply{}, false, bulkhead.ErrClosed
+}
+
+// registerLocked makes a call pending, on node ("": not known yet).
+func (c *Client) registerLocked(node string) (uint64, *pending) {
+	c.next++
+	p := &pending{node: node, ev: make(chan event, 3)}
+	c.calls[c.next] = p
+	return c.next, p
+}
+
+func (c *Client) reply(id uint64) string { return c.inbox + "c." + strconv.FormatUint(id, 10) }
+
+// message is a request of call id to subject, with the time ctx has left.
+func (c *Client) message(ctx context.Context, subject string, id uint64, payload []byte) *nats.Msg {
+	m := &nats.Msg{Subject: subject, Reply: c.reply(id), Data: payload, Header: nats.Header{}}
 	if dl, ok := ctx.Deadline(); ok {
 		m.Header.Set(HeaderTimeout, timeoutHeader(time.Until(dl)))
 	}
+	return m
+}
+
+// exchange publishes m as call id and waits for its end: the event that
+// ended it (a final answer, a refusal, its node's loss, the client's
+// Close), or ctx's end (err is ctx's, or the publish's), and whether the
+// node had said it started.
+func (c *Client) exchange(ctx context.Context, id uint64, p *pending, m *nats.Msg) (ev event, started bool, err error) {
 	if err := c.nc.PublishMsg(m); err != nil {
 		c.forget(id)
-		return bulkhead.Reply{}, false, fmt.Errorf("%w: %v", bulkhead.ErrClosed, err)
+		return event{}, false, err
 	}
-	return c.wait(ctx, method, id, p, exclude)
+	for {
+		select {
+		case ev := <-p.ev:
+			if ev.kind == evStarted {
+				started = true
+				continue
+			}
+			return ev, started, nil
+		case <-ctx.Done():
+			c.forget(id)
+			return event{}, started, ctx.Err()
+		}
+	}
 }
 
 // waitNode waits for a node to appear, or a heartbeat's time.
@@ -491,44 +426,6 @@ func (c *Client) forget(id uint64) {
 	c.mu.Unlock()
 }
 
-// wait waits for the call's answer, its node's loss, or ctx.
-func (c *Client) wait(ctx context.Context, method string, id uint64, p *pending, exclude map[string]bool) (bulkhead.Reply, bool, error) {
-	started := false
-	for {
-		select {
-		case ev := <-p.ev:
-			switch ev.kind {
-			case evStarted:
-				started = true
-				continue
-			case evFinal:
-				r, err := decodeAnswer(ev.msg)
-				return r, false, err
-			case evRefused:
-				exclude[p.node] = true
-				return bulkhead.Reply{}, true, nil
-			case evLost:
-				if !started {
-					exclude[p.node] = true
-					return bulkhead.Reply{}, true, nil
-				}
-				return bulkhead.Reply{}, false, &NodeLostError{Node: p.node, Method: method,
-					Reason: "the NATS server dropped the node while it ran the call"}
-			case evClosed:
-				return bulkhead.Reply{}, false, bulkhead.ErrClosed
-			}
-		case <-ctx.Done():
-			c.forget(id)
-			if started && p.node != "" && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				// The deadline travelled; a cancellation is told.
-				c.nc.PublishMsg(&nats.Msg{Subject: c.s.node(p.node), Header: nats.Header{HeaderCancel: {c.inbox + "c." + strconv.FormatUint(id, 10)}}})
-			}
-			return bulkhead.Reply{}, false, &bulkhead.CanceledError{Method: method, Err: ctx.Err(), ExitCode: -1,
-				Started: started, Reason: "its ctx ended while a node had it (the deadline travelled with it)"}
-		}
-	}
-}
-
 // decodeAnswer turns a node's final message into a reply or an error.
 func decodeAnswer(m *nats.Msg) (bulkhead.Reply, error) {
 	switch m.Header.Get(HeaderStatus) {
@@ -541,29 +438,4 @@ func decodeAnswer(m *nats.Msg) (bulkhead.Reply, error) {
 		return bulkhead.Reply{}, clientwire.DecodeError(m.Data)
 	}
 	return bulkhead.Reply{}, fmt.Errorf("%w: a node's answer of status %q", clientwire.ErrProtocol, m.Header.Get(HeaderStatus))
-}
-
-// WaitNodes waits until the client knows at least n live nodes with a
-// worker up, or ctx ends: for a caller that wants the load-aware choice
-// to have every node from its first call.
-func (c *Client) WaitNodes(ctx context.Context, n int) error {
-	for {
-		c.mu.Lock()
-		live := 0
-		for _, s := range c.nodes {
-			if !s.draining && s.workers > 0 {
-				live++
-			}
-		}
-		changed := c.changed
-		c.mu.Unlock()
-		if live >= n {
-			return nil
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 }

@@ -10,11 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/activation"
 	"github.com/bulkhead-go/bulkhead/cluster"
 	"github.com/bulkhead-go/bulkhead/daemon"
 	"github.com/bulkhead-go/bulkhead/internal/natsembed"
@@ -26,7 +28,7 @@ import (
 // helpers is this test binary's registry (testutil.Main): a pool worker,
 // and a node process for the tests that SIGKILL one.
 func helpers() map[string]func() {
-	return map[string]func(){"worker": runWorker, "node": runNodeProcess}
+	return map[string]func(){"worker": runWorker, "node": runNodeProcess, "classes": runClasses}
 }
 
 func TestMain(m *testing.M) { testutil.Main(m, helpers(), "worker", worker.IsWorker) }
@@ -79,6 +81,48 @@ func runWorker() {
 	s.Run()
 }
 
+// counter is the Counter class's object.
+type counter struct {
+	self *worker.Object
+	n    atomic.Int64
+}
+
+// runClasses serves class Counter: add (returns the sum, emits
+// "changed"), who (its node), hold (as the pool worker's) and crash.
+func runClasses() {
+	s := &worker.Server{}
+	c := &worker.Class[*counter]{Name: "Counter", Threading: worker.Free,
+		New: func(_ context.Context, self *worker.Object, _ worker.Args) (*counter, error) {
+			return &counter{self: self}, nil
+		}}
+	c.Method("add", func(_ context.Context, o *counter, a worker.Args) (any, error) {
+		var d int64
+		if err := a.Scan(&d); err != nil {
+			return nil, err
+		}
+		n := o.n.Add(d)
+		return n, o.self.Emit("changed", n)
+	})
+	c.Method("who", func(context.Context, *counter, worker.Args) (any, error) { return os.Getenv("NODE"), nil })
+	c.Method("hold", func(ctx context.Context, _ *counter, a worker.Args) (any, error) {
+		var path string
+		if err := a.Scan(&path); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(path, []byte{1}, 0); err != nil {
+			return nil, err
+		}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	c.Method("crash", func(context.Context, *counter, worker.Args) (any, error) {
+		syscall.Kill(os.Getpid(), syscall.SIGSEGV)
+		select {}
+	})
+	s.Register(c)
+	s.Run()
+}
+
 // runNodeProcess is a node in a process of its own: NATS_URL, NODE. It
 // says "ready" on stdout once serving, and drains when stdin closes.
 func runNodeProcess() {
@@ -102,7 +146,10 @@ func newNode(ctx context.Context, url, name string, workers int) (*daemon.Server
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	cfg := &daemon.Config{Pools: []daemon.Pool{testPool(exe, "p", name, workers)}}
+	cfg := &daemon.Config{Pools: []daemon.Pool{testPool(exe, "p", name, workers)},
+		Activator: activation.ActivatorConfig{Servers: []activation.ServerConfig{{
+			Process: bulkhead.Process{Command: exe, Env: []string{testutil.HelperEnv + "=classes", "GORACE=atexit_sleep_ms=0", "NODE=" + name}},
+			Classes: []activation.ClassConfig{{Name: "Counter"}}}}}}
 	srv, err := daemon.New(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return nil, nil, nil, err

@@ -61,7 +61,8 @@ type Node struct {
 	cfg NodeConfig
 	log *slog.Logger
 
-	fl    flusher // the start markers' flushes
+	fl    flusher  // the start markers' flushes
+	obj   *objects // nil: the backend serves no objects
 	alive *nats.Subscription
 	svcMu sync.Mutex    // serialises Sync and Drain, which register and stop services (I/O: never under mu)
 	stop  chan struct{} // closed by Close: the heartbeat ends
@@ -115,8 +116,13 @@ func NewNode(nc *nats.Conn, b Backend, cfg NodeConfig) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := n.Sync(); err != nil {
+	err = n.addObjects()
+	if err == nil {
+		err = n.Sync()
+	}
+	if err != nil {
 		n.stopServices()
+		n.closeObjects()
 		n.alive.Unsubscribe()
 		return nil, err
 	}
@@ -124,6 +130,7 @@ func NewNode(nc *nats.Conn, b Backend, cfg NodeConfig) (*Node, error) {
 	// discovery and calls find it.
 	if err := nc.FlushTimeout(5 * time.Second); err != nil {
 		n.stopServices()
+		n.closeObjects()
 		n.alive.Unsubscribe()
 		return nil, err
 	}
@@ -318,21 +325,31 @@ func (n *Node) run(s subjects, reply string, req *clientwire.Request, timeout ti
 	if n.nc.PublishMsg(n.msg(reply, statusStarted, nil)) != nil || n.fl.flush(ctx) != nil {
 		return // not started; the client times out or sends it elsewhere
 	}
-	args := make([]any, len(req.Args))
-	for i, a := range req.Args {
-		args[i] = a
-	}
-	rep, err := n.b.CallPool(ctx, s.pool, req.Method, args...)
+	rep, err := n.b.CallPool(ctx, s.pool, req.Method, rawArgs(req.Args)...)
 	if err != nil {
 		n.answerErr(reply, err)
 		return
 	}
-	raw := rep.Raw()
+	n.answerResult(reply, rep)
+}
+
+// answerResult answers with a call's result, and releases it.
+func (n *Node) answerResult(reply string, r bulkhead.Reply) {
+	raw := r.Raw()
 	if raw == nil {
 		raw = []byte{0xf6}
 	}
 	n.nc.PublishMsg(n.msg(reply, statusResult, raw)) // copied into the connection's buffer
-	rep.Release()
+	r.Release()
+}
+
+// rawArgs passes a request's arguments on as they came.
+func rawArgs(args []cbor.RawMessage) []any {
+	out := make([]any, len(args))
+	for i, a := range args {
+		out[i] = a
+	}
+	return out
 }
 
 // answerErr answers with err as an ERROR map, and micro's error headers.
@@ -359,8 +376,11 @@ func (n *Node) heartbeat() {
 	defer n.hbWG.Done()
 	t := time.NewTicker(n.cfg.Heartbeat)
 	defer t.Stop()
-	for {
+	for beat := 0; ; beat++ {
 		n.publishLoad()
+		if beat%3 == 2 {
+			n.probeClients()
+		}
 		select {
 		case <-t.C:
 		case <-n.stop:
@@ -380,6 +400,14 @@ func (n *Node) publishLoad() {
 		out = append(out, one{ps.s, load{Node: n.cfg.ID, Draining: n.draining, Free: -int64(n.running[ps.s.pool])}})
 	}
 	n.mu.Unlock()
+	if n.obj != nil {
+		n.mu.Lock()
+		l := load{Node: n.cfg.ID, Draining: n.draining}
+		n.mu.Unlock()
+		if p, err := wire.Marshal(l); err == nil {
+			n.nc.Publish(subjects{prefix: n.cfg.Prefix}.objLoad(), p)
+		}
+	}
 	for _, o := range out {
 		c := int64(n.b.PoolCapacity(o.s.pool))
 		o.l.Workers, o.l.Free = c, o.l.Free+c
@@ -435,6 +463,9 @@ func (n *Node) stopServices() error {
 		svcs = append(svcs, ps.svc)
 	}
 	n.mu.Unlock()
+	if n.obj != nil {
+		svcs = append(svcs, n.obj.svc)
+	}
 	var errs []error
 	for _, s := range svcs {
 		if !s.Stopped() {
@@ -460,6 +491,7 @@ func (n *Node) Close() error {
 	err := n.Drain(ctx)
 	n.cancelB()
 	n.calls.Wait()
+	n.closeObjects()
 	n.fl.wg.Wait()
 	close(n.stop)
 	n.hbWG.Wait()

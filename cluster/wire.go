@@ -24,6 +24,9 @@ const (
 	// HeaderCancel, on a message to a node's own subject, cancels the call
 	// whose reply subject it names: the caller's ctx was canceled.
 	HeaderCancel = "Bulkhead-Cancel"
+	// HeaderClient names the client of an object request: its session
+	// on the node, whose handles the request may use.
+	HeaderClient = "Bulkhead-Client"
 )
 
 // Values of HeaderStatus.
@@ -59,6 +62,10 @@ func (s subjects) call() string            { return s.prefix + "." + s.pool + ".
 func (s subjects) node(id string) string   { return s.prefix + "." + s.pool + ".node." + id }
 func (s subjects) load() string            { return s.prefix + "." + s.pool + ".load" }
 func (s subjects) alive(id string) string  { return s.prefix + ".alive." + id }
+func (s subjects) activate() string        { return s.prefix + ".obj.activate" }
+func (s subjects) object(id string) string { return s.prefix + ".obj.node." + id }
+func (s subjects) objLoad() string         { return s.prefix + ".obj.load" }
+func (s subjects) client(id string) string { return s.prefix + ".client." + id }
 func (s subjects) service() string         { return s.pool }
 func (s subjects) queueGroup() string      { return s.prefix }
 func timeoutHeader(d time.Duration) string { return strconv.FormatInt(int64(d), 10) }

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/activation"
 	"github.com/bulkhead-go/bulkhead/internal/clientwire"
 )
 
@@ -79,3 +80,7 @@ func (s *Server) PoolLimit(name string) int {
 	}
 	return w*(1+max(c.Pipeline, 0)) + q
 }
+
+// Activator is the daemon's activator, which a cluster node serves the
+// class servers of; nil when the config has no servers.
+func (s *Server) Activator() *activation.Activator { return s.act }

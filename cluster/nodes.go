@@ -1,0 +1,202 @@
+package cluster
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// What a client knows of the nodes: their heartbeats, probes of the
+// silent ones, and the choice of a node for a call.
+
+// nodeState is what the client knows of one node.
+type nodeState struct {
+	id       string
+	free     int64 // as last reported
+	workers  int64 // as last reported
+	atReport int   // mine when it was reported
+	mine     int   // this client's calls on it now
+	seen     time.Time
+	pool     bool      // it serves the pool (it sent the pool's heartbeat)
+	draining bool      // refused a call, left its subject, or said so
+	probed   time.Time // a probe is out since then; zero: none
+}
+
+// Nodes lists the live nodes the client knows, for status and tests.
+func (c *Client) Nodes() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.nodes))
+	for id, n := range c.nodes {
+		if n.pool && !n.draining {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// onLoad records a node's heartbeat: of the pool, or of its objects.
+func (c *Client) onLoad(m *nats.Msg, pool bool) {
+	l, err := decodeLoad(m.Data)
+	if err != nil {
+		return // not a node's: ignored
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, lost := c.gone[l.Node]; lost || c.closed {
+		return
+	}
+	n := c.nodes[l.Node]
+	if n == nil {
+		if len(c.nodes) >= maxNodes {
+			return // a flood of made-up nodes costs no memory
+		}
+		n = &nodeState{id: l.Node}
+		c.nodes[l.Node] = n
+		close(c.changed)
+		c.changed = make(chan struct{})
+	}
+	n.seen = time.Now()
+	if !pool {
+		return
+	}
+	if n.workers == 0 && l.Workers > 0 {
+		close(c.changed) // WaitNodes counts it now
+		c.changed = make(chan struct{})
+	}
+	n.free, n.workers, n.atReport, n.pool = l.Free, l.Workers, n.mine, true
+	n.draining = n.draining || l.Draining
+}
+
+// onProbe: a node answered a probe, or the NATS server said nobody
+// listens on its subject any more. Then it is lost: its calls not started
+// go elsewhere, the started ones fail with *NodeLostError.
+func (c *Client) onProbe(id string, noResponders bool) {
+	c.mu.Lock()
+	n := c.nodes[id]
+	if n == nil {
+		c.mu.Unlock()
+		return
+	}
+	n.probed = time.Time{}
+	if !noResponders {
+		n.seen = time.Now()
+		c.mu.Unlock()
+		return
+	}
+	delete(c.nodes, id)
+	c.gone[id] = time.Now()
+	var lost []*pending
+	for cid, p := range c.calls {
+		if p.node == id {
+			delete(c.calls, cid)
+			lost = append(lost, p)
+		}
+	}
+	c.mu.Unlock()
+	for _, p := range lost {
+		p.ev <- event{kind: evLost}
+	}
+}
+
+// probeLocked asks node n whether it lives, unless a probe is out.
+func (c *Client) probeLocked(n *nodeState) {
+	if !n.probed.IsZero() {
+		return
+	}
+	n.probed = time.Now()
+	c.nc.PublishMsg(&nats.Msg{Subject: c.s.alive(n.id), Reply: c.inbox + "p." + n.id}) // buffered, no I/O wait
+}
+
+// monitor probes nodes that have been silent for LostAfter, and forgets
+// lost nodes after a minute.
+func (c *Client) monitor() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.opts.Heartbeat / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		c.mu.Lock()
+		for _, n := range c.nodes {
+			if !n.probed.IsZero() && now.Sub(n.probed) > c.opts.LostAfter {
+				n.probed = time.Time{} // its answer is overdue: ask again
+			}
+			if now.Sub(n.seen) > c.opts.LostAfter || n.draining {
+				c.probeLocked(n)
+			}
+		}
+		for id, at := range c.gone {
+			if now.Sub(at) > time.Minute {
+				delete(c.gone, id)
+			}
+		}
+		c.mu.Unlock()
+	}
+}
+
+// pickLocked chooses the node for a call: the live node with the most
+// free workers by its last heartbeat, less the calls this client sent it
+// since, ties broken at random (Options.Random: any live node). nil when
+// none is known.
+func (c *Client) pickLocked(exclude map[string]bool) *nodeState {
+	var (
+		best *nodeState
+		top  int64
+		ties int
+	)
+	now := time.Now()
+	for _, n := range c.nodes {
+		if !n.pool || n.draining || exclude[n.id] || now.Sub(n.seen) > c.opts.LostAfter {
+			continue
+		}
+		var est int64
+		if !c.opts.Random {
+			// Its last report, less the calls sent since; and never more
+			// than its workers less this client's calls on it, which a
+			// report that crossed a call on the way cannot overstate.
+			est = min(n.free-int64(n.mine-n.atReport), n.workers-int64(n.mine))
+		}
+		switch {
+		case best == nil || est > top:
+			best, top, ties = n, est, 1
+		case est == top:
+			ties++
+			if rand.IntN(ties) == 0 {
+				best = n
+			}
+		}
+	}
+	return best
+}
+
+// WaitNodes waits until the client knows at least n live nodes with a
+// worker up, or ctx ends: for a caller that wants the load-aware choice
+// to have every node from its first call.
+func (c *Client) WaitNodes(ctx context.Context, n int) error {
+	for {
+		c.mu.Lock()
+		live := 0
+		for _, s := range c.nodes {
+			if !s.draining && s.workers > 0 {
+				live++
+			}
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		if live >= n {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,258 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/activation"
+	"github.com/bulkhead-go/bulkhead/internal/clientwire"
+	"github.com/bulkhead-go/bulkhead/internal/wire"
+	"github.com/fxamacker/cbor/v2"
+	"github.com/nats-io/nats.go"
+)
+
+// Object is a reference to an object in a class server of one node, as
+// client.Object is of the local daemon's: every call and its Release go
+// to that node. When the node is lost, the object is disconnected
+// (activation.ErrObjectDisconnected, wrapping a *NodeLostError), as when
+// its server crashes.
+type Object struct {
+	c     *Client
+	node  string
+	h     uint64
+	pid   int
+	class string
+}
+
+// ClassObject is a class handle in one node's class server.
+type ClassObject struct {
+	c     *Client
+	node  string
+	h     uint64
+	pid   int
+	class string
+}
+
+// CreateInstance creates an object of class on a node that serves it
+// (NATS's queue group chooses), as client.Client.CreateInstance does on
+// the local daemon. An activation on a node lost meanwhile is made again
+// on another; what it made there is released with the client's session.
+func (c *Client) CreateInstance(ctx context.Context, class string, args ...any) (*Object, error) {
+	node, rep, err := c.activate(ctx, &clientwire.Request{Op: clientwire.OpCreateInstance, Class: class}, args)
+	if err != nil {
+		return nil, err
+	}
+	return &Object{c: c, node: node, h: rep.Object, pid: rep.PID, class: class}, nil
+}
+
+// GetClassObject returns a handle to class in a running server of a node.
+func (c *Client) GetClassObject(ctx context.Context, class string) (*ClassObject, error) {
+	node, rep, err := c.activate(ctx, &clientwire.Request{Op: clientwire.OpGetClassObject, Class: class}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &ClassObject{c: c, node: node, h: rep.ClassObject, pid: rep.PID, class: class}, nil
+}
+
+// Call calls a method of the object on its node.
+func (o *Object) Call(ctx context.Context, method string, args ...any) (bulkhead.Reply, error) {
+	ans, err := o.c.pinned(ctx, o.node, o.class, o.h, o.pid, &clientwire.Request{Op: clientwire.OpObjectCall, Object: o.h, Method: method}, args)
+	if err != nil {
+		return bulkhead.Reply{}, err
+	}
+	return decodeAnswer(ans)
+}
+
+// Clone returns a second reference to the same object.
+func (o *Object) Clone(ctx context.Context) (*Object, error) {
+	rep, err := o.c.pinnedReply(ctx, o.node, o.class, o.h, o.pid, &clientwire.Request{Op: clientwire.OpClone, Object: o.h}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Object{c: o.c, node: o.node, h: rep.Object, pid: o.pid, class: o.class}, nil
+}
+
+// Release gives up the reference, within Options.ReleaseTimeout. An
+// object on a lost node is released already.
+func (o *Object) Release() error { return o.c.release(o.node, o.class, o.h, o.pid) }
+
+// PID is the object's server process, on its node.
+func (o *Object) PID() int { return o.pid }
+
+// Class is the object's class.
+func (o *Object) Class() string { return o.class }
+
+// Node is the node that has the object.
+func (o *Object) Node() string { return o.node }
+
+// CreateInstance creates an object in the class handle's server.
+func (co *ClassObject) CreateInstance(ctx context.Context, args ...any) (*Object, error) {
+	rep, err := co.c.pinnedReply(ctx, co.node, co.class, 0, co.pid, &clientwire.Request{Op: clientwire.OpClassCreateInstance, ClassObject: co.h}, args)
+	if err != nil {
+		return nil, err
+	}
+	return &Object{c: co.c, node: co.node, h: rep.Object, pid: rep.PID, class: co.class}, nil
+}
+
+// LockServer adds or removes an explicit lock on the handle's server.
+func (co *ClassObject) LockServer(ctx context.Context, lock bool) error {
+	_, err := co.c.pinnedReply(ctx, co.node, co.class, 0, co.pid, &clientwire.Request{Op: clientwire.OpLockServer, ClassObject: co.h, Lock: lock}, nil)
+	return err
+}
+
+// Release gives up the class handle.
+func (co *ClassObject) Release() error { return co.c.release(co.node, co.class, co.h, co.pid) }
+
+// PID is the handle's server process, on its node.
+func (co *ClassObject) PID() int { return co.pid }
+
+// Node is the node that has the handle.
+func (co *ClassObject) Node() string { return co.node }
+
+func (c *Client) release(node, class string, h uint64, pid int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.ReleaseTimeout)
+	defer cancel()
+	_, err := c.pinnedReply(ctx, node, class, h, pid, &clientwire.Request{Op: clientwire.OpRelease, Handle: h}, nil)
+	if errors.Is(err, ErrNodeLost) {
+		return nil // released with the node
+	}
+	return err
+}
+
+// objectPayload encodes an object request with its arguments.
+func objectPayload(req *clientwire.Request, args []any) ([]byte, error) {
+	for _, a := range args {
+		p, err := wire.Marshal(a)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", bulkhead.ErrEncoding, err)
+		}
+		req.Args = append(req.Args, cbor.RawMessage(p))
+	}
+	p, err := wire.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", bulkhead.ErrEncoding, err)
+	}
+	return p, nil
+}
+
+// activate sends an activation to the objects' queue group until a node
+// answers it, and returns that node and its reply.
+func (c *Client) activate(ctx context.Context, req *clientwire.Request, args []any) (string, clientwire.Reply, error) {
+	payload, err := objectPayload(req, args)
+	if err != nil {
+		return "", clientwire.Reply{}, err
+	}
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return "", clientwire.Reply{}, bulkhead.ErrClosed
+		}
+		id, p := c.registerLocked("")
+		c.mu.Unlock()
+		m := c.message(ctx, c.s.activate(), id, payload)
+		m.Header.Set(HeaderClient, c.id)
+		ev, _, err := c.exchange(ctx, id, p, m)
+		if err != nil {
+			return "", clientwire.Reply{}, c.objectErr(ctx, req.Op, err)
+		}
+		switch ev.kind {
+		case evFinal:
+			rep, err := decodeReply(ev.msg)
+			return ev.msg.Header.Get(HeaderNode), rep, err
+		case evClosed:
+			return "", clientwire.Reply{}, bulkhead.ErrClosed
+		}
+		// Refused (draining), no node, or lost: made again elsewhere.
+		c.retried.Add(1)
+		if err := c.waitObjectNode(ctx, req.Op); err != nil {
+			return "", clientwire.Reply{}, err
+		}
+	}
+}
+
+// waitObjectNode waits a heartbeat, or for a node to appear, before an
+// activation is sent again.
+func (c *Client) waitObjectNode(ctx context.Context, op string) error {
+	c.mu.Lock()
+	changed := c.changed
+	c.mu.Unlock()
+	_, _, err := c.waitNode(ctx, op, changed, map[string]bool{})
+	return err
+}
+
+// pinned sends an object request to node and returns its final answer.
+// A node lost, gone or not serving disconnects the object.
+func (c *Client) pinned(ctx context.Context, node, class string, h uint64, pid int, req *clientwire.Request, args []any) (*nats.Msg, error) {
+	payload, err := objectPayload(req, args)
+	if err != nil {
+		return nil, err
+	}
+	disc := func(reason string) error {
+		return &activation.DisconnectedError{Class: class, Object: h, PID: pid,
+			Err: &NodeLostError{Node: node, Method: req.Op, Reason: reason}}
+	}
+	c.mu.Lock()
+	_, gone := c.gone[node]
+	switch {
+	case c.closed:
+		c.mu.Unlock()
+		return nil, bulkhead.ErrClosed
+	case gone:
+		c.mu.Unlock()
+		return nil, disc("the node was lost")
+	}
+	id, p := c.registerLocked(node)
+	c.mu.Unlock()
+	m := c.message(ctx, c.s.object(node), id, payload)
+	m.Header.Set(HeaderClient, c.id)
+	ev, _, err := c.exchange(ctx, id, p, m)
+	if err != nil {
+		return nil, c.objectErr(ctx, req.Op, err)
+	}
+	switch ev.kind {
+	case evFinal:
+		return ev.msg, nil
+	case evRefused:
+		return nil, disc("the node no longer serves objects")
+	case evLost:
+		return nil, disc("the NATS server dropped the node")
+	}
+	return nil, bulkhead.ErrClosed
+}
+
+// pinnedReply is pinned for the ops that answer with a clientwire.Reply.
+func (c *Client) pinnedReply(ctx context.Context, node, class string, h uint64, pid int, req *clientwire.Request, args []any) (clientwire.Reply, error) {
+	m, err := c.pinned(ctx, node, class, h, pid, req, args)
+	if err != nil {
+		return clientwire.Reply{}, err
+	}
+	return decodeReply(m)
+}
+
+// objectErr is an object request's error when ctx ended (or the publish
+// failed): the deadline travelled with it.
+func (c *Client) objectErr(ctx context.Context, op string, err error) error {
+	if ctx.Err() == nil {
+		return fmt.Errorf("%w: %v", bulkhead.ErrClosed, err)
+	}
+	return &bulkhead.CanceledError{Method: op, Err: ctx.Err(), ExitCode: -1, Started: true,
+		Reason: "its ctx ended while a node had it (the deadline travelled with it)"}
+}
+
+// decodeReply decodes a node's answer to an op other than a call.
+func decodeReply(m *nats.Msg) (clientwire.Reply, error) {
+	var rep clientwire.Reply
+	switch m.Header.Get(HeaderStatus) {
+	case statusResult:
+		if err := clientwire.Decode(m.Data, &rep); err != nil {
+			return rep, fmt.Errorf("%w: reply: %v", clientwire.ErrProtocol, err)
+		}
+		return rep, nil
+	case statusError:
+		return rep, clientwire.DecodeError(m.Data)
+	}
+	return rep, fmt.Errorf("%w: a node's answer of status %q", clientwire.ErrProtocol, m.Header.Get(HeaderStatus))
+}

@@ -1,0 +1,364 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/activation"
+	"github.com/bulkhead-go/bulkhead/internal/clientwire"
+	"github.com/bulkhead-go/bulkhead/internal/wire"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// ObjectBackend is a Backend that also serves objects of class servers
+// (activation); *daemon.Server is one when its config has servers.
+type ObjectBackend interface {
+	// Activator is the backend's activator; nil: no class servers.
+	Activator() *activation.Activator
+}
+
+// Bounds of what one client may hold on one node, and of the object
+// requests a node runs at once: anyone allowed to publish on the subjects
+// may send them.
+const (
+	maxSessions   = 4096
+	maxHandles    = 65536
+	maxObjectOps  = 4096
+	sessionLeases = 10 // a session's lease, in heartbeats: it ends if its client stops answering probes
+)
+
+// objSession is one client's activation session on a node, with the
+// handles it holds.
+type objSession struct {
+	id      string
+	sess    *activation.Session
+	handles map[uint64]any // *activation.Object or *activation.ClassObject
+	next    uint64
+}
+
+// objects serves a node's class servers: the "objects" micro service,
+// with "activate" in the queue group and "object" on the node's subject.
+type objects struct {
+	act      *activation.Activator
+	svc      micro.Service
+	probes   *nats.Subscription // the clients' answers to the node's probes
+	inbox    string             // their subjects' prefix, ending in "."
+	sessions map[string]*objSession
+	running  int // object requests running now
+}
+
+// addObjects registers the objects service when the backend has class
+// servers.
+func (n *Node) addObjects() error {
+	ob, ok := n.b.(ObjectBackend)
+	if !ok || ob.Activator() == nil {
+		return nil
+	}
+	s := subjects{prefix: n.cfg.Prefix}
+	o := &objects{act: ob.Activator(), sessions: make(map[string]*objSession), inbox: n.nc.NewInbox() + "."}
+	var err error
+	if o.probes, err = n.nc.Subscribe(o.inbox+"*", n.onClientProbe); err != nil {
+		return err
+	}
+	o.svc, err = micro.AddService(n.nc, micro.Config{Name: "bulkhead-objects", Version: n.cfg.Version,
+		Description: "bulkhead class servers", QueueGroup: s.queueGroup(), Metadata: map[string]string{"node": n.cfg.ID}})
+	if err == nil {
+		h := micro.HandlerFunc(n.handleObject)
+		err = o.svc.AddEndpoint("activate", h, micro.WithEndpointSubject(s.activate()))
+		if err == nil {
+			err = o.svc.AddEndpoint("object", h, micro.WithEndpointSubject(s.object(n.cfg.ID)), micro.WithEndpointQueueGroupDisabled())
+		}
+		if err != nil {
+			o.svc.Stop()
+		}
+	}
+	if err != nil {
+		o.probes.Unsubscribe()
+		return err
+	}
+	n.obj = o
+	return nil
+}
+
+// handleObject takes one object request off the subscription: checks it,
+// then runs it on a goroutine of its own, within maxObjectOps.
+func (n *Node) handleObject(r micro.Request) {
+	reply := r.Reply()
+	if reply == "" {
+		return
+	}
+	var req clientwire.Request
+	err := clientwire.Decode(r.Data(), &req)
+	client := r.Headers().Get(HeaderClient)
+	timeout, terr := parseTimeout(nats.Header(r.Headers()), n.cfg.MaxDeadline)
+	if err == nil {
+		err = checkName("client", client)
+	}
+	if err == nil {
+		err = terr
+	}
+	if err != nil {
+		n.answerErr(reply, fmt.Errorf("%w: %v", clientwire.ErrBadRequest, err))
+		return
+	}
+	n.mu.Lock()
+	switch {
+	case n.draining:
+		n.mu.Unlock()
+		n.nc.PublishMsg(n.msg(reply, statusRefused, nil))
+		return
+	case n.obj.running >= maxObjectOps:
+		n.mu.Unlock()
+		n.answerErr(reply, &bulkhead.OverloadedError{Method: req.Op, Queued: maxObjectOps,
+			Reason: fmt.Sprintf("node %s runs %d object requests at once", n.cfg.ID, maxObjectOps)})
+		return
+	}
+	n.obj.running++
+	n.total++
+	n.calls.Add(1)
+	n.mu.Unlock()
+	if r.Subject() == (subjects{prefix: n.cfg.Prefix}).activate() {
+		// Tells the client which node has it, so that the node's loss ends
+		// its wait; nothing runs twice because of it (an activation on a
+		// lost node is orphaned there, and released with the session).
+		n.nc.PublishMsg(n.msg(reply, statusStarted, nil))
+	}
+	go n.runObject(reply, client, &req, timeout)
+}
+
+// runObject carries out one object request and answers it.
+func (n *Node) runObject(reply, client string, req *clientwire.Request, timeout time.Duration) {
+	defer func() {
+		n.mu.Lock()
+		n.obj.running--
+		n.total--
+		n.idleLocked()
+		n.mu.Unlock()
+		n.calls.Done()
+	}()
+	ctx, cancel := context.WithTimeout(n.base, timeout)
+	defer cancel()
+	rep, err := n.objectOp(ctx, client, req)
+	if err != nil {
+		n.answerErr(reply, err)
+		return
+	}
+	if r, ok := rep.(bulkhead.Reply); ok {
+		n.answerResult(reply, r)
+		return
+	}
+	p, err := wire.Marshal(rep)
+	if err != nil {
+		n.answerErr(reply, err)
+		return
+	}
+	n.nc.PublishMsg(n.msg(reply, statusResult, p))
+}
+
+// objectOp is one op: a bulkhead.Reply for object_call, else a
+// clientwire.Reply.
+func (n *Node) objectOp(ctx context.Context, client string, req *clientwire.Request) (any, error) {
+	args := rawArgs(req.Args)
+	switch req.Op {
+	case clientwire.OpCreateInstance, clientwire.OpGetClassObject:
+		if req.Class == "" {
+			return nil, fmt.Errorf("%w: %s needs class", clientwire.ErrBadRequest, req.Op)
+		}
+		s, err := n.session(client, true)
+		if err != nil {
+			return nil, err
+		}
+		if req.Op == clientwire.OpCreateInstance {
+			o, err := s.sess.CreateInstance(ctx, req.Class, args...)
+			return n.hold(s, o, err)
+		}
+		co, err := s.sess.GetClassObject(ctx, req.Class)
+		return n.hold(s, co, err)
+	case clientwire.OpObjectCall:
+		o, err := objHandle[*activation.Object](n, client, req.Object)
+		if err != nil {
+			return nil, err
+		}
+		if req.Method == "" {
+			return nil, fmt.Errorf("%w: object_call needs method", clientwire.ErrBadRequest)
+		}
+		return o.Call(ctx, req.Method, args...)
+	case clientwire.OpClone:
+		o, err := objHandle[*activation.Object](n, client, req.Object)
+		if err != nil {
+			return nil, err
+		}
+		s, err := n.session(client, false)
+		if err != nil {
+			return nil, err
+		}
+		c, err := o.Clone()
+		return n.hold(s, c, err)
+	case clientwire.OpClassCreateInstance:
+		co, err := objHandle[*activation.ClassObject](n, client, req.ClassObject)
+		if err != nil {
+			return nil, err
+		}
+		s, err := n.session(client, false)
+		if err != nil {
+			return nil, err
+		}
+		o, err := co.CreateInstance(ctx, args...)
+		return n.hold(s, o, err)
+	case clientwire.OpLockServer:
+		co, err := objHandle[*activation.ClassObject](n, client, req.ClassObject)
+		if err != nil {
+			return nil, err
+		}
+		return clientwire.Reply{}, co.LockServer(req.Lock)
+	case clientwire.OpRelease:
+		return clientwire.Reply{}, n.release(client, req.Handle)
+	}
+	return nil, fmt.Errorf("%w: op %q is not served over NATS", clientwire.ErrBadRequest, req.Op)
+}
+
+// session is client's session, made on its first activation (again if
+// its lease had ended it).
+func (n *Node) session(client string, create bool) (*objSession, error) {
+	n.mu.Lock()
+	s := n.obj.sessions[client]
+	n.mu.Unlock()
+	if s != nil && (!create || s.sess.Err() == nil) {
+		return s, nil
+	}
+	if !create {
+		return nil, fmt.Errorf("%w: client %s holds nothing on node %s", clientwire.ErrNotFound, client, n.cfg.ID)
+	}
+	sess, err := n.obj.act.NewSession(activation.SessionConfig{Lease: sessionLeases * n.cfg.Heartbeat})
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	cur := n.obj.sessions[client]
+	switch {
+	case cur != nil && cur != s: // another activation made one meanwhile
+		n.mu.Unlock()
+		sess.Close()
+		return cur, nil
+	case cur == nil && len(n.obj.sessions) >= maxSessions:
+		n.mu.Unlock()
+		sess.Close()
+		return nil, fmt.Errorf("%w: node %s has %d client sessions", clientwire.ErrLimit, n.cfg.ID, maxSessions)
+	}
+	s = &objSession{id: client, sess: sess, handles: make(map[uint64]any)}
+	n.obj.sessions[client] = s
+	n.mu.Unlock()
+	return s, nil
+}
+
+// hold gives x (an *activation.Object or *activation.ClassObject) a
+// handle in s, within maxHandles.
+func (n *Node) hold(s *objSession, x interface {
+	PID() int
+	Release() error
+}, err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	if len(s.handles) >= maxHandles || n.obj.sessions[s.id] != s {
+		n.mu.Unlock()
+		x.Release()
+		return nil, fmt.Errorf("%w: %d handles held, or the session ended", clientwire.ErrLimit, maxHandles)
+	}
+	s.next++
+	h := s.next
+	s.handles[h] = x
+	n.mu.Unlock()
+	if _, ok := x.(*activation.ClassObject); ok {
+		return clientwire.Reply{ClassObject: h, PID: x.PID()}, nil
+	}
+	return clientwire.Reply{Object: h, PID: x.PID()}, nil
+}
+
+// objHandle looks up client's handle h of type T.
+func objHandle[T any](n *Node, client string, h uint64) (T, error) {
+	n.mu.Lock()
+	var x any
+	if s := n.obj.sessions[client]; s != nil {
+		x = s.handles[h]
+	}
+	n.mu.Unlock()
+	t, ok := x.(T)
+	if !ok {
+		return t, fmt.Errorf("%w: no such handle %d of client %s on node %s", clientwire.ErrNotFound, h, client, n.cfg.ID)
+	}
+	return t, nil
+}
+
+// release gives up client's handle h.
+func (n *Node) release(client string, h uint64) error {
+	n.mu.Lock()
+	var x any
+	if s := n.obj.sessions[client]; s != nil {
+		x = s.handles[h]
+		delete(s.handles, h)
+	}
+	n.mu.Unlock()
+	r, ok := x.(interface{ Release() error })
+	if !ok {
+		return fmt.Errorf("%w: no such handle %d of client %s on node %s", clientwire.ErrNotFound, h, client, n.cfg.ID)
+	}
+	return r.Release()
+}
+
+// probeClients asks every client with a session whether it lives: the
+// answer renews its session's lease; "no responders" ends the session,
+// releasing what the client held, as a socket client's exit does.
+func (n *Node) probeClients() {
+	if n.obj == nil {
+		return
+	}
+	n.mu.Lock()
+	ids := make([]string, 0, len(n.obj.sessions))
+	for id := range n.obj.sessions {
+		ids = append(ids, id)
+	}
+	n.mu.Unlock()
+	s := subjects{prefix: n.cfg.Prefix}
+	for _, id := range ids {
+		n.nc.PublishRequest(s.client(id), n.obj.inbox+id, nil)
+	}
+}
+
+// onClientProbe is a client's answer to a probe.
+func (n *Node) onClientProbe(m *nats.Msg) {
+	id := m.Subject[len(n.obj.inbox):]
+	gone := len(m.Data) == 0 && m.Header.Get("Status") == "503"
+	n.mu.Lock()
+	s := n.obj.sessions[id]
+	if s != nil && gone {
+		delete(n.obj.sessions, id)
+	}
+	n.mu.Unlock()
+	switch {
+	case s == nil:
+	case gone:
+		s.sess.Close()
+	default:
+		s.sess.Renew()
+	}
+}
+
+// closeObjects ends the objects service and every client's session.
+func (n *Node) closeObjects() {
+	if n.obj == nil {
+		return
+	}
+	n.obj.probes.Unsubscribe()
+	n.mu.Lock()
+	sessions := n.obj.sessions
+	n.obj.sessions = map[string]*objSession{}
+	n.mu.Unlock()
+	for _, s := range sessions {
+		s.sess.Close()
+	}
+}
