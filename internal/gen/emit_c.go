@@ -200,26 +200,38 @@ func emitArg(w cw, n int, a goArg) {
 // emitStructArg decodes argument i, an array of the struct's fields, into
 // the local struct named after the parameter.
 func emitStructArg(w cw, i int, p *param, what string) {
-	n := len(p.st.fields)
 	w.line("bh_cur bh_a_%s;", p.name)
-	w.line("size_t bh_n_%s;", p.name)
-	w.line("if (bh_arg(bh_c, %d, &bh_a_%s) != 0 || bh_get_array(&bh_a_%s, &bh_n_%s) != 0 || bh_n_%s != %d) %s", i, p.name, p.name,
-		p.name, p.name, n, w.fail("BH_BAD_ARGUMENTS", fmt.Sprintf("%s is not an array of %d fields", what, n)))
-	for _, f := range p.st.fields {
-		v := "bh_f_" + p.name + "_" + f.name
+	w.line("if (bh_arg(bh_c, %d, &bh_a_%s) != 0) %s", i, p.name, w.fail("BH_BAD_ARGUMENTS", what+" is missing"))
+	emitStructFields(w, "bh_a_"+p.name, p.name, p.st, what)
+}
+
+// emitStructFields decodes, from cursor cur, an array of st's fields into
+// the C lvalue lv, nested arrays into nested structs.
+func emitStructFields(w cw, cur, lv string, st *cstruct, what string) {
+	n := len(st.fields)
+	id := strings.ReplaceAll(lv, ".", "_")
+	w.line("size_t bh_na_%s;", id)
+	w.line("if (bh_get_array(&%s, &bh_na_%s) != 0 || bh_na_%s != %d) %s", cur, id, id, n,
+		w.fail("BH_BAD_ARGUMENTS", fmt.Sprintf("%s is not an array of %d fields", what, n)))
+	for _, f := range st.fields {
+		if f.st != nil {
+			emitStructFields(w, cur, lv+"."+f.name, f.st, what+" field "+f.name)
+			continue
+		}
+		v := "bh_f_" + id + "_" + f.name
 		fw := what + " field " + f.name + " is not " + article(f.typ.C)
 		switch f.typ.kind {
 		case kSigned:
 			w.line("int64_t %s;", v)
-			w.line("if (bh_get_int(&bh_a_%s, &%s) != 0 || (int64_t)(%s)%s != %s) %s", p.name, v, f.typ.C, v, v, w.fail("BH_BAD_ARGUMENTS", fw))
+			w.line("if (bh_get_int(&%s, &%s) != 0 || (int64_t)(%s)%s != %s) %s", cur, v, f.typ.C, v, v, w.fail("BH_BAD_ARGUMENTS", fw))
 		case kUnsigned:
 			w.line("uint64_t %s;", v)
-			w.line("if (bh_get_uint(&bh_a_%s, &%s) != 0 || (uint64_t)(%s)%s != %s) %s", p.name, v, f.typ.C, v, v, w.fail("BH_BAD_ARGUMENTS", fw))
+			w.line("if (bh_get_uint(&%s, &%s) != 0 || (uint64_t)(%s)%s != %s) %s", cur, v, f.typ.C, v, v, w.fail("BH_BAD_ARGUMENTS", fw))
 		case kFloat:
 			w.line("double %s;", v)
-			w.line("if (bh_get_float(&bh_a_%s, &%s) != 0) %s", p.name, v, w.fail("BH_BAD_ARGUMENTS", fw))
+			w.line("if (bh_get_float(&%s, &%s) != 0) %s", cur, v, w.fail("BH_BAD_ARGUMENTS", fw))
 		}
-		w.line("%s.%s = (%s)%s;", p.name, f.name, f.typ.C, v)
+		w.line("%s.%s = (%s)%s;", lv, f.name, f.typ.C, v)
 	}
 }
 
@@ -288,7 +300,11 @@ func emitCall(w cw) {
 		case rOutBytes, rInString: // char, signed or unsigned char: the header's choice
 			args = append(args, "(void *)"+p.name)
 		case rStruct:
-			args = append(args, "&"+p.name)
+			if p.byValue {
+				args = append(args, p.name)
+			} else {
+				args = append(args, "&"+p.name)
+			}
 		case rScalarPtr:
 			args = append(args, "&"+p.name)
 		case rNull:
@@ -323,10 +339,11 @@ func emitResults(w cw) {
 	}
 	for _, o := range outs {
 		if o.param != nil && o.param.role == rStruct {
-			w.line("bh_put_array(bh_c->result, %d);", len(o.param.st.fields))
-			for _, f := range o.param.st.fields {
-				emitPut(w, f.typ, o.name+"."+f.name)
-			}
+			emitPutStruct(w, o.param.st, o.name)
+			continue
+		}
+		if o.param == nil && w.f.retSt != nil {
+			emitPutStruct(w, w.f.retSt, "ret")
 			continue
 		}
 		if o.param != nil && o.param.role == rOutBytes {
@@ -348,6 +365,19 @@ func emitResults(w cw) {
 	}
 	if len(outs) == 0 {
 		w.line("bh_put_null(bh_c->result);")
+	}
+}
+
+// emitPutStruct encodes struct lvalue lv of type st as an array of its
+// fields, nested structs as nested arrays.
+func emitPutStruct(w cw, st *cstruct, lv string) {
+	w.line("bh_put_array(bh_c->result, %d);", len(st.fields))
+	for _, f := range st.fields {
+		if f.st != nil {
+			emitPutStruct(w, f.st, lv+"."+f.name)
+		} else {
+			emitPut(w, f.typ, lv+"."+f.name)
+		}
 	}
 }
 

@@ -46,23 +46,37 @@ func EmitGo(s *Spec, fns []fn) ([]byte, error) {
 }
 
 // emitGoStructs declares each C struct the functions use, once, in order of
-// first use.
+// first use, a nested struct before the struct that holds it.
 func emitGoStructs(b *bytes.Buffer, fns []fn) {
 	seen := map[string]bool{}
 	for _, f := range fns {
+		if f.retSt != nil {
+			emitGoStruct(b, f.retSt, seen)
+		}
 		for _, p := range f.params {
-			if p.role != rStruct || seen[p.st.goName] {
-				continue
+			if p.role == rStruct {
+				emitGoStruct(b, p.st, seen)
 			}
-			seen[p.st.goName] = true
-			fmt.Fprintf(b, "\n// %s is C's %s, as a CBOR array of its fields.\ntype %s struct {\n\t_ struct{} `cbor:\",toarray\"`\n",
-				p.st.goName, p.st.C, p.st.goName)
-			for _, fl := range p.st.fields {
-				fmt.Fprintf(b, "\t%s %s\n", goName(fl.name, true), fl.typ.goType())
-			}
-			b.WriteString("}\n")
 		}
 	}
+}
+
+func emitGoStruct(b *bytes.Buffer, st *cstruct, seen map[string]bool) {
+	if seen[st.goName] {
+		return
+	}
+	seen[st.goName] = true
+	for _, fl := range st.fields {
+		if fl.st != nil {
+			emitGoStruct(b, fl.st, seen)
+		}
+	}
+	fmt.Fprintf(b, "\n// %s is C's %s, as a CBOR array of its fields.\ntype %s struct {\n\t_ struct{} `cbor:\",toarray\"`\n",
+		st.goName, st.C, st.goName)
+	for _, fl := range st.fields {
+		fmt.Fprintf(b, "\t%s %s\n", goName(fl.name, true), fl.goType())
+	}
+	b.WriteString("}\n")
 }
 
 // goName turns a C name into a Go argument or field name.

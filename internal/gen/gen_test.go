@@ -119,6 +119,10 @@ func TestSpecErrors(t *testing.T) {
 		{"status on void", base + "[[func]]\nname = \"mini_null\"\nstatus = \"ret == 0\"", "status on a void function"},
 		{"local without init", base + "[[func]]\nname = \"mini_key\"\n[func.params.opts]\ndir = \"local\"", "params.opts.init: a local pointer needs init"},
 		{"bad before", base + "before = [\"<x>\"]\n[[func]]\nname = \"mini_null\"", "x.toml: before: want header names"},
+		{"union field", base + "[[func]]\nname = \"mini_tagged_f\"", "struct mini_tagged: field \"u\" is not a named scalar or struct"},
+		{"array field", base + "[[func]]\nname = \"mini_arr_f\"", "struct mini_arr: field \"v\" is not a named scalar or struct"},
+		{"annotated by value", base + "[[func]]\nname = \"mini_area\"\n[func.params.b]\ndir = \"in\"", "a struct passed by value is \"in\" and takes no annotation"},
+		{"status on a struct result", base + "[[func]]\nname = \"mini_shift\"\nstatus = \"1\"", "status on a function that returns a struct"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,6 +203,18 @@ func TestMiniWorker(t *testing.T) {
 		{"mini_grey", []any{[]any{3, 6}}, nil, int64(bulkhead.CodeBadArguments)},                 // a field short
 		{"mini_grey", []any{[]any{3, 6, 70000}}, nil, int64(bulkhead.CodeBadArguments)},          // over unsigned short
 		{"mini_move", []any{[]any{1, 2, "w"}, 3, 4, 2.0}, nil, int64(bulkhead.CodeBadArguments)}, // a field of the wrong type
+		// Structs by value and nested: a nested array per nested struct.
+		{"mini_area", []any{[]any{[]any{1, 2, 0.0}, []any{4, 6, 0.0}, 7}}, 12.0, 0},
+		{"mini_shift", []any{[]any{[]any{1, 2, 1.0}, []any{4, 6, 2.0}, 7}, []any{10, -10, 0.5}},
+			[]any{[]any{uint64(11), int64(-8), 0.5}, []any{uint64(14), int64(-4), 1.0}, uint64(7)}, 0},
+		{"mini_grow", []any{[]any{[]any{1, 2, 1.0}, []any{4, 6, 2.0}, 7}, 1},
+			[]any{uint64(7), []any{[]any{uint64(0), uint64(1), 1.0}, []any{uint64(5), uint64(7), 2.0}, uint64(7)}}, 0},
+		{"mini_unit", nil, []any{[]any{uint64(0), uint64(0), 1.0}, []any{uint64(1), uint64(1), 1.0}, uint64(1)}, 0},
+		{"mini_area", []any{[]any{[]any{1, 2, 0.0}, []any{4, 6}, 7}}, nil, int64(bulkhead.CodeBadArguments)},            // a nested field short
+		{"mini_area", []any{[]any{[]any{1, 2, 0.0}, 5, 7}}, nil, int64(bulkhead.CodeBadArguments)},                      // a scalar for a struct
+		{"mini_area", []any{[]any{[]any{1, 2, 0.0}, []any{4, 1 << 40, 0.0}, 7}}, nil, int64(bulkhead.CodeBadArguments)}, // over int
+		{"mini_area", []any{[]any{[]any{1, 2, 0.0}, []any{4, 6, 0.0}}}, nil, int64(bulkhead.CodeBadArguments)},          // the outer short
+		{"mini_shift", []any{[]any{[]any{1, 2, 1.0}, []any{4, 6, 2.0}, 7}}, nil, int64(bulkhead.CodeBadArguments)},      // an argument short
 		// Enums, named and typedef'd, travel as their integers.
 		{"mini_next", []any{2}, uint64(0), 0},
 		{"mini_next", []any{0}, uint64(1), 0},

@@ -18,6 +18,7 @@ const (
 	kUnsigned                 // uint64
 	kFloat                    // float64
 	kVoid
+	kStruct // a struct result, by value (fn.retSt)
 )
 
 // ctype is a C scalar type: its spelling and how it travels.
@@ -67,10 +68,13 @@ type param struct {
 	lenOf string
 	// st is an rStruct's struct type.
 	st *cstruct
+	// byValue: an rStruct passed by value, which is "in".
+	byValue bool
 }
 
-// cstruct is a C struct whose fields are scalars, travelling as a CBOR
-// array of its fields in order (a Go struct with toarray).
+// cstruct is a C struct whose fields are scalars or structs of the same
+// kind, travelling as a CBOR array of its fields in order, a nested one as
+// a nested array (a Go struct with toarray).
 type cstruct struct {
 	C      string // "struct mini_point", or its typedef name
 	goName string
@@ -79,14 +83,24 @@ type cstruct struct {
 
 type cfield struct {
 	name string
-	typ  ctype
+	typ  ctype    // a scalar field's type
+	st   *cstruct // a nested struct's, or nil
+}
+
+// goType is the field's Go type.
+func (f cfield) goType() string {
+	if f.st != nil {
+		return f.st.goName
+	}
+	return f.typ.goType()
 }
 
 // fn is one exposed function, ready to emit.
 type fn struct {
 	spec   FuncSpec
-	proto  string // the C prototype, for comments
-	result ctype  // kVoid for void
+	proto  string   // the C prototype, for comments
+	result ctype    // kVoid for void
+	retSt  *cstruct // a struct result's type (result.kind kStruct)
 	params []param
 	// ctor is the class a constructor makes (its result is the handle);
 	// recv the class of a method (one parameter is the handle). Both nil
@@ -142,7 +156,9 @@ type output struct {
 
 func (f *fn) outputs() []output {
 	var out []output
-	if f.result.kind != kVoid && f.spec.Status == "" && f.ctor == nil {
+	if f.retSt != nil {
+		out = append(out, output{"ret", f.retSt.goName, nil})
+	} else if f.result.kind != kVoid && f.spec.Status == "" && f.ctor == nil {
 		out = append(out, output{"ret", f.result.goType(), nil})
 	}
 	for i := range f.params {
@@ -257,6 +273,14 @@ func resolve(ast *cc.AST, fs FuncSpec, hs []HandleSpec) (fn, error) {
 		if fs.Status != "" {
 			return fn{}, fmt.Errorf("%w: status on a constructor of %s (a NULL result is its failure)", ErrSpec, f.ctor.Class)
 		}
+	} else if st, ok := ft.Result().(*cc.StructType); ok {
+		if f.retSt, err = structOf(st); err != nil {
+			return fn{}, fmt.Errorf("result: %w", err)
+		}
+		f.result = ctype{C: f.retSt.C, kind: kStruct}
+		if fs.Status != "" {
+			return fn{}, fmt.Errorf("%w: status on a function that returns a struct", ErrSpec)
+		}
 	} else if f.result, err = scalar(ft.Result()); err != nil {
 		return fn{}, fmt.Errorf("%w: result: %v", ErrSpec, err)
 	}
@@ -355,6 +379,16 @@ func classify(name string, t cc.Type, fs FuncSpec) (param, error) {
 		return param{}, fmt.Errorf("%w: the name %q is reserved by the generator", ErrSpec, name)
 	}
 	pt, isPtr := t.(*cc.PointerType)
+	if sct, ok := t.(*cc.StructType); ok { // by value: in
+		if annotated {
+			return param{}, fmt.Errorf("%w: a struct passed by value is \"in\" and takes no annotation", ErrSpec)
+		}
+		cs, err := structOf(sct)
+		if err != nil {
+			return param{}, err
+		}
+		return param{name: name, role: rStruct, st: cs, byValue: true, ann: ParamSpec{Dir: "in"}}, nil
+	}
 	if !isPtr {
 		st, err := scalar(t)
 		if err != nil || st.kind == kVoid {
@@ -433,6 +467,11 @@ func typeString(t cc.Type) string {
 	if p, ok := t.(*cc.PointerType); ok {
 		return typeString(p.Elem()) + "*"
 	}
+	if st, ok := t.(*cc.StructType); ok {
+		if tag := st.Tag(); tag.SrcStr() != "" {
+			return "struct " + tag.SrcStr()
+		}
+	}
 	if e, ok := t.(*cc.EnumType); ok {
 		// "enum" alone declares nothing: a named enum is spelled with
 		// its tag; an anonymous one has int's values.
@@ -458,8 +497,14 @@ func (s *Spec) includes() string {
 	return b.String()
 }
 
-// structOf describes a struct whose fields are all scalars.
-func structOf(t *cc.StructType) (*cstruct, error) {
+// structOf describes a struct whose fields are scalars or such structs.
+func structOf(t *cc.StructType) (*cstruct, error) { return structDepth(t, 0) }
+
+// maxStructDepth bounds nesting, as a C compiler would not, so that the
+// generated decoder's depth is known.
+const maxStructDepth = 8
+
+func structDepth(t *cc.StructType, depth int) (*cstruct, error) {
 	c, tag := typeString(t), t.Tag()
 	if t.Typedef() == nil {
 		c = "struct " + tag.SrcStr()
@@ -467,14 +512,25 @@ func structOf(t *cc.StructType) (*cstruct, error) {
 	if tag.SrcStr() == "" && t.Typedef() == nil {
 		return nil, fmt.Errorf("%w: an anonymous struct has no name to declare it by", ErrSpec)
 	}
+	if depth == maxStructDepth {
+		return nil, fmt.Errorf("%w: %s: structs nested deeper than %d", ErrSpec, c, maxStructDepth)
+	}
 	cs := &cstruct{C: c, goName: camel(strings.TrimPrefix(c, "struct "))}
 	for i := range t.NumFields() {
 		f := t.FieldByIndex(i)
+		if nested, ok := f.Type().(*cc.StructType); ok && f.Name() != "" {
+			ns, err := structDepth(nested, depth+1)
+			if err != nil {
+				return nil, fmt.Errorf("%s: field %s: %w", c, f.Name(), err)
+			}
+			cs.fields = append(cs.fields, cfield{name: f.Name(), st: ns})
+			continue
+		}
 		ft, err := scalar(f.Type())
 		if err != nil || ft.kind == kVoid || f.IsBitfield() || f.Name() == "" {
-			return nil, fmt.Errorf("%w: %s: field %q is not a named scalar (only structs of scalars travel)", ErrSpec, c, f.Name())
+			return nil, fmt.Errorf("%w: %s: field %q is not a named scalar or struct (pointers, arrays and unions do not travel)", ErrSpec, c, f.Name())
 		}
-		cs.fields = append(cs.fields, cfield{f.Name(), ft})
+		cs.fields = append(cs.fields, cfield{name: f.Name(), typ: ft})
 	}
 	if len(cs.fields) == 0 {
 		return nil, fmt.Errorf("%w: %s has no fields", ErrSpec, c)

@@ -2,6 +2,7 @@ package gen
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,5 +90,81 @@ func runRealCalls(t *testing.T, bin string, calls []realCall) {
 		if err != nil || got != c.want {
 			t.Errorf("%s(%v) = %d, %v; want %d", c.method, c.arg, got, err, c.want)
 		}
+	}
+}
+
+// The C types of testdata/real/libc.toml, as the generated package declares
+// them: structs as CBOR arrays of their fields, nested ones nested.
+type (
+	divT struct {
+		_         struct{} `cbor:",toarray"`
+		Quot, Rem int32
+	}
+	lldivT struct {
+		_         struct{} `cbor:",toarray"`
+		Quot, Rem int64
+	}
+	timeval struct {
+		_         struct{} `cbor:",toarray"`
+		Sec, Usec int64
+	}
+	itimerval struct {
+		_               struct{} `cbor:",toarray"`
+		Interval, Value timeval
+	}
+)
+
+// gen takes glibc's real structs: div_t and lldiv_t returned by value, and
+// struct itimerval (two struct timeval) in and out, through a worker.
+func TestRealStructs(t *testing.T) {
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("gcc not found in PATH")
+	}
+	testutil.CheckLeaks(t)
+	files := generate(t, "testdata/real/libc.toml")
+	src := filepath.Join(t.TempDir(), WorkerFile)
+	if err := os.WriteFile(src, files[WorkerFile], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := src + ".bin"
+	if out, err := exec.Command(gcc, "-std=c99", "-O2", "-Wall", "-Werror", "-I", "../../sdk/c", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	p, err := bulkhead.New(ctx, bulkhead.Config{Command: bin, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	for _, c := range []struct {
+		a, b int32
+		want divT
+	}{{7, 2, divT{Quot: 3, Rem: 1}}, {-7, 2, divT{Quot: -3, Rem: -1}}} {
+		if got, err := bulkhead.CallAs[divT](ctx, p, "div", c.a, c.b); err != nil || got != c.want {
+			t.Errorf("div(%d, %d) = %+v, %v; want %+v", c.a, c.b, got, err, c.want)
+		}
+	}
+	if got, err := bulkhead.CallAs[lldivT](ctx, p, "lldiv", int64(1<<40+5), int64(1<<20)); err != nil || got != (lldivT{Quot: 1 << 20, Rem: 5}) {
+		t.Errorf("lldiv = %+v, %v", got, err)
+	}
+	const virtual = 1 // ITIMER_VIRTUAL: the worker's CPU time, which 100 s of never runs out here
+	arm := itimerval{Value: timeval{Sec: 100, Usec: 250000}}
+	if old, err := bulkhead.CallAs[itimerval](ctx, p, "setitimer", virtual, arm); err != nil || old != (itimerval{}) {
+		t.Fatalf("setitimer = %+v, %v; want the zero timer back", old, err)
+	}
+	now, err := bulkhead.CallAs[itimerval](ctx, p, "getitimer", virtual)
+	if err != nil || now.Interval != (timeval{}) || now.Value.Sec < 99 || now.Value.Sec > 100 {
+		t.Fatalf("getitimer = %+v, %v; want about 100 s left, no interval", now, err)
+	}
+	old, err := bulkhead.CallAs[itimerval](ctx, p, "setitimer", virtual, itimerval{}) // disarmed
+	if err != nil || old.Value.Sec < 99 || old.Value.Sec > 100 {
+		t.Fatalf("setitimer(0) = %+v, %v; want the armed timer back", old, err)
+	}
+	// glibc's own refusal (EINVAL: a microsecond field of 2 s) is the call's error.
+	_, err = bulkhead.CallAs[itimerval](ctx, p, "setitimer", virtual, itimerval{Value: timeval{Usec: 2000000}})
+	var re *bulkhead.RemoteError
+	if !errors.As(err, &re) || re.Code != bulkhead.CodeApplication {
+		t.Fatalf("setitimer with 2,000,000 µs: %v; want a *bulkhead.RemoteError", err)
 	}
 }

@@ -59,6 +59,28 @@ unsigned mini_grey(const mini_rgb *c, mini_rgb *out) {
 
 void mini_name(struct mini_named *n) { (void)n; }
 
+double mini_area(struct mini_box b) { return (double)(b.hi.x - b.lo.x) * (b.hi.y - b.lo.y); }
+
+struct mini_box mini_shift(struct mini_box b, struct mini_point d) {
+	b.lo.x += d.x, b.lo.y += d.y, b.hi.x += d.x, b.hi.y += d.y;
+	b.lo.w *= d.w, b.hi.w *= d.w;
+	return b;
+}
+
+int mini_grow(struct mini_box *b, int k) {
+	b->lo.x -= k, b->lo.y -= k, b->hi.x += k, b->hi.y += k;
+	return b->tag;
+}
+
+void mini_unit(struct mini_box *out) {
+	struct mini_box u = {{0, 0, 1.0}, {1, 1, 1.0}, 1};
+	*out = u;
+}
+
+void mini_tagged_f(struct mini_tagged t) { (void)t; }
+
+void mini_arr_f(struct mini_arr a) { (void)a; }
+
 enum mini_color mini_next(enum mini_color c) { return (enum mini_color)((c + 1) % 3); }
 
 mini_size mini_size_of(int n) { return n > 10 ? MINI_BIG : MINI_SMALL; }

@@ -35,6 +35,32 @@ typedef struct {
 long mini_move(struct mini_point *p, int dx, int dy, double k);
 /* The grey level of c; sets *out to its inverse. */
 unsigned mini_grey(const mini_rgb *c, mini_rgb *out);
+/* A box of two points: a nested struct, by value and by pointer. */
+struct mini_box {
+	struct mini_point lo, hi;
+	int tag;
+};
+/* The box's area, from a box passed by value. */
+double mini_area(struct mini_box b);
+/* The box moved by d, both by value, returned by value. */
+struct mini_box mini_shift(struct mini_box b, struct mini_point d);
+/* Grows *b by k on each side (a nested inout); returns its tag. */
+int mini_grow(struct mini_box *b, int k);
+/* Sets *out to the unit box, tag 1 (a nested out). */
+void mini_unit(struct mini_box *out);
+/* Structs gen refuses: a union field, an array field. */
+struct mini_tagged {
+	int kind;
+	union {
+		int i;
+		double d;
+	} u;
+};
+void mini_tagged_f(struct mini_tagged t);
+struct mini_arr {
+	int v[4];
+};
+void mini_arr_f(struct mini_arr a);
 /* A struct gen refuses: a pointer field. */
 struct mini_named {
 	const char *name;
