@@ -70,13 +70,20 @@ func (p *Pool) call(ctx context.Context, m *methodMetrics, method string, args [
 		return Reply{}, fmt.Errorf("bulkhead: call %q: %w: %w", method, ErrEncoding, err)
 	}
 	defer putBuilder(f)
+	traced, err := tracedFrame(ctx, f, p.cfg.maxFrame)
+	if err != nil {
+		return Reply{}, fmt.Errorf("bulkhead: call %q: %w: %w", method, ErrEncoding, err)
+	}
+	if traced != nil {
+		defer putBuilder(traced)
+	}
 	replays, redispatches := 0, 0
 	for {
 		w, err := p.acquire(ctx, method, fp, f.Len() > maxQueuedFrame)
 		if err != nil {
 			return Reply{}, err
 		}
-		r, again, err := p.callOn(ctx, w, m, method, f, fp)
+		r, again, err := p.callOn(ctx, w, m, method, frameFor(w, f, traced), fp)
 		p.release(w, err == nil || isRemote(err))
 		if again == redispatchQueued || (again == redispatchNext && redispatches < p.cfg.MaxRedispatch) {
 			if again == redispatchNext {

@@ -134,6 +134,7 @@ func registerHelperMethods(s *worker.Server, fd int) {
 		return string(b), nil
 	}))
 	s.Handle("pid", func(context.Context, worker.Args) (any, error) { return os.Getpid(), nil })
+	s.Handle("traceparent", func(ctx context.Context, _ worker.Args) (any, error) { return worker.Traceparent(ctx), nil })
 	s.Handle("gate", worker.Func(func(_ context.Context, a gateArgs) (any, error) {
 		// Blocks until the test writes a byte to the fifo, then acts: the
 		// test decides when the call ends, without a timer.

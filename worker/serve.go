@@ -192,6 +192,9 @@ func (c *conn) runDecoded(ctx context.Context, id uint64, call *wire.Call, derr 
 		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, call.Deadline))
 		defer cancel()
 	}
+	if call.Traceparent != "" {
+		ctx = context.WithValue(ctx, traceparentKey{}, call.Traceparent)
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			pe := &PanicError{Method: call.Method, Value: v, Stack: string(debug.Stack())}

@@ -380,6 +380,7 @@ func (c *conn) hello() error {
 	if c.s.stackSignal {
 		h.Stack = wire.StackSIGUSR2
 	}
+	h.Trace = wire.TraceW3C // Traceparent
 	if err := lockDown(); err != nil {
 		return err
 	}

@@ -30,6 +30,15 @@ func TestCrashReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close(ctx)
+	// A traced call to a worker whose HELLO takes no traceparent: sent
+	// without it (a fourth CALL item would be a bad envelope to it).
+	traced, err := bulkhead.WithTraceparent(ctx, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := bulkhead.CallAs[string](traced, pool, "upper", "hi"); err != nil || got != "HI" {
+		t.Fatalf("traced upper: %q, %v", got, err)
+	}
 	tests := []struct {
 		kind     string
 		signal   syscall.Signal

@@ -272,6 +272,10 @@ type Call struct {
 	Method   string
 	Deadline int64
 	Args     []cbor.RawMessage
+	// Traceparent is the CALL's optional fourth item (trace.go), or "".
+	// One that is not a W3C traceparent of version 00 is dropped: the
+	// call runs untraced.
+	Traceparent string `cbor:"-"`
 }
 
 // DecodeCall decodes a CALL payload into c, reusing c's argument slice. The
@@ -283,9 +287,10 @@ type Call struct {
 // exactly what decoding into a toarray struct under decMode accepted, which
 // FuzzDecodeCallMatchesReflect holds it to.
 func DecodeCall(p []byte, c *Call) error {
-	if len(p) == 0 || p[0] != 0x83 {
-		return &FrameError{Header{Type: TypeCall}, "CALL payload is not an array of 3 items"}
+	if len(p) == 0 || p[0] != 0x83 && p[0] != 0x84 {
+		return &FrameError{Header{Type: TypeCall}, "CALL payload is not an array of 3 or 4 items"}
 	}
+	c.Traceparent = ""
 	k := checker{p: p, off: 1, containers: true}
 	// The method: a text string of valid UTF-8.
 	start := k.off
@@ -346,6 +351,11 @@ func DecodeCall(p []byte, c *Call) error {
 			return fmt.Errorf("CALL argument %d: %w", i, &ValueError{Err: err})
 		}
 		c.Args = append(c.Args, cbor.RawMessage(p[start:k.off]))
+	}
+	if p[0] == 0x84 {
+		if err := k.traceparent(c); err != nil {
+			return fmt.Errorf("%w: CALL payload: traceparent: %v", ErrProtocol, err)
+		}
 	}
 	if k.off != len(p) {
 		return fmt.Errorf("%w: CALL payload: %d trailing bytes", ErrProtocol, len(p)-k.off)
@@ -417,6 +427,10 @@ type Hello struct {
 	// dump of its threads' stacks (StackSIGUSR2), or "" (it does not). A
 	// value this dispatcher does not know means "it does not".
 	Stack string `cbor:"stack,omitempty"`
+	// Trace is TraceW3C when the worker takes a traceparent in CALL
+	// (PROTOCOL.md section 3), or "" (it does not: a dispatcher sends
+	// none). A value this dispatcher does not know means "it does not".
+	Trace string `cbor:"trace,omitempty"`
 }
 
 // StackSIGUSR2 is HELLO's "stack" of a worker that answers SIGUSR2 with a
@@ -502,6 +516,8 @@ func DecodeHello(p []byte, cookie string) (Hello, error) {
 		return h, &HelloError{CodeBadHello, fmt.Sprintf("sigterm of %d bytes, more than %d", len(h.SIGTERM), MaxHelloSigtermSize)}
 	case len(h.Stack) > MaxHelloSigtermSize:
 		return h, &HelloError{CodeBadHello, fmt.Sprintf("stack of %d bytes, more than %d", len(h.Stack), MaxHelloSigtermSize)}
+	case len(h.Trace) > MaxHelloSigtermSize:
+		return h, &HelloError{CodeBadHello, fmt.Sprintf("trace of %d bytes, more than %d", len(h.Trace), MaxHelloSigtermSize)}
 	}
 	for _, m := range h.Methods {
 		if len(m) == 0 || len(m) > MaxMethodBytes {

@@ -12,11 +12,24 @@ import (
 // decoding into a toarray struct, then the same checks. It is the reference
 // that FuzzDecodeCallMatchesReflect holds the hand-written decoder to.
 func decodeCallReflect(p []byte, c *Call) error {
-	if len(p) == 0 || p[0] != 0x83 {
-		return &FrameError{Header{Type: TypeCall}, "CALL payload is not an array of 3 items"}
+	if len(p) == 0 || p[0] != 0x83 && p[0] != 0x84 {
+		return &FrameError{Header{Type: TypeCall}, "CALL payload is not an array of 3 or 4 items"}
 	}
 	var w callView
-	if err := decMode.Unmarshal(p, &w); err != nil {
+	c.Traceparent = ""
+	if p[0] == 0x84 {
+		var t tracedCallView
+		if err := decMode.Unmarshal(p, &t); err != nil {
+			return fmt.Errorf("%w: CALL payload: %v", ErrProtocol, err)
+		}
+		if len(t.Traceparent) > MaxTraceparent {
+			return fmt.Errorf("%w: CALL payload: traceparent of %d bytes", ErrProtocol, len(t.Traceparent))
+		}
+		if ValidTraceparent(t.Traceparent) {
+			c.Traceparent = t.Traceparent
+		}
+		w = callView{Method: t.Method, Deadline: t.Deadline, Args: t.Args}
+	} else if err := decMode.Unmarshal(p, &w); err != nil {
 		return fmt.Errorf("%w: CALL payload: %v", ErrProtocol, err)
 	}
 	c.Method, c.Deadline = w.Method, w.Deadline
@@ -41,6 +54,15 @@ type callView struct {
 	Args     []rawView
 }
 
+// tracedCallView is a CALL payload with its traceparent.
+type tracedCallView struct {
+	_           struct{} `cbor:",toarray"`
+	Method      string
+	Deadline    int64
+	Args        []rawView
+	Traceparent string
+}
+
 // rawView is the encoding of one data item as a slice of the decoder's
 // input. cbor.RawMessage copies; for a 1 MiB argument that copy is as
 // expensive as the system call that carried it.
@@ -60,18 +82,22 @@ func FuzzDecodeCallMatchesReflect(f *testing.F) {
 	f.Add(b.Bytes()[HeaderSize:])
 	for _, s := range [][]byte{
 		{0x83, 0x61, 'm', 0x00, 0x80},
-		{0x83, 0x61, 'm', 0x20, 0x80},                                         // deadline -1
-		{0x83, 0x61, 'm', 0x1b, 0x80, 0, 0, 0, 0, 0, 0, 0, 0x80},              // deadline 2^63
-		{0x83, 0x61, 'm', 0x00, 0x81, 0xa2, 0x61, 'a', 0x01, 0x61, 'a', 0x02}, // duplicate key
-		{0x83, 0x61, 'm', 0x00, 0x9f, 0xff},                                   // indefinite array
-		{0x83, 0x60, 0x00, 0x80},                                              // empty method
-		{0x83, 0x61, 0xff, 0x00, 0x80},                                        // invalid UTF-8
-		{0x83, 0x61, 'm', 0x00, 0x81, 0xf7},                                   // undefined
-		{0x83, 0x61, 'm', 0x00, 0x81, 0xc1, 0x00},                             // a tag
-		{0x83, 0x61, 'm', 0x00, 0x80, 0x00},                                   // trailing byte
-		{0x83, 0x61, 'm', 0xf6, 0x80},                                         // null deadline
-		{0x83, 0x61, 'm', 0xfb, 0, 0, 0, 0, 0, 0, 0, 0, 0x80},                 // float deadline
-		{0x83, 0x41, 'm', 0x00, 0x80},                                         // byte-string method
+		{0x83, 0x61, 'm', 0x20, 0x80},                                                              // deadline -1
+		{0x83, 0x61, 'm', 0x1b, 0x80, 0, 0, 0, 0, 0, 0, 0, 0x80},                                   // deadline 2^63
+		{0x83, 0x61, 'm', 0x00, 0x81, 0xa2, 0x61, 'a', 0x01, 0x61, 'a', 0x02},                      // duplicate key
+		{0x83, 0x61, 'm', 0x00, 0x9f, 0xff},                                                        // indefinite array
+		{0x83, 0x60, 0x00, 0x80},                                                                   // empty method
+		{0x83, 0x61, 0xff, 0x00, 0x80},                                                             // invalid UTF-8
+		{0x83, 0x61, 'm', 0x00, 0x81, 0xf7},                                                        // undefined
+		{0x83, 0x61, 'm', 0x00, 0x81, 0xc1, 0x00},                                                  // a tag
+		{0x83, 0x61, 'm', 0x00, 0x80, 0x00},                                                        // trailing byte
+		{0x83, 0x61, 'm', 0xf6, 0x80},                                                              // null deadline
+		{0x83, 0x61, 'm', 0xfb, 0, 0, 0, 0, 0, 0, 0, 0, 0x80},                                      // float deadline
+		{0x83, 0x41, 'm', 0x00, 0x80},                                                              // byte-string method
+		[]byte("\x84\x61m\x00\x80\x78\x3700-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), // traced
+		[]byte("\x84\x61m\x00\x80\x63abc"),                                                         // a traceparent that is not one: dropped
+		[]byte("\x84\x61m\x00\x80\x43abc"),                                                         // not text
+		[]byte("\x84\x61m\x00\x80\x62\xff\xfe"),                                                    // not UTF-8
 	} {
 		f.Add(s)
 	}
@@ -85,7 +111,7 @@ func FuzzDecodeCallMatchesReflect(f *testing.F) {
 		if gerr != nil {
 			return
 		}
-		if got.Method != want.Method || got.Deadline != want.Deadline ||
+		if got.Method != want.Method || got.Deadline != want.Deadline || got.Traceparent != want.Traceparent ||
 			!slices.EqualFunc(got.Args, want.Args, func(a, b cbor.RawMessage) bool { return string(a) == string(b) }) {
 			t.Fatalf("% x: hand-written %+v, reflective %+v", data, got, want)
 		}
