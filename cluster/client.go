@@ -68,13 +68,14 @@ type Client struct {
 	stop chan struct{}
 	wg   sync.WaitGroup // the monitor
 
-	mu      sync.Mutex
-	nodes   map[string]*nodeState
-	gone    map[string]time.Time // lost nodes, whose late heartbeats are ignored
-	calls   map[uint64]*pending
-	next    uint64
-	changed chan struct{} // closed and replaced when a node appears
-	closed  bool
+	mu       sync.Mutex
+	nodes    map[string]*nodeState
+	gone     map[string]time.Time // lost nodes, whose late heartbeats are ignored
+	calls    map[uint64]*pending
+	rotNames map[string]string // the names this client registered, and their nodes
+	next     uint64
+	changed  chan struct{} // closed and replaced when a node appears
+	closed   bool
 }
 
 // pending is a call in flight.
@@ -144,7 +145,7 @@ func New(nc *nats.Conn, pool string, opts Options) (*Client, error) {
 	}
 	c := &Client{nc: nc, s: subjects{prefix: opts.Prefix, pool: pool}, opts: opts, inbox: nc.NewInbox() + ".",
 		id: nuid.Next(), stop: make(chan struct{}), nodes: make(map[string]*nodeState), gone: make(map[string]time.Time),
-		calls: make(map[uint64]*pending), changed: make(chan struct{})}
+		calls: make(map[uint64]*pending), changed: make(chan struct{}), rotNames: make(map[string]string)}
 	// One subscription takes every answer and probe reply, so that they
 	// are handled in the order the NATS server sent them: a node's
 	// "started" is always seen before the probe that finds it gone.

@@ -20,6 +20,7 @@ type nodeState struct {
 	mine     int   // this client's calls on it now
 	seen     time.Time
 	pool     bool      // it serves the pool (it sent the pool's heartbeat)
+	objects  bool      // it serves objects (it sent their heartbeat)
 	draining bool      // refused a call, left its subject, or said so
 	probed   time.Time // a probe is out since then; zero: none
 }
@@ -60,6 +61,7 @@ func (c *Client) onLoad(m *nats.Msg, pool bool) {
 	}
 	n.seen = time.Now()
 	if !pool {
+		n.objects = true
 		return
 	}
 	if n.workers == 0 && l.Workers > 0 {

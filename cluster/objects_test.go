@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -27,7 +28,7 @@ func objectsOn(t *testing.T, c *cluster.Client, nodes ...string) map[string]*clu
 		if err != nil {
 			t.Fatal(err)
 		}
-		if out[o.Node()] != nil {
+		if out[o.Node()] != nil || !slices.Contains(nodes, o.Node()) {
 			if err := o.Release(); err != nil {
 				t.Fatal(err)
 			}
@@ -75,6 +76,28 @@ func TestObjectsAcrossNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The running object table of the object's node, found by another
+	// client.
+	kept := objectsOn(t, c, "ob")["ob"]
+	if err := c.Register(ctx, "the/counter", kept, false); err != nil {
+		t.Fatal(err)
+	}
+	other := dial(t, url, cluster.Options{}, 2)
+	got, err := other.Lookup(ctx, "the/counter")
+	if err != nil || got.Node() != "ob" {
+		t.Fatalf("Lookup from another client: %v, %v", got, err)
+	}
+	if who, err := bulkhead.CallAs[string](ctx, got, "who"); err != nil || who != "ob" {
+		t.Fatalf("the looked-up object: %q, %v", who, err)
+	}
+	got.Release()
+	if err := c.Revoke(ctx, "the/counter"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Lookup(ctx, "the/counter"); !errors.Is(err, clientwire.ErrNotFound) {
+		t.Fatalf("Lookup after Revoke: %v", err)
+	}
+	kept.Release()
 	co, err := c.GetClassObject(ctx, "Counter")
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -27,7 +28,7 @@ const (
 	maxSessions   = 4096
 	maxHandles    = 65536
 	maxObjectOps  = 4096
-	sessionLeases = 10 // a session's lease, in heartbeats: it ends if its client stops answering probes
+	sessionLeases = 50 // a session's lease, in heartbeats: it ends if its client stops answering probes (a partition); a client gone ends it at once
 )
 
 // objSession is one client's activation session on a node, with the
@@ -70,6 +71,9 @@ func (n *Node) addObjects() error {
 		err = o.svc.AddEndpoint("activate", h, micro.WithEndpointSubject(s.activate()))
 		if err == nil {
 			err = o.svc.AddEndpoint("object", h, micro.WithEndpointSubject(s.object(n.cfg.ID)), micro.WithEndpointQueueGroupDisabled())
+		}
+		if err == nil {
+			err = o.svc.AddEndpoint("rot", micro.HandlerFunc(n.onHas), micro.WithEndpointSubject(s.rot()), micro.WithEndpointQueueGroupDisabled())
 		}
 		if err != nil {
 			o.svc.Stop()
@@ -216,8 +220,51 @@ func (n *Node) objectOp(ctx context.Context, client string, req *clientwire.Requ
 		return clientwire.Reply{}, co.LockServer(req.Lock)
 	case clientwire.OpRelease:
 		return clientwire.Reply{}, n.release(client, req.Handle)
+	case clientwire.OpROTRegister, clientwire.OpROTLookup, clientwire.OpROTRevoke:
+		return n.rot(client, req)
 	}
 	return nil, fmt.Errorf("%w: op %q is not served over NATS", clientwire.ErrBadRequest, req.Op)
+}
+
+// rot is the running object table's ops, on this node's table.
+func (n *Node) rot(client string, req *clientwire.Request) (any, error) {
+	if req.Name == "" {
+		return nil, fmt.Errorf("%w: %s needs name", clientwire.ErrBadRequest, req.Op)
+	}
+	s, err := n.session(client, req.Op == clientwire.OpROTLookup)
+	if err != nil {
+		return nil, err
+	}
+	switch req.Op {
+	case clientwire.OpROTRegister:
+		o, err := objHandle[*activation.Object](n, client, req.Object)
+		if err != nil {
+			return nil, err
+		}
+		return clientwire.Reply{}, s.sess.Register(req.Name, o, req.KeepAlive)
+	case clientwire.OpROTRevoke:
+		return clientwire.Reply{}, s.sess.Revoke(req.Name)
+	}
+	o, err := s.sess.Lookup(req.Name)
+	if errors.Is(err, activation.ErrNotRegistered) {
+		return nil, fmt.Errorf("%w: %q is not registered on node %s", clientwire.ErrNotFound, req.Name, n.cfg.ID)
+	}
+	return n.hold(s, o, err)
+}
+
+// onHas answers whether a name is in this node's running object table,
+// to a client looking for the node that has it: true or false, in CBOR.
+func (n *Node) onHas(r micro.Request) {
+	var req clientwire.Request
+	if r.Reply() == "" || clientwire.Decode(r.Data(), &req) != nil || req.Name == "" {
+		return
+	}
+	has := []byte{0xf4}
+	if o, err := n.obj.act.Lookup(req.Name); err == nil {
+		o.Release()
+		has = []byte{0xf5}
+	}
+	n.nc.PublishMsg(n.msg(r.Reply(), statusResult, has))
 }
 
 // session is client's session, made on its first activation (again if

@@ -64,6 +64,7 @@ func (s subjects) load() string            { return s.prefix + "." + s.pool + ".
 func (s subjects) alive(id string) string  { return s.prefix + ".alive." + id }
 func (s subjects) activate() string        { return s.prefix + ".obj.activate" }
 func (s subjects) object(id string) string { return s.prefix + ".obj.node." + id }
+func (s subjects) rot() string             { return s.prefix + ".obj.rot" }
 func (s subjects) objLoad() string         { return s.prefix + ".obj.load" }
 func (s subjects) client(id string) string { return s.prefix + ".client." + id }
 func (s subjects) service() string         { return s.pool }

@@ -40,6 +40,9 @@ type stormOptions struct {
 	// daemon (package daemon) that the storm starts, instead of from
 	// goroutines in this process; Goroutines are shared among them.
 	Clients int
+	// Nodes runs the storm across this many cluster nodes (daemons on an
+	// embedded NATS server), the goroutines as cluster clients.
+	Nodes int
 
 	offset int // a client process's first activation number, less one
 
@@ -123,6 +126,7 @@ result; failures and disconnected must be 0, and the command exits 1 if not.`,
 	f.DurationVar(&o.Timeout, "timeout", 0, "stop creating objects after this long (0: no limit)")
 	f.BoolVar(&o.JSON, "json", false, "print one JSON object")
 	f.IntVar(&o.Clients, "clients", 0, "run from this many client processes through a daemon (0: goroutines in this process)")
+	f.IntVar(&o.Nodes, "nodes", 0, "run across this many cluster nodes on an embedded NATS server (0: none)")
 	f.BoolVar(&serve, "serve", false, "run as the storm's class server")
 	_ = f.MarkHidden("serve")
 	return cmd
@@ -141,6 +145,10 @@ func (o *stormOptions) validate() error {
 	check("recycle", o.Recycle, 0, 1<<30)
 	check("single-every", o.SingleEvery, 0, 1<<30)
 	check("clients", o.Clients, 0, 256)
+	check("nodes", o.Nodes, 0, 16)
+	if o.Nodes > 0 && o.Clients > 0 {
+		errs = append(errs, fmt.Errorf("--nodes=%d with --clients=%d: choose one", o.Nodes, o.Clients))
+	}
 	if o.Clients > o.Goroutines {
 		errs = append(errs, fmt.Errorf("--clients=%d: more than --goroutines=%d", o.Clients, o.Goroutines))
 	}

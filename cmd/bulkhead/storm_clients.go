@@ -27,7 +27,10 @@ const stormClientEnv = "BULKHEAD_STORM_CLIENT"
 
 // runStorm runs the storm in this process, or from o.Clients processes.
 func runStorm(ctx context.Context, o stormOptions) (*stormResult, error) {
-	if o.Clients == 0 {
+	switch {
+	case o.Nodes > 0:
+		return runStormNodes(ctx, o)
+	case o.Clients == 0:
 		return runStormInProcess(ctx, o)
 	}
 	return runStormDaemon(ctx, o)

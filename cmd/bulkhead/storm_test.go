@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -87,6 +88,33 @@ func TestStormThroughDaemon(t *testing.T) {
 		t.Fatalf("storm: %+v", res)
 	}
 	if res.Activations < 300 || res.Launches < 2 || res.Calls == 0 {
+		t.Fatalf("storm did less than asked: %+v", res)
+	}
+}
+
+// The storm across three cluster nodes on an embedded NATS server: the
+// lifetime races hold over NATS, objects pinned to the node that made
+// them, sessions per client on each node, clients that go away holding
+// references. BULKHEAD_STORM_NODES_ACTIVATIONS makes it longer (CI runs
+// 10000 through the CLI).
+func TestStormAcrossNodes(t *testing.T) {
+	n := 300
+	if v := os.Getenv("BULKHEAD_STORM_NODES_ACTIVATIONS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			t.Fatalf("BULKHEAD_STORM_NODES_ACTIVATIONS=%q: want a positive count", v)
+		}
+	}
+	o := stormTestOptions(t, n)
+	o.Nodes = 3
+	res, err := runStorm(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Failures != 0 || res.Disconnected != 0 {
+		t.Fatalf("storm: %+v", res)
+	}
+	if res.Activations != uint64(n) || res.Launches < 3 || res.Calls == 0 {
 		t.Fatalf("storm did less than asked: %+v", res)
 	}
 }
