@@ -602,5 +602,8 @@ func (p *Pool) close(ctx context.Context) error {
 	p.closeForkServer()
 	p.wg.Wait()
 	p.spawner.Close()
+	if cerr := p.cfg.sandbox.Close(); cerr != nil {
+		p.cfg.Logger.Warn("worker cgroups left behind", "err", cerr)
+	}
 	return err
 }

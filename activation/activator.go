@@ -482,6 +482,15 @@ func (a *Activator) close(ctx context.Context) error {
 	}
 	a.wg.Wait()
 	a.spawner.Close()
+	closed := map[*serverDef]bool{}
+	for _, c := range a.classes {
+		if !closed[c.def] {
+			closed[c.def] = true
+			if cerr := c.def.spec.plan.Close(); cerr != nil {
+				a.log.Warn("class server cgroups left behind", "server", c.def.name, "err", cerr)
+			}
+		}
+	}
 	return err
 }
 

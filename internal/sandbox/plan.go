@@ -58,6 +58,10 @@ type Plan struct {
 	abiOnce sync.Once // the Landlock ABI is found, and logged, once
 	abi     int
 	abiErr  error
+
+	cgMu   sync.Mutex
+	spare  []*Cgroup // emptied cgroups of dead workers, for the next starts (cgroup_reuse.go)
+	closed bool      // Close ran: no more spares
 }
 
 // NewPlan validates s's syntax; whether each protection can be applied is
@@ -101,7 +105,9 @@ func NewPlan(s Settings) (*Plan, error) {
 // Start is one start's protections: what it opened and created, released
 // in two steps (Launched, Reaped).
 type Start struct {
+	plan  *Plan
 	cg    *Cgroup
+	cgFD  int         // the cgroup's directory, for CLONE_INTO_CGROUP (v2); -1 if none
 	exe   *os.File    // the worker binary, opened
 	self  *os.File    // the dispatcher's binary, for the trampoline
 	child *os.File    // the trampoline's end of its socket
@@ -124,7 +130,7 @@ type Usage struct {
 // is an *Error.
 func (p *Plan) Prepare(path string, env []string, spec *dispatch.Spec, log *slog.Logger) (*Start, error) {
 	spec.Env = Environ(os.Environ(), env)
-	st := &Start{}
+	st := &Start{plan: p, cgFD: -1}
 	var err error
 	attr := &syscall.SysProcAttr{}
 	if p.s.User != "" {
@@ -172,10 +178,16 @@ func (p *Plan) Prepare(path string, env []string, spec *dispatch.Spec, log *slog
 		}
 	}
 	if p.s.cgrouped() {
-		st.cg, err = NewCgroup(CgroupLimits{MemoryMax: p.s.MemoryMax, PidsMax: int64(p.s.PidsMax), CPUMax: p.s.CPUMax})
+		st.cg, err = p.takeCgroup(CgroupLimits{MemoryMax: p.s.MemoryMax, PidsMax: int64(p.s.PidsMax), CPUMax: p.s.CPUMax})
+		if err == nil {
+			st.cgFD, err = st.cg.cloneFD()
+		}
 		if err != nil {
 			st.release()
 			return nil, err
+		}
+		if st.cgFD >= 0 {
+			attr.UseCgroupFD, attr.CgroupFD = true, st.cgFD
 		}
 		spec.KillAll = st.cg.Kill
 		p.sweep.Do(st.cg.SweepStale)
@@ -261,8 +273,8 @@ func (p *Plan) landlockABI(log *slog.Logger) error {
 // descriptors are its own now, and it goes into its cgroup.
 func (st *Start) confine(pid int) error {
 	st.closeFiles()
-	if st.cg != nil {
-		return st.cg.Add(pid)
+	if st.cg != nil && st.cg.v2 == nil {
+		return st.cg.Add(pid) // v1: a v2 worker was cloned into it
 	}
 	return nil
 }
@@ -274,6 +286,10 @@ func (st *Start) closeFiles() {
 			*f = nil
 		}
 	}
+	if st.cgFD >= 0 {
+		unix.Close(st.cgFD)
+		st.cgFD = -1
+	}
 }
 
 // release undoes a start that never ran.
@@ -283,7 +299,7 @@ func (st *Start) release() {
 		st.sv.stop()
 	}
 	if st.cg != nil {
-		_ = st.cg.Delete()
+		_ = st.plan.putCgroup(st.cg)
 	}
 }
 
@@ -334,5 +350,5 @@ func (st *Start) Reaped() (Usage, error) {
 	}
 	cu := st.cg.Usage()
 	u.PeakMemory, u.OOMKills, u.PidsMaxHits = cu.PeakMemory, cu.OOMKills, cu.PidsMaxHits
-	return u, st.cg.Delete()
+	return u, st.plan.putCgroup(st.cg)
 }
