@@ -82,7 +82,9 @@ type Client struct {
 type pending struct {
 	node    string // "" until known (sent to the queue group)
 	started bool
-	ev      chan event // never blocks: at most three events per call
+	sub     *Subscription // a subscription's request: its events come after its answer
+	acked   bool          // the subscription's answer came: it delivers events now
+	ev      chan event    // never blocks: at most three events per call
 }
 
 type eventKind int
@@ -203,6 +205,10 @@ func (c *Client) Close() error {
 		s.Unsubscribe()
 	}
 	for _, p := range calls {
+		if p.acked {
+			p.sub.end(bulkhead.ErrClosed)
+			continue
+		}
 		p.ev <- event{kind: evClosed}
 	}
 	if c.own {
@@ -235,6 +241,18 @@ func (c *Client) onAnswer(id uint64, noResponders bool, m *nats.Msg) {
 	}
 	var ev event
 	switch st := m.Header.Get(HeaderStatus); {
+	case p.acked && st == statusEvent:
+		c.mu.Unlock()
+		p.sub.event(m.Data)
+		return
+	case p.acked:
+		delete(c.calls, id)
+		c.mu.Unlock()
+		p.sub.end(subscriptionEnd(m, noResponders))
+		return
+	case p.sub != nil && st == statusResult:
+		p.acked = true
+		ev = event{kind: evFinal, msg: m}
 	case noResponders || st == statusRefused:
 		delete(c.calls, id)
 		ev.kind = evRefused

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/bulkhead-go/bulkhead/activation"
 	"github.com/nats-io/nats.go"
 )
 
@@ -99,6 +100,11 @@ func (c *Client) onProbe(id string, noResponders bool) {
 	}
 	c.mu.Unlock()
 	for _, p := range lost {
+		if p.acked {
+			p.sub.end(&activation.DisconnectedError{Object: p.sub.object,
+				Err: &NodeLostError{Node: id, Method: "subscribe", Reason: "the NATS server dropped the node"}})
+			continue
+		}
 		p.ev <- event{kind: evLost}
 	}
 }

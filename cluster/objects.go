@@ -58,7 +58,7 @@ func (c *Client) GetClassObject(ctx context.Context, class string) (*ClassObject
 
 // Call calls a method of the object on its node.
 func (o *Object) Call(ctx context.Context, method string, args ...any) (bulkhead.Reply, error) {
-	ans, err := o.c.pinned(ctx, o.node, o.class, o.h, o.pid, &clientwire.Request{Op: clientwire.OpObjectCall, Object: o.h, Method: method}, args)
+	ans, err := o.c.pinned(ctx, o.target(), &clientwire.Request{Op: clientwire.OpObjectCall, Object: o.h, Method: method}, args, nil)
 	if err != nil {
 		return bulkhead.Reply{}, err
 	}
@@ -67,7 +67,7 @@ func (o *Object) Call(ctx context.Context, method string, args ...any) (bulkhead
 
 // Clone returns a second reference to the same object.
 func (o *Object) Clone(ctx context.Context) (*Object, error) {
-	rep, err := o.c.pinnedReply(ctx, o.node, o.class, o.h, o.pid, &clientwire.Request{Op: clientwire.OpClone, Object: o.h}, nil)
+	rep, err := o.c.pinnedReply(ctx, o.target(), &clientwire.Request{Op: clientwire.OpClone, Object: o.h}, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +76,9 @@ func (o *Object) Clone(ctx context.Context) (*Object, error) {
 
 // Release gives up the reference, within Options.ReleaseTimeout. An
 // object on a lost node is released already.
-func (o *Object) Release() error { return o.c.release(o.node, o.class, o.h, o.pid) }
+func (o *Object) Release() error { return o.c.release(o.target()) }
+
+func (o *Object) target() target { return target{node: o.node, class: o.class, h: o.h, pid: o.pid} }
 
 // PID is the object's server process, on its node.
 func (o *Object) PID() int { return o.pid }
@@ -89,7 +91,7 @@ func (o *Object) Node() string { return o.node }
 
 // CreateInstance creates an object in the class handle's server.
 func (co *ClassObject) CreateInstance(ctx context.Context, args ...any) (*Object, error) {
-	rep, err := co.c.pinnedReply(ctx, co.node, co.class, 0, co.pid, &clientwire.Request{Op: clientwire.OpClassCreateInstance, ClassObject: co.h}, args)
+	rep, err := co.c.pinnedReply(ctx, co.target(), &clientwire.Request{Op: clientwire.OpClassCreateInstance, ClassObject: co.h}, args, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -98,12 +100,16 @@ func (co *ClassObject) CreateInstance(ctx context.Context, args ...any) (*Object
 
 // LockServer adds or removes an explicit lock on the handle's server.
 func (co *ClassObject) LockServer(ctx context.Context, lock bool) error {
-	_, err := co.c.pinnedReply(ctx, co.node, co.class, 0, co.pid, &clientwire.Request{Op: clientwire.OpLockServer, ClassObject: co.h, Lock: lock}, nil)
+	_, err := co.c.pinnedReply(ctx, co.target(), &clientwire.Request{Op: clientwire.OpLockServer, ClassObject: co.h, Lock: lock}, nil, nil)
 	return err
 }
 
 // Release gives up the class handle.
-func (co *ClassObject) Release() error { return co.c.release(co.node, co.class, co.h, co.pid) }
+func (co *ClassObject) Release() error { return co.c.release(co.target()) }
+
+func (co *ClassObject) target() target {
+	return target{node: co.node, class: co.class, h: co.h, pid: co.pid}
+}
 
 // PID is the handle's server process, on its node.
 func (co *ClassObject) PID() int { return co.pid }
@@ -111,10 +117,10 @@ func (co *ClassObject) PID() int { return co.pid }
 // Node is the node that has the handle.
 func (co *ClassObject) Node() string { return co.node }
 
-func (c *Client) release(node, class string, h uint64, pid int) error {
+func (c *Client) release(t target) error {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.ReleaseTimeout)
 	defer cancel()
-	_, err := c.pinnedReply(ctx, node, class, h, pid, &clientwire.Request{Op: clientwire.OpRelease, Handle: h}, nil)
+	_, err := c.pinnedReply(ctx, t, &clientwire.Request{Op: clientwire.OpRelease, Handle: t.h}, nil, nil)
 	if errors.Is(err, ErrNodeLost) {
 		return nil // released with the node
 	}
@@ -183,15 +189,25 @@ func (c *Client) waitObjectNode(ctx context.Context, op string) error {
 	return err
 }
 
-// pinned sends an object request to node and returns its final answer.
-// A node lost, gone or not serving disconnects the object.
-func (c *Client) pinned(ctx context.Context, node, class string, h uint64, pid int, req *clientwire.Request, args []any) (*nats.Msg, error) {
+// target is what an object request is about: a handle on a node.
+type target struct {
+	node, class string
+	h           uint64
+	pid         int
+}
+
+// pinned sends an object request to t's node and returns its final
+// answer. A node lost, gone or not serving disconnects the object. sub,
+// if not nil, is the subscription the request makes: it stays in flight
+// once answered, and gets the events.
+func (c *Client) pinned(ctx context.Context, t target, req *clientwire.Request, args []any, sub *Subscription) (*nats.Msg, error) {
+	node := t.node
 	payload, err := objectPayload(req, args)
 	if err != nil {
 		return nil, err
 	}
 	disc := func(reason string) error {
-		return &activation.DisconnectedError{Class: class, Object: h, PID: pid,
+		return &activation.DisconnectedError{Class: t.class, Object: t.h, PID: t.pid,
 			Err: &NodeLostError{Node: node, Method: req.Op, Reason: reason}}
 	}
 	c.mu.Lock()
@@ -205,6 +221,9 @@ func (c *Client) pinned(ctx context.Context, node, class string, h uint64, pid i
 		return nil, disc("the node was lost")
 	}
 	id, p := c.registerLocked(node)
+	if sub != nil {
+		p.sub, sub.id = sub, id
+	}
 	c.mu.Unlock()
 	m := c.message(ctx, c.s.object(node), id, payload)
 	m.Header.Set(HeaderClient, c.id)
@@ -224,8 +243,8 @@ func (c *Client) pinned(ctx context.Context, node, class string, h uint64, pid i
 }
 
 // pinnedReply is pinned for the ops that answer with a clientwire.Reply.
-func (c *Client) pinnedReply(ctx context.Context, node, class string, h uint64, pid int, req *clientwire.Request, args []any) (clientwire.Reply, error) {
-	m, err := c.pinned(ctx, node, class, h, pid, req, args)
+func (c *Client) pinnedReply(ctx context.Context, t target, req *clientwire.Request, args []any, sub *Subscription) (clientwire.Reply, error) {
+	m, err := c.pinned(ctx, t, req, args, sub)
 	if err != nil {
 		return clientwire.Reply{}, err
 	}

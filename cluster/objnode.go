@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/bulkhead-go/bulkhead"
@@ -48,7 +49,9 @@ type objects struct {
 	probes   *nats.Subscription // the clients' answers to the node's probes
 	inbox    string             // their subjects' prefix, ending in "."
 	sessions map[string]*objSession
-	running  int // object requests running now
+	running  int                                 // object requests running now
+	subs     map[string]*activation.Subscription // by the reply subject their events go to
+	subWG    sync.WaitGroup                      // their forwarders
 }
 
 // addObjects registers the objects service when the backend has class
@@ -59,7 +62,8 @@ func (n *Node) addObjects() error {
 		return nil
 	}
 	s := subjects{prefix: n.cfg.Prefix}
-	o := &objects{act: ob.Activator(), sessions: make(map[string]*objSession), inbox: n.nc.NewInbox() + "."}
+	o := &objects{act: ob.Activator(), sessions: make(map[string]*objSession), inbox: n.nc.NewInbox() + ".",
+		subs: make(map[string]*activation.Subscription)}
 	var err error
 	if o.probes, err = n.nc.Subscribe(o.inbox+"*", n.onClientProbe); err != nil {
 		return err
@@ -91,6 +95,10 @@ func (n *Node) addObjects() error {
 // then runs it on a goroutine of its own, within maxObjectOps.
 func (n *Node) handleObject(r micro.Request) {
 	reply := r.Reply()
+	if c := r.Headers().Get(HeaderCancel); c != "" {
+		n.cancelSubscription(c)
+		return
+	}
 	if reply == "" {
 		return
 	}
@@ -143,6 +151,12 @@ func (n *Node) runObject(reply, client string, req *clientwire.Request, timeout 
 		n.mu.Unlock()
 		n.calls.Done()
 	}()
+	if req.Op == clientwire.OpSubscribe {
+		if err := n.subscribe(reply, client, req); err != nil {
+			n.answerErr(reply, err)
+		}
+		return
+	}
 	ctx, cancel := context.WithTimeout(n.base, timeout)
 	defer cancel()
 	rep, err := n.objectOp(ctx, client, req)
@@ -401,6 +415,7 @@ func (n *Node) closeObjects() {
 		return
 	}
 	n.obj.probes.Unsubscribe()
+	n.closeSubscriptions()
 	n.mu.Lock()
 	sessions := n.obj.sessions
 	n.obj.sessions = map[string]*objSession{}

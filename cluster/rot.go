@@ -17,8 +17,8 @@ import (
 // Register enters o in its node's running object table under name; the
 // entry ends with the client's session there unless keepAlive.
 func (c *Client) Register(ctx context.Context, name string, o *Object, keepAlive bool) error {
-	_, err := c.pinnedReply(ctx, o.node, o.class, o.h, o.pid,
-		&clientwire.Request{Op: clientwire.OpROTRegister, Name: name, Object: o.h, KeepAlive: keepAlive}, nil)
+	_, err := c.pinnedReply(ctx, o.target(),
+		&clientwire.Request{Op: clientwire.OpROTRegister, Name: name, Object: o.h, KeepAlive: keepAlive}, nil, nil)
 	if err == nil {
 		c.mu.Lock()
 		c.rotNames[name] = o.node
@@ -37,7 +37,7 @@ func (c *Client) Revoke(ctx context.Context, name string) error {
 	if !ok {
 		return fmt.Errorf("%w: %q was not registered by this client", clientwire.ErrNotFound, name)
 	}
-	_, err := c.pinnedReply(ctx, node, "", 0, 0, &clientwire.Request{Op: clientwire.OpROTRevoke, Name: name}, nil)
+	_, err := c.pinnedReply(ctx, target{node: node}, &clientwire.Request{Op: clientwire.OpROTRevoke, Name: name}, nil, nil)
 	return err
 }
 
@@ -53,7 +53,7 @@ func (c *Client) Lookup(ctx context.Context, name string) (*Object, error) {
 			return nil, err
 		}
 	}
-	rep, err := c.pinnedReply(ctx, node, "", 0, 0, &clientwire.Request{Op: clientwire.OpROTLookup, Name: name}, nil)
+	rep, err := c.pinnedReply(ctx, target{node: node}, &clientwire.Request{Op: clientwire.OpROTLookup, Name: name}, nil, nil)
 	if err != nil {
 		return nil, err
 	}

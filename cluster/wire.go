@@ -36,6 +36,7 @@ const (
 	statusError   = "error"   // the payload is an ERROR map (clientwire.EncodeError)
 	statusRefused = "refused" // not started (the node drains): the client may send it elsewhere
 	statusAlive   = "alive"   // the answer to a probe
+	statusEvent   = "event"   // an event of a subscription: [name, args]
 )
 
 // Defaults shared by nodes and clients, which must agree on them.

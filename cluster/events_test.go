@@ -1,0 +1,83 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bulkhead-go/bulkhead/activation"
+	"github.com/bulkhead-go/bulkhead/cluster"
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
+)
+
+// TestEventsAcrossNodes: an object's events reach its subscriber in
+// order, from the object's node over NATS; Close ends the subscription on
+// the node; a subscriber that does not read is cut off as on one machine.
+func TestEventsAcrossNodes(t *testing.T) {
+	testutil.CheckLeaks(t)
+	url := startNATS(t)
+	startNode(t, url, "ea", 1)
+	c := dial(t, url, cluster.Options{}, 1)
+	ctx := ctxT(t, 20*time.Second)
+	o := objectsOn(t, c, "ea")["ea"]
+	defer o.Release()
+	sub, err := o.Subscribe(ctx, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := int64(1); i <= 3; i++ {
+		if _, err := o.Call(ctx, "add", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := int64(1); i <= 3; i++ {
+		ev := <-sub.Events()
+		var n int64
+		if err := ev.Decode(0, &n); err != nil || ev.Name != "changed" || n != i {
+			t.Fatalf("event %d: %s %d, %v", i, ev.Name, n, err)
+		}
+	}
+	sub.Close()
+	if _, ok := <-sub.Events(); ok || !errors.Is(sub.Err(), context.Canceled) {
+		t.Fatalf("after Close: %v", sub.Err())
+	}
+	// A subscriber of one event that does not read: cut off.
+	slow, err := o.Subscribe(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := o.Call(ctx, "add", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range slow.Events() {
+	}
+	if !errors.Is(slow.Err(), activation.ErrSubscriberTooSlow) {
+		t.Fatalf("a slow subscriber: %v", slow.Err())
+	}
+}
+
+// TestEventsNodeLost: a subscription to an object on a node SIGKILLed
+// ends with the object disconnected.
+func TestEventsNodeLost(t *testing.T) {
+	testutil.CheckLeaks(t)
+	url := startNATS(t)
+	victim := startNodeProcess(t, url, "evlost")
+	c := dial(t, url, cluster.Options{}, 1)
+	o := objectsOn(t, c, "evlost")["evlost"]
+	sub, err := o.Subscribe(ctxT(t, 10*time.Second), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := victim.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for range sub.Events() {
+	}
+	if !errors.Is(sub.Err(), activation.ErrObjectDisconnected) || !errors.Is(sub.Err(), cluster.ErrNodeLost) {
+		t.Fatalf("the subscription of the lost node's object: %v", sub.Err())
+	}
+}
