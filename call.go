@@ -29,6 +29,54 @@ import (
 // CanceledError, OverloadedError, UnhealthyError, QuarantinedError and
 // RemoteError.
 func (p *Pool) Call(ctx context.Context, method string, args ...any) (Reply, error) {
+	return p.measured(ctx, method, callArgs{list: args})
+}
+
+// CallBytes runs method with one []byte argument, as Call(ctx, method, arg)
+// does, and appends its result, a byte string, to dst: a null result
+// appends nothing, any other result is the error Reply.Decode into a
+// *[]byte returns. Errors are Call's.
+//
+// It is the allocation-free form of the commonest call: arg is not boxed
+// into an any, and the reply's buffer is recycled before it returns, so a
+// caller that reuses dst (CallBytes(ctx, m, in, out[:0])) allocates nothing
+// per call. arg is read, not kept, but escape analysis cannot tell: a
+// slice of an array on the caller's stack is moved to the heap.
+func (p *Pool) CallBytes(ctx context.Context, method string, arg, dst []byte) ([]byte, error) {
+	r, err := p.measured(ctx, method, callArgs{one: arg, isOne: true})
+	if err != nil {
+		return dst, err
+	}
+	defer r.Release()
+	b, err := wire.BytesView(r.raw)
+	if err != nil {
+		var v []byte
+		if err = r.Decode(&v); err != nil {
+			return dst, err
+		}
+		b = v
+	}
+	return append(dst, b...), nil
+}
+
+// callArgs are a call's arguments: Call's list, or CallBytes's one []byte,
+// which stays unboxed.
+type callArgs struct {
+	list  []any
+	one   []byte
+	isOne bool
+}
+
+// boxed returns the arguments as a list.
+func (a callArgs) boxed() []any {
+	if a.isOne {
+		return []any{a.one}
+	}
+	return a.list
+}
+
+// measured is call, counted and timed for Pool.Metrics.
+func (p *Pool) measured(ctx context.Context, method string, args callArgs) (Reply, error) {
 	if p.hooks.noMetrics {
 		return p.call(ctx, nil, method, args)
 	}
@@ -47,7 +95,7 @@ func (p *Pool) Call(ctx context.Context, method string, args ...any) (Reply, err
 
 // call is Call without the metrics; m is the method's counters, which the
 // worker that takes the call is marked with (nil: not marked).
-func (p *Pool) call(ctx context.Context, m *methodMetrics, method string, args []any) (Reply, error) {
+func (p *Pool) call(ctx context.Context, m *methodMetrics, method string, args callArgs) (Reply, error) {
 	if len(method) == 0 || len(method) > wire.MaxMethodBytes {
 		return Reply{}, fmt.Errorf("bulkhead: method name of %d bytes (want 1 to %d)", len(method), wire.MaxMethodBytes)
 	}
@@ -56,7 +104,7 @@ func (p *Pool) call(ctx context.Context, m *methodMetrics, method string, args [
 	}
 	var fp *fingerprint
 	if p.quar != nil {
-		f, err := p.quar.fingerprint(ctx, method, args)
+		f, err := p.quar.fingerprint(ctx, method, args.boxed())
 		if err != nil {
 			return Reply{}, fmt.Errorf("bulkhead: call %q: %w", method, err)
 		}
@@ -119,17 +167,20 @@ const maxQueuedFrame = 256 << 10
 var builders = sync.Pool{New: func() any { return new(wire.Builder) }}
 
 // encodeCall encodes a CALL frame with id 0; Conn.Send numbers it.
-func encodeCall(ctx context.Context, method string, args []any, maxFrame uint32) (*wire.Builder, error) {
+func encodeCall(ctx context.Context, method string, args callArgs, maxFrame uint32) (*wire.Builder, error) {
 	var deadline int64
 	if d, ok := ctx.Deadline(); ok {
 		deadline = d.UnixNano()
 	}
 	b := builders.Get().(*wire.Builder)
 	var err error
-	if wire.AnyLarge(args) {
-		err = b.CallVec(0, method, deadline, args, maxFrame)
-	} else {
-		err = b.Call(0, method, deadline, args, maxFrame)
+	switch {
+	case args.isOne:
+		err = b.CallBytes(0, method, deadline, args.one, maxFrame, true)
+	case wire.AnyLarge(args.list):
+		err = b.CallVec(0, method, deadline, args.list, maxFrame)
+	default:
+		err = b.Call(0, method, deadline, args.list, maxFrame)
 	}
 	if err != nil {
 		putBuilder(b)

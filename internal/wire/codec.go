@@ -160,15 +160,7 @@ func (b *Builder) Call(id uint64, method string, deadline int64, args []any, max
 }
 
 func (b *Builder) call(id uint64, method string, deadline int64, args []any, maxFrame uint32, vec bool) error {
-	b.begin()
-	b.buf.WriteByte(0x83)
-	b.head(3, uint64(len(method)))
-	b.buf.WriteString(method)
-	if deadline < 0 {
-		deadline = 0
-	}
-	b.head(0, uint64(deadline))
-	b.head(4, uint64(len(args)))
+	b.callHead(method, deadline, len(args))
 	for i, a := range args {
 		if vec && b.ref(a) {
 			continue
@@ -182,6 +174,32 @@ func (b *Builder) call(id uint64, method string, deadline int64, args []any, max
 		}
 	}
 	return b.end(TypeCall, id, maxFrame)
+}
+
+// CallBytes appends the CALL frame that Call (vec false) or CallVec (vec
+// true) would append for args []any{arg}, byte for byte, without boxing arg
+// into an any: the caller's []byte does not escape into an interface.
+func (b *Builder) CallBytes(id uint64, method string, deadline int64, arg []byte, maxFrame uint32, vec bool) error {
+	b.callHead(method, deadline, 1)
+	if !vec || !b.refBytes(arg) {
+		b.bytes(arg)
+	}
+	return b.end(TypeCall, id, maxFrame)
+}
+
+// callHead begins a CALL frame and writes its payload up to the head of
+// the argument array: ["method", deadline, [ (n items follow). Every CALL
+// encoder goes through it, so that a field added to the CALL is added once.
+func (b *Builder) callHead(method string, deadline int64, n int) {
+	b.begin()
+	b.buf.WriteByte(0x83)
+	b.head(3, uint64(len(method)))
+	b.buf.WriteString(method)
+	if deadline < 0 {
+		deadline = 0
+	}
+	b.head(0, uint64(deadline))
+	b.head(4, uint64(n))
 }
 
 // Value appends a frame whose payload is one encoded value (REPLY, HELLO).
@@ -222,16 +240,22 @@ func (b *Builder) fast(v any) bool {
 	case nil:
 		b.buf.WriteByte(0xf6)
 	case []byte:
-		if v == nil {
-			b.buf.WriteByte(0xf6)
-			return true
-		}
-		b.head(2, uint64(len(v)))
-		b.buf.Write(v)
+		b.bytes(v)
 	default:
 		return false
 	}
 	return true
+}
+
+// bytes encodes v as encMode would: a byte string, or null for a nil slice
+// (NilContainerAsNull).
+func (b *Builder) bytes(v []byte) {
+	if v == nil {
+		b.buf.WriteByte(0xf6)
+		return
+	}
+	b.head(2, uint64(len(v)))
+	b.buf.Write(v)
 }
 
 // Raw appends a frame whose payload is already-encoded CBOR.

@@ -66,10 +66,15 @@ func AnyLarge(args []any) bool {
 // slice is not nil, so its encoding is the byte string head and the bytes
 // (a nil []byte would encode as null).
 func (b *Builder) ref(v any) bool {
-	if !IsLarge(v) {
+	p, ok := v.([]byte)
+	return ok && b.refBytes(p)
+}
+
+// refBytes appends p as a referenced byte string if it is large enough.
+func (b *Builder) refBytes(p []byte) bool {
+	if len(p) < MinRef {
 		return false
 	}
-	p := v.([]byte)
 	b.head(2, uint64(len(p)))
 	b.refs = append(b.refs, ref{at: b.buf.Len(), b: p})
 	return true

@@ -202,3 +202,33 @@ func TestDecodeCallAliasesPayload(t *testing.T) {
 		}
 	}
 }
+
+// CallBytes writes, copied or referenced, exactly the frame of Call or
+// CallVec with the one []byte argument, nil and the frame limit included.
+func TestCallBytesMatchesCall(t *testing.T) {
+	const limit = 4 << 20
+	maxArg := limit - 4 - 1 - 5
+	for _, arg := range [][]byte{nil, {}, pattern(16, 1), pattern(MinRef-1, 2), pattern(MinRef, 3),
+		pattern(maxArg, 4), pattern(maxArg+1, 5)} {
+		for _, vec := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%d/vec=%v", len(arg), vec), func(t *testing.T) {
+				var want, got Builder
+				want.Empty(TypePing, 1)
+				got.Empty(TypePing, 1)
+				werr := want.call(9, "method", 12345, []any{arg}, limit, vec)
+				gerr := got.CallBytes(9, "method", 12345, arg, limit, vec)
+				if (werr == nil) != (gerr == nil) || (gerr != nil && !errors.Is(gerr, ErrTooLarge)) {
+					t.Fatalf("call: %v, CallBytes: %v", werr, gerr)
+				}
+				want.Empty(TypePong, 2)
+				got.Empty(TypePong, 2)
+				if !bytes.Equal(concat(&got), concat(&want)) {
+					t.Fatal("CallBytes frames differ from Call's")
+				}
+				if got.HasRefs() != want.HasRefs() {
+					t.Fatalf("HasRefs = %v, want %v", got.HasRefs(), want.HasRefs())
+				}
+			})
+		}
+	}
+}
