@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -289,5 +290,55 @@ func TestSVGIsWellFormed(t *testing.T) {
 	}
 	if rects != 1+3 { // the background, then p50, p99 and aggregate of bulkhead
 		t.Errorf("%d rects, want 4", rects)
+	}
+}
+
+// --within lists the medians outside the full run's min–max, and counts as
+// far only a pinned latency ratio beyond half its min or twice its max.
+func TestCompareSpreads(t *testing.T) {
+	full := map[string]Spread{
+		"null_call_vs_floor": {Min: 1.3, Median: 1.4, Max: 1.5, Rounds: 7},
+		"aggregate_vs_c":     {Min: 0.2, Median: 0.3, Max: 0.5, Rounds: 7},
+		"mib_echo_vs_c":      {Min: 1.1, Median: 1.2, Max: 1.3, Rounds: 7},
+	}
+	for _, tc := range []struct {
+		name         string
+		now          map[string]Spread
+		outside, far int
+	}{
+		{"inside", map[string]Spread{"null_call_vs_floor": {Median: 1.5, Rounds: 5}, "aggregate_vs_c": {Median: 0.2, Rounds: 5}}, 0, 0},
+		{"a little outside", map[string]Spread{"null_call_vs_floor": {Median: 1.6, Rounds: 5}}, 1, 0},
+		{"the unpinned floor's 0.09", map[string]Spread{"null_call_vs_floor": {Median: 0.09, Rounds: 5}}, 1, 1},
+		{"far, but not a pinned key", map[string]Spread{"aggregate_vs_c": {Median: 5, Rounds: 5}}, 1, 0},
+		{"far above", map[string]Spread{"mib_echo_vs_c": {Median: 2.7, Rounds: 5}, "null_call_vs_floor": {Median: 1.4, Rounds: 5}}, 1, 1},
+		{"not measured", map[string]Spread{"null_call_vs_floor": {Rounds: 0}, "unknown": {Median: 9, Rounds: 5}}, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := compareSpreads("full.json", full, tc.now)
+			if w.OutsideCount != tc.outside || len(w.Outside) != tc.outside || w.FarOutsideCount != tc.far {
+				t.Fatalf("outside %d (%v), far %d; want %d, %d", w.OutsideCount, w.Outside, w.FarOutsideCount, tc.outside, tc.far)
+			}
+		})
+	}
+}
+
+// A --within file that cannot be read, or holds no spreads, is refused.
+func TestLoadSpreadsRefuses(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{"empty.json": "{}", "bad.json": "{", "other.json": `{"spreads": {}}`} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadSpreads(p); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := loadSpreads(filepath.Join(dir, "absent.json")); err == nil {
+		t.Error("a missing file: accepted")
+	}
+	sp, err := loadSpreads("../../../docs/bench/compare-2026-11-26.json")
+	if err != nil || sp["null_call_vs_floor"].Rounds == 0 {
+		t.Fatalf("the committed full run: %v, %v", sp["null_call_vs_floor"], err)
 	}
 }

@@ -37,6 +37,7 @@ type config struct {
 	echoSize int             // bytes each way in the echo measurement
 	spawns   int             // process-start probes per program per round
 	svg      string          // file to draw the run into ("": none)
+	within   string          // an earlier report whose spreads this run is held to ("": none)
 }
 
 // bulkheadFactory and bulkheadChildMain are set by bulkhead.go, which is
@@ -58,12 +59,25 @@ func main() {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(2)
 	}
+	var full map[string]Spread // --within's, read before the run: a bad file is a bad flag
+	if cfg.within != "" {
+		if full, err = loadSpreads(cfg.within); err != nil {
+			fmt.Fprintln(os.Stderr, "compare:", err)
+			os.Exit(2)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	rep, err := run(ctx, cfg, os.Stderr)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
+	}
+	if full != nil {
+		rep.Within = compareSpreads(cfg.within, full, rep.Spreads)
+		for _, o := range rep.Within.Outside {
+			fmt.Fprintf(os.Stderr, "compare: %s = %.3f, outside %s's spread %.3f–%.3f (far: %v)\n", o.Key, o.Value, cfg.within, o.Min, o.Max, o.Far)
+		}
 	}
 	if cfg.svg != "" {
 		if err := saveSVG(cfg.svg, rep); err != nil {
@@ -126,9 +140,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&cfg.rounds, "rounds", 7, "rounds of interleaved measurements (median reported); --quick: 5")
 	fs.DurationVar(&cfg.dur, "duration", time.Second, "measured window of each measurement; --quick: 200ms")
 	fs.StringVar(&cfg.svg, "svg", "", "also draw the run as an SVG picture into this file")
+	fs.StringVar(&cfg.within, "within", "", "an earlier --json report (the full run): report this run's ratios outside its spreads")
 	only := fs.String("only", "", "comma-separated contenders to run: "+strings.Join(contenderNames, ","))
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: compare [--json] [--quick] [--rounds N] [--duration D] [--only LIST] [--svg FILE]")
+		fmt.Fprintln(stderr, "usage: compare [--json] [--quick] [--rounds N] [--duration D] [--only LIST] [--svg FILE] [--within FILE]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

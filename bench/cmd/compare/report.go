@@ -62,6 +62,10 @@ type Report struct {
 	FlaggedRounds []FlaggedRound `json:"flagged_rounds"`
 
 	Missing []string `json:"missing"`
+
+	// Within, with --within, holds this run against an earlier run's
+	// spreads; nil (absent) without it.
+	Within *Within `json:"within,omitempty"`
 }
 
 // Spread is a ratio's distribution over rounds.
