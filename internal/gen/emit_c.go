@@ -137,6 +137,8 @@ func emitHandler(b *bytes.Buffer, f *fn) {
 			w.line("memset(&%s, 0, sizeof %s);", p.name, p.name)
 		case rHandle:
 			w.line("%s %s = (%s)bh_state;", p.typ.C, p.name, p.typ.C)
+		case rOutAlloc:
+			w.line("%s %s = NULL;", p.typ.C, p.name)
 		}
 	}
 	w.line("(void)bh_unused;")
@@ -160,6 +162,12 @@ func emitHandler(b *bytes.Buffer, f *fn) {
 			w.line("free(%s);", p.name)
 		case p.role == rLocal && p.ann.Free != "":
 			w.line("if (%s != NULL) (void)(%s);", p.name, p.ann.Free)
+		case p.role == rOutAlloc:
+			free := p.ann.Free
+			if free == "" {
+				free = "free(" + p.name + ")"
+			}
+			w.line("if (%s != NULL) (void)(%s);", p.name, free)
 		}
 	}
 	w.line("return bh_rc;")
@@ -299,6 +307,8 @@ func emitCall(w cw) {
 			args = append(args, "(void *)(uintptr_t)bh_p_"+p.name)
 		case rOutBytes, rInString: // char, signed or unsigned char: the header's choice
 			args = append(args, "(void *)"+p.name)
+		case rOutAlloc:
+			args = append(args, "&"+p.name)
 		case rStruct:
 			if p.byValue {
 				args = append(args, p.name)
@@ -344,6 +354,14 @@ func emitResults(w cw) {
 		}
 		if o.param == nil && w.f.retSt != nil {
 			emitPutStruct(w, w.f.retSt, "ret")
+			continue
+		}
+		if o.param != nil && o.param.role == rOutAlloc {
+			p := o.param
+			w.line("if (%s == NULL) bh_put_null(bh_c->result);", p.name)
+			w.line("else if ((int64_t)(%s) < 0 || (uint64_t)(%s) > bh_max_frame()) %s", p.ann.Len, p.ann.Len,
+				w.fail("BH_APPLICATION", p.name+": the library's buffer of %lld bytes is negative or over the frame limit", "(long long)("+p.ann.Len+")"))
+			w.line("else bh_put_bytes(bh_c->result, (const uint8_t *)%s, (size_t)(%s));", p.name, p.ann.Len)
 			continue
 		}
 		if o.param != nil && o.param.role == rOutBytes {

@@ -119,6 +119,7 @@ func TestSpecErrors(t *testing.T) {
 		{"status on void", base + "[[func]]\nname = \"mini_null\"\nstatus = \"ret == 0\"", "status on a void function"},
 		{"local without init", base + "[[func]]\nname = \"mini_key\"\n[func.params.opts]\ndir = \"local\"", "params.opts.init: a local pointer needs init"},
 		{"bad before", base + "before = [\"<x>\"]\n[[func]]\nname = \"mini_null\"", "x.toml: before: want header names"},
+		{"library's buffer without len", base + "[[func]]\nname = \"mini_dup\"\n[func.params.src]\ndir = \"in\"\nlen = \"n\"\n[func.params.out]\ndir = \"out\"\n[func.params.outn]\ndir = \"out\"", "a buffer the library allocates needs len"},
 		{"union field", base + "[[func]]\nname = \"mini_tagged_f\"", "struct mini_tagged: field \"u\" is not a named scalar or struct"},
 		{"array field", base + "[[func]]\nname = \"mini_arr_f\"", "struct mini_arr: field \"v\" is not a named scalar or struct"},
 		{"annotated by value", base + "[[func]]\nname = \"mini_area\"\n[func.params.b]\ndir = \"in\"", "a struct passed by value is \"in\" and takes no annotation"},
@@ -215,6 +216,9 @@ func TestMiniWorker(t *testing.T) {
 		{"mini_area", []any{[]any{[]any{1, 2, 0.0}, []any{4, 1 << 40, 0.0}, 7}}, nil, int64(bulkhead.CodeBadArguments)}, // over int
 		{"mini_area", []any{[]any{[]any{1, 2, 0.0}, []any{4, 6, 0.0}}}, nil, int64(bulkhead.CodeBadArguments)},          // the outer short
 		{"mini_shift", []any{[]any{[]any{1, 2, 1.0}, []any{4, 6, 2.0}, 7}}, nil, int64(bulkhead.CodeBadArguments)},      // an argument short
+		// A buffer the library allocates: copied back, then freed; NULL is null.
+		{"mini_dup", []any{[]byte{0, 1, 0xfe}}, []byte{0xff, 0xfe, 1}, 0},
+		{"mini_dup", []any{[]byte{}}, nil, 0},
 		// Enums, named and typedef'd, travel as their integers.
 		{"mini_next", []any{2}, uint64(0), 0},
 		{"mini_next", []any{0}, uint64(1), 0},

@@ -25,6 +25,16 @@ func TestGoldenMiniHandles(t *testing.T) {
 	golden(t, "testdata/handles", files, ".golden")
 }
 
+// examples/xmldoc/xmlbh is what gen writes from libxml2's tree.h: a handle
+// spelled two ways (xmlDocPtr, const xmlDoc *), and a buffer libxml2
+// allocates.
+func TestGoldenXMLDoc(t *testing.T) {
+	if _, err := os.Stat("/usr/include/libxml2/libxml/tree.h"); err != nil {
+		t.Skip("no /usr/include/libxml2/libxml/tree.h: apt-get install libxml2-dev (CI does)")
+	}
+	golden(t, "../../examples/xmldoc/xmlbh", generate(t, "../../examples/xmldoc/xmldoc.toml"), "")
+}
+
 // examples/gzfile/gzbh is what gen writes from zlib.h's gzip file API.
 func TestGoldenGzFile(t *testing.T) {
 	if _, err := os.Stat("/usr/include/zlib.h"); err != nil {

@@ -56,6 +56,7 @@ const (
 	rLocal                     // a pointer made by init, let go by free
 	rStruct                    // a pointer to a local struct of scalars, copied in, out or both
 	rHandle                    // the object's handle (HandleSpec), never seen outside the worker
+	rOutAlloc                  // a pointer to a buffer the library allocates: a []byte result, freed after
 )
 
 // param is one C parameter.
@@ -164,7 +165,7 @@ func (f *fn) outputs() []output {
 	for i := range f.params {
 		p := &f.params[i]
 		switch {
-		case p.role == rOutBytes:
+		case p.role == rOutBytes || p.role == rOutAlloc:
 			out = append(out, output{p.name, "[]byte", p})
 		case p.role == rScalarPtr && p.ann.Result:
 			out = append(out, output{p.name, p.typ.goType(), p})
@@ -192,8 +193,13 @@ func Load(s *Spec) ([]fn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gen: parsing %s: %w", s.Header, err)
 	}
-	for i, h := range s.Handles {
-		if err := checkFree(ast, h); err != nil {
+	for i := range s.Handles {
+		h := &s.Handles[i]
+		err := resolveHandle(ast, h)
+		if err == nil {
+			err = checkFree(ast, h)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("%s: handle[%d] (%s): %w", s.file, i, h.Type, err)
 		}
 	}
@@ -215,13 +221,13 @@ func Load(s *Spec) ([]fn, error) {
 }
 
 // checkFree checks that h's free function takes the handle alone.
-func checkFree(ast *cc.AST, h HandleSpec) error {
+func checkFree(ast *cc.AST, h *HandleSpec) error {
 	ft, err := lookup(ast, h.Free)
 	if err != nil {
 		return err
 	}
 	ps := ft.Parameters()
-	if len(ps) != 1 || typeString(ps[0].Type()) != h.Type {
+	if len(ps) != 1 || handleOf(ps[0].Type(), []HandleSpec{*h}) == nil {
 		return fmt.Errorf("%w: free: %s must take one parameter of type %s", ErrSpec, h.Free, h.Type)
 	}
 	return nil
@@ -236,15 +242,44 @@ func hasCtor(fns []fn, h *HandleSpec) bool {
 	return false
 }
 
-// handleOf is the handle spec whose type t is, or nil.
+// handleOf is the handle spec whose type t is, or nil: by its spelling, or
+// as a pointer to the same type (xmlDocPtr and const xmlDoc *).
 func handleOf(t cc.Type, hs []HandleSpec) *HandleSpec {
-	name := typeString(t)
+	name, c := typeString(t), canon(t)
 	for i := range hs {
-		if hs[i].Type == name {
+		if hs[i].Type == name || (hs[i].canon != "" && hs[i].canon == c) {
 			return &hs[i]
 		}
 	}
 	return nil
+}
+
+// canon spells a type through its typedefs and without qualifiers, so that
+// two spellings of one pointer type compare equal.
+func canon(t cc.Type) string {
+	switch x := t.(type) {
+	case *cc.PointerType:
+		return canon(x.Elem()) + "*"
+	case *cc.StructType:
+		if tag := x.Tag(); tag.SrcStr() != "" {
+			return "struct " + tag.SrcStr()
+		}
+	}
+	return typeString(t)
+}
+
+// resolveHandle finds h's typedef in the header: a pointer type.
+func resolveHandle(ast *cc.AST, h *HandleSpec) error {
+	for _, n := range ast.Scope.Nodes[h.Type] {
+		if d, ok := n.(*cc.Declarator); ok && d.IsTypename() {
+			if _, ok := d.Type().(*cc.PointerType); !ok {
+				return fmt.Errorf("%w: %s is not a pointer type", ErrSpec, h.Type)
+			}
+			h.canon = canon(d.Type())
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: no type %s in the header", ErrSpec, h.Type)
 }
 
 // lookup finds the declaration of a function in the file scope.
@@ -412,7 +447,14 @@ func classify(name string, t cc.Type, fs FuncSpec) (param, error) {
 		return p, nil
 	}
 	elem := pt.Elem()
-	if (elem.Size() == 1 && cc.IsIntegerType(elem)) || elem.Kind() == cc.Void { // a byte buffer
+	if pp, ok := elem.(*cc.PointerType); ok && isBytes(pp.Elem()) && ann.Dir == "out" { // the library's buffer
+		if ann.Len == "" {
+			return param{}, fmt.Errorf("%w: a buffer the library allocates needs len, a C expression for its bytes", ErrSpec)
+		}
+		p.role, p.typ = rOutAlloc, ctype{C: typeString(elem)}
+		return p, nil
+	}
+	if isBytes(elem) { // a byte buffer
 		switch {
 		case ann.Dir == "in" && ann.String:
 			p.role = rInString
@@ -442,6 +484,10 @@ func classify(name string, t cc.Type, fs FuncSpec) (param, error) {
 	p.typ, p.role = st, rScalarPtr
 	return p, nil
 }
+
+// isBytes reports whether a pointer to t is a byte buffer: t is a 1-byte
+// integer type or void.
+func isBytes(t cc.Type) bool { return (t.Size() == 1 && cc.IsIntegerType(t)) || t.Kind() == cc.Void }
 
 // scalar classifies an arithmetic or void type.
 func scalar(t cc.Type) (ctype, error) {

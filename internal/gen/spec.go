@@ -82,6 +82,8 @@ type HandleSpec struct {
 	// Free is the function that lets a handle go: it takes the handle
 	// alone ("gzclose"). It is never exposed as a method.
 	Free string `toml:"free"`
+
+	canon string // the type through its typedefs (model.go's canon), once resolved
 }
 
 // ParamSpec says how one pointer parameter is copied.
@@ -106,7 +108,9 @@ type ParamSpec struct {
 	// Result returns an "out" or "inout" scalar to the caller.
 	Result bool `toml:"result"`
 	// Free is the C statement's expression that lets a "local" pointer go
-	// after the call ("tjDestroy(handle)"). Zero value: nothing.
+	// after the call ("tjDestroy(handle)"), or an "out" buffer that the
+	// library allocated (a pointer to a byte pointer: "xmlFree(mem)").
+	// Zero value: nothing for a local, free(NAME) for a library's buffer.
 	Free string `toml:"free"`
 }
 

@@ -123,3 +123,17 @@ int mini_counter_close(mini_counter_t c) {
 	mini_counter_free(c);
 	return 0;
 }
+
+void mini_dup(const unsigned char *src, size_t n, unsigned char **out, size_t *outn) {
+	*out = NULL;
+	*outn = 0;
+	if (n == 0 || (*out = malloc(n)) == NULL) {
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		(*out)[i] = (unsigned char)(src[i] ^ 0xff);
+	}
+	*outn = n;
+}
+
+void mini_release(void *p) { free(p); }

@@ -73,6 +73,10 @@ typedef enum { MINI_SMALL, MINI_BIG } mini_size;
 enum mini_color mini_next(enum mini_color c);
 /* MINI_BIG when n is over 10. */
 mini_size mini_size_of(int n);
+/* Copies src into a buffer it allocates, *out, of *outn bytes; frees it
+ * with mini_release. *out stays NULL when n is 0. */
+void mini_dup(const unsigned char *src, size_t n, unsigned char **out, size_t *outn);
+void mini_release(void *p);
 /* Returns the id of the thread it runs on (gettid). */
 long mini_tid(void);
 
