@@ -35,6 +35,9 @@ func (nullBackend) CallPool(context.Context, string, string, ...any) (bulkhead.R
 // embedded NATS server:
 //   - bare: nats.go request/reply of the same payload to a responder that
 //     answers at once (the engine alone);
+//   - bare-acked: the same, the responder first publishing a "started"
+//     and flushing it (the floor of at-most-once across nodes, with
+//     nats.go alone);
 //   - cluster: a cluster call to a node whose backend answers at once
 //     (ours over the engine: the start marker, flushed, then the answer);
 //   - pool: a cluster call to a node with a real pool of one worker.
@@ -56,6 +59,31 @@ func BenchmarkNullCall(b *testing.B) {
 		for range b.N {
 			if _, err := nc.Request("bare.null", payload, 5*time.Second); err != nil {
 				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("bare-acked", func(b *testing.B) {
+		// The protocol's floor with nats.go alone: the responder says
+		// "started" and flushes it (a PING/PONG with the NATS server)
+		// before it answers, as at-most-once across nodes needs.
+		srv, _ := nats.Connect(url)
+		defer srv.Close()
+		srv.QueueSubscribe("acked.null", "q", func(m *nats.Msg) {
+			srv.Publish(m.Reply, nil)
+			srv.Flush()
+			m.Respond([]byte{0xf6})
+		})
+		srv.Flush()
+		nc, _ := nats.Connect(url)
+		defer nc.Close()
+		sub, _ := nc.SubscribeSync(nats.NewInbox())
+		b.ResetTimer()
+		for range b.N {
+			nc.PublishRequest("acked.null", sub.Subject, payload)
+			for range 2 {
+				if _, err := sub.NextMsg(5 * time.Second); err != nil {
+					b.Fatal(err)
+				}
 			}
 		}
 	})

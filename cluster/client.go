@@ -90,11 +90,10 @@ type pending struct {
 type eventKind int
 
 const (
-	evStarted eventKind = iota
-	evFinal             // a result or an error: msg
-	evRefused           // not started: send it elsewhere
-	evLost              // its node is gone
-	evClosed            // the client closed
+	evFinal   eventKind = iota // a result or an error: msg
+	evRefused                  // not started: send it elsewhere
+	evLost                     // its node is gone
+	evClosed                   // the client closed
 )
 
 type event struct {
@@ -261,15 +260,14 @@ func (c *Client) onAnswer(id uint64, noResponders bool, m *nats.Msg) {
 			c.probeLocked(n) // gone, or only draining? the probe tells
 		}
 	case st == statusStarted:
-		if p.started {
-			c.mu.Unlock()
-			return
-		}
-		p.started = true
-		if p.node == "" {
+		// Recorded, not sent: the caller reads it when the call ends,
+		// which saves waking it up once per call.
+		if !p.started && p.node == "" {
 			p.node = m.Header.Get(HeaderNode)
 		}
-		ev.kind = evStarted
+		p.started = true
+		c.mu.Unlock()
+		return
 	default:
 		delete(c.calls, id)
 		ev = event{kind: evFinal, msg: m}
@@ -376,7 +374,7 @@ func (c *Client) try(ctx context.Context, method string, payload []byte, exclude
 // registerLocked makes a call pending, on node ("": not known yet).
 func (c *Client) registerLocked(node string) (uint64, *pending) {
 	c.next++
-	p := &pending{node: node, ev: make(chan event, 3)}
+	p := &pending{node: node, ev: make(chan event, 1)}
 	c.calls[c.next] = p
 	return c.next, p
 }
@@ -401,19 +399,18 @@ func (c *Client) exchange(ctx context.Context, id uint64, p *pending, m *nats.Ms
 		c.forget(id)
 		return event{}, false, err
 	}
-	for {
-		select {
-		case ev := <-p.ev:
-			if ev.kind == evStarted {
-				started = true
-				continue
-			}
-			return ev, started, nil
-		case <-ctx.Done():
-			c.forget(id)
-			return event{}, started, ctx.Err()
-		}
+	select {
+	case ev = <-p.ev:
+	case <-ctx.Done():
+		err = ctx.Err()
 	}
+	c.mu.Lock()
+	if err != nil {
+		delete(c.calls, id)
+	}
+	started = p.started // and p.node, written under mu too
+	c.mu.Unlock()
+	return ev, started, err
 }
 
 // waitNode waits for a node to appear, or a heartbeat's time.
