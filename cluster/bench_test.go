@@ -188,8 +188,10 @@ func parallelCalls(b *testing.B, cs []bulkhead.Caller, callers int, method strin
 }
 
 // BenchmarkAggregate: null calls from 12 callers, through 3 cluster nodes
-// of one worker each, and through 3 independent daemons (Unix sockets),
-// 4 callers each: calls/s of each, from the same run.
+// of one worker each; through the same pools behind bare nats.go
+// responders (the engine without our protocol); and through 3
+// independent daemons (Unix sockets), 4 callers each: calls/s of each,
+// from the same run.
 //
 // go test -run '^$' -bench Aggregate -count 1 ./cluster
 func BenchmarkAggregate(b *testing.B) {
@@ -201,6 +203,23 @@ func BenchmarkAggregate(b *testing.B) {
 		c := dial(b, url, cluster.Options{}, 3)
 		t0 := time.Now()
 		parallelCalls(b, []bulkhead.Caller{c}, 12, "null")
+		b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "calls/s")
+	})
+	b.Run("nats", func(b *testing.B) {
+		// The engine's floor: the same pools, each behind a bare nats.go
+		// responder in a queue group (a goroutine per request, no start
+		// marker), and nats.go's Request from the callers.
+		url := startNATS(b)
+		for i := range 3 {
+			startBareResponder(b, url, fmt.Sprintf("bare%d", i))
+		}
+		nc, err := nats.Connect(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer nc.Close()
+		t0 := time.Now()
+		parallelCalls(b, []bulkhead.Caller{natsCaller{nc}}, 12, "null")
 		b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "calls/s")
 	})
 	b.Run("daemons", func(b *testing.B) {
@@ -241,4 +260,54 @@ func startDaemon(b *testing.B, name string) bulkhead.Caller {
 		<-done
 	})
 	return c.Pool("p")
+}
+
+// natsCaller calls pool "p" behind bare responders: nats.go's Request.
+type natsCaller struct{ nc *nats.Conn }
+
+func (c natsCaller) Call(ctx context.Context, method string, _ ...any) (bulkhead.Reply, error) {
+	m, err := c.nc.RequestWithContext(ctx, "barebench.p", []byte(method))
+	if err != nil {
+		return bulkhead.Reply{}, err
+	}
+	return bulkhead.NewReply(m.Data), nil
+}
+
+// startBareResponder serves pool "p" of one worker behind a bare nats.go
+// responder on subject barebench.p, until the benchmark ends.
+func startBareResponder(b *testing.B, url, name string) {
+	exe, _ := os.Executable()
+	s, err := daemon.New(context.Background(), &daemon.Config{Pools: []daemon.Pool{testPool(exe, "p", name, 1)}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	closed := make(chan struct{})
+	nc, err := nats.Connect(url, nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	_, err = nc.QueueSubscribe("barebench.p", "q", func(m *nats.Msg) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := s.CallPool(context.Background(), "p", string(m.Data))
+			if err != nil {
+				m.Respond(nil)
+				return
+			}
+			m.Respond(r.Raw())
+			r.Release()
+		}()
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	nc.Flush()
+	b.Cleanup(func() {
+		nc.Drain() // its callbacks have returned once it is closed
+		<-closed
+		wg.Wait()
+		s.Shutdown(context.Background())
+	})
 }

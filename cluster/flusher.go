@@ -22,16 +22,27 @@ type flusher struct {
 }
 
 // flush returns once the NATS server has had everything this node
-// published before the call, or ctx ended.
+// published before the call, or ctx ended. With no flush in flight, the
+// caller flushes itself (no goroutine hop); calls that come meanwhile
+// wait, and a goroutine flushes for them, batch by batch.
 func (f *flusher) flush(ctx context.Context) error {
-	ch := make(chan error, 1)
 	f.mu.Lock()
-	f.waiting = append(f.waiting, ch)
 	if !f.running {
 		f.running = true
-		f.wg.Add(1)
-		go f.loop()
+		f.mu.Unlock()
+		err := flush(ctx, f.nc)
+		f.mu.Lock()
+		if len(f.waiting) == 0 {
+			f.running = false
+		} else {
+			f.wg.Add(1)
+			go f.loop()
+		}
+		f.mu.Unlock()
+		return err
 	}
+	ch := make(chan error, 1)
+	f.waiting = append(f.waiting, ch)
 	f.mu.Unlock()
 	select {
 	case err := <-ch:
