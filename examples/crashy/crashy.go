@@ -19,6 +19,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -217,7 +218,7 @@ func (h *handler) checksum(_ context.Context, args worker.Args) (any, error) {
 	if err := h.journal.Append(Record{Kind: KindCall, Fault: f, ID: id}); err != nil {
 		return nil, err
 	}
-	f.Trigger() // returns only for FaultNone; a hang never returns
+	triggerInCall(f) // returns only for FaultNone; a hang never returns
 	sum := native.Checksum(data)
 	if rand.Float64() < h.o.Idle {
 		f := anyCrash()
@@ -242,6 +243,25 @@ func (h *handler) callFault() native.Fault {
 		u -= c.p
 	}
 	return native.FaultNone
+}
+
+// triggerInCall performs a call's fault. Where the worker SDK makes the Go
+// runtime's report of a fault in C end the worker by the signal
+// (linux/amd64, worker/crashsig_linux_amd64.go), SIGSEGV and SIGABRT go
+// through the runtime, as a C library's would, so that the report names
+// the C function and the pool's crash record carries it
+// (CrashError.Function; bulkhead demo --log). Elsewhere, and for the other
+// faults, the signal's default action is restored first (Fault.Trigger).
+func triggerInCall(f native.Fault) {
+	if runtime.GOOS == "linux" && runtime.GOARCH == "amd64" {
+		switch f {
+		case native.FaultSegv:
+			native.RawSegv()
+		case native.FaultAbort:
+			native.RawAbort()
+		}
+	}
+	f.Trigger()
 }
 
 // anyCrash picks a fault that ends the process by itself.
