@@ -342,7 +342,9 @@ type pool struct {
 	name string
 }
 
-// Call calls method on the daemon's pool, as Pool.Call does in-process.
+// Call calls method on the daemon's pool, as Pool.Call does in-process;
+// ctx's traceparent (bulkhead.WithTraceparent) goes with it.
 func (p *pool) Call(ctx context.Context, method string, args ...any) (bulkhead.Reply, error) {
-	return p.c.callResult(ctx, &clientwire.Request{Op: clientwire.OpCall, Pool: p.name, Method: method}, args)
+	return p.c.callResult(ctx, &clientwire.Request{Op: clientwire.OpCall, Pool: p.name, Method: method,
+		Traceparent: bulkhead.Traceparent(ctx)}, args)
 }

@@ -26,7 +26,8 @@ func helpers() map[string]func() {
 
 func TestMain(m *testing.M) { testutil.Main(m, helpers(), "worker", worker.IsWorker) }
 
-// runWorker serves echo, crash (a segfault) and block (until killed).
+// runWorker serves echo, crash (a segfault), block (until killed) and
+// traceparent (the call's).
 func runWorker() {
 	s := &worker.Server{}
 	s.Handle("echo", func(_ context.Context, a worker.Args) (any, error) {
@@ -45,6 +46,7 @@ func runWorker() {
 		select {}
 	})
 	s.Handle("null", func(context.Context, worker.Args) (any, error) { return nil, nil })
+	s.Handle("traceparent", func(ctx context.Context, _ worker.Args) (any, error) { return worker.Traceparent(ctx), nil })
 	s.Handle("fail", func(context.Context, worker.Args) (any, error) { return nil, fmt.Errorf("it failed") })
 	s.Run()
 }

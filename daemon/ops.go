@@ -74,6 +74,11 @@ func (c *conn) call(ctx context.Context, id uint64, req *clientwire.Request) err
 		return err
 	}
 	defer e.calls.Done()
+	if req.Traceparent != "" {
+		if ctx, err = bulkhead.WithTraceparent(ctx, req.Traceparent); err != nil {
+			return errBadRequest("call: %v", err)
+		}
+	}
 	r, err := e.pool.Call(ctx, req.Method, rawArgs(req.Args)...)
 	if err != nil {
 		return err

@@ -86,6 +86,8 @@ type Request struct {
 	Name        string            `cbor:"name,omitempty"`
 	KeepAlive   bool              `cbor:"keep_alive,omitempty"`
 	Buffer      uint64            `cbor:"buffer,omitempty"`
+	// Traceparent is a call's W3C traceparent (bulkhead.WithTraceparent), or "".
+	Traceparent string `cbor:"traceparent,omitempty"`
 }
 
 // Reply is a REPLY's payload for every op but status and stats.
