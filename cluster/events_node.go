@@ -50,12 +50,12 @@ func (n *Node) subscribe(reply, client string, req *clientwire.Request) error {
 	if p, err := wire.Marshal(clientwire.Reply{Subscribed: true}); err == nil {
 		n.nc.PublishMsg(n.msg(reply, statusResult, p))
 	}
-	go n.forward(reply, sub)
+	go n.forward(reply, o.ID(), sub)
 	return nil
 }
 
 // forward publishes sub's events to reply until it ends.
-func (n *Node) forward(reply string, sub *activation.Subscription) {
+func (n *Node) forward(reply string, object uint64, sub *activation.Subscription) {
 	defer n.obj.subWG.Done()
 	for ev := range sub.Events() {
 		args := make([]cbor.RawMessage, ev.Len())
@@ -70,8 +70,14 @@ func (n *Node) forward(reply string, sub *activation.Subscription) {
 	n.mu.Lock()
 	delete(n.obj.subs, reply)
 	n.mu.Unlock()
+	n.mu.Lock()
+	closing := n.obj.closing
+	n.mu.Unlock()
 	end := sub.Err()
-	if end == nil || errors.Is(end, activation.ErrReleased) {
+	switch {
+	case closing: // the node closes: its objects go with it
+		end = &activation.DisconnectedError{Object: object, Err: bulkhead.ErrClosed}
+	case end == nil || errors.Is(end, activation.ErrReleased):
 		end = &bulkhead.CanceledError{Method: "subscribe", Err: context.Canceled, Reason: "the subscription ended"}
 	}
 	n.answerErr(reply, end)
@@ -92,6 +98,7 @@ func (n *Node) cancelSubscription(reply string) {
 // forwarders; no request adds one any more.
 func (n *Node) closeSubscriptions() {
 	n.mu.Lock()
+	n.obj.closing = true
 	subs := make([]*activation.Subscription, 0, len(n.obj.subs))
 	for _, s := range n.obj.subs {
 		subs = append(subs, s)

@@ -81,3 +81,41 @@ func TestEventsNodeLost(t *testing.T) {
 		t.Fatalf("the subscription of the lost node's object: %v", sub.Err())
 	}
 }
+
+// TestObjectsOfDrainedNode: a node drained and closed (a rolling
+// restart) disconnects its objects and ends their subscriptions
+// disconnected, as a daemon's restart does; new activations go to the
+// other node.
+func TestObjectsOfDrainedNode(t *testing.T) {
+	testutil.CheckLeaks(t)
+	url := startNATS(t)
+	leaving := startNode(t, url, "leaving", 1)
+	startNode(t, url, "staying", 1)
+	c := dial(t, url, cluster.Options{}, 2)
+	o := objectsOn(t, c, "leaving")["leaving"]
+	sub, err := o.Subscribe(ctxT(t, 10*time.Second), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := leaving.node.Drain(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := leaving.node.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range sub.Events() {
+	}
+	if !errors.Is(sub.Err(), activation.ErrObjectDisconnected) {
+		t.Fatalf("the subscription: %v", sub.Err())
+	}
+	if _, err := o.Call(ctxT(t, 10*time.Second), "add", 1); !errors.Is(err, activation.ErrObjectDisconnected) {
+		t.Fatalf("a call after the drain: %v", err)
+	}
+	for range 5 {
+		n, err := c.CreateInstance(ctxT(t, 10*time.Second), "Counter")
+		if err != nil || n.Node() != "staying" {
+			t.Fatalf("an activation after the drain: %v on %v", err, n)
+		}
+		n.Release()
+	}
+}

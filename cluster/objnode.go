@@ -52,6 +52,7 @@ type objects struct {
 	running  int                                 // object requests running now
 	subs     map[string]*activation.Subscription // by the reply subject their events go to
 	subWG    sync.WaitGroup                      // their forwarders
+	closing  bool                                // the node closes: subscriptions end disconnected
 }
 
 // addObjects registers the objects service when the backend has class
