@@ -44,7 +44,7 @@ func (s *settings) forkRefusal() error {
 		{"Cgroup", b.Cgroup || b.MemoryMax != 0 || b.PidsMax != 0 || b.CPUMax != 0},
 		{"Seccomp", b.Seccomp != "" || len(b.SeccompAllow) > 0 || len(b.SeccompDeny) > 0 || b.SeccompLog},
 		{"ReadOnly/Writable (Landlock)", len(b.ReadOnly) > 0 || len(b.Writable) > 0},
-		{"namespaces", b.IsolateNet || b.IsolateIPC || b.PrivateTmp || b.UserNamespace},
+		{"namespaces", b.IsolateNet || b.IsolateIPC || b.PrivateTmp || b.UserNamespace || b.IsolatePID},
 	} {
 		if f.on {
 			asked = append(asked, f.name)

@@ -142,6 +142,17 @@ type Sandbox struct {
 	// Zero value: no user namespace, unless the dispatcher is not root and
 	// asks for another namespace.
 	UserNamespace bool
+
+	// IsolatePID gives the worker a PID namespace of its own, whose PID 1
+	// is a small init of bulkhead's (the worker is PID 2 there, and still
+	// the dispatcher's child, so that its crash reports do not change):
+	// it sees no other process of the machine's by pid, cannot signal
+	// them, and every process it starts, in whatever session, dies with
+	// its namespace when it dies. Needs a dispatcher running as root
+	// (Protection "namespaces" otherwise). BULKHEAD_PARENT_PID is not set
+	// for it: its parent is outside its namespace.
+	// Zero value: the dispatcher's PID namespace.
+	IsolatePID bool
 }
 
 // init runs the seccomp trampoline, if this process was started as one
@@ -156,7 +167,8 @@ func (b *Sandbox) plan() (*sandbox.Plan, error) { return sandbox.NewPlan(sandbox
 func (b *Sandbox) any() bool {
 	return b.User != "" || b.SHA256 != "" || b.Cgroup || b.MemoryMax != 0 || b.PidsMax != 0 || b.CPUMax != 0 ||
 		b.Seccomp != "" || len(b.SeccompAllow) > 0 || len(b.SeccompDeny) > 0 || b.SeccompLog ||
-		len(b.ReadOnly) > 0 || len(b.Writable) > 0 || b.IsolateNet || b.IsolateIPC || b.PrivateTmp || b.UserNamespace
+		len(b.ReadOnly) > 0 || len(b.Writable) > 0 || b.IsolateNet || b.IsolateIPC || b.PrivateTmp || b.UserNamespace ||
+		b.IsolatePID
 }
 
 // reaped reads and removes w's cgroup, once w has been reaped: what it

@@ -107,6 +107,11 @@ func handleNamespaces(s *worker.Server) {
 		out["tmp"] = fmt.Sprint(len(ents), err)
 		return out, nil
 	})
+	// pidns is the worker's pid and PID namespace, as it sees them.
+	s.Handle("pidns", func(context.Context, worker.Args) (any, error) {
+		ns, err := os.Readlink("/proc/self/ns/pid")
+		return []string{strconv.Itoa(os.Getpid()), ns}, err
+	})
 	// nnp is the worker's NoNewPrivs, as /proc/self/status says it.
 	s.Handle("nnp", func(context.Context, worker.Args) (any, error) {
 		b, err := os.ReadFile("/proc/self/status")

@@ -191,6 +191,7 @@ func runSandboxedDispatcher() {
 		{"user", bulkhead.Sandbox{User: "0"}},
 		{"seccomp", bulkhead.Sandbox{Seccomp: "files"}},
 		{"cgroup", bulkhead.Sandbox{PidsMax: 100}},
+		{"pidns", bulkhead.Sandbox{IsolatePID: true}},
 		{"landlock", bulkhead.Sandbox{ReadOnly: []string{"/proc"}}},
 		{"namespaces", bulkhead.Sandbox{IsolateNet: true, IsolateIPC: true, PrivateTmp: true}},
 	} {
@@ -262,6 +263,9 @@ func TestSandboxUnprivileged(t *testing.T) {
 	}
 	if r := got["cgroup"]; r.OK || r.Protection != "cgroup" {
 		t.Errorf("PidsMax as nobody: %+v, want a StartError for the cgroup protection", r)
+	}
+	if r := got["pidns"]; r.OK || r.Protection != "namespaces" || !strings.Contains(r.Error, "CAP_SYS_ADMIN") {
+		t.Errorf("IsolatePID as nobody: %+v, want a StartError for the namespaces protection naming CAP_SYS_ADMIN", r)
 	}
 }
 

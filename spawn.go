@@ -94,7 +94,7 @@ func launchWatched(s *settings, sp *proc.Spawner, onDied, onExit func(*workerPro
 	}
 	w.capacity = s.capacity(w.Hello)
 	w.born = time.Now()
-	if int(w.Hello.PID) != w.PID {
+	if int(w.Hello.PID) != w.PID && !s.Sandbox.IsolatePID { // in its PID namespace, it is PID 2
 		s.Logger.Warn("worker HELLO names another pid", "pid", w.PID, "hello_pid", w.Hello.PID)
 	}
 	return w, nil

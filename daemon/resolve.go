@@ -321,7 +321,7 @@ func camel(k string) string {
 	var b strings.Builder
 	for _, part := range strings.Split(k, "_") {
 		switch up := strings.ToUpper(part); {
-		case up == "SHA256" || up == "ID" || up == "UID" || up == "GID" || up == "CPU" || up == "URL" || up == "IPC":
+		case up == "SHA256" || up == "ID" || up == "UID" || up == "GID" || up == "CPU" || up == "URL" || up == "IPC" || up == "PID":
 			b.WriteString(up)
 		case part != "":
 			b.WriteString(up[:1] + part[1:])

@@ -58,6 +58,10 @@ type Spec struct {
 	// KillAll, if not nil, kills every process the worker started, once
 	// it has died (proc.Options.KillAll).
 	KillAll func()
+	// PidNS, if not nil, is the PID namespace the worker is born in
+	// (proc.Options.PidNS). Its pid there is not the dispatcher's to
+	// name, nor the dispatcher's its: BULKHEAD_PARENT_PID is not set.
+	PidNS *os.File
 	// Fork, if not nil, asks a fork server for the worker instead of an
 	// exec (internal/forkserver): env is the protocol's variables, files
 	// the socket, the start marker, the output and the shm region. It
@@ -229,7 +233,7 @@ func launch(w *Worker, s Spec, sp *proc.Spawner, h Hooks) error {
 		}
 	}
 	pr, err := start(s, sp, cookie, childSock, markerFile, shm,
-		proc.Options{Died: died, Reaped: h.Reaped, KillAll: s.KillAll,
+		proc.Options{Died: died, Reaped: h.Reaped, KillAll: s.KillAll, PidNS: s.PidNS,
 			Output: w.Stderr}) // never parsed: a library's stray prints cannot break the protocol
 	if err != nil {
 		w.Conn.Close()
@@ -265,7 +269,7 @@ func launch(w *Worker, s Spec, sp *proc.Spawner, h Hooks) error {
 // (no sandbox protections, no extra descriptors or variables: those need an
 // exec), or when that fails, execs it.
 func start(s Spec, sp *proc.Spawner, cookie string, sock, marker *os.File, shm *shmLink, o proc.Options) (*proc.Process, error) {
-	if s.Fork != nil && s.Exec == nil && (s.Attr == nil || reflect.ValueOf(*s.Attr).IsZero()) &&
+	if s.Fork != nil && s.Exec == nil && s.PidNS == nil && (s.Attr == nil || reflect.ValueOf(*s.Attr).IsZero()) &&
 		len(s.ExtraFiles) == 0 && len(s.ExtraEnv) == 0 {
 		pr, err := proc.StartForked(func(out *os.File) (int, error) {
 			files := []*os.File{sock, marker, out}
@@ -291,8 +295,12 @@ func protocolEnv(s Spec, cookie string, shm *shmLink) []string {
 		"BULKHEAD_FD=3",
 		"BULKHEAD_MARKER_FD=4",
 		"BULKHEAD_COOKIE=" + cookie,
-		"BULKHEAD_PARENT_PID=" + strconv.Itoa(os.Getpid()),
 		"BULKHEAD_MAX_FRAME=" + strconv.FormatUint(uint64(s.MaxFrame), 10),
+	}
+	if s.PidNS == nil {
+		// In a PID namespace of its own, the worker's parent is outside:
+		// getppid(2) says 0 there.
+		env = append(env, "BULKHEAD_PARENT_PID="+strconv.Itoa(os.Getpid()))
 	}
 	if shm != nil {
 		env = append(env,

@@ -79,6 +79,9 @@ type Options struct {
 	// it had written, so that a descendant holding the pipe delays
 	// neither the reaping nor the child's crash report.
 	Output io.Writer
+	// PidNS, if not nil, is the PID namespace the child is born in (an
+	// open /proc/PID/ns/pid; Spawner.StartIn).
+	PidNS *os.File
 }
 
 // StartWith is Start with every callback.
@@ -90,6 +93,13 @@ func StartWith(sp *Spawner, cmd *exec.Cmd, o Options) (*Process, error) {
 	attr.Setpgid = true
 	attr.Pgid = 0
 	attr.Pdeathsig = syscall.SIGKILL
+	if o.PidNS != nil {
+		// Go's child checks that getppid(2) is still its parent after
+		// setting it, and a parent outside its PID namespace is 0 there:
+		// it would kill itself. The namespace's init dies with the
+		// dispatcher instead (internal/sandbox), and takes it along.
+		attr.Pdeathsig = 0
+	}
 	cmd.SysProcAttr = &attr
 	var out *output
 	if o.Output != nil {
@@ -99,14 +109,14 @@ func StartWith(sp *Spawner, cmd *exec.Cmd, o Options) (*Process, error) {
 			return nil, err
 		}
 		cmd.Stdout, cmd.Stderr = pw, pw
-		err = sp.Start(cmd)
+		err = sp.StartIn(cmd, o.PidNS)
 		pw.Close() // the child's now
 		if err != nil {
 			out.r.Close()
 			return nil, err
 		}
 		go out.run()
-	} else if err := sp.Start(cmd); err != nil {
+	} else if err := sp.StartIn(cmd, o.PidNS); err != nil {
 		return nil, err
 	}
 	p := &Process{Cmd: cmd, PID: cmd.Process.Pid, exited: make(chan struct{}), onDied: o.Died, onExit: o.Reaped,

@@ -8,6 +8,8 @@ package proc
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"runtime"
 	"sync"
@@ -35,6 +37,7 @@ type Spawner struct {
 
 type spawnReq struct {
 	cmd   *exec.Cmd
+	pidns *os.File // a PID namespace to start cmd in, or nil
 	reply chan error
 	tid   *int // tests: report the serving thread instead of starting cmd
 	nnp   bool // set no_new_privs on the spawning thread instead of starting cmd
@@ -72,7 +75,29 @@ func (s *Spawner) serveLocked(moved chan<- struct{}) {
 		close(moved)
 	}
 	defer close(s.done)
+	// The thread's own PID namespace, to come back to after a start in
+	// another (StartIn).
+	self, selfErr := unix.Open("/proc/thread-self/ns/pid", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if selfErr == nil {
+		defer unix.Close(self)
+	}
+	var stuck error // set if the thread could not come back: it starts nothing more
 	for r := range s.reqs {
+		if r.pidns != nil {
+			switch {
+			case stuck != nil:
+				r.reply <- stuck
+			case selfErr != nil:
+				r.reply <- fmt.Errorf("proc: the spawning thread's own PID namespace: %w", selfErr)
+			default:
+				stuck = s.startIn(r, self)
+			}
+			continue
+		}
+		if stuck != nil && r.cmd != nil {
+			r.reply <- stuck
+			continue
+		}
 		if r.nnp {
 			r.reply <- unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 			continue
@@ -86,14 +111,36 @@ func (s *Spawner) serveLocked(moved chan<- struct{}) {
 	}
 }
 
+// startIn starts r.cmd in the PID namespace r.pidns: the spawning thread
+// joins it for its children (setns(2) changes only the namespace the
+// thread's next children are born in), forks, and comes back to self. The
+// child is this process's own child, as any other. A thread that cannot
+// come back is stuck: the error it returns makes every later start fail.
+func (s *Spawner) startIn(r spawnReq, self int) (stuck error) {
+	if err := unix.Setns(int(r.pidns.Fd()), unix.CLONE_NEWPID); err != nil {
+		r.reply <- fmt.Errorf("proc: joining the worker's PID namespace (setns needs CAP_SYS_ADMIN): %w", err)
+		return nil
+	}
+	err := r.cmd.Start()
+	if berr := unix.Setns(self, unix.CLONE_NEWPID); berr != nil {
+		stuck = fmt.Errorf("proc: the spawning thread could not leave a worker's PID namespace: %w", berr)
+	}
+	r.reply <- err
+	return stuck
+}
+
 // Start runs cmd.Start on the spawning thread.
-func (s *Spawner) Start(cmd *exec.Cmd) error {
+func (s *Spawner) Start(cmd *exec.Cmd) error { return s.StartIn(cmd, nil) }
+
+// StartIn runs cmd.Start on the spawning thread, with cmd born in the PID
+// namespace pidns (an open /proc/PID/ns/pid) if not nil.
+func (s *Spawner) StartIn(cmd *exec.Cmd, pidns *os.File) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.shut {
 		return ErrSpawnerClosed
 	}
-	r := spawnReq{cmd: cmd, reply: make(chan error, 1)}
+	r := spawnReq{cmd: cmd, pidns: pidns, reply: make(chan error, 1)}
 	s.reqs <- r
 	return <-r.reply
 }

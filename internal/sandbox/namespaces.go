@@ -15,9 +15,10 @@ type Namespaces struct {
 	IPC        bool // no System V IPC or POSIX message queues of the service's
 	PrivateTmp bool // a mount namespace with an empty tmpfs on /tmp
 	User       bool // a user namespace, even for a root dispatcher
+	PID        bool // a PID namespace, whose PID 1 is a holder of ours (pidns.go)
 }
 
-func (n *Namespaces) any() bool { return n.Network || n.IPC || n.PrivateTmp || n.User }
+func (n *Namespaces) any() bool { return n.Network || n.IPC || n.PrivateTmp || n.User || n.PID }
 
 // nobody is the uid and gid a root dispatcher maps a worker's root to.
 const nobody = 65534

@@ -33,10 +33,11 @@ type Settings struct {
 	IsolateIPC    bool
 	PrivateTmp    bool
 	UserNamespace bool
+	IsolatePID    bool
 }
 
 func (s *Settings) namespaces() Namespaces {
-	return Namespaces{Network: s.IsolateNet, IPC: s.IsolateIPC, PrivateTmp: s.PrivateTmp, User: s.UserNamespace}
+	return Namespaces{Network: s.IsolateNet, IPC: s.IsolateIPC, PrivateTmp: s.PrivateTmp, User: s.UserNamespace, PID: s.IsolatePID}
 }
 
 func (s *Settings) seccomp() Seccomp {
@@ -112,6 +113,7 @@ type Start struct {
 	self  *os.File    // the dispatcher's binary, for the trampoline
 	child *os.File    // the trampoline's end of its socket
 	sv    *supervisor // the seccomp filter's, if any
+	pid   *pidNS      // its PID namespace, if any
 	nsOn  bool        // namespaces were asked for
 }
 
@@ -191,6 +193,14 @@ func (p *Plan) Prepare(path string, env []string, spec *dispatch.Spec, log *slog
 		}
 		spec.KillAll = st.cg.Kill
 		p.sweep.Do(st.cg.SweepStale)
+	}
+	if ns.PID {
+		if st.pid, err = newPidNS(); err != nil {
+			st.release()
+			return nil, err
+		}
+		spec.PidNS = st.pid.ns
+		spec.KillAll = st.killAll
 	}
 	spec.Confine = st.confine
 	return st, nil
@@ -292,9 +302,24 @@ func (st *Start) closeFiles() {
 	}
 }
 
+// killAll kills every process the worker started: its PID namespace's,
+// its cgroup's.
+func (st *Start) killAll() {
+	if st.pid != nil {
+		st.pid.kill()
+	}
+	if st.cg != nil {
+		st.cg.Kill()
+	}
+}
+
 // release undoes a start that never ran.
 func (st *Start) release() {
 	st.closeFiles()
+	if st.pid != nil {
+		st.pid.end()
+		st.pid = nil
+	}
 	if st.sv != nil {
 		st.sv.stop()
 	}
@@ -344,6 +369,10 @@ func (st *Start) Reaped() (Usage, error) {
 	var u Usage
 	if st.sv != nil {
 		u.Violation = st.sv.stop()
+	}
+	if st.pid != nil {
+		st.pid.end()
+		st.pid = nil
 	}
 	if st.cg == nil {
 		return u, nil

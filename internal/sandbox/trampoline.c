@@ -17,6 +17,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -97,7 +101,33 @@ static char **bh_argv(char *p, uint32_t len) {
 	return out;
 }
 
+// bh_pidns_init is PID 1 of a worker's PID namespace (pidns.go): it reaps
+// the orphans reparented to it until descriptor 3, a pipe from the
+// dispatcher, reports the end; its exit kills every process left in the
+// namespace.
+static void bh_pidns_init(void) {
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	struct pollfd p[2] = {{.fd = 3, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+	for (;;) {
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		if (poll(p, sfd >= 0 ? 2 : 1, sfd >= 0 ? -1 : 1000) < 0 && errno != EINTR)
+			_exit(1);
+		if (p[0].revents)
+			_exit(0);
+		struct signalfd_siginfo si;
+		while (sfd >= 0 && read(sfd, &si, sizeof si) > 0)
+			;
+	}
+}
+
 __attribute__((constructor)) static void bulkhead_trampoline(void) {
+	if (getenv("BULKHEAD_SANDBOX_PIDNS_INIT"))
+		bh_pidns_init();
 	if (!getenv("BULKHEAD_SANDBOX_TRAMPOLINE"))
 		return;
 	const char *fdenv = getenv("BULKHEAD_EXTRA_FD");

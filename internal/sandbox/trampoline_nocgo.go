@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime"
 	"strconv"
 	"strings"
@@ -21,6 +22,9 @@ import (
 // Go, from package bulkhead's init, on its one locked thread (the others
 // vanish with the execveat); with cgo, trampoline.c ran before the runtime.
 func Trampoline() {
+	if _, ok := os.LookupEnv(PidInitEnv); ok {
+		pidInit()
+	}
 	if _, ok := os.LookupEnv(TrampolineEnv); !ok {
 		return
 	}
@@ -144,4 +148,29 @@ func receiveMsg(report int) (m *trampolineMsg, exe, ruleset int, err error) {
 		ruleset = fds[1]
 	}
 	return m, fds[0], ruleset, nil
+}
+
+// pidInit is PID 1 of a worker's PID namespace (pidns.go), in Go: it
+// reaps orphans until descriptor 3 reports the end, and never returns.
+func pidInit() {
+	chld := make(chan os.Signal, 1)
+	signal.Notify(chld, unix.SIGCHLD)
+	end := make(chan struct{})
+	go func() {
+		var b [1]byte
+		_, _ = unix.Read(3, b[:]) // blocks until the dispatcher closes it, or dies
+		close(end)
+	}()
+	for {
+		for {
+			if pid, _ := unix.Wait4(-1, nil, unix.WNOHANG, nil); pid <= 0 {
+				break
+			}
+		}
+		select {
+		case <-chld:
+		case <-end:
+			os.Exit(0)
+		}
+	}
 }
