@@ -10,8 +10,11 @@ import (
 // DialNATS connects to the NATS server at url and returns a
 // bulkhead.Caller of pool across the cluster nodes that serve it
 // (`bulkhead serve --nats`, package cluster): the one-line change from
-// Dial(...).Pool(pool). nopts are nats.go's own (credentials, NKeys,
-// TLS). Close the client when done.
+// Dial(...).Pool(pool). It has the activation API of Client too
+// (CreateInstance, GetClassObject, Register, Lookup, Revoke; on objects
+// Call, Clone, Subscribe, Release), each object pinned to the node that
+// made it; pool "" is a client of objects alone. nopts are nats.go's own
+// (credentials, NKeys, TLS). Close the client when done.
 func DialNATS(ctx context.Context, url, pool string, nopts ...nats.Option) (*cluster.Client, error) {
 	return cluster.Dial(ctx, url, pool, cluster.Options{}, nopts...)
 }

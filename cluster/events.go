@@ -92,13 +92,9 @@ func (s *Subscription) cancel() {
 // event queues an event, cutting the subscriber off if its queue is full.
 // It runs on the client's inbox subscription.
 func (s *Subscription) event(p []byte) {
-	var raw []cbor.RawMessage
-	if err := wire.Unmarshal(p, &raw); err != nil || len(raw) != 2 {
-		return
-	}
-	var ev Event
-	if wire.Unmarshal(raw[0], &ev.Name) != nil || wire.Unmarshal(raw[1], &ev.args) != nil {
-		return
+	ev, ok := decodeEvent(p)
+	if !ok {
+		return // not a node's: dropped
 	}
 	s.mu.Lock()
 	if s.done {
@@ -146,4 +142,18 @@ func subscriptionEnd(m *nats.Msg, noResponders bool) error {
 	}
 	return &activation.DisconnectedError{Err: &NodeLostError{Node: m.Header.Get(HeaderNode), Method: "subscribe",
 		Reason: fmt.Sprintf("the node's subscription ended with status %q (no responders: %v)", m.Header.Get(HeaderStatus), noResponders)}}
+}
+
+// decodeEvent decodes an event's [name, args], which a node sent, or
+// anyone who learned the subscriber's inbox.
+func decodeEvent(p []byte) (Event, bool) {
+	var raw []cbor.RawMessage
+	if err := wire.Unmarshal(p, &raw); err != nil || len(raw) != 2 {
+		return Event{}, false
+	}
+	var ev Event
+	if wire.Unmarshal(raw[0], &ev.Name) != nil || wire.Unmarshal(raw[1], &ev.args) != nil {
+		return Event{}, false
+	}
+	return ev, true
 }

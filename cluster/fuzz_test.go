@@ -3,6 +3,7 @@ package cluster
 import (
 	"testing"
 
+	"github.com/bulkhead-go/bulkhead/internal/clientwire"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 	"github.com/nats-io/nats.go"
 )
@@ -35,6 +36,42 @@ func FuzzDecodeAnswer(f *testing.F) {
 		r, err := decodeAnswer(m)
 		if err == nil && wire.CheckValue(r.Raw()) != nil {
 			t.Fatalf("accepted a result that breaks the value rules: %x", p)
+		}
+	})
+}
+
+// FuzzDecodeReply: a node's answer to an object op is decoded strictly.
+func FuzzDecodeReply(f *testing.F) {
+	ok, _ := wire.Marshal(clientwire.Reply{Object: 3, PID: 42})
+	f.Add(statusResult, ok)
+	f.Add(statusError, []byte("\xa2dkindlnot_foundgmessagea."))
+	f.Add(statusResult, []byte("\xa1dnope\x01"))
+	f.Fuzz(func(t *testing.T, status string, p []byte) {
+		m := &nats.Msg{Data: p, Header: nats.Header{HeaderStatus: {status}}}
+		rep, err := decodeReply(m)
+		if err == nil && status != statusResult {
+			t.Fatalf("accepted status %q: %+v", status, rep)
+		}
+	})
+}
+
+// FuzzDecodeEvent: an event is [name, args], or dropped.
+func FuzzDecodeEvent(f *testing.F) {
+	ok, _ := wire.Marshal([]any{"changed", []any{int64(1)}})
+	f.Add(ok)
+	f.Add([]byte{0x82, 0x60, 0x80})
+	f.Add([]byte{0x81, 0x60})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		ev, ok := decodeEvent(p)
+		if !ok {
+			return
+		}
+		for i := range ev.Len() {
+			var v any
+			_ = ev.Decode(i, &v)
+		}
+		if ev.Decode(ev.Len(), new(any)) == nil {
+			t.Fatal("decoded an argument past the end")
 		}
 	})
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/bulkhead-go/bulkhead/cluster"
 	"github.com/bulkhead-go/bulkhead/internal/clientwire"
 	"github.com/bulkhead-go/bulkhead/internal/testutil"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 )
 
 // objectsOn creates Counters until it has one on each of the nodes, and
@@ -200,4 +202,49 @@ func waitBeat(ctx context.Context, url string) error {
 	}
 	defer c.Close()
 	return c.WaitNodes(ctx, 1)
+}
+
+// TestHostileObjectRequests: what anyone allowed to publish on a node's
+// object subject may send costs only a typed error: no client, a bad
+// client name, an op not served, another client's handle.
+func TestHostileObjectRequests(t *testing.T) {
+	testutil.CheckLeaks(t)
+	url := startNATS(t)
+	startNode(t, url, "h", 1)
+	c := dial(t, url, cluster.Options{}, 1)
+	o := objectsOn(t, c, "h")["h"] // handle 1 of c's session
+	defer o.Release()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for _, tc := range []struct {
+		name, client, kind string
+		req                []byte
+	}{
+		{"no client", "", "bad_request", []byte("\xa2bopkobject_callfobject\x01")},
+		{"a bad client name", "a.b", "bad_request", []byte("\xa2bopkobject_callfobject\x01")},
+		{"garbage", "x", "bad_request", []byte("garbage")},
+		{"an op not served", "x", "bad_request", []byte("\xa1bopfstatus")},
+		{"another client's handle", "intruder", "not_found", []byte("\xa3bopkobject_callfobject\x01fmethodcwho")},
+		{"a subscription to another client's handle", "intruder", "not_found", []byte("\xa3bopisubscribefobject\x01fbuffer\x1a\x00\x10\x00\x00")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &nats.Msg{Subject: "bulkhead.obj.node.h", Data: tc.req, Header: nats.Header{}}
+			if tc.client != "" {
+				m.Header.Set(cluster.HeaderClient, tc.client)
+			}
+			ans, err := nc.RequestMsg(m, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ans.Header.Get(cluster.HeaderStatus) != "error" || ans.Header.Get(micro.ErrorCodeHeader) != tc.kind {
+				t.Fatalf("answered %v %q", ans.Header, ans.Data)
+			}
+		})
+	}
+	if who, err := bulkhead.CallAs[string](ctxT(t, 10*time.Second), o, "who"); err != nil || who != "h" {
+		t.Fatalf("the node no longer serves its client: %q, %v", who, err)
+	}
 }
