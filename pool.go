@@ -242,7 +242,13 @@ func (p *Pool) onExit(w *workerProc) {
 	p.unlock()
 
 	if expected {
-		p.cfg.Logger.Info("worker stopped", "pid", w.PID, "reason", why, "exit", ex.String())
+		// A worker that Close stops is news to nobody: Debug, so that a
+		// small program's Close does not print a record per worker.
+		level := slog.LevelInfo
+		if why == "pool closed" {
+			level = slog.LevelDebug
+		}
+		p.cfg.Logger.Log(context.Background(), level, "worker stopped", "pid", w.PID, "reason", why, "exit", ex.String())
 	} else {
 		p.stats.crashes[phase].Add(1)
 		p.metrics.crashed(phase, ex.Signal)
