@@ -118,6 +118,7 @@ func TestSpecErrors(t *testing.T) {
 		{"struct of a pointer", base + "[[func]]\nname = \"mini_name\"\n[func.params.n]\ndir = \"in\"", "struct mini_named: field \"name\" is not a named scalar"},
 		{"status on void", base + "[[func]]\nname = \"mini_null\"\nstatus = \"ret == 0\"", "status on a void function"},
 		{"local without init", base + "[[func]]\nname = \"mini_key\"\n[func.params.opts]\ndir = \"local\"", "params.opts.init: a local pointer needs init"},
+		{"bad flag", base + "flags = [\"-lz\\n*/\"]\n[[func]]\nname = \"mini_null\"", "x.toml: flags: \"-lz\\n*/\" is not a compiler flag"},
 		{"bad before", base + "before = [\"<x>\"]\n[[func]]\nname = \"mini_null\"", "x.toml: before: want header names"},
 		{"library's buffer without len", base + "[[func]]\nname = \"mini_dup\"\n[func.params.src]\ndir = \"in\"\nlen = \"n\"\n[func.params.out]\ndir = \"out\"\n[func.params.outn]\ndir = \"out\"", "a buffer the library allocates needs len"},
 		{"union field", base + "[[func]]\nname = \"mini_tagged_f\"", "struct mini_tagged: field \"u\" is not a named scalar or struct"},

@@ -152,6 +152,12 @@ func (s *Spec) check() error {
 	case len(s.Funcs) == 0:
 		return s.errorf("func", "no functions to expose")
 	}
+	for _, fl := range s.Flags {
+		// A flag goes into a command line and a #cgo comment line.
+		if fl == "" || strings.ContainsAny(fl, "\x00\n\r") || strings.Contains(fl, "*/") {
+			return s.errorf("flags", "%q is not a compiler flag", fl)
+		}
+	}
 	for _, h := range s.Before {
 		if h == "" || strings.ContainsAny(h, "<>\"\n") {
 			return s.errorf("before", "want header names, got %q", h)
