@@ -90,6 +90,9 @@ func runClassHelper(spec string) {
 		})
 		c.Method("null", func(context.Context, *helperObj, worker.Args) (any, error) { return nil, nil })
 		c.Method("pid", func(context.Context, *helperObj, worker.Args) (any, error) { return os.Getpid(), nil })
+		c.Method("traceparent", func(ctx context.Context, _ *helperObj, _ worker.Args) (any, error) {
+			return worker.Traceparent(ctx), nil
+		})
 		c.Method("revoke", func(context.Context, *helperObj, worker.Args) (any, error) {
 			return nil, s.RevokeClasses()
 		})

@@ -278,7 +278,11 @@ func (o *object) call(ctx context.Context, s *server, method string, args []any)
 	if d, ok := ctx.Deadline(); ok {
 		deadline = d.UnixNano()
 	}
-	pd, err := w.Conn.SendObjCall(o.id, method, deadline, args)
+	var tp string
+	if w.Hello.Trace == wire.TraceW3C {
+		tp = bulkhead.Traceparent(ctx)
+	}
+	pd, err := w.Conn.SendObjCall(o.id, method, deadline, args, tp)
 	if err != nil {
 		return bulkhead.Reply{}, false, fmt.Errorf("bulkhead: call %q: %w", method, err)
 	}

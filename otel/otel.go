@@ -16,6 +16,9 @@
 // In the worker:
 //
 //	s.Handle("resize", tr.Handler("resize", resize))
+//
+// Object calls (package activation, or the daemon's client) go through Do
+// on the caller's side, and a class's methods through Method in the worker.
 package otel
 
 import (
@@ -62,11 +65,19 @@ func (t *Tracer) get() trace.Tracer {
 // "bulkhead/METHOD", child of ctx's span, and sends the span's context to
 // the worker. The span records the error, if any, and ends with the call.
 func (t *Tracer) Call(ctx context.Context, p *bulkhead.Pool, method string, args ...any) (bulkhead.Reply, error) {
+	return t.Do(ctx, method, func(ctx context.Context) (bulkhead.Reply, error) { return p.Call(ctx, method, args...) })
+}
+
+// Do runs call, a call of method through any bulkhead API (an object's
+// Call, the daemon's client), as Call runs Pool.Call: in a client span
+// whose context the ctx given to call carries to the worker.
+//
+//	r, err := tr.Do(ctx, "add", func(ctx context.Context) (bulkhead.Reply, error) { return obj.Call(ctx, "add", 5) })
+func (t *Tracer) Do(ctx context.Context, method string, call func(context.Context) (bulkhead.Reply, error)) (bulkhead.Reply, error) {
 	ctx, span := t.get().Start(ctx, rpcSystem+"/"+method, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("rpc.system", rpcSystem), attribute.String("rpc.method", method)))
 	defer span.End()
-	ctx = t.inject(ctx)
-	r, err := p.Call(ctx, method, args...)
+	r, err := call(t.inject(ctx))
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
@@ -95,17 +106,30 @@ func (t *Tracer) inject(ctx context.Context) context.Context {
 // traceparent (worker.Traceparent), a root span otherwise.
 func (t *Tracer) Handler(method string, h worker.Handler) worker.Handler {
 	return func(ctx context.Context, args worker.Args) (any, error) {
-		if tp := worker.Traceparent(ctx); tp != "" {
-			ctx = t.prop.Extract(ctx, propagation.MapCarrier{"traceparent": tp})
-		}
-		ctx, span := t.get().Start(ctx, rpcSystem+"/"+method, trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(attribute.String("rpc.system", rpcSystem), attribute.String("rpc.method", method)))
-		defer span.End()
-		r, err := h(ctx, args)
-		if err != nil {
-			span.RecordError(err)
-			span.SetStatus(codes.Error, err.Error())
-		}
-		return r, err
+		return t.serve(ctx, method, func(ctx context.Context) (any, error) { return h(ctx, args) })
 	}
+}
+
+// Method wraps a class's method in a server span, as Handler does a
+// handler: for worker.Class.Method.
+func Method[T any](t *Tracer, method string, h func(context.Context, T, worker.Args) (any, error)) func(context.Context, T, worker.Args) (any, error) {
+	return func(ctx context.Context, obj T, args worker.Args) (any, error) {
+		return t.serve(ctx, method, func(ctx context.Context) (any, error) { return h(ctx, obj, args) })
+	}
+}
+
+// serve runs h in a server span, child of the call's traceparent if any.
+func (t *Tracer) serve(ctx context.Context, method string, h func(context.Context) (any, error)) (any, error) {
+	if tp := worker.Traceparent(ctx); tp != "" {
+		ctx = t.prop.Extract(ctx, propagation.MapCarrier{"traceparent": tp})
+	}
+	ctx, span := t.get().Start(ctx, rpcSystem+"/"+method, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("rpc.system", rpcSystem), attribute.String("rpc.method", method)))
+	defer span.End()
+	r, err := h(ctx)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	return r, err
 }

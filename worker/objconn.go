@@ -479,6 +479,9 @@ func (o *objConn) objCall(ctx context.Context, id uint64, p []byte) func() {
 		return nil
 	}
 	method, deadline, args := oc.Method, oc.Deadline, Args{raw: slices.Clone(oc.Args)}
+	if oc.Traceparent != "" {
+		ctx = context.WithValue(ctx, traceparentKey{}, oc.Traceparent)
+	}
 	return o.run(obj.spec.threading, obj, func() {
 		res, err := o.invoke(ctx, method, id, deadline, func(ctx context.Context) (any, error) {
 			return fn(ctx, obj.current(), args)

@@ -220,13 +220,19 @@ func (c *Conn) SendActivate(class string, oid uint64, args []any) (*Pending, err
 	return c.register(id, false, nil), nil
 }
 
-// sendObjCall queues an OBJCALL request and registers it, like send.
-func (c *Conn) SendObjCall(oid uint64, method string, deadline int64, args []any) (*Pending, error) {
+// SendObjCall queues an OBJCALL request and registers it, like send;
+// with traceparent tp unless it is "" (the caller checked that the worker
+// takes one: HELLO's trace).
+func (c *Conn) SendObjCall(oid uint64, method string, deadline int64, args []any, tp string) (*Pending, error) {
 	c.wmu.Lock()
 	c.nextID++
 	id := c.nextID
 	c.sent.Store(id)
-	if err := c.out.ObjCall(id, oid, method, deadline, args, c.maxFrame); err != nil {
+	err := c.out.ObjCall(id, oid, method, deadline, args, c.maxFrame)
+	if err == nil && tp != "" {
+		err = c.out.Trace(tp, c.maxFrame)
+	}
+	if err != nil {
 		c.wmu.Unlock()
 		return nil, err
 	}

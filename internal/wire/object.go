@@ -163,6 +163,19 @@ type ObjCall struct {
 	Method   string
 	Deadline int64
 	Args     []cbor.RawMessage
+	// Traceparent is the optional fifth item (trace.go), or "". One
+	// that is not a W3C traceparent of version 00 is dropped.
+	Traceparent string `cbor:"-"`
+}
+
+// tracedObjCall is an OBJCALL payload with its traceparent.
+type tracedObjCall struct {
+	_           struct{} `cbor:",toarray"`
+	Object      uint64
+	Method      string
+	Deadline    int64
+	Args        []cbor.RawMessage
+	Traceparent string
 }
 
 // ObjCall appends an OBJCALL frame.
@@ -184,10 +197,10 @@ func (b *Builder) ObjCall(id, object uint64, method string, deadline int64, args
 
 // DecodeObjCall decodes an OBJCALL payload into c, reusing its buffers.
 func DecodeObjCall(p []byte, c *ObjCall) error {
-	if len(p) == 0 || p[0] != 0x84 {
-		return &FrameError{Header{Type: TypeObjCall}, "OBJCALL payload is not an array of 4 items"}
+	if len(p) == 0 || p[0] != 0x84 && p[0] != 0x85 {
+		return &FrameError{Header{Type: TypeObjCall}, "OBJCALL payload is not an array of 4 or 5 items"}
 	}
-	if err := decMode.Unmarshal(p, c); err != nil {
+	if err := decodeObjCall(p, c); err != nil {
 		return fmt.Errorf("%w: OBJCALL payload: %v", ErrProtocol, err)
 	}
 	switch {
@@ -231,6 +244,26 @@ func DecodeEvent(p []byte, e *Event) error {
 	}
 	if !ValidName(e.Name) {
 		return fmt.Errorf("%w: EVENT name %q is invalid", ErrProtocol, e.Name)
+	}
+	return nil
+}
+
+// decodeObjCall decodes an OBJCALL of 4 items, or of 5 with a traceparent.
+func decodeObjCall(p []byte, c *ObjCall) error {
+	if p[0] == 0x84 {
+		c.Traceparent = ""
+		return decMode.Unmarshal(p, c)
+	}
+	var t tracedObjCall
+	if err := decMode.Unmarshal(p, &t); err != nil {
+		return err
+	}
+	if len(t.Traceparent) > MaxTraceparent {
+		return fmt.Errorf("traceparent of %d bytes (at most %d)", len(t.Traceparent), MaxTraceparent)
+	}
+	*c = ObjCall{Object: t.Object, Method: t.Method, Deadline: t.Deadline, Args: t.Args}
+	if ValidTraceparent(t.Traceparent) {
+		c.Traceparent = t.Traceparent
 	}
 	return nil
 }

@@ -17,15 +17,16 @@ const TraceW3C = "traceparent"
 // form is 55 bytes; later versions may append fields.
 const MaxTraceparent = 256
 
-// Trace appends traceparent tp to the CALL frame built last, as the
-// payload array's last item. It drops the frame and returns an error if
-// the frame is not a CALL or would be over maxFrame.
+// Trace appends traceparent tp to the CALL or OBJCALL frame built last, as
+// the payload array's last item. It drops the frame and returns an error if
+// the frame is neither or would be over maxFrame.
 func (b *Builder) Trace(tp string, maxFrame uint32) error {
 	data := b.buf.Bytes()
-	if b.start+HeaderSize >= len(data) || Type(data[b.start+4]) != TypeCall || data[b.start+HeaderSize] != 0x83 {
+	if b.start+HeaderSize >= len(data) || !untraced(Type(data[b.start+4]), data[b.start+HeaderSize]) {
 		b.drop()
-		return fmt.Errorf("wire: Trace after a frame that is not a CALL")
+		return fmt.Errorf("wire: Trace after a frame that is not an untraced CALL or OBJCALL")
 	}
+	head := data[b.start+HeaderSize]
 	n := uint64(binary.LittleEndian.Uint32(data[b.start:]))
 	b.head(3, uint64(len(tp)))
 	b.buf.WriteString(tp)
@@ -36,9 +37,15 @@ func (b *Builder) Trace(tp string, maxFrame uint32) error {
 			ErrTooLarge, n, maxFrame)
 	}
 	data = b.buf.Bytes()
-	data[b.start+HeaderSize] = 0x84
+	data[b.start+HeaderSize] = head + 1 // one more array item
 	binary.LittleEndian.PutUint32(data[b.start:], uint32(n))
 	return nil
+}
+
+// untraced reports whether a frame of type t whose payload starts with head
+// is a CALL or OBJCALL without a traceparent.
+func untraced(t Type, head byte) bool {
+	return t == TypeCall && head == 0x83 || t == TypeObjCall && head == 0x84
 }
 
 // ValidTraceparent reports whether tp is a W3C traceparent of version 00:

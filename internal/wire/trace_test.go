@@ -66,3 +66,31 @@ func TestTrace(t *testing.T) {
 		t.Errorf("Trace after QUIT: %v, %d bytes left", err, b.Len())
 	}
 }
+
+// TestTraceObjCall: an OBJCALL with a traceparent decodes back with it; one
+// without, or with a value that is not one, decodes without.
+func TestTraceObjCall(t *testing.T) {
+	for _, tp := range []string{testTP, "", "not-a-traceparent"} {
+		var b Builder
+		if err := b.ObjCall(3, 7, "m", 5, []any{1}, DefaultMaxFrame); err != nil {
+			t.Fatal(err)
+		}
+		if tp != "" {
+			if err := b.Trace(tp, DefaultMaxFrame); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var c ObjCall
+		c.Traceparent = "stale"
+		if err := DecodeObjCall(b.Bytes()[HeaderSize:], &c); err != nil {
+			t.Fatal(err)
+		}
+		want := tp
+		if tp != testTP {
+			want = ""
+		}
+		if c.Traceparent != want || c.Object != 7 || c.Method != "m" || len(c.Args) != 1 {
+			t.Errorf("traceparent %q: decoded %+v", tp, c)
+		}
+	}
+}
