@@ -59,8 +59,9 @@ type Client struct {
 	own   bool // Close closes nc
 	s     subjects
 	opts  Options
-	inbox string // this client's inbox prefix, ending in "."
-	id    string // names the client's sessions on nodes (HeaderClient)
+	inbox string    // this client's inbox prefix, ending in "."
+	id    string    // names the client's sessions on nodes (HeaderClient)
+	born  time.Time // when New made it: after two heartbeats it knows every live node
 
 	retried, nodeLost atomic.Uint64
 
@@ -145,7 +146,7 @@ func New(nc *nats.Conn, pool string, opts Options) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{nc: nc, s: subjects{prefix: opts.Prefix, pool: pool}, opts: opts, inbox: nc.NewInbox() + ".",
-		id: nuid.Next(), stop: make(chan struct{}), nodes: make(map[string]*nodeState), gone: make(map[string]time.Time),
+		id: nuid.Next(), born: time.Now(), stop: make(chan struct{}), nodes: make(map[string]*nodeState), gone: make(map[string]time.Time),
 		calls: make(map[uint64]*pending), changed: make(chan struct{}), rotNames: make(map[string]string)}
 	// One subscription takes every answer and probe reply, so that they
 	// are handled in the order the NATS server sent them: a node's

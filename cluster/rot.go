@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/bulkhead-go/bulkhead/internal/clientwire"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
@@ -62,7 +63,8 @@ func (c *Client) Lookup(ctx context.Context, name string) (*Object, error) {
 
 // findName asks every node serving objects whether it has name, and
 // returns the first that has. A node that does not answer within
-// LostAfter counts as not having it.
+// LostAfter and a second counts as not having it; a client younger than two
+// heartbeats, which may not know every node yet, waits that long.
 func (c *Client) findName(ctx context.Context, name string) (string, error) {
 	payload, err := wire.Marshal(&clientwire.Request{Op: clientwire.OpROTLookup, Name: name})
 	if err != nil {
@@ -84,9 +86,15 @@ func (c *Client) findName(ctx context.Context, name string) (string, error) {
 	if err := c.nc.PublishMsg(&nats.Msg{Subject: c.s.rot(), Reply: sub.Subject, Data: payload}); err != nil {
 		return "", err
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.opts.LostAfter)
+	ctx, cancel := context.WithTimeout(ctx, c.opts.LostAfter+time.Second)
 	defer cancel()
-	for answered := 0; answered < want; answered++ {
+	for answered := 0; ; answered++ {
+		// Every node has answered, of those the client knows; and it
+		// knows them all once it has had two heartbeats' time to hear
+		// them.
+		if answered >= want && time.Since(c.born) > 2*c.opts.Heartbeat {
+			break
+		}
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
 			break
