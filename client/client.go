@@ -45,9 +45,6 @@ type Error = clientwire.Error
 type Options struct {
 	// Name names the client in the daemon's logs. Zero value: none.
 	Name string
-	// ReleaseTimeout bounds Release, which takes no ctx (as in-process).
-	// Zero value: 10 seconds.
-	ReleaseTimeout time.Duration
 }
 
 // Client is a connection to the daemon. Its methods are safe for
@@ -88,9 +85,6 @@ func Dial(ctx context.Context, socket string, opts Options) (*Client, error) {
 		return nil, err
 	}
 	uc := nc.(*net.UnixConn)
-	if opts.ReleaseTimeout <= 0 {
-		opts.ReleaseTimeout = 10 * time.Second
-	}
 	raw, err := uc.SyscallConn()
 	if err != nil {
 		uc.Close()

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/activation"
 	"github.com/bulkhead-go/bulkhead/internal/clientwire"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 	"github.com/fxamacker/cbor/v2"
@@ -14,18 +16,20 @@ import (
 // Object is a reference to an object in one of the daemon's class
 // servers, as activation.Object is in-process.
 type Object struct {
-	c     *Client
-	h     uint64
-	pid   int
-	class string
+	c        *Client
+	h        uint64
+	pid      int
+	class    string
+	released atomic.Bool
 }
 
 // ClassObject is a class handle (activation.ClassObject).
 type ClassObject struct {
-	c     *Client
-	h     uint64
-	pid   int
-	class string
+	c        *Client
+	h        uint64
+	pid      int
+	class    string
+	released atomic.Bool
 }
 
 // CreateInstance creates an object of class in one of the daemon's class
@@ -71,6 +75,9 @@ func (c *Client) Revoke(ctx context.Context, name string) error {
 
 // Call calls a method of the object.
 func (o *Object) Call(ctx context.Context, method string, args ...any) (bulkhead.Reply, error) {
+	if o.released.Load() {
+		return bulkhead.Reply{}, activation.ErrReleased
+	}
 	return o.c.callResult(ctx, &clientwire.Request{Op: clientwire.OpObjectCall, Object: o.h, Method: method}, args)
 }
 
@@ -82,6 +89,9 @@ func (o *Object) Class() string { return o.class }
 
 // Clone returns a second reference to the same object.
 func (o *Object) Clone(ctx context.Context) (*Object, error) {
+	if o.released.Load() {
+		return nil, activation.ErrReleased
+	}
 	rep, err := o.c.reply(ctx, &clientwire.Request{Op: clientwire.OpClone, Object: o.h}, nil)
 	if err != nil {
 		return nil, err
@@ -89,15 +99,10 @@ func (o *Object) Clone(ctx context.Context) (*Object, error) {
 	return &Object{c: o.c, h: rep.Object, pid: o.pid, class: o.class}, nil
 }
 
-// Release gives up the reference, within Options.ReleaseTimeout.
-func (o *Object) Release() error { return o.c.release(o.h) }
-
-func (c *Client) release(h uint64) error {
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.ReleaseTimeout)
-	defer cancel()
-	_, err := c.reply(ctx, &clientwire.Request{Op: clientwire.OpRelease, Handle: h}, nil)
-	return err
-}
+// Release gives up the reference. It does not wait for the daemon, which
+// releases in order: every request made after it sees the reference gone.
+// A second Release returns activation.ErrReleased, as in-process.
+func (o *Object) Release() error { return o.c.release(o.h, &o.released) }
 
 // CreateInstance creates an object in the class handle's server.
 func (co *ClassObject) CreateInstance(ctx context.Context, args ...any) (*Object, error) {
@@ -117,8 +122,9 @@ func (co *ClassObject) LockServer(ctx context.Context, lock bool) error {
 // PID is the handle's server process.
 func (co *ClassObject) PID() int { return co.pid }
 
-// Release gives up the class handle.
-func (co *ClassObject) Release() error { return co.c.release(co.h) }
+// Release gives up the class handle (and its locks), as Object.Release
+// does.
+func (co *ClassObject) Release() error { return co.c.release(co.h, &co.released) }
 
 // Event is an event an object emitted.
 type Event struct {

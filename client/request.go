@@ -3,8 +3,10 @@ package client
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/activation"
 	"github.com/bulkhead-go/bulkhead/internal/clientwire"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 	"github.com/fxamacker/cbor/v2"
@@ -60,6 +62,31 @@ func (c *Client) do(ctx context.Context, req *clientwire.Request, args []any, su
 		return nil, &bulkhead.CanceledError{Method: req.Method, Err: ctx.Err(), ExitCode: -1, Started: true,
 			Reason: "its ctx ended while the daemon had it; the daemon was sent CANCEL"}
 	}
+}
+
+// release gives up handle h without waiting: the daemon releases as it
+// reads, before the connection's next request, and answers only a release
+// that fails (CLIENT-PROTOCOL.md section 5.2). That answer, which released
+// makes impossible but for a daemon that has lost the handle already, is
+// dropped: nobody waits for it.
+func (c *Client) release(h uint64, released *atomic.Bool) error {
+	if !released.CompareAndSwap(false, true) {
+		return activation.ErrReleased
+	}
+	p, err := wire.Marshal(&clientwire.Request{Op: clientwire.OpRelease, Handle: h})
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if err := c.err; err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	c.next++
+	id := c.next
+	c.mu.Unlock()
+	c.enqueue(clientwire.RawFrame(nil, clientwire.TypeRequest, id, p))
+	return nil
 }
 
 // forget drops request id's waiter.

@@ -189,6 +189,9 @@ func (c *conn) request(id uint64, p []byte) error {
 		}
 		return c.fail(id, clientwire.ErrBadRequest, err.Error())
 	}
+	if req.Op == clientwire.OpRelease {
+		return c.releaseNow(id, &req)
+	}
 	ctx, cancel := c.requestContext(req.Deadline)
 	c.mu.Lock()
 	switch {
@@ -209,6 +212,25 @@ func (c *conn) request(id uint64, p []byte) error {
 		defer c.finish(id)
 		c.run(ctx, id, &req)
 	}()
+	return nil
+}
+
+// releaseNow carries out a release as it is read, before the connection's
+// next frame, and answers only if it fails (CLIENT-PROTOCOL.md section
+// 5.2): a request sent after it sees the handle gone, and a client need
+// not wait for anything. Releasing never blocks (activation's Release only
+// queues a frame to the server), so the reader may do it; it is never
+// pending.
+func (c *conn) releaseNow(id uint64, req *clientwire.Request) error {
+	c.mu.Lock()
+	inUse := c.pending[id] != nil
+	c.mu.Unlock()
+	if inUse {
+		return fmt.Errorf("request id %d is in use", id)
+	}
+	if err := c.release(req.Handle); err != nil {
+		c.fail(id, err, "")
+	}
 	return nil
 }
 

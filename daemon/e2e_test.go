@@ -10,6 +10,8 @@ import (
 	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/activation"
 	"github.com/bulkhead-go/bulkhead/client"
+	"github.com/bulkhead-go/bulkhead/internal/clientwire"
+	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
 
 // A pool through the daemon behaves as in-process: results, the worker's
@@ -85,9 +87,15 @@ func TestObjectsThroughDaemon(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := o.Release(); !errors.Is(err, client.ErrNotFound) {
+	if err := o.Release(); !errors.Is(err, activation.ErrReleased) {
 		t.Fatalf("a second release: %v", err)
 	}
+	if _, err := o.Call(ctx, "add", 1); !errors.Is(err, activation.ErrReleased) {
+		t.Fatalf("a call after the release: %v", err)
+	}
+	// Release does not wait, but a request sent after it sees it done.
+	ok[map[string]any](t)(a.Status(ctx))
+	ok[map[string]any](t)(b.Status(ctx))
 	if got := d.objects(); got != 0 {
 		t.Fatalf("%d objects left after every release", got)
 	}
@@ -139,5 +147,66 @@ func TestDaemonDeadlineReport(t *testing.T) {
 	ce := wantErr[*bulkhead.CanceledError](t, err)
 	if !errors.Is(err, context.DeadlineExceeded) || !ce.Started || ce.PID == 0 || ce.RequestID == 0 || ce.Reason == "" {
 		t.Fatalf("report: %+v", ce)
+	}
+}
+
+// Release is one-way, and the daemon carries it out before the next
+// request of the connection: with max_handles = 1, a create_instance sent
+// right after the release of the only handle never finds the limit
+// reached.
+func TestReleaseIsOrdered(t *testing.T) {
+	d := startDaemon(t, "[limits]\nmax_handles = 1")
+	c := d.dial(t)
+	ctx := context.Background()
+	for i := range 200 {
+		o, err := c.CreateInstance(ctx, "Counter")
+		if err != nil {
+			t.Fatalf("activation %d: %v", i, err)
+		}
+		if err := o.Release(); err != nil {
+			t.Fatalf("release %d: %v", i, err)
+		}
+	}
+	o := ok[*client.Object](t)(c.CreateInstance(ctx, "Counter"))
+	if _, err := c.CreateInstance(ctx, "Counter"); !errors.Is(err, client.ErrLimit) {
+		t.Fatalf("a second handle with max_handles = 1: %v", err)
+	}
+	if n := ok[int](t)(bulkhead.CallAs[int](ctx, o, "add", 7)); n != 7 {
+		t.Fatalf("add = %d", n)
+	}
+	o.Release()
+	ok[map[string]any](t)(c.Status(ctx))
+	if got := d.objects(); got != 0 {
+		t.Fatalf("%d objects left after every release", got)
+	}
+}
+
+// On the wire: a release is answered only if it fails, and its ERROR comes
+// before the answer of the request sent after it.
+func TestReleaseOnTheWire(t *testing.T) {
+	d := startDaemon(t, "")
+	rc := d.raw(t, true)
+	rc.send(clientwire.TypeRequest, 1, clientwire.Request{Op: clientwire.OpCreateInstance, Class: "Counter"})
+	h, p := rc.next()
+	var rep clientwire.Reply
+	if h.Type != clientwire.TypeReply || h.ID != 1 || clientwire.Decode(p, &rep) != nil || rep.Object == 0 {
+		t.Fatalf("create_instance answered %v %d %x", h.Type, h.ID, p)
+	}
+	rc.send(clientwire.TypeRequest, 2, clientwire.Request{Op: clientwire.OpRelease, Handle: rep.Object})
+	rc.send(clientwire.TypeRequest, 3, clientwire.Request{Op: clientwire.OpRelease, Handle: rep.Object})
+	rc.send(clientwire.TypeRequest, 4, clientwire.Request{Op: clientwire.OpStatus})
+	want := []struct {
+		t    wire.Type
+		id   uint64
+		kind string
+	}{{clientwire.TypeError, 3, "not_found"}, {clientwire.TypeReply, 4, ""}}
+	for _, w := range want {
+		h, p := rc.next()
+		if h.Type != w.t || h.ID != w.id || (w.kind != "" && kindOf(p) != w.kind) {
+			t.Fatalf("got %v id %d (%s), want %v id %d (%s)", h.Type, h.ID, kindOf(p), w.t, w.id, w.kind)
+		}
+	}
+	if got := d.objects(); got != 0 {
+		t.Fatalf("%d objects left after the release", got)
 	}
 }

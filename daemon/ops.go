@@ -153,8 +153,6 @@ func (c *conn) objectOp(ctx context.Context, req *clientwire.Request) (any, erro
 			return nil, err
 		}
 		return c.newObject(o.Clone())
-	case clientwire.OpRelease:
-		return struct{}{}, c.release(req.Handle)
 	case clientwire.OpROTRegister, clientwire.OpROTLookup, clientwire.OpROTRevoke:
 		return c.rot(req)
 	}

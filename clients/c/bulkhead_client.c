@@ -977,9 +977,23 @@ int bhc_object_call(bhc_client *c, uint64_t object, const char *method, const ui
 	return result_reply(c, result, err);
 }
 
+/* bhc_release sends the release and returns: the daemon carries it out
+ * before the next request, and answers only if it fails (section 5.2), an
+ * ERROR that roundtrip drops as the answer of a request nobody waits for. */
 int bhc_release(bhc_client *c, uint64_t handle, bhc_error *err) {
-	kv f[4] = {KV_U("handle", handle)};
-	return roundtrip(c, "release", f, 1, NULL, 0, err);
+	if (c == NULL)
+		return fail(err, "usage", "no client");
+	if (c->broken) {
+		*err = c->why;
+		return -1;
+	}
+	kv f[2] = {KV_U("handle", handle), {"op", 's', 0, "release", NULL, 0}};
+	put_request(&c->out, f, 2);
+	int64_t deadline = c->timeout_ms > 0 ? now_ms() + c->timeout_ms + c->grace_ms : 0;
+	if (send_frame(c, T_REQUEST, ++c->next_id, deadline, err) != 0)
+		return -1;
+	memset(err, 0, sizeof *err);
+	return 0;
 }
 
 int bhc_clone(bhc_client *c, uint64_t object, uint64_t *clone, bhc_error *err) {

@@ -266,7 +266,8 @@ static void to_daemon(const char *name, const char *reply, uint64_t n) {
 	int64_t pid = 0;
 	int rc = -1;
 	c->next_id = n - 1;
-	feed(peer, find("daemon", reply));
+	if (reply != NULL)
+		feed(peer, find("daemon", reply));
 	if (strcmp(name, "hello") == 0 || strcmp(name, "hello.anonymous") == 0) {
 		int fd = c->fd;
 		free(c);
@@ -366,7 +367,7 @@ int main(int argc, char **argv) {
 		{"request.get_class_object", "reply.get_class_object", 5},
 		{"request.class_create_instance", "reply.class_create_instance", 6},
 		{"request.lock_server", "reply.lock_server", 7}, {"request.object_call", "reply.object_call", 8},
-		{"request.clone", "reply.clone", 9}, {"request.release", "reply.release", 10},
+		{"request.clone", "reply.clone", 9}, {"request.release", NULL, 10},
 		{"request.rot_register", "reply.rot_register", 11}, {"request.rot_lookup", "reply.rot_lookup", 12},
 		{"request.rot_revoke", "reply.rot_revoke", 13}, {"request.status", "reply.status", 15},
 		{"request.stats", "reply.stats", 16},

@@ -497,7 +497,15 @@ class Client:
         self._request("rot_revoke", {"name": name}, (), timeout)
 
     def release(self, handle, timeout=0):
-        self._request("release", {"handle": handle}, (), timeout)
+        """Sends the release and returns: the daemon carries it out before the next request, and
+        answers only if it fails (section 5.2), an ERROR dropped as the answer nobody waits for."""
+        with self._lock:
+            if self._broken is not None:
+                raise self._broken
+            timeout = timeout or self.timeout
+            deadline = time.monotonic() + timeout + self.grace if timeout else None
+            self._next += 1
+            self._send(frame(REQUEST, self._next, encode({"op": "release", "handle": handle})), deadline)
 
     def status(self, timeout=0):
         return self._request("status", {}, (), timeout)[1]

@@ -130,7 +130,7 @@ class Vectors(unittest.TestCase):
              None),
             ("request.object_call", ["reply.object_call"], 8, lambda c: bc.Object(c, 1, 0).call("add", 5), 15),
             ("request.clone", ["reply.clone"], 9, lambda c: bc.Object(c, 1, 0).clone().handle, 4),
-            ("request.release", ["reply.release"], 10, lambda c: c.release(4), None),
+            ("request.release", [], 10, lambda c: c.release(4), None),
             ("request.rot_register", ["reply.rot_register"], 11,
              lambda c: c.register("counters/main", bc.Object(c, 1, 0), keep_alive=True), None),
             ("request.rot_lookup", ["reply.rot_lookup"], 12, lambda c: c.lookup("counters/main").handle, 5),

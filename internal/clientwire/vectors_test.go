@@ -131,8 +131,8 @@ func buildVectors(t *testing.T) []vector {
 	add(d, "reply.object_call", "the new total", resultFrame(8, raw(t, 15)))
 	add(c, "request.clone", "a second handle to object 1", req(9, clientwire.Request{Op: clientwire.OpClone, Object: 1}))
 	add(d, "reply.clone", "handle 4", rep(9, clientwire.Reply{Object: 4, PID: 4242}))
-	add(c, "request.release", "give up handle 4", req(10, clientwire.Request{Op: clientwire.OpRelease, Handle: 4}))
-	add(d, "reply.release", "an empty map", rep(10, struct{}{}))
+	add(c, "request.release", "give up handle 4; one-way: the daemon answers only if it fails (error.not_found)",
+		req(10, clientwire.Request{Op: clientwire.OpRelease, Handle: 4}))
 	add(c, "request.rot_register", "register object 1 under a name that outlives the connection",
 		req(11, clientwire.Request{Op: clientwire.OpROTRegister, Name: "counters/main", Object: 1, KeepAlive: true}))
 	add(d, "reply.rot_register", "an empty map", rep(11, struct{}{}))
