@@ -45,7 +45,10 @@ func BenchmarkSandboxNullCall(b *testing.B) {
 // HELLO; Close is not timed) with a sandbox and without, and reports
 // sandboxed/bare: full is a pinned binary, its own cgroup with memory, pids
 // and CPU limits, and the "files" seccomp profile (through the
-// trampoline); seccomp and cgroup are those parts alone.
+// trampoline); seccomp and cgroup are those parts alone, pidns a PID
+// namespace alone. Each start is a new pool's first: the pinned binary is
+// hashed, and the cgroup made, at each (BenchmarkSandboxRespawn is a
+// long-lived pool's).
 func BenchmarkSandboxSpawn(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("cgroups need root")
@@ -67,7 +70,7 @@ func BenchmarkSandboxSpawn(b *testing.B) {
 	for _, tc := range []struct {
 		name string
 		sb   bulkhead.Sandbox
-	}{{"full", full}, {"seccomp", bulkhead.Sandbox{Seccomp: "files"}}, {"cgroup", cg}} {
+	}{{"full", full}, {"seccomp", bulkhead.Sandbox{Seccomp: "files"}}, {"cgroup", cg}, {"pidns", bulkhead.Sandbox{IsolatePID: true}}} {
 		b.Run(tc.name, func(b *testing.B) {
 			var ts, tb time.Duration
 			for b.Loop() {
@@ -95,9 +98,10 @@ func benchSpawn(b *testing.B, exe string, sb bulkhead.Sandbox) time.Duration {
 }
 
 // BenchmarkSandboxRespawn alternates, on a pool of one worker with the full
-// sandbox and on one without, a call that kills its worker and a null call
-// that waits for the replacement, and reports the time from the crash to
-// the null call's answer, sandboxed/bare. Unlike BenchmarkSandboxSpawn, the
+// sandbox (nocgroup: the same without its cgroup) and on one without, a
+// call that kills its worker and a null call that waits for the
+// replacement, and reports the time from the crash to the null call's
+// answer, sandboxed/bare. Unlike BenchmarkSandboxSpawn, the
 // pool's per-pool work (the pinned binary's hash, the Landlock ABI) is done
 // once, as in a long-lived pool.
 func BenchmarkSandboxRespawn(b *testing.B) {
@@ -117,9 +121,20 @@ func BenchmarkSandboxRespawn(b *testing.B) {
 	}
 	full := bulkhead.Sandbox{SHA256: hex.EncodeToString(h.Sum(nil)), MemoryMax: 1 << 30, PidsMax: 256, CPUMax: 1,
 		Seccomp: "files", ReadOnly: []string{"/proc"}}
+	nocg := bulkhead.Sandbox{SHA256: full.SHA256, Seccomp: "files", ReadOnly: []string{"/proc"}}
 	agedBinary(b, exe)
+	for _, tc := range []struct {
+		name string
+		sb   bulkhead.Sandbox
+	}{{"full", full}, {"nocgroup", nocg}} {
+		b.Run(tc.name, func(b *testing.B) { benchRespawn(b, tc.sb) })
+	}
+}
+
+// benchRespawn alternates respawns with sb and without.
+func benchRespawn(b *testing.B, sb bulkhead.Sandbox) {
 	pools := [2]*bulkhead.Pool{
-		benchPoolCfg(b, bulkhead.Config{Workers: 1, Sandbox: full, Env: []string{"GORACE=atexit_sleep_ms=0"}}),
+		benchPoolCfg(b, bulkhead.Config{Workers: 1, Sandbox: sb, Env: []string{"GORACE=atexit_sleep_ms=0"}}),
 		benchPoolCfg(b, bulkhead.Config{Workers: 1, Env: []string{"GORACE=atexit_sleep_ms=0"}}),
 	}
 	ctx := context.Background()
