@@ -375,8 +375,11 @@ type settings struct {
 // starting anything: for a configuration checked ahead of use (bulkhead
 // serve --check).
 func (c Config) Validate() error {
-	_, err := c.settings()
-	return err
+	s, err := c.settings()
+	if err != nil {
+		return err
+	}
+	return s.forkRefusal()
 }
 
 func (c *Config) settings() (settings, error) {

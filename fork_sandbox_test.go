@@ -42,6 +42,9 @@ func TestForkServerRefusesSandbox(t *testing.T) {
 				p.Close(context.Background())
 				t.Fatal("New took ForkServer with a Sandbox")
 			}
+			if verr := (bulkhead.Config{Command: exe, ForkServer: true, Sandbox: tc.sb}).Validate(); !errors.As(verr, new(*bulkhead.StartError)) {
+				t.Fatalf("Validate: %v; want the same *StartError as New", verr)
+			}
 			var se *bulkhead.StartError
 			if !errors.As(err, &se) || se.Protection != "fork server" || se.PID != 0 ||
 				!strings.Contains(se.Reason, tc.want) || !strings.Contains(err.Error(), "Config.ForkServer") {

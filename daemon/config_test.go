@@ -60,6 +60,8 @@ func TestConfigErrors(t *testing.T) {
 		{"nothing to serve", "socket = \"/x\"\n", []string{"nothing to serve"}},
 		{"unknown sandbox key", base + "[pool.sandbox]\nmemory_maxx = 5\n", []string{"c.toml:6", "pool.sandbox.memory_maxx", "unknown key"}},
 		{"bad sandbox value", base + "[pool.sandbox]\npids_max = \"many\"\n", []string{"c.toml:6", "pool.sandbox.pids_max"}},
+		{"fork server in a sandbox", base + "fork_server = true\n[pool.sandbox]\ncgroup = true\n",
+			[]string{"c.toml:5", "pool.fork_server", "Cgroup", "would not be in that sandbox"}},
 		{"bad instancing", base + "[[server]]\ncommand = \"" + exe + "\"\n[[server.class]]\nname = \"C\"\ninstancing = \"often\"\n",
 			[]string{"c.toml:9", "instancing", "often"}},
 	}
