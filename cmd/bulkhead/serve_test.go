@@ -217,7 +217,8 @@ func TestCallArgs(t *testing.T) {
 }
 
 // serve --nats: the daemon is also a cluster node; a NATS client calls its
-// pool, and SIGTERM drains the node with the daemon.
+// pool, a SIGHUP that adds a pool registers it on NATS, and SIGTERM
+// drains the node with the daemon.
 func TestServeNATS(t *testing.T) {
 	ns, err := natsembed.Start()
 	if err != nil {
@@ -238,6 +239,27 @@ func TestServeNATS(t *testing.T) {
 	got, err := bulkhead.CallAs[string](ctx, c, "echo", "hello")
 	if err != nil || got != "hello" {
 		t.Fatalf("echo over NATS: %q, %v\n%s", got, err, p.log)
+	}
+	// A reload that adds a pool reaches NATS without a restart.
+	p.writeConfig(t, 1)
+	added := "\n[[pool]]\nname = \"added\"\ncommand = \"${BULKHEAD_SELF}\"\nargs = [\"worker\"]\nworkers = 1\n"
+	f, err := os.OpenFile(p.cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(added)
+	f.Close()
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	ca, err := client.DialNATS(ctx, ns.URL(), "added")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	if err := ca.WaitNodes(ctx, 1); err != nil {
+		t.Fatalf("the added pool never reached NATS: %v\n%s", err, p.log)
+	}
+	if got, err := bulkhead.CallAs[string](ctx, ca, "echo", "again"); err != nil || got != "again" {
+		t.Fatalf("echo on the added pool: %q, %v", got, err)
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	<-p.done
