@@ -67,12 +67,13 @@ func TestCrashReport(t *testing.T) {
 }
 
 // TestSlowCallStack: a C call that runs past Config.SlowCall is logged with
-// its worker's STACK, the SDK's SIGUSR2 answer, which shows the C function
-// the call is in; the call goes on until its ctx ends. Over the socket and
-// over shared memory (the handler writes the frame to the ring).
+// its worker's STACK, the SDK's SIGUSR2 answer (opted in with
+// BH_STACK_ON_SIGUSR2), which shows the C function the call is in; the
+// call, which retries its sleeps, goes on until its ctx ends. Over the
+// socket and over shared memory (the handler writes the frame to the ring).
 func TestSlowCallStack(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	bin := buildCWorker(t)
+	bin := buildCWorker(t, "-DBH_STACK_ON_SIGUSR2")
 	for name, tr := range map[string]bulkhead.Transport{"socket": bulkhead.TransportSocket, "shm": bulkhead.TransportShm} {
 		t.Run(name, func(t *testing.T) {
 			log := &testutil.Records{Message: "slow call", Recs: make(chan map[string]any, 4)}

@@ -18,15 +18,15 @@ import (
 
 // buildCWorker builds examples/cworker on the C SDK with the flags its own
 // test uses.
-func buildCWorker(t testing.TB) string {
+func buildCWorker(t testing.TB, flags ...string) string {
 	t.Helper()
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
 		t.Skip("gcc not found in PATH")
 	}
 	bin := filepath.Join(t.TempDir(), "cworker")
-	cmd := exec.Command(gcc, "-std=c99", "-pedantic", "-O2", "-Wall", "-Wextra", "-Werror",
-		"-I", "../../sdk/c", "-o", bin, "../../examples/cworker/cworker.c")
+	args := append([]string{"-std=c99", "-pedantic", "-O2", "-Wall", "-Wextra", "-Werror"}, flags...)
+	cmd := exec.Command(gcc, append(args, "-I", "../../sdk/c", "-o", bin, "../../examples/cworker/cworker.c")...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
 	}

@@ -35,9 +35,11 @@
  * worker per request of the dispatcher, after the program's own
  * initialisation has run once. With glibc, a fatal signal (SIGSEGV, SIGBUS,
  * SIGFPE, SIGILL, SIGABRT) writes a crash report to stderr (the signal, the
- * call, the crashing frames) before the worker dies by it, and SIGUSR2 is
- * answered with a STACK frame of the running call's frames (the dispatcher's
- * slow-call log), each where the program left the signal's default action.
+ * call, the crashing frames) before the worker dies by it, where the
+ * program left the signal's default action; SIGUSR2 is answered with a
+ * STACK frame of the running call's frames only if the program defines
+ * BH_STACK_ON_SIGUSR2 (see "crash reports and stacks": the signal ends the
+ * call's sleeps and waits early).
  *
  * The worker is single-threaded: one call at a time, on the main thread,
  * which is what a thread-bound library needs (HELLO says concurrency 1).
@@ -1335,9 +1337,17 @@ static void bh__write_all(const uint8_t *h, size_t hn, const uint8_t *p, size_t 
  *  - for SIGSEGV, SIGBUS, SIGFPE, SIGILL and SIGABRT, a crash report on
  *    stderr (the signal, the call and the crashing thread's frames), after
  *    which the signal's default action ends the process, as without it;
- *  - for SIGUSR2, a STACK frame with the frames of the interrupted call
- *    (HELLO says "stack"), sent from the handler itself: the worker has
- *    one thread, which the handler interrupts where the call is stuck.
+ *  - only if the program defines BH_STACK_ON_SIGUSR2 before including
+ *    this header, for SIGUSR2, a STACK frame with the frames of the
+ *    interrupted call (HELLO says "stack"), sent from the handler itself:
+ *    the handler interrupts the call's thread where it is stuck. Caveat:
+ *    the signal ends the call's blocking wait early whatever SA_RESTART
+ *    says (nanosleep, sleep, poll, select, epoll_wait, futex waits with a
+ *    timeout... return EINTR or the time left), so a call that does not
+ *    retry them returns early when the dispatcher's slow-call log asks for
+ *    its stack. Without it the dispatcher still shows where a slow call is,
+ *    without a signal: it reads the blocked thread's stack from /proc and
+ *    the worker's memory (PROTOCOL.md section 3).
  *
  * Both use glibc's backtrace(3), loaded once at start-up so that the
  * handlers allocate nothing. Frames of functions that are not exported
@@ -1496,6 +1506,7 @@ static void bh__on_crash(int sig, siginfo_t *si, void *ctx) {
 	raise(sig);
 }
 
+#ifdef BH_STACK_ON_SIGUSR2
 /* bh__dg_send writes the STACK frame in dump from the SIGUSR2 handler: on
  * failure it gives up, leaving the main loop to find the connection broken. */
 static void bh__dg_send(void) {
@@ -1595,6 +1606,8 @@ static void bh__on_stack(int sig, siginfo_t *si, void *ctx) {
 	errno = saved;
 }
 
+#endif /* BH_STACK_ON_SIGUSR2 */
+
 /* bh__dg_catch installs h for sig if the program left sig's default
  * action; it reports whether it did. */
 static int bh__dg_catch(int sig, void (*h)(int, siginfo_t *, void *), int flags) {
@@ -1632,10 +1645,12 @@ static void bh__dg_setup(void) {
 	for (size_t i = 0; i < sizeof crash / sizeof crash[0]; i++) {
 		bh__dg_catch(crash[i], bh__on_crash, SA_ONSTACK);
 	}
+#ifdef BH_STACK_ON_SIGUSR2
 	bh__dg.memfd = memfd_create("bulkhead-stack", MFD_CLOEXEC);
 	if (bh__dg.memfd >= 0) {
 		bh__dg.stack = bh__dg_catch(SIGUSR2, bh__on_stack, SA_RESTART | SA_ONSTACK);
 	}
+#endif
 }
 
 /* bh__dg_sent runs after each frame: a STACK asked for meanwhile goes now. */
