@@ -28,6 +28,9 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
 #ifndef SYS_landlock_restrict_self
 #define SYS_landlock_restrict_self 446
 #endif
@@ -106,6 +109,9 @@ static char **bh_argv(char *p, uint32_t len) {
 // dispatcher, reports the end; its exit kills every process left in the
 // namespace.
 static void bh_pidns_init(void) {
+	// Nothing but the pipe: descriptors the dispatcher inherited without
+	// close-on-exec would otherwise stay open as long as the namespace.
+	syscall(SYS_close_range, 4, ~0U, 0);
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);

@@ -97,6 +97,9 @@ func trampoline(report int) error {
 	}
 	var rights []byte // the listener, if there is a filter
 	if m.flags&flagSeccomp != 0 {
+		if len(m.filter) == 0 {
+			return &Error{Protection: "seccomp", Reason: "an empty filter"}
+		}
 		listener, err := installFilter(m.filter)
 		if err != nil {
 			return err
