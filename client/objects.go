@@ -73,12 +73,14 @@ func (c *Client) Revoke(ctx context.Context, name string) error {
 	return err
 }
 
-// Call calls a method of the object.
+// Call calls a method of the object; ctx's traceparent
+// (bulkhead.WithTraceparent) goes with it.
 func (o *Object) Call(ctx context.Context, method string, args ...any) (bulkhead.Reply, error) {
 	if o.released.Load() {
 		return bulkhead.Reply{}, activation.ErrReleased
 	}
-	return o.c.callResult(ctx, &clientwire.Request{Op: clientwire.OpObjectCall, Object: o.h, Method: method}, args)
+	return o.c.callResult(ctx, &clientwire.Request{Op: clientwire.OpObjectCall, Object: o.h, Method: method,
+		Traceparent: bulkhead.Traceparent(ctx)}, args)
 }
 
 // PID is the object's server process.

@@ -76,6 +76,9 @@ func runClasses() {
 		return n, o.self.Emit("changed", n)
 	})
 	c.Method("null", func(context.Context, *counterObj, worker.Args) (any, error) { return nil, nil })
+	c.Method("traceparent", func(ctx context.Context, _ *counterObj, _ worker.Args) (any, error) {
+		return worker.Traceparent(ctx), nil
+	})
 	c.Method("crash", func(context.Context, *counterObj, worker.Args) (any, error) {
 		syscall.Kill(os.Getpid(), syscall.SIGSEGV)
 		select {}

@@ -74,16 +74,27 @@ func (c *conn) call(ctx context.Context, id uint64, req *clientwire.Request) err
 		return err
 	}
 	defer e.calls.Done()
-	if req.Traceparent != "" {
-		if ctx, err = bulkhead.WithTraceparent(ctx, req.Traceparent); err != nil {
-			return errBadRequest("call: %v", err)
-		}
+	if ctx, err = traced(ctx, req); err != nil {
+		return err
 	}
 	r, err := e.pool.Call(ctx, req.Method, rawArgs(req.Args)...)
 	if err != nil {
 		return err
 	}
 	return c.sendResult(id, r)
+}
+
+// traced is ctx with req's traceparent, if it has one
+// (CLIENT-PROTOCOL.md 5.1); one that is not valid is a bad request.
+func traced(ctx context.Context, req *clientwire.Request) (context.Context, error) {
+	if req.Traceparent == "" {
+		return ctx, nil
+	}
+	ctx, err := bulkhead.WithTraceparent(ctx, req.Traceparent)
+	if err != nil {
+		return ctx, errBadRequest("%s: %v", req.Op, err)
+	}
+	return ctx, nil
 }
 
 // sendResult answers with {"result": r}, r's CBOR as it is.
@@ -285,6 +296,9 @@ func (c *conn) objectCall(ctx context.Context, id uint64, req *clientwire.Reques
 	}
 	if req.Method == "" {
 		return errBadRequest("object_call needs method")
+	}
+	if ctx, err = traced(ctx, req); err != nil {
+		return err
 	}
 	r, err := o.Call(ctx, req.Method, rawArgs(req.Args)...)
 	if err != nil {

@@ -8,12 +8,13 @@ import (
 )
 
 // TestTraceparentThroughDaemon: the traceparent on a client's ctx reaches
-// the worker's handler through the daemon (CLIENT-PROTOCOL.md section 5.1),
-// and a call without one gets none.
+// the worker's handler, and an object's method, through the daemon
+// (CLIENT-PROTOCOL.md section 5), and a call without one gets none.
 func TestTraceparentThroughDaemon(t *testing.T) {
 	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	d := startDaemon(t, "")
-	p := d.dial(t).Pool("p")
+	c := d.dial(t)
+	p := c.Pool("p")
 	traced, err := bulkhead.WithTraceparent(context.Background(), tp)
 	if err != nil {
 		t.Fatal(err)
@@ -23,5 +24,13 @@ func TestTraceparentThroughDaemon(t *testing.T) {
 	}
 	if got := ok[string](t)(bulkhead.CallAs[string](context.Background(), p, "traceparent")); got != "" {
 		t.Errorf("an untraced call's worker saw %q", got)
+	}
+	o, err := c.CreateInstance(context.Background(), "Counter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Release()
+	if got := ok[string](t)(bulkhead.CallAs[string](traced, o, "traceparent")); got != tp {
+		t.Errorf("the object's method saw %q, want %q", got, tp)
 	}
 }
