@@ -371,7 +371,9 @@ func (p *Pool) lostUnder(ctx context.Context, w *workerProc, id uint64, method s
 	p.mu.Lock()
 	retiring := w.retired() // a handler panicked, or the pool stops it: not this call's doing
 	p.unlock()
-	if retiring || w.StartedWord().Load() > w.Conn.Answered() || w.Conn.AbandonedBy() != 0 {
+	// Panicked too: the panicking call's caller retires the worker, but
+	// perhaps only after this caller has read the end of the stream.
+	if retiring || w.Conn.Panicked() || w.StartedWord().Load() > w.Conn.Answered() || w.Conn.AbandonedBy() != 0 {
 		return Reply{}, redispatchQueued, err // another call was running
 	}
 	return Reply{}, redispatchNext, err

@@ -35,8 +35,10 @@ type Conn struct {
 	// abandonedBy is the id of the call whose ctx ending shut the
 	// connection down (abandon), or 0.
 	abandonedBy atomic.Uint64
-	maxFrame    uint32
-	bufs        *Buffers // recycled large reply buffers, or nil (recycle)
+	// panicked: the worker answered a call with ERROR panic (Panicked).
+	panicked atomic.Bool
+	maxFrame uint32
+	bufs     *Buffers // recycled large reply buffers, or nil (recycle)
 	// serialStarted is the start marker of a worker that runs one call
 	// at a time, or nil (abandon).
 	serialStarted *atomic.Uint64
@@ -372,6 +374,13 @@ func (c *Conn) readable() bool {
 	ok, _ := c.fd.WaitReadable(0)
 	return ok
 }
+
+// Panicked reports whether the worker has answered a call with ERROR panic
+// (PROTOCOL.md section 3). A worker exits after that unless it continues
+// after panics, so a call it had not started when it died is a bystander of
+// the panic, whichever caller reads the end of the stream first: the
+// panicking call's caller may not yet have retired the worker.
+func (c *Conn) Panicked() bool { return c.panicked.Load() }
 
 // answered is the highest request id answered on the connection.
 func (c *Conn) Answered() uint64 {

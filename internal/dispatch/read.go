@@ -111,6 +111,13 @@ func (c *Conn) readUntil(p *Pending) {
 func (c *Conn) handleFrame(h wire.Header, payload []byte, self *Pending) (q *Pending, drained bool, err error) {
 	switch {
 	case h.Type == wire.TypeReply || h.Type == wire.TypeError:
+		if h.Type == wire.TypeError && !c.panicked.Load() {
+			// Before the answer is delivered, so that whoever reads the
+			// end of the stream next knows (Panicked). Rare: ERROR only.
+			if b, err := wire.DecodeError(payload); err == nil && b.Code == wire.CodePanic {
+				c.panicked.Store(true)
+			}
+		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		q, err = c.deliverLocked(h, payload, self)
