@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,12 +72,12 @@ skipped without them. The command exits 1 if any check fails.`,
 	f.StringVar(&o.Only, "only", "", "run only the checks whose names contain this")
 	f.BoolVar(&o.Service, "service", false, "the program is also the service when started without BULKHEAD_FD (one binary, service and worker): skip the check that it refuses to run then")
 	f.BoolVar(&o.Classes, "classes", false, "the worker is a class server (PROTOCOL.md section 10): check its objects too")
-	f.StringVar(&activateArgs, "activate-args", "", `the ACTIVATE arguments, a JSON array (integers stay integers): '["gzopen", "/dev/null", "rb"]'`)
+	f.StringVar(&activateArgs, "activate-args", "", `the ACTIVATE arguments, a JSON array (integers stay integers; {"base64": "..."} is a byte string): '["gzopen", "/dev/null", "rb"]'`)
 	return cmd
 }
 
 // jsonArgs decodes a JSON array of arguments, with integers as int64 (CBOR
-// integers) rather than float64.
+// integers) rather than float64, and {"base64": "..."} as a byte string.
 func jsonArgs(s string) ([]any, error) {
 	d := json.NewDecoder(bytes.NewReader([]byte(s)))
 	d.UseNumber()
@@ -88,6 +89,18 @@ func jsonArgs(s string) ([]any, error) {
 		return nil, errors.New("want one JSON array, got more after it")
 	}
 	for i, a := range args {
+		if m, ok := a.(map[string]any); ok {
+			s, ok := m["base64"].(string)
+			if !ok || len(m) != 1 {
+				return nil, fmt.Errorf("argument %d: an object must be {\"base64\": \"...\"}", i)
+			}
+			b, err := base64.StdEncoding.DecodeString(s)
+			if err != nil {
+				return nil, fmt.Errorf("argument %d: %w", i, err)
+			}
+			args[i] = b
+			continue
+		}
 		n, ok := a.(json.Number)
 		if !ok {
 			continue
