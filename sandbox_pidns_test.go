@@ -20,7 +20,16 @@ func TestSandboxPIDNamespace(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("as root; TestSandboxUnprivileged checks that it fails closed")
 	}
-	p := cgroupPool(t, bulkhead.Sandbox{IsolatePID: true})
+	for _, tc := range []struct {
+		name string
+		sb   bulkhead.Sandbox
+	}{{"alone", bulkhead.Sandbox{IsolatePID: true}}, {"with a cgroup", bulkhead.Sandbox{IsolatePID: true, PidsMax: 256}}} {
+		t.Run(tc.name, func(t *testing.T) { testPIDNamespace(t, tc.sb) })
+	}
+}
+
+func testPIDNamespace(t *testing.T, sb bulkhead.Sandbox) {
+	p := cgroupPool(t, sb)
 	in := callWithin[[]string](t, p, "pidns")
 	if in[0] != "2" || in[1] == nsOf(t, "pid") {
 		t.Fatalf("worker's pid %s in %s (the dispatcher's: %s): want pid 2 in a PID namespace of its own", in[0], in[1], nsOf(t, "pid"))
