@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -107,8 +108,8 @@ func TestCallFaults(t *testing.T) {
 		check func(t *testing.T, err error)
 	}{
 		{native.FaultNone, crashy.Options{}, nil},
-		{native.FaultSegv, crashy.Options{Segv: 1}, wantSignal(syscall.SIGSEGV)},
-		{native.FaultAbort, crashy.Options{Abort: 1}, wantSignal(syscall.SIGABRT)},
+		{native.FaultSegv, crashy.Options{Segv: 1}, wantSignal(syscall.SIGSEGV, "crashy_raw_segv")},
+		{native.FaultAbort, crashy.Options{Abort: 1}, wantSignal(syscall.SIGABRT, "crashy_raw_abort")},
 		{native.FaultExit, crashy.Options{Exit: 1}, func(t *testing.T, err error) {
 			var ce *bulkhead.CrashError
 			if !errors.As(err, &ce) || ce.Signal != 0 || ce.ExitCode != native.FaultExitCode {
@@ -168,12 +169,17 @@ func TestCallFaults(t *testing.T) {
 	}
 }
 
-func wantSignal(sig syscall.Signal) func(*testing.T, error) {
+// wantSignal checks for a call's crash by sig, in C function fn where the
+// worker SDK reports it (linux/amd64: the demo's --log records name it).
+func wantSignal(sig syscall.Signal, fn string) func(*testing.T, error) {
 	return func(t *testing.T, err error) {
 		t.Helper()
 		var ce *bulkhead.CrashError
 		if !errors.As(err, &ce) || ce.Signal != sig || ce.Phase != bulkhead.PhaseCall || ce.Killed {
 			t.Fatalf("got %v, want a call-phase CrashError by %v", err, sig)
+		}
+		if runtime.GOOS == "linux" && runtime.GOARCH == "amd64" && (ce.Function != fn || ce.RequestID == 0) {
+			t.Errorf("CrashError.Function %q, RequestID %d; want %q and the call's id", ce.Function, ce.RequestID, fn)
 		}
 		if ce.CoreDumped {
 			t.Errorf("a core was dumped: Main should have turned core dumps off")
