@@ -207,11 +207,11 @@ func (c *conn) request(id uint64, p []byte) error {
 	c.pending[id] = cancel
 	c.reqs.Add(1)
 	c.mu.Unlock()
-	go func() {
+	c.s.runners.run(func() {
 		defer c.reqs.Done()
 		defer c.finish(id)
 		c.run(ctx, id, &req)
-	}()
+	})
 	return nil
 }
 

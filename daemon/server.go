@@ -37,6 +37,7 @@ type Server struct {
 
 	connWG  sync.WaitGroup // connections
 	drainWG sync.WaitGroup // pools being drained after a reload
+	runners runners        // the connections' requests run on them
 }
 
 // poolEntry is a pool as the server routes to it. calls counts the requests
@@ -357,6 +358,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.connWG.Wait()
 	s.drainWG.Wait()
+	s.runners.close()
 	err := s.closePools(ctx)
 	if s.act != nil {
 		err = errors.Join(err, s.act.Close(ctx))
