@@ -14,6 +14,11 @@ type Event struct {
 	args []cbor.RawMessage
 }
 
+// NewEvent is an event of name with args, each one CBOR item, which it
+// keeps without copying: a client of the daemon builds the events it
+// receives with it (client.Event is this type), and so can a test.
+func NewEvent(name string, args []cbor.RawMessage) Event { return Event{Name: name, args: args} }
+
 // Len returns the number of arguments.
 func (e Event) Len() int { return len(e.args) }
 

@@ -128,22 +128,8 @@ func (co *ClassObject) PID() int { return co.pid }
 // does.
 func (co *ClassObject) Release() error { return co.c.release(co.h, &co.released) }
 
-// Event is an event an object emitted.
-type Event struct {
-	Name string
-	args []cbor.RawMessage
-}
-
-// Len returns the number of arguments.
-func (e Event) Len() int { return len(e.args) }
-
-// Decode decodes argument i into v, which must be a pointer.
-func (e Event) Decode(i int, v any) error {
-	if i < 0 || i >= len(e.args) {
-		return fmt.Errorf("bulkhead: event %s has %d arguments, no argument %d", e.Name, len(e.args), i)
-	}
-	return wire.Unmarshal(e.args[i], v)
-}
+// Event is an event an object emitted, the same type as in-process.
+type Event = activation.Event
 
 // Subscription delivers an object's events. A subscriber that lets buffer
 // events pile up is cut off, by the daemon or here.
@@ -192,10 +178,12 @@ func (s *Subscription) event(p []byte) {
 	if err := wire.Unmarshal(p, &raw); err != nil || len(raw) != 2 {
 		return
 	}
-	var ev Event
-	if wire.Unmarshal(raw[0], &ev.Name) != nil || wire.Unmarshal(raw[1], &ev.args) != nil {
+	var name string
+	var args []cbor.RawMessage
+	if wire.Unmarshal(raw[0], &name) != nil || wire.Unmarshal(raw[1], &args) != nil {
 		return
 	}
+	ev := activation.NewEvent(name, args)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.done {
