@@ -141,6 +141,9 @@ func emitHandler(b *bytes.Buffer, f *fn) {
 			w.line("%s %s = NULL;", p.typ.C, p.name)
 		}
 	}
+	if f.result.kind == kString {
+		w.line("%s ret = NULL;", f.result.C) // declared before any goto: bh_done frees it
+	}
 	w.line("(void)bh_unused;")
 	args := f.goArgs()
 	plural := "s"
@@ -169,6 +172,9 @@ func emitHandler(b *bytes.Buffer, f *fn) {
 			}
 			w.line("if (%s != NULL) (void)(%s);", p.name, free)
 		}
+	}
+	if f.result.kind == kString && f.spec.ResultFree != "" {
+		w.line("if (ret != NULL) (void)(%s);", f.spec.ResultFree)
 	}
 	w.line("return bh_rc;")
 	b.WriteString("}\n")
@@ -328,6 +334,11 @@ func emitCall(w cw) {
 		w.line("%s;", call)
 		return
 	}
+	if w.f.result.kind == kString {
+		w.line("ret = (%s)%s;", w.f.result.C, call)
+		w.line("if (ret == NULL) %s", w.fail("BH_APPLICATION", w.f.spec.Name+" returned NULL"))
+		return
+	}
 	w.line("%s ret = %s;", w.f.result.C, call)
 	if w.f.ctor != nil {
 		w.line("if (ret == NULL) %s", w.fail("BH_APPLICATION", w.f.spec.Name+" returned NULL"))
@@ -375,6 +386,10 @@ func emitResults(w cw) {
 			w.line("bh_put_bytes(bh_c->result, %s, (size_t)(%s));", p.name, n)
 			continue
 		}
+		if o.param == nil && w.f.result.kind == kString {
+			emitPutString(w)
+			continue
+		}
 		t := w.f.result
 		if o.param != nil {
 			t = o.param.typ
@@ -397,6 +412,19 @@ func emitPutStruct(w cw, st *cstruct, lv string) {
 			emitPut(w, f.typ, lv+"."+f.name)
 		}
 	}
+}
+
+// emitPutString encodes the string result ret as CBOR text. It is the
+// library's memory, read up to the frame limit only: a string that is not
+// NUL-terminated within it, or not UTF-8, is an error, not a frame the
+// caller could not decode.
+func emitPutString(w cw) {
+	w.line("{")
+	w.line("\tsize_t bh_n = strnlen((const char *)ret, (size_t)bh_max_frame() + 1);")
+	w.line("\tif (bh_n > bh_max_frame() || !bh__utf8((const uint8_t *)ret, bh_n)) %s",
+		w.fail("BH_APPLICATION", "the library's string is over the frame limit or not UTF-8"))
+	w.line("\tbh_put_text(bh_c->result, (const char *)ret, bh_n);")
+	w.line("}")
 }
 
 // article prefixes a type name with "a" or "an".

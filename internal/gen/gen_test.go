@@ -224,6 +224,13 @@ func TestMiniWorker(t *testing.T) {
 		{"mini_next", []any{2}, uint64(0), 0},
 		{"mini_next", []any{0}, uint64(1), 0},
 		{"mini_size_of", []any{11}, uint64(1), 0},
+		// A char pointer result is a string: the library's own, or freed
+		// by result_free; NULL and bytes that are not UTF-8 are errors.
+		{"mini_color_name", []any{1}, "grün", 0},
+		{"mini_color_name", []any{7}, nil, int64(bulkhead.CodeApplication)},
+		{"mini_repeat", []any{"ab", 3}, "ababab", 0},
+		{"mini_repeat", []any{"ab", 0}, "", 0},
+		{"mini_repeat", []any{"ab", -1}, nil, int64(bulkhead.CodeApplication)},
 	}
 	for _, tt := range tests {
 		got, err := bulkhead.CallAs[any](ctx, p, tt.method, tt.args...)

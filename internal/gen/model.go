@@ -19,6 +19,7 @@ const (
 	kFloat                    // float64
 	kVoid
 	kStruct // a struct result, by value (fn.retSt)
+	kString // a char pointer result: a NUL-terminated string, as CBOR text
 )
 
 // ctype is a C scalar type: its spelling and how it travels.
@@ -38,6 +39,8 @@ func (t ctype) goType() string {
 		return "uint" + bits
 	case kFloat:
 		return "float" + bits
+	case kString:
+		return "string"
 	}
 	return ""
 }
@@ -316,8 +319,18 @@ func resolve(ast *cc.AST, fs FuncSpec, hs []HandleSpec) (fn, error) {
 		if fs.Status != "" {
 			return fn{}, fmt.Errorf("%w: status on a function that returns a struct", ErrSpec)
 		}
+	} else if isCharPtr(ft.Result()) {
+		// zlibVersion, XML_ErrorString, sqlite3_errmsg: a string the
+		// library owns (or that result_free lets go). NULL is its failure.
+		f.result = ctype{C: typeString(ft.Result()), kind: kString, size: 8}
+		if fs.Status != "" {
+			return fn{}, fmt.Errorf("%w: status on a function that returns a string (a NULL result is its failure)", ErrSpec)
+		}
 	} else if f.result, err = scalar(ft.Result()); err != nil {
 		return fn{}, fmt.Errorf("%w: result: %v", ErrSpec, err)
+	}
+	if fs.ResultFree != "" && f.result.kind != kString {
+		return fn{}, fmt.Errorf("%w: result_free on a function that does not return a string", ErrSpec)
 	}
 	if fs.Status != "" && f.result.kind == kVoid {
 		return fn{}, fmt.Errorf("%w: status on a void function", ErrSpec)
@@ -488,6 +501,13 @@ func classify(name string, t cc.Type, fs FuncSpec) (param, error) {
 // isBytes reports whether a pointer to t is a byte buffer: t is a 1-byte
 // integer type or void.
 func isBytes(t cc.Type) bool { return (t.Size() == 1 && cc.IsIntegerType(t)) || t.Kind() == cc.Void }
+
+// isCharPtr reports whether t is a pointer to a character type (char,
+// signed or unsigned char, const or not): a string when it is a result.
+func isCharPtr(t cc.Type) bool {
+	p, ok := t.(*cc.PointerType)
+	return ok && p.Elem().Kind() != cc.Void && p.Elem().Size() == 1 && cc.IsIntegerType(p.Elem())
+}
 
 // scalar classifies an arithmetic or void type.
 func scalar(t cc.Type) (ctype, error) {

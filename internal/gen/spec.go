@@ -65,6 +65,11 @@ type FuncSpec struct {
 	// Args are extra unsigned integer arguments that expressions can use,
 	// such as an output's capacity.
 	Args []string `toml:"args"`
+	// ResultFree is a C expression that lets a string result go once it is
+	// copied into the reply ("free(ret)", "sqlite3_free(ret)"). Zero
+	// value: the string belongs to the library (static, or borrowed from
+	// an object) and is not freed.
+	ResultFree string `toml:"result_free"`
 	// Params annotate the pointer parameters, by name.
 	Params map[string]ParamSpec `toml:"params"`
 }
@@ -199,7 +204,7 @@ func (s *Spec) checkHandles() error {
 		key := fmt.Sprintf("handle[%d]", i)
 		switch {
 		case !identRE.MatchString(h.Type):
-			return s.errorf(key+".type", "want a C type name such as \"gzFile\", got %q", h.Type)
+			return s.errorf(key+".type", "want a C type name such as \"gzFile\", got %q (a handle is a pointer typedef of the header; a bare pointer such as \"sqlite3 *\" is not supported yet)", h.Type)
 		case !identRE.MatchString(h.Class) || h.Class[:1] != strings.ToUpper(h.Class[:1]):
 			return s.errorf(key+".class", "%q is not an exported Go identifier", h.Class)
 		case !identRE.MatchString(h.Free):

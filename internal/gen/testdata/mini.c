@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "mini.h"
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include <sys/syscall.h>
 
@@ -42,6 +43,27 @@ unsigned mini_key(const unsigned char *key, void *opts) {
 int mini_printf(const char *format, ...) { (void)format; return 0; }
 
 long mini_tid(void) { return (long)syscall(SYS_gettid); }
+
+const char *mini_color_name(int c) {
+	static const char *names[] = {"red", "grün", "blue"};
+	return c >= 0 && c < 3 ? names[c] : NULL;
+}
+
+char *mini_repeat(const char *s, int k) {
+	if (k < 0) {
+		return strdup("\xff");
+	}
+	size_t n = strlen(s);
+	char *out = malloc(n * (size_t)k + 1);
+	if (out == NULL) {
+		return NULL;
+	}
+	for (int i = 0; i < k; i++) {
+		memcpy(out + n * (size_t)i, s, n);
+	}
+	out[n * (size_t)k] = 0;
+	return out;
+}
 
 long mini_move(struct mini_point *p, int dx, int dy, double k) {
 	p->x += dx;

@@ -80,6 +80,11 @@ void mini_release(void *p);
 /* Returns the id of the thread it runs on (gettid). */
 long mini_tid(void);
 
+/* mini_color_name is a string the library owns; NULL for no such color. */
+const char *mini_color_name(int c);
+/* mini_repeat is a string the caller frees; "\xff" for k < 0, not UTF-8. */
+char *mini_repeat(const char *s, int k);
+
 /* A counter behind an opaque handle, for gen's handles across calls. */
 typedef struct mini_counter *mini_counter_t;
 /* A new counter at start; NULL when start is negative. */
