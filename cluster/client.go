@@ -74,6 +74,8 @@ type Client struct {
 	gone     map[string]time.Time // lost nodes, whose late heartbeats are ignored
 	calls    map[uint64]*pending
 	rotNames map[string]string // the names this client registered, and their nodes
+	losses   uint64            // nodes found lost so far
+	lostAt   map[string]uint64 // the losses count when each node was found lost
 	next     uint64
 	changed  chan struct{} // closed and replaced when a node appears
 	closed   bool
@@ -147,7 +149,8 @@ func New(nc *nats.Conn, pool string, opts Options) (*Client, error) {
 	}
 	c := &Client{nc: nc, s: subjects{prefix: opts.Prefix, pool: pool}, opts: opts, inbox: nc.NewInbox() + ".",
 		id: nuid.Next(), born: time.Now(), stop: make(chan struct{}), nodes: make(map[string]*nodeState), gone: make(map[string]time.Time),
-		calls: make(map[uint64]*pending), changed: make(chan struct{}), rotNames: make(map[string]string)}
+		calls: make(map[uint64]*pending), changed: make(chan struct{}), rotNames: make(map[string]string),
+		lostAt: make(map[string]uint64)}
 	// One subscription takes every answer and probe reply, so that they
 	// are handled in the order the NATS server sent them: a node's
 	// "started" is always seen before the probe that finds it gone.

@@ -91,6 +91,14 @@ func (c *Client) onProbe(id string, noResponders bool) {
 	}
 	delete(c.nodes, id)
 	c.gone[id] = time.Now()
+	c.losses++
+	if len(c.lostAt) >= 4*maxNodes {
+		for k := range c.lostAt { // bounded: an old loss forgotten (its objects' calls then reach the node, if it came back)
+			delete(c.lostAt, k)
+			break
+		}
+	}
+	c.lostAt[id] = c.losses
 	var lost []*pending
 	for cid, p := range c.calls {
 		if p.node == id {

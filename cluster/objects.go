@@ -24,6 +24,7 @@ type Object struct {
 	h     uint64
 	pid   int
 	class string
+	born  uint64 // the client's losses count when it was asked for: a later loss of its node disconnects it for good
 }
 
 // ClassObject is a class handle in one node's class server.
@@ -33,6 +34,7 @@ type ClassObject struct {
 	h     uint64
 	pid   int
 	class string
+	born  uint64
 }
 
 // CreateInstance creates an object of class on a node that serves it
@@ -40,20 +42,22 @@ type ClassObject struct {
 // the local daemon. An activation on a node lost meanwhile is made again
 // on another; what it made there is released with the client's session.
 func (c *Client) CreateInstance(ctx context.Context, class string, args ...any) (*Object, error) {
+	born := c.epoch()
 	node, rep, err := c.activate(ctx, &clientwire.Request{Op: clientwire.OpCreateInstance, Class: class}, args)
 	if err != nil {
 		return nil, err
 	}
-	return &Object{c: c, node: node, h: rep.Object, pid: rep.PID, class: class}, nil
+	return &Object{c: c, node: node, h: rep.Object, pid: rep.PID, class: class, born: born}, nil
 }
 
 // GetClassObject returns a handle to class in a running server of a node.
 func (c *Client) GetClassObject(ctx context.Context, class string) (*ClassObject, error) {
+	born := c.epoch()
 	node, rep, err := c.activate(ctx, &clientwire.Request{Op: clientwire.OpGetClassObject, Class: class}, nil)
 	if err != nil {
 		return nil, err
 	}
-	return &ClassObject{c: c, node: node, h: rep.ClassObject, pid: rep.PID, class: class}, nil
+	return &ClassObject{c: c, node: node, h: rep.ClassObject, pid: rep.PID, class: class, born: born}, nil
 }
 
 // Call calls a method of the object on its node.
@@ -71,14 +75,16 @@ func (o *Object) Clone(ctx context.Context) (*Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Object{c: o.c, node: o.node, h: rep.Object, pid: o.pid, class: o.class}, nil
+	return &Object{c: o.c, node: o.node, h: rep.Object, pid: o.pid, class: o.class, born: o.born}, nil
 }
 
 // Release gives up the reference, within Options.ReleaseTimeout. An
 // object on a lost node is released already.
 func (o *Object) Release() error { return o.c.release(o.target()) }
 
-func (o *Object) target() target { return target{node: o.node, class: o.class, h: o.h, pid: o.pid} }
+func (o *Object) target() target {
+	return target{node: o.node, class: o.class, h: o.h, pid: o.pid, born: o.born}
+}
 
 // PID is the object's server process, on its node.
 func (o *Object) PID() int { return o.pid }
@@ -95,7 +101,7 @@ func (co *ClassObject) CreateInstance(ctx context.Context, args ...any) (*Object
 	if err != nil {
 		return nil, err
 	}
-	return &Object{c: co.c, node: co.node, h: rep.Object, pid: rep.PID, class: co.class}, nil
+	return &Object{c: co.c, node: co.node, h: rep.Object, pid: rep.PID, class: co.class, born: co.born}, nil
 }
 
 // LockServer adds or removes an explicit lock on the handle's server.
@@ -108,7 +114,7 @@ func (co *ClassObject) LockServer(ctx context.Context, lock bool) error {
 func (co *ClassObject) Release() error { return co.c.release(co.target()) }
 
 func (co *ClassObject) target() target {
-	return target{node: co.node, class: co.class, h: co.h, pid: co.pid}
+	return target{node: co.node, class: co.class, h: co.h, pid: co.pid, born: co.born}
 }
 
 // PID is the handle's server process, on its node.
@@ -194,6 +200,7 @@ type target struct {
 	node, class string
 	h           uint64
 	pid         int
+	born        uint64 // Object.born; a name's lookup: now
 }
 
 // pinned sends an object request to t's node and returns its final
@@ -212,6 +219,9 @@ func (c *Client) pinned(ctx context.Context, t target, req *clientwire.Request, 
 	}
 	c.mu.Lock()
 	_, gone := c.gone[node]
+	if at, ok := c.lostAt[node]; ok && at > t.born {
+		gone = true // lost since the object was made: disconnected for good, even if the node came back
+	}
 	switch {
 	case c.closed:
 		c.mu.Unlock()
@@ -274,4 +284,12 @@ func decodeReply(m *nats.Msg) (clientwire.Reply, error) {
 		return rep, clientwire.DecodeError(m.Data)
 	}
 	return rep, fmt.Errorf("%w: a node's answer of status %q", clientwire.ErrProtocol, m.Header.Get(HeaderStatus))
+}
+
+// epoch is the count of nodes found lost so far, which an object made
+// from now on keeps.
+func (c *Client) epoch() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.losses
 }

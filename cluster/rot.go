@@ -38,7 +38,7 @@ func (c *Client) Revoke(ctx context.Context, name string) error {
 	if !ok {
 		return fmt.Errorf("%w: %q was not registered by this client", clientwire.ErrNotFound, name)
 	}
-	_, err := c.pinnedReply(ctx, target{node: node}, &clientwire.Request{Op: clientwire.OpROTRevoke, Name: name}, nil, nil)
+	_, err := c.pinnedReply(ctx, target{node: node, born: c.epoch()}, &clientwire.Request{Op: clientwire.OpROTRevoke, Name: name}, nil, nil)
 	return err
 }
 
@@ -54,11 +54,12 @@ func (c *Client) Lookup(ctx context.Context, name string) (*Object, error) {
 			return nil, err
 		}
 	}
-	rep, err := c.pinnedReply(ctx, target{node: node}, &clientwire.Request{Op: clientwire.OpROTLookup, Name: name}, nil, nil)
+	born := c.epoch()
+	rep, err := c.pinnedReply(ctx, target{node: node, born: born}, &clientwire.Request{Op: clientwire.OpROTLookup, Name: name}, nil, nil)
 	if err != nil {
 		return nil, err
 	}
-	return &Object{c: c, node: node, h: rep.Object, pid: rep.PID}, nil
+	return &Object{c: c, node: node, h: rep.Object, pid: rep.PID, born: born}, nil
 }
 
 // findName asks every node serving objects whether it has name, and
