@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,13 +25,14 @@ func newCallCmd() *cobra.Command {
 		timeout time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "call --socket S POOL METHOD [JSON-ARGS...]",
+		Use:   "call --socket S [--timeout D] POOL METHOD [JSON-ARGS...]",
 		Short: "Call a method of a daemon's pool and print the result as JSON",
 		Long: "call sends one call to a pool of `bulkhead serve` and prints its result as JSON. Each\n" +
-			"argument is a JSON value: a number without a fraction or exponent is an integer, others are\n" +
-			"floats, strings are text. @FILE is the file's contents as a byte string (@- reads stdin).\n" +
-			"A byte string in the result prints as base64. A remote failure prints the typed error as\n" +
-			"JSON and exits 1.",
+			"argument is a JSON value: a number without a fraction or exponent is an integer (int64, or\n" +
+			"uint64 above that; larger ones are refused), others are floats, strings are text. Flags go\n" +
+			"before POOL: what follows POOL is arguments, so -5 needs no --. @FILE is the file's\n" +
+			"contents as a byte string (@- reads stdin). A byte string in the result prints as base64.\n" +
+			"A remote failure prints the typed error as JSON and exits 1.",
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) < 2 {
 				return usagef("want POOL METHOD [JSON-ARGS...], got %d arguments", len(args))
@@ -40,10 +43,17 @@ func newCallCmd() *cobra.Command {
 			if socket == "" {
 				return usagef("--socket is required")
 			}
+			rest := args[2:]
+			if len(rest) > 0 && rest[0] == "--" {
+				rest = rest[1:] // the old way to pass -5; flags end at POOL now
+			}
 			var vals []any
-			for i, a := range args[2:] {
+			for i, a := range rest {
 				v, err := callArg(a, c.InOrStdin())
 				if err != nil {
+					if strings.HasPrefix(a, "--") {
+						return usagef("argument %d, %q: %v (call's flags go before POOL)", i+1, a, err)
+					}
 					return usagef("argument %d, %q: %v", i+1, a, err)
 				}
 				vals = append(vals, v)
@@ -53,6 +63,9 @@ func newCallCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&socket, "socket", "", "the daemon's socket")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "the call's deadline")
+	// Flags end at POOL, so that a negative number is an argument: call
+	// --socket S demo echo -5.
+	cmd.Flags().SetInterspersed(false)
 	return cmd
 }
 
@@ -100,30 +113,48 @@ func callArg(a string, stdin io.Reader) (any, error) {
 	if d.More() {
 		return nil, errors.New("not JSON: more than one value")
 	}
-	return numbers(v), nil
+	return numbers(v)
 }
 
-// numbers replaces JSON numbers by int64 where they are integers (CBOR
-// keeps the difference; a worker's int argument refuses a float), else
-// float64.
-func numbers(v any) any {
+// numbers replaces JSON numbers by CBOR's kinds (CBOR keeps the
+// difference; a worker's int argument refuses a float): an integer that
+// fits int64 or uint64 stays an integer, one that fits neither is an error
+// rather than a silently rounded float, and a number with a fraction or an
+// exponent is a float64.
+func numbers(v any) (any, error) {
+	var err error
 	switch v := v.(type) {
 	case json.Number:
-		if i, err := v.Int64(); err == nil {
-			return i
-		}
-		f, _ := v.Float64()
-		return f
+		return number(v)
 	case map[string]any:
 		for k, x := range v {
-			v[k] = numbers(x)
+			if v[k], err = numbers(x); err != nil {
+				return nil, err
+			}
 		}
 	case []any:
 		for i, x := range v {
-			v[i] = numbers(x)
+			if v[i], err = numbers(x); err != nil {
+				return nil, err
+			}
 		}
 	}
-	return v
+	return v, nil
+}
+
+func number(n json.Number) (any, error) {
+	s := n.String()
+	if strings.ContainsAny(s, ".eE") {
+		return n.Float64()
+	}
+	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return i, nil
+	}
+	if u, err := strconv.ParseUint(s, 10, 64); err == nil {
+		return u, nil
+	}
+	return nil, fmt.Errorf("integer %s is out of range: an argument's integer is at least %d and at most %d (write %s.0 for a float, or \"%s\" for text)",
+		s, int64(math.MinInt64), uint64(math.MaxUint64), s, s)
 }
 
 // jsonable turns a CBOR value into one encoding/json takes: maps with

@@ -67,7 +67,7 @@ func serveObs(addr string, c prometheus.Collector, st http.Handler, stderr io.Wr
 	go func() {
 		defer close(o.done)
 		if err := o.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			fmt.Fprintln(stderr, "bulkhead demo: serving --listen:", err)
+			fmt.Fprintln(stderr, "bulkhead demo: serving --listen:", errorText(err))
 		}
 	}()
 	return o, nil

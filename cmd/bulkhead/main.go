@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -92,7 +93,7 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(stderr, "bulkhead: %v\n", err)
+	fmt.Fprintf(stderr, "bulkhead: %s\n", errorText(err))
 	var bu badUsage
 	if errors.As(err, &bu) {
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
@@ -104,6 +105,17 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	return 1
 }
+
+// errorText is err's message without the "bulkhead: " prefixes of the
+// library's errors: the CLI prints its own once, and a wrapped chain would
+// otherwise say "bulkhead: bulkhead: ..." or "pool "u": bulkhead: ...".
+func errorText(err error) string {
+	msg := strings.TrimPrefix(err.Error(), libPrefix)
+	return strings.ReplaceAll(msg, ": "+libPrefix, ": ")
+}
+
+// libPrefix starts every error message of the bulkhead packages.
+const libPrefix = "bulkhead: "
 
 // badUsage is a bad command line: exit status 2. Every subcommand returns
 // its flag-value errors as one (usagef).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -66,6 +67,23 @@ func TestRootUsage(t *testing.T) {
 	// The worker subcommand is not for people.
 	if _, out, _ := run(t, "--help"); strings.Contains(out, "\n  "+workerArg+" ") {
 		t.Errorf("help lists the hidden worker subcommand:\n%s", out)
+	}
+}
+
+// One "bulkhead: " per message, however deep the library's errors nest.
+func TestErrorsSayBulkheadOnce(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "c.toml")
+	text := "socket = \"/tmp/x.sock\"\n[[pool]]\nname = \"u\"\ncommand = \"/bin/true\"\n[pool.sandbox]\nmemory_max = -1\n"
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"serve", "--check", "--config", cfg},
+		{"call", "--socket", "/nonexistent/s.sock", "demo", "echo"},
+	} {
+		if code, _, errs := run(t, args...); code != 1 || strings.Count(errs, "bulkhead: ") != 1 {
+			t.Errorf("bulkhead %q: exit %d, %q; want exit 1 and one \"bulkhead: \"", args, code, errs)
+		}
 	}
 }
 

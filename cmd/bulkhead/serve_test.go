@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -144,6 +145,25 @@ func TestServeCallReloadDrain(t *testing.T) {
 	if code, _, _ := run(t, "call", "--socket", p.sock, "demo"); code != 2 {
 		t.Fatalf("call without a method: exit %d, want 2", code)
 	}
+	// Flags end at POOL: a negative number needs no --, the old -- still
+	// works, and integers above MaxInt64 go as CBOR unsigned integers.
+	for _, tt := range []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"echo", "-5"}, 0, "-5\n"},
+		{[]string{"echo", "--", "-5"}, 0, "-5\n"},
+		{[]string{"echo", "9223372036854775808"}, 0, "9223372036854775808\n"},
+		{[]string{"echo", "18446744073709551615"}, 0, "18446744073709551615\n"},
+		{[]string{"echo", "18446744073709551616"}, 2, ""},
+		{[]string{"echo", "--nosuch"}, 2, ""},
+	} {
+		code, out, errs := run(t, append([]string{"call", "--socket", p.sock, "demo"}, tt.args...)...)
+		if code != tt.code || out != tt.out {
+			t.Errorf("call demo %q: exit %d, %q %q; want %d %q", tt.args, code, out, errs, tt.code, tt.out)
+		}
+	}
 	if code, out, _ := run(t, "call", "--socket", p.sock, "demo", "nosuch"); code != 1 || !strings.Contains(out, `"kind":"remote"`) {
 		t.Fatalf("call of an unknown method: exit %d, %q", code, out)
 	}
@@ -200,6 +220,9 @@ func TestCallArgs(t *testing.T) {
 		want any
 	}{
 		{"7", int64(7)}, {"-3", int64(-3)}, {"2.5", 2.5}, {"1e3", 1000.0}, {`"x"`, "x"},
+		{"9223372036854775807", int64(math.MaxInt64)}, {"-9223372036854775808", int64(math.MinInt64)},
+		{"9223372036854775808", uint64(1 << 63)}, {"18446744073709551615", uint64(math.MaxUint64)},
+		{"[18446744073709551615]", []any{uint64(math.MaxUint64)}}, {"1.0", 1.0},
 		{`[1, 2.5]`, []any{int64(1), 2.5}}, {`{"n": 4}`, map[string]any{"n": int64(4)}},
 		{"@" + file, []byte{0, 1, 2}},
 	}
@@ -209,7 +232,8 @@ func TestCallArgs(t *testing.T) {
 			t.Errorf("callArg(%q) = %#v, %v; want %#v", tt.arg, got, err, tt.want)
 		}
 	}
-	for _, bad := range []string{"{", "1 2", "@/no/such/file"} {
+	for _, bad := range []string{"{", "1 2", "@/no/such/file", "18446744073709551616", "-9223372036854775809",
+		`{"n": [99999999999999999999]}`} {
 		if _, err := callArg(bad, strings.NewReader("")); err == nil {
 			t.Errorf("callArg(%q) accepted", bad)
 		}
