@@ -220,21 +220,27 @@ func decodeError(path string, err error) error {
 // table its other parts name. 0 if it cannot tell.
 func keyLine(data []byte, k toml.Key) int { return keyLineN(data, k, -1) }
 
-// keyLineN is keyLine in the nth table of that name (an array of tables),
-// counting from 0; any, if nth is negative.
+// keyLineN is keyLine in the nth table of the array of tables k[0] names
+// ([[pool]], [[server]]), its subtables included, counting from 0; in any,
+// if nth is negative. A key the file does not set (a value left to its
+// default that conflicts with another) is found as its table's header; a
+// table, as its header.
 func keyLineN(data []byte, k toml.Key, nth int) int {
 	if len(k) == 0 {
 		return 0
 	}
 	name := regexp.MustCompile(`^\s*"?` + regexp.QuoteMeta(k[len(k)-1]) + `"?\s*=`)
-	parent := strings.Join(k[:len(k)-1], ".")
+	parent, self := strings.Join(k[:len(k)-1], "."), strings.Join(k, ".")
 	table, seen := "", -1
 	for i, line := range strings.Split(string(data), "\n") {
 		t, _, _ := strings.Cut(line, "#")
 		if t = strings.TrimSpace(t); strings.HasPrefix(t, "[") {
 			table = strings.Trim(t, "[] ")
-			if table == parent {
+			if strings.HasPrefix(t, "[[") && table == k[0] {
 				seen++
+			}
+			if table == self && (nth < 0 || seen == nth) {
+				return i + 1
 			}
 			continue
 		}
@@ -242,7 +248,7 @@ func keyLineN(data []byte, k toml.Key, nth int) int {
 			return i + 1
 		}
 	}
-	return 0
+	return keyLineN(data, k[:len(k)-1], nth)
 }
 
 // signalNames are the signals a dump_signal may name.

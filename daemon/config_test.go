@@ -4,8 +4,10 @@ import (
 	"errors"
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bulkhead-go/bulkhead"
 )
@@ -62,6 +64,13 @@ func TestConfigErrors(t *testing.T) {
 		{"bad sandbox value", base + "[pool.sandbox]\npids_max = \"many\"\n", []string{"c.toml:6", "pool.sandbox.pids_max"}},
 		{"fork server in a sandbox", base + "fork_server = true\n[pool.sandbox]\ncgroup = true\n",
 			[]string{"c.toml:5", "pool.fork_server", "Cgroup", "would not be in that sandbox"}},
+		{"sandbox refused by Validate", base + "[pool.sandbox]\nmemory_max = -1\n", []string{"c.toml:6", "pool.sandbox.memory_max", "MemoryMax"}},
+		{"second pool's sandbox", base + "[[pool]]\nname = \"q\"\ncommand = \"" + exe + "\"\n[pool.sandbox]\npids_max = -1\n",
+			[]string{"c.toml:9", "pool.sandbox.pids_max"}},
+		{"bad size", base + "[pool.sandbox]\nmemory_max = \"64 parsecs\"\n", []string{"c.toml:6", "pool.sandbox.memory_max", "64MiB"}},
+		{"server sandbox refused", base + "[[server]]\ncommand = \"" + exe + "\"\n[server.sandbox]\nmemory_max = \"1K\"\n[[server.class]]\nname = \"C\"\n",
+			[]string{"c.toml:8", "server.sandbox.memory_max", "MemoryMax"}},
+		{"server without a class", base + "[[server]]\nname = \"s\"\ncommand = \"" + exe + "\"\n", []string{"c.toml:5", "server"}},
 		{"bad instancing", base + "[[server]]\ncommand = \"" + exe + "\"\n[[server.class]]\nname = \"C\"\ninstancing = \"often\"\n",
 			[]string{"c.toml:9", "instancing", "often"}},
 	}
@@ -84,6 +93,68 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// A sandbox's memory_max is bytes, as an integer or with a unit.
+func TestConfigMemoryMaxUnits(t *testing.T) {
+	exe, _ := os.Executable()
+	for _, tt := range []struct {
+		value string
+		want  int64
+	}{{"67108864", 64 << 20}, {`"64MiB"`, 64 << 20}, {`"64M"`, 64 << 20}, {`"1GiB"`, 1 << 30}, {`"65536 KiB"`, 64 << 20}, {`"8388608"`, 8 << 20}} {
+		text := "socket = \"/tmp/x.sock\"\n[[pool]]\nname = \"p\"\ncommand = \"" + exe + "\"\n[pool.sandbox]\nmemory_max = " + tt.value + "\n"
+		cfg, err := Parse("c.toml", []byte(text))
+		if err != nil {
+			t.Errorf("memory_max = %s: %v", tt.value, err)
+			continue
+		}
+		if got := cfg.Pools[0].Config.Sandbox.MemoryMax; got != tt.want {
+			t.Errorf("memory_max = %s: %d bytes, want %d", tt.value, got, tt.want)
+		}
+	}
+}
+
+// The shipped example documents every key (README says so), but for a
+// pool's bulkhead.Config fields (go doc lists them): set, or commented out
+// as "# key = ...".
+func TestExampleDocumentsEveryKey(t *testing.T) {
+	b, err := os.ReadFile("../examples/serve/bulkhead.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	var walk func(reflect.Type)
+	walk = func(st reflect.Type) {
+		for i := range st.NumField() {
+			f := st.Field(i)
+			if f.Anonymous {
+				walk(f.Type)
+				continue
+			}
+			if st == reflect.TypeOf(PoolFile{}) && f.Name != "Name" && f.Name != "Limits" {
+				continue
+			}
+			keys = append(keys, f.Tag.Get("toml"))
+			switch ft := f.Type; {
+			case ft.Kind() == reflect.Struct && ft != reflect.TypeOf(time.Duration(0)):
+				walk(ft)
+			case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
+				walk(ft.Elem())
+			}
+		}
+	}
+	walk(reflect.TypeOf(File{}))
+	sb := reflect.TypeOf(bulkhead.Sandbox{})
+	for i := range sb.NumField() {
+		keys = append(keys, snake(sb.Field(i).Name))
+	}
+	for _, k := range keys {
+		if !regexp.MustCompile(`(?m)^\s*(# )?` + regexp.QuoteMeta(k) + ` +=`).Match(b) {
+			if !regexp.MustCompile(`(?m)^\s*(# )?\[\[?(pool\.|server\.)?` + regexp.QuoteMeta(k) + `\]`).Match(b) {
+				t.Errorf("examples/serve/bulkhead.toml does not document %s", k)
+			}
+		}
+	}
+}
+
 // The shipped example is valid.
 func TestExampleConfig(t *testing.T) {
 	exe, _ := os.Executable()
@@ -95,19 +166,4 @@ func TestExampleConfig(t *testing.T) {
 	if len(cfg.Pools) != 1 || cfg.Pools[0].Name != "demo" || len(cfg.Activator.Servers) != 1 {
 		t.Fatalf("%+v", cfg)
 	}
-}
-
-// snake is a Go field name in snake_case, as the config writes it.
-func snake(name string) string {
-	var b strings.Builder
-	up := func(i int) bool { return i >= 0 && i < len(name) && name[i] >= 'A' && name[i] <= 'Z' }
-	for i := range len(name) {
-		// A word starts at an upper-case letter after a lower-case one,
-		// or before a lower-case one after upper-case ones (CPUMax).
-		if i > 0 && up(i) && (!up(i-1) || (i+1 < len(name) && !up(i+1) && name[i+1] != '2')) {
-			b.WriteByte('_')
-		}
-		b.WriteByte(name[i])
-	}
-	return strings.ToLower(b.String())
 }

@@ -27,12 +27,12 @@ type NATS struct {
 // check reports the section's errors.
 func (n *NATS) check(bad func(string, int, error)) {
 	if (n.TLSCert == "") != (n.TLSKey == "") {
-		bad("nats.tls_cert", 0, errors.New("tls_cert and tls_key go together"))
+		bad("nats.tls_cert", -1, errors.New("tls_cert and tls_key go together"))
 	}
 	if n.Creds != "" && n.NKey != "" {
-		bad("nats.creds", 0, errors.New("creds and nkey_seed are two ways to authenticate: use one"))
+		bad("nats.creds", -1, errors.New("creds and nkey_seed are two ways to authenticate: use one"))
 	}
 	if n.Heartbeat < 0 {
-		bad("nats.heartbeat", 0, errors.New("must not be negative"))
+		bad("nats.heartbeat", -1, errors.New("must not be negative"))
 	}
 }

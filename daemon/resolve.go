@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/user"
 	"reflect"
@@ -139,8 +140,27 @@ func (l ConnLimits) withDefaults() ConnLimits {
 	return l
 }
 
-// configKey matches the field a bulkhead.Config error names.
-var configKey = regexp.MustCompile(`Config\.([A-Za-z]+)`)
+// configKey matches the field a bulkhead.Config error names, sandboxKey
+// the field of its Sandbox (a process's, for a server).
+var (
+	configKey  = regexp.MustCompile(`Config\.([A-Za-z]+)`)
+	sandboxKey = regexp.MustCompile(`Sandbox: ([A-Za-z0-9]+)\b`)
+)
+
+// sandboxField is the key, ".memory_max", of the sandbox field a
+// validation error names ("MemoryMax"), as the file spells it; "" (the
+// table itself) if it names no field.
+func sandboxField(m map[string]any, field string) string {
+	for k := range m {
+		if camel(k) == field {
+			return "." + k
+		}
+	}
+	if _, ok := reflect.TypeOf(bulkhead.Sandbox{}).FieldByName(field); ok {
+		return "." + snake(field)
+	}
+	return ""
+}
 
 // pool checks one [[pool]] with bulkhead.Config.Validate.
 func (pf *PoolFile) pool(bad func(string, error)) (Pool, bool) {
@@ -172,7 +192,9 @@ func (pf *PoolFile) pool(bad func(string, error)) (Pool, bool) {
 	if err := p.Config.Validate(); err != nil {
 		for _, e := range joined(err) {
 			key := "pool"
-			if m := configKey.FindStringSubmatch(e.Error()); m != nil {
+			if m := sandboxKey.FindStringSubmatch(e.Error()); m != nil {
+				key += ".sandbox" + sandboxField(pf.Sandbox, m[1])
+			} else if m := configKey.FindStringSubmatch(e.Error()); m != nil {
 				key += "." + tomlKey(reflect.TypeOf(PoolFile{}), m[1])
 			}
 			bad(key, fmt.Errorf("pool %q: %w", pf.Name, e))
@@ -201,12 +223,12 @@ func (f *File) activator(c *Config, bad func(string, int, error)) {
 		for _, cf := range sf.Classes {
 			inst, ok := instancings[cf.Instancing]
 			if !ok {
-				bad("server.class.instancing", -1, fmt.Errorf("%q: want multiple_use, single_use or pooled", cf.Instancing))
+				bad("server.class.instancing", i, fmt.Errorf("%q: want multiple_use, single_use or pooled", cf.Instancing))
 			}
 			sc.Classes = append(sc.Classes, activation.ClassConfig{Name: cf.Name, Instancing: inst, PoolSize: cf.PoolSize})
 			acc, err := cf.Allow.access()
 			if err != nil {
-				bad("server.class.allow_users", -1, err)
+				bad("server.class.allow_users", i, err)
 			}
 			c.ClassAllow[cf.Name] = acc
 		}
@@ -221,11 +243,45 @@ func (f *File) activator(c *Config, bad func(string, int, error)) {
 	a.Logger = slog.New(slog.DiscardHandler)
 	act, err := activation.NewActivator(*a) // validates; starts no server until an activation
 	if err != nil {
-		bad("server", -1, err)
+		for _, e := range joined(err) {
+			key, nth := f.activatorKey(e.Error())
+			bad(key, nth, e)
+		}
 		return
 	}
 	act.Close(context.Background()) // a fresh activator, which started nothing, closes at once
 	a.Logger = nil
+}
+
+// serverField matches the field of a server an activation.ActivatorConfig
+// error names: its index, the Process or Classes part, and the field.
+var serverField = regexp.MustCompile(`Servers\[(\d+)\](?:\.(Process|Classes\[\d+\])(?:\.(?:Sandbox: )?([A-Za-z0-9]+))?)?`)
+
+// activatorKey is the key, and the [[server]] it is in, of an
+// activation.NewActivator error.
+func (f *File) activatorKey(msg string) (string, int) {
+	m := serverField.FindStringSubmatch(msg)
+	if m == nil {
+		if m := regexp.MustCompile(`ActivatorConfig\.([A-Za-z]+)`).FindStringSubmatch(msg); m != nil && m[1] != "Servers" {
+			return "activator." + tomlKey(reflect.TypeOf(ActivatorFile{}), m[1]), -1
+		}
+		return "server", -1
+	}
+	i, _ := strconv.Atoi(m[1])
+	if i >= len(f.Servers) {
+		return "server", -1
+	}
+	switch {
+	case m[2] == "Process" && sandboxKey.MatchString(msg):
+		return "server.sandbox" + sandboxField(f.Servers[i].Sandbox, m[3]), i
+	case m[2] == "Process" && m[3] != "":
+		return "server." + tomlKey(reflect.TypeOf(ServerFile{}), m[3]), i
+	case strings.HasPrefix(m[2], "Classes") && m[3] != "":
+		return "server.class." + tomlKey(reflect.TypeOf(ClassFile{}), m[3]), i
+	case strings.HasPrefix(m[2], "Classes"):
+		return "server.class", i
+	}
+	return "server", i
 }
 
 // joined splits an errors.Join error.
@@ -270,12 +326,48 @@ func setFields(dst reflect.Value, m map[string]any, prefix string, bad func(stri
 			bad(key, failed)
 			continue
 		}
+		if s, ok := v.(string); ok && byteFields[camel(k)] {
+			n, err := parseBytes(s)
+			if err != nil {
+				failed = err
+				bad(key, err)
+				continue
+			}
+			v = n
+		}
 		if err := setValue(f, v); err != nil {
 			failed = err
 			bad(key, err)
 		}
 	}
 	return failed
+}
+
+// byteFields are the sandbox's sizes in bytes, which take a string with a
+// unit ("64MiB") as well as an integer.
+var byteFields = map[string]bool{"MemoryMax": true}
+
+// byteUnits are the units parseBytes knows: powers of 1024, as cgroup's
+// memory.max and systemd's MemoryMax= count them.
+var byteUnits = map[string]int64{"": 1, "B": 1, "K": 1 << 10, "KiB": 1 << 10, "M": 1 << 20, "MiB": 1 << 20,
+	"G": 1 << 30, "GiB": 1 << 30, "T": 1 << 40, "TiB": 1 << 40}
+
+// parseBytes is a size such as "64MiB", "512K" or "1048576".
+func parseBytes(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		i++
+	}
+	unit, ok := byteUnits[strings.TrimSpace(t[i:])]
+	n, err := strconv.ParseInt(t[:i], 10, 64)
+	if !ok || err != nil {
+		return 0, fmt.Errorf("%q: want bytes as an integer or with a unit: \"64MiB\", \"512KiB\", \"1GiB\" (K, M, G, T: powers of 1024)", s)
+	}
+	if n > math.MaxInt64/unit {
+		return 0, fmt.Errorf("%q is out of range", s)
+	}
+	return n * unit, nil
 }
 
 // setValue sets f from a TOML value.
@@ -328,4 +420,19 @@ func camel(k string) string {
 		}
 	}
 	return b.String()
+}
+
+// snake is a Go field name in snake_case, as the config writes it.
+func snake(name string) string {
+	var b strings.Builder
+	up := func(i int) bool { return i >= 0 && i < len(name) && name[i] >= 'A' && name[i] <= 'Z' }
+	for i := range len(name) {
+		// A word starts at an upper-case letter after a lower-case one,
+		// or before a lower-case one after upper-case ones (CPUMax).
+		if i > 0 && up(i) && (!up(i-1) || (i+1 < len(name) && !up(i+1) && name[i+1] != '2')) {
+			b.WriteByte('_')
+		}
+		b.WriteByte(name[i])
+	}
+	return strings.ToLower(b.String())
 }
