@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,10 +24,22 @@ allow_uids = [424242]
 `)
 	c := d.dial(t)
 	ctx := context.Background()
+	var msgs []string
 	for _, pool := range []string{"private", "no-such-pool"} {
-		if _, err := c.Pool(pool).Call(ctx, "echo", 1); !errors.Is(err, client.ErrPermission) {
+		_, err := c.Pool(pool).Call(ctx, "echo", 1)
+		if !errors.Is(err, client.ErrPermission) {
 			t.Errorf("pool %q: %v, want ErrPermission", pool, err)
+			continue
 		}
+		// The message helps and says the same whether the pool exists.
+		want := fmt.Sprintf("permission denied: no pool %q that uid %d may use", pool, os.Getuid())
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("pool %q: %q, want %q", pool, err, want)
+		}
+		msgs = append(msgs, strings.Replace(err.Error(), pool, "NAME", 1))
+	}
+	if len(msgs) == 2 && msgs[0] != msgs[1] {
+		t.Errorf("a refused peer can tell a pool that exists: %q, %q", msgs[0], msgs[1])
 	}
 	for _, class := range []string{"Secret", "NoSuchClass"} {
 		if _, err := c.CreateInstance(ctx, class); !errors.Is(err, client.ErrPermission) {

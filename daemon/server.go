@@ -224,7 +224,9 @@ func (s *Server) pool(name string, p Peer) (e *poolEntry, err error) {
 	e = s.pools[name]
 	switch {
 	case e == nil || !e.access.allows(p):
-		return nil, errPermission
+		// The same answer whether the pool exists or not: a refused peer
+		// learns no names (CLIENT-PROTOCOL.md section 6).
+		return nil, fmt.Errorf("%w: no pool %q that uid %d may use", errPermission, clip(name), p.UID)
 	case s.draining:
 		return nil, bulkhead.ErrClosed
 	}
@@ -378,4 +380,13 @@ func (s *Server) closePools(ctx context.Context) error {
 		errs = append(errs, e.pool.Close(ctx))
 	}
 	return errors.Join(errs...)
+}
+
+// clip is a name a peer sent, short enough to quote back in an error.
+func clip(name string) string {
+	const max = 128
+	if len(name) > max {
+		return name[:max] + "..."
+	}
+	return name
 }

@@ -164,6 +164,10 @@ func TestServeCallReloadDrain(t *testing.T) {
 			t.Errorf("call demo %q: exit %d, %q %q; want %d %q", tt.args, code, out, errs, tt.code, tt.out)
 		}
 	}
+	if code, out, errs := run(t, "call", "--socket", p.sock, "nopool", "echo"); code != 1 || !strings.Contains(out, `"kind":"permission_denied"`) ||
+		!strings.Contains(errs, `no pool "nopool" that uid`) || !strings.Contains(errs, "hint: ") {
+		t.Errorf("call of an unknown pool: exit %d, %q %q", code, out, errs)
+	}
 	if code, out, _ := run(t, "call", "--socket", p.sock, "demo", "nosuch"); code != 1 || !strings.Contains(out, `"kind":"remote"`) {
 		t.Fatalf("call of an unknown method: exit %d, %q", code, out)
 	}
