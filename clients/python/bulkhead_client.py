@@ -24,7 +24,14 @@ import struct
 import threading
 import time
 
-import cbor2
+try:
+    import cbor2
+except ImportError as e:  # the one dependency: say how to get it, for this interpreter
+    import sys
+    raise ImportError(
+        "bulkhead_client needs cbor2, which %s does not have: run `%s -m pip install cbor2`, or on "
+        "Debian/Ubuntu `apt-get install python3-cbor2` and use /usr/bin/python3 (a pyenv or venv "
+        "python3 does not see Debian's packages)" % (sys.executable, sys.executable)) from e
 
 PROTOCOL = 1
 HELLO, REQUEST, REPLY, ERROR, CANCEL, PING, PONG, EVENT = 1, 2, 3, 4, 5, 7, 8, 23

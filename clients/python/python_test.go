@@ -8,6 +8,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,4 +43,24 @@ func TestPythonClient(t *testing.T) {
 		t.Fatalf("%s -m unittest: %v\n%s", py, err, out)
 	}
 	t.Logf("%s", out)
+}
+
+// Without cbor2 the client says how to get it, for the interpreter that ran it, rather than a bare
+// ModuleNotFoundError (a pyenv python3 does not see Debian's python3-cbor2).
+func TestMissingCBOR2Explained(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3")
+	}
+	cmd := exec.Command(py, "-c", "import sys; sys.modules['cbor2'] = None; import bulkhead_client")
+	cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatal("bulkhead_client imported without cbor2")
+	}
+	for _, want := range []string{"-m pip install cbor2", "python3-cbor2", "/usr/bin/python3"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the import error lacks %q:\n%s", want, out)
+		}
+	}
 }
