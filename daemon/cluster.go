@@ -34,6 +34,10 @@ func (s *Server) CallPool(ctx context.Context, name, method string, args ...any)
 	s.mu.Lock()
 	e := s.pools[name]
 	switch {
+	case e == nil && s.failing[name] != nil && !s.draining:
+		err := s.failing[name].failingErr()
+		s.mu.Unlock()
+		return bulkhead.Reply{}, err
 	case e == nil:
 		s.mu.Unlock()
 		return bulkhead.Reply{}, fmt.Errorf("%w: no pool %q", clientwire.ErrNotFound, name)

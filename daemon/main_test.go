@@ -21,10 +21,20 @@ func helpers() map[string]func() {
 		"worker":  runWorker,
 		"classes": runClasses,
 		"client":  runClient,
+		"gated":   runGated,
 	}
 }
 
 func TestMain(m *testing.M) { testutil.Main(m, helpers(), "worker", worker.IsWorker) }
+
+// runGated is runWorker once the file $GATE exists; before, it exits at
+// start-up, as a worker its sandbox kills does.
+func runGated() {
+	if _, err := os.Stat(os.Getenv("GATE")); err != nil {
+		os.Exit(3)
+	}
+	runWorker()
+}
 
 // runWorker serves echo, crash (a segfault), block (until killed) and
 // traceparent (the call's).

@@ -11,9 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"reflect"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -31,6 +33,7 @@ type Server struct {
 	mu       sync.Mutex // guards the fields below; no I/O under it
 	cfg      *Config
 	pools    map[string]*poolEntry
+	failing  map[string]*failingPool // pools whose workers cannot start (failing.go)
 	conns    map[*conn]struct{}
 	draining bool
 	ln       *net.UnixListener
@@ -38,6 +41,7 @@ type Server struct {
 	connWG  sync.WaitGroup // connections
 	drainWG sync.WaitGroup // pools being drained after a reload
 	runners runners        // the connections' requests run on them
+	retryWG sync.WaitGroup // failing pools' retriers
 }
 
 // poolEntry is a pool as the server routes to it. calls counts the requests
@@ -60,12 +64,18 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Server, error) {
 		log = slog.Default()
 	}
 	cfg = cfg.withDefaults()
-	s := &Server{log: log, cfg: cfg, pools: make(map[string]*poolEntry), conns: make(map[*conn]struct{})}
+	s := &Server{log: log, cfg: cfg, pools: make(map[string]*poolEntry), failing: make(map[string]*failingPool),
+		conns: make(map[*conn]struct{})}
 	for _, p := range cfg.Pools {
-		e, err := s.startPool(ctx, p)
+		e, f, err := s.startOrFail(ctx, p)
 		if err != nil {
 			s.closePools(context.Background())
 			return nil, err
+		}
+		if f != nil {
+			s.failing[p.Name] = f
+			s.retryLater([]*failingPool{f})
+			continue
 		}
 		s.pools[p.Name] = e
 	}
@@ -222,6 +232,9 @@ func (s *Server) pool(name string, p Peer) (e *poolEntry, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e = s.pools[name]
+	if f := s.failing[name]; e == nil && f != nil && f.p.Access.allows(p) && !s.draining {
+		return nil, f.failingErr()
+	}
 	switch {
 	case e == nil || !e.access.allows(p):
 		// The same answer whether the pool exists or not: a refused peer
@@ -251,6 +264,11 @@ func (s *Server) anyAllowed(p Peer) bool {
 			return true
 		}
 	}
+	for _, f := range s.failing {
+		if f.p.Access.allows(p) {
+			return true
+		}
+	}
 	for _, a := range s.cfg.ClassAllow {
 		if a.allows(p) {
 			return true
@@ -264,24 +282,47 @@ func (s *Server) anyAllowed(p Peer) bool {
 // closed once the calls that took them are over, so that no call fails
 // because of the reload. Class servers and the socket keep the
 // configuration they started with (a restart applies changes to them); a
-// change is logged. If a new pool cannot start, nothing changes.
+// change is logged. If a new pool cannot start, nothing changes, but for
+// a pool that was not running (new, or failing): it is failing, as at
+// start-up (failing.go).
 func (s *Server) Reload(ctx context.Context, cfg *Config) error {
 	s.mu.Lock()
-	old := s.pools
+	old, oldFailing := s.pools, s.failing
 	s.mu.Unlock()
-	next := make(map[string]*poolEntry)
+	next, nextFailing := make(map[string]*poolEntry), make(map[string]*failingPool)
 	var started []*poolEntry
+	var fresh []*failingPool
+	undo := func() {
+		for _, e := range started {
+			e.pool.Close(context.Background())
+		}
+		for _, f := range fresh {
+			f.cancel() // no retrier yet
+		}
+	}
 	for _, p := range cfg.Pools {
 		if e := old[p.Name]; e != nil && reflect.DeepEqual(e.cfg, p.Config) {
 			next[p.Name] = &poolEntry{name: e.name, cfg: e.cfg, access: p.Access, pool: e.pool}
 			continue
 		}
-		e, err := s.startPool(ctx, p)
+		if f := oldFailing[p.Name]; f != nil && reflect.DeepEqual(f.p, p) {
+			nextFailing[p.Name] = f // its retries go on
+			continue
+		}
+		e, f, err := s.startOrFail(ctx, p)
+		if f != nil && old[p.Name] != nil {
+			// A running pool is not replaced by one that cannot start.
+			f.cancel()
+			f, err = nil, fmt.Errorf("pool %q: the new configuration's workers cannot start, the old one's serve on: %w", p.Name, f.err)
+		}
 		if err != nil {
-			for _, e := range started {
-				e.pool.Close(context.Background())
-			}
+			undo()
 			return err
+		}
+		if f != nil {
+			nextFailing[p.Name] = f
+			fresh = append(fresh, f)
+			continue
 		}
 		started = append(started, e)
 		next[p.Name] = e
@@ -289,23 +330,45 @@ func (s *Server) Reload(ctx context.Context, cfg *Config) error {
 	s.mu.Lock()
 	if s.draining {
 		s.mu.Unlock()
-		for _, e := range started {
-			e.pool.Close(context.Background())
-		}
+		undo()
 		return bulkhead.ErrClosed
 	}
 	prev := s.cfg
+	dropped := s.swapFailingLocked(next, nextFailing, oldFailing)
 	retired := s.swapLocked(next, cfg)
 	s.mu.Unlock()
+	stopRetries(dropped)
+	s.retryLater(fresh)
 	for _, e := range retired {
 		s.drainWG.Add(1)
 		go s.drainPool(e, cfg.DrainGrace)
 	}
-	s.log.Info("configuration reloaded", "path", cfg.Path, "pools", len(next), "replaced", len(retired))
+	s.log.Info("configuration reloaded", "path", cfg.Path, "pools", len(next), "replaced", len(retired), "failing", len(nextFailing))
 	if !reflect.DeepEqual(prev.Activator.Servers, cfg.Activator.Servers) || prev.Socket != cfg.Socket {
 		s.log.Warn("class server or socket configuration changed: it takes effect at the next restart")
 	}
 	return nil
+}
+
+// swapFailingLocked installs nextFailing and returns the failing pools
+// whose retries must stop. A failing pool kept by the reload that started
+// meanwhile joins next instead.
+func (s *Server) swapFailingLocked(next map[string]*poolEntry, nextFailing, oldFailing map[string]*failingPool) []*failingPool {
+	for name, f := range nextFailing {
+		if oldFailing[name] == f && s.failing[name] != f && s.pools[name] != nil {
+			e := s.pools[name]
+			next[name] = &poolEntry{name: name, cfg: e.cfg, access: f.p.Access, pool: e.pool}
+			delete(nextFailing, name)
+		}
+	}
+	var dropped []*failingPool
+	for name, f := range s.failing {
+		if nextFailing[name] != f {
+			dropped = append(dropped, f)
+		}
+	}
+	s.failing = nextFailing
+	return dropped
 }
 
 // swapLocked installs next and cfg, and returns the entries whose pools
@@ -368,12 +431,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// closePools closes every current pool.
+// closePools closes every current pool, and stops the retries of the
+// failing ones.
 func (s *Server) closePools(ctx context.Context) error {
 	s.mu.Lock()
-	pools := s.pools
-	s.pools = map[string]*poolEntry{}
+	pools, failing := s.pools, s.failing
+	s.pools, s.failing = map[string]*poolEntry{}, map[string]*failingPool{}
 	s.mu.Unlock()
+	stopRetries(slices.Collect(maps.Values(failing)))
+	s.retryWG.Wait()
 	var errs []error
 	for _, e := range pools {
 		e.calls.Wait()

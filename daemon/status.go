@@ -20,6 +20,7 @@ func (s *Server) status(p Peer) map[string]any {
 		pools = append(pools, map[string]any{"name": e.name, "workers": ws, "in_flight": st.InFlight, "waiting": st.Waiting,
 			"crashes": st.CallCrashes + st.IdleCrashes})
 	}
+	pools = append(pools, s.failingStatus(p)...)
 	out := map[string]any{"pools": pools}
 	if s.act != nil {
 		var servers []map[string]any
@@ -89,6 +90,21 @@ func (s *Server) visiblePools(p Peer) []*poolEntry {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// failingStatus are status's entries of the failing pools p may use, by
+// name: no workers, state "failing", the last start's error.
+func (s *Server) failingStatus(p Peer) []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	for _, f := range s.failing {
+		if f.p.Access.allows(p) {
+			out = append(out, f.failingStatus())
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i]["name"].(string) < out[j]["name"].(string) })
 	return out
 }
 

@@ -238,6 +238,10 @@ func printStatus(w io.Writer, st map[string]any) {
 	pools, _ := st["pools"].([]any)
 	for _, p := range pools {
 		pm, _ := p.(map[any]any)
+		if pm["state"] == "failing" {
+			fmt.Fprintf(w, "pool %v: FAILING, %v starts failed, retrying: %v\n", pm["name"], pm["attempts"], pm["error"])
+			continue
+		}
 		fmt.Fprintf(w, "pool %v: in flight %v, waiting %v, crashes %v\n", pm["name"], pm["in_flight"], pm["waiting"], pm["crashes"])
 		ws, _ := pm["workers"].([]any)
 		rows := make([]string, 0, len(ws))
