@@ -86,6 +86,26 @@ func waitInFlight(t *testing.T, p *bulkhead.Pool, n int) {
 	}
 }
 
+// waitSent yields until the pool's only worker runs a call to method that
+// has been sent: its request id is taken, so that every call made after it
+// goes to the worker behind it. waitInFlight alone does not say so: a call
+// counts as in flight once it holds the worker, a moment before it takes
+// its id, and a call made meanwhile could overtake it.
+func waitSent(t *testing.T, p *bulkhead.Pool, method string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ws := p.Workers()
+		if len(ws) == 1 && ws[0].Current != nil && ws[0].Current.Method == method && ws[0].Current.RequestID > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("workers %+v: want one running a sent %q call", ws, method)
+		}
+		runtimeGosched()
+	}
+}
+
 // waitQueued yields until the pool's only worker holds 2 calls, or the
 // queued call ends first (which the caller then reports).
 func waitQueued(t *testing.T, p *bulkhead.Pool, queued <-chan result) result {
@@ -131,6 +151,7 @@ func TestPipelineCrashRedispatchesQueued(t *testing.T) {
 	g := newGate(t)
 	crash := callPID(p, ctx, "gate", gateArgs{Fifo: g.path, Then: "segv"})
 	waitInFlight(t, p, 1)
+	waitSent(t, p, "gate")
 	var queued []<-chan result
 	for range 4 {
 		queued = append(queued, callPID(p, ctx, "pid"))

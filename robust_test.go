@@ -287,6 +287,7 @@ func panicBystanders(t *testing.T) {
 		panicked <- err
 	}()
 	waitInFlight(t, p, 1)
+	waitSent(t, p, "gate") // else a null call may overtake it, and be answered
 	go func() {
 		_, err := p.Call(ctx, "panic") // a second panic, queued behind the first
 		panicked <- err
