@@ -1,15 +1,13 @@
 package bulkhead
 
 import (
-	"debug/elf"
-	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/bulkhead-go/bulkhead/internal/stackscan"
 )
 
 // Crash reports and stacks of C SDK workers (sdk/c/bulkhead.h). Its crash
@@ -160,32 +158,21 @@ func symbolizeStack(dump string, syms *elfSymbols) string {
 // first time a report needs them, never under the pool's lock. A worker's
 // report names its program's file; only the file the pool started is read.
 type elfSymbols struct {
-	path  string // the program the pool starts (settings.path)
-	once  sync.Once
-	real  string // path with its symbolic links resolved
-	funcs []elfFunc
+	path string // the program the pool starts (settings.path)
+	once sync.Once
+	real string // path with its symbolic links resolved
+	tab  *stackscan.Symtab
 }
 
-type elfFunc struct {
-	start, end uint64
-	name       string
-}
-
-// maxSymbolFile bounds the program file read for its symbols.
-const maxSymbolFile = 1 << 30
-
-// lookup returns the function at offset off of exe and off's offset in it;
-// "" if exe is not the pool's program or no function covers off.
+// lookup returns the function at offset off of exe (an address less the
+// load bias: the file's own address) and off's offset in it; "" if exe is
+// not the pool's program or no function covers off.
 func (s *elfSymbols) lookup(exe string, off uint64) (name string, at uint64) {
 	s.once.Do(s.load)
-	if exe == "" || exe != s.real {
+	if exe == "" || exe != s.real || s.tab == nil {
 		return "", 0
 	}
-	i := sort.Search(len(s.funcs), func(i int) bool { return s.funcs[i].start > off }) - 1
-	if i >= 0 && off < s.funcs[i].end {
-		return s.funcs[i].name, off - s.funcs[i].start
-	}
-	return "", 0
+	return s.tab.Lookup(off)
 }
 
 func (s *elfSymbols) load() {
@@ -197,31 +184,9 @@ func (s *elfSymbols) load() {
 	if err != nil {
 		return
 	}
-	fi, err := os.Stat(real)
-	if err != nil || !fi.Mode().IsRegular() || fi.Size() > maxSymbolFile {
-		return
-	}
-	f, err := elf.Open(real)
+	tab, err := stackscan.Load(real, 0)
 	if err != nil {
 		return
 	}
-	defer f.Close()
-	syms, err := f.Symbols()
-	if err != nil || len(syms) == 0 {
-		syms, _ = f.DynamicSymbols()
-	}
-	for _, sy := range syms {
-		if elf.ST_TYPE(sy.Info) == elf.STT_FUNC && sy.Size > 0 && sy.Name != "" {
-			s.funcs = append(s.funcs, elfFunc{sy.Value, sy.Value + sy.Size, sy.Name})
-		}
-	}
-	slices.SortFunc(s.funcs, func(a, b elfFunc) int {
-		if a.start < b.start {
-			return -1
-		} else if a.start > b.start {
-			return 1
-		}
-		return 0
-	})
-	s.real = real
+	s.real, s.tab = real, tab
 }

@@ -210,6 +210,9 @@ func registerHelperMethods(s *worker.Server, fd int) {
 		native.Hang() // an endless loop in C
 		return nil, nil
 	})
+	s.Handle("csleep", worker.Func(func(_ context.Context, seconds uint) (uint, error) {
+		return native.Sleep(seconds), nil // blocked in C: a signal on its thread would end it early
+	}))
 	s.Handle("hang", func(context.Context, worker.Args) (any, error) {
 		bulkhead.BlockForever() // stuck as native code would be, deaf to ctx
 		return nil, nil

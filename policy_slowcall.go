@@ -3,19 +3,31 @@ package bulkhead
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/bulkhead-go/bulkhead/internal/stackscan"
 	"github.com/bulkhead-go/bulkhead/internal/wire"
 )
 
 // The slow-call log (Config.SlowCall), PHP-FPM's slowlog: a call that runs
-// past SlowCall is logged once, with the stacks of its worker's threads,
-// and left running. The stack is the worker's STACK frame (PROTOCOL.md
-// section 3), asked for by SIGUSR2 when its HELLO offered it; the Go SDK
-// writes it from a goroutine of its own, so a call stuck in C shows the C
-// function it is in. It is read by whoever reads the connection: the slow
-// call's own caller, blocked on its reply.
+// past SlowCall is logged once, with where its worker's threads are, and
+// left running: observing it must not change it, so no signal goes to a
+// thread that may be running the call (a signal ends a blocked sleep or
+// wait early, EINTR, whatever SA_RESTART says).
+//
+// Two views. The scanned stacks (internal/stackscan), for any worker: each
+// blocked thread's syscall, and the return addresses on its stack, named
+// from the ELF files mapped, read from /proc and the worker's memory with
+// neither a signal nor ptrace. And the worker's own STACK frame (PROTOCOL.md
+// section 3) when its HELLO offers one: the Go SDK's comes from a goroutine
+// of its own, asked for with SIGUSR2 sent to a thread the scan found in Go's
+// runtime (idle; Go retries its own waits), so that a call stuck in C shows
+// its cgo call; the C SDK's only when the program opted in
+// (BH_STACK_ON_SIGUSR2), sent to the process as it asks. The STACK is read
+// by whoever reads the connection: the slow call's own caller, blocked on
+// its reply.
 
 // stackWait bounds how long the pool waits for a worker's STACK.
 const stackWait = 2 * time.Second
@@ -50,17 +62,22 @@ func (p *Pool) findSlow() {
 	}
 }
 
-// reportSlow asks w for its stack, waits for it (stackWait at most, or
-// until w exits or the pool closes), logs the slow call, and lets w go.
+// reportSlow scans w's stacks, asks w for its STACK if it offers one
+// (stackWait at most, or until w exits or the pool closes), logs the slow
+// call, and lets w go.
 func (p *Pool) reportSlow(w *workerProc, id uint64, method string, running time.Duration) {
 	defer p.wg.Done()
-	stack, why := p.askStack(w)
+	scan, scanned := p.scanStacks(w)
+	stack, why := p.askStack(w, scan)
 	stack = symbolizeStack(stack, w.syms) // a C SDK worker's unexported frames
 	attrs := []any{"pid", w.PID, "method", method, "request_id", id, "running", running, "slow_call", p.cfg.SlowCall}
 	if stack != "" {
 		attrs = append(attrs, "stack", stack)
 	} else {
 		attrs = append(attrs, "no_stack", why)
+	}
+	if scanned {
+		attrs = append(attrs, "scanned_stack", scan.String())
 	}
 	p.cfg.Logger.Log(context.Background(), slog.LevelWarn, "slow call", attrs...)
 	p.mu.Lock()
@@ -71,8 +88,22 @@ func (p *Pool) reportSlow(w *workerProc, id uint64, method string, running time.
 	}
 }
 
+// scanStacks scans w's threads; scanned is false if w exited meanwhile (its
+// PID may then be another process's).
+func (p *Pool) scanStacks(w *workerProc) (r stackscan.Report, scanned bool) {
+	r = stackscan.Scan(w.PID)
+	select {
+	case <-w.Proc.Exited():
+		return r, false
+	default:
+		return r, true
+	}
+}
+
 // askStack signals w for a STACK and returns it, or says why there is none.
-func (p *Pool) askStack(w *workerProc) (stack, why string) {
+// The signal goes to a thread of Go's runtime if scan found one blocked
+// there, else to the worker.
+func (p *Pool) askStack(w *workerProc, scan stackscan.Report) (stack, why string) {
 	if w.Hello.Stack != wire.StackSIGUSR2 {
 		return "", "the worker offers no stacks (HELLO \"stack\")"
 	}
@@ -80,7 +111,13 @@ func (p *Pool) askStack(w *workerProc) (stack, why string) {
 	case <-w.Conn.Stacks(): // an old one nobody took
 	default:
 	}
-	if err := w.Proc.Signal(syscall.SIGUSR2); err != nil {
+	var err error
+	if tid := goRuntimeThread(scan); tid != 0 {
+		err = w.Proc.SignalThread(tid, syscall.SIGUSR2)
+	} else {
+		err = w.Proc.Signal(syscall.SIGUSR2)
+	}
+	if err != nil {
 		return "", "signalling it: " + err.Error()
 	}
 	t := time.NewTimer(stackWait)
@@ -95,4 +132,18 @@ func (p *Pool) askStack(w *workerProc) (stack, why string) {
 	case <-p.done:
 		return "", "the pool closed"
 	}
+}
+
+// goRuntimeThread returns a thread of scan blocked in Go's runtime (an idle
+// M in futex or epoll, not one in a cgo call), or 0.
+func goRuntimeThread(scan stackscan.Report) int {
+	for _, t := range scan.Threads {
+		if len(t.Frames) == 0 || t.State.Running {
+			continue
+		}
+		if f := t.Frames[0].Func; strings.HasPrefix(f, "runtime.") {
+			return t.TID
+		}
+	}
+	return 0
 }

@@ -14,6 +14,10 @@
  *   upper(s)         text -> text with ASCII letters upper-cased
  *   crash(kind[, n]) kind "segv" | "abort" | "exit" (exit status n, default 3)
  *   sleep(ms)        waits ms milliseconds, or until cancelled (ERROR 5)
+ *   nap(s)           sleep(3) for s seconds, deaf to cancellation, as a
+ *                    library's blocking call is; returns the seconds left
+ *                    (not 0 only if a signal handler cut the sleep short)
+ *   spin()           spins in user code until cancelled (ERROR 5)
  *
  * CWORKER_INIT_MS in the environment makes start-up take that long, before
  * bh_serve, as a library's own initialisation would (a fork server pays it
@@ -29,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static int echo(bh_call *c, void *arg) {
 	bh_cur a, rest;
@@ -144,6 +149,29 @@ static int sleep_ms(bh_call *c, void *arg) {
 	return 0;
 }
 
+/* nap blocks in sleep(3) as a library call that knows nothing of
+ * cancellation does: only its deadline (the dispatcher stopping the
+ * worker) ends it early, or a signal handler, which it reports. */
+static int nap(bh_call *c, void *arg) {
+	uint64_t s;
+	(void)arg;
+	if (c->nargs != 1 || bh_arg_uint(c, 0, &s) != 0 || s > 86400) {
+		return bh_fail(c, BH_BAD_ARGUMENTS, "nap takes a number of seconds, at most 86400");
+	}
+	bh_put_uint(c->result, sleep((unsigned)s));
+	return 0;
+}
+
+/* spin_until_canceled spins in user code, never blocking, until cancelled. */
+static int spin_until_canceled(bh_call *c, void *arg) {
+	volatile uint64_t n = 0;
+	(void)arg;
+	while (!bh_canceled(c)) {
+		n++;
+	}
+	return bh_fail(c, BH_CANCELED, "spin cancelled after %llu turns", (unsigned long long)n);
+}
+
 int main(void) {
 	const char *init = getenv("CWORKER_INIT_MS");
 	if (init != NULL) {
@@ -157,6 +185,8 @@ int main(void) {
 		{"upper", upper, NULL},
 		{"crash", crash, NULL},
 		{"sleep", sleep_ms, NULL},
+		{"nap", nap, NULL},
+		{"spin", spin_until_canceled, NULL},
 	};
 	return bh_serve("cworker", methods, sizeof methods / sizeof methods[0]);
 }

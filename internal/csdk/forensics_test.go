@@ -110,3 +110,66 @@ func TestSlowCallStack(t *testing.T) {
 		})
 	}
 }
+
+// TestSlowCallScanned: a C SDK worker built without BH_STACK_ON_SIGUSR2
+// offers no STACK, and its slow call is left alone: no signal reaches it
+// (SIGUSR2's default action would kill it), a sleep(3) is not cut short
+// (it would answer the seconds left), and the call ends by its deadline,
+// canceled. The log shows where it is, scanned from the worker's memory:
+// the syscall and the C callers (nap is static: named from the program's
+// symbol table), or for a spinning call that it is running.
+func TestSlowCallScanned(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	bin := buildCWorker(t)
+	tests := []struct {
+		method string
+		args   []any
+		want   []string
+	}{
+		{"nap", []any{30}, []string{"blocked in clock_nanosleep", "clock_nanosleep+", "sleep+", "nap+0x", "bh__on_call+"}},
+		{"spin", nil, []string{"running in user code"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method, func(t *testing.T) {
+			log := &testutil.Records{Message: "slow call", Recs: make(chan map[string]any, 4)}
+			pool, err := bulkhead.New(context.Background(), bulkhead.Config{Command: bin, Workers: 1,
+				SlowCall: 100 * time.Millisecond, Logger: slog.New(log)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pool.Close(context.Background())
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() {
+				left, err := bulkhead.CallAs[uint64](ctx, pool, tt.method, tt.args...)
+				if err == nil {
+					err = errors.New("it returned " + strconv.FormatUint(left, 10) + ": cut short")
+				}
+				done <- err
+			}()
+			rec := <-log.Recs
+			scanned, _ := rec["scanned_stack"].(string)
+			if rec["stack"] != nil || !strings.Contains(rec["no_stack"].(string), "offers no stacks") {
+				t.Errorf("a worker without BH_STACK_ON_SIGUSR2 offered a STACK: %v", rec)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(scanned, w) {
+					t.Errorf("scanned stack has no %q:\n%s", w, scanned)
+				}
+			}
+			// nap ends as the pool stops the worker at the deadline; spin
+			// answers canceled itself, seeing the deadline pass.
+			err = <-done
+			var ce *bulkhead.CanceledError
+			var re *bulkhead.RemoteError
+			switch {
+			case errors.As(err, &ce) && errors.Is(err, context.DeadlineExceeded):
+				ce.Wait()
+			case tt.method == "spin" && errors.As(err, &re) && re.Code == bulkhead.CodeCanceled:
+			default:
+				t.Fatalf("%s: %v; want canceled by its deadline", tt.method, err)
+			}
+		})
+	}
+}

@@ -3,11 +3,14 @@ package gen
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/internal/testutil"
@@ -53,20 +56,7 @@ func TestRealHeaders(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			files, err := Generate(s)
-			if err != nil {
-				t.Fatal(err)
-			}
-			src := filepath.Join(t.TempDir(), WorkerFile)
-			if err := os.WriteFile(src, files[WorkerFile], 0o644); err != nil {
-				t.Fatal(err)
-			}
-			bin := src + ".bin"
-			args := append([]string{"-std=c99", "-O2", "-Wall", "-Werror", "-I", "../../sdk/c", "-o", bin, src}, s.Flags...)
-			if out, err := exec.Command(gcc, args...).CombinedOutput(); err != nil {
-				t.Fatalf("gcc %s: %v\n%s", strings.Join(args, " "), err, out)
-			}
-			runRealCalls(t, bin, tt.calls)
+			runRealCalls(t, buildGenerated(t, gcc, s), tt.calls)
 		})
 	}
 }
@@ -76,6 +66,25 @@ type realCall struct {
 	method string
 	arg    any
 	want   int64
+}
+
+// buildGenerated generates s's worker and builds it with gcc.
+func buildGenerated(t *testing.T, gcc string, s *Spec) string {
+	t.Helper()
+	files, err := Generate(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), WorkerFile)
+	if err := os.WriteFile(src, files[WorkerFile], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := src + ".bin"
+	args := append([]string{"-std=c99", "-O2", "-Wall", "-Werror", "-I", "../../sdk/c", "-o", bin, src}, s.Flags...)
+	if out, err := exec.Command(gcc, args...).CombinedOutput(); err != nil {
+		t.Fatalf("gcc %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return bin
 }
 
 func runRealCalls(t *testing.T, bin string, calls []realCall) {
@@ -167,4 +176,57 @@ func TestRealStructs(t *testing.T) {
 	if !errors.As(err, &re) || re.Code != bulkhead.CodeApplication {
 		t.Fatalf("setitimer with 2,000,000 µs: %v; want a *bulkhead.RemoteError", err)
 	}
+}
+
+// TestGeneratedSlowCall: a generated worker over unistd.h's sleep, in a pool
+// with a slow-call log. Generated workers offer no STACK (the C SDK's
+// SIGUSR2 answer is opt-in, and a signal would cut the sleep short: the
+// call would succeed early with the seconds left), so the slow call runs on
+// to its deadline and ends canceled; the log shows it, scanned from the
+// worker's memory, in sleep under the generated handler h_sleep.
+func TestGeneratedSlowCall(t *testing.T) {
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("gcc not found in PATH")
+	}
+	testutil.CheckLeaks(t)
+	spec := "header = \"unistd.h\"\npackage = \"unistdbh\"\n\n[[func]]\nname = \"sleep\"\n"
+	s, err := ParseSpec("unistd.toml", []byte(spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := buildGenerated(t, gcc, s)
+	log := &testutil.Records{Message: "slow call", Recs: make(chan map[string]any, 4)}
+	p, err := bulkhead.New(context.Background(), bulkhead.Config{Command: bin, Workers: 1,
+		SlowCall: 100 * time.Millisecond, Logger: slog.New(log)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		left, err := bulkhead.CallAs[uint64](ctx, p, "sleep", 30)
+		if err == nil {
+			err = fmt.Errorf("sleep(30) returned %d: cut short", left)
+		}
+		done <- err
+	}()
+	rec := <-log.Recs
+	scanned, _ := rec["scanned_stack"].(string)
+	for _, w := range []string{"blocked in clock_nanosleep", "sleep+", "h_sleep+0x"} {
+		if !strings.Contains(scanned, w) {
+			t.Errorf("scanned stack has no %q:\n%s", w, scanned)
+		}
+	}
+	if rec["stack"] != nil {
+		t.Errorf("a generated worker offered a STACK: %v", rec)
+	}
+	err = <-done
+	var ce *bulkhead.CanceledError
+	if !errors.As(err, &ce) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("sleep(30): %v; want canceled by its deadline", err)
+	}
+	ce.Wait()
 }

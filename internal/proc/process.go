@@ -263,6 +263,20 @@ func (p *Process) Signal(sig syscall.Signal) error {
 	return nil
 }
 
+// SignalThread sends sig to the process's thread tid alone (tgkill), if
+// the process has not been reaped (its PID is still its own).
+func (p *Process) SignalThread(tid int, sig syscall.Signal) error {
+	p.sigMu.Lock()
+	defer p.sigMu.Unlock()
+	if p.dead {
+		return nil
+	}
+	if err := unix.Tgkill(p.PID, tid, sig); err != nil && err != unix.ESRCH {
+		return fmt.Errorf("signal %v to thread %d of %d: %w", sig, tid, p.PID, err)
+	}
+	return nil
+}
+
 // Step is one stage of a stop: send Signal, then wait up to Wait for the
 // process to exit before the next step.
 type Step struct {

@@ -95,6 +95,10 @@ void crashy_hang(void) {
 	}
 }
 
+unsigned crashy_sleep(unsigned seconds) {
+	return sleep(seconds);
+}
+
 void *crashy_leak(size_t n) {
 	unsigned char *p = malloc(n ? n : 1);
 	if (p == NULL) {

@@ -36,6 +36,11 @@ void crashy_exit(int code);
 /* crashy_hang spins forever and never returns. */
 void crashy_hang(void);
 
+/* crashy_sleep sleeps in sleep(3) and returns what sleep returns: the
+ * seconds left if a signal handler interrupted it, as it ends any blocking
+ * wait early. */
+unsigned crashy_sleep(unsigned seconds);
+
 /* crashy_leak allocates n bytes, writes to every page so that they count
  * towards the resident set, and never frees them. It returns NULL if the
  * allocation fails. */

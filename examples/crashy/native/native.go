@@ -74,6 +74,12 @@ func Hang() {
 	panic("unreachable: crashy_hang returned")
 }
 
+// Sleep sleeps in C's sleep(3) and returns the seconds left, which are not
+// 0 if a signal handler interrupted it.
+func Sleep(seconds uint) uint {
+	return uint(C.crashy_sleep(C.uint(seconds)))
+}
+
 // Leak allocates n bytes in C, writes to every page so that they become
 // resident, and never frees them. It panics if the allocation fails.
 func Leak(n int) {
