@@ -20,7 +20,7 @@ func TestEventsAcrossNodes(t *testing.T) {
 	url := startNATS(t)
 	startNode(t, url, "ea", 1)
 	c := dial(t, url, cluster.Options{}, 1)
-	ctx := ctxT(t, 20*time.Second)
+	ctx := ctxT(t, 30*time.Second)
 	o := objectsOn(t, c, "ea")["ea"]
 	defer o.Release()
 	sub, err := o.Subscribe(ctx, 8)
@@ -68,7 +68,7 @@ func TestEventsNodeLost(t *testing.T) {
 	victim := startNodeProcess(t, url, "evlost")
 	c := dial(t, url, cluster.Options{}, 1)
 	o := objectsOn(t, c, "evlost")["evlost"]
-	sub, err := o.Subscribe(ctxT(t, 10*time.Second), 4)
+	sub, err := o.Subscribe(ctxT(t, 30*time.Second), 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,11 +93,11 @@ func TestObjectsOfDrainedNode(t *testing.T) {
 	startNode(t, url, "staying", 1)
 	c := dial(t, url, cluster.Options{}, 2)
 	o := objectsOn(t, c, "leaving")["leaving"]
-	sub, err := o.Subscribe(ctxT(t, 10*time.Second), 4)
+	sub, err := o.Subscribe(ctxT(t, 30*time.Second), 4)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := leaving.node.Drain(ctxT(t, 10*time.Second)); err != nil {
+	if err := leaving.node.Drain(ctxT(t, 30*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if err := leaving.node.Close(); err != nil {
@@ -108,11 +108,11 @@ func TestObjectsOfDrainedNode(t *testing.T) {
 	if !errors.Is(sub.Err(), activation.ErrObjectDisconnected) {
 		t.Fatalf("the subscription: %v", sub.Err())
 	}
-	if _, err := o.Call(ctxT(t, 10*time.Second), "add", 1); !errors.Is(err, activation.ErrObjectDisconnected) {
+	if _, err := o.Call(ctxT(t, 30*time.Second), "add", 1); !errors.Is(err, activation.ErrObjectDisconnected) {
 		t.Fatalf("a call after the drain: %v", err)
 	}
 	for range 5 {
-		n, err := c.CreateInstance(ctxT(t, 10*time.Second), "Counter")
+		n, err := c.CreateInstance(ctxT(t, 30*time.Second), "Counter")
 		if err != nil || n.Node() != "staying" {
 			t.Fatalf("an activation after the drain: %v on %v", err, n)
 		}

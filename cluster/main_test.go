@@ -254,7 +254,7 @@ func startNodeProcess(t *testing.T, url, name string) *exec.Cmd {
 // knows want nodes.
 func dial(t testing.TB, url string, opts cluster.Options, want int) *cluster.Client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := cluster.Dial(ctx, url, "p", opts)
 	if err != nil {

@@ -26,7 +26,7 @@ func objectsOn(t *testing.T, c *cluster.Client, nodes ...string) map[string]*clu
 		if i > 200 {
 			t.Fatalf("200 activations reached only %d of the nodes %v", len(out), nodes)
 		}
-		o, err := c.CreateInstance(ctxT(t, 10*time.Second), "Counter")
+		o, err := c.CreateInstance(ctxT(t, 30*time.Second), "Counter")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -50,7 +50,7 @@ func TestObjectsAcrossNodes(t *testing.T) {
 	url := startNATS(t)
 	nodes := []*testNode{startNode(t, url, "oa", 1), startNode(t, url, "ob", 1)}
 	c := dial(t, url, cluster.Options{}, 2)
-	ctx := ctxT(t, 20*time.Second)
+	ctx := ctxT(t, 30*time.Second)
 	objs := objectsOn(t, c, "oa", "ob")
 	for node, o := range objs {
 		if who, err := bulkhead.CallAs[string](ctx, o, "who"); err != nil || who != node {
@@ -131,14 +131,14 @@ func TestObjectOnLostNode(t *testing.T) {
 	startNodeProcess(t, url, "kept")
 	c := dial(t, url, cluster.Options{}, 2)
 	objs := objectsOn(t, c, "lost", "kept")
-	idle, err := objs["lost"].Clone(ctxT(t, 10*time.Second))
+	idle, err := objs["lost"].Clone(ctxT(t, 30*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	path, held := fifo(t)
 	errc := make(chan error, 1)
 	go func() {
-		_, err := objs["lost"].Call(ctxT(t, 20*time.Second), "hold", path)
+		_, err := objs["lost"].Call(ctxT(t, 30*time.Second), "hold", path)
 		errc <- err
 	}()
 	<-held
@@ -148,16 +148,16 @@ func TestObjectOnLostNode(t *testing.T) {
 	if err := <-errc; !errors.Is(err, activation.ErrObjectDisconnected) || !errors.Is(err, cluster.ErrNodeLost) {
 		t.Fatalf("the call in flight on the lost node: %v", err)
 	}
-	if _, err := idle.Call(ctxT(t, 10*time.Second), "add", 1); !errors.Is(err, activation.ErrObjectDisconnected) {
+	if _, err := idle.Call(ctxT(t, 30*time.Second), "add", 1); !errors.Is(err, activation.ErrObjectDisconnected) {
 		t.Fatalf("an idle object of the lost node: %v", err)
 	}
 	if err := idle.Release(); err != nil {
 		t.Fatalf("releasing an object of the lost node: %v", err)
 	}
-	if who, err := bulkhead.CallAs[string](ctxT(t, 10*time.Second), objs["kept"], "who"); err != nil || who != "kept" {
+	if who, err := bulkhead.CallAs[string](ctxT(t, 30*time.Second), objs["kept"], "who"); err != nil || who != "kept" {
 		t.Fatalf("the live node's object: %q, %v", who, err)
 	}
-	if o, err := c.CreateInstance(ctxT(t, 10*time.Second), "Counter"); err != nil || o.Node() != "kept" {
+	if o, err := c.CreateInstance(ctxT(t, 30*time.Second), "Counter"); err != nil || o.Node() != "kept" {
 		t.Fatalf("an activation after the loss: %v", err)
 	}
 }
@@ -169,12 +169,12 @@ func TestSessionEndsWithClient(t *testing.T) {
 	testutil.CheckLeaks(t)
 	url := startNATS(t)
 	n := startNode(t, url, "s", 1)
-	c, err := cluster.Dial(ctxT(t, 10*time.Second), url, "", cluster.Options{})
+	c, err := cluster.Dial(ctxT(t, 30*time.Second), url, "", cluster.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
-		if _, err := c.CreateInstance(ctxT(t, 10*time.Second), "Counter"); err != nil {
+		if _, err := c.CreateInstance(ctxT(t, 30*time.Second), "Counter"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -183,7 +183,7 @@ func TestSessionEndsWithClient(t *testing.T) {
 		t.Fatalf("objects: %+v", st)
 	}
 	c.Close()
-	ctx := ctxT(t, 10*time.Second)
+	ctx := ctxT(t, 30*time.Second)
 	for act.Stats().Objects != 0 {
 		// The node probes every third heartbeat; its probe's "no
 		// responders" ends the session. Waiting on the heartbeats
@@ -244,7 +244,7 @@ func TestHostileObjectRequests(t *testing.T) {
 			}
 		})
 	}
-	if who, err := bulkhead.CallAs[string](ctxT(t, 10*time.Second), o, "who"); err != nil || who != "h" {
+	if who, err := bulkhead.CallAs[string](ctxT(t, 30*time.Second), o, "who"); err != nil || who != "h" {
 		t.Fatalf("the node no longer serves its client: %q, %v", who, err)
 	}
 }

@@ -64,7 +64,7 @@ func (c *Client) Lookup(ctx context.Context, name string) (*Object, error) {
 
 // findName asks every node serving objects whether it has name, and
 // returns the first that has. A node that does not answer within
-// LostAfter and a second counts as not having it; a client younger than two
+// LostAfter and 5 s counts as not having it; a client younger than two
 // heartbeats, which may not know every node yet, waits that long.
 func (c *Client) findName(ctx context.Context, name string) (string, error) {
 	payload, err := wire.Marshal(&clientwire.Request{Op: clientwire.OpROTLookup, Name: name})
@@ -87,7 +87,7 @@ func (c *Client) findName(ctx context.Context, name string) (string, error) {
 	if err := c.nc.PublishMsg(&nats.Msg{Subject: c.s.rot(), Reply: sub.Subject, Data: payload}); err != nil {
 		return "", err
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.opts.LostAfter+time.Second)
+	ctx, cancel := context.WithTimeout(ctx, c.opts.LostAfter+5*time.Second)
 	defer cancel()
 	for answered := 0; ; answered++ {
 		// Every node has answered, of those the client knows; and it

@@ -44,7 +44,7 @@ func TestReloadReachesNATS(t *testing.T) {
 					return
 				default:
 				}
-				_, err := c.Call(ctxT(t, 10*time.Second), "null")
+				_, err := c.Call(ctxT(t, 30*time.Second), "null")
 				mu.Lock()
 				calls++
 				if err != nil {
@@ -64,12 +64,12 @@ func TestReloadReachesNATS(t *testing.T) {
 		}
 	}
 	reload(testPool(exe, "p", "r", 2), testPool(exe, "q", "r", 1))
-	cq, err := cluster.Dial(ctxT(t, 10*time.Second), url, "q", cluster.Options{})
+	cq, err := cluster.Dial(ctxT(t, 30*time.Second), url, "q", cluster.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cq.Close()
-	if who, err := bulkhead.CallAs[string](ctxT(t, 10*time.Second), cq, "who"); err != nil || who != "r" {
+	if who, err := bulkhead.CallAs[string](ctxT(t, 30*time.Second), cq, "who"); err != nil || who != "r" {
 		t.Fatalf("the added pool q: %q, %v", who, err)
 	}
 	reload(testPool(exe, "p", "r", 1))
@@ -126,7 +126,7 @@ func TestNodeBoundsRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer node.Close()
-	c, err := cluster.Dial(ctxT(t, 10*time.Second), url, "g", cluster.Options{})
+	c, err := cluster.Dial(ctxT(t, 30*time.Second), url, "g", cluster.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,12 +134,12 @@ func TestNodeBoundsRequests(t *testing.T) {
 	errc := make(chan error, g.limit)
 	for range g.limit {
 		go func() {
-			_, err := c.Call(ctxT(t, 10*time.Second), "m")
+			_, err := c.Call(ctxT(t, 30*time.Second), "m")
 			errc <- err
 		}()
 		<-g.entered
 	}
-	_, err = c.Call(ctxT(t, 10*time.Second), "over")
+	_, err = c.Call(ctxT(t, 30*time.Second), "over")
 	var oe *bulkhead.OverloadedError
 	if !errors.As(err, &oe) || oe.Method != "over" || oe.Queued != g.limit {
 		t.Fatalf("a call beyond the limit: %v", err)
@@ -151,7 +151,7 @@ func TestNodeBoundsRequests(t *testing.T) {
 		}
 	}
 	go func() { <-g.entered }()
-	if _, err := c.Call(ctxT(t, 10*time.Second), "m"); err != nil {
+	if _, err := c.Call(ctxT(t, 30*time.Second), "m"); err != nil {
 		t.Fatalf("a call once the others ended: %v", err)
 	}
 }
