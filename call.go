@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"github.com/bulkhead-go/bulkhead/internal/dispatch"
 	"math"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -460,12 +462,32 @@ func (p *Pool) remoteError(w *workerProc, id uint64, method string, payload []by
 	}
 	e := &RemoteError{Code: ErrorCode(body.Code), Message: body.Message, Details: body.Details,
 		Method: method, RequestID: id, PID: w.PID}
+	if e.Code == CodeUnknownMethod {
+		e.Message += methodList(w.Hello.Methods)
+	}
 	if e.Code == CodePanic {
 		p.mu.Lock()
 		p.retireLocked(w, "handler panicked", RecycleNone)
 		p.unlock()
 	}
 	return e
+}
+
+// methodList is what an unknown method's error adds: the methods the
+// worker named in its HELLO (a caller that may call the pool may know
+// them), at most 32 of them, sorted; "" if it named none (any method).
+func methodList(methods []string) string {
+	if len(methods) == 0 {
+		return ""
+	}
+	const most = 32
+	ms := slices.Sorted(slices.Values(methods))
+	more := ""
+	if len(ms) > most {
+		more = fmt.Sprintf(" and %d more", len(ms)-most)
+		ms = ms[:most]
+	}
+	return fmt.Sprintf("; the worker's methods: %s%s", strings.Join(ms, ", "), more)
 }
 
 // pastDeadline reports whether ctx's deadline has passed by the clock,

@@ -119,6 +119,7 @@ func TestRemoteErrors(t *testing.T) {
 		{"fail", bulkhead.CodeApplication, "no such record"},
 		{"coded", 42, "custom"},
 		{"no-such-method", bulkhead.CodeUnknownMethod, "unknown method"},
+		{"Version", bulkhead.CodeUnknownMethod, "the worker's methods: "}, // from its HELLO
 		{"upper", bulkhead.CodeBadArguments, "want 1 arguments, got 0"},
 		{"panic", bulkhead.CodePanic, "handler bug"},
 	}
@@ -131,6 +132,9 @@ func TestRemoteErrors(t *testing.T) {
 			}
 			if errors.Is(err, bulkhead.ErrWorkerCrashed) {
 				t.Fatal("a remote error must not count as a crash")
+			}
+			if tt.code == bulkhead.CodeUnknownMethod && (!strings.Contains(re.Message, "echo, ") || !strings.Contains(re.Message, "null")) {
+				t.Fatalf("an unknown method's error does not list the worker's methods: %q", re.Message)
 			}
 			if tt.code == bulkhead.CodePanic && !strings.Contains(re.Stack(), "panic") {
 				t.Fatalf("panic error carries no stack: %q", re.Stack())

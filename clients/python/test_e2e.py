@@ -159,7 +159,7 @@ class EndToEnd(unittest.TestCase):
                              text=True, timeout=60)
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertRegex(out.stdout, re.compile(r"""\Aecho: hello
-nope: remote \(code 2\) in nope: unknown method "nope"
+nope: remote \(code 2\) in nope: unknown method "nope"; the worker's methods: .*echo.*
 Counter: handle 1, server pid [1-9][0-9]*
 add\(5\) = 15
 add\(5\) = 20

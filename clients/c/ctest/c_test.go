@@ -235,7 +235,7 @@ func TestCExample(t *testing.T) {
 	examples := compile(t, t.TempDir(), "example", "../example.c", "../bulkhead_client.c")
 	d := daemontest.Start(t, daemontest.Build(t))
 	want := regexp.MustCompile(`^echo: hello
-nope: remote \(code 2\) in nope: unknown method "nope"
+nope: remote \(code 2\) in nope: unknown method "nope"; the worker's methods: .*echo.*
 Counter: handle 1, server pid [1-9][0-9]*
 add\(5\) = 15
 add\(5\) = 20
