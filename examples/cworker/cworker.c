@@ -18,6 +18,7 @@
  *                    library's blocking call is; returns the seconds left
  *                    (not 0 only if a signal handler cut the sleep short)
  *   spin()           spins in user code until cancelled (ERROR 5)
+ *   traceparent()    the caller's W3C traceparent, or null
  *
  * CWORKER_INIT_MS in the environment makes start-up take that long, before
  * bh_serve, as a library's own initialisation would (a fork server pays it
@@ -172,6 +173,15 @@ static int spin_until_canceled(bh_call *c, void *arg) {
 	return bh_fail(c, BH_CANCELED, "spin cancelled after %llu turns", (unsigned long long)n);
 }
 
+/* traceparent returns the caller's W3C traceparent, or null. */
+static int traceparent(bh_call *c, void *arg) {
+	(void)arg;
+	if (c->traceparent != NULL) {
+		bh_put_text(c->result, c->traceparent, c->traceparent_len);
+	}
+	return 0; /* nothing written: null */
+}
+
 int main(void) {
 	const char *init = getenv("CWORKER_INIT_MS");
 	if (init != NULL) {
@@ -187,6 +197,7 @@ int main(void) {
 		{"sleep", sleep_ms, NULL},
 		{"nap", nap, NULL},
 		{"spin", spin_until_canceled, NULL},
+		{"traceparent", traceparent, NULL},
 	};
 	return bh_serve("cworker", methods, sizeof methods / sizeof methods[0]);
 }

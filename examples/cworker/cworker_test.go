@@ -412,8 +412,8 @@ func testHello(t *testing.T, bin string) {
 			h := w.hello
 			if h.Protocol != 1 || h.Pid != uint64(w.cmd.Process.Pid) || h.Cookie != w.cookie ||
 				h.Concurrency != 1 || h.Name != "cworker" ||
-				!slices.Equal(h.Methods, []string{"echo", "add", "upper", "crash", "sleep", "nap", "spin"}) {
-				t.Errorf("HELLO = %+v; want protocol 1, pid %d, cookie %s, methods [echo add upper crash sleep nap spin], concurrency 1, name cworker",
+				!slices.Equal(h.Methods, []string{"echo", "add", "upper", "crash", "sleep", "nap", "spin", "traceparent"}) {
+				t.Errorf("HELLO = %+v; want protocol 1, pid %d, cookie %s, methods [echo add upper crash sleep nap spin traceparent], concurrency 1, name cworker",
 					h, w.cmd.Process.Pid, w.cookie)
 			}
 			if h.Marker == nil || *h.Marker != tt.marker {

@@ -19,7 +19,7 @@ static const char *csdk_check(const uint8_t *p, size_t n, int level) {
 // csdk_call parses a CALL payload; on success spans[2*i], spans[2*i+1] are the
 // offsets of argument i (for i < max), each found with bh_arg and bh_skip.
 static const char *csdk_call(const uint8_t *p, size_t n, size_t *mstart, size_t *mlen,
-                             int64_t *deadline, size_t *nargs, size_t *spans, size_t max) {
+                             int64_t *deadline, size_t *nargs, size_t *spans, size_t max, size_t *tpstart, size_t *tplen) {
 	bh_checker c;
 	bh_call call;
 	memset(&c, 0, sizeof c);
@@ -33,6 +33,8 @@ static const char *csdk_call(const uint8_t *p, size_t n, size_t *mstart, size_t 
 	*mlen = call.method_len;
 	*deadline = call.deadline;
 	*nargs = call.nargs;
+	*tpstart = call.traceparent ? (size_t)((const uint8_t *)call.traceparent - p) : 0;
+	*tplen = call.traceparent_len;
 	for (size_t i = 0; i < call.nargs && i < max; i++) {
 		bh_cur a;
 		if (bh_arg(&call, i, &a) != 0) {
@@ -99,18 +101,21 @@ type Call struct {
 	Deadline int64
 	NArgs    int
 	Args     [][]byte // the first 64 arguments' encodings, slices of the payload
+	// Traceparent is the call's traceparent, or "" (none, or not valid).
+	Traceparent string
 }
 
 // ParseCall runs bh_parse_call on p, then reads each argument back with
 // bh_arg and bh_skip.
 func ParseCall(p []byte) (Call, error) {
-	var mstart, mlen, nargs C.size_t
+	var mstart, mlen, nargs, tpstart, tplen C.size_t
 	var deadline C.int64_t
 	var spans [2 * maxSpans]C.size_t
-	if e := C.csdk_call(ptr(p), C.size_t(len(p)), &mstart, &mlen, &deadline, &nargs, &spans[0], maxSpans); e != nil {
+	if e := C.csdk_call(ptr(p), C.size_t(len(p)), &mstart, &mlen, &deadline, &nargs, &spans[0], maxSpans, &tpstart, &tplen); e != nil {
 		return Call{}, errors.New(C.GoString(e))
 	}
-	c := Call{Method: string(p[mstart : mstart+mlen]), Deadline: int64(deadline), NArgs: int(nargs)}
+	c := Call{Method: string(p[mstart : mstart+mlen]), Deadline: int64(deadline), NArgs: int(nargs),
+		Traceparent: string(p[tpstart : tpstart+tplen])}
 	for i := 0; i < c.NArgs && i < maxSpans; i++ {
 		c.Args = append(c.Args, p[spans[2*i]:spans[2*i+1]])
 	}

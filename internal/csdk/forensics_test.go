@@ -30,15 +30,6 @@ func TestCrashReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close(ctx)
-	// A traced call to a worker whose HELLO takes no traceparent: sent
-	// without it (a fourth CALL item would be a bad envelope to it).
-	traced, err := bulkhead.WithTraceparent(ctx, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := bulkhead.CallAs[string](traced, pool, "upper", "hi"); err != nil || got != "HI" {
-		t.Fatalf("traced upper: %q, %v", got, err)
-	}
 	tests := []struct {
 		kind     string
 		signal   syscall.Signal
@@ -171,5 +162,35 @@ func TestSlowCallScanned(t *testing.T) {
 				t.Fatalf("%s: %v; want canceled by its deadline", tt.method, err)
 			}
 		})
+	}
+}
+
+// TestTraceparent: a traced call reaches a C SDK handler's call->traceparent;
+// to a worker built with BH_NO_TRACE, whose HELLO does not offer it, the
+// call goes without it (a fourth CALL item would be a bad envelope there).
+func TestTraceparent(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	ctx := context.Background()
+	traced, err := bulkhead.WithTraceparent(ctx, tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		defines []string
+		want    any
+	}{{nil, tp}, {[]string{"-DBH_NO_TRACE"}, nil}} {
+		pool, err := bulkhead.New(ctx, bulkhead.Config{Command: buildCWorker(t, tt.defines...), Workers: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := bulkhead.CallAs[any](traced, pool, "traceparent")
+		if err != nil || got != tt.want {
+			t.Errorf("%v: the handler saw %v, %v; want %v", tt.defines, got, err, tt.want)
+		}
+		if got, err := bulkhead.CallAs[any](ctx, pool, "traceparent"); err != nil || got != nil {
+			t.Errorf("%v: an untraced call's handler saw %v, %v", tt.defines, got, err)
+		}
+		pool.Close(ctx)
 	}
 }

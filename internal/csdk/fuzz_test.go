@@ -73,6 +73,11 @@ func FuzzParseCall(f *testing.F) {
 	f.Add([]byte{0x83, 0x60, 0x00, 0x80})                                 // empty method
 	f.Add([]byte{0x83, 0x61, 'm', 0x1b, 0x80, 0, 0, 0, 0, 0, 0, 0, 0x80}) // deadline over int64
 	f.Add([]byte{0x83, 0x61, 'm', 0x00, 0x81, 0x01, 0x00})                // trailing byte
+	b.Reset()
+	_ = b.Call(7, "m", 0, []any{1}, wire.DefaultMaxFrame)
+	_ = b.Trace("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", wire.DefaultMaxFrame)
+	f.Add(b.Bytes()[wire.HeaderSize:])                    // traced
+	f.Add([]byte{0x84, 0x61, 'm', 0x00, 0x80, 0x61, 'x'}) // a traceparent that is not one: ignored
 	f.Fuzz(func(t *testing.T, p []byte) {
 		var gc wire.Call
 		goErr := wire.DecodeCall(p, &gc)
@@ -81,9 +86,9 @@ func FuzzParseCall(f *testing.F) {
 			if goErr != nil {
 				t.Fatalf("C SDK takes CALL % x; Go refuses it: %v", p, goErr)
 			}
-			if c.Method != gc.Method || c.Deadline != gc.Deadline || c.NArgs != len(gc.Args) {
-				t.Fatalf("CALL % x: C read %q %d %d args, Go %q %d %d args", p, c.Method, c.Deadline, c.NArgs,
-					gc.Method, gc.Deadline, len(gc.Args))
+			if c.Method != gc.Method || c.Deadline != gc.Deadline || c.NArgs != len(gc.Args) || c.Traceparent != gc.Traceparent {
+				t.Fatalf("CALL % x: C read %q %d %d args %q, Go %q %d %d args %q", p, c.Method, c.Deadline, c.NArgs,
+					c.Traceparent, gc.Method, gc.Deadline, len(gc.Args), gc.Traceparent)
 			}
 			for i, a := range c.Args {
 				if !bytes.Equal(a, gc.Args[i]) {

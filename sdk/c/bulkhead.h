@@ -39,7 +39,8 @@
  * program left the signal's default action; SIGUSR2 is answered with a
  * STACK frame of the running call's frames only if the program defines
  * BH_STACK_ON_SIGUSR2 (see "crash reports and stacks": the signal ends the
- * call's sleeps and waits early).
+ * call's sleeps and waits early). A caller's W3C traceparent, when it sends
+ * one, is in call->traceparent (define BH_NO_TRACE to not take it).
  *
  * The worker is single-threaded: one call at a time, on the main thread,
  * which is what a thread-bound library needs (HELLO says concurrency 1).
@@ -187,6 +188,10 @@ struct bh_call {
 	int64_t deadline;   /* Unix nanoseconds; 0: none */
 	size_t nargs;
 	bh_buf *result;
+	/* The caller's W3C traceparent (PROTOCOL.md section 3, "Trace
+	 * context"): 55 bytes, not NUL-terminated; NULL when it sent none. */
+	const char *traceparent;
+	size_t traceparent_len;
 	/* private */
 	bh_cur args_;           /* the items of the args array */
 	const uint8_t *argp_[16]; /* the first 16 arguments' starts */
@@ -857,13 +862,21 @@ void bh_buf_free(bh_buf *b) {
 /* ---- calls ---------------------------------------------------------------- */
 
 static int bh__args(bh_checker *c, bh_cur cur, bh_call *call);
+static int bh__traceparent(bh_checker *c, bh_cur cur, bh_call *call);
+/* BH__TRACE: CALL and OBJCALL take a traceparent, and HELLO says so.
+ * Define BH_NO_TRACE to leave it out (then HELLO does not offer it). */
+#ifdef BH_NO_TRACE
+#define BH__TRACE 0
+#else
+#define BH__TRACE 1
+#endif
 
 int bh_parse_call(bh_checker *c, const uint8_t *p, size_t n, bh_call *call) {
 	bh_cur cur = {p, p + n};
 	size_t len;
 	const char *m;
-	if (n == 0 || p[0] != 0x83) {
-		BH__FAIL(c, "CALL payload is not an array of 3 items");
+	if (n == 0 || (p[0] != 0x83 && !(p[0] == 0x84 && BH__TRACE))) {
+		BH__FAIL(c, "CALL payload is not an array of 3 items, or 4 with a traceparent");
 	}
 	if (bh_check(c, p, n, 1) != 0) {
 		return -1;
@@ -877,7 +890,43 @@ int bh_parse_call(bh_checker *c, const uint8_t *p, size_t n, bh_call *call) {
 	if (bh_get_int(&cur, &call->deadline) != 0 || call->deadline < 0) {
 		BH__FAIL(c, "deadline is not a non-negative 64-bit integer");
 	}
-	return bh__args(c, cur, call);
+	if (bh__args(c, cur, call) != 0) {
+		return -1;
+	}
+	return p[0] == 0x84 ? bh__traceparent(c, cur, call) : 0;
+}
+
+/* bh__traceparent reads a traceparent after the args array at cur: a text
+ * string of at most 256 bytes, kept if it is W3C's version 00 form. */
+static int bh__traceparent(bh_checker *c, bh_cur cur, bh_call *call) {
+	const char *s;
+	size_t n;
+	bh_skip(&cur); /* the args, checked already */
+	if (bh_get_text(&cur, &s, &n) != 0 || n > 256) {
+		BH__FAIL(c, "traceparent is not a text string of at most 256 bytes");
+	}
+	static const char *form = "00-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx-xxxxxxxxxxxxxxxx-xx";
+	int zero_trace = 1, zero_parent = 1;
+	if (n != 55) {
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		int hex = (s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f');
+		if (form[i] == 'x' ? !hex : s[i] != form[i]) {
+			return 0;
+		}
+		if (s[i] != '0' && i >= 3 && i < 35) {
+			zero_trace = 0;
+		}
+		if (s[i] != '0' && i >= 36 && i < 52) {
+			zero_parent = 0;
+		}
+	}
+	if (!zero_trace && !zero_parent) {
+		call->traceparent = s;
+		call->traceparent_len = n;
+	}
+	return 0;
 }
 
 /* bh__args reads the args array at cur, of an envelope already checked. */
@@ -1818,7 +1867,7 @@ static void bh__map_shm(void) {
 static void bh__hello(const char *cookie) {
 	bh_buf *b = &bh__w.msg;
 	b->len = 0;
-	bh_put_map(b, 7 + (bh__w.shm_mapped ? 1 : 0) + (bh__dg_stack() ? 1 : 0));
+	bh_put_map(b, 7 + (bh__w.shm_mapped ? 1 : 0) + (bh__dg_stack() ? 1 : 0) + BH__TRACE);
 	bh_put_str(b, "protocol");
 	bh_put_uint(b, BH_PROTOCOL);
 	bh_put_str(b, "pid");
@@ -1843,6 +1892,10 @@ static void bh__hello(const char *cookie) {
 	if (bh__dg_stack()) {
 		bh_put_str(b, "stack");
 		bh_put_str(b, "SIGUSR2");
+	}
+	if (BH__TRACE) {
+		bh_put_str(b, "trace");
+		bh_put_str(b, "traceparent");
 	}
 	if (b->failed) {
 		bh__die(BH__EXIT_SOFTWARE, "out of memory building HELLO");
@@ -2112,9 +2165,9 @@ static int bh__parse_object(unsigned type, const uint8_t *p, size_t n, bh_call *
 	bh_cur cur = {p, p + n};
 	size_t len;
 	const char *name;
-	if (n == 0 || p[0] != (type == BH__ACTIVATE ? 0x83 : 0x84)) {
+	if (n == 0 || (p[0] != (type == BH__ACTIVATE ? 0x83 : 0x84) && !(type == BH__OBJCALL && p[0] == 0x85 && BH__TRACE))) {
 		BH__FAIL(c, type == BH__ACTIVATE ? "ACTIVATE payload is not an array of 3 items"
-		                                 : "OBJCALL payload is not an array of 4 items");
+		                                 : "OBJCALL payload is not an array of 4 items, or 5 with a traceparent");
 	}
 	if (bh_check(c, p, n, 1) != 0) {
 		return -1;
@@ -2136,7 +2189,10 @@ static int bh__parse_object(unsigned type, const uint8_t *p, size_t n, bh_call *
 	}
 	call->method = name;
 	call->method_len = len;
-	return bh__args(c, cur, call);
+	if (bh__args(c, cur, call) != 0) {
+		return -1;
+	}
+	return type == BH__OBJCALL && p[0] == 0x85 ? bh__traceparent(c, cur, call) : 0;
 }
 
 /* bh__activate constructs an object and answers REPLY null, or ERROR. */
