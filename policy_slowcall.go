@@ -24,8 +24,9 @@ import (
 // section 3) when its HELLO offers one: the Go SDK's comes from a goroutine
 // of its own, asked for with SIGUSR2 sent to a thread the scan found in Go's
 // runtime (idle; Go retries its own waits), so that a call stuck in C shows
-// its cgo call; the C SDK's only when the program opted in
-// (BH_STACK_ON_SIGUSR2), sent to the process as it asks. The STACK is read
+// its cgo call; a worker whose only threads run calls is not signalled; the
+// C SDK's STACK comes only when the program opted in (BH_STACK_ON_SIGUSR2,
+// HELLO "SIGUSR2-call-thread"), signalled to the process as it asks. The STACK is read
 // by whoever reads the connection: the slow call's own caller, blocked on
 // its reply.
 
@@ -101,21 +102,26 @@ func (p *Pool) scanStacks(w *workerProc) (r stackscan.Report, scanned bool) {
 }
 
 // askStack signals w for a STACK and returns it, or says why there is none.
-// The signal goes to a thread of Go's runtime if scan found one blocked
-// there, else to the worker.
+// A worker that answers from a thread of its own is signalled there alone,
+// on a thread scan found waiting where a signal changes nothing: in Go's
+// runtime (an idle thread; Go retries its own waits), or waiting for
+// signals. Only a program that opted in to being interrupted (HELLO
+// "SIGUSR2-call-thread") has its process signalled.
 func (p *Pool) askStack(w *workerProc, scan stackscan.Report) (stack, why string) {
-	if w.Hello.Stack != wire.StackSIGUSR2 {
-		return "", "the worker offers no stacks (HELLO \"stack\")"
-	}
-	select {
-	case <-w.Conn.Stacks(): // an old one nobody took
-	default:
-	}
 	var err error
-	if tid := goRuntimeThread(scan); tid != 0 {
+	switch w.Hello.Stack {
+	case wire.StackSIGUSR2:
+		tid := safeThread(scan)
+		if tid == 0 {
+			return "", "no thread of the worker to signal without interrupting its call (the scanned stacks show it)"
+		}
+		drainStacks(w)
 		err = w.Proc.SignalThread(tid, syscall.SIGUSR2)
-	} else {
+	case wire.StackSIGUSR2CallThread:
+		drainStacks(w)
 		err = w.Proc.Signal(syscall.SIGUSR2)
+	default:
+		return "", "the worker offers no stacks (HELLO \"stack\")"
 	}
 	if err != nil {
 		return "", "signalling it: " + err.Error()
@@ -134,14 +140,23 @@ func (p *Pool) askStack(w *workerProc, scan stackscan.Report) (stack, why string
 	}
 }
 
-// goRuntimeThread returns a thread of scan blocked in Go's runtime (an idle
-// M in futex or epoll, not one in a cgo call), or 0.
-func goRuntimeThread(scan stackscan.Report) int {
+// drainStacks drops a STACK nobody took.
+func drainStacks(w *workerProc) {
+	select {
+	case <-w.Conn.Stacks():
+	default:
+	}
+}
+
+// safeThread returns a thread of scan that a signal does not disturb: one
+// blocked in Go's runtime (an idle M in futex or epoll, not one in a cgo
+// call), or in a wait for signals; or 0.
+func safeThread(scan stackscan.Report) int {
 	for _, t := range scan.Threads {
 		if len(t.Frames) == 0 || t.State.Running {
 			continue
 		}
-		if f := t.Frames[0].Func; strings.HasPrefix(f, "runtime.") {
+		if strings.HasPrefix(t.Frames[0].Func, "runtime.") || stackscan.WaitsForSignals(t.State.NR) {
 			return t.TID
 		}
 	}

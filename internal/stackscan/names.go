@@ -73,3 +73,9 @@ func syscallName(nr int64) string {
 	}
 	return archSyscallName(nr)
 }
+
+// WaitsForSignals reports whether syscall nr waits for signals (sigwait,
+// sigsuspend): a thread blocked in it is there to take one.
+func WaitsForSignals(nr int64) bool {
+	return nr == unix.SYS_RT_SIGTIMEDWAIT || nr == unix.SYS_RT_SIGSUSPEND
+}

@@ -1,8 +1,8 @@
 package stackscan
 
 import (
+	"bytes"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -156,11 +156,7 @@ func FuzzLoad(f *testing.F) {
 	}
 	f.Add([]byte("\x7fELF\x02\x01\x01"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		path := filepath.Join(t.TempDir(), "elf")
-		if err := os.WriteFile(path, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		s, err := Load(path, 0)
+		s, err := parse(bytes.NewReader(b))
 		if err != nil {
 			return
 		}

@@ -11,7 +11,7 @@ import (
 )
 
 // buildStuck compiles testdata/stuck.c.
-func buildStuck(t *testing.T) string {
+func buildStuck(t testing.TB) string {
 	t.Helper()
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
@@ -79,5 +79,25 @@ func TestScanRunning(t *testing.T) {
 func TestScanGone(t *testing.T) {
 	if r := Scan(1 << 30); r.Err == nil || len(r.Threads) != 0 {
 		t.Errorf("scan of no process: %+v", r)
+	}
+}
+
+// BenchmarkScan: what one slow call's scan costs the dispatcher, for a
+// one-thread C program blocked in sleep(3) (its maps, syscall file, 64 KiB
+// of stack, and the symbols of the program and libc, read anew each time).
+func BenchmarkScan(b *testing.B) {
+	bin := buildStuck(b)
+	cmd := exec.Command(bin, "wait")
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	for b.Loop() {
+		if r := Scan(cmd.Process.Pid); r.Err != nil {
+			b.Fatal(r.Err)
+		}
 	}
 }

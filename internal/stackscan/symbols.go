@@ -6,6 +6,7 @@ import (
 	"debug/gosym"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"sort"
@@ -56,14 +57,23 @@ func Load(path string, inode uint64) (s *Symtab, err error) {
 	if st, ok := fi.Sys().(*syscall.Stat_t); inode != 0 && (!ok || st.Ino != inode) {
 		return nil, fmt.Errorf("%s: not the file mapped (another inode): %w", path, ErrNotELF)
 	}
+	s, err = parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+// parse reads an ELF file's symbols; a malformed file is an error.
+func parse(r io.ReaderAt) (s *Symtab, err error) {
 	defer func() {
-		if r := recover(); r != nil { // debug/elf on a hostile file
-			s, err = nil, fmt.Errorf("%s: %v: %w", path, r, ErrNotELF)
+		if p := recover(); p != nil { // debug/elf on a hostile file
+			s, err = nil, fmt.Errorf("%v: %w", p, ErrNotELF)
 		}
 	}()
-	ef, err := elf.NewFile(f)
+	ef, err := elf.NewFile(r)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", path, err, ErrNotELF)
+		return nil, fmt.Errorf("%w: %w", err, ErrNotELF)
 	}
 	s = &Symtab{}
 	for _, p := range ef.Progs {

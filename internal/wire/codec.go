@@ -457,9 +457,16 @@ type Hello struct {
 	Trace string `cbor:"trace,omitempty"`
 }
 
-// StackSIGUSR2 is HELLO's "stack" of a worker that answers SIGUSR2 with a
-// STACK frame (PROTOCOL.md section 3).
-const StackSIGUSR2 = "SIGUSR2"
+// HELLO's "stack" values (PROTOCOL.md section 3). StackSIGUSR2: the worker
+// answers SIGUSR2 with a STACK frame written by a thread of its own, not
+// one running a call; the dispatcher signals such a thread alone.
+// StackSIGUSR2CallThread: the signal is taken on the call's own thread
+// (the C SDK with BH_STACK_ON_SIGUSR2), which it interrupts: the program
+// opted in to that, and the dispatcher signals the process.
+const (
+	StackSIGUSR2           = "SIGUSR2"
+	StackSIGUSR2CallThread = "SIGUSR2-call-thread"
+)
 
 // MaxStackDump bounds the STACK text a dispatcher keeps; the rest of a
 // longer dump is dropped.

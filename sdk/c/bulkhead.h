@@ -1388,7 +1388,8 @@ static void bh__write_all(const uint8_t *h, size_t hn, const uint8_t *p, size_t 
  *    which the signal's default action ends the process, as without it;
  *  - only if the program defines BH_STACK_ON_SIGUSR2 before including
  *    this header, for SIGUSR2, a STACK frame with the frames of the
- *    interrupted call (HELLO says "stack"), sent from the handler itself:
+ *    interrupted call (HELLO says "stack": "SIGUSR2-call-thread"), sent
+ *    from the handler itself:
  *    the handler interrupts the call's thread where it is stuck. Caveat:
  *    the signal ends the call's blocking wait early whatever SA_RESTART
  *    says (nanosleep, sleep, poll, select, epoll_wait, futex waits with a
@@ -1891,7 +1892,7 @@ static void bh__hello(const char *cookie) {
 	}
 	if (bh__dg_stack()) {
 		bh_put_str(b, "stack");
-		bh_put_str(b, "SIGUSR2");
+		bh_put_str(b, "SIGUSR2-call-thread"); /* it interrupts the call: PROTOCOL.md section 3 */
 	}
 	if (BH__TRACE) {
 		bh_put_str(b, "trace");
