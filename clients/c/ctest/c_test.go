@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkhead-go/bulkhead"
+	"github.com/bulkhead-go/bulkhead/client"
 	"github.com/bulkhead-go/bulkhead/internal/daemontest"
 )
 
@@ -230,10 +232,22 @@ func checkAnswer(t *testing.T, name string, a map[string]any, byName map[string]
 	}
 }
 
-// TestCExample runs example.c against a daemon on the shipped example config.
+// TestCExample runs example.c against a daemon on the shipped example
+// config, with a Go client of the same daemon holding an object meanwhile:
+// the C client's references end with its process, the Go client's stay.
 func TestCExample(t *testing.T) {
 	examples := compile(t, t.TempDir(), "example", "../example.c", "../bulkhead_client.c")
 	d := daemontest.Start(t, daemontest.Build(t))
+	ctx := context.Background()
+	gc, err := client.Dial(ctx, d.Socket, client.Options{Name: t.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gc.Close()
+	mine, err := gc.CreateInstance(ctx, "Counter")
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := regexp.MustCompile(`^echo: hello
 nope: remote \(code 2\) in nope: unknown method "nope"; the worker's methods: .*echo.*
 Counter: handle 1, server pid [1-9][0-9]*
@@ -251,5 +265,16 @@ $`)
 		if !want.Match(out) {
 			t.Errorf("%s printed:\n%s", filepath.Base(example), out)
 		}
+	}
+	if n, err := bulkhead.CallAs[int](ctx, mine, "add", 2); err != nil || n != 2 {
+		t.Fatalf("the Go client's object after the C clients: %d, %v", n, err)
+	}
+	st, err := gc.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	act, _ := st["activator"].(map[any]any)
+	if n, _ := act["Objects"].(uint64); n != 1 {
+		t.Fatalf("%v objects in the daemon once the C clients have exited, want the Go client's 1", act["Objects"])
 	}
 }
