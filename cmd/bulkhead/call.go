@@ -13,28 +13,37 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/client"
 	"github.com/bulkhead-go/bulkhead/internal/clientwire"
 	"github.com/spf13/cobra"
 )
 
-// newCallCmd is `bulkhead call`: one call of a daemon's pool.
+// newCallCmd is `bulkhead call`: one call of a daemon's pool, or calls of
+// an object of one of its classes (--class, call_object.go).
 func newCallCmd() *cobra.Command {
 	var (
-		socket  string
-		timeout time.Duration
+		socket, class, ctor string
+		timeout             time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "call --socket S [--timeout D] POOL METHOD [JSON-ARGS...]",
-		Short: "Call a method of a daemon's pool and print the result as JSON",
+		Use:   "call --socket S [--timeout D] POOL METHOD [JSON-ARGS...]\n  call --socket S --class CLASS [--new JSON-ARRAY] METHOD [JSON-ARGS...] [, METHOD [JSON-ARGS...]]...",
+		Short: "Call a method of a daemon's pool or of an object, and print the result as JSON",
 		Long: "call sends one call to a pool of `bulkhead serve` and prints its result as JSON. Each\n" +
 			"argument is a JSON value: a number without a fraction or exponent is an integer (int64, or\n" +
 			"uint64 above that; larger ones are refused), others are floats, strings are text. Flags go\n" +
 			"before POOL: what follows POOL is arguments, so -5 needs no --. @FILE is the file's\n" +
 			"contents as a byte string (@- reads stdin). A byte string in the result prints as base64.\n" +
-			"A remote failure prints the typed error as JSON and exits 1.",
+			"A remote failure prints the typed error as JSON and exits 1.\n\n" +
+			"With --class, call creates an object of CLASS (create_instance, with the elements of --new\n" +
+			"as the constructor's arguments: a generated handle class takes the constructor's C name\n" +
+			"first, --new '[\"gzopen\", \"/tmp/x.gz\", \"wb\"]'), calls its methods in order (a lone \",\"\n" +
+			"separates the calls), prints each result on a line, and releases the object.",
 		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) < 2 {
+			if class != "" && len(args) < 1 {
+				return usagef("want METHOD [JSON-ARGS...] after --class, got no arguments")
+			}
+			if class == "" && len(args) < 2 {
 				return usagef("want POOL METHOD [JSON-ARGS...], got %d arguments", len(args))
 			}
 			return nil
@@ -43,22 +52,17 @@ func newCallCmd() *cobra.Command {
 			if socket == "" {
 				return usagef("--socket is required")
 			}
-			rest := args[2:]
-			if len(rest) > 0 && rest[0] == "--" {
-				rest = rest[1:] // the old way to pass -5; flags end at POOL now
+			if class != "" {
+				return objectCmd(c, socket, timeout, class, ctor, args)
 			}
-			var vals []any
-			for i, a := range rest {
-				v, err := callArg(a, c.InOrStdin())
-				if err != nil {
-					if strings.HasPrefix(a, "--") {
-						return usagef("argument %d, %q: %v (call's flags go before POOL)", i+1, a, err)
-					}
-					return usagef("argument %d, %q: %v", i+1, a, err)
-				}
-				vals = append(vals, v)
+			if ctor != "" {
+				return usagef("--new goes with --class")
 			}
-			err := runCall(c.Context(), c.OutOrStdout(), socket, timeout, args[0], args[1], vals)
+			vals, err := callArgs(args[2:], c.InOrStdin())
+			if err != nil {
+				return err
+			}
+			err = runCall(c.Context(), c.OutOrStdout(), socket, timeout, args[0], args[1], vals)
 			if errors.Is(err, client.ErrPermission) {
 				fmt.Fprintf(c.ErrOrStderr(), "hint: pool %q does not exist, or your uid %d is not in its allow_uids, allow_gids or allow_users;\n"+
 					"  bulkhead status --socket %s lists the pools you may use\n", args[0], os.Getuid(), socket)
@@ -67,11 +71,32 @@ func newCallCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&socket, "socket", "", "the daemon's socket")
-	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "the call's deadline")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "the call's deadline (with --class: all of them)")
+	cmd.Flags().StringVar(&class, "class", "", "call an object of this class instead of a pool")
+	cmd.Flags().StringVar(&ctor, "new", "", "with --class: the constructor's arguments, a JSON array")
 	// Flags end at POOL, so that a negative number is an argument: call
 	// --socket S demo echo -5.
 	cmd.Flags().SetInterspersed(false)
 	return cmd
+}
+
+// callArgs are a call's command-line arguments as its values.
+func callArgs(rest []string, stdin io.Reader) ([]any, error) {
+	if len(rest) > 0 && rest[0] == "--" {
+		rest = rest[1:] // the old way to pass -5; flags end at POOL now
+	}
+	var vals []any
+	for i, a := range rest {
+		v, err := callArg(a, stdin)
+		if err != nil {
+			if strings.HasPrefix(a, "--") {
+				return nil, usagef("argument %d, %q: %v (call's flags go before POOL)", i+1, a, err)
+			}
+			return nil, usagef("argument %d, %q: %v", i+1, a, err)
+		}
+		vals = append(vals, v)
+	}
+	return vals, nil
 }
 
 func runCall(ctx context.Context, out io.Writer, socket string, timeout time.Duration, pool, method string, args []any) error {
@@ -83,6 +108,12 @@ func runCall(ctx context.Context, out io.Writer, socket string, timeout time.Dur
 	}
 	defer c.Close()
 	r, err := c.Pool(pool).Call(ctx, method, args...)
+	return printReply(out, r, err)
+}
+
+// printReply prints a call's result as JSON, or its typed error as JSON
+// (then the exit status is 1).
+func printReply(out io.Writer, r bulkhead.Reply, err error) error {
 	if err != nil {
 		b, _ := json.Marshal(jsonable(clientwire.EncodeError(err)))
 		fmt.Fprintln(out, string(b))

@@ -61,6 +61,14 @@ name = "demo"
 command = "${BULKHEAD_SELF}"
 args = ["worker"]
 workers = WORKERS
+[activator]
+linger = "-1ns"
+[[server]]
+name = "counter"
+command = "${BULKHEAD_SELF}"
+args = ["counter-server"]
+  [[server.class]]
+  name = "Counter"
 `
 
 func startServe(t *testing.T, args ...string) *serveProcess {
@@ -194,6 +202,58 @@ func TestServeCallReloadDrain(t *testing.T) {
 	if _, err := os.Stat(p.sock); err == nil {
 		t.Log("the socket file is left behind (the next serve replaces it)")
 	}
+}
+
+// call --class: an object created with --new's arguments, its methods
+// called in order (one JSON line each), released at the end; a failure is
+// the typed error and exit 1, a bad command line exit 2.
+func TestCallClass(t *testing.T) {
+	p := startServe(t)
+	tests := []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"--new", "[10]", "add", "5", ",", "add", "-3", ",", "get"}, 0, "15\n12\n12\n"},
+		{[]string{"get"}, 0, "0\n"},
+		{[]string{"add", "1", ",", "nosuch"}, 1, "1\n"},
+		{[]string{"--new", "7", "get"}, 2, ""},
+		{[]string{"get", ","}, 2, ""},
+		{[]string{"add", "x"}, 2, ""},
+	}
+	for _, tt := range tests {
+		args := append([]string{"call", "--socket", p.sock, "--class", "Counter"}, tt.args...)
+		code, out, errs := run(t, args...)
+		if tt.code == 1 {
+			out, _, _ = strings.Cut(out, "{") // then the error's JSON
+		}
+		if code != tt.code || out != tt.out {
+			t.Errorf("call --class Counter %q: exit %d, %q %q; want %d %q", tt.args, code, out, errs, tt.code, tt.out)
+		}
+	}
+	code, out, errs := run(t, "call", "--socket", p.sock, "--class", "NoSuch", "get")
+	if code != 1 || !strings.Contains(out, "permission_denied") || !strings.Contains(errs, "hint: class") {
+		t.Errorf("call --class NoSuch: exit %d, %q %q", code, out, errs)
+	}
+	// No object outlives its command.
+	testutil.Until(t, "the objects to be released", func() bool {
+		c, err := client.Dial(context.Background(), p.sock, client.Options{})
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		st, err := c.Status(context.Background())
+		if err != nil {
+			return false
+		}
+		servers, _ := st["servers"].([]any)
+		for _, s := range servers {
+			if n, _ := s.(map[any]any)["objects"].(uint64); n != 0 {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // The daemon's SIGKILL takes every worker with it (parent-death signal).
