@@ -64,8 +64,8 @@ func newCallCmd() *cobra.Command {
 			}
 			err = runCall(c.Context(), c.OutOrStdout(), socket, timeout, args[0], args[1], vals)
 			if errors.Is(err, client.ErrPermission) {
-				fmt.Fprintf(c.ErrOrStderr(), "hint: pool %q does not exist, or your uid %d is not in its allow_uids, allow_gids or allow_users;\n"+
-					"  bulkhead status --socket %s lists the pools you may use\n", args[0], os.Getuid(), socket)
+				return hinted{err, fmt.Sprintf("pool %q does not exist, or your uid %d is not in its allow_uids, allow_gids or allow_users;\n"+
+					"  bulkhead status --socket %s lists the pools you may use", args[0], os.Getuid(), socket)}
 			}
 			return err
 		},

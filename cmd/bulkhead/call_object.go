@@ -53,8 +53,8 @@ func objectCmd(c *cobra.Command, socket string, timeout time.Duration, class, ct
 	}
 	err := runObject(c.Context(), c.OutOrStdout(), socket, timeout, class, ctorArgs, calls)
 	if errors.Is(err, client.ErrPermission) {
-		fmt.Fprintf(c.ErrOrStderr(), "hint: class %q does not exist, or your uid %d is not in its allow_uids, allow_gids or allow_users;\n"+
-			"  bulkhead status --socket %s lists the classes you may use\n", class, os.Getuid(), socket)
+		return hinted{err, fmt.Sprintf("class %q does not exist, or your uid %d is not in its allow_uids, allow_gids or allow_users;\n"+
+			"  bulkhead status --socket %s lists the classes you may use", class, os.Getuid(), socket)}
 	}
 	return err
 }
