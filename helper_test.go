@@ -32,6 +32,7 @@ func helpers() map[string]func() {
 		"pingpong":    runPingPong,
 		"dispatcher":  runHelperDispatcher,
 		"sandboxed":   runSandboxedDispatcher,
+		"combos":      runComboDispatcher,
 	}
 }
 

@@ -20,7 +20,8 @@ type Sandbox struct {
 	// User runs the worker as this user: a user name, or "uid", or either
 	// followed by ":group" (a group name or gid); without a group, the
 	// user's own group. Supplementary groups are dropped. Only a
-	// dispatcher running as root may do this.
+	// dispatcher running as root may do this. With a trampoline (see
+	// Seccomp) the trampoline switches, after mounting PrivateTmp's /tmp.
 	// Zero value: the worker runs as the dispatcher's user.
 	User string
 
@@ -126,7 +127,8 @@ type Sandbox struct {
 	// PrivateTmp gives the worker a mount namespace of its own with an
 	// empty tmpfs (64 MiB) on /tmp, mounted by the trampoline (see
 	// Seccomp): files other workers and the service keep in /tmp are out
-	// of its sight. A Writable path under /tmp is then in that tmpfs.
+	// of its sight. A ReadOnly or Writable path at or under /tmp is then
+	// refused (Landlock would grant it on the hidden /tmp).
 	// Zero value: the dispatcher's mounts and /tmp.
 	PrivateTmp bool
 

@@ -107,6 +107,9 @@ func handleNamespaces(s *worker.Server) {
 		out["tmp"] = fmt.Sprint(len(ents), err)
 		return out, nil
 	})
+	// whoami is what the worker sees of its sandbox
+	// (TestSandboxCombinations).
+	s.Handle("whoami", func(context.Context, worker.Args) (any, error) { return whoami(), nil })
 	// pidns is the worker's pid and PID namespace, as it sees them.
 	s.Handle("pidns", func(context.Context, worker.Args) (any, error) {
 		ns, err := os.Readlink("/proc/self/ns/pid")

@@ -216,29 +216,8 @@ func runSandboxedDispatcher() {
 // As an unprivileged user (a dispatcher that setpriv dropped to nobody), a
 // protection that needs privilege fails closed and says which privilege.
 func TestSandboxUnprivileged(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to drop to nobody")
-	}
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Skip("no setpriv")
-	}
-	bulkhead.CheckLeaks(t)
-	path, _ := copyBinary(t)
-	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--", path)
-	cmd.Env = bulkhead.HelperEnviron("sandboxed")
-	cmd.Dir = filepath.Dir(path)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	sc, wait := nobodyDispatcher(t, "sandboxed")
 	got := map[string]sandboxReport{}
-	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		var r sandboxReport
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
@@ -246,9 +225,7 @@ func TestSandboxUnprivileged(t *testing.T) {
 		}
 		got[r.Case] = r
 	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("dispatcher as nobody: %v; stderr:\n%s", err, stderr.String())
-	}
+	wait()
 	if r := got["user"]; r.OK || r.Protection != "user" || !strings.Contains(r.Error, "CAP_SETUID") {
 		t.Errorf("User as nobody: %+v, want a StartError for the user protection naming CAP_SETUID", r)
 	}
@@ -266,6 +243,42 @@ func TestSandboxUnprivileged(t *testing.T) {
 	}
 	if r := got["pidns"]; r.OK || r.Protection != "namespaces" || !strings.Contains(r.Error, "CAP_SYS_ADMIN") {
 		t.Errorf("IsolatePID as nobody: %+v, want a StartError for the namespaces protection naming CAP_SYS_ADMIN", r)
+	}
+}
+
+// nobodyDispatcher runs the helper dispatcher named (a copy of this test
+// binary) as nobody, dropped by setpriv, and returns its output's lines
+// and a function that waits for it to exit; it skips t unless root.
+func nobodyDispatcher(t *testing.T, helper string) (*bufio.Scanner, func()) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to drop to nobody")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("no setpriv")
+	}
+	bulkhead.CheckLeaks(t)
+	path, _ := copyBinary(t)
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--", path)
+	cmd.Env = bulkhead.HelperEnviron(helper)
+	cmd.Dir = filepath.Dir(path)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	sc.Buffer(nil, 1<<20)
+	return sc, func() {
+		t.Helper()
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("dispatcher as nobody: %v; stderr:\n%s", err, stderr.String())
+		}
 	}
 }
 

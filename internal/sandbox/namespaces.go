@@ -26,9 +26,10 @@ const nobody = 65534
 // attr sets n's clone flags on a, with a user namespace when the
 // dispatcher is not root (the unprivileged fallback: the worker is root in
 // its namespaces, the dispatcher's user outside) or when n.User asks for
-// one (the worker is root inside, outside as cred's user or nobody). A
-// setting that cannot be had is an *Error naming the missing privilege.
-func (n *Namespaces) attr(a *syscall.SysProcAttr) error {
+// one (the worker is root inside, outside as user's uid and gid, or nobody
+// if user is nil); it reports whether it made one. A setting that cannot
+// be had is an *Error naming the missing privilege.
+func (n *Namespaces) attr(a *syscall.SysProcAttr, user *syscall.Credential) (userNS bool, err error) {
 	if n.Network {
 		a.Cloneflags |= unix.CLONE_NEWNET
 	}
@@ -40,16 +41,19 @@ func (n *Namespaces) attr(a *syscall.SysProcAttr) error {
 	}
 	euid, egid := os.Geteuid(), os.Getegid()
 	if euid == 0 && !n.User {
-		return nil // CAP_SYS_ADMIN: no user namespace needed
+		return false, nil // CAP_SYS_ADMIN: no user namespace needed
+	}
+	if !n.any() {
+		return false, nil
 	}
 	if err := userNamespacesAllowed(); err != nil {
-		return err
+		return false, err
 	}
 	outUID, outGID := euid, egid
 	if euid == 0 {
 		outUID, outGID = nobody, nobody
-		if a.Credential != nil {
-			outUID, outGID = int(a.Credential.Uid), int(a.Credential.Gid)
+		if user != nil {
+			outUID, outGID = int(user.Uid), int(user.Gid)
 		}
 	}
 	// Root inside (setuid(0) once the maps are written: a root dispatcher's
@@ -60,7 +64,7 @@ func (n *Namespaces) attr(a *syscall.SysProcAttr) error {
 	a.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: outUID, Size: 1}}
 	a.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: outGID, Size: 1}}
 	a.GidMappingsEnableSetgroups = false
-	return nil
+	return true, nil
 }
 
 // userNamespacesAllowed reports, as an *Error naming the setting, why this
@@ -90,12 +94,26 @@ func userNamespacesAllowed() error {
 // namespace and mounts an empty tmpfs on /tmp.
 func privateTmp() error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fail("namespaces", err, "making the worker's mounts private")
+		return mountError("making the worker's mounts private", err)
 	}
 	if err := unix.Mount("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777,size=64m"); err != nil {
-		return fail("namespaces", err, "mounting a private /tmp")
+		return mountError("mounting a private /tmp", err)
 	}
 	return nil
+}
+
+// mountError names, as trampoline.c's bh_fail_mount does, what the kernel
+// looked at when it refused a PrivateTmp mount: the trampoline's uid and
+// whether it had CAP_SYS_ADMIN (over its mount namespace, made with it at
+// the clone).
+func mountError(what string, err error) *Error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	cause := "without CAP_SYS_ADMIN over its mount namespace"
+	if unix.Capget(&hdr, &data[0]) == nil && data[0].Effective&(1<<unix.CAP_SYS_ADMIN) != 0 {
+		cause = "with CAP_SYS_ADMIN: a security module or the host's mount policy refused it"
+	}
+	return fail("namespaces", nil, "private_tmp (PrivateTmp): %s: %v (the trampoline runs as uid %d %s)", what, err, os.Geteuid(), cause)
 }
 
 // cloneError names what a start refused for its namespaces lacked.

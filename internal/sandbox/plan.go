@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -88,6 +90,9 @@ func NewPlan(s Settings) (*Plan, error) {
 	if err := validatePaths("Writable", s.Writable); err != nil {
 		errs = append(errs, err)
 	}
+	if err := s.privateTmpLandlock(); err != nil {
+		errs = append(errs, err)
+	}
 	p := &Plan{s: s}
 	if s.SHA256 != "" {
 		var err error
@@ -101,6 +106,29 @@ func NewPlan(s Settings) (*Plan, error) {
 		}
 	}
 	return p, errors.Join(errs...)
+}
+
+// privateTmpLandlock refuses a Landlock path at or under /tmp with
+// PrivateTmp: its rule would be on the dispatcher's /tmp, which the
+// trampoline's tmpfs hides, and Landlock ignores a hidden mount point, so
+// the worker would find its /tmp denied.
+func (s *Settings) privateTmpLandlock() error {
+	if !s.PrivateTmp {
+		return nil
+	}
+	for _, k := range []struct {
+		field, key string
+		paths      []string
+	}{{"ReadOnly", "read_only", s.ReadOnly}, {"Writable", "writable", s.Writable}} {
+		for _, p := range k.paths {
+			if c := filepath.Clean(p); c == "/tmp" || strings.HasPrefix(c, "/tmp/") {
+				return fmt.Errorf("PrivateTmp (private_tmp) with %s (%s) path %q: Landlock would grant it on the dispatcher's /tmp, "+
+					"which the private /tmp hides, and the worker would find its /tmp denied; a private /tmp starts empty: "+
+					"leave /tmp out of %s, or drop private_tmp", k.field, k.key, p, k.key)
+			}
+		}
+	}
+	return nil
 }
 
 // Start is one start's protections: what it opened and created, released
@@ -133,21 +161,17 @@ type Usage struct {
 func (p *Plan) Prepare(path string, env []string, spec *dispatch.Spec, log *slog.Logger) (*Start, error) {
 	spec.Env = Environ(os.Environ(), env)
 	st := &Start{plan: p, cgFD: -1}
-	var err error
 	attr := &syscall.SysProcAttr{}
-	if p.s.User != "" {
-		if attr.Credential, err = Credential(p.s.User); err != nil {
-			return nil, err
-		}
-	}
 	ns := p.s.namespaces()
-	if err := ns.attr(attr); err != nil {
+	sc := p.s.seccomp()
+	lock := Landlock{ReadOnly: p.s.ReadOnly, Writable: p.s.Writable, Exe: path}
+	tramp := sc.on() || lock.on() || ns.PrivateTmp
+	switchTo, err := p.credentials(attr, &ns, tramp)
+	if err != nil {
 		return nil, err
 	}
 	spec.Attr = attr
 	st.nsOn = ns.any()
-	sc := p.s.seccomp()
-	lock := Landlock{ReadOnly: p.s.ReadOnly, Writable: p.s.Writable, Exe: path}
 	switch {
 	case p.pin != nil:
 		st.exe, err = p.pin.Open(path)
@@ -173,8 +197,8 @@ func (p *Plan) Prepare(path string, env []string, spec *dispatch.Spec, log *slog
 		// The Go SDK's lockdown: no file opened once started.
 		spec.Env = append(spec.Env, "BULKHEAD_SANDBOX_PROFILE="+ProfileCompute)
 	}
-	if sc.on() || lock.on() || ns.PrivateTmp {
-		if err := st.trampoline(spec, &sc, &lock, ns.PrivateTmp, log); err != nil {
+	if tramp {
+		if err := st.trampoline(spec, &sc, &lock, ns.PrivateTmp, switchTo, log); err != nil {
 			st.release()
 			return nil, err
 		}
@@ -206,11 +230,43 @@ func (p *Plan) Prepare(path string, env []string, spec *dispatch.Spec, log *slog
 	return st, nil
 }
 
+// credentials sets attr's user namespace, if ns needs one, and the user
+// the worker is cloned as. With a trampoline (tramp) and no user
+// namespace, the trampoline switches to the user itself, after its mounts,
+// which need the dispatcher's privilege: the user it must switch to is
+// returned instead (nil: none).
+func (p *Plan) credentials(attr *syscall.SysProcAttr, ns *Namespaces, tramp bool) (*syscall.Credential, error) {
+	var user *syscall.Credential
+	if p.s.User != "" {
+		var err error
+		if user, err = Credential(p.s.User); err != nil {
+			return nil, err
+		}
+	}
+	userNS, err := ns.attr(attr, user)
+	switch {
+	case err != nil:
+		return nil, err
+	case user == nil || userNS:
+		// In a user namespace, the worker is root inside and the user
+		// outside, by the mapping.
+		return nil, nil
+	case tramp:
+		return user, nil
+	}
+	attr.Credential = user
+	return nil, nil
+}
+
 // trampoline has spec start the dispatcher's own binary as the trampoline
 // (trampoline.go), with its settings prepared: sc's filter compiled, lock's
-// ruleset built.
-func (st *Start) trampoline(spec *dispatch.Spec, sc *Seccomp, lock *Landlock, privTmp bool, log *slog.Logger) error {
+// ruleset built, and the user to switch to (nil: none).
+func (st *Start) trampoline(spec *dispatch.Spec, sc *Seccomp, lock *Landlock, privTmp bool, user *syscall.Credential, log *slog.Logger) error {
 	m := trampolineMsg{argv: append([]string{spec.Command}, spec.Args...)}
+	if user != nil {
+		m.flags |= flagUser
+		m.uid, m.gid = user.Uid, user.Gid
+	}
 	var err error
 	if sc.on() {
 		m.flags |= flagSeccomp

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <poll.h>
@@ -25,6 +26,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 
@@ -43,12 +45,13 @@
 #define FLAG_PRIVATE_TMP 1
 #define FLAG_LANDLOCK 2
 #define FLAG_SECCOMP 4
+#define FLAG_USER 8
 #define MAX_FILTER 4096
 #define MAX_PATCHES 16
 #define MAX_ARGV_BYTES (128 << 10)
 
 struct bh_hdr {
-	uint32_t magic, flags, nfilter, npatch, argvlen;
+	uint32_t magic, flags, nfilter, npatch, argvlen, uid, gid;
 };
 struct bh_patch {
 	uint32_t index, half;
@@ -69,6 +72,52 @@ static void bh_fail(int sock, const char *prot, const char *why, int err) {
 		send(sock, msg, n, MSG_NOSIGNAL);
 	dprintf(2, "bulkhead sandbox: %s: %s%s%s\n", prot, why, err ? ": " : "", err ? strerror(err) : "");
 	_exit(78);
+}
+
+// bh_fail_mount is bh_fail for PrivateTmp's mounts, with what the kernel
+// looked at: the trampoline's uid and whether it had CAP_SYS_ADMIN (over
+// its mount namespace, made with it at the clone).
+static void bh_fail_mount(int sock, const char *what, int err) {
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct data[2] = {{0}};
+	int admin = syscall(SYS_capget, &hdr, data) == 0 && (data[0].effective & (1U << CAP_SYS_ADMIN));
+	char why[256];
+	snprintf(why, sizeof why, "private_tmp (PrivateTmp): %s: %s (the trampoline runs as uid %u %s)", what, strerror(err),
+		 (unsigned)geteuid(),
+		 admin ? "with CAP_SYS_ADMIN: a security module or the host's mount policy refused it"
+		       : "without CAP_SYS_ADMIN over its mount namespace");
+	bh_fail(sock, "namespaces", why, 0);
+}
+
+// bh_switch_user makes the trampoline, and so the worker, uid:gid with no
+// supplementary groups (User), once the privileged steps are done. Each
+// step is checked, and so is the result: a worker that is not exactly that
+// user, or could become root again, does not start. The switch clears the
+// parent-death signal (prctl(2)): it is set again.
+static void bh_switch_user(int sock, uint32_t uid, uint32_t gid) {
+	int pdeath = 0;
+	if (prctl(PR_GET_PDEATHSIG, &pdeath, 0, 0, 0) < 0)
+		bh_fail(sock, "user", "prctl(PR_GET_PDEATHSIG)", errno);
+	pid_t ppid = getppid();
+	if (setgroups(0, NULL) < 0)
+		bh_fail(sock, "user", "dropping the supplementary groups (setgroups)", errno);
+	if (setresgid(gid, gid, gid) < 0)
+		bh_fail(sock, "user", "setresgid", errno);
+	if (setresuid(uid, uid, uid) < 0)
+		bh_fail(sock, "user", "setresuid", errno);
+	uid_t r, e, s;
+	gid_t rg, eg, sg;
+	if (getresuid(&r, &e, &s) < 0 || getresgid(&rg, &eg, &sg) < 0 || r != uid || e != uid || s != uid ||
+	    rg != gid || eg != gid || sg != gid || getgroups(0, NULL) != 0)
+		bh_fail(sock, "user", "after the switch, the worker's ids are not the ones asked for", 0);
+	if (uid != 0 && setuid(0) != -1)
+		bh_fail(sock, "user", "after the switch, the worker could become root again", 0);
+	if (pdeath) {
+		if (prctl(PR_SET_PDEATHSIG, pdeath, 0, 0, 0) < 0)
+			bh_fail(sock, "user", "prctl(PR_SET_PDEATHSIG) after the switch", errno);
+		if (getppid() != ppid)
+			bh_fail(sock, "sandbox", "the dispatcher died during the start", 0);
+	}
 }
 
 // bh_env is environ less the trampoline's own variables.
@@ -198,12 +247,16 @@ __attribute__((constructor)) static void bulkhead_trampoline(void) {
 	if (fcntl(sock, F_SETFD, FD_CLOEXEC) < 0)
 		bh_fail(sock, "sandbox", "marking the trampoline's socket close-on-exec", errno);
 
+	// The privileged steps first, then the switch to the user, which
+	// drops the privilege they need.
 	if (h.flags & FLAG_PRIVATE_TMP) {
 		if (mount("", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-			bh_fail(sock, "namespaces", "making the worker's mounts private", errno);
+			bh_fail_mount(sock, "making the worker's mounts private", errno);
 		if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=64m") < 0)
-			bh_fail(sock, "namespaces", "mounting a private /tmp", errno);
+			bh_fail_mount(sock, "mounting a private /tmp", errno);
 	}
+	if (h.flags & FLAG_USER)
+		bh_switch_user(sock, h.uid, h.gid);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		bh_fail(sock, "no_new_privs", "prctl(PR_SET_NO_NEW_PRIVS)", errno);
 	if (ruleset >= 0) {

@@ -23,8 +23,13 @@ import (
 // Everything that takes work is done by the dispatcher, once per start:
 // the seccomp program is compiled (go-seccomp-bpf) and the Landlock
 // ruleset built (go-landlock) there, and handed over ready, so that the
-// trampoline only makes system calls: mount (PrivateTmp), prctl
-// (no_new_privs), landlock_restrict_self, seccomp, sendmsg, execveat.
+// trampoline only makes system calls, in this order: mount (PrivateTmp),
+// which needs the privilege the dispatcher started it with; setgroups,
+// setresgid and setresuid (User), which drop that privilege, checked and
+// failing closed; prctl (no_new_privs), landlock_restrict_self, seccomp,
+// sendmsg, execveat. The user is switched here, not at the clone
+// (SysProcAttr.Credential), because a trampoline already running as the
+// user could no longer mount its private /tmp.
 
 // TrampolineEnv marks a trampoline; its descriptor (dispatch.Spec's
 // ExtraFiles; dispatch.ExtraFDEnv names it) is a SOCK_SEQPACKET socket on
@@ -35,7 +40,7 @@ const TrampolineEnv = "BULKHEAD_SANDBOX_TRAMPOLINE"
 
 // The message's layout, native byte order (both ends are one machine):
 //
-//	u32 magic, flags, nfilter, npatch, argvlen
+//	u32 magic, flags, nfilter, npatch, argvlen, uid, gid
 //	nfilter struct sock_filter (u16 code, u8 jt, u8 jf, u32 k)
 //	npatch  {u32 index, u32 half}: the instructions whose k is the high
 //	        (half 0) or low (half 1) 32 bits of the execveat pathname's
@@ -43,14 +48,16 @@ const TrampolineEnv = "BULKHEAD_SANDBOX_TRAMPOLINE"
 //	argvlen bytes: the worker's argv, each string ending in NUL
 //
 // with SCM_RIGHTS: the worker binary, then the Landlock ruleset if
-// flagLandlock. trampoline.c reads the same layout.
+// flagLandlock. uid and gid are the user the trampoline switches to with
+// flagUser (0 otherwise). trampoline.c reads the same layout.
 const (
 	trampolineMagic = 0x4248544d // "MTHB"
 	flagPrivateTmp  = 1
 	flagLandlock    = 2
 	flagSeccomp     = 4
+	flagUser        = 8
 
-	hdrSize      = 20
+	hdrSize      = 28
 	maxFilter    = 4096 // BPF_MAXINSNS
 	maxPatches   = 16
 	maxArgvBytes = 128 << 10 // within a SOCK_SEQPACKET message's limit
@@ -65,6 +72,8 @@ const (
 // trampolineMsg is the message, decoded.
 type trampolineMsg struct {
 	flags   uint32
+	uid     uint32 // with flagUser
+	gid     uint32 // with flagUser
 	filter  []unix.SockFilter
 	patches [][2]uint32
 	argv    []string
@@ -114,7 +123,7 @@ func (m *trampolineMsg) encode() ([]byte, error) {
 	}
 	ne := binary.NativeEndian
 	b := make([]byte, 0, hdrSize+8*len(m.filter)+8*len(m.patches)+len(args))
-	for _, v := range []uint32{trampolineMagic, m.flags, uint32(len(m.filter)), uint32(len(m.patches)), uint32(len(args))} {
+	for _, v := range []uint32{trampolineMagic, m.flags, uint32(len(m.filter)), uint32(len(m.patches)), uint32(len(args)), m.uid, m.gid} {
 		b = ne.AppendUint32(b, v)
 	}
 	for _, f := range m.filter {
@@ -143,7 +152,7 @@ func decodeTrampolineMsg(b []byte) (*trampolineMsg, error) {
 	if want := hdrSize + 8*int(nf) + 8*int(np) + int(na); len(b) != want {
 		return nil, fmt.Errorf("a message of %d bytes, want %d", len(b), want)
 	}
-	m := &trampolineMsg{flags: flags}
+	m := &trampolineMsg{flags: flags, uid: u(5), gid: u(6)}
 	p := b[hdrSize:]
 	for range nf {
 		m.filter = append(m.filter, unix.SockFilter{Code: ne.Uint16(p), Jt: p[2], Jf: p[3], K: ne.Uint32(p[4:])})

@@ -81,8 +81,15 @@ func trampoline(report int) error {
 	if _, err := unix.FcntlInt(uintptr(report), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
 		return &Error{Protection: "sandbox", Reason: "marking the trampoline's socket close-on-exec", Err: err}
 	}
+	// The privileged steps first, then the switch to the user, which
+	// drops the privilege they need.
 	if m.flags&flagPrivateTmp != 0 {
 		if err := privateTmp(); err != nil {
+			return err
+		}
+	}
+	if m.flags&flagUser != 0 {
+		if err := switchUser(int(m.uid), int(m.gid)); err != nil {
 			return err
 		}
 	}
@@ -176,4 +183,46 @@ func pidInit() {
 			os.Exit(0)
 		}
 	}
+}
+
+// switchUser makes this process, and so the worker, uid:gid with no
+// supplementary groups (User), once the privileged steps are done; as
+// trampoline.c's bh_switch_user, each step and the result are checked,
+// and the parent-death signal, which the switch clears, is set again.
+// syscall's Set* apply to every thread of the runtime.
+func switchUser(uid, gid int) error {
+	var pdeath int32
+	if err := unix.Prctl(unix.PR_GET_PDEATHSIG, uintptr(unsafe.Pointer(&pdeath)), 0, 0, 0); err != nil {
+		return &Error{Protection: "user", Reason: "prctl(PR_GET_PDEATHSIG)", Err: err}
+	}
+	ppid := unix.Getppid()
+	if err := syscall.Setgroups(nil); err != nil {
+		return &Error{Protection: "user", Reason: "dropping the supplementary groups (setgroups)", Err: err}
+	}
+	if err := syscall.Setresgid(gid, gid, gid); err != nil {
+		return &Error{Protection: "user", Reason: "setresgid", Err: err}
+	}
+	if err := syscall.Setresuid(uid, uid, uid); err != nil {
+		return &Error{Protection: "user", Reason: "setresuid", Err: err}
+	}
+	r, e, s := unix.Getresuid()
+	rg, eg, sg := unix.Getresgid()
+	groups, err := unix.Getgroups()
+	if err != nil || r != uid || e != uid || s != uid || rg != gid || eg != gid || sg != gid || len(groups) != 0 {
+		return &Error{Protection: "user", Reason: "after the switch, the worker's ids are not the ones asked for"}
+	}
+	if uid != 0 {
+		if _, _, errno := unix.RawSyscall(unix.SYS_SETUID, 0, 0, 0); errno == 0 {
+			return &Error{Protection: "user", Reason: "after the switch, the worker could become root again"}
+		}
+	}
+	if pdeath != 0 {
+		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(pdeath), 0, 0, 0); err != nil {
+			return &Error{Protection: "user", Reason: "prctl(PR_SET_PDEATHSIG) after the switch", Err: err}
+		}
+		if unix.Getppid() != ppid {
+			return &Error{Protection: "sandbox", Reason: "the dispatcher died during the start"}
+		}
+	}
+	return nil
 }

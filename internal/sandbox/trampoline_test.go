@@ -39,7 +39,7 @@ func runTrampolined(t *testing.T, s Settings, argv ...string) (string, Usage, er
 	}
 	var out bytes.Buffer
 	cmd := &exec.Cmd{Path: "/proc/self/fd/" + strconv.Itoa(int(spec.Exec.Fd())), Args: argv,
-		Env: append(spec.Env, dispatch.ExtraFDEnv+"=3"), ExtraFiles: spec.ExtraFiles, Stdout: &out}
+		Env: append(spec.Env, dispatch.ExtraFDEnv+"=3"), ExtraFiles: spec.ExtraFiles, Stdout: &out, SysProcAttr: spec.Attr}
 	runErr := cmd.Run()
 	st.closeFiles()
 	u, err := st.Reaped()
@@ -89,6 +89,25 @@ func TestTrampoline(t *testing.T) {
 	}
 }
 
+// With User and PrivateTmp, the trampoline mounts the private /tmp while
+// it still has the dispatcher's privilege, and only then switches to the
+// user: the worker runs as that user, in no other group, with an empty
+// /tmp and no_new_privs.
+func TestTrampolineUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("as root: only root may start a worker as another user")
+	}
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	script := "id -u; id -g; id -G; ls -A /tmp | wc -l; grep NoNewPrivs /proc/self/status"
+	out, _, err := runTrampolined(t, Settings{User: "1:1", PrivateTmp: true}, sh, "-c", script)
+	if want := "1\n1\n1\n0\nNoNewPrivs:\t1\n"; err != nil || out != want {
+		t.Fatalf("sh -c %q: %v, output %q, want %q", script, err, out, want)
+	}
+}
+
 func TestTrampolineMsg(t *testing.T) {
 	prog, patches, err := compileFilter(&Seccomp{Profile: ProfileFiles})
 	if err != nil {
@@ -97,7 +116,7 @@ func TestTrampolineMsg(t *testing.T) {
 	if len(patches) != 2 {
 		t.Fatalf("%d placeholders for execveat's pathname, want 2 (its high and low halves)", len(patches))
 	}
-	m := trampolineMsg{flags: flagSeccomp | flagLandlock, filter: prog, patches: patches, argv: []string{"w", "", "x y"}}
+	m := trampolineMsg{flags: flagSeccomp | flagLandlock | flagUser, uid: 65534, gid: 65533, filter: prog, patches: patches, argv: []string{"w", "", "x y"}}
 	b, err := m.encode()
 	if err != nil {
 		t.Fatal(err)

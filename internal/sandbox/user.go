@@ -3,6 +3,7 @@ package sandbox
 import (
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -11,14 +12,23 @@ import (
 // Credential resolves spec, a user name or "uid" or "uid:gid", to the
 // credential a worker is started with. Only root may start processes as
 // another user: a dispatcher that is not root gets an *Error naming the
-// missing privilege. Supplementary groups are dropped.
+// missing privilege. Supplementary groups are dropped. A dispatcher that
+// is not root, already the user and in no other group, has nothing to
+// change: nil.
 func Credential(spec string) (*syscall.Credential, error) {
 	uid, gid, err := Lookup(spec)
 	if err != nil {
 		return nil, err
 	}
-	if euid := os.Geteuid(); euid != 0 && (uint32(euid) != uid || uint32(os.Getegid()) != gid) {
-		return nil, fail("user", nil, "running workers as %q needs CAP_SETUID and CAP_SETGID: the dispatcher runs as uid %d, not root", spec, euid)
+	if euid := os.Geteuid(); euid != 0 {
+		if uint32(euid) != uid || uint32(os.Getegid()) != gid {
+			return nil, fail("user", nil, "running workers as %q needs CAP_SETUID and CAP_SETGID: the dispatcher runs as uid %d, not root", spec, euid)
+		}
+		groups, err := os.Getgroups()
+		if err != nil || slices.ContainsFunc(groups, func(g int) bool { return uint32(g) != gid }) {
+			return nil, fail("user", err, "running workers as %q without the dispatcher's other groups %v needs CAP_SETGID: the dispatcher runs as uid %d, not root", spec, groups, euid)
+		}
+		return nil, nil
 	}
 	return &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}, nil
 }
