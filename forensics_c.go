@@ -184,7 +184,7 @@ func (s *elfSymbols) load() {
 	if err != nil {
 		return
 	}
-	tab, err := stackscan.Load(real, 0)
+	tab, err := stackscan.Load(real, nil)
 	if err != nil {
 		return
 	}

@@ -3,8 +3,11 @@ package stackscan
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParseMaps(t *testing.T) {
@@ -19,11 +22,11 @@ func TestParseMaps(t *testing.T) {
 		"3000-4000 r-xp 00000000 fd:01 77 /lib/x.so (deleted)"
 	ms := ParseMaps([]byte(in))
 	want := []Mapping{
-		{0x55d0c0a1b000, 0x55d0c0a1c000, "r--p", 0, 1234, "/usr/bin/a prog"},
-		{0x55d0c0a1c000, 0x55d0c0a1d000, "r-xp", 0x1000, 1234, "/usr/bin/a prog"},
-		{0x7ffc1000, 0x7ffc2000, "rw-p", 0, 0, "[stack]"},
-		{0x7f0000000000, 0x7f0000001000, "rw-p", 0, 0, ""},
-		{0x3000, 0x4000, "r-xp", 0, 77, "/lib/x.so (deleted)"},
+		{0x55d0c0a1b000, 0x55d0c0a1c000, "r--p", 0, unix.Mkdev(0xfd, 1), 1234, "/usr/bin/a prog"},
+		{0x55d0c0a1c000, 0x55d0c0a1d000, "r-xp", 0x1000, unix.Mkdev(0xfd, 1), 1234, "/usr/bin/a prog"},
+		{0x7ffc1000, 0x7ffc2000, "rw-p", 0, 0, 0, "[stack]"},
+		{0x7f0000000000, 0x7f0000001000, "rw-p", 0, 0, 0, ""},
+		{0x3000, 0x4000, "r-xp", 0, unix.Mkdev(0xfd, 1), 77, "/lib/x.so (deleted)"},
 	}
 	if len(ms) != len(want) {
 		t.Fatalf("ParseMaps: %+v", ms)
@@ -91,11 +94,19 @@ func TestCallBefore(t *testing.T) {
 
 // A file that is not ELF, or not the inode mapped, has no symbols.
 func TestLoadNotELF(t *testing.T) {
-	if _, err := Load("parse_test.go", 0); err == nil {
+	if _, err := Load("parse_test.go", nil); err == nil {
 		t.Error("Load of a Go source file succeeded")
 	}
-	if _, err := Load("/proc/self/exe", 1); err == nil || !strings.Contains(err.Error(), "inode") {
+	if _, err := Load("/proc/self/exe", &Mapping{Inode: 1}); err == nil || !strings.Contains(err.Error(), "inode") {
 		t.Errorf("Load of another inode: %v", err)
+	}
+	// A FIFO where the file was: refused at once, not waited on.
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(fifo, nil); err == nil {
+		t.Error("Load of a FIFO succeeded")
 	}
 }
 

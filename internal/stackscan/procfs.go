@@ -19,6 +19,8 @@ import (
 	"bytes"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Mapping is a line of /proc/PID/maps.
@@ -26,6 +28,7 @@ type Mapping struct {
 	Start, End uint64 // [Start, End)
 	Perms      string // "r-xp"
 	Offset     uint64 // in the file
+	Dev        uint64 // the file's device, as unix.Mkdev encodes it
 	Inode      uint64
 	Path       string // "" for an anonymous mapping; "[stack]", "[vdso]"...
 }
@@ -89,6 +92,13 @@ func parseMapping(l string) (m Mapping, ok bool) {
 	if m.Offset, err = strconv.ParseUint(f[2], 16, 64); err != nil {
 		return m, false
 	}
+	maj, mnr, found := strings.Cut(f[3], ":")
+	major, err1 := strconv.ParseUint(maj, 16, 32)
+	minor, err2 := strconv.ParseUint(mnr, 16, 32)
+	if !found || err1 != nil || err2 != nil {
+		return m, false
+	}
+	m.Dev = unix.Mkdev(uint32(major), uint32(minor))
 	if m.Inode, err = strconv.ParseUint(f[4], 10, 64); err != nil {
 		return m, false
 	}

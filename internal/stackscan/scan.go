@@ -21,8 +21,9 @@ const (
 	MaxFrames     = 32       // frames kept per thread, its PC's included
 	MaxThreads    = 64       // threads scanned; the others are counted
 	maxMapsFile   = 4 << 20
-	maxCandidates = 1024 // words checked for a call before them, per thread
-	maxELFFiles   = 32   // files read for symbols per scan
+	maxCandidates = 1024      // words checked for a call before them, per thread
+	maxELFFiles   = 32        // files read for symbols per scan
+	maxELFRead    = 256 << 20 // bytes of symbol tables read per scan, give or take the last file's
 )
 
 // Frame is a code address and what it is in.
@@ -115,6 +116,7 @@ type scanner struct {
 	proc       string
 	maps, exec []Mapping
 	syms       map[string]*Symtab // by path and inode; nil: unreadable
+	symRead    uint64             // bytes of the tables in syms
 }
 
 func (s *scanner) thread(tid int) Thread {
@@ -195,16 +197,19 @@ func (s *scanner) frame(m *Mapping, addr uint64) Frame {
 // symtab loads m's file's symbols once per scan, through the process's own
 // root (its mount namespace, a chroot), checking it is the inode mapped.
 func (s *scanner) symtab(m *Mapping) *Symtab {
-	key := m.Path + "\x00" + strconv.FormatUint(m.Inode, 10)
+	key := m.Path + "\x00" + strconv.FormatUint(m.Dev, 16) + ":" + strconv.FormatUint(m.Inode, 10)
 	if sym, seen := s.syms[key]; seen {
 		return sym
 	}
-	if len(s.syms) >= maxELFFiles || strings.HasSuffix(m.Path, " (deleted)") || strings.Contains(m.Path, "/../") {
+	if len(s.syms) >= maxELFFiles || s.symRead >= maxELFRead ||
+		strings.HasSuffix(m.Path, " (deleted)") || strings.Contains(m.Path, "/../") {
 		return nil
 	}
-	sym, err := Load(s.proc+"/root"+m.Path, m.Inode)
+	sym, err := Load(s.proc+"/root"+m.Path, m)
 	if err != nil {
 		sym = nil
+	} else {
+		s.symRead += sym.read
 	}
 	s.syms[key] = sym
 	return sym

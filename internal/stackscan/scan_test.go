@@ -1,6 +1,7 @@
 package stackscan
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -97,6 +98,16 @@ func BenchmarkScan(b *testing.B) {
 	}()
 	for b.Loop() {
 		if r := Scan(cmd.Process.Pid); r.Err != nil {
+			b.Fatal(r.Err)
+		}
+	}
+}
+
+// BenchmarkScanGo: the same for a Go program, this test binary itself (its
+// threads; go test strips it, so its names come from .gopclntab).
+func BenchmarkScanGo(b *testing.B) {
+	for b.Loop() {
+		if r := Scan(os.Getpid()); r.Err != nil {
 			b.Fatal(r.Err)
 		}
 	}

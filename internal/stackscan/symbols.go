@@ -26,6 +26,7 @@ var ErrNotELF = errors.New("no symbol table")
 
 // Symtab is an ELF file's function symbols and loadable segments.
 type Symtab struct {
+	read  uint64 // bytes of symbol tables and strings read
 	funcs []fn
 	loads []segment
 	gotab *gosym.Table // a Go program's function table, if it has no .symtab
@@ -39,10 +40,12 @@ type fn struct {
 type segment struct{ off, size, vaddr uint64 }
 
 // Load reads the function symbols (.symtab, or else .dynsym) of the ELF
-// file at path; if inode is not 0, the file must be that inode (the one a
-// maps line names). A malformed file is an error, never a panic.
-func Load(path string, inode uint64) (s *Symtab, err error) {
-	f, err := os.Open(path)
+// file at path; if m is not nil, the file must be the inode m maps (not
+// its device: under overlayfs, maps may give the lower layer's device and
+// stat the overlay's). A malformed file is an error, never a panic.
+func Load(path string, m *Mapping) (s *Symtab, err error) {
+	// O_NONBLOCK: a FIFO put where the file was must not block the open.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +57,7 @@ func Load(path string, inode uint64) (s *Symtab, err error) {
 	if !fi.Mode().IsRegular() || fi.Size() > MaxSymbolFile {
 		return nil, fmt.Errorf("%s: not a regular file of at most 1 GiB: %w", path, ErrNotELF)
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); inode != 0 && (!ok || st.Ino != inode) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); m != nil && (!ok || st.Ino != m.Inode) {
 		return nil, fmt.Errorf("%s: not the file mapped (another inode): %w", path, ErrNotELF)
 	}
 	s, err = parse(f)
@@ -81,12 +84,12 @@ func parse(r io.ReaderAt) (s *Symtab, err error) {
 			s.loads = append(s.loads, segment{p.Off, p.Filesz, p.Vaddr})
 		}
 	}
-	syms := symbols(ef, elf.SHT_SYMTAB, ef.Symbols)
+	syms := s.symbols(ef, elf.SHT_SYMTAB, ef.Symbols)
 	if len(syms) == 0 {
 		// Stripped (go test, go run and -ldflags=-s strip Go programs): a
 		// Go program still has its function table, .gopclntab.
-		syms = symbols(ef, elf.SHT_DYNSYM, ef.DynamicSymbols)
-		s.gotab = goTable(ef, syms)
+		syms = s.symbols(ef, elf.SHT_DYNSYM, ef.DynamicSymbols)
+		s.gotab = s.goTable(ef, syms)
 	}
 	for _, sy := range syms {
 		if elf.ST_TYPE(sy.Info) == elf.STT_FUNC && sy.Size > 0 && sy.Name != "" && sy.Value+sy.Size > sy.Value {
@@ -106,7 +109,7 @@ func parse(r io.ReaderAt) (s *Symtab, err error) {
 
 // symbols reads the symbol section of type typ with read, if its section
 // and string table are of a bounded size.
-func symbols(ef *elf.File, typ elf.SectionType, read func() ([]elf.Symbol, error)) []elf.Symbol {
+func (s *Symtab) symbols(ef *elf.File, typ elf.SectionType, read func() ([]elf.Symbol, error)) []elf.Symbol {
 	for _, sec := range ef.Sections {
 		if sec.Type != typ {
 			continue
@@ -114,6 +117,7 @@ func symbols(ef *elf.File, typ elf.SectionType, read func() ([]elf.Symbol, error
 		if sec.Size > maxSymbolTable || int(sec.Link) >= len(ef.Sections) || ef.Sections[sec.Link].Size > maxSymbolTable {
 			return nil
 		}
+		s.read += sec.Size + ef.Sections[sec.Link].Size
 		syms, _ := read()
 		return syms
 	}
@@ -124,11 +128,12 @@ func symbols(ef *elf.File, typ elf.SectionType, read func() ([]elf.Symbol, error
 // addresses are offsets from runtime.text, which is where .text starts
 // unless a C linker put C code first (cgo): then an assembly function of
 // Go's that cgo programs export, in dyn, gives where it is.
-func goTable(ef *elf.File, dyn []elf.Symbol) *gosym.Table {
+func (s *Symtab) goTable(ef *elf.File, dyn []elf.Symbol) *gosym.Table {
 	pcln, text := ef.Section(".gopclntab"), ef.Section(".text")
 	if pcln == nil || text == nil || pcln.Size > maxSymbolTable || pcln.Type == elf.SHT_NOBITS {
 		return nil
 	}
+	s.read += pcln.Size
 	data, err := pcln.Data()
 	if err != nil {
 		return nil
