@@ -162,7 +162,11 @@ func benchRespawn(b *testing.B, sb bulkhead.Sandbox) {
 // second old: a pinned binary is hashed again at each start until then
 // (a write in the same clock tick as the check could hide behind an
 // unchanged ctime), which a deployed binary never is. Waiting for a
-// clock, not for another goroutine.
+// clock, not for another goroutine. A copy cannot be aged instead: the pin
+// trusts the ctime because only the kernel sets it, always to the present
+// (os.Chtimes sets the mtime, and moves the ctime to now; so do a copy, a
+// link and a rename), and it should not trust the mtime, which whoever
+// swaps the binary can set back.
 func agedBinary(b *testing.B, exe string) {
 	var st syscall.Stat_t
 	if err := syscall.Stat(exe, &st); err != nil {
