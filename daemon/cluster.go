@@ -15,12 +15,17 @@ import (
 // daemon's pools over NATS. Who may call is NATS's business there (its
 // accounts, credentials and permissions), so no peer is checked.
 
-// PoolNames lists the pools the configuration has now, sorted.
+// PoolNames lists the pools the configuration has now, sorted: failing
+// ones too (their calls get the StartError), so that one that starts
+// later needs no Sync.
 func (s *Server) PoolNames() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	names := make([]string, 0, len(s.pools))
+	names := make([]string, 0, len(s.pools)+len(s.failing))
 	for n := range s.pools {
+		names = append(names, n)
+	}
+	for n := range s.failing {
 		names = append(names, n)
 	}
 	slices.Sort(names)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/bulkhead-go/bulkhead"
@@ -49,6 +50,13 @@ term_grace = "50ms"
 	}
 	if state != "failing" {
 		t.Fatalf("status of the failing pool: state %v, want failing: %v", state, st)
+	}
+	// A cluster node serves it too: its calls get the StartError.
+	if !slices.Contains(d.s.PoolNames(), "broken") {
+		t.Errorf("PoolNames %v lacks the failing pool", d.s.PoolNames())
+	}
+	if _, err := d.s.CallPool(ctx, "broken", "echo", 1); !errors.As(err, &se) {
+		t.Errorf("CallPool of the failing pool: %v, want a *bulkhead.StartError", err)
 	}
 	if err := os.WriteFile(gate, nil, 0o600); err != nil {
 		t.Fatal(err)
