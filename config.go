@@ -191,9 +191,10 @@ type Config struct {
 	ShmRingSize int
 
 	// SlowCall is how long a call may run before the pool logs it as slow,
-	// once, with the worker's stack (a STACK frame, asked for by SIGUSR2
-	// from workers whose HELLO offers it, as the Go SDK's Run does): the
-	// worker is left running. Zero value: no slow-call log.
+	// once, with where the worker's threads are: their stacks scanned from
+	// /proc and the worker's memory (no signal, no ptrace), and the worker's
+	// own STACK frame if its HELLO offers one (the Go SDK's Run does). The
+	// call is left running, unchanged. Zero value: no slow-call log.
 	SlowCall time.Duration
 
 	// CallUsage asks each worker for its resource usage during every call:
