@@ -67,6 +67,8 @@ func TestConfigErrors(t *testing.T) {
 		{"sandbox refused by Validate", base + "[pool.sandbox]\nmemory_max = -1\n", []string{"c.toml:6", "pool.sandbox.memory_max", "MemoryMax"}},
 		{"second pool's sandbox", base + "[[pool]]\nname = \"q\"\ncommand = \"" + exe + "\"\n[pool.sandbox]\npids_max = -1\n",
 			[]string{"c.toml:9", "pool.sandbox.pids_max"}},
+		{"two sandbox errors", base + "[pool.sandbox]\ncpu_max = 0.001\nseccomp = \"bogus\"\n",
+			[]string{"c.toml:6: pool.sandbox.cpu_max", "c.toml:7: pool.sandbox.seccomp: pool \"p\": bulkhead: Config.Sandbox: Seccomp"}},
 		{"bad size", base + "[pool.sandbox]\nmemory_max = \"64 parsecs\"\n", []string{"c.toml:6", "pool.sandbox.memory_max", "64MiB"}},
 		{"server sandbox refused", base + "[[server]]\ncommand = \"" + exe + "\"\n[server.sandbox]\nmemory_max = \"1K\"\n[[server.class]]\nname = \"C\"\n",
 			[]string{"c.toml:8", "server.sandbox.memory_max", "MemoryMax"}},

@@ -284,12 +284,30 @@ func (f *File) activatorKey(msg string) (string, int) {
 	return "server", i
 }
 
-// joined splits an errors.Join error.
+// joined splits an errors.Join error, and one that wraps a join with a
+// prefix ("Config.Sandbox: " and a sandbox's errors) into one error per
+// joined error, each with the prefix: each has its own key and line.
 func joined(err error) []error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, joined(e)...)
+		}
+		return out
 	}
-	return []error{err}
+	j, ok := errors.Unwrap(err).(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	prefix, cut := strings.CutSuffix(err.Error(), errors.Unwrap(err).Error())
+	if !cut {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range j.Unwrap() {
+		out = append(out, fmt.Errorf("%s%w", prefix, e))
+	}
+	return out
 }
 
 // tomlKey is the TOML key of the struct field named field in t.
