@@ -107,6 +107,9 @@ wrongly, 2 on bad flags.`,
 			default:
 				return usagef("--sandbox %q: want none or strict", sandbox)
 			}
+			if !f.Changed("timeout") {
+				cfg.timeout = defaultTimeout(cfg.nodes)
+			}
 			cfg.progress = progress
 			if progress == 0 {
 				cfg.progress = time.Second
@@ -121,9 +124,6 @@ wrongly, 2 on bad flags.`,
 				cfg.progress = 0
 			}
 			if cfg.nodes > 0 {
-				if !f.Changed("timeout") {
-					cfg.timeout = time.Second // a node's loss is seen within about 400 ms
-				}
 				return runClusterDemo(c.Context(), cfg, c.OutOrStdout(), c.ErrOrStderr())
 			}
 			return runDemo(c.Context(), cfg, c.OutOrStdout(), c.ErrOrStderr())
@@ -137,7 +137,7 @@ wrongly, 2 on bad flags.`,
 	f.Float64Var(&cfg.idleRate, "idle-crash-rate", 0, "chance per call that the worker dies 1ms after replying, 0 to 1 (default: crash-rate/4)")
 	f.Float64Var(&cfg.startupRate, "startup-crash-rate", 0, "chance per worker start that it dies before HELLO, 0 to 0.5 (default: 2×crash-rate, at most 0.5)")
 	f.IntVar(&cfg.recycle, "recycle-after", 0, "recycle a worker (drain and replace) after this many calls (Config.MaxCalls), 0 (never) to 1000000")
-	f.DurationVar(&cfg.timeout, "timeout", 100*time.Millisecond, "deadline of each call, waiting for a worker included; a hung call ends by it, 1ms to 10m")
+	f.DurationVar(&cfg.timeout, "timeout", 0, "deadline of each call, waiting for a worker included; a hung call ends by it, 1ms to 10m (default 100ms; 1s with --nodes, where a call that reaches the killed node needs about 400ms to learn its node was lost)")
 	f.DurationVar(&cfg.killGrace, "kill-grace", 20*time.Millisecond, "time a worker being stopped gets at each step (QUIT or SIGTERM, then SIGQUIT for a hung one) before the next, harsher one (Config.KillGrace, TermGrace, DumpGrace), 1ms to 1m")
 	f.DurationVar(&cfg.stall, "stall", 30*time.Second, "give up when no call has returned for this long, counting the calls still out as lost; more than --timeout, at most 1h")
 	f.DurationVar(&progress, "progress-every", 0, "progress interval on stderr (default: 250ms on a terminal, 1s otherwise)")
@@ -150,6 +150,16 @@ wrongly, 2 on bad flags.`,
 	f.DurationVar(&cfg.slowCall, "slow-call", 0, "log a call running longer than this once, with its worker's stacks (Config.SlowCall; see --log), 0 (off) to 10m")
 	f.StringVar(&cfg.listen, "listen", "", "serve /metrics (Prometheus), /status (a live page) and /status.json at this host:port while the demo runs, such as 127.0.0.1:9090")
 	return cmd
+}
+
+// defaultTimeout is --timeout when not given: longer in a cluster, where
+// a call sent to the killed node waits until its loss is seen (about 400
+// ms) before it is answered or tried again.
+func defaultTimeout(nodes int) time.Duration {
+	if nodes > 0 {
+		return time.Second
+	}
+	return 100 * time.Millisecond
 }
 
 func (c *demoConfig) validate() error {
@@ -230,6 +240,7 @@ const (
 	outRefused          // failed fast, nothing sent: overloaded, unhealthy or quarantined
 	outError            // any other error
 	outNodeLost         // *cluster.NodeLostError: its node was lost with the call started
+	numOutcomes
 )
 
 // demoRun is one run's state, shared by the callers.
@@ -241,9 +252,10 @@ type demoRun struct {
 	status []atomic.Uint32 // by call id; index 0 unused
 	result []callResult    // by call id; written by its caller before status becomes statusDone
 
-	done, ok, crashed, timeouts, errs atomic.Int64 // for progress
-	firstErr                          atomic.Pointer[string]
-	onCount                           func(done int64) // if set, after each call (the cluster demo's kill)
+	done     atomic.Int64
+	counts   [numOutcomes]atomic.Int64 // calls returned, by outcome: the progress line's categories
+	firstErr atomic.Pointer[string]
+	onCount  func(done int64) // if set, after each call (the cluster demo's kill)
 }
 
 // callResult is what the summary needs to know about one call.
@@ -454,16 +466,7 @@ func (r *demoRun) caller(ctx context.Context) []time.Duration {
 }
 
 func (r *demoRun) count(o outcome) {
-	switch o {
-	case outOK:
-		r.ok.Add(1)
-	case outCrash:
-		r.crashed.Add(1)
-	case outTimeout:
-		r.timeouts.Add(1)
-	default:
-		r.errs.Add(1)
-	}
+	r.counts[o].Add(1)
 	d := r.done.Add(1)
 	if r.onCount != nil {
 		r.onCount(d)
@@ -532,9 +535,25 @@ func (r *demoRun) line(start time.Time) string {
 	st := r.pool.Stats()
 	el := time.Since(start)
 	done := r.done.Load()
-	return fmt.Sprintf("%d/%d calls  ok %d  crashed %d  timeouts %d  errors %d  %.0f calls/s  workers %d (+%d starting, %d started)  %.1fs",
-		done, r.cfg.calls, r.ok.Load(), r.crashed.Load(), r.timeouts.Load(), r.errs.Load(),
-		float64(done)/max(el.Seconds(), 1e-9), st.Workers, st.Starting, st.Started, el.Seconds())
+	return fmt.Sprintf("%d/%d calls  %s  %.0f calls/s  workers %d (+%d starting, %d started)  %.1fs",
+		done, r.cfg.calls, r.outcomes(), float64(done)/max(el.Seconds(), 1e-9), st.Workers, st.Starting, st.Started, el.Seconds())
+}
+
+// outcomes are the progress line's counts, in the summary's categories
+// (tallyCall), so that the last line and the summary agree: node lost
+// in a cluster, wrong only when there is one.
+func (r *demoRun) outcomes() string {
+	c := func(o outcome) int64 { return r.counts[o].Load() }
+	s := fmt.Sprintf("ok %d  crashed %d  timeouts %d  no worker %d  refused %d",
+		c(outOK), c(outCrash), c(outTimeout), c(outNoWorker), c(outRefused))
+	if n := c(outNodeLost); r.cfg.nodes > 0 || n > 0 {
+		s += fmt.Sprintf("  node lost %d", n)
+	}
+	s += fmt.Sprintf("  errors %d", c(outError)+c(outNone))
+	if n := c(outWrong); n > 0 {
+		s += fmt.Sprintf("  wrong %d", n)
+	}
+	return s
 }
 
 // fillPayload fills b with bytes derived from id (splitmix64), so that each

@@ -197,25 +197,27 @@ func stopDemoNodes(nodes []*demoNode) {
 func (r *demoRun) clusterLine(start time.Time) string {
 	el := time.Since(start)
 	done := r.done.Load()
-	return fmt.Sprintf("%d/%d calls  ok %d  crashed %d  timeouts %d  errors %d  %.0f calls/s  %.1fs",
-		done, r.cfg.calls, r.ok.Load(), r.crashed.Load(), r.timeouts.Load(), r.errs.Load(),
-		float64(done)/max(el.Seconds(), 1e-9), el.Seconds())
+	return fmt.Sprintf("%d/%d calls  %s  %.0f calls/s  %.1fs",
+		done, r.cfg.calls, r.outcomes(), float64(done)/max(el.Seconds(), 1e-9), el.Seconds())
 }
 
 func (cs *clusterSummary) writeText(w io.Writer) {
 	s := cs.summary
 	fmt.Fprintf(w, "\nbulkhead demo --nodes %d: %d calls from %d callers on %d nodes of %d crashy workers, over NATS, in %.1fs (%.0f calls/s)\n",
 		cs.Nodes, s.Calls, s.Concurrency, cs.Nodes, s.Workers, float64(s.ElapsedMs)/1000, s.CallsPerSec)
-	fmt.Fprintf(w, "%s was SIGKILLed after a third of the calls\n\n", cs.KilledNode)
+	fmt.Fprintf(w, "%s was SIGKILLed after a third of the calls; deadline %gms per call\n\n", cs.KilledNode, s.TimeoutMs)
 	fmt.Fprintf(w, "ok             %-10d right checksum, checked in Go\n", s.OK)
 	fmt.Fprintf(w, "crashed        %-10d *CrashError\n", s.Crashed)
 	fmt.Fprintf(w, "timeouts       %-10d *CanceledError\n", s.Timeouts)
+	fmt.Fprintf(w, "no worker      %-10d *StartError: every worker of its node was down and a replacement died at start-up\n", s.NoWorker)
+	fmt.Fprintf(w, "refused        %-10d failed fast, nothing sent: overloaded %d, unhealthy %d, quarantined %d\n",
+		s.Refused.total(), s.Refused.Overloaded, s.Refused.Unhealthy, s.Refused.Quarantined)
 	fmt.Fprintf(w, "node lost      %-10d *cluster.NodeLostError: started on the killed node\n", cs.NodeLostCalls)
-	fmt.Fprintf(w, "other errors   %-10d %s\n", s.Errors, s.FirstError)
-	fmt.Fprintf(w, "retried        %-10d sent again: not started on a node that refused or was lost\n", cs.Retried)
-	fmt.Fprintf(w, "lost           %-10d must be 0\n", s.Lost)
-	fmt.Fprintf(w, "duplicated     %-10d must be 0 (from the workers' journals, across nodes)\n", s.Duplicated)
+	fmt.Fprintf(w, "other errors   %-10d any other error%s\n", s.Errors, s.FirstError)
 	fmt.Fprintf(w, "wrong results  %-10d must be 0\n", s.Wrong)
+	fmt.Fprintf(w, "lost           %-10d must be 0: %d never answered, %d answered ok but started by no worker\n", s.Lost, s.LostNoAnswer, s.LostUnstarted)
+	fmt.Fprintf(w, "retried        %-10d sent again: not started on a node that refused or was lost\n", cs.Retried)
+	fmt.Fprintf(w, "duplicated     %-10d must be 0 (from the workers' journals, across nodes)\n", s.Duplicated)
 	fmt.Fprintf(w, "nodes used     %d of %d; calls started per node: %v\n", cs.NodesUsed, cs.Nodes, cs.CallsPerNode)
 	fmt.Fprintf(w, "failover       %.1f ms from the SIGKILL to the last call sent to the dead node\n", cs.FailoverMs)
 	fmt.Fprintf(w, "latency        p50 %v  p99 %v\n", time.Duration(s.P50us)*time.Microsecond, time.Duration(s.P99us)*time.Microsecond)

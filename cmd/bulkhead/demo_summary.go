@@ -177,6 +177,14 @@ func (r *demoRun) tally(journals [][]crashy.Record, lat []time.Duration, st bulk
 	return s
 }
 
+// answered is the sum of the summary's categories of a call made: ok,
+// crashed, timeouts, no worker, refused, node lost, other errors, wrong
+// results and never answered. Each call made is in exactly one, so it is
+// Calls.
+func (s *summary) answered() int {
+	return s.OK + s.Crashed + s.Timeouts + s.NoWorker + s.Refused.total() + s.NodeLost + s.Errors + s.Wrong + s.LostNoAnswer
+}
+
 // readJournals counts the starts of each call id (saturating at 255: more
 // than enough to see a duplicate), which calls were to hang in C, and the
 // faults the workers injected.

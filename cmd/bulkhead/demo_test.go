@@ -38,6 +38,7 @@ func TestDemoFlags(t *testing.T) {
 		{"one node", []string{"--nodes", "1"}, "--nodes 1"},
 		{"too many nodes", []string{"--nodes", "17"}, "--nodes 17"},
 		{"nodes and shm", []string{"--nodes", "3", "--transport", "shm"}, "in-process pool"},
+		{"nodes and a stall under their timeout", []string{"--nodes", "3", "--stall", "500ms"}, "--timeout 1s"},
 		{"too many workers", []string{"--workers", "1025"}, "--workers 1025"},
 		{"zero concurrency", []string{"--concurrency", "0"}, "--concurrency 0"},
 		{"negative recycle", []string{"--recycle-after", "-1"}, "--recycle-after -1"},
@@ -65,8 +66,8 @@ func TestDemoFlags(t *testing.T) {
 		})
 	}
 	code, out, _ := run(t, "demo", "--help")
-	if code != 0 || !strings.Contains(out, "--crash-rate") {
-		t.Errorf("demo --help: exit %d, %q", code, out)
+	if code != 0 || !strings.Contains(out, "--crash-rate") || !strings.Contains(out, "(default 100ms; 1s with --nodes") {
+		t.Errorf("demo --help: exit %d, %q; want --crash-rate and --timeout's two defaults", code, out)
 	}
 }
 
@@ -300,6 +301,9 @@ func TestClusterDemo(t *testing.T) {
 		if _, ok := got[k]; !ok {
 			t.Errorf("no key %q in %s", k, out)
 		}
+	}
+	if got["timeout_ms"] != 1000.0 {
+		t.Errorf("timeout_ms %v; want the cluster's default, 1000", got["timeout_ms"])
 	}
 	if got["lost"] != 0.0 || got["duplicated"] != 0.0 || got["nodes_used"] != 3.0 || got["calls"] != 600.0 {
 		t.Errorf("lost %v duplicated %v nodes_used %v calls %v", got["lost"], got["duplicated"], got["nodes_used"], got["calls"])
