@@ -17,7 +17,8 @@ import (
 
 // topConfig is bulkhead top's validated command line.
 type topConfig struct {
-	url      string // the status report's URL, or
+	url      string // the status page's URL as shown, or
+	report   string // the JSON report's URL that top reads, or
 	socket   string // a bulkhead serve daemon's socket
 	interval time.Duration
 	once     bool
@@ -31,7 +32,7 @@ func newTopCmd() *cobra.Command {
 		Long: `top polls a status endpoint (package status: bulkhead demo --listen, or a service that
 mounts status.New) and shows every pool and worker, like top: state, calls served, the call it
 runs and for how long, CPU time, memory, age; then the latest crashes. URL is the page or its
-JSON report (http://127.0.0.1:9090/status). With --socket it reads a bulkhead serve daemon's
+JSON report (http://127.0.0.1:9090/status); a bare host:port means http://host:port/status. With --socket it reads a bulkhead serve daemon's
 status over its socket instead (pools, counters and workers; the daemon reports no CPU, memory
 or crash log per worker). Keys: q quits, p pauses.`,
 		Args: func(_ *cobra.Command, args []string) error {
@@ -42,11 +43,11 @@ or crash log per worker). Keys: q quits, p pauses.`,
 		},
 		RunE: func(c *cobra.Command, args []string) error {
 			if cfg.socket == "" {
-				u, err := reportURL(args[0])
+				page, rep, err := reportURL(args[0])
 				if err != nil {
 					return badUsage{err}
 				}
-				cfg.url = u
+				cfg.url, cfg.report = page, rep
 			}
 			if cfg.interval < 100*time.Millisecond || cfg.interval > time.Minute {
 				return usagef("--interval %v: want 100ms to 1m", cfg.interval)
@@ -61,19 +62,29 @@ or crash log per worker). Keys: q quits, p pauses.`,
 	return cmd
 }
 
-// reportURL is the JSON report's URL for what the user gave: the page's
-// URL gets "?json".
-func reportURL(s string) (string, error) {
+// reportURL reads what the user gave: a page's URL, a report's URL, or a
+// bare host:port (http://host:port/status). It returns the URL to show and
+// the JSON report's URL to read (the page's URL with "?json").
+func reportURL(s string) (page, report string, err error) {
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("URL %q: want http://host:port/status", s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return "", "", fmt.Errorf("URL %q: want http://host:port/status or host:port", strings.TrimPrefix(s, "http://"))
 	}
+	if u.Path == "" {
+		u.Path = "/status"
+	}
+	page = u.String()
 	if !strings.HasSuffix(u.Path, ".json") {
-		q := u.Query()
-		q.Set("json", "")
-		u.RawQuery = q.Encode()
+		if u.RawQuery == "" {
+			u.RawQuery = "json"
+		} else {
+			u.RawQuery += "&json"
+		}
 	}
-	return u.String(), nil
+	return page, u.String(), nil
 }
 
 // fetchReport reads the report, within the poll interval.

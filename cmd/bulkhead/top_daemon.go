@@ -94,7 +94,7 @@ func topSource(cfg topConfig) func(context.Context, time.Duration) (status.Repor
 		}
 	}
 	return func(ctx context.Context, d time.Duration) (status.Report, error) {
-		return fetchReport(ctx, cfg.url, d)
+		return fetchReport(ctx, cfg.report, d)
 	}
 }
 

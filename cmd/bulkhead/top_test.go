@@ -59,6 +59,37 @@ func TestTopOnce(t *testing.T) {
 	if strings.Contains(out, "\x1b") {
 		t.Error("a worker's string reached the terminal with an escape")
 	}
+	// A bare host:port means its /status page, and the header shows the
+	// page's URL, not the report's query.
+	code, out, errs = run(t, "top", "--once", strings.TrimPrefix(srv.URL, "http://"))
+	if code != 0 {
+		t.Fatalf("host:port: exit %d: %s", code, errs)
+	}
+	if !strings.Contains(out, "bulkhead top  "+srv.URL+"/status  updated") || strings.Contains(out, "json") {
+		t.Errorf("host:port: header not the clean page URL:\n%s", out)
+	}
+}
+
+func TestReportURL(t *testing.T) {
+	tests := []struct{ in, page, report string }{
+		{"127.0.0.1:9090", "http://127.0.0.1:9090/status", "http://127.0.0.1:9090/status?json"},
+		{"localhost:9090/status", "http://localhost:9090/status", "http://localhost:9090/status?json"},
+		{"http://h:1/status", "http://h:1/status", "http://h:1/status?json"},
+		{"http://h:1", "http://h:1/status", "http://h:1/status?json"},
+		{"http://h:1/status.json", "http://h:1/status.json", "http://h:1/status.json"},
+		{"https://h/x?a=1", "https://h/x?a=1", "https://h/x?a=1&json"},
+	}
+	for _, tt := range tests {
+		page, rep, err := reportURL(tt.in)
+		if err != nil || page != tt.page || rep != tt.report {
+			t.Errorf("reportURL(%q) = %q, %q, %v; want %q, %q", tt.in, page, rep, err, tt.page, tt.report)
+		}
+	}
+	for _, bad := range []string{"ftp://x/status", ":9090", "http:///status"} {
+		if _, _, err := reportURL(bad); err == nil {
+			t.Errorf("reportURL(%q) accepted", bad)
+		}
+	}
 }
 
 func TestTopErrors(t *testing.T) {
@@ -87,11 +118,11 @@ func TestTopErrors(t *testing.T) {
 // poll is scheduled, p pauses, q quits.
 func TestTopModel(t *testing.T) {
 	srv := serveReport(t, aReport())
-	u, err := reportURL(srv.URL + "/status")
+	page, u, err := reportURL(srv.URL + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := topConfig{url: u, interval: time.Second}
+	cfg := topConfig{url: page, report: u, interval: time.Second}
 	m := &topModel{cfg: cfg, ctx: context.Background(), width: 120, read: topSource(cfg)}
 	msg := m.Init()()
 	if _, cmd := m.Update(msg); cmd == nil {
