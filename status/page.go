@@ -103,16 +103,16 @@ function drawActivator(a) {
   const sec = el("section", "activator"); sec.dataset.activator = a.name;
   sec.append(el("h2", null, "activator " + a.name));
   const sum = el("div", "summary"), st = a.stats;
-  stat(sum, "objects", st.Objects); stat(sum, "sessions", st.Sessions); stat(sum, "servers", st.Servers);
-  stat(sum, "starting", st.Starting); stat(sum, "activations", st.Activations); stat(sum, "launches", st.Launches);
-  stat(sum, "server crashes", st.ServerCrashes); stat(sum, "ROT entries", st.ROTEntries);
+  stat(sum, "objects", st.objects); stat(sum, "sessions", st.sessions); stat(sum, "servers", st.servers);
+  stat(sum, "starting", st.starting); stat(sum, "activations", st.activations); stat(sum, "launches", st.launches);
+  stat(sum, "server crashes", st.server_crashes); stat(sum, "ROT entries", st.rot_entries);
   sec.append(sum);
   const grid = el("div", "grid");
   for (const s of a.servers) {
     grid.append(cell(s.state === "stopping" ? "stopping" : (s.objects > 0 ? "busy" : "idle"),
       ["pid " + s.pid + " · " + s.name, s.state + " · " + s.locks + " locks · " + s.objects + " objects", (s.classes || []).join(", ")]));
   }
-  for (let i = 0; i < st.Starting; i++) grid.append(cell("starting", ["new server", "starting"]));
+  for (let i = 0; i < st.starting; i++) grid.append(cell("starting", ["new server", "starting"]));
   sec.append(grid);
   return sec;
 }

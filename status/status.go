@@ -80,9 +80,27 @@ type Report struct {
 
 // ActivatorReport is one activator: its counters and class servers.
 type ActivatorReport struct {
-	Name    string                    `json:"name"`
-	Stats   activation.ActivatorStats `json:"stats"` // keyed by the Go field names
-	Servers []ServerReport            `json:"servers"`
+	Name    string               `json:"name"`
+	Stats   ActivatorStatsReport `json:"stats"`
+	Servers []ServerReport       `json:"servers"`
+}
+
+// ActivatorStatsReport is activation.ActivatorStats with the report's
+// snake_case keys, like StatsReport's.
+type ActivatorStatsReport struct {
+	Servers         int    `json:"servers"`
+	Starting        int    `json:"starting"`
+	Objects         int    `json:"objects"`
+	Sessions        int    `json:"sessions"`
+	ROTEntries      int    `json:"rot_entries"`
+	Launches        uint64 `json:"launches"`
+	LaunchFailures  uint64 `json:"launch_failures"`
+	Activations     uint64 `json:"activations"`
+	StoppingRetries uint64 `json:"stopping_retries"`
+	Redispatched    uint64 `json:"redispatched"`
+	Disconnected    uint64 `json:"disconnected"`
+	ServerCrashes   uint64 `json:"server_crashes"`
+	ServerStops     uint64 `json:"server_stops"`
 }
 
 // ServerReport is one class server process.
@@ -223,7 +241,7 @@ func poolReport(src Source, now time.Time) PoolReport {
 }
 
 func activatorReport(src Source) ActivatorReport {
-	ar := ActivatorReport{Name: src.Name, Stats: src.Activator.Stats(), Servers: []ServerReport{}}
+	ar := ActivatorReport{Name: src.Name, Stats: ActivatorStatsReport(src.Activator.Stats()), Servers: []ServerReport{}}
 	for _, sv := range src.Activator.Servers() {
 		ar.Servers = append(ar.Servers, ServerReport{PID: sv.PID, Name: sv.Name, State: sv.State, Locks: sv.Locks,
 			Objects: sv.Objects, Classes: sv.Classes})

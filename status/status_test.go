@@ -186,4 +186,26 @@ func TestReportActivator(t *testing.T) {
 		len(sv.Classes) != 1 || sv.Classes[0] != "Counter" {
 		t.Errorf("server %+v", sv)
 	}
+	// The activator's keys are snake_case like the pools'.
+	js, err := json.Marshal(ar.Stats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys map[string]any
+	if err := json.Unmarshal(js, &keys); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"servers", "objects", "rot_entries", "launch_failures", "server_crashes", "stopping_retries"} {
+		if _, ok := keys[k]; !ok {
+			t.Errorf("no key %q in %s", k, js)
+		}
+	}
+	for k := range keys {
+		if strings.ToLower(k) != k {
+			t.Errorf("key %q is not snake_case in %s", k, js)
+		}
+	}
+	if keys["objects"] != 2.0 {
+		t.Errorf("objects %v in %s", keys["objects"], js)
+	}
 }

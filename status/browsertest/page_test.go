@@ -141,6 +141,13 @@ func TestStatusPage(t *testing.T) {
 	if calls0 != "0" {
 		t.Errorf("calls before any: %q", calls0)
 	}
+	objects, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`section.activator[data-activator="objects"] b[data-stat="objects"]`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if objects != "1" {
+		t.Errorf("the activator's objects: %q, want 1", objects)
+	}
 
 	// Calls that hold workers for a while, until the test has seen them.
 	stop := make(chan struct{})
