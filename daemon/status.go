@@ -14,7 +14,7 @@ func (s *Server) status(p Peer) map[string]any {
 		var ws []map[string]any
 		for _, w := range e.pool.Workers() {
 			ws = append(ws, map[string]any{"pid": w.PID, "state": workerState(w), "in_flight": w.InFlight,
-				"capacity": w.Capacity, "since": w.Since.UnixNano(), "name": w.Name})
+				"capacity": w.Capacity, "since": w.Since.UnixNano(), "name": w.Name, "calls": w.Calls})
 		}
 		st := e.pool.Stats()
 		pools = append(pools, map[string]any{"name": e.name, "workers": ws, "in_flight": st.InFlight, "waiting": st.Waiting,
@@ -70,13 +70,35 @@ func workerState(w bulkhead.WorkerInfo) string {
 func (s *Server) stats(p Peer) map[string]any {
 	pools := make(map[string]any)
 	for _, e := range s.visiblePools(p) {
-		pools[e.name] = e.pool.Stats()
+		pools[e.name] = statsOf(e.pool)
 	}
 	out := map[string]any{"pools": pools}
 	if s.act != nil && s.anyClassAllowedAll(p) {
 		out["activator"] = s.act.Stats()
 	}
 	return out
+}
+
+// poolStats is a pool's entry in the stats op: Pool.Stats's fields, then
+// the calls finished, in all and by outcome (Outcome.String), from
+// Pool.Metrics.
+type poolStats struct {
+	bulkhead.Stats
+	Calls          uint64
+	CallsByOutcome map[string]uint64
+}
+
+func statsOf(p *bulkhead.Pool) poolStats {
+	ps := poolStats{Stats: p.Stats(), CallsByOutcome: make(map[string]uint64, bulkhead.NumOutcomes)}
+	for _, m := range p.Metrics().Methods {
+		for o, n := range m.Outcomes {
+			if n > 0 {
+				ps.CallsByOutcome[bulkhead.Outcome(o).String()] += n
+				ps.Calls += n
+			}
+		}
+	}
+	return ps
 }
 
 // visiblePools are the pools p may use, by name.

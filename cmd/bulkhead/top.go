@@ -133,16 +133,16 @@ func runTop(ctx context.Context, cfg topConfig, in io.Reader, out io.Writer) err
 type topModel struct {
 	cfg    topConfig
 	ctx    context.Context
-	rep    status.Report
+	rep    topView
 	err    error
 	width  int
 	paused bool
-	read   func(context.Context, time.Duration) (status.Report, error) // topSource
+	read   func(context.Context, time.Duration) (topView, error) // topSource
 }
 
 // reportMsg is one poll's outcome.
 type reportMsg struct {
-	rep status.Report
+	rep topView
 	err error
 }
 

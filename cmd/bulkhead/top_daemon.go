@@ -14,30 +14,33 @@ import (
 // counters and workers, and the class servers as an activator "daemon".
 // The daemon's status has no CPU, memory or crash log per worker; those
 // columns stay empty.
-func daemonReport(ctx context.Context, socket string, timeout time.Duration) (status.Report, error) {
+func daemonReport(ctx context.Context, socket string, timeout time.Duration) (topView, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	c, err := client.Dial(ctx, socket, client.Options{})
 	if err != nil {
-		return status.Report{}, err
+		return topView{}, err
 	}
 	defer c.Close()
 	st, err := c.Status(ctx)
 	if err != nil {
-		return status.Report{}, err
+		return topView{}, err
 	}
 	stats, err := c.Stats(ctx)
 	if err != nil {
-		return status.Report{}, err
+		return topView{}, err
 	}
 	return reportOf(st, stats, time.Now()), nil
 }
 
 // reportOf converts the daemon's status and stats maps. Whatever a field's
 // type, a value that is not what the protocol says reads as zero: the
-// daemon is trusted no further than that.
-func reportOf(st, stats map[string]any, now time.Time) status.Report {
+// daemon is trusted no further than that. Figures the daemon does not send
+// (per-worker CPU and memory, the crash log; calls from a daemon that
+// predates them) are marked unknown, shown as n/a.
+func reportOf(st, stats map[string]any, now time.Time) topView {
 	rep := status.Report{Time: now}
+	na := unknown{usage: true, crashes: true}
 	counters, _ := stats["pools"].(map[any]any)
 	pools, _ := st["pools"].([]any)
 	for _, x := range pools {
@@ -51,12 +54,22 @@ func reportOf(st, stats map[string]any, now time.Time) status.Report {
 			StartFailures: uint64(num(s["StartFailures"])), CallCrashes: uint64(num(s["CallCrashes"])),
 			IdleCrashes: uint64(num(s["IdleCrashes"])), Hung: uint64(num(s["Hung"])), SlowCalls: uint64(num(s["SlowCalls"])),
 			Recycled: uint64(num(s["Recycled"])), Unhealthy: s["Unhealthy"] == true,
-			RespawnP50: num(s["RespawnP50"]) / 1e9, CallsByOutcome: map[string]uint64{}}
+			RespawnP50: num(s["RespawnP50"]) / 1e9, Calls: uint64(num(s["Calls"])), CallsByOutcome: map[string]uint64{}}
+		if by, ok := s["CallsByOutcome"].(map[any]any); ok {
+			for k, v := range by {
+				pr.Stats.CallsByOutcome[str(k)] += uint64(num(v))
+			}
+		} else {
+			na.calls = true
+		}
 		ws, _ := p["workers"].([]any)
 		for _, y := range ws {
 			w, _ := y.(map[any]any)
 			wr := status.WorkerReport{PID: int(num(w["pid"])), Name: str(w["name"]), State: str(w["state"]),
-				InFlight: int(num(w["in_flight"])), Capacity: int(num(w["capacity"]))}
+				InFlight: int(num(w["in_flight"])), Capacity: int(num(w["capacity"])), Calls: uint64(num(w["calls"]))}
+			if _, ok := w["calls"]; !ok {
+				na.workerCalls = true
+			}
 			if since := num(w["since"]); since > 0 {
 				wr.AgeSeconds = now.Sub(time.Unix(0, int64(since))).Seconds()
 			}
@@ -64,7 +77,37 @@ func reportOf(st, stats map[string]any, now time.Time) status.Report {
 		}
 		rep.Pools = append(rep.Pools, pr)
 	}
-	return rep
+	if servers, ok := st["servers"]; ok {
+		ar, known := activatorOf(servers, stats["activator"])
+		rep.Activators = append(rep.Activators, ar)
+		na.activatorStats = !known
+	}
+	return topView{rep, na}
+}
+
+// activatorOf converts the daemon's class servers and activator stats (absent
+// unless the peer may use every class) into the activator "daemon"; known
+// says whether the stats came.
+func activatorOf(servers, stats any) (ar status.ActivatorReport, known bool) {
+	ar = status.ActivatorReport{Name: "daemon", Servers: []status.ServerReport{}}
+	list, _ := servers.([]any)
+	for _, x := range list {
+		s, _ := x.(map[any]any)
+		sr := status.ServerReport{PID: int(num(s["pid"])), Name: str(s["name"]), State: str(s["state"]),
+			Locks: int(num(s["locks"])), Objects: int(num(s["objects"]))}
+		classes, _ := s["classes"].([]any)
+		for _, c := range classes {
+			sr.Classes = append(sr.Classes, str(c))
+		}
+		ar.Servers = append(ar.Servers, sr)
+	}
+	a, known := stats.(map[any]any)
+	n := func(k string) uint64 { return uint64(num(a[k])) }
+	ar.Stats = status.ActivatorStatsReport{Servers: int(n("Servers")), Starting: int(n("Starting")), Objects: int(n("Objects")),
+		Sessions: int(n("Sessions")), ROTEntries: int(n("ROTEntries")), Launches: n("Launches"), LaunchFailures: n("LaunchFailures"),
+		Activations: n("Activations"), StoppingRetries: n("StoppingRetries"), Redispatched: n("Redispatched"),
+		Disconnected: n("Disconnected"), ServerCrashes: n("ServerCrashes"), ServerStops: n("ServerStops")}
+	return ar, known
 }
 
 // num reads a CBOR number as a float64, or 0.
@@ -87,14 +130,15 @@ func str(v any) string {
 }
 
 // topSource says where top reads: a URL's report, or a daemon's socket.
-func topSource(cfg topConfig) func(context.Context, time.Duration) (status.Report, error) {
+func topSource(cfg topConfig) func(context.Context, time.Duration) (topView, error) {
 	if cfg.socket != "" {
-		return func(ctx context.Context, d time.Duration) (status.Report, error) {
+		return func(ctx context.Context, d time.Duration) (topView, error) {
 			return daemonReport(ctx, cfg.socket, d)
 		}
 	}
-	return func(ctx context.Context, d time.Duration) (status.Report, error) {
-		return fetchReport(ctx, cfg.report, d)
+	return func(ctx context.Context, d time.Duration) (topView, error) {
+		rep, err := fetchReport(ctx, cfg.report, d)
+		return topView{rep: rep}, err
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkhead-go/bulkhead/client"
 	"github.com/bulkhead-go/bulkhead/status"
 	tea "github.com/charmbracelet/bubbletea"
 )
@@ -144,24 +145,55 @@ func TestTopModel(t *testing.T) {
 	}
 }
 
-// TestTopDaemon reads a real bulkhead serve daemon over its socket.
+// TestTopDaemon reads a real bulkhead serve daemon over its socket: its
+// pool's calls as the daemon counts them, per worker too, and its class
+// server holding an object; what the daemon does not report is n/a.
 func TestTopDaemon(t *testing.T) {
 	checkLeaks(t)
 	p := startServe(t)
 	pids := p.workerPIDs(t)
-	if len(pids) == 0 {
-		t.Fatal("the daemon has no worker")
+	if len(pids) != 1 {
+		t.Fatalf("the daemon has workers %v, want one", pids)
 	}
+	for range 3 {
+		if code, _, errs := run(t, "call", "--socket", p.sock, "demo", "echo", "1"); code != 0 {
+			t.Fatalf("call: %s", errs)
+		}
+	}
+	c, err := client.Dial(context.Background(), p.sock, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	obj, err := c.CreateInstance(context.Background(), "Counter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Release()
 	code, out, errs := run(t, "top", "--once", "--socket", p.sock)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	if !strings.Contains(out, "pool demo:") || !strings.Contains(out, "daemon "+p.sock) {
-		t.Errorf("no pool demo in\n%s", out)
+	for _, want := range []string{"daemon " + p.sock, "pool demo: 3 calls (ok 3, crashed 0", fmt.Sprintf("%8d  idle            3       n/a        n/a", pids[0]),
+		"latest crashes: n/a", "activator daemon: servers 1", "objects 1", "running", "Counter"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
+		}
 	}
-	for _, pid := range pids {
-		if !strings.Contains(out, fmt.Sprintf("%8d  idle", pid)) {
-			t.Errorf("worker %d not shown idle in\n%s", pid, out)
+}
+
+// TestReportOf: a daemon that does not send calls or the activator's
+// counters gets n/a for them, never a 0 that looks measured.
+func TestReportOf(t *testing.T) {
+	st := map[string]any{"pools": []any{map[any]any{"name": "p", "workers": []any{map[any]any{"pid": uint64(7), "state": "idle"}}}},
+		"servers": []any{map[any]any{"pid": uint64(8), "name": "srv", "state": "running", "objects": uint64(2), "locks": uint64(3),
+			"classes": []any{"C"}}}}
+	stats := map[string]any{"pools": map[any]any{"p": map[any]any{"CallCrashes": uint64(1)}}}
+	out := renderTop(reportOf(st, stats, time.Now()), 200, "d", nil)
+	for _, want := range []string{"pool p: n/a calls (ok n/a, crashed n/a", "crashes 1+0", "       7  idle          n/a",
+		"activator daemon: servers 1  starting n/a  objects n/a", "       8  running         3        2  srv               C"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
 		}
 	}
 }
