@@ -36,6 +36,20 @@ func nativeFunction(stderr string, syms *elfSymbols) string {
 	return ""
 }
 
+// NativeFunction returns the C function a process died in, from its
+// stderr, as a pool's CrashError.Function does: a Go SDK worker's cgo stub,
+// or the faulting frame of a C SDK crash report, named from program's
+// symbol table if the report does not name it (program is the file the
+// process was started from; "" reads none). It returns "" if no report
+// says. Other runners of workers (package activation) share it; call it
+// once per crash, not under a lock: it may read program's symbols.
+func NativeFunction(stderr, program string) string {
+	if program == "" {
+		return nativeFunction(stderr, nil)
+	}
+	return nativeFunction(stderr, &elfSymbols{path: program})
+}
+
 // usageOf is a reaped process's CPU time and peak resident memory in bytes
 // (ru_maxrss is in KiB on Linux), or zeros without an rusage.
 func usageOf(ru *syscall.Rusage) (cpu time.Duration, maxRSS int64) {

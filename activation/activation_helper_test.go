@@ -129,6 +129,14 @@ func runClassHelper(spec string) {
 			unix.Kill(os.Getpid(), unix.SIGKILL)
 			select {}
 		})
+		// A C SDK class server's death: its crash handler's report
+		// (sdk/c/bulkhead.h) on stderr, then the end.
+		c.Method("cfault", func(context.Context, *helperObj, worker.Args) (any, error) {
+			fmt.Fprint(os.Stderr, "bulkhead: fatal signal 11 (SIGSEGV), code 1, address 0x0, in call 7 \"parse\"\n"+
+				"libexpat.so.1(XML_Parse+0x125) [0x7f3a12345125]\n./expatsrv(bh_serve+0x91) [0x55d0c0a1c2a1]\n")
+			unix.Kill(os.Getpid(), unix.SIGKILL)
+			select {}
+		})
 		// What a compromised server would try, for the sandbox tests:
 		// a TCP socket, memory past its cgroup's limit, threads past
 		// its pids.max (the runtime dies when it cannot start one).

@@ -512,6 +512,34 @@ func TestSessionCloseReleasesEverything(t *testing.T) {
 }
 
 // A server that dies disconnects its objects: calls fail with
+// TestServerCrashFunction: a class server's crash report names the function
+// it died in, as a pool worker's does (bulkhead.NativeFunction): on the
+// crashing call's error and on the next call of another of its objects.
+func TestServerCrashFunction(t *testing.T) {
+	gone := newGoneWatch()
+	a := newAct(t, ActivatorConfig{Linger: NoLinger, Servers: []ServerConfig{helperServer(t, "Counter:free", multi("Counter"))}},
+		actHooks{gone: gone.hook})
+	ctx := context.Background()
+	x, _ := a.CreateInstance(ctx, "Counter")
+	y, err := a.CreateInstance(ctx, "Counter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer y.Release()
+	defer x.Release()
+	pid := x.PID()
+	_, err = x.Call(ctx, "cfault")
+	var ce *bulkhead.CrashError
+	if !errors.As(err, &ce) || ce.Function != "XML_Parse" || ce.RequestID == 0 || ce.Method != "cfault" {
+		t.Fatalf("call that crashed the server: %v (%+v)", err, ce)
+	}
+	gone.waitFor(t, pid)
+	_, err = y.Call(ctx, "add", 1)
+	if !errors.As(err, &ce) || ce.Function != "XML_Parse" {
+		t.Fatalf("call on another object of the dead server: %v (%+v)", err, ce)
+	}
+}
+
 // ErrObjectDisconnected wrapping the *CrashError; its ROT entries go; the
 // next activation launches a fresh server.
 func TestServerCrashDisconnects(t *testing.T) {

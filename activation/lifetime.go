@@ -321,7 +321,8 @@ func (a *Activator) quit(s *server) {
 // it is disconnected, its running object table entries and locks are
 // dropped, and the next activation of its classes launches a fresh server.
 func (a *Activator) onExit(s *server, w *serverProc) {
-	w.Conn.Shutdown() // wake any caller blocked reading, and a watcher in poll
+	w.Conn.Shutdown()  // wake any caller blocked reading, and a watcher in poll
+	w.nativeFunction() // may read the program's symbols: before the lock, for idleCrash
 	a.mu.Lock()
 	if s.state == stateStarting {
 		s.exited = true

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"os/exec"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -39,6 +40,19 @@ type serverProc struct {
 	// connection broke, a request on it was abandoned, or it did not
 	// register in time. Its end is then not counted as its own crash.
 	killed atomic.Bool
+	// program is the file it was started from (dispatch.Spec.Path),
+	// whose symbols name the frames of its crash report.
+	program  string
+	fnOnce   sync.Once
+	function string // nativeFunction's answer, once it is reaped
+}
+
+// nativeFunction is the C function the reaped server died in, from its
+// crash report on stderr (bulkhead.NativeFunction, as a pool's worker), or
+// "". It may read the program's symbols: never call it under a lock.
+func (w *serverProc) nativeFunction() string {
+	w.fnOnce.Do(func() { w.function = bulkhead.NativeFunction(w.Stderr.String(), w.program) })
+	return w.function
 }
 
 // kill kills the process, marking its end as the activator's doing.
@@ -101,7 +115,7 @@ func newProcessSpec(p bulkhead.Process, bad func(format string, args ...any)) pr
 // (dispatch.Launch). onExit runs once the process has been reaped; track is
 // told when the wait for HELLO starts and ends.
 func launchProcess(spec processSpec, sp *proc.Spawner, onExit func(*serverProc), track func(*serverProc, bool)) (*serverProc, error) {
-	w := &serverProc{memoryMax: spec.memoryMax}
+	w := &serverProc{memoryMax: spec.memoryMax, program: spec.Path}
 	h := dispatch.Hooks{
 		Reaped:   func() { onExit(w) },
 		Starting: func(waiting bool) { track(w, waiting) },
@@ -155,7 +169,7 @@ func serverCrash(w *serverProc, id uint64, method string, cause error) *bulkhead
 		Phase: bulkhead.PhaseCall, PID: w.PID, RequestID: id, Method: method,
 		ExitCode: ex.Code, Signal: ex.Signal, CoreDumped: ex.Core, Killed: killed,
 		Reason: dispatch.CrashReason(ex, cause, killed), Stderr: w.Stderr.String(), Err: cause,
-		AbandonedBy: w.Conn.AbandonedBy(),
+		AbandonedBy: w.Conn.AbandonedBy(), Function: w.nativeFunction(),
 	}
 	sandboxVerdict(e, w)
 	if !w.HasStarted(id) {
@@ -166,12 +180,13 @@ func serverCrash(w *serverProc, id uint64, method string, cause error) *bulkhead
 }
 
 // idleCrash describes a server that died with no request of the caller's
-// on it.
+// on it. It runs under the activator's lock: the caller has called
+// w.nativeFunction before taking it.
 func idleCrash(w *serverProc) *bulkhead.CrashError {
 	ex := proc.ExitOf(w.Proc.State())
 	e := &bulkhead.CrashError{Phase: bulkhead.PhaseIdle, PID: w.PID, ExitCode: ex.Code, Signal: ex.Signal,
 		CoreDumped: ex.Core, Killed: w.killed.Load(), Reason: ex.String(), Stderr: w.Stderr.String(),
-		AbandonedBy: w.Conn.AbandonedBy()}
+		AbandonedBy: w.Conn.AbandonedBy(), Function: w.nativeFunction()}
 	sandboxVerdict(e, w)
 	return e
 }
