@@ -31,10 +31,12 @@ func newTopCmd() *cobra.Command {
 		Short: "Watch a status endpoint live: pools, workers, their calls and the latest crashes",
 		Long: `top polls a status endpoint (package status: bulkhead demo --listen, or a service that
 mounts status.New) and shows every pool and worker, like top: state, calls served, the call it
-runs and for how long, CPU time, memory, age; then the latest crashes. URL is the page or its
-JSON report (http://127.0.0.1:9090/status); a bare host:port means http://host:port/status. With --socket it reads a bulkhead serve daemon's
-status over its socket instead (pools, counters and workers; the daemon reports no CPU, memory
-or crash log per worker). Keys: q quits, p pauses.`,
+runs and for how long, CPU time, memory, age; then the latest crashes, and the class servers
+(state, locks, objects, classes). URL is the page or its JSON report
+(http://127.0.0.1:9090/status); a bare host:port means http://host:port/status. With --socket it
+reads a bulkhead serve daemon's status over its socket instead (pools, calls, workers, class
+servers; the daemon reports no CPU, memory or crash log per worker: those show n/a). Keys: q
+quits, p pauses.`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) != 1 && cfg.socket == "" || len(args) != 0 && cfg.socket != "" {
 				return usagef("top takes one URL, or --socket and no URL; got %d arguments", len(args))
