@@ -70,15 +70,22 @@ func (s *Server) PoolCapacity(name string) int {
 
 // PoolLimit is the most calls pool name takes at once: its workers, the
 // calls each may hold (Pipeline), and its queue (MaxQueue, defaulted as
-// the pool defaults it); 0 for no such pool.
+// the pool defaults it); 0 for no such pool. A failing pool's is what it
+// will take once it runs: a node reads it at Sync, maybe before then.
 func (s *Server) PoolLimit(name string) int {
+	var c bulkhead.Config
 	s.mu.Lock()
-	e := s.pools[name]
+	e, f := s.pools[name], s.failing[name]
+	switch {
+	case e != nil:
+		c = e.cfg
+	case f != nil:
+		c = f.p.Config
+	}
 	s.mu.Unlock()
-	if e == nil {
+	if e == nil && f == nil {
 		return 0
 	}
-	c := e.cfg
 	w := max(c.Workers, c.MinWorkers, c.MaxWorkers)
 	if w == 0 {
 		w = runtime.NumCPU()

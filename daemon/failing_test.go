@@ -55,6 +55,9 @@ term_grace = "50ms"
 	if !slices.Contains(d.s.PoolNames(), "broken") {
 		t.Errorf("PoolNames %v lacks the failing pool", d.s.PoolNames())
 	}
+	if got := d.s.PoolLimit("broken"); got < 2 {
+		t.Errorf("PoolLimit of the failing pool: %d, want what it takes once it runs", got)
+	}
 	if _, err := d.s.CallPool(ctx, "broken", "echo", 1); !errors.As(err, &se) {
 		t.Errorf("CallPool of the failing pool: %v, want a *bulkhead.StartError", err)
 	}
