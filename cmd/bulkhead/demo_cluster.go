@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -36,7 +38,9 @@ type demoNode struct {
 	id      string
 	cmd     *exec.Cmd
 	stdin   io.WriteCloser
+	stdout  *bufio.Reader
 	journal string
+	report  *nodeReport // its last line, once drained; nil for the killed node
 }
 
 // clusterSummary is the cluster demo's result: the demo's summary and
@@ -49,7 +53,11 @@ type clusterSummary struct {
 	CallsPerNode  map[string]int `json:"calls_per_node"`  // calls started, by node, from the journals
 	Retried       uint64         `json:"retried"`         // calls tried again after a node refused them or was lost before starting them
 	KilledNode    string         `json:"killed_node"`
-	FailoverMs    float64        `json:"failover_ms"` // from the SIGKILL to the last call sent to the dead node
+	// NodePools are the pool counters of the nodes that drained, by node:
+	// the killed node's went with it.
+	NodePools     map[string]*PoolCounts `json:"node_pools"`
+	NodePoolsNote string                 `json:"node_pools_note"`
+	FailoverMs    float64                `json:"failover_ms"` // from the SIGKILL to the last call sent to the dead node
 }
 
 func runClusterDemo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) error {
@@ -119,6 +127,14 @@ func runClusterDemo(ctx context.Context, cfg demoConfig, stdout, stderr io.Write
 		all = append(all, js...)
 	}
 	cs.summary = r.tally(all, lat, bulkhead.Stats{}, elapsed)
+	cs.summary.PoolCounts = nil // no pool here: the nodes' are in NodePools
+	cs.NodePools = map[string]*PoolCounts{}
+	for _, n := range nodes {
+		if n.report != nil {
+			cs.NodePools[n.id] = poolCounts(n.report.Stats)
+		}
+	}
+	cs.NodePoolsNote = fmt.Sprintf("each node's pool counts its own workers; %s's counters went with it when it was SIGKILLed", victim.id)
 	cs.NodeLostCalls = cs.NodeLost
 	cs.Interrupted, cs.Stalled = ctx.Err() != nil, stalled
 	if k, l := killedAt.Load(), lastToDead.Load(); k != 0 && l > k {
@@ -169,7 +185,8 @@ func startDemoNodes(cfg demoConfig, exe, dir, url string, stderr io.Writer) ([]*
 			return nodes, err
 		}
 		nodes = append(nodes, n)
-		line, _ := bufio.NewReader(out).ReadString('\n')
+		n.stdout = bufio.NewReader(out)
+		line, _ := n.stdout.ReadString('\n')
 		if strings.TrimSpace(line) != "ready" {
 			return nodes, fmt.Errorf("node %s did not start: %q", n.id, strings.TrimSpace(line))
 		}
@@ -177,8 +194,9 @@ func startDemoNodes(cfg demoConfig, exe, dir, url string, stderr io.Writer) ([]*
 	return nodes, nil
 }
 
-// stopDemoNodes asks every node to drain (stdin closes) and reaps it;
-// one that takes more than 10 s is killed. Twice is harmless.
+// stopDemoNodes asks every node to drain (stdin closes), reads its
+// report and reaps it; one that takes more than 10 s is killed. Twice is
+// harmless.
 func stopDemoNodes(nodes []*demoNode) {
 	for _, n := range nodes {
 		n.stdin.Close()
@@ -188,6 +206,10 @@ func stopDemoNodes(nodes []*demoNode) {
 			continue
 		}
 		t := time.AfterFunc(10*time.Second, func() { n.cmd.Process.Kill() })
+		var rep nodeReport
+		if line, err := n.stdout.ReadBytes('\n'); err == nil && json.Unmarshal(line, &rep) == nil {
+			n.report = &rep
+		}
 		n.cmd.Wait()
 		t.Stop()
 	}
@@ -221,4 +243,11 @@ func (cs *clusterSummary) writeText(w io.Writer) {
 	fmt.Fprintf(w, "nodes used     %d of %d; calls started per node: %v\n", cs.NodesUsed, cs.Nodes, cs.CallsPerNode)
 	fmt.Fprintf(w, "failover       %.1f ms from the SIGKILL to the last call sent to the dead node\n", cs.FailoverMs)
 	fmt.Fprintf(w, "latency        p50 %v  p99 %v\n", time.Duration(s.P50us)*time.Microsecond, time.Duration(s.P99us)*time.Microsecond)
+	fmt.Fprintf(w, "\nworker deaths as each node's pool saw them (%s):\n", cs.NodePoolsNote)
+	for _, id := range slices.Sorted(maps.Keys(cs.NodePools)) {
+		p := cs.NodePools[id]
+		fmt.Fprintf(w, "  %-12s %d at start-up, %d during a call, %d between calls; %d workers started, %d redispatched, respawn p50 %v\n",
+			id, p.WorkerDeaths.Startup, p.WorkerDeaths.Call, p.WorkerDeaths.Idle, p.WorkersStarted, p.Redispatch,
+			time.Duration(p.RespawnP50)*time.Microsecond)
+	}
 }

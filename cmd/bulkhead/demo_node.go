@@ -2,12 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/bulkhead-go/bulkhead"
@@ -19,36 +18,6 @@ import (
 
 // demoNodeArg is the hidden subcommand of the cluster demo's nodes.
 const demoNodeArg = "demo-node"
-
-// maxNodeStartAttempts bounds a node's daemon starts: with one worker
-// and --startup-crash-rate 0.5, every one fails one time in a million.
-const maxNodeStartAttempts = 20
-
-// startNodeDaemon starts the node's daemon again while its pool could not
-// start (every first worker died at start-up, by an injected fault). The
-// daemon would retry such a pool itself, but the node registers on NATS
-// the pools running when it is made (daemon.Server.PoolNames), and no
-// later: the demo would wait for a node that never serves. (Whether the
-// daemon's retry won the race with nats.Connect decided it: on a loaded
-// machine, often not.)
-func startNodeDaemon(ctx context.Context, cfg *daemon.Config) (*daemon.Server, error) {
-	for attempt := 1; ; attempt++ {
-		s, err := daemon.New(ctx, cfg, slog.New(slog.DiscardHandler))
-		var se *bulkhead.StartError
-		switch {
-		case err == nil && slices.Contains(s.PoolNames(), demoPool):
-			return s, nil
-		case err == nil:
-			err = fmt.Errorf("pool %s: every first worker died at start-up %d times", demoPool, attempt)
-			s.Shutdown(ctx)
-		case !errors.As(err, &se):
-			return nil, err
-		}
-		if attempt == maxNodeStartAttempts {
-			return nil, err
-		}
-	}
-}
 
 // newDemoNodeCmd is one node of `demo --nodes`: a daemon with a pool of
 // crashy workers (their options in the environment) made a cluster node.
@@ -87,7 +56,9 @@ func runDemoNode(url, id string, workers int, grace time.Duration) error {
 	cfg := &daemon.Config{Pools: []daemon.Pool{{Name: demoPool, Config: bulkhead.Config{Command: exe,
 		Args: []string{workerArg}, Env: os.Environ(), Workers: workers,
 		KillGrace: grace, TermGrace: grace, DumpGrace: grace}}}}
-	s, err := startNodeDaemon(ctx, cfg)
+	// A pool whose first workers all die at start-up (an injected fault)
+	// is retried by the daemon, and served from then on (PoolNames).
+	s, err := daemon.New(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
@@ -109,5 +80,19 @@ func runDemoNode(url, id string, workers int, grace time.Duration) error {
 	node.Drain(dctx)
 	node.Close()
 	nc.Close()
-	return s.Shutdown(dctx)
+	// The demo's summary shows the counters of the nodes that drained.
+	pools, _ := s.Sources()
+	err = s.Shutdown(dctx)
+	if pool := pools[demoPool]; pool != nil { // nil if it never started
+		if jerr := json.NewEncoder(os.Stdout).Encode(nodeReport{Stats: pool.Stats()}); err == nil {
+			err = jerr
+		}
+	}
+	return err
+}
+
+// nodeReport is the line a node prints when it has drained: its pool's
+// counters.
+type nodeReport struct {
+	Stats bulkhead.Stats `json:"stats"`
 }

@@ -108,9 +108,6 @@ type summary struct {
 	Duplicated int     `json:"duplicated"`
 	P50us      int64   `json:"p50_us"` // latency of ok calls
 	P99us      int64   `json:"p99_us"`
-	RespawnP50 int64   `json:"respawn_p50_us"` // Pool.Stats().RespawnP50
-	Respawns   int     `json:"respawns"`       // replacements that RespawnP50 is over
-	Redispatch uint64  `json:"redispatched"`   // calls re-sent because their worker died before starting them
 
 	LostNoAnswer     int   `json:"lost_no_answer"`          // Call never returned
 	LostUnstarted    int   `json:"lost_ok_but_not_started"` // success, yet no worker journalled the call
@@ -122,9 +119,35 @@ type summary struct {
 	TimeoutsWaiting  int   `json:"timeouts_not_started"`  // the deadline passed before a worker started it
 	MaxStarts        int   `json:"max_starts"`            // the most times one call was journalled
 
+	FaultsInjected Faults `json:"faults_injected"`
+	DeadlyFaults   int    `json:"deadly_faults_journaled"` // workers whose last journalled fault kills (segv, abort, exit)
+	RecycleAfter   int    `json:"recycle_after"`
+
+	Transport        string  `json:"transport"`
+	Workers          int     `json:"workers"`
+	Concurrency      int     `json:"concurrency"`
+	CrashRate        float64 `json:"crash_rate"`
+	IdleCrashRate    float64 `json:"idle_crash_rate"`
+	StartupCrashRate float64 `json:"startup_crash_rate"`
+	TimeoutMs        float64 `json:"timeout_ms"`
+	ElapsedMs        int64   `json:"elapsed_ms"`
+	CallsPerSec      float64 `json:"calls_per_sec"`
+	Interrupted      bool    `json:"interrupted"`
+	Stalled          bool    `json:"stalled"`
+	Clean            bool    `json:"clean"` // lost, duplicated and wrong are all 0
+
+	// *PoolCounts are the in-process pool's counters; nil in a cluster,
+	// whose pools are in the node processes, so that the JSON has none of
+	// their keys rather than zeros that are not true.
+	*PoolCounts
+}
+
+// PoolCounts are the summary's counters from Pool.Stats.
+type PoolCounts struct {
+	RespawnP50        int64             `json:"respawn_p50_us"` // Pool.Stats().RespawnP50
+	Respawns          int               `json:"respawns"`       // replacements that RespawnP50 is over
+	Redispatch        uint64            `json:"redispatched"`   // calls re-sent because their worker died before starting them
 	WorkerDeaths      Phases            `json:"worker_deaths"`
-	FaultsInjected    Faults            `json:"faults_injected"`
-	DeadlyFaults      int               `json:"deadly_faults_journaled"` // workers whose last journalled fault kills (segv, abort, exit)
 	WorkersStarted    uint64            `json:"workers_started"`
 	Abandoned         uint64            `json:"abandoned"` // calls whose deadline passed (Pool.Stats)
 	Hung              uint64            `json:"hung"`      // started calls abandoned at their deadline (Pool.Stats)
@@ -132,21 +155,7 @@ type summary struct {
 	RecycledByReason  map[string]uint64 `json:"recycled_by_reason"`
 	Quarantines       uint64            `json:"quarantines"` // fingerprints put in quarantine
 	QuarantineRefused uint64            `json:"quarantine_refused"`
-	RecycleAfter      int               `json:"recycle_after"`
-
-	Transport         string  `json:"transport"`
-	Workers           int     `json:"workers"`
-	Concurrency       int     `json:"concurrency"`
-	CrashRate         float64 `json:"crash_rate"`
-	IdleCrashRate     float64 `json:"idle_crash_rate"`
-	StartupCrashRate  float64 `json:"startup_crash_rate"`
-	TimeoutMs         float64 `json:"timeout_ms"`
-	ElapsedMs         int64   `json:"elapsed_ms"`
-	CallsPerSec       float64 `json:"calls_per_sec"`
-	PoolStartAttempts int     `json:"pool_start_attempts"`
-	Interrupted       bool    `json:"interrupted"`
-	Stalled           bool    `json:"stalled"`
-	Clean             bool    `json:"clean"` // lost, duplicated and wrong are all 0
+	PoolStartAttempts int               `json:"pool_start_attempts,omitempty"` // in-process only: a node's daemon retries its pool itself
 }
 
 // tally checks every call against the workers' journals and builds the
@@ -297,7 +306,11 @@ func (s *summary) addCrash(res callResult, n int) {
 }
 
 // addStats copies the pool's counters into the summary.
-func (s *summary) addStats(st bulkhead.Stats) {
+func (s *summary) addStats(st bulkhead.Stats) { s.PoolCounts = poolCounts(st) }
+
+// poolCounts are the summary's counters of a pool with stats st.
+func poolCounts(st bulkhead.Stats) *PoolCounts {
+	s := &PoolCounts{}
 	s.RespawnP50 = st.RespawnP50.Microseconds()
 	s.Respawns = st.Respawns
 	s.Redispatch = st.Redispatched
@@ -314,6 +327,7 @@ func (s *summary) addStats(st bulkhead.Stats) {
 	s.Quarantines = st.Quarantines
 	s.QuarantineRefused = st.QuarantineRefused
 	s.WorkerDeaths = Phases{Startup: st.StartFailures, Call: st.CallCrashes, Idle: st.IdleCrashes}
+	return s
 }
 
 func transportName(t bulkhead.Transport) string {
