@@ -187,6 +187,25 @@ func crashDisconnects(t *testing.T, c1, c3 *activation.Object) {
 	}
 }
 
+// A C class server's crash, reported by the SDK's handler, names the
+// function it died in, as a pool worker's does (bulkhead.NativeFunction):
+// fault is static, named from the server program's symbols.
+func TestCObjectCrashFunction(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ctx := context.Background()
+	a := counterActivator(t)
+	o, err := a.CreateInstance(ctx, "Counter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Release()
+	_, err = o.Call(ctx, "fault")
+	var ce *bulkhead.CrashError
+	if !errors.As(err, &ce) || ce.Function != "fault" || ce.RequestID == 0 || ce.Method != "fault" {
+		t.Fatalf("fault: %v (%+v); want a crash in function fault with its request id", err, ce)
+	}
+}
+
 // counterActivator is an activator of class Counter served by
 // testdata/counter.c, with env; the test's cleanup closes it.
 func counterActivator(t *testing.T, env ...string) *activation.Activator {

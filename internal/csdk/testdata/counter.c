@@ -78,6 +78,15 @@ static int boom(bh_call *c, void *state, void *arg) {
 	return 0;
 }
 
+/* fault dies of a segmentation fault with the SDK's crash handler in place,
+   which reports it on stderr (boom resets the handler first: no report). */
+static int fault(bh_call *c, void *state, void *arg) {
+	(void)c, (void)state, (void)arg;
+	volatile int *volatile p = NULL;
+	*p = 1;
+	return 0;
+}
+
 static int live_count(bh_call *c, void *state, void *arg) {
 	(void)state, (void)arg;
 	bh_put_int(c->result, live);
@@ -87,8 +96,9 @@ static int live_count(bh_call *c, void *state, void *arg) {
 int main(void) {
 	static const bh_objmethod methods[] = {
 		{"add", add, NULL}, {"get", get, NULL}, {"live", live_count, NULL}, {"boom", boom, NULL},
+		{"fault", fault, NULL},
 	};
-	static const bh_class classes[] = {{"Counter", create, destroy, methods, 4, NULL}};
+	static const bh_class classes[] = {{"Counter", create, destroy, methods, 5, NULL}};
 	if (getenv("COUNTER_RECYCLE") != NULL) {
 		recycle = atoll(getenv("COUNTER_RECYCLE"));
 	}
