@@ -24,14 +24,18 @@ type forkServers struct {
 // errNoForkServer makes a start exec while the fork server is down.
 var errNoForkServer = errors.New("bulkhead: no fork server")
 
-// forkRefusal fails closed on Config.ForkServer with a Config.Sandbox: a
-// clone of the fork server would start as the fork server's copy, outside
-// the trampoline that installs seccomp and Landlock, the namespaces that
-// clone flags make and the cgroup a worker is started in, so the pool
-// refuses the pair rather than fork workers with less protection than
-// asked for (or exec them all behind the setting's back).
+// forkRefusal fails closed on Config.ForkServer with the Config.Sandbox
+// protections that a clone of the fork server cannot get: the worker's
+// user, its namespaces (all made by the exec's clone flags; a PID
+// namespace per worker cannot hold a clone of a fork server outside it)
+// and the binary pin (the clone runs the fork server's image, not a file
+// opened and checked at its start). The pool refuses them rather than fork
+// workers with less protection than asked for (or exec them all behind the
+// setting's back). Seccomp and Landlock are applied by each clone itself,
+// from the message the trampoline would get, and the cgroup by the
+// dispatcher before HELLO (internal/sandbox, Start.confine).
 func (s *settings) forkRefusal() error {
-	if !s.ForkServer || !s.Sandbox.any() {
+	if !s.ForkServer {
 		return nil
 	}
 	var asked []string
@@ -41,18 +45,20 @@ func (s *settings) forkRefusal() error {
 		on   bool
 	}{
 		{"User", b.User != ""}, {"SHA256", b.SHA256 != ""},
-		{"Cgroup", b.Cgroup || b.MemoryMax != 0 || b.PidsMax != 0 || b.CPUMax != 0},
-		{"Seccomp", b.Seccomp != "" || len(b.SeccompAllow) > 0 || len(b.SeccompDeny) > 0 || b.SeccompLog},
-		{"ReadOnly/Writable (Landlock)", len(b.ReadOnly) > 0 || len(b.Writable) > 0},
-		{"namespaces", b.IsolateNet || b.IsolateIPC || b.PrivateTmp || b.UserNamespace || b.IsolatePID},
+		{"namespaces", b.IsolateNet || b.IsolateIPC || b.PrivateTmp || b.UserNamespace},
+		{"IsolatePID", b.IsolatePID},
 	} {
 		if f.on {
 			asked = append(asked, f.name)
 		}
 	}
+	if len(asked) == 0 {
+		return nil
+	}
 	return &StartError{ExitCode: -1, Protection: "fork server",
 		Reason: "Config.ForkServer with Config.Sandbox (" + strings.Join(asked, ", ") + "): a worker cloned by the " +
-			"fork server would not be in that sandbox (it is applied at exec); turn one of them off"}
+			"fork server would not get that protection (the exec's clone flags or its opened binary apply it; a " +
+			"PID namespace per worker cannot hold a clone of a fork server outside it); turn one of them off"}
 }
 
 // forkCmd is the fork server's command: the worker program as configured.

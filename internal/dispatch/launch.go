@@ -69,6 +69,16 @@ type Spec struct {
 	// exec. Launch forks only a worker that needs no exec: no Exec, Attr,
 	// ExtraFiles or ExtraEnv, and an Attr that sets nothing.
 	Fork func(env []string, files []*os.File) (int, error)
+	// Forkable, set by Prepare, says that the protections it applied hold
+	// for a worker cloned by Fork too: its Exec, Attr and ExtraFiles are
+	// then the exec's way to apply them, and a clone gets them from
+	// ForkFile and Confine instead.
+	Forkable bool
+	// ForkFile, if not nil, is sent to a cloned worker after its other
+	// descriptors, with ForkSandboxEnv set: the trampoline's socket
+	// (internal/sandbox), whose message the clone applies itself before
+	// HELLO.
+	ForkFile *os.File
 	// ExtraFiles are passed after the protocol's descriptors, the first
 	// as the descriptor that ExtraFDEnv names. Launch does not close them.
 	ExtraFiles []*os.File
@@ -85,6 +95,10 @@ type Spec struct {
 // ExtraFDEnv is the variable that names the first of Spec.ExtraFiles in the
 // worker.
 const ExtraFDEnv = "BULKHEAD_EXTRA_FD"
+
+// ForkSandboxEnv tells a cloned worker that its last descriptor is
+// Spec.ForkFile (sdk/c/bulkhead.h, bh__child).
+const ForkSandboxEnv = "BULKHEAD_FORK_SANDBOX"
 
 // Hooks are the owner's callbacks, which run on the process's watching
 // goroutine (proc.StartWatched) or on Launch's caller. Any may be nil.
@@ -265,18 +279,31 @@ func launch(w *Worker, s Spec, sp *proc.Spawner, h Hooks) error {
 	return w.handshake(s, cookie, shm, h)
 }
 
+// forkable reports whether s's worker may be cloned by s.Fork: no
+// protections, extra descriptors or variables that need an exec, or only
+// protections that Prepare says a clone gets too (Spec.Forkable).
+func (s *Spec) forkable() bool {
+	if s.Fork == nil || s.PidNS != nil || len(s.ExtraEnv) != 0 {
+		return false
+	}
+	return s.Forkable || (s.Exec == nil && len(s.ExtraFiles) == 0 && (s.Attr == nil || reflect.ValueOf(*s.Attr).IsZero()))
+}
+
 // start forks the worker from s.Fork's fork server when the spec allows it
-// (no sandbox protections, no extra descriptors or variables: those need an
-// exec), or when that fails, execs it.
+// (forkable), or when that fails, execs it.
 func start(s Spec, sp *proc.Spawner, cookie string, sock, marker *os.File, shm *shmLink, o proc.Options) (*proc.Process, error) {
-	if s.Fork != nil && s.Exec == nil && s.PidNS == nil && (s.Attr == nil || reflect.ValueOf(*s.Attr).IsZero()) &&
-		len(s.ExtraFiles) == 0 && len(s.ExtraEnv) == 0 {
+	if s.forkable() {
 		pr, err := proc.StartForked(func(out *os.File) (int, error) {
 			files := []*os.File{sock, marker, out}
 			if shm != nil {
 				files = append(files, shm.file)
 			}
-			return s.Fork(protocolEnv(s, cookie, shm), files)
+			env := protocolEnv(s, cookie, shm)
+			if s.ForkFile != nil {
+				files = append(files, s.ForkFile)
+				env = append(env, ForkSandboxEnv+"=1")
+			}
+			return s.Fork(env, files)
 		}, o)
 		if err == nil {
 			return pr, nil

@@ -97,11 +97,13 @@ func (s *Server) Exited() <-chan struct{} { return s.proc.Exited() }
 
 // Fork asks for a child whose BULKHEAD_* environment is env and whose
 // descriptors are files: the socket, the start marker, the output, and the
-// shared memory if any (3, 4, 1 and 2, 5). It returns the child's pid; the
-// child is this process's (proc.StartForked adopts it).
+// shared memory if any (3, 4, 1 and 2, 5), then, if env sets
+// BULKHEAD_FORK_SANDBOX, the sandbox's socket (dispatch.Spec.ForkFile). It
+// returns the child's pid; the child is this process's (proc.StartForked
+// adopts it).
 func (s *Server) Fork(env []string, files []*os.File) (int, error) {
-	if len(files) < 3 || len(files) > 4 {
-		return 0, fmt.Errorf("forkserver: %d descriptors, want 3 or 4", len(files))
+	if len(files) < 3 || len(files) > 5 {
+		return 0, fmt.Errorf("forkserver: %d descriptors, want 3 to 5", len(files))
 	}
 	for _, kv := range env {
 		if !strings.HasPrefix(kv, "BULKHEAD_") || strings.IndexByte(kv, 0) >= 0 {

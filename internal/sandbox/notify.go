@@ -45,12 +45,13 @@ type seccompResp struct {
 // supervisor receives one worker's listener and answers its filter's
 // notifications, on a goroutine that stop waits for.
 type supervisor struct {
-	log     *slog.Logger
-	logMode bool
-	profile string
-	report  *net.UnixConn // the dispatcher's end of the trampoline's socket
-	got     chan struct{} // closed once the trampoline answered, or went away
-	done    chan struct{} // closed when the goroutine returns
+	log      *slog.Logger
+	logMode  bool
+	filtered bool // a filter was asked for: its listener must come
+	profile  string
+	report   *net.UnixConn // the dispatcher's end of the trampoline's socket
+	got      chan struct{} // closed once the trampoline answered, or went away
+	done     chan struct{} // closed when the goroutine returns
 
 	mu        sync.Mutex
 	listener  *os.File // nil until received
@@ -68,7 +69,7 @@ func newSupervisor(report *os.File, timeout time.Duration, s *Seccomp, log *slog
 	if err != nil {
 		return nil, fail("seccomp", err, "the trampoline's socket")
 	}
-	sv := &supervisor{log: log, logMode: s.Log, profile: s.Profile, report: c.(*net.UnixConn),
+	sv := &supervisor{log: log, logMode: s.Log, filtered: s.on(), profile: s.Profile, report: c.(*net.UnixConn),
 		got: make(chan struct{}), done: make(chan struct{}), seen: map[int]bool{}}
 	_ = sv.report.SetReadDeadline(time.Now().Add(timeout))
 	go sv.run()
@@ -144,6 +145,10 @@ func (sv *supervisor) receive() *os.File {
 		}
 		if !bytes.Equal(msg, []byte("ok")) {
 			sv.failure = fail("sandbox", nil, "the trampoline sent %q", msg)
+			return nil
+		}
+		if fd < 0 && sv.filtered {
+			sv.failure = fail("seccomp", nil, "the sandbox's answer came without the filter's listener")
 			return nil
 		}
 		if fd < 0 {

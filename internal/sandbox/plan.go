@@ -227,6 +227,13 @@ func (p *Plan) Prepare(path string, env []string, spec *dispatch.Spec, log *slog
 		spec.KillAll = st.killAll
 	}
 	spec.Confine = st.confine
+	// A worker cloned by a fork server (Config.ForkServer) gets the
+	// seccomp filter and Landlock from the trampoline's message, applied
+	// by the clone itself (sdk/c/bulkhead.h, bh__child), and its cgroup
+	// from confine. A user, a binary pin and namespaces are the exec's and
+	// the clone flags': such a start execs.
+	spec.Forkable = p.s.User == "" && p.pin == nil && !ns.any()
+	spec.ForkFile = st.child
 	return st, nil
 }
 
@@ -336,11 +343,23 @@ func (p *Plan) landlockABI(log *slog.Logger) error {
 }
 
 // confine runs once the worker's process has started: the trampoline's
-// descriptors are its own now, and it goes into its cgroup.
+// descriptors are its own now, and it goes into its cgroup (an exec'd v2
+// worker was cloned into it: the move is a no-op; a worker cloned by a
+// fork server was not). Then it waits for the trampoline's answer, or the
+// clone's, so that no worker whose filter or Landlock domain is not in
+// place says HELLO: a fork server whose C SDK predates the message, which
+// would not apply it, fails the start.
 func (st *Start) confine(pid int) error {
 	st.closeFiles()
-	if st.cg != nil && st.cg.v2 == nil {
-		return st.cg.Add(pid) // v1: a v2 worker was cloned into it
+	if st.cg != nil {
+		if err := st.cg.Add(pid); err != nil {
+			return err
+		}
+	}
+	if st.sv != nil {
+		if why := st.sv.wait(); why != nil {
+			return why
+		}
 	}
 	return nil
 }

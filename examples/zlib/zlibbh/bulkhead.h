@@ -2521,21 +2521,189 @@ int bh_serve(const char *name, const bh_method *methods, size_t n) {
 
 /* ---- the fork server ---------------------------------------------------- */
 
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#ifndef SYS_landlock_restrict_self
+#define SYS_landlock_restrict_self 446
+#endif
+#ifndef SECCOMP_FILTER_FLAG_NEW_LISTENER
+#define SECCOMP_FILTER_FLAG_NEW_LISTENER (1UL << 3)
+#endif
+
+/* The sandbox's message, as internal/sandbox/trampoline.go sends it to its
+ * trampoline: u32 magic, flags, nfilter, npatch, argvlen; the compiled
+ * seccomp program; its patches; argv (unused here); with SCM_RIGHTS the
+ * worker binary (unused here) and, with Landlock, the ruleset. */
+#define BH__SB_MAGIC 0x4248544du
+#define BH__SB_PRIVATE_TMP 1u
+#define BH__SB_LANDLOCK 2u
+#define BH__SB_SECCOMP 4u
+#define BH__SB_MAX_FILTER 4096u
+#define BH__SB_MAX_PATCHES 16u
+#define BH__SB_MAX_ARGV (128u << 10)
+
+/* bh__sb_fail tells the dispatcher which protection failed and why, as the
+ * trampoline does, and exits: no call runs outside the sandbox. */
+static void bh__sb_fail(int sock, const char *prot, const char *why, int err) {
+	char msg[512];
+	int n = snprintf(msg, sizeof msg, "error: %s%c%s%s%s", prot, 0, why, err ? ": " : "", err ? strerror(err) : "");
+	if (n < 0) {
+		n = 0;
+	}
+	if (n > (int)sizeof msg) {
+		n = (int)sizeof msg;
+	}
+	send(sock, msg, (size_t)n, MSG_NOSIGNAL);
+	fprintf(stderr, "bulkhead sandbox: %s: %s%s%s\n", prot, why, err ? ": " : "", err ? strerror(err) : "");
+	_exit(BH__EXIT_CONFIG);
+}
+
+/* bh__fork_sandbox applies, in a clone, what the trampoline applies before
+ * an exec: no_new_privs, the Landlock ruleset, the seccomp program with a
+ * listener that goes back to the dispatcher (which supervises violations).
+ * The program's execveat allowance, patched by the trampoline with its own
+ * pathname's address, gets an address in the kernel's half here: a clone
+ * never executes anything. Every count is checked against the message. */
+static void bh__fork_sandbox(int sock) {
+	uint32_t h[5];
+	size_t cap = sizeof h + 8 * (size_t)(BH__SB_MAX_FILTER + BH__SB_MAX_PATCHES) + BH__SB_MAX_ARGV + 1;
+	char *buf = malloc(cap);
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(2 * sizeof(int))];
+	} cm;
+	struct iovec iov;
+	struct msghdr mh;
+	int fds[2] = {-1, -1}, nfds = 0, listener = -1;
+	ssize_t n;
+	if (buf == NULL) {
+		bh__sb_fail(sock, "sandbox", "receiving the sandbox's settings", ENOMEM);
+	}
+	iov.iov_base = buf, iov.iov_len = cap;
+	memset(&mh, 0, sizeof mh);
+	mh.msg_iov = &iov, mh.msg_iovlen = 1, mh.msg_control = cm.b, mh.msg_controllen = sizeof cm.b;
+	n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	if (n < 0) {
+		bh__sb_fail(sock, "sandbox", "receiving the sandbox's settings", errno);
+	}
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			for (int i = 0; i < k; i++) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+				if (nfds < 2) {
+					fds[nfds++] = fd;
+				} else {
+					close(fd);
+					nfds = 3; /* too many */
+				}
+			}
+		}
+	}
+	if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n < sizeof h) {
+		bh__sb_fail(sock, "sandbox", "receiving the sandbox's settings: a short or truncated message", 0);
+	}
+	memcpy(h, buf, sizeof h);
+	if (h[0] != BH__SB_MAGIC || h[2] > BH__SB_MAX_FILTER || h[3] > BH__SB_MAX_PATCHES || h[4] > BH__SB_MAX_ARGV ||
+	    (size_t)n != sizeof h + 8 * (size_t)h[2] + 8 * (size_t)h[3] + h[4] ||
+	    (h[1] & ~(BH__SB_LANDLOCK | BH__SB_SECCOMP | BH__SB_PRIVATE_TMP)) != 0) {
+		bh__sb_fail(sock, "sandbox", "receiving the sandbox's settings: a bad message", 0);
+	}
+	if (nfds != ((h[1] & BH__SB_LANDLOCK) ? 2 : 1)) {
+		bh__sb_fail(sock, "sandbox", "receiving the sandbox's settings: not the descriptors expected", 0);
+	}
+	if (h[1] & BH__SB_PRIVATE_TMP) { /* the dispatcher refuses it with a fork server */
+		bh__sb_fail(sock, "namespaces", "a private /tmp cannot be made in a clone of the fork server", 0);
+	}
+	close(fds[0]); /* the worker binary: a clone does not execute it */
+	struct sock_filter *filter = (struct sock_filter *)(void *)(buf + sizeof h);
+	const char *patches = buf + sizeof h + 8 * (size_t)h[2];
+	for (uint32_t i = 0; i < h[3]; i++) {
+		uint32_t pi[2];
+		memcpy(pi, patches + 8 * (size_t)i, sizeof pi);
+		if (pi[0] >= h[2] || pi[1] > 1) {
+			bh__sb_fail(sock, "sandbox", "receiving the sandbox's settings: a bad patch", 0);
+		}
+		filter[pi[0]].k = 0xffffffffu; /* 0xffff...: no user address */
+	}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		bh__sb_fail(sock, "no_new_privs", "prctl(PR_SET_NO_NEW_PRIVS)", errno);
+	}
+	if (h[1] & BH__SB_LANDLOCK) {
+		if (syscall(SYS_landlock_restrict_self, fds[1], 0) < 0) {
+			bh__sb_fail(sock, "landlock", "restricting the worker's file access", errno);
+		}
+		close(fds[1]);
+	}
+	if (h[1] & BH__SB_SECCOMP) {
+		struct sock_fprog prog;
+		prog.len = (unsigned short)h[2], prog.filter = filter;
+		listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+		if (listener < 0) {
+			bh__sb_fail(sock, "seccomp", "seccomp(SECCOMP_SET_MODE_FILTER)", errno);
+		}
+	}
+	free(buf);
+	{
+		union {
+			struct cmsghdr h;
+			char b[CMSG_SPACE(sizeof(int))];
+		} rb;
+		char ok[2] = {'o', 'k'};
+		struct iovec oi;
+		struct msghdr rh;
+		oi.iov_base = ok, oi.iov_len = 2;
+		memset(&rh, 0, sizeof rh);
+		rh.msg_iov = &oi, rh.msg_iovlen = 1;
+		if (listener >= 0) {
+			struct cmsghdr *c;
+			memset(&rb, 0, sizeof rb);
+			rh.msg_control = rb.b, rh.msg_controllen = sizeof rb.b;
+			c = CMSG_FIRSTHDR(&rh);
+			c->cmsg_level = SOL_SOCKET, c->cmsg_type = SCM_RIGHTS, c->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(c), &listener, sizeof(int));
+		}
+		if (sendmsg(sock, &rh, MSG_NOSIGNAL) < 0) {
+			_exit(BH__EXIT_CONFIG); /* the dispatcher would not supervise the filter */
+		}
+	}
+	if (listener >= 0) {
+		close(listener);
+	}
+	close(sock);
+}
+
 /* bh__child sets up a child the fork server cloned: the descriptors it was
  * sent become 3 (socket), 4 (marker), 1 and 2 (output) and 5 (shared
- * memory, if sent); env is its BULKHEAD_* variables, NUL-separated. */
+ * memory, if sent); env is its BULKHEAD_* variables, NUL-separated. With
+ * BULKHEAD_FORK_SANDBOX, the last descriptor is the sandbox's socket: the
+ * child applies its seccomp filter and Landlock ruleset before anything
+ * else (bh__fork_sandbox), in its own process group. */
 static void bh__child(int ctl, const int *fds, int nfds, char *env, size_t envlen) {
 	static const int to[] = {3, 4, 1, 5};
-	int high[4];
+	int high[5], sandbox = -1;
 	close(ctl);
+	for (size_t at = 0; at < envlen;) {
+		if (strcmp(env + at, "BULKHEAD_FORK_SANDBOX=1") == 0) {
+			sandbox = nfds - 1;
+		}
+		at += strlen(env + at) + 1;
+	}
+	if (sandbox >= 0 ? nfds < 4 : nfds > 4) {
+		_exit(BH__EXIT_PROTOCOL);
+	}
 	for (int i = 0; i < nfds; i++) { /* first out of the way of 1 to 5 */
-		high[i] = fcntl(fds[i], F_DUPFD, 10);
+		high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 10);
 		if (high[i] < 0) {
 			_exit(BH__EXIT_SOFTWARE);
 		}
 		close(fds[i]);
 	}
 	for (int i = 0; i < nfds; i++) {
+		if (i == sandbox) {
+			continue;
+		}
 		if (dup2(high[i], to[i]) < 0 || (i == 2 && dup2(high[i], 2) < 0)) {
 			_exit(BH__EXIT_SOFTWARE);
 		}
@@ -2545,12 +2713,15 @@ static void bh__child(int ctl, const int *fds, int nfds, char *env, size_t envle
 	for (size_t at = 0; at < envlen;) {
 		char *kv = env + at, *eq = strchr(kv, '=');
 		at += strlen(kv) + 1;
-		if (eq != NULL && strncmp(kv, "BULKHEAD_", 9) == 0) {
+		if (eq != NULL && strncmp(kv, "BULKHEAD_", 9) == 0 && strncmp(kv, "BULKHEAD_FORK_SANDBOX=", 22) != 0) {
 			*eq = 0;
 			setenv(kv, eq + 1, 1);
 		}
 	}
 	setpgid(0, 0); /* its own process group, as an exec'd worker has */
+	if (sandbox >= 0) {
+		bh__fork_sandbox(high[sandbox]);
+	}
 }
 
 /* bh__fork_one receives one request and clones a child for it. It returns 1
@@ -2559,11 +2730,11 @@ static int bh__fork_one(int ctl) {
 	char env[8192];
 	union {
 		struct cmsghdr h;
-		char buf[CMSG_SPACE(4 * sizeof(int))];
+		char buf[CMSG_SPACE(5 * sizeof(int))];
 	} cm;
 	struct iovec iov = {env, sizeof env - 1};
 	struct msghdr msg;
-	int fds[4], nfds = 0;
+	int fds[5], nfds = 0;
 	int64_t reply;
 	memset(&msg, 0, sizeof msg);
 	msg.msg_iov = &iov, msg.msg_iovlen = 1;
@@ -2584,7 +2755,7 @@ static int bh__fork_one(int ctl) {
 			for (int i = 0; i < k; i++) {
 				int fd;
 				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-				if (nfds < 4) {
+				if (nfds < 5) {
 					fds[nfds++] = fd;
 				} else {
 					close(fd);
