@@ -179,10 +179,12 @@ type Config struct {
 	// worker keeps every guarantee of an exec'd one: it is this process's
 	// child, in its own process group, with its own parent-death signal,
 	// start marker and output. Any start while the fork server is down is
-	// exec'd; a fork server that dies is restarted. With any Sandbox
-	// protection, New fails closed with a *StartError whose Protection is
-	// "fork server": a clone would not be in the sandbox, which is applied
-	// at exec. The program must serve it: a Go SDK worker does not.
+	// exec'd; a fork server that dies is restarted. A clone gets the
+	// Sandbox's seccomp filter, Landlock and cgroup (it applies the first
+	// two itself before HELLO; docs/SANDBOX.md); with User, SHA256 or a
+	// namespace, which only an exec applies, New fails closed with a
+	// *StartError whose Protection is "fork server". The program must
+	// serve it: a Go SDK worker does not.
 	// Zero value: every worker is exec'd.
 	ForkServer bool
 

@@ -103,34 +103,51 @@ func forkServerPID(t *testing.T, p *bulkhead.Pool) int {
 // BenchmarkRespawn: a worker crashes (exit) and the next call waits for its
 // replacement: exec'd, or cloned by a fork server (Config.ForkServer), in one
 // run; with no initialisation, and with 20 ms of it (CWORKER_INIT_MS, as a
-// library's own set-up), which the fork server pays once. Pin it for ratios:
+// library's own set-up), which the fork server pays once; bare, and in a
+// sandbox (seccomp "compute", Landlock, a cgroup with memory.max: as root
+// only), which an exec'd worker gets from the trampoline and a clone from
+// its own bh__child. Pin it for ratios:
 //
 //	taskset -c 0,1 go test -run '^$' -bench Respawn -benchtime 200x -count 3 ./internal/csdk
 func BenchmarkRespawn(b *testing.B) {
 	bin := buildCWorker(b)
+	sandboxes := map[string]bulkhead.Sandbox{"bare": {}}
+	if os.Geteuid() == 0 {
+		sandboxes["sandboxed"] = bulkhead.Sandbox{Seccomp: "compute", ReadOnly: []string{"/usr"}, MemoryMax: 256 << 20}
+	}
 	for _, init := range []string{"0", "20"} {
-		for _, fork := range []bool{false, true} {
-			name := "exec"
-			if fork {
-				name = "fork"
+		for _, sbName := range []string{"bare", "sandboxed"} {
+			sb, ok := sandboxes[sbName]
+			if !ok {
+				continue
 			}
-			b.Run("init"+init+"ms/"+name, func(b *testing.B) {
-				ctx := context.Background()
-				p, err := bulkhead.New(ctx, bulkhead.Config{Command: bin, Workers: 1, ForkServer: fork,
-					Env: []string{"CWORKER_INIT_MS=" + init}, Logger: slog.New(slog.DiscardHandler)})
-				if err != nil {
-					b.Fatal(err)
+			for _, fork := range []bool{false, true} {
+				name := "exec"
+				if fork {
+					name = "fork"
 				}
-				defer p.Close(ctx)
-				for b.Loop() {
-					if _, err := p.Call(ctx, "crash", "exit"); err == nil {
-						b.Fatal("crash(exit) answered")
-					}
-					if _, err := p.Call(ctx, "add", 1, 2); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
+				b.Run("init"+init+"ms/"+sbName+"/"+name, func(b *testing.B) {
+					benchRespawn(b, bulkhead.Config{Command: bin, Workers: 1, ForkServer: fork, Sandbox: sb,
+						Env: []string{"CWORKER_INIT_MS=" + init}, Logger: slog.New(slog.DiscardHandler)})
+				})
+			}
+		}
+	}
+}
+
+func benchRespawn(b *testing.B, cfg bulkhead.Config) {
+	ctx := context.Background()
+	p, err := bulkhead.New(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close(ctx)
+	for b.Loop() {
+		if _, err := p.Call(ctx, "crash", "exit"); err == nil {
+			b.Fatal("crash(exit) answered")
+		}
+		if _, err := p.Call(ctx, "add", 1, 2); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
