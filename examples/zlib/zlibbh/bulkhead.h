@@ -2531,13 +2531,14 @@ int bh_serve(const char *name, const bh_method *methods, size_t n) {
 #endif
 
 /* The sandbox's message, as internal/sandbox/trampoline.go sends it to its
- * trampoline: u32 magic, flags, nfilter, npatch, argvlen; the compiled
+ * trampoline: u32 magic, flags, nfilter, npatch, argvlen, uid, gid; the compiled
  * seccomp program; its patches; argv (unused here); with SCM_RIGHTS the
  * worker binary (unused here) and, with Landlock, the ruleset. */
 #define BH__SB_MAGIC 0x4248544du
 #define BH__SB_PRIVATE_TMP 1u
 #define BH__SB_LANDLOCK 2u
 #define BH__SB_SECCOMP 4u
+#define BH__SB_USER 8u
 #define BH__SB_MAX_FILTER 4096u
 #define BH__SB_MAX_PATCHES 16u
 #define BH__SB_MAX_ARGV (128u << 10)
@@ -2565,7 +2566,7 @@ static void bh__sb_fail(int sock, const char *prot, const char *why, int err) {
  * pathname's address, gets an address in the kernel's half here: a clone
  * never executes anything. Every count is checked against the message. */
 static void bh__fork_sandbox(int sock) {
-	uint32_t h[5];
+	uint32_t h[7];
 	size_t cap = sizeof h + 8 * (size_t)(BH__SB_MAX_FILTER + BH__SB_MAX_PATCHES) + BH__SB_MAX_ARGV + 1;
 	char *buf = malloc(cap);
 	union {
@@ -2607,7 +2608,7 @@ static void bh__fork_sandbox(int sock) {
 	memcpy(h, buf, sizeof h);
 	if (h[0] != BH__SB_MAGIC || h[2] > BH__SB_MAX_FILTER || h[3] > BH__SB_MAX_PATCHES || h[4] > BH__SB_MAX_ARGV ||
 	    (size_t)n != sizeof h + 8 * (size_t)h[2] + 8 * (size_t)h[3] + h[4] ||
-	    (h[1] & ~(BH__SB_LANDLOCK | BH__SB_SECCOMP | BH__SB_PRIVATE_TMP)) != 0) {
+	    (h[1] & ~(BH__SB_LANDLOCK | BH__SB_SECCOMP | BH__SB_PRIVATE_TMP | BH__SB_USER)) != 0) {
 		bh__sb_fail(sock, "sandbox", "receiving the sandbox's settings: a bad message", 0);
 	}
 	if (nfds != ((h[1] & BH__SB_LANDLOCK) ? 2 : 1)) {
@@ -2615,6 +2616,9 @@ static void bh__fork_sandbox(int sock) {
 	}
 	if (h[1] & BH__SB_PRIVATE_TMP) { /* the dispatcher refuses it with a fork server */
 		bh__sb_fail(sock, "namespaces", "a private /tmp cannot be made in a clone of the fork server", 0);
+	}
+	if (h[1] & BH__SB_USER) { /* so does it a user */
+		bh__sb_fail(sock, "user", "a clone of the fork server runs as the fork server's user", 0);
 	}
 	close(fds[0]); /* the worker binary: a clone does not execute it */
 	struct sock_filter *filter = (struct sock_filter *)(void *)(buf + sizeof h);
