@@ -27,9 +27,18 @@ type combo uint
 // dispatcher's user namespace maps root to when no user is asked for.
 const comboUID = 1
 
+// comboMarkerEnv names comboMarker's file, which is the run's own, so that
+// runs in other checkouts at the same time do not remove each other's.
+const comboMarkerEnv = "BULKHEAD_TEST_COMBO_MARKER"
+
 // comboMarker is a file in the dispatcher's /tmp, which a private /tmp
 // hides.
-const comboMarker = "/tmp/bulkhead-combo-marker"
+func comboMarker() string {
+	if p := os.Getenv(comboMarkerEnv); p != "" {
+		return p
+	}
+	return "/tmp/bulkhead-combo-marker"
+}
 
 func (c combo) has(key string) bool { return c&(1<<slices.Index(comboKeys, key)) != 0 }
 
@@ -89,7 +98,7 @@ func whoami() workerView {
 	for _, n := range []string{"net", "ipc", "mnt", "user", "pid"} {
 		v.NS[n], _ = os.Readlink("/proc/self/ns/" + n)
 	}
-	_, err := os.Lstat(comboMarker)
+	_, err := os.Lstat(comboMarker())
 	v.Marker = err == nil
 	if ents, err := os.ReadDir("/tmp"); err == nil {
 		v.TmpEntries = len(ents)
@@ -188,7 +197,7 @@ type comboResult struct {
 func startCombo(exe string, c combo) comboResult {
 	r := comboResult{Combo: c}
 	p, err := bulkhead.New(context.Background(), bulkhead.Config{Command: exe, Workers: 1, Sandbox: c.sandbox(),
-		Env: []string{"GORACE=atexit_sleep_ms=0"}, Logger: slog.New(slog.DiscardHandler)})
+		Env: []string{"GORACE=atexit_sleep_ms=0", comboMarkerEnv + "=" + comboMarker()}, Logger: slog.New(slog.DiscardHandler)})
 	var se *bulkhead.StartError
 	switch {
 	case errors.As(err, &se):
@@ -236,10 +245,13 @@ func TestSandboxCombinations(t *testing.T) {
 
 func writeMarker(t *testing.T) {
 	t.Helper()
-	if err := os.WriteFile(comboMarker, nil, 0o644); err != nil {
+	f, err := os.CreateTemp("/tmp", "bulkhead-combo-marker-*")
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.Remove(comboMarker) })
+	f.Close()
+	t.Cleanup(func() { os.Remove(f.Name()) })
+	t.Setenv(comboMarkerEnv, f.Name()) // for the workers, and the nobody dispatcher
 }
 
 // comboReport is what the "combos" helper dispatcher prints: its own view,
