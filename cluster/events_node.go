@@ -33,20 +33,27 @@ func (n *Node) subscribe(reply, client string, req *clientwire.Request) error {
 	if req.Buffer > activation.MaxSubscriptionBuffer {
 		return fmt.Errorf("%w: buffer %d: want 1 to %d", clientwire.ErrBadRequest, req.Buffer, activation.MaxSubscriptionBuffer)
 	}
-	n.mu.Lock()
-	full := len(n.obj.subs) >= maxSubscriptions
-	n.mu.Unlock()
-	if full {
-		return fmt.Errorf("%w: node %s forwards %d subscriptions", clientwire.ErrLimit, n.cfg.ID, maxSubscriptions)
-	}
 	sub, err := o.Subscribe(buf)
 	if err != nil {
 		return err
 	}
+	// The bound and closeSubscriptions are checked where the forwarder is
+	// counted, under one lock: none starts once closeSubscriptions waits.
 	n.mu.Lock()
-	n.obj.subs[reply] = sub
-	n.obj.subWG.Add(1)
+	full, closing := len(n.obj.subs) >= maxSubscriptions, n.obj.closing
+	if !full && !closing {
+		n.obj.subs[reply] = sub
+		n.obj.subWG.Add(1)
+	}
 	n.mu.Unlock()
+	switch {
+	case closing:
+		sub.Close()
+		return &activation.DisconnectedError{Object: o.ID(), Err: bulkhead.ErrClosed}
+	case full:
+		sub.Close()
+		return fmt.Errorf("%w: node %s forwards %d subscriptions", clientwire.ErrLimit, n.cfg.ID, maxSubscriptions)
+	}
 	if p, err := wire.Marshal(clientwire.Reply{Subscribed: true}); err == nil {
 		n.nc.PublishMsg(n.msg(reply, statusResult, p))
 	}
@@ -69,8 +76,6 @@ func (n *Node) forward(reply string, object uint64, sub *activation.Subscription
 	}
 	n.mu.Lock()
 	delete(n.obj.subs, reply)
-	n.mu.Unlock()
-	n.mu.Lock()
 	closing := n.obj.closing
 	n.mu.Unlock()
 	end := sub.Err()
