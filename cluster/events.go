@@ -13,22 +13,9 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Event is an event an object emitted, as client.Event.
-type Event struct {
-	Name string
-	args []cbor.RawMessage
-}
-
-// Len returns the number of arguments.
-func (e Event) Len() int { return len(e.args) }
-
-// Decode decodes argument i into v, which must be a pointer.
-func (e Event) Decode(i int, v any) error {
-	if i < 0 || i >= len(e.args) {
-		return fmt.Errorf("bulkhead: event %s has %d arguments, no argument %d", e.Name, len(e.args), i)
-	}
-	return wire.Unmarshal(e.args[i], v)
-}
+// Event is an event an object emitted: the same type as in-process
+// (activation.Event) and as client.Event.
+type Event = activation.Event
 
 // Subscription delivers an object's events from its node, over NATS. A
 // subscriber that lets buffer events pile up is cut off
@@ -151,9 +138,10 @@ func decodeEvent(p []byte) (Event, bool) {
 	if err := wire.Unmarshal(p, &raw); err != nil || len(raw) != 2 {
 		return Event{}, false
 	}
-	var ev Event
-	if wire.Unmarshal(raw[0], &ev.Name) != nil || wire.Unmarshal(raw[1], &ev.args) != nil {
+	var name string
+	var args []cbor.RawMessage
+	if wire.Unmarshal(raw[0], &name) != nil || wire.Unmarshal(raw[1], &args) != nil {
 		return Event{}, false
 	}
-	return ev, true
+	return activation.NewEvent(name, args), true
 }

@@ -33,7 +33,7 @@ func TestEventsAcrossNodes(t *testing.T) {
 		}
 	}
 	for i := int64(1); i <= 3; i++ {
-		ev := <-sub.Events()
+		var ev activation.Event = <-sub.Events() // the in-process type
 		var n int64
 		if err := ev.Decode(0, &n); err != nil || ev.Name != "changed" || n != i {
 			t.Fatalf("event %d: %s %d, %v", i, ev.Name, n, err)
