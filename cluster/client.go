@@ -73,7 +73,7 @@ type Client struct {
 	nodes    map[string]*nodeState
 	gone     map[string]time.Time // lost nodes, whose late heartbeats are ignored
 	calls    map[uint64]*pending
-	rotNames map[string]string // the names this client registered, and their nodes
+	rotNames map[string]target // the names this client registered: their objects' node and session
 	losses   uint64            // nodes found lost so far
 	lostAt   map[string]uint64 // the losses count when each node was found lost
 	next     uint64
@@ -149,7 +149,7 @@ func New(nc *nats.Conn, pool string, opts Options) (*Client, error) {
 	}
 	c := &Client{nc: nc, s: subjects{prefix: opts.Prefix, pool: pool}, opts: opts, inbox: nc.NewInbox() + ".",
 		id: nuid.Next(), born: time.Now(), stop: make(chan struct{}), nodes: make(map[string]*nodeState), gone: make(map[string]time.Time),
-		calls: make(map[uint64]*pending), changed: make(chan struct{}), rotNames: make(map[string]string),
+		calls: make(map[uint64]*pending), changed: make(chan struct{}), rotNames: make(map[string]target),
 		lostAt: make(map[string]uint64)}
 	// One subscription takes every answer and probe reply, so that they
 	// are handled in the order the NATS server sent them: a node's
@@ -185,11 +185,7 @@ func New(nc *nats.Conn, pool string, opts Options) (*Client, error) {
 
 // onNodeProbe answers a node that asks whether this client lives, to keep
 // the client's objects there.
-func (c *Client) onNodeProbe(m *nats.Msg) {
-	if m.Reply != "" {
-		m.Respond(nil)
-	}
-}
+func (c *Client) onNodeProbe(m *nats.Msg) { c.answerProbe(m) }
 
 // Close ends the client: calls in flight fail with bulkhead.ErrClosed.
 func (c *Client) Close() error {

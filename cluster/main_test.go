@@ -140,8 +140,9 @@ func runNodeProcess() {
 }
 
 // newNode starts a daemon with pool "p" of workers workers named name,
-// and makes it a node on the NATS server at url.
-func newNode(ctx context.Context, url, name string, workers int) (*daemon.Server, *cluster.Node, *nats.Conn, error) {
+// and makes it a node on the NATS server at url (nopts: nats.go's, after
+// the name).
+func newNode(ctx context.Context, url, name string, workers int, nopts ...nats.Option) (*daemon.Server, *cluster.Node, *nats.Conn, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, nil, nil, err
@@ -154,7 +155,7 @@ func newNode(ctx context.Context, url, name string, workers int) (*daemon.Server
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	nc, err := nats.Connect(url, nats.Name(name))
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Name(name)}, nopts...)...)
 	if err != nil {
 		srv.Shutdown(ctx)
 		return nil, nil, nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/activation"
@@ -43,7 +44,7 @@ type ClassObject struct {
 // on another; what it made there is released with the client's session.
 func (c *Client) CreateInstance(ctx context.Context, class string, args ...any) (*Object, error) {
 	born := c.epoch()
-	node, rep, err := c.activate(ctx, &clientwire.Request{Op: clientwire.OpCreateInstance, Class: class}, args)
+	node, rep, err := c.activate(ctx, born, &clientwire.Request{Op: clientwire.OpCreateInstance, Class: class}, args)
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +54,7 @@ func (c *Client) CreateInstance(ctx context.Context, class string, args ...any) 
 // GetClassObject returns a handle to class in a running server of a node.
 func (c *Client) GetClassObject(ctx context.Context, class string) (*ClassObject, error) {
 	born := c.epoch()
-	node, rep, err := c.activate(ctx, &clientwire.Request{Op: clientwire.OpGetClassObject, Class: class}, nil)
+	node, rep, err := c.activate(ctx, born, &clientwire.Request{Op: clientwire.OpGetClassObject, Class: class}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -150,8 +151,9 @@ func objectPayload(req *clientwire.Request, args []any) ([]byte, error) {
 }
 
 // activate sends an activation to the objects' queue group until a node
-// answers it, and returns that node and its reply.
-func (c *Client) activate(ctx context.Context, req *clientwire.Request, args []any) (string, clientwire.Reply, error) {
+// answers it, and returns that node and its reply. The handle is made in
+// the client's session of epoch born on that node.
+func (c *Client) activate(ctx context.Context, born uint64, req *clientwire.Request, args []any) (string, clientwire.Reply, error) {
 	payload, err := objectPayload(req, args)
 	if err != nil {
 		return "", clientwire.Reply{}, err
@@ -166,6 +168,7 @@ func (c *Client) activate(ctx context.Context, req *clientwire.Request, args []a
 		c.mu.Unlock()
 		m := c.message(ctx, c.s.activate(), id, payload)
 		m.Header.Set(HeaderClient, c.id)
+		m.Header.Set(HeaderEpoch, strconv.FormatUint(born, 10))
 		ev, _, err := c.exchange(ctx, id, p, m)
 		if err != nil {
 			return "", clientwire.Reply{}, c.objectErr(ctx, req.Op, err)
@@ -218,10 +221,12 @@ func (c *Client) pinned(ctx context.Context, t target, req *clientwire.Request, 
 			Err: &NodeLostError{Node: node, Method: req.Op, Reason: reason}}
 	}
 	c.mu.Lock()
+	// Lost since the object was made: disconnected for good, even if the
+	// node came back (a partition that healed). One made after the loss,
+	// on the node come back, is not.
+	at, lost := c.lostAt[node]
 	_, gone := c.gone[node]
-	if at, ok := c.lostAt[node]; ok && at > t.born {
-		gone = true // lost since the object was made: disconnected for good, even if the node came back
-	}
+	gone = lost && at > t.born || !lost && gone
 	switch {
 	case c.closed:
 		c.mu.Unlock()
@@ -237,6 +242,7 @@ func (c *Client) pinned(ctx context.Context, t target, req *clientwire.Request, 
 	c.mu.Unlock()
 	m := c.message(ctx, c.s.object(node), id, payload)
 	m.Header.Set(HeaderClient, c.id)
+	m.Header.Set(HeaderEpoch, strconv.FormatUint(t.born, 10))
 	ev, _, err := c.exchange(ctx, id, p, m)
 	if err != nil {
 		return nil, c.objectErr(ctx, req.Op, err)
@@ -292,4 +298,30 @@ func (c *Client) epoch() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.losses
+}
+
+// answerProbe answers a node that asks whether this client lives, to keep
+// its session of one epoch there: alive, or "gone" when the client found
+// that node lost since the session's epoch began. Those objects are
+// disconnected for good here, so the node must release them now (a
+// partition that healed) rather than keep them until the client exits.
+// The probe's headers are anyone's: a node id or epoch out of bounds is
+// answered alive, which keeps nothing a lease would not keep.
+func (c *Client) answerProbe(m *nats.Msg) {
+	if m.Reply == "" {
+		return
+	}
+	node, gone := m.Header.Get(HeaderNode), false
+	epoch, err := strconv.ParseUint(m.Header.Get(HeaderEpoch), 10, 64)
+	if checkName("node", node) == nil && err == nil {
+		c.mu.Lock()
+		at, lost := c.lostAt[node]
+		gone = lost && at > epoch
+		c.mu.Unlock()
+	}
+	if !gone {
+		m.Respond(nil)
+		return
+	}
+	m.RespondMsg(&nats.Msg{Header: nats.Header{HeaderStatus: {statusGone}}})
 }

@@ -222,18 +222,25 @@ func TestHostileObjectRequests(t *testing.T) {
 	for _, tc := range []struct {
 		name, client, kind string
 		req                []byte
+		epoch              string
 	}{
-		{"no client", "", "bad_request", []byte("\xa2bopkobject_callfobject\x01")},
-		{"a bad client name", "a.b", "bad_request", []byte("\xa2bopkobject_callfobject\x01")},
-		{"garbage", "x", "bad_request", []byte("garbage")},
-		{"an op not served", "x", "bad_request", []byte("\xa1bopfstatus")},
-		{"another client's handle", "intruder", "not_found", []byte("\xa3bopkobject_callfobject\x01fmethodcwho")},
-		{"a subscription to another client's handle", "intruder", "not_found", []byte("\xa3bopisubscribefobject\x01fbuffer\x1a\x00\x10\x00\x00")},
+		{"no client", "", "bad_request", []byte("\xa2bopkobject_callfobject\x01"), ""},
+		{"a bad client name", "a.b", "bad_request", []byte("\xa2bopkobject_callfobject\x01"), ""},
+		{"garbage", "x", "bad_request", []byte("garbage"), ""},
+		{"an op not served", "x", "bad_request", []byte("\xa1bopfstatus"), ""},
+		{"another client's handle", "intruder", "not_found", []byte("\xa3bopkobject_callfobject\x01fmethodcwho"), ""},
+		{"a subscription to another client's handle", "intruder", "not_found", []byte("\xa3bopisubscribefobject\x01fbuffer\x1a\x00\x10\x00\x00"), ""},
+		{"an epoch not a number", "x", "bad_request", []byte("\xa3bopkobject_callfobject\x01fmethodcwho"), "1x"},
+		{"an epoch out of range", "x", "bad_request", []byte("\xa3bopkobject_callfobject\x01fmethodcwho"), "184467440737095516160"},
+		{"an epoch with no session", "x", "not_found", []byte("\xa3bopkobject_callfobject\x01fmethodcwho"), "7"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := &nats.Msg{Subject: "bulkhead.obj.node.h", Data: tc.req, Header: nats.Header{}}
 			if tc.client != "" {
 				m.Header.Set(cluster.HeaderClient, tc.client)
+			}
+			if tc.epoch != "" {
+				m.Header.Set(cluster.HeaderEpoch, tc.epoch)
 			}
 			ans, err := nc.RequestMsg(m, 5*time.Second)
 			if err != nil {

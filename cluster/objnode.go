@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,10 +34,44 @@ const (
 	sessionLeases = 50 // a session's lease, in heartbeats: it ends if its client stops answering probes (a partition); a client gone ends it at once
 )
 
-// objSession is one client's activation session on a node, with the
-// handles it holds.
+// HeaderEpoch, on an object request, is the epoch of the client's
+// session it is about: the count of nodes the client had found lost when
+// it asked for the object (0 if absent). A client's objects of different
+// epochs live in different sessions on a node, so that the client can
+// say, of one, that it is gone (it found the node lost since) while
+// keeping the other (made after the node came back).
+const HeaderEpoch = "Bulkhead-Epoch"
+
+// statusGone answers a node's probe of a session the client has given up:
+// it found the node lost since the session's epoch began.
+const statusGone = "gone"
+
+// sessionKey names client's session of epoch on a node: one subject
+// token (client is checkName's, epoch digits, so the split at the last
+// '-' is unique).
+func sessionKey(client string, epoch uint64) string {
+	return client + "-" + strconv.FormatUint(epoch, 10)
+}
+
+// parseEpoch reads HeaderEpoch: absent is 0.
+func parseEpoch(h nats.Header) (uint64, error) {
+	v := h.Get(HeaderEpoch)
+	if v == "" {
+		return 0, nil
+	}
+	e, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s %q", clientwire.ErrBadRequest, HeaderEpoch, v)
+	}
+	return e, nil
+}
+
+// objSession is one client's activation session (of one epoch) on a
+// node, with the handles it holds.
 type objSession struct {
-	id      string
+	id      string // sessionKey(client, epoch)
+	client  string
+	epoch   string
 	sess    *activation.Session
 	handles map[uint64]any // *activation.Object or *activation.ClassObject
 	next    uint64
@@ -107,11 +143,12 @@ func (n *Node) handleObject(r micro.Request) {
 	err := clientwire.Decode(r.Data(), &req)
 	client := r.Headers().Get(HeaderClient)
 	timeout, terr := parseTimeout(nats.Header(r.Headers()), n.cfg.MaxDeadline)
+	epoch, eerr := parseEpoch(nats.Header(r.Headers()))
 	if err == nil {
 		err = checkName("client", client)
 	}
 	if err == nil {
-		err = terr
+		err = errors.Join(terr, eerr)
 	}
 	if err != nil {
 		n.answerErr(reply, fmt.Errorf("%w: %v", clientwire.ErrBadRequest, err))
@@ -139,7 +176,7 @@ func (n *Node) handleObject(r micro.Request) {
 		// lost node is orphaned there, and released with the session).
 		n.nc.PublishMsg(n.msg(reply, statusStarted, nil))
 	}
-	go n.runObject(reply, client, &req, timeout)
+	go n.runObject(reply, sessionKey(client, epoch), &req, timeout)
 }
 
 // runObject carries out one object request and answers it.
@@ -310,7 +347,8 @@ func (n *Node) session(client string, create bool) (*objSession, error) {
 		sess.Close()
 		return nil, fmt.Errorf("%w: node %s has %d client sessions", clientwire.ErrLimit, n.cfg.ID, maxSessions)
 	}
-	s = &objSession{id: client, sess: sess, handles: make(map[uint64]any)}
+	i := strings.LastIndexByte(client, '-') // client is a sessionKey
+	s = &objSession{id: client, client: client[:i], epoch: client[i+1:], sess: sess, handles: make(map[uint64]any)}
 	n.obj.sessions[client] = s
 	n.mu.Unlock()
 	return s, nil
@@ -372,29 +410,34 @@ func (n *Node) release(client string, h uint64) error {
 	return r.Release()
 }
 
-// probeClients asks every client with a session whether it lives: the
-// answer renews its session's lease; "no responders" ends the session,
-// releasing what the client held, as a socket client's exit does.
+// probeClients asks every client with a session whether it lives, naming
+// this node and the session's epoch: the answer renews the session's
+// lease; "no responders" (the client exited), or "gone" (it found this
+// node lost since the session began, a partition that healed), ends the
+// session, releasing what the client held, as a socket client's exit
+// does.
 func (n *Node) probeClients() {
 	if n.obj == nil {
 		return
 	}
 	n.mu.Lock()
-	ids := make([]string, 0, len(n.obj.sessions))
-	for id := range n.obj.sessions {
-		ids = append(ids, id)
+	probes := make([]*nats.Msg, 0, len(n.obj.sessions))
+	s := subjects{prefix: n.cfg.Prefix}
+	for id, sess := range n.obj.sessions {
+		probes = append(probes, &nats.Msg{Subject: s.client(sess.client), Reply: n.obj.inbox + id,
+			Header: nats.Header{HeaderNode: {n.cfg.ID}, HeaderEpoch: {sess.epoch}}})
 	}
 	n.mu.Unlock()
-	s := subjects{prefix: n.cfg.Prefix}
-	for _, id := range ids {
-		n.nc.PublishRequest(s.client(id), n.obj.inbox+id, nil)
+	for _, m := range probes {
+		n.nc.PublishMsg(m)
 	}
 }
 
 // onClientProbe is a client's answer to a probe.
 func (n *Node) onClientProbe(m *nats.Msg) {
 	id := m.Subject[len(n.obj.inbox):]
-	gone := len(m.Data) == 0 && m.Header.Get("Status") == "503"
+	noResponders := len(m.Data) == 0 && m.Header.Get("Status") == "503"
+	gone := noResponders || m.Header.Get(HeaderStatus) == statusGone
 	n.mu.Lock()
 	s := n.obj.sessions[id]
 	if s != nil && gone {

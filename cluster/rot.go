@@ -22,7 +22,7 @@ func (c *Client) Register(ctx context.Context, name string, o *Object, keepAlive
 		&clientwire.Request{Op: clientwire.OpROTRegister, Name: name, Object: o.h, KeepAlive: keepAlive}, nil, nil)
 	if err == nil {
 		c.mu.Lock()
-		c.rotNames[name] = o.node
+		c.rotNames[name] = o.target()
 		c.mu.Unlock()
 	}
 	return err
@@ -32,13 +32,15 @@ func (c *Client) Register(ctx context.Context, name string, o *Object, keepAlive
 // table.
 func (c *Client) Revoke(ctx context.Context, name string) error {
 	c.mu.Lock()
-	node, ok := c.rotNames[name]
+	t, ok := c.rotNames[name]
 	delete(c.rotNames, name)
 	c.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("%w: %q was not registered by this client", clientwire.ErrNotFound, name)
 	}
-	_, err := c.pinnedReply(ctx, target{node: node, born: c.epoch()}, &clientwire.Request{Op: clientwire.OpROTRevoke, Name: name}, nil, nil)
+	// In the session of the object it registered: the entry is that
+	// session's.
+	_, err := c.pinnedReply(ctx, target{node: t.node, born: t.born}, &clientwire.Request{Op: clientwire.OpROTRevoke, Name: name}, nil, nil)
 	return err
 }
 
@@ -46,7 +48,7 @@ func (c *Client) Revoke(ctx context.Context, name string) error {
 // has name.
 func (c *Client) Lookup(ctx context.Context, name string) (*Object, error) {
 	c.mu.Lock()
-	node := c.rotNames[name]
+	node := c.rotNames[name].node
 	c.mu.Unlock()
 	if node == "" {
 		var err error
