@@ -88,7 +88,8 @@ type counter struct {
 }
 
 // runClasses serves class Counter: add (returns the sum, emits
-// "changed"), who (its node), hold (as the pool worker's) and crash.
+// "changed"), who (its node), burst (emits k events), hold (as the pool
+// worker's) and crash.
 func runClasses() {
 	s := &worker.Server{}
 	c := &worker.Class[*counter]{Name: "Counter", Threading: worker.Free,
@@ -104,6 +105,18 @@ func runClasses() {
 		return n, o.self.Emit("changed", n)
 	})
 	c.Method("who", func(context.Context, *counter, worker.Args) (any, error) { return os.Getenv("NODE"), nil })
+	c.Method("burst", func(_ context.Context, o *counter, a worker.Args) (any, error) { // emits "tick" 0..k-1
+		var k int64
+		if err := a.Scan(&k); err != nil || k < 0 || k > 1<<16 {
+			return nil, fmt.Errorf("burst %d: want 0 to 65536 (%v)", k, err)
+		}
+		for i := range k {
+			if err := o.self.Emit("tick", i); err != nil {
+				return nil, err
+			}
+		}
+		return k, nil
+	})
 	c.Method("hold", func(ctx context.Context, _ *counter, a worker.Args) (any, error) {
 		var path string
 		if err := a.Scan(&path); err != nil {
