@@ -240,10 +240,6 @@ func (c *Client) onAnswer(id uint64, noResponders bool, m *nats.Msg) {
 	}
 	var ev event
 	switch st := m.Header.Get(HeaderStatus); {
-	case p.acked && st == statusEvent:
-		c.mu.Unlock()
-		p.sub.event(m.Data)
-		return
 	case p.acked:
 		delete(c.calls, id)
 		c.mu.Unlock()

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/bulkhead-go/bulkhead"
@@ -17,24 +18,38 @@ import (
 // (activation.Event) and as client.Event.
 type Event = activation.Event
 
-// Subscription delivers an object's events from its node, over NATS. A
-// subscriber that lets buffer events pile up is cut off
-// (activation.ErrSubscriberTooSlow), by the node or here; the object's
-// node lost ends it with activation.ErrObjectDisconnected.
+// Subscription delivers an object's events from its node, over NATS: the
+// node publishes them once on the object's events subject, and NATS fans
+// them out to every subscriber's client. A subscriber that lets buffer
+// events pile up is cut off (activation.ErrSubscriberTooSlow), here, or
+// by the node if its forwarding falls behind, or when NATS dropped some
+// of its events (a gap in their numbers); the object's node lost ends it
+// with activation.ErrObjectDisconnected.
 type Subscription struct {
 	c      *Client
 	id     uint64
 	node   string
 	object uint64
 	ch     chan Event
+	events string             // the object's events subject
+	ns     *nats.Subscription // on it
 
-	mu   sync.Mutex
-	err  error
-	done bool
+	mu    sync.Mutex
+	err   error
+	done  bool
+	acked bool        // the node counts it: events after (gen, last) are its
+	gen   uint64      // the node's forwarder's generation
+	last  uint64      // the number of the last event delivered, or before the subscription
+	early []*nats.Msg // events that came before the node's answer, at most cap(ch)
+	// The newest event early dropped, for room: a gap if it was the
+	// subscription's (most are from before it, the forwarder's for others).
+	droppedGen, droppedSeq uint64
 }
 
 // Subscribe subscribes to the object's events with a queue of buffer
-// events (0: 64), as client.Object.Subscribe does.
+// events (0: 64), as client.Object.Subscribe does. It asks the node for
+// the object's events subject, listens there, then asks the node to count
+// it: three round trips, so that it misses none of the events after.
 func (o *Object) Subscribe(ctx context.Context, buffer int) (*Subscription, error) {
 	if buffer <= 0 {
 		buffer = 64
@@ -42,15 +57,58 @@ func (o *Object) Subscribe(ctx context.Context, buffer int) (*Subscription, erro
 	if buffer > activation.MaxSubscriptionBuffer {
 		return nil, fmt.Errorf("%w: buffer %d: want 1 to %d", clientwire.ErrBadRequest, buffer, activation.MaxSubscriptionBuffer)
 	}
-	s := &Subscription{c: o.c, node: o.node, object: o.h, ch: make(chan Event, buffer)}
-	req := &clientwire.Request{Op: clientwire.OpSubscribe, Object: o.h, Buffer: uint64(buffer)}
-	if _, err := o.c.pinnedReply(ctx, o.target(), req, nil, s); err != nil {
+	t := o.target()
+	req := clientwire.Request{Op: clientwire.OpSubscribe, Object: o.h, Buffer: uint64(buffer)}
+	ans, err := o.c.pinned(ctx, t, &req, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := decodeReply(ans); err != nil {
+		return nil, err
+	}
+	s := &Subscription{c: o.c, node: o.node, object: o.h, ch: make(chan Event, buffer), events: ans.Header.Get(HeaderEvents)}
+	if !o.c.isEventsSubject(o.node, s.events) {
+		return nil, fmt.Errorf("%w: node %s named events subject %q", clientwire.ErrProtocol, o.node, s.events)
+	}
+	ns, err := o.c.nc.Subscribe(s.events, s.onEvent)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.ns = ns
+	s.mu.Unlock()
+	if err := flush(ctx, o.c.nc); err != nil {
+		ns.Unsubscribe()
+		return nil, o.c.objectErr(ctx, req.Op, err)
+	}
+	req.Args = nil
+	var gen, last uint64
+	ans, err = o.c.pinned(ctx, t, &req, nil, s)
+	if err == nil {
+		_, err = decodeReply(ans)
+	}
+	if err == nil {
+		var ok bool
+		if gen, last, ok = parseSeq(ans.Header); !ok {
+			err = fmt.Errorf("%w: node %s answered a subscription with %s %q", clientwire.ErrProtocol, o.node, HeaderSeq, ans.Header.Get(HeaderSeq))
+		}
+	}
+	if err != nil {
 		if s.c.forgetSub(s.id) || ctx.Err() != nil {
 			s.cancel() // its answer may be on the way: the node ends it
 		}
+		s.end(err)
 		return nil, err
 	}
+	s.ack(gen, last)
 	return s, nil
+}
+
+// isEventsSubject says whether subject is one a node may name for its
+// objects' events: <prefix>.obj.events.<node>.<key>.
+func (c *Client) isEventsSubject(node, subject string) bool {
+	key, ok := strings.CutPrefix(subject, c.s.prefix+".obj.events."+node+".")
+	return ok && checkName("events key", key) == nil
 }
 
 // Events delivers the events; it is closed when the subscription ends.
@@ -76,38 +134,102 @@ func (s *Subscription) cancel() {
 	s.c.nc.PublishMsg(&nats.Msg{Subject: s.c.s.object(s.node), Header: nats.Header{HeaderCancel: {s.c.reply(s.id)}}})
 }
 
-// event queues an event, cutting the subscriber off if its queue is full.
-// It runs on the client's inbox subscription.
-func (s *Subscription) event(p []byte) {
-	ev, ok := decodeEvent(p)
-	if !ok {
-		return // not a node's: dropped
-	}
+// ack starts the delivery: the node counts the subscription from event
+// last of forwarder gen on. It delivers the events that came before.
+func (s *Subscription) ack(gen, last uint64) {
 	s.mu.Lock()
-	if s.done {
-		s.mu.Unlock()
-		return
+	s.acked, s.gen, s.last = true, gen, last
+	early := s.early
+	s.early = nil
+	var err error
+	if s.droppedGen == gen && s.droppedSeq > last {
+		err = &activation.SlowSubscriberError{Object: s.object, Buffer: cap(s.ch)}
+		early = nil
 	}
-	select {
-	case s.ch <- ev:
-		s.mu.Unlock()
-		return
-	default:
+	for _, m := range early {
+		if err = s.deliverLocked(m); err != nil {
+			break
+		}
 	}
 	s.mu.Unlock()
+	s.stop(err)
+}
+
+// onEvent takes a message of the events subject, on its subscription.
+func (s *Subscription) onEvent(m *nats.Msg) {
+	s.mu.Lock()
+	var err error
+	switch {
+	case s.done:
+	case !s.acked:
+		if len(s.early) == cap(s.ch) {
+			if gen, seq, ok := parseSeq(s.early[0].Header); ok && (gen > s.droppedGen || gen == s.droppedGen && seq > s.droppedSeq) {
+				s.droppedGen, s.droppedSeq = gen, seq
+			}
+			s.early = append(s.early[:0], s.early[1:]...)
+		}
+		s.early = append(s.early, m)
+	default:
+		err = s.deliverLocked(m)
+	}
+	s.mu.Unlock()
+	s.stop(err)
+}
+
+// deliverLocked queues the event m, if it is the next of the
+// subscription's forwarder; non-nil: the subscription ends so (a gap, a
+// full queue, or the node's end of it).
+func (s *Subscription) deliverLocked(m *nats.Msg) error {
+	gen, seq, ok := parseSeq(m.Header)
+	if !ok || gen != s.gen || seq <= s.last {
+		return nil // not the node's, another forwarder's, or before the subscription
+	}
+	if m.Header.Get(HeaderStatus) == statusError {
+		if seq != s.last+1 {
+			return &activation.SlowSubscriberError{Object: s.object, Buffer: cap(s.ch)}
+		}
+		return clientwire.DecodeError(m.Data)
+	}
+	ev, ok := decodeEvent(m.Data)
+	if !ok || m.Header.Get(HeaderStatus) != statusEvent {
+		return nil // not a node's: dropped
+	}
+	if seq != s.last+1 { // NATS dropped some: a slow consumer
+		return &activation.SlowSubscriberError{Object: s.object, Buffer: cap(s.ch)}
+	}
+	s.last = seq
+	select {
+	case s.ch <- ev:
+		return nil
+	default:
+		return &activation.SlowSubscriberError{Object: s.object, Buffer: cap(s.ch)}
+	}
+}
+
+// stop ends the subscription with err, if not nil, here and on the node.
+func (s *Subscription) stop(err error) {
+	if err == nil {
+		return
+	}
 	if s.c.forgetSub(s.id) {
 		s.cancel()
 	}
-	s.end(&activation.SlowSubscriberError{Object: s.object, Buffer: cap(s.ch)})
+	s.end(err)
 }
 
-// end ends the subscription with err, once.
+// end ends the subscription with err, once, and stops listening on the
+// events subject.
 func (s *Subscription) end(err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	ns := s.ns
 	if !s.done {
 		s.done, s.err = true, err
 		close(s.ch)
+	}
+	s.ns = nil
+	s.mu.Unlock()
+	if ns != nil {
+		ns.Unsubscribe()
 	}
 }
 
@@ -132,7 +254,7 @@ func subscriptionEnd(m *nats.Msg, noResponders bool) error {
 }
 
 // decodeEvent decodes an event's [name, args], which a node sent, or
-// anyone who learned the subscriber's inbox.
+// anyone allowed to publish on the events subject.
 func decodeEvent(p []byte) (Event, bool) {
 	var raw []cbor.RawMessage
 	if err := wire.Unmarshal(p, &raw); err != nil || len(raw) != 2 {

@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"regexp"
+	"strconv"
 	"testing"
 
 	"github.com/bulkhead-go/bulkhead/internal/clientwire"
@@ -72,6 +74,35 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 		if ev.Decode(ev.Len(), new(any)) == nil {
 			t.Fatal("decoded an argument past the end")
+		}
+	})
+}
+
+// FuzzHeaders: the numbers in an events message's HeaderSeq and an
+// object request's HeaderEpoch are anyone's: parsed strictly, as
+// "<digits>.<digits>" and "<digits>" of 64-bit numbers, and nothing else.
+func FuzzHeaders(f *testing.F) {
+	for _, s := range []string{"1.2", "0.0", "18446744073709551615.1", "18446744073709551616.1", "1..2", ".", "1.", "x.1", "-1.2", "+1.2", "1.2.3", "", "007"} {
+		f.Add(s)
+	}
+	seqRE := regexp.MustCompile(`^([0-9]+)\.([0-9]+)$`)
+	f.Fuzz(func(t *testing.T, v string) {
+		gen, seq, ok := parseSeq(nats.Header{HeaderSeq: {v}})
+		want := false
+		if m := seqRE.FindStringSubmatch(v); m != nil {
+			g, err1 := strconv.ParseUint(m[1], 10, 64)
+			s, err2 := strconv.ParseUint(m[2], 10, 64)
+			want = err1 == nil && err2 == nil && len(v) <= 41
+			if want && (g != gen || s != seq) {
+				t.Fatalf("%q parsed as %d.%d", v, gen, seq)
+			}
+		}
+		if ok != want {
+			t.Fatalf("%q: parsed %v, want %v", v, ok, want)
+		}
+		e, err := parseEpoch(nats.Header{HeaderEpoch: {v}})
+		if want, werr := strconv.ParseUint(v, 10, 64); v != "" && ((err == nil) != (werr == nil) || err == nil && e != want) {
+			t.Fatalf("epoch %q: %d, %v", v, e, err)
 		}
 	})
 }

@@ -243,6 +243,9 @@ func (c *Client) pinned(ctx context.Context, t target, req *clientwire.Request, 
 	m := c.message(ctx, c.s.object(node), id, payload)
 	m.Header.Set(HeaderClient, c.id)
 	m.Header.Set(HeaderEpoch, strconv.FormatUint(t.born, 10))
+	if sub != nil {
+		m.Header.Set(HeaderEvents, sub.events)
+	}
 	ev, _, err := c.exchange(ctx, id, p, m)
 	if err != nil {
 		return nil, c.objectErr(ctx, req.Op, err)

@@ -85,10 +85,14 @@ type objects struct {
 	probes   *nats.Subscription // the clients' answers to the node's probes
 	inbox    string             // their subjects' prefix, ending in "."
 	sessions map[string]*objSession
-	running  int                                 // object requests running now
-	subs     map[string]*activation.Subscription // by the reply subject their events go to
-	subWG    sync.WaitGroup                      // their forwarders
-	closing  bool                                // the node closes: subscriptions end disconnected
+	running  int                   // object requests running now
+	subs     map[string]*forwarder // event subscriptions, by their requests' reply subjects
+	fwds     map[objID]*forwarder  // the objects' forwarders, of the objects with subscribers
+	gen      uint64                // the last forwarder's generation
+	subWG    sync.WaitGroup        // the forwarders
+	closing  bool                  // the node closes: subscriptions end disconnected
+	secret   []byte                // keys the events subjects
+	fwdSess  *activation.Session   // the forwarders' own handles
 }
 
 // addObjects registers the objects service when the backend has class
@@ -100,9 +104,13 @@ func (n *Node) addObjects() error {
 	}
 	s := subjects{prefix: n.cfg.Prefix}
 	o := &objects{act: ob.Activator(), sessions: make(map[string]*objSession), inbox: n.nc.NewInbox() + ".",
-		subs: make(map[string]*activation.Subscription)}
+		subs: make(map[string]*forwarder), fwds: make(map[objID]*forwarder), secret: newEventsKeyer()}
 	var err error
+	if o.fwdSess, err = o.act.NewSession(activation.SessionConfig{}); err != nil {
+		return err
+	}
 	if o.probes, err = n.nc.Subscribe(o.inbox+"*", n.onClientProbe); err != nil {
+		o.fwdSess.Close()
 		return err
 	}
 	o.svc, err = micro.AddService(n.nc, micro.Config{Name: "bulkhead-objects", Version: n.cfg.Version,
@@ -122,6 +130,7 @@ func (n *Node) addObjects() error {
 	}
 	if err != nil {
 		o.probes.Unsubscribe()
+		o.fwdSess.Close()
 		return err
 	}
 	n.obj = o
@@ -144,6 +153,10 @@ func (n *Node) handleObject(r micro.Request) {
 	client := r.Headers().Get(HeaderClient)
 	timeout, terr := parseTimeout(nats.Header(r.Headers()), n.cfg.MaxDeadline)
 	epoch, eerr := parseEpoch(nats.Header(r.Headers()))
+	events := r.Headers().Get(HeaderEvents)
+	if len(events) > 256 {
+		eerr = errors.Join(eerr, fmt.Errorf("%w: %s of %d bytes", clientwire.ErrBadRequest, HeaderEvents, len(events)))
+	}
 	if err == nil {
 		err = checkName("client", client)
 	}
@@ -176,11 +189,11 @@ func (n *Node) handleObject(r micro.Request) {
 		// lost node is orphaned there, and released with the session).
 		n.nc.PublishMsg(n.msg(reply, statusStarted, nil))
 	}
-	go n.runObject(reply, sessionKey(client, epoch), &req, timeout)
+	go n.runObject(reply, sessionKey(client, epoch), events, &req, timeout)
 }
 
 // runObject carries out one object request and answers it.
-func (n *Node) runObject(reply, client string, req *clientwire.Request, timeout time.Duration) {
+func (n *Node) runObject(reply, client, events string, req *clientwire.Request, timeout time.Duration) {
 	defer func() {
 		n.mu.Lock()
 		n.obj.running--
@@ -190,7 +203,7 @@ func (n *Node) runObject(reply, client string, req *clientwire.Request, timeout 
 		n.calls.Done()
 	}()
 	if req.Op == clientwire.OpSubscribe {
-		if err := n.subscribe(reply, client, req); err != nil {
+		if err := n.subscribe(reply, client, events, req); err != nil {
 			n.answerErr(reply, err)
 		}
 		return
@@ -331,6 +344,9 @@ func (n *Node) session(client string, create bool) (*objSession, error) {
 	if !create {
 		return nil, fmt.Errorf("%w: client %s holds nothing on node %s", clientwire.ErrNotFound, client, n.cfg.ID)
 	}
+	if s != nil { // its lease ended it: so did its subscriptions
+		n.sessionEnded(client)
+	}
 	sess, err := n.obj.act.NewSession(activation.SessionConfig{Lease: sessionLeases * n.cfg.Heartbeat})
 	if err != nil {
 		return nil, err
@@ -407,6 +423,9 @@ func (n *Node) release(client string, h uint64) error {
 	if !ok {
 		return fmt.Errorf("%w: no such handle %d of client %s on node %s", clientwire.ErrNotFound, h, client, n.cfg.ID)
 	}
+	if _, ok := x.(*activation.Object); ok {
+		n.handleReleased(client, h)
+	}
 	return r.Release()
 }
 
@@ -422,12 +441,21 @@ func (n *Node) probeClients() {
 	}
 	n.mu.Lock()
 	probes := make([]*nats.Msg, 0, len(n.obj.sessions))
+	var ended []string // by their leases: their subscriptions go too
 	s := subjects{prefix: n.cfg.Prefix}
 	for id, sess := range n.obj.sessions {
+		if sess.sess.Err() != nil {
+			delete(n.obj.sessions, id)
+			ended = append(ended, id)
+			continue
+		}
 		probes = append(probes, &nats.Msg{Subject: s.client(sess.client), Reply: n.obj.inbox + id,
 			Header: nats.Header{HeaderNode: {n.cfg.ID}, HeaderEpoch: {sess.epoch}}})
 	}
 	n.mu.Unlock()
+	for _, id := range ended {
+		n.sessionEnded(id)
+	}
 	for _, m := range probes {
 		n.nc.PublishMsg(m)
 	}
@@ -447,6 +475,7 @@ func (n *Node) onClientProbe(m *nats.Msg) {
 	switch {
 	case s == nil:
 	case gone:
+		n.sessionEnded(id)
 		s.sess.Close()
 	default:
 		s.sess.Renew()
@@ -467,4 +496,5 @@ func (n *Node) closeObjects() {
 	for _, s := range sessions {
 		s.sess.Close()
 	}
+	n.obj.fwdSess.Close()
 }
