@@ -72,6 +72,7 @@ type objSession struct {
 	id      string // sessionKey(client, epoch)
 	client  string
 	epoch   string
+	swept   bool // ended (by its lease), and its subscriptions removed; under Node.mu
 	sess    *activation.Session
 	handles map[uint64]any // *activation.Object or *activation.ClassObject
 	next    uint64
@@ -441,13 +442,12 @@ func (n *Node) probeClients() {
 	}
 	n.mu.Lock()
 	probes := make([]*nats.Msg, 0, len(n.obj.sessions))
-	var ended []string // by their leases: their subscriptions go too
+	var ended []string // by their leases since the last probes: their subscriptions go too
 	s := subjects{prefix: n.cfg.Prefix}
 	for id, sess := range n.obj.sessions {
-		if sess.sess.Err() != nil {
-			delete(n.obj.sessions, id)
+		if !sess.swept && sess.sess.Err() != nil {
+			sess.swept = true // kept, so that its client's requests get its error
 			ended = append(ended, id)
-			continue
 		}
 		probes = append(probes, &nats.Msg{Subject: s.client(sess.client), Reply: n.obj.inbox + id,
 			Header: nats.Header{HeaderNode: {n.cfg.ID}, HeaderEpoch: {sess.epoch}}})
