@@ -84,6 +84,8 @@ type Client struct {
 // pending is a call in flight.
 type pending struct {
 	node    string // "" until known (sent to the queue group)
+	group   bool   // sent to the queue group: the node says started before it runs it
+	queued  bool   // the node said it waits for a worker: it says started before it runs it
 	started bool
 	sub     *Subscription // a subscription's request: its events come after its answer
 	acked   bool          // the subscription's answer came: it delivers events now
@@ -255,13 +257,14 @@ func (c *Client) onAnswer(id uint64, noResponders bool, m *nats.Msg) {
 			n.draining = true
 			c.probeLocked(n) // gone, or only draining? the probe tells
 		}
-	case st == statusStarted:
+	case st == statusStarted || st == statusQueued:
 		// Recorded, not sent: the caller reads it when the call ends,
 		// which saves waking it up once per call.
-		if !p.started && p.node == "" {
+		if p.node == "" {
 			p.node = m.Header.Get(HeaderNode)
 		}
-		p.started = true
+		p.started = p.started || st == statusStarted
+		p.queued = p.queued || st == statusQueued
 		c.mu.Unlock()
 		return
 	default:
@@ -337,12 +340,16 @@ func (c *Client) try(ctx context.Context, method string, payload []byte, exclude
 	if c.opts.OnSend != nil {
 		c.opts.OnSend(p.node)
 	}
+	// started: the node may have run the call. One sent to a node's own
+	// subject runs at once if it finds a worker, and says nothing first;
+	// only one the node said it queued, or one of the queue group, is
+	// known not started until the node says started.
 	ev, started, err := c.exchange(ctx, id, p, c.message(ctx, subject, id, payload))
 	switch {
 	case err != nil && ctx.Err() == nil:
 		return bulkhead.Reply{}, false, fmt.Errorf("%w: %v", bulkhead.ErrClosed, err)
 	case err != nil:
-		if started && p.node != "" && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if p.node != "" && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			// The deadline travelled; a cancellation is told.
 			c.nc.PublishMsg(&nats.Msg{Subject: c.s.node(p.node), Header: nats.Header{HeaderCancel: {c.reply(id)}}})
 		}
@@ -362,7 +369,7 @@ func (c *Client) try(ctx context.Context, method string, payload []byte, exclude
 			return bulkhead.Reply{}, true, nil
 		}
 		return bulkhead.Reply{}, false, &NodeLostError{Node: p.node, Method: method,
-			Reason: "the NATS server dropped the node while it ran the call"}
+			Reason: "the NATS server dropped the node, which may have run the call"}
 	}
 	return bulkhead.Reply{}, false, bulkhead.ErrClosed
 }
@@ -370,7 +377,7 @@ func (c *Client) try(ctx context.Context, method string, payload []byte, exclude
 // registerLocked makes a call pending, on node ("": not known yet).
 func (c *Client) registerLocked(node string) (uint64, *pending) {
 	c.next++
-	p := &pending{node: node, ev: make(chan event, 1)}
+	p := &pending{node: node, group: node == "", ev: make(chan event, 1)}
 	c.calls[c.next] = p
 	return c.next, p
 }
@@ -389,7 +396,7 @@ func (c *Client) message(ctx context.Context, subject string, id uint64, payload
 // exchange publishes m as call id and waits for its end: the event that
 // ended it (a final answer, a refusal, its node's loss, the client's
 // Close), or ctx's end (err is ctx's, or the publish's), and whether the
-// node had said it started.
+// node may have started it.
 func (c *Client) exchange(ctx context.Context, id uint64, p *pending, m *nats.Msg) (ev event, started bool, err error) {
 	if err := c.nc.PublishMsg(m); err != nil {
 		c.forget(id)
@@ -404,7 +411,7 @@ func (c *Client) exchange(ctx context.Context, id uint64, p *pending, m *nats.Ms
 	if err != nil {
 		delete(c.calls, id)
 	}
-	started = p.started // and p.node, written under mu too
+	started = p.started || !p.queued && !p.group // and p.node, written under mu too
 	c.mu.Unlock()
 	return ev, started, err
 }

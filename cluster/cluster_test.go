@@ -122,12 +122,39 @@ func TestNodeKilledMidCall(t *testing.T) {
 	}
 }
 
-// fakeNode is a node that takes a call and is then cut off before it
-// says it started: the call must go to another node.
-func TestUnstartedCallIsRetried(t *testing.T) {
-	testutil.CheckLeaks(t)
-	url := startNATS(t)
-	startNode(t, url, "real", 1)
+// TestCutOffFakeNode: a fake node takes a call, says what the case says
+// about it, and is cut off. A call it said it queued and had not started
+// must go to another node; one it said nothing of, or said started, may
+// have run there: *NodeLostError, never sent again.
+func TestCutOffFakeNode(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		says  []string // the statuses the fake answers, in order
+		retry bool
+	}{
+		{"queued", []string{"queued"}, true},
+		{"nothing", nil, false},
+		{"queued-then-started", []string{"queued", "started"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testutil.CheckLeaks(t)
+			url := startNATS(t)
+			startNode(t, url, "real", 1)
+			who, err := callCutOffFake(t, url, tc.says)
+			switch {
+			case tc.retry && (err != nil || who != "real"):
+				t.Fatalf("call: %q, %v; want it sent again, to the real node", who, err)
+			case !tc.retry && !errors.Is(err, cluster.ErrNodeLost):
+				t.Fatalf("call: %q, %v; want *NodeLostError", who, err)
+			}
+		})
+	}
+}
+
+// callCutOffFake makes a client call "who" on a fake node that has many
+// free workers by its heartbeats, answers the call with says, and is then
+// cut off (its connection closed): what the call returns.
+func callCutOffFake(t *testing.T, url string, says []string) (string, error) {
 	fake, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
@@ -135,11 +162,15 @@ func TestUnstartedCallIsRetried(t *testing.T) {
 	defer fake.Close()
 	got := make(chan struct{})
 	var once sync.Once
-	fake.Subscribe("bulkhead.p.node.fake", func(*nats.Msg) { once.Do(func() { close(got) }) })
+	fake.Subscribe("bulkhead.p.node.fake", func(m *nats.Msg) {
+		for _, st := range says {
+			fake.PublishMsg(&nats.Msg{Subject: m.Reply, Header: nats.Header{cluster.HeaderStatus: {st}, cluster.HeaderNode: {"fake"}}})
+		}
+		fake.Flush()
+		once.Do(func() { close(got) })
+	})
 	fake.Subscribe("bulkhead.alive.fake", func(m *nats.Msg) { m.Respond(nil) })
 	c := dial(t, url, cluster.Options{}, 1)
-	// The fake says it has many free workers, every heartbeat, so the
-	// client picks it.
 	stop, beating := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(beating)
@@ -168,10 +199,70 @@ func TestUnstartedCallIsRetried(t *testing.T) {
 	<-got
 	close(stop)
 	<-beating
-	fake.Close() // a partition: the fake never says started
-	if err := <-res; err != nil || who != "real" {
-		t.Fatalf("call: %q, %v; want it sent again, to the real node", who, err)
+	fake.Close() // a partition, after what it said reached the NATS server
+	err = <-res
+	return who, err
+}
+
+// TestQueuedCallIsRetried: a node process holds its only worker with one
+// call and queues a second; SIGKILLed, it costs the first call a
+// *NodeLostError, and the second, which it had said it queued and never
+// started, runs on the live node.
+func TestQueuedCallIsRetried(t *testing.T) {
+	testutil.CheckLeaks(t)
+	url := startNATS(t)
+	proc := startNodeProcess(t, url, "doomed")
+	c := dial(t, url, cluster.Options{}, 1)
+	ctx := ctxT(t, 20*time.Second)
+	queued := sniff(t, url, "queued")
+	path, held := fifo(t)
+	first, second := make(chan error, 1), make(chan error, 1)
+	go func() {
+		_, err := c.Call(ctx, "hold", path)
+		first <- err
+	}()
+	<-held
+	var who string
+	go func() {
+		var err error
+		who, err = bulkhead.CallAs[string](ctx, c, "who")
+		second <- err
+	}()
+	<-queued
+	startNode(t, url, "live", 1)
+	proc.Process.Kill()
+	if err := <-first; !errors.Is(err, cluster.ErrNodeLost) {
+		t.Fatalf("the running call: %T %v, want *NodeLostError", err, err)
 	}
+	if err := <-second; err != nil || who != "live" {
+		t.Fatalf("the queued call: %q, %v; want it run on the live node", who, err)
+	}
+	if st := c.Stats(); st.Retried != 1 || st.NodeLost != 1 {
+		t.Errorf("stats: %+v, want 1 retried and 1 lost", st)
+	}
+}
+
+// sniff returns a channel closed once some node has sent a message of
+// status to some client's inbox.
+func sniff(t *testing.T, url, status string) <-chan struct{} {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	seen := make(chan struct{})
+	var once sync.Once
+	if _, err := nc.Subscribe("_INBOX.>", func(m *nats.Msg) {
+		if m.Header.Get(cluster.HeaderStatus) == status {
+			once.Do(func() { close(seen) })
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return seen
 }
 
 // TestPartition: a node whose NATS connection closes with a call started

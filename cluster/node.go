@@ -53,8 +53,9 @@ type NodeConfig struct {
 // Node serves a Backend's pools over NATS: each pool is a micro service
 // (named by its pool) with two endpoints, "call" in the queue group and
 // "node" on the node's own subject, and a heartbeat of its free workers.
-// A node acknowledges a call as started, and flushes that to the NATS
-// server, before it runs it (docs/DESIGN.md, "Cluster").
+// A call that finds a free worker runs at once; one that must wait says
+// "queued", and is acknowledged as started, flushed to the NATS server,
+// before it runs (admit.go; docs/DESIGN.md, "Cluster").
 type Node struct {
 	nc  *nats.Conn
 	b   Backend
@@ -76,8 +77,9 @@ type Node struct {
 	draining bool
 	closed   bool
 	cancels  map[string]context.CancelFunc // running calls by reply subject
-	running  map[string]int                // calls running, by pool
-	total    int                           // calls running
+	running  map[string]int                // calls taken, running or waiting, by pool
+	gates    map[string]*gate              // each pool's admission (admit.go)
+	total    int                           // calls taken
 	idle     chan struct{}                 // closed once draining with no call running
 	calls    sync.WaitGroup                // call goroutines
 }
@@ -107,7 +109,7 @@ func NewNode(nc *nats.Conn, b Backend, cfg NodeConfig) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{nc: nc, b: b, cfg: cfg, log: cfg.Logger.With("node", cfg.ID), stop: make(chan struct{}),
-		running: make(map[string]int), idle: make(chan struct{}), pools: make(map[string]*poolSvc),
+		running: make(map[string]int), gates: make(map[string]*gate), idle: make(chan struct{}), pools: make(map[string]*poolSvc),
 		cancels: make(map[string]context.CancelFunc)}
 	n.base, n.cancelB = context.WithCancel(context.Background())
 	n.fl.nc = nc
@@ -144,9 +146,10 @@ func (n *Node) ID() string { return n.cfg.ID }
 
 // poolSvc is one pool's micro service on the node.
 type poolSvc struct {
-	s     subjects
-	svc   micro.Service
-	limit int // the most of its requests running at once (Backend.PoolLimit)
+	s        subjects
+	svc      micro.Service
+	limit    int // the most of its requests taken at once (Backend.PoolLimit)
+	capacity int // its workers serving calls, as of the last heartbeat (Backend.PoolCapacity)
 }
 
 // addPool registers pool p as a micro service.
@@ -160,10 +163,11 @@ func (n *Node) addPool(p string) (*poolSvc, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := micro.HandlerFunc(func(r micro.Request) { n.handle(s, r) })
-	err = svc.AddEndpoint("call", h, micro.WithEndpointSubject(s.call()))
+	err = svc.AddEndpoint("call", micro.HandlerFunc(func(r micro.Request) { n.handle(s, r, true) }),
+		micro.WithEndpointSubject(s.call()))
 	if err == nil {
-		err = svc.AddEndpoint("node", h, micro.WithEndpointSubject(s.node(n.cfg.ID)), micro.WithEndpointQueueGroupDisabled())
+		err = svc.AddEndpoint("node", micro.HandlerFunc(func(r micro.Request) { n.handle(s, r, false) }),
+			micro.WithEndpointSubject(s.node(n.cfg.ID)), micro.WithEndpointQueueGroupDisabled())
 	}
 	if err != nil {
 		svc.Stop()
@@ -216,14 +220,17 @@ func (n *Node) Sync() error {
 		}
 		added[p] = ps
 	}
-	limits := map[string]int{}
+	limits, capacities := map[string]int{}, map[string]int{}
 	for p := range want {
-		limits[p] = max(n.b.PoolLimit(p), 1)
+		limits[p], capacities[p] = max(n.b.PoolLimit(p), 1), n.b.PoolCapacity(p)
 	}
 	n.mu.Lock()
 	maps.Copy(n.pools, added)
 	for p, ps := range n.pools {
 		ps.limit = limits[p]
+		if added[p] != nil {
+			ps.capacity = capacities[p]
+		}
 	}
 	n.mu.Unlock()
 	// Once Sync returns, the NATS server has the new subscriptions.
@@ -243,8 +250,11 @@ func (n *Node) msg(subject, status string, data []byte) *nats.Msg {
 }
 
 // handle takes one request off the service's subscription: it refuses it
-// while draining, else runs it on a goroutine of its own.
-func (n *Node) handle(s subjects, r micro.Request) {
+// while draining, else runs it on a goroutine of its own, at once if a
+// worker is free, else once one is (admit.go). A request from the queue
+// group always says started, flushed, before it runs: its client learns
+// the node only from the node's answers.
+func (n *Node) handle(s subjects, r micro.Request, group bool) {
 	reply := r.Reply()
 	if c := r.Headers().Get(HeaderCancel); c != "" {
 		n.mu.Lock()
@@ -277,11 +287,22 @@ func (n *Node) handle(s subjects, r micro.Request) {
 			Reason: fmt.Sprintf("node %s has %d calls of pool %s at once, its pool's workers and queue", n.cfg.ID, queued, s.pool)})
 		return
 	}
+	g := n.gates[s.pool]
+	if g == nil {
+		g = &gate{}
+		n.gates[s.pool] = g
+	}
+	w := g.enter(ps.capacity)
 	n.running[s.pool]++
 	n.total++
 	n.calls.Add(1)
 	n.mu.Unlock()
-	go n.run(s, reply, req, timeout)
+	if w != nil {
+		// Before the goroutine, so that a cancel that overtakes it finds
+		// the client told, and that "queued" precedes "started".
+		n.nc.PublishMsg(n.msg(reply, statusQueued, nil))
+	}
+	go n.run(s, reply, req, timeout, w, group || w != nil)
 }
 
 // check decodes and checks a call request, which anyone allowed to
@@ -299,8 +320,9 @@ func (n *Node) check(s subjects, data []byte, h nats.Header) (*clientwire.Reques
 	return &req, timeout, errors.Join(err, terr)
 }
 
-// run runs one call: says started (flushed), calls, answers.
-func (n *Node) run(s subjects, reply string, req *clientwire.Request, timeout time.Duration) {
+// run runs one call: waits for a worker if w is not nil, says started
+// (flushed) if confirm, calls, answers.
+func (n *Node) run(s subjects, reply string, req *clientwire.Request, timeout time.Duration, w *waiter, confirm bool) {
 	defer func() {
 		n.mu.Lock()
 		n.running[s.pool]--
@@ -319,10 +341,14 @@ func (n *Node) run(s subjects, reply string, req *clientwire.Request, timeout ti
 		delete(n.cancels, reply)
 		n.mu.Unlock()
 	}()
+	if !n.admit(ctx, s.pool, reply, w) {
+		return
+	}
+	defer n.leave(s.pool)
 	// The start marker: once the NATS server has it, the client will see
 	// it before it could learn that this node is gone, so it never sends
 	// a call that this node started elsewhere.
-	if n.nc.PublishMsg(n.msg(reply, statusStarted, nil)) != nil || n.fl.flush(ctx) != nil {
+	if confirm && (n.nc.PublishMsg(n.msg(reply, statusStarted, nil)) != nil || n.fl.flush(ctx) != nil) {
 		return // not started; the client times out or sends it elsewhere
 	}
 	rep, err := n.b.CallPool(ctx, s.pool, req.Method, rawArgs(req.Args)...)
@@ -331,6 +357,37 @@ func (n *Node) run(s subjects, reply string, req *clientwire.Request, timeout ti
 		return
 	}
 	n.answerResult(reply, rep)
+}
+
+// admit waits until w's call may run (w nil: it may now). False: it may
+// not, and holds no slot; a call refused as the node drains is answered
+// refused, one whose ctx ended is not answered (its client has returned).
+func (n *Node) admit(ctx context.Context, pool, reply string, w *waiter) bool {
+	if w == nil {
+		return true
+	}
+	select {
+	case <-w.ready:
+	case <-ctx.Done():
+	}
+	n.mu.Lock()
+	refused, abandoned := w.refused, n.gates[pool].abandon(w)
+	n.mu.Unlock()
+	if refused {
+		n.nc.PublishMsg(n.msg(reply, statusRefused, nil))
+	}
+	return !abandoned
+}
+
+// leave gives a call's slot back, admitting the next waiter.
+func (n *Node) leave(pool string) {
+	n.mu.Lock()
+	capacity := 0
+	if ps := n.pools[pool]; ps != nil {
+		capacity = ps.capacity
+	}
+	n.gates[pool].leave(capacity)
+	n.mu.Unlock()
 }
 
 // answerResult answers with a call's result, and releases it.
@@ -409,9 +466,25 @@ func (n *Node) publishLoad() {
 		}
 	}
 	for _, o := range out {
-		c := int64(n.b.PoolCapacity(o.s.pool))
-		o.l.Workers, o.l.Free = c, o.l.Free+c
+		c := n.b.PoolCapacity(o.s.pool)
+		n.setCapacity(o.s.pool, c)
+		o.l.Workers, o.l.Free = int64(c), o.l.Free+int64(c)
 		n.publishLoadOf(o.s, o.l)
+	}
+}
+
+// setCapacity records a pool's workers serving now; more of them admit
+// waiting calls.
+func (n *Node) setCapacity(pool string, c int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ps, g := n.pools[pool], n.gates[pool]
+	if ps == nil || ps.capacity == c {
+		return
+	}
+	ps.capacity = c
+	if g != nil {
+		g.admitWaiting(c)
 	}
 }
 
@@ -429,6 +502,9 @@ func (n *Node) publishLoadOf(s subjects, l load) {
 func (n *Node) Drain(ctx context.Context) error {
 	n.mu.Lock()
 	n.draining = true
+	for _, g := range n.gates {
+		g.refuseAll() // not started: their clients send them elsewhere
+	}
 	n.idleLocked()
 	n.mu.Unlock()
 	n.publishLoad()

@@ -131,13 +131,20 @@ func TestNodeBoundsRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	// The first call takes the pool's one worker; the second waits for it
+	// on the node, which says so: both count against the limit.
+	queued := sniff(t, url, "queued")
 	errc := make(chan error, g.limit)
-	for range g.limit {
+	for i := range g.limit {
 		go func() {
 			_, err := c.Call(ctxT(t, 30*time.Second), "m")
 			errc <- err
 		}()
-		<-g.entered
+		if i == 0 {
+			<-g.entered
+		} else {
+			<-queued
+		}
 	}
 	_, err = c.Call(ctxT(t, 30*time.Second), "over")
 	var oe *bulkhead.OverloadedError
@@ -145,6 +152,7 @@ func TestNodeBoundsRequests(t *testing.T) {
 		t.Fatalf("a call beyond the limit: %v", err)
 	}
 	close(g.gate)
+	go func() { <-g.entered }() // the queued call's
 	for range g.limit {
 		if err := <-errc; err != nil {
 			t.Fatal(err)

@@ -31,6 +31,7 @@ const (
 
 // Values of HeaderStatus.
 const (
+	statusQueued  = "queued"  // the node took the call but waits for a worker: it says started before it runs it
 	statusStarted = "started" // the node will run the call: sent and flushed before it does
 	statusResult  = "result"  // the payload is the result's CBOR
 	statusError   = "error"   // the payload is an ERROR map (clientwire.EncodeError)
