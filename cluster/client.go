@@ -35,6 +35,11 @@ type Options struct {
 	Random bool
 	// ReleaseTimeout bounds an object's Release. Zero value: 10 s.
 	ReleaseTimeout time.Duration
+	// NoNodeWait is how long a call waits while no node serves the pool
+	// (none is known, or every one refused it) before it fails with an
+	// error matching client.ErrNotFound. Zero value: 5 s. A call's own
+	// deadline, if sooner, ends it first.
+	NoNodeWait time.Duration
 	// OnSend, if set, is called before each send of a call with the
 	// node chosen ("" for the queue group), on the caller's goroutine: for
 	// accounting (the demo's failover time). It must not block. Zero
@@ -71,7 +76,7 @@ type Client struct {
 
 	mu       sync.Mutex
 	nodes    map[string]*nodeState
-	gone     map[string]time.Time // lost nodes, whose late heartbeats are ignored
+	gone     map[string]time.Time // nodes found lost, ignored for LostAfter
 	calls    map[uint64]*pending
 	rotNames map[string]target // the names this client registered: their objects' node and session
 	losses   uint64            // nodes found lost so far
@@ -97,6 +102,7 @@ type eventKind int
 const (
 	evFinal   eventKind = iota // a result or an error: msg
 	evRefused                  // not started: send it elsewhere
+	evResend                   // not started: send it again, anywhere
 	evLost                     // its node is gone
 	evClosed                   // the client closed
 )
@@ -141,6 +147,9 @@ func New(nc *nats.Conn, pool string, opts Options) (*Client, error) {
 	}
 	if opts.ReleaseTimeout <= 0 {
 		opts.ReleaseTimeout = 10 * time.Second
+	}
+	if opts.NoNodeWait <= 0 {
+		opts.NoNodeWait = 5 * time.Second
 	}
 	err := checkName("prefix", opts.Prefix)
 	if pool != "" {
@@ -250,6 +259,9 @@ func (c *Client) onAnswer(id uint64, noResponders bool, m *nats.Msg) {
 	case p.sub != nil && st == statusResult:
 		p.acked = true
 		ev = event{kind: evFinal, msg: m}
+	case st == statusResend:
+		delete(c.calls, id)
+		ev.kind = evResend
 	case noResponders || st == statusRefused:
 		delete(c.calls, id)
 		ev.kind = evRefused
@@ -295,31 +307,57 @@ func (c *Client) Call(ctx context.Context, method string, args ...any) (bulkhead
 	if err != nil {
 		return bulkhead.Reply{}, fmt.Errorf("%w: %v", bulkhead.ErrEncoding, err)
 	}
+	if max := c.nc.MaxPayload(); int64(len(payload)) > max-maxHeaders {
+		return bulkhead.Reply{}, fmt.Errorf("%w: %w: the call is %d bytes, over the NATS server's max_payload (%d bytes, less %d for headers)",
+			bulkhead.ErrEncoding, wire.ErrTooLarge, len(payload), max, maxHeaders)
+	}
 	exclude := map[string]bool{}
+	var since time.Time // since when no node would take it
 	for {
-		rep, retry, err := c.try(ctx, method, payload, exclude)
-		if !retry {
+		rep, next, err := c.try(ctx, method, payload, exclude)
+		switch {
+		case next == finished:
 			if errors.Is(err, ErrNodeLost) {
 				c.nodeLost.Add(1)
 			}
 			return rep, err
+		case next == resend:
+			c.retried.Add(1)
+			since = time.Time{}
+		case since.IsZero():
+			since = time.Now()
+		case time.Since(since) >= c.opts.NoNodeWait:
+			return bulkhead.Reply{}, fmt.Errorf("%w: no node serves pool %q (none took the call for %v)",
+				clientwire.ErrNotFound, c.s.pool, c.opts.NoNodeWait)
 		}
-		c.retried.Add(1)
 	}
 }
+
+// maxHeaders is what a request's headers may take of NATS's max_payload
+// (a deadline, a reply subject; NATS counts headers in).
+const maxHeaders = 512
 
 // Stats returns the client's counters.
 func (c *Client) Stats() Stats {
 	return Stats{Retried: c.retried.Load(), NodeLost: c.nodeLost.Load()}
 }
 
+// outcome is what a try left to do.
+type outcome int
+
+const (
+	finished outcome = iota // the call ended: its reply or error
+	resend                  // a node did not start it: send it again
+	noNode                  // no node would take it: try again, up to NoNodeWait
+)
+
 // try sends the call once, to the chosen node or, knowing none, to the
-// queue group. retry: it was not started there; send it again.
-func (c *Client) try(ctx context.Context, method string, payload []byte, exclude map[string]bool) (bulkhead.Reply, bool, error) {
+// queue group.
+func (c *Client) try(ctx context.Context, method string, payload []byte, exclude map[string]bool) (bulkhead.Reply, outcome, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return bulkhead.Reply{}, false, bulkhead.ErrClosed
+		return bulkhead.Reply{}, finished, bulkhead.ErrClosed
 	}
 	n := c.pickLocked(exclude)
 	if n == nil && len(exclude) > 0 {
@@ -346,32 +384,39 @@ func (c *Client) try(ctx context.Context, method string, payload []byte, exclude
 	// known not started until the node says started.
 	ev, started, err := c.exchange(ctx, id, p, c.message(ctx, subject, id, payload))
 	switch {
+	case errors.Is(err, nats.ErrMaxPayload):
+		return bulkhead.Reply{}, finished, fmt.Errorf("%w: %w: %v", bulkhead.ErrEncoding, wire.ErrTooLarge, err)
 	case err != nil && ctx.Err() == nil:
-		return bulkhead.Reply{}, false, fmt.Errorf("%w: %v", bulkhead.ErrClosed, err)
+		return bulkhead.Reply{}, finished, fmt.Errorf("%w: %v", bulkhead.ErrClosed, err)
 	case err != nil:
 		if p.node != "" && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			// The deadline travelled; a cancellation is told.
 			c.nc.PublishMsg(&nats.Msg{Subject: c.s.node(p.node), Header: nats.Header{HeaderCancel: {c.reply(id)}}})
 		}
-		return bulkhead.Reply{}, false, &bulkhead.CanceledError{Method: method, Err: ctx.Err(), ExitCode: -1,
+		return bulkhead.Reply{}, finished, &bulkhead.CanceledError{Method: method, Err: ctx.Err(), ExitCode: -1,
 			Started: started, Reason: "its ctx ended while a node had it (the deadline travelled with it)"}
 	}
 	switch ev.kind {
 	case evFinal:
 		r, err := decodeAnswer(ev.msg)
-		return r, false, err
+		return r, finished, err
+	case evResend:
+		return bulkhead.Reply{}, resend, nil
 	case evRefused:
 		exclude[p.node] = true
-		return bulkhead.Reply{}, true, nil
+		if p.node == "" { // the queue group: no node serves the pool
+			return bulkhead.Reply{}, noNode, nil
+		}
+		return bulkhead.Reply{}, resend, nil
 	case evLost:
 		if !started {
 			exclude[p.node] = true
-			return bulkhead.Reply{}, true, nil
+			return bulkhead.Reply{}, resend, nil
 		}
-		return bulkhead.Reply{}, false, &NodeLostError{Node: p.node, Method: method,
+		return bulkhead.Reply{}, finished, &NodeLostError{Node: p.node, Method: method,
 			Reason: "the NATS server dropped the node, which may have run the call"}
 	}
-	return bulkhead.Reply{}, false, bulkhead.ErrClosed
+	return bulkhead.Reply{}, finished, bulkhead.ErrClosed
 }
 
 // registerLocked makes a call pending, on node ("": not known yet).
@@ -417,18 +462,18 @@ func (c *Client) exchange(ctx context.Context, id uint64, p *pending, m *nats.Ms
 }
 
 // waitNode waits for a node to appear, or a heartbeat's time.
-func (c *Client) waitNode(ctx context.Context, method string, changed chan struct{}, exclude map[string]bool) (bulkhead.Reply, bool, error) {
+func (c *Client) waitNode(ctx context.Context, method string, changed chan struct{}, exclude map[string]bool) (bulkhead.Reply, outcome, error) {
 	t := time.NewTimer(c.opts.Heartbeat)
 	defer t.Stop()
 	select {
 	case <-changed:
 	case <-t.C:
 	case <-ctx.Done():
-		return bulkhead.Reply{}, false, &bulkhead.CanceledError{Method: method, Err: ctx.Err(), ExitCode: -1,
-			Reason: "no node would take it"}
+		return bulkhead.Reply{}, finished, &bulkhead.CanceledError{Method: method, Err: ctx.Err(), ExitCode: -1,
+			Reason: "no node would take it (none serves the pool, or every one refused it)"}
 	}
 	clear(exclude)
-	return bulkhead.Reply{}, true, nil
+	return bulkhead.Reply{}, noNode, nil
 }
 
 func (c *Client) done(n *nodeState) {

@@ -459,3 +459,151 @@ func TestClientClose(t *testing.T) {
 		t.Fatalf("call after Close: %v", err)
 	}
 }
+
+// TestNoStartAcrossReconnect: a call a node queued before its connection
+// to NATS was remade is refused, not run, once a worker frees: its client
+// may have found the node lost meanwhile and sent it elsewhere.
+func TestNoStartAcrossReconnect(t *testing.T) {
+	testutil.CheckLeaks(t)
+	url := startNATS(t)
+	a := startNode(t, url, "a", 1)
+	reconnected := make(chan struct{}, 1)
+	a.nc.SetReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} })
+	c := dial(t, url, cluster.Options{}, 1)
+	ctx := ctxT(t, 20*time.Second)
+	queued := sniff(t, url, "queued")
+	path, held := fifo(t)
+	hctx, release := context.WithCancel(ctx)
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.Call(hctx, "hold", path)
+		first <- err
+	}()
+	<-held
+	var who string
+	second := make(chan error, 1)
+	go func() {
+		var err error
+		who, err = bulkhead.CallAs[string](ctx, c, "who")
+		second <- err
+	}()
+	<-queued
+	if err := a.nc.ForceReconnect(); err != nil {
+		t.Fatal(err)
+	}
+	<-reconnected
+	if err := a.nc.Flush(); err != nil { // the server has its subscriptions again
+		t.Fatal(err)
+	}
+	release() // the worker frees; the queued call must not start
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Fatalf("held call: %v", err)
+	}
+	if err := <-second; err != nil || who != "a" {
+		t.Fatalf("queued call: %q, %v", who, err)
+	}
+	if st := c.Stats(); st.Retried != 1 {
+		t.Errorf("stats: %+v; want the queued call refused and sent again", st)
+	}
+}
+
+// TestOverNATSPayload: arguments or a result over the NATS server's
+// max_payload fail that call at once with bulkhead.ErrEncoding (and
+// nothing else: the client and the node go on).
+func TestOverNATSPayload(t *testing.T) {
+	testutil.CheckLeaks(t)
+	url := startNATS(t)
+	startNode(t, url, "a", 1)
+	c := dial(t, url, cluster.Options{}, 1)
+	ctx := ctxT(t, 20*time.Second)
+	for _, tc := range []struct {
+		name   string
+		method string
+		arg    any
+	}{
+		{"arguments", "echo", make([]byte, 2<<20)},
+		{"result", "big", 2 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.Call(ctx, tc.method, tc.arg)
+			if !errors.Is(err, bulkhead.ErrEncoding) || errors.Is(err, bulkhead.ErrClosed) {
+				t.Fatalf("%s over max_payload: %v, want ErrEncoding", tc.name, err)
+			}
+			if _, err := c.Call(ctx, "big", 1<<10); err != nil {
+				t.Fatalf("the next call: %v", err)
+			}
+		})
+	}
+}
+
+// TestNoNodeServesThePool: a call of a pool no node serves fails within
+// NoNodeWait, matching ErrNotFound, though its ctx has no deadline.
+func TestNoNodeServesThePool(t *testing.T) {
+	testutil.CheckLeaks(t)
+	url := startNATS(t)
+	startNode(t, url, "a", 1)
+	c, err := cluster.Dial(ctxT(t, 10*time.Second), url, "nosuch", cluster.Options{NoNodeWait: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Call(context.Background(), "null"); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("call: %v, want ErrNotFound", err)
+	}
+	if st := c.Stats(); st.Retried != 0 {
+		t.Errorf("stats: %+v, want no retry counted", st)
+	}
+}
+
+// TestNodeIDInUse: a node refuses to start with the id of a live node,
+// and starts with it once that node is gone.
+func TestNodeIDInUse(t *testing.T) {
+	testutil.CheckLeaks(t)
+	url := startNATS(t)
+	first := startNode(t, url, "dup", 1)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	g := &gateBackend{limit: 1}
+	if _, err := cluster.NewNode(nc, g, cluster.NodeConfig{ID: "dup"}); !errors.Is(err, cluster.ErrNodeIDInUse) {
+		t.Fatalf("a second node with id dup: %v, want ErrNodeIDInUse", err)
+	}
+	first.node.Close()
+	node, err := cluster.NewNode(nc, g, cluster.NodeConfig{ID: "dup"})
+	if err != nil {
+		t.Fatalf("once the first is closed: %v", err)
+	}
+	node.Close()
+}
+
+// TestNodeIDComesBack: a node started with the id of one found lost is
+// used at once (a restart with a fixed node_id, or after a partition).
+func TestNodeIDComesBack(t *testing.T) {
+	testutil.CheckLeaks(t)
+	url := startNATS(t)
+	proc := startNodeProcess(t, url, "again")
+	c := dial(t, url, cluster.Options{}, 1)
+	ctx := ctxT(t, 20*time.Second)
+	path, held := fifo(t)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Call(ctx, "hold", path)
+		errc <- err
+	}()
+	<-held
+	proc.Process.Kill()
+	if err := <-errc; !errors.Is(err, cluster.ErrNodeLost) {
+		t.Fatalf("call on the killed node: %v", err)
+	}
+	startNode(t, url, "again", 1)
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second) // it was a minute
+	defer cancel()
+	if err := c.WaitNodes(wctx, 1); err != nil {
+		t.Fatalf("the node back with its id: %v", err)
+	}
+	if who, err := bulkhead.CallAs[string](ctx, c, "who"); err != nil || who != "again" {
+		t.Fatalf("call: %q, %v", who, err)
+	}
+}

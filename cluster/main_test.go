@@ -53,6 +53,13 @@ func runWorker() {
 		return v, a.Decode(0, &v)
 	})
 	s.Handle("fail", func(context.Context, worker.Args) (any, error) { return nil, fmt.Errorf("it failed") })
+	s.Handle("big", func(_ context.Context, a worker.Args) (any, error) { // a result of n bytes
+		var n int
+		if err := a.Scan(&n); err != nil || n < 0 || n > 8<<20 {
+			return nil, fmt.Errorf("big: want 0 to 8 MiB: %v", err)
+		}
+		return make([]byte, n), nil
+	})
 	s.Handle("crash", func(context.Context, worker.Args) (any, error) {
 		syscall.Kill(os.Getpid(), syscall.SIGSEGV)
 		select {}

@@ -113,8 +113,14 @@ func NewNode(nc *nats.Conn, b Backend, cfg NodeConfig) (*Node, error) {
 		cancels: make(map[string]context.CancelFunc)}
 	n.base, n.cancelB = context.WithCancel(context.Background())
 	n.fl.nc = nc
+	alive := subjects{prefix: cfg.Prefix}.alive(cfg.ID)
+	if err := idFree(nc, cfg.ID, alive); err != nil {
+		return nil, err
+	}
 	var err error
-	n.alive, err = nc.Subscribe(subjects{prefix: cfg.Prefix}.alive(cfg.ID), n.onProbe)
+	// In a queue group, as the node's own endpoints: two nodes given one
+	// id by mistake share its calls, never both run one.
+	n.alive, err = nc.QueueSubscribe(alive, cfg.Prefix, n.onProbe)
 	if err != nil {
 		return nil, err
 	}
@@ -139,6 +145,25 @@ func NewNode(nc *nats.Conn, b Backend, cfg NodeConfig) (*Node, error) {
 	n.hbWG.Add(1)
 	go n.heartbeat()
 	return n, nil
+}
+
+// ErrNodeIDInUse: NewNode found a live node with the id it was given.
+var ErrNodeIDInUse = errors.New("cluster: node id in use")
+
+// idFree asks whether a node answers probes of id: "no responders" says
+// none does. Two nodes that start at once with one id may both pass; the
+// queue groups of their subjects then keep them from both running a call.
+func idFree(nc *nats.Conn, id, alive string) error {
+	_, err := nc.Request(alive, nil, 2*time.Second)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return nil
+	case err == nil:
+		return fmt.Errorf("%w: a live node answers as %q on %s (a node id must be unique: leave it empty for a random one)", ErrNodeIDInUse, id, alive)
+	case errors.Is(err, nats.ErrTimeout):
+		return fmt.Errorf("%w: something listens on %s, as node %q, and does not answer", ErrNodeIDInUse, alive, id)
+	}
+	return fmt.Errorf("cluster: checking that node id %q is free: %w", id, err)
 }
 
 // ID is the node's id.
@@ -167,7 +192,7 @@ func (n *Node) addPool(p string) (*poolSvc, error) {
 		micro.WithEndpointSubject(s.call()))
 	if err == nil {
 		err = svc.AddEndpoint("node", micro.HandlerFunc(func(r micro.Request) { n.handle(s, r, false) }),
-			micro.WithEndpointSubject(s.node(n.cfg.ID)), micro.WithEndpointQueueGroupDisabled())
+			micro.WithEndpointSubject(s.node(n.cfg.ID)), micro.WithEndpointQueueGroup(s.queueGroup()))
 	}
 	if err != nil {
 		svc.Stop()
@@ -297,12 +322,16 @@ func (n *Node) handle(s subjects, r micro.Request, group bool) {
 	n.total++
 	n.calls.Add(1)
 	n.mu.Unlock()
+	var confirm *uint64 // the connection's reconnects when the call came
+	if w != nil || group {
+		r := n.nc.Stats().Reconnects
+		confirm = &r
+	}
 	if w != nil {
-		// Before the goroutine, so that a cancel that overtakes it finds
-		// the client told, and that "queued" precedes "started".
+		// Before the goroutine, so that "queued" precedes "started".
 		n.nc.PublishMsg(n.msg(reply, statusQueued, nil))
 	}
-	go n.run(s, reply, req, timeout, w, group || w != nil)
+	go n.run(s, reply, req, timeout, w, confirm)
 }
 
 // check decodes and checks a call request, which anyone allowed to
@@ -321,8 +350,8 @@ func (n *Node) check(s subjects, data []byte, h nats.Header) (*clientwire.Reques
 }
 
 // run runs one call: waits for a worker if w is not nil, says started
-// (flushed) if confirm, calls, answers.
-func (n *Node) run(s subjects, reply string, req *clientwire.Request, timeout time.Duration, w *waiter, confirm bool) {
+// (flushed) if confirm is not nil, calls, answers.
+func (n *Node) run(s subjects, reply string, req *clientwire.Request, timeout time.Duration, w *waiter, confirm *uint64) {
 	defer func() {
 		n.mu.Lock()
 		n.running[s.pool]--
@@ -345,11 +374,8 @@ func (n *Node) run(s subjects, reply string, req *clientwire.Request, timeout ti
 		return
 	}
 	defer n.leave(s.pool)
-	// The start marker: once the NATS server has it, the client will see
-	// it before it could learn that this node is gone, so it never sends
-	// a call that this node started elsewhere.
-	if confirm && (n.nc.PublishMsg(n.msg(reply, statusStarted, nil)) != nil || n.fl.flush(ctx) != nil) {
-		return // not started; the client times out or sends it elsewhere
+	if confirm != nil && !n.confirmStart(ctx, reply, *confirm) {
+		return
 	}
 	rep, err := n.b.CallPool(ctx, s.pool, req.Method, rawArgs(req.Args)...)
 	if err != nil {
@@ -357,6 +383,24 @@ func (n *Node) run(s subjects, reply string, req *clientwire.Request, timeout ti
 		return
 	}
 	n.answerResult(reply, rep)
+}
+
+// confirmStart says started, and has the NATS server acknowledge it,
+// before the call runs: once the server has it, the client sees it before
+// it could learn that this node is gone, so it never sends elsewhere a
+// call this node started. The acknowledgement must come on the connection
+// the call came on: across a reconnect, the client may have found this
+// node lost meanwhile and sent the call elsewhere, so it is refused, not
+// run. False: not started.
+func (n *Node) confirmStart(ctx context.Context, reply string, reconnects uint64) bool {
+	if n.nc.PublishMsg(n.msg(reply, statusStarted, nil)) != nil || n.fl.flush(ctx) != nil {
+		return false // the client times out, or sends it elsewhere
+	}
+	if n.nc.Stats().Reconnects != reconnects {
+		n.nc.PublishMsg(n.msg(reply, statusResend, nil))
+		return false
+	}
+	return true
 }
 
 // admit waits until w's call may run (w nil: it may now). False: it may
@@ -396,8 +440,13 @@ func (n *Node) answerResult(reply string, r bulkhead.Reply) {
 	if raw == nil {
 		raw = []byte{0xf6}
 	}
-	n.nc.PublishMsg(n.msg(reply, statusResult, raw)) // copied into the connection's buffer
+	err := n.nc.PublishMsg(n.msg(reply, statusResult, raw)) // copied into the connection's buffer
+	size := len(raw)
 	r.Release()
+	if errors.Is(err, nats.ErrMaxPayload) {
+		n.answerErr(reply, fmt.Errorf("%w: %w: the result is %d bytes, over the NATS server's max_payload (%d bytes with headers)",
+			bulkhead.ErrEncoding, wire.ErrTooLarge, size, n.nc.MaxPayload()))
+	}
 }
 
 // rawArgs passes a request's arguments on as they came.
@@ -573,6 +622,11 @@ func (n *Node) Close() error {
 	n.hbWG.Wait()
 	if uerr := n.alive.Unsubscribe(); uerr != nil && !errors.Is(uerr, nats.ErrConnectionClosed) {
 		err = errors.Join(err, uerr)
+	}
+	// Once Close returns, the NATS server routes nothing more to the node:
+	// a node with its id may start.
+	if ferr := n.nc.FlushTimeout(time.Second); ferr != nil && !errors.Is(ferr, nats.ErrConnectionClosed) {
+		n.log.Debug("cluster node: the NATS server may not have its unsubscriptions yet", "err", ferr)
 	}
 	if errors.Is(err, context.Canceled) {
 		err = nil

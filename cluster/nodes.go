@@ -127,7 +127,10 @@ func (c *Client) probeLocked(n *nodeState) {
 }
 
 // monitor probes nodes that have been silent for LostAfter, and forgets
-// lost nodes after a minute.
+// lost nodes after LostAfter: a node of that id heard from later is back
+// (restarted with its id, or reconnected after a partition; its objects
+// stay disconnected). Its heartbeats sent before its loss were delivered
+// before the "no responders" that found it lost.
 func (c *Client) monitor() {
 	defer c.wg.Done()
 	t := time.NewTicker(c.opts.Heartbeat / 2)
@@ -149,7 +152,7 @@ func (c *Client) monitor() {
 			}
 		}
 		for id, at := range c.gone {
-			if now.Sub(at) > time.Minute {
+			if now.Sub(at) > c.opts.LostAfter {
 				delete(c.gone, id)
 			}
 		}

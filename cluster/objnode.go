@@ -120,7 +120,7 @@ func (n *Node) addObjects() error {
 		h := micro.HandlerFunc(n.handleObject)
 		err = o.svc.AddEndpoint("activate", h, micro.WithEndpointSubject(s.activate()))
 		if err == nil {
-			err = o.svc.AddEndpoint("object", h, micro.WithEndpointSubject(s.object(n.cfg.ID)), micro.WithEndpointQueueGroupDisabled())
+			err = o.svc.AddEndpoint("object", h, micro.WithEndpointSubject(s.object(n.cfg.ID)), micro.WithEndpointQueueGroup(s.queueGroup()))
 		}
 		if err == nil {
 			err = o.svc.AddEndpoint("rot", micro.HandlerFunc(n.onHas), micro.WithEndpointSubject(s.rot()), micro.WithEndpointQueueGroupDisabled())

@@ -36,6 +36,7 @@ const (
 	statusResult  = "result"  // the payload is the result's CBOR
 	statusError   = "error"   // the payload is an ERROR map (clientwire.EncodeError)
 	statusRefused = "refused" // not started (the node drains): the client may send it elsewhere
+	statusResend  = "resend"  // not started (the node's connection was remade since): the client may send it again
 	statusAlive   = "alive"   // the answer to a probe
 	statusEvent   = "event"   // an event of a subscription: [name, args]
 )
