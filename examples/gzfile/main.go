@@ -9,7 +9,8 @@
 //
 // It writes gzip files in several calls through two handles at once, each in
 // a worker of its own, checks them with Go's compress/gzip, reads one back
-// in pieces, then crashes zlib inside one handle's worker (gzwrite over a
+// in pieces, reads a corrupt file (the error says why in zlib's words: the
+// annotation's error, gzerror), then crashes zlib inside one handle's worker (gzwrite over a
 // length that lies) and checks that the crash cost that handle only: its
 // calls fail with activation.ErrObjectDisconnected, the other handle keeps
 // working, and a new gzopen succeeds. It exits 0 when every check holds.
@@ -27,6 +28,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/bulkhead-go/bulkhead"
@@ -202,6 +204,9 @@ func refusals(ctx context.Context, act gzbh.Activator, dir string, out io.Writer
 		return fmt.Errorf("gzopen of a missing file: %v; want a *bulkhead.RemoteError (NULL)", err)
 	}
 	fmt.Fprintf(out, "ok  a gzopen that returns NULL makes no object: %v\n", err)
+	if err := corrupt(ctx, act, dir, out); err != nil {
+		return err
+	}
 	f, err := gzbh.Open(ctx, act, filepath.Join(dir, "big.gz"), "wb")
 	if err != nil {
 		return err
@@ -213,6 +218,29 @@ func refusals(ctx context.Context, act gzbh.Activator, dir string, out io.Writer
 		return fmt.Errorf("gzread of 1 GiB: %v; want a *bulkhead.RemoteError (bad arguments)", err)
 	}
 	fmt.Fprintln(out, "ok  a gzread of 1 GiB is refused before any allocation: over the frame limit")
+	return nil
+}
+
+// corrupt reads a gzip header followed by a deflate block of the reserved
+// type: gzread's -1 comes back with zlib's words for it (gzerror, the
+// annotation's error).
+func corrupt(ctx context.Context, act gzbh.Activator, dir string, out io.Writer) error {
+	name := filepath.Join(dir, "corrupt.gz")
+	if err := os.WriteFile(name, []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff, 0x07}, 0o644); err != nil {
+		return err
+	}
+	f, err := gzbh.Open(ctx, act, name, "rb")
+	if err != nil {
+		return err
+	}
+	defer f.Release()
+	_, err = f.Read(ctx, 100)
+	var re *bulkhead.RemoteError
+	if want := "gzread returned -1: " + name + ": invalid block type"; !errors.As(err, &re) || re.Code != bulkhead.CodeApplication ||
+		!strings.HasSuffix(re.Message, want) {
+		return fmt.Errorf("gzread of a corrupt file: %v; want a *bulkhead.RemoteError ending %q", err, want)
+	}
+	fmt.Fprintf(out, "ok  gzread of a corrupt file says why, in zlib's words: %v\n", err)
 	return nil
 }
 

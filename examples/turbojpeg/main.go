@@ -19,6 +19,7 @@ import (
 	"image/jpeg"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/bulkhead-go/bulkhead"
@@ -81,10 +82,13 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 	_, err = tjbh.DecompressHeader(ctx, pool, []byte("not a JPEG at all"))
 	var re *bulkhead.RemoteError
-	if !errors.As(err, &re) || re.Code != bulkhead.CodeApplication {
-		return fmt.Errorf("a buffer that is no JPEG: %v; want TurboJPEG's error as a *bulkhead.RemoteError", err)
+	// The message ends with TurboJPEG's words (the annotation's error,
+	// tjGetErrorStr2 on the call's handle).
+	if want := "returned -1: Not a JPEG file: starts with 0x6e 0x6f"; !errors.As(err, &re) || re.Code != bulkhead.CodeApplication ||
+		!strings.HasSuffix(re.Message, want) {
+		return fmt.Errorf("a buffer that is no JPEG: %v; want TurboJPEG's error as a *bulkhead.RemoteError ending %q", err, want)
 	}
-	fmt.Fprintln(out, "ok  a buffer that is no JPEG is TurboJPEG's error, as a *bulkhead.RemoteError")
+	fmt.Fprintf(out, "ok  a buffer that is no JPEG is TurboJPEG's error, as a *bulkhead.RemoteError: %s\n", re.Message)
 	fmt.Fprintln(out, "every check holds")
 	return nil
 }

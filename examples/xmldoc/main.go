@@ -30,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/bulkhead-go/bulkhead"
@@ -112,7 +113,7 @@ func run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "ok  xmlSaveFile wrote a's document (gzip: %v, at compress mode 9), and Go reads it as the source\n", gz)
+	fmt.Fprintf(out, "ok  xmlSaveFile wrote a's document (gzip: %v, at compress mode 9), and Go reads it as the source; into a missing directory it fails with errno's words\n", gz)
 	if _, err := xmlbh.ReadMemory(ctx, act, []byte("<open><never-closed>"), 0); !isApplication(err) {
 		return fmt.Errorf("xmlReadMemory of broken XML: %v; want a *bulkhead.RemoteError (NULL)", err)
 	}
@@ -189,6 +190,13 @@ func save(ctx context.Context, a *xmlbh.XMLDoc, src []byte) (gz bool, err error)
 	}
 	if err := sameDocument(data, src); err != nil {
 		return gz, fmt.Errorf("xmlSaveFile: %w", err)
+	}
+	// Into a directory that is not there: -1, and errno's words (the
+	// annotation's error).
+	err = a.SaveFile(ctx, filepath.Join(dir, "no", "a.xml"))
+	var re *bulkhead.RemoteError
+	if want := "xmlSaveFile returned -1: No such file or directory"; !errors.As(err, &re) || !strings.HasSuffix(re.Message, want) {
+		return gz, fmt.Errorf("xmlSaveFile into a missing directory: %v; want a *bulkhead.RemoteError ending %q", err, want)
 	}
 	return gz, nil
 }

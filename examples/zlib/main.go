@@ -20,6 +20,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/bulkhead-go/bulkhead"
@@ -54,7 +55,7 @@ func run(ctx context.Context, out io.Writer) error {
 	if err := refusals(ctx, pool); err != nil {
 		return err
 	}
-	fmt.Fprintln(out, "ok  a destination too small is zlib's Z_BUF_ERROR, as a *bulkhead.RemoteError")
+	fmt.Fprintln(out, "ok  a destination too small and bytes that are not zlib are a *bulkhead.RemoteError with zlib's words (buffer error, data error)")
 	if err := crash(ctx, pool, out); err != nil {
 		return err
 	}
@@ -108,16 +109,27 @@ func roundTrip(ctx context.Context, c bulkhead.Caller, in []byte) error {
 	return nil
 }
 
-// refusals checks that zlib's own error comes back as a RemoteError.
+// refusals checks that zlib's own error comes back as a RemoteError whose
+// message has zlib's words for it (zError, the annotation's error).
 func refusals(ctx context.Context, c bulkhead.Caller) error {
 	z, err := zlibbh.Compress2(ctx, c, bytes.Repeat([]byte("x"), 1000), 9)
 	if err != nil {
 		return err
 	}
-	_, err = zlibbh.Uncompress(ctx, c, z, 10)
-	var re *bulkhead.RemoteError
-	if !errors.As(err, &re) || re.Code != bulkhead.CodeApplication {
-		return fmt.Errorf("uncompress into 10 bytes: %v; want a *bulkhead.RemoteError (Z_BUF_ERROR)", err)
+	for _, r := range []struct {
+		what string
+		src  []byte
+		cap  uint64
+		want string
+	}{
+		{"into 10 bytes", z, 10, "uncompress returned -5: buffer error"},                              // Z_BUF_ERROR
+		{"of bytes that are not zlib", []byte("not zlib"), 100, "uncompress returned -3: data error"}, // Z_DATA_ERROR
+	} {
+		_, err = zlibbh.Uncompress(ctx, c, r.src, r.cap)
+		var re *bulkhead.RemoteError
+		if !errors.As(err, &re) || re.Code != bulkhead.CodeApplication || !strings.HasSuffix(re.Message, r.want) {
+			return fmt.Errorf("uncompress %s: %v; want a *bulkhead.RemoteError ending %q", r.what, err, r.want)
+		}
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ func EmitC(s *Spec, fns []fn) []byte {
 	b.WriteString("#define BULKHEAD_IMPLEMENTATION\n#include \"bulkhead.h\"\n\n")
 	b.WriteString("#include <stdint.h>\n#include <stdlib.h>\n#include <string.h>\n")
 	b.WriteString(s.includes())
+	emitErrText(&b, fns)
 	for i := range fns {
 		b.WriteString("\n")
 		emitHandler(&b, &fns[i])
@@ -339,14 +340,65 @@ func emitCall(w cw) {
 		w.line("if (ret == NULL) %s", w.fail("BH_APPLICATION", w.f.spec.Name+" returned NULL"))
 		return
 	}
+	if w.f.spec.Error != "" {
+		w.line("errno = 0; /* a library that fails without setting errno leaves 0, not a stale value */")
+	}
 	w.line("%s ret = %s;", w.f.result.C, call)
 	if w.f.ctor != nil {
 		w.line("if (ret == NULL) %s", w.fail("BH_APPLICATION", w.f.spec.Name+" returned NULL"))
 		w.line("*bh_state = (void *)ret;")
 		return
 	}
-	if w.f.spec.Status != "" {
+	if w.f.spec.Status == "" {
+		return
+	}
+	if w.f.spec.Error == "" {
 		w.line("if (!(%s)) %s", w.f.spec.Status, w.fail("BH_APPLICATION", w.f.spec.Name+" returned %lld", "(long long)ret"))
+		return
+	}
+	// errno is the call's: taken on the line after it, and put back for
+	// the error expression whatever status did to it.
+	w.line("int bh_errno = errno;")
+	w.line("if (!(%s)) {", w.f.spec.Status)
+	w.line("\tchar bh_etext[%d];", errTextMax+1)
+	w.line("\terrno = bh_errno;")
+	w.line("\tif (bh_errtext(bh_etext, sizeof bh_etext, %s) != NULL) %s", w.f.spec.Error,
+		w.fail("BH_APPLICATION", w.f.spec.Name+" returned %lld: %s", "(long long)ret", "bh_etext"))
+	w.line("\t%s", w.fail("BH_APPLICATION", w.f.spec.Name+" returned %lld", "(long long)ret"))
+	w.line("}")
+}
+
+// errTextMax bounds the bytes of an error expression's text that go into
+// a message (FuncSpec.Error).
+const errTextMax = 256
+
+// emitErrText writes, for a worker with an error expression, errno.h and
+// bh_errtext, which copies the expression's text into a bounded local.
+func emitErrText(b *bytes.Buffer, fns []fn) {
+	for _, f := range fns {
+		if f.spec.Error == "" {
+			continue
+		}
+		b.WriteString(`#include <errno.h>
+
+/* bh_errtext copies an error expression's text s into dst (cap bytes): up to
+ * its first control byte (its NUL), at most cap - 1 bytes, cut to whole UTF-8
+ * characters. It returns dst, or NULL when s is NULL or nothing is left.
+ * s is a const void * so that char and unsigned char strings both fit and an
+ * integer does not. */
+static const char *bh_errtext(char *dst, size_t cap, const void *s) {
+	const uint8_t *p = (const uint8_t *)s;
+	size_t n = 0;
+	if (p == NULL) return NULL;
+	while (n < cap - 1 && p[n] >= 0x20 && p[n] != 0x7f) n++;
+	while (n > 0 && !bh__utf8(p, n)) n--;
+	if (n == 0) return NULL;
+	memcpy(dst, p, n);
+	dst[n] = 0;
+	return dst;
+}
+`)
+		return
 	}
 }
 

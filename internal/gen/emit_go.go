@@ -134,6 +134,9 @@ func emitGoFunc(b *bytes.Buffer, f *fn) {
 	}
 	if f.spec.Status != "" {
 		fmt.Fprintf(b, "//\n// It fails with a *bulkhead.RemoteError unless %s.\n", f.spec.Status)
+		if f.spec.Error != "" {
+			fmt.Fprintf(b, "// Its message ends with the library's words, %s.\n", f.spec.Error)
+		}
 	}
 	call := fmt.Sprintf("ctx, %q", f.spec.Method)
 	if len(values) > 0 {

@@ -31,6 +31,9 @@ func FuzzParseSpec(f *testing.F) {
 				t.Fatalf("accepted func %+v", fs)
 			}
 			methods[fs.Method] = true
+			if strings.ContainsAny(fs.Error, ";{}\n") || (fs.Error != "" && fs.Status == "") {
+				t.Fatalf("accepted %s's error %q (status %q)", fs.Name, fs.Error, fs.Status)
+			}
 			for name, p := range fs.Params {
 				for _, e := range []string{p.Len, p.Cap, p.Init, p.Free, fs.Status} {
 					if strings.ContainsAny(e, ";{}\n") {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/bulkhead-go/bulkhead"
@@ -124,6 +125,8 @@ func TestSpecErrors(t *testing.T) {
 		{"union field", base + "[[func]]\nname = \"mini_tagged_f\"", "struct mini_tagged: field \"u\" is not a named scalar or struct"},
 		{"array field", base + "[[func]]\nname = \"mini_arr_f\"", "struct mini_arr: field \"v\" is not a named scalar or struct"},
 		{"annotated by value", base + "[[func]]\nname = \"mini_area\"\n[func.params.b]\ndir = \"in\"", "a struct passed by value is \"in\" and takes no annotation"},
+		{"error without status", base + "[[func]]\nname = \"mini_check\"\nerror = \"strerror(errno)\"", "func[0].error: takes a status"},
+		{"error not a C expression", base + "[[func]]\nname = \"mini_check\"\nstatus = \"ret == 0\"\nerror = \"x; abort()\"", "func[0].error: \"x; abort()\" is not a C expression"},
 		{"status on a struct result", base + "[[func]]\nname = \"mini_shift\"\nstatus = \"1\"", "status on a function that returns a struct"},
 	}
 	for _, tt := range tests {
@@ -280,4 +283,44 @@ func equalValue(a, b any) bool {
 		}
 	}
 	return a == b
+}
+
+// An error expression's text ends the message of a status failure: cut
+// before a control byte, to 256 bytes and to whole UTF-8 characters, left
+// out when NULL or empty; strerror(errno) reads the call's errno, even after
+// a status expression that set errno itself.
+func TestMiniErrorText(t *testing.T) {
+	testutil.CheckLeaks(t)
+	bin := buildMini(t)
+	ctx := context.Background()
+	p, err := bulkhead.New(ctx, bulkhead.Config{Command: bin, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(ctx) })
+	const pre = "mini_check: mini_check returned "
+	tests := []struct {
+		code int
+		want string // the message; "" for success
+	}{
+		{0, ""},
+		{-int(syscall.ERANGE), pre + "-1: Numerical result out of range"}, // glibc's strerror
+		{1, pre + "1: grün fault"},
+		{2, pre + "2"},
+		{3, pre + "3"},
+		{4, pre + "4: first line"},
+		{5, pre + "5: " + strings.Repeat("x", 256)},
+		{6, pre + "6: bad "},
+		{7, pre + "7: " + strings.Repeat("x", 255)},
+	}
+	for _, tt := range tests {
+		_, err := bulkhead.CallAs[any](ctx, p, "mini_check", tt.code)
+		var re *bulkhead.RemoteError
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("mini_check(%d): %v", tt.code, err)
+		case tt.want != "" && (!errors.As(err, &re) || re.Code != bulkhead.CodeApplication || re.Message != tt.want):
+			t.Errorf("mini_check(%d): %v\nwant an application error %q", tt.code, err, tt.want)
+		}
+	}
 }

@@ -124,7 +124,8 @@ type (
 )
 
 // gen takes glibc's real structs: div_t and lldiv_t returned by value, and
-// struct itimerval (two struct timeval) in and out, through a worker.
+// struct itimerval (two struct timeval) in and out, through a worker; and
+// errno, as strerror's words, when glibc refuses.
 func TestRealStructs(t *testing.T) {
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
@@ -170,11 +171,12 @@ func TestRealStructs(t *testing.T) {
 	if err != nil || old.Value.Sec < 99 || old.Value.Sec > 100 {
 		t.Fatalf("setitimer(0) = %+v, %v; want the armed timer back", old, err)
 	}
-	// glibc's own refusal (EINVAL: a microsecond field of 2 s) is the call's error.
+	// glibc's own refusal (EINVAL: a microsecond field of 2 s) is the call's
+	// error, with strerror(errno) (the annotation's error) in its message.
 	_, err = bulkhead.CallAs[itimerval](ctx, p, "setitimer", virtual, itimerval{Value: timeval{Usec: 2000000}})
 	var re *bulkhead.RemoteError
-	if !errors.As(err, &re) || re.Code != bulkhead.CodeApplication {
-		t.Fatalf("setitimer with 2,000,000 µs: %v; want a *bulkhead.RemoteError", err)
+	if !errors.As(err, &re) || re.Code != bulkhead.CodeApplication || re.Message != "setitimer: setitimer returned -1: Invalid argument" {
+		t.Fatalf("setitimer with 2,000,000 µs: %v; want a *bulkhead.RemoteError with EINVAL's words", err)
 	}
 }
 

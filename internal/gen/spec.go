@@ -57,6 +57,14 @@ type FuncSpec struct {
 	// ("ret == Z_OK"); the return value then is not a result. Zero value:
 	// the return value (if not void) is the first result.
 	Status string `toml:"status"`
+	// Error is a C expression, evaluated when Status is false, that gives
+	// the library's words for the failure as a const char * (or unsigned
+	// char *): "zError(ret)", "strerror(errno)", where errno is the call's,
+	// captured right after it. The worker adds it to the error's message,
+	// cut to whole UTF-8 characters before any control byte, at most
+	// errTextMax bytes. Zero value, or NULL or "" at run time: the message
+	// names ret only.
+	Error string `toml:"error"`
 	// Unchecked keeps the length parameters as arguments that the Go caller
 	// passes and the worker does not check against the buffers: the way to
 	// show what a lying length does. Zero value: lengths come from the
@@ -254,6 +262,12 @@ func (s *Spec) checkFunc(key string, f *FuncSpec) error {
 	}
 	if strings.ContainsAny(f.Status, ";{}\n") {
 		return s.errorf(key+".status", "%q is not a C expression", f.Status)
+	}
+	if strings.ContainsAny(f.Error, ";{}\n") {
+		return s.errorf(key+".error", "%q is not a C expression", f.Error)
+	}
+	if f.Error != "" && f.Status == "" {
+		return s.errorf(key+".error", "takes a status: it is evaluated when status is false")
 	}
 	return nil
 }

@@ -74,6 +74,7 @@ func Open(ctx context.Context, act Activator, p0 string, p1 string) (*GzFile, er
 //	int gzwrite(gzFile file, voidpc buf, unsigned len)
 //
 // It fails with a *bulkhead.RemoteError unless ret > 0 || len == 0.
+// Its message ends with the library's words, gzerror(file, NULL).
 //
 // It runs in the worker that holds h, on h's gzFile: a worker that died
 // fails it with activation.ErrObjectDisconnected.
@@ -87,6 +88,7 @@ func (h *GzFile) Write(ctx context.Context, buf []byte) error {
 //	int gzread(gzFile file, voidp buf, unsigned len)
 //
 // It fails with a *bulkhead.RemoteError unless ret >= 0.
+// Its message ends with the library's words, gzerror(file, NULL).
 //
 // It runs in the worker that holds h, on h's gzFile: a worker that died
 // fails it with activation.ErrObjectDisconnected.
@@ -99,6 +101,7 @@ func (h *GzFile) Read(ctx context.Context, lenArg uint32) ([]byte, error) {
 //	int gzflush(gzFile file, int flush)
 //
 // It fails with a *bulkhead.RemoteError unless ret == Z_OK.
+// Its message ends with the library's words, gzerror(file, NULL).
 //
 // It runs in the worker that holds h, on h's gzFile: a worker that died
 // fails it with activation.ErrObjectDisconnected.
@@ -112,6 +115,7 @@ func (h *GzFile) Flush(ctx context.Context, flush int32) error {
 //	int gzsetparams(gzFile file, int level, int strategy)
 //
 // It fails with a *bulkhead.RemoteError unless ret == Z_OK.
+// Its message ends with the library's words, gzerror(file, NULL).
 //
 // It runs in the worker that holds h, on h's gzFile: a worker that died
 // fails it with activation.ErrObjectDisconnected.

@@ -13,6 +13,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
+#include <errno.h>
+
+/* bh_errtext copies an error expression's text s into dst (cap bytes): up to
+ * its first control byte (its NUL), at most cap - 1 bytes, cut to whole UTF-8
+ * characters. It returns dst, or NULL when s is NULL or nothing is left.
+ * s is a const void * so that char and unsigned char strings both fit and an
+ * integer does not. */
+static const char *bh_errtext(char *dst, size_t cap, const void *s) {
+	const uint8_t *p = (const uint8_t *)s;
+	size_t n = 0;
+	if (p == NULL) return NULL;
+	while (n < cap - 1 && p[n] >= 0x20 && p[n] != 0x7f) n++;
+	while (n > 0 && !bh__utf8(p, n)) n--;
+	if (n == 0) return NULL;
+	memcpy(dst, p, n);
+	dst[n] = 0;
+	return dst;
+}
 
 /* gzFile gzopen(char *p0, char *p1): a constructor of class GzFile */
 static int h_gzopen(bh_call *bh_c, void **bh_state) {
@@ -54,8 +72,15 @@ static int h_gzwrite(bh_call *bh_c, void *bh_state, void *bh_unused) {
 	if (!bh_arg_is_null(bh_c, 0) && bh_arg_bytes(bh_c, 0, &bh_p_buf, &bh_n_buf) != 0) { bh_rc = bh_fail(bh_c, BH_BAD_ARGUMENTS, "gzwrite: argument 1 (buf) is not a byte string"); goto bh_done; }
 	unsigned len = (unsigned)bh_n_buf;
 	if ((uint64_t)len != (uint64_t)bh_n_buf) { bh_rc = bh_fail(bh_c, BH_BAD_ARGUMENTS, "gzwrite: buf: %zu bytes do not fit len", bh_n_buf); goto bh_done; }
+	errno = 0; /* a library that fails without setting errno leaves 0, not a stale value */
 	int ret = gzwrite(file, (void *)(uintptr_t)bh_p_buf, len);
-	if (!(ret > 0 || len == 0)) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzwrite: gzwrite returned %lld", (long long)ret); goto bh_done; }
+	int bh_errno = errno;
+	if (!(ret > 0 || len == 0)) {
+		char bh_etext[257];
+		errno = bh_errno;
+		if (bh_errtext(bh_etext, sizeof bh_etext, gzerror(file, NULL)) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzwrite: gzwrite returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
+		{ bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzwrite: gzwrite returned %lld", (long long)ret); goto bh_done; }
+	}
 	bh_put_null(bh_c->result);
 bh_done:
 	return bh_rc;
@@ -75,8 +100,15 @@ static int h_gzread(bh_call *bh_c, void *bh_state, void *bh_unused) {
 	bh_cap_buf = (uint64_t)(len);
 	if (bh_cap_buf > bh_max_frame()) { bh_rc = bh_fail(bh_c, BH_BAD_ARGUMENTS, "gzread: buf: a capacity of %llu bytes is over the frame limit", (unsigned long long)bh_cap_buf); goto bh_done; }
 	if ((buf = calloc(bh_cap_buf ? bh_cap_buf : 1, 1)) == NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzread: out of memory"); goto bh_done; }
+	errno = 0; /* a library that fails without setting errno leaves 0, not a stale value */
 	int ret = gzread(file, (void *)buf, len);
-	if (!(ret >= 0)) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzread: gzread returned %lld", (long long)ret); goto bh_done; }
+	int bh_errno = errno;
+	if (!(ret >= 0)) {
+		char bh_etext[257];
+		errno = bh_errno;
+		if (bh_errtext(bh_etext, sizeof bh_etext, gzerror(file, NULL)) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzread: gzread returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
+		{ bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzread: gzread returned %lld", (long long)ret); goto bh_done; }
+	}
 	if ((uint64_t)(ret) > bh_cap_buf) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzread: buf: the library says it wrote more than the buffer holds"); goto bh_done; }
 	bh_put_bytes(bh_c->result, buf, (size_t)(ret));
 bh_done:
@@ -93,8 +125,15 @@ static int h_gzflush(bh_call *bh_c, void *bh_state, void *bh_unused) {
 	int64_t bh_v_flush;
 	if (bh_arg_int(bh_c, 0, &bh_v_flush) != 0 || (int64_t)(int)bh_v_flush != bh_v_flush) { bh_rc = bh_fail(bh_c, BH_BAD_ARGUMENTS, "gzflush: argument 1 (flush) is not an int"); goto bh_done; }
 	int flush = (int)bh_v_flush;
+	errno = 0; /* a library that fails without setting errno leaves 0, not a stale value */
 	int ret = gzflush(file, flush);
-	if (!(ret == Z_OK)) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzflush: gzflush returned %lld", (long long)ret); goto bh_done; }
+	int bh_errno = errno;
+	if (!(ret == Z_OK)) {
+		char bh_etext[257];
+		errno = bh_errno;
+		if (bh_errtext(bh_etext, sizeof bh_etext, gzerror(file, NULL)) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzflush: gzflush returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
+		{ bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzflush: gzflush returned %lld", (long long)ret); goto bh_done; }
+	}
 	bh_put_null(bh_c->result);
 bh_done:
 	return bh_rc;
@@ -112,8 +151,15 @@ static int h_gzsetparams(bh_call *bh_c, void *bh_state, void *bh_unused) {
 	int64_t bh_v_strategy;
 	if (bh_arg_int(bh_c, 1, &bh_v_strategy) != 0 || (int64_t)(int)bh_v_strategy != bh_v_strategy) { bh_rc = bh_fail(bh_c, BH_BAD_ARGUMENTS, "gzsetparams: argument 2 (strategy) is not an int"); goto bh_done; }
 	int strategy = (int)bh_v_strategy;
+	errno = 0; /* a library that fails without setting errno leaves 0, not a stale value */
 	int ret = gzsetparams(file, level, strategy);
-	if (!(ret == Z_OK)) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzsetparams: gzsetparams returned %lld", (long long)ret); goto bh_done; }
+	int bh_errno = errno;
+	if (!(ret == Z_OK)) {
+		char bh_etext[257];
+		errno = bh_errno;
+		if (bh_errtext(bh_etext, sizeof bh_etext, gzerror(file, NULL)) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzsetparams: gzsetparams returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
+		{ bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzsetparams: gzsetparams returned %lld", (long long)ret); goto bh_done; }
+	}
 	bh_put_null(bh_c->result);
 bh_done:
 	return bh_rc;

@@ -36,6 +36,7 @@ type DecompressHeaderResult struct {
 //	int tjDecompressHeader3(tjhandle handle, unsigned char *jpegBuf, unsigned long jpegSize, int *width, int *height, int *jpegSubsamp, int *jpegColorspace)
 //
 // It fails with a *bulkhead.RemoteError unless ret == 0.
+// Its message ends with the library's words, tjGetErrorStr2(handle).
 func DecompressHeader(ctx context.Context, caller bulkhead.Caller, jpegBuf []byte) (DecompressHeaderResult, error) {
 	return bulkhead.CallAs[DecompressHeaderResult](ctx, caller, "tjDecompressHeader3", jpegBuf)
 }

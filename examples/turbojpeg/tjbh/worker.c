@@ -13,6 +13,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <turbojpeg.h>
+#include <errno.h>
+
+/* bh_errtext copies an error expression's text s into dst (cap bytes): up to
+ * its first control byte (its NUL), at most cap - 1 bytes, cut to whole UTF-8
+ * characters. It returns dst, or NULL when s is NULL or nothing is left.
+ * s is a const void * so that char and unsigned char strings both fit and an
+ * integer does not. */
+static const char *bh_errtext(char *dst, size_t cap, const void *s) {
+	const uint8_t *p = (const uint8_t *)s;
+	size_t n = 0;
+	if (p == NULL) return NULL;
+	while (n < cap - 1 && p[n] >= 0x20 && p[n] != 0x7f) n++;
+	while (n > 0 && !bh__utf8(p, n)) n--;
+	if (n == 0) return NULL;
+	memcpy(dst, p, n);
+	dst[n] = 0;
+	return dst;
+}
 
 /* int tjDecompressHeader3(tjhandle handle, unsigned char *jpegBuf, unsigned long jpegSize, int *width, int *height, int *jpegSubsamp, int *jpegColorspace) */
 static int h_tjDecompressHeader3(bh_call *bh_c, void *bh_unused) {
@@ -30,8 +48,15 @@ static int h_tjDecompressHeader3(bh_call *bh_c, void *bh_unused) {
 	int jpegSubsamp = (int)(0);
 	int jpegColorspace = (int)(0);
 	if ((handle = (tjhandle)(tjInitDecompress())) == NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "tjDecompressHeader3: handle: tjInitDecompress() returned NULL"); goto bh_done; }
+	errno = 0; /* a library that fails without setting errno leaves 0, not a stale value */
 	int ret = tjDecompressHeader3(handle, (void *)(uintptr_t)bh_p_jpegBuf, jpegSize, &width, &height, &jpegSubsamp, &jpegColorspace);
-	if (!(ret == 0)) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "tjDecompressHeader3: tjDecompressHeader3 returned %lld", (long long)ret); goto bh_done; }
+	int bh_errno = errno;
+	if (!(ret == 0)) {
+		char bh_etext[257];
+		errno = bh_errno;
+		if (bh_errtext(bh_etext, sizeof bh_etext, tjGetErrorStr2(handle)) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "tjDecompressHeader3: tjDecompressHeader3 returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
+		{ bh_rc = bh_fail(bh_c, BH_APPLICATION, "tjDecompressHeader3: tjDecompressHeader3 returned %lld", (long long)ret); goto bh_done; }
+	}
 	bh_put_array(bh_c->result, 4);
 	bh_put_int(bh_c->result, (int64_t)width);
 	bh_put_int(bh_c->result, (int64_t)height);

@@ -14,6 +14,24 @@
 #include <string.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <errno.h>
+
+/* bh_errtext copies an error expression's text s into dst (cap bytes): up to
+ * its first control byte (its NUL), at most cap - 1 bytes, cut to whole UTF-8
+ * characters. It returns dst, or NULL when s is NULL or nothing is left.
+ * s is a const void * so that char and unsigned char strings both fit and an
+ * integer does not. */
+static const char *bh_errtext(char *dst, size_t cap, const void *s) {
+	const uint8_t *p = (const uint8_t *)s;
+	size_t n = 0;
+	if (p == NULL) return NULL;
+	while (n < cap - 1 && p[n] >= 0x20 && p[n] != 0x7f) n++;
+	while (n > 0 && !bh__utf8(p, n)) n--;
+	if (n == 0) return NULL;
+	memcpy(dst, p, n);
+	dst[n] = 0;
+	return dst;
+}
 
 /* xmlDocPtr xmlReadMemory(char *buffer, int size, char *URL, char *encoding, int options): a constructor of class XMLDoc */
 static int h_xmlReadMemory(bh_call *bh_c, void **bh_state) {
@@ -93,8 +111,15 @@ static int h_xmlSaveFile(bh_call *bh_c, void *bh_state, void *bh_unused) {
 	if ((filename = malloc(bh_n_filename + 1)) == NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "xmlSaveFile: out of memory"); goto bh_done; }
 	memcpy(filename, bh_p_filename, bh_n_filename);
 	filename[bh_n_filename] = 0;
+	errno = 0; /* a library that fails without setting errno leaves 0, not a stale value */
 	int ret = xmlSaveFile((void *)filename, cur);
-	if (!(ret >= 0)) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "xmlSaveFile: xmlSaveFile returned %lld", (long long)ret); goto bh_done; }
+	int bh_errno = errno;
+	if (!(ret >= 0)) {
+		char bh_etext[257];
+		errno = bh_errno;
+		if (bh_errtext(bh_etext, sizeof bh_etext, errno != 0 ? strerror(errno) : NULL) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "xmlSaveFile: xmlSaveFile returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
+		{ bh_rc = bh_fail(bh_c, BH_APPLICATION, "xmlSaveFile: xmlSaveFile returned %lld", (long long)ret); goto bh_done; }
+	}
 	bh_put_null(bh_c->result);
 bh_done:
 	free(filename);

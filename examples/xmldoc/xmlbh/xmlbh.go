@@ -105,6 +105,7 @@ func (h *XMLDoc) SetCompressMode(ctx context.Context, mode int32) error {
 //	int xmlSaveFile(char *filename, xmlDocPtr cur)
 //
 // It fails with a *bulkhead.RemoteError unless ret >= 0.
+// Its message ends with the library's words, errno != 0 ? strerror(errno) : NULL.
 //
 // It runs in the worker that holds h, on h's xmlDocPtr: a worker that died
 // fails it with activation.ErrObjectDisconnected.

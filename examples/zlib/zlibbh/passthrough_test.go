@@ -9,6 +9,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/bulkhead-go/bulkhead"
@@ -40,7 +41,7 @@ func TestPassthrough(t *testing.T) {
 	}
 	_, err = Uncompress(ctx, c, z, 10)
 	var re *bulkhead.RemoteError
-	if !errors.As(err, &re) || re.Code != bulkhead.CodeApplication {
-		t.Fatalf("Uncompress into 10 bytes: %v; want Z_BUF_ERROR as a RemoteError", err)
+	if !errors.As(err, &re) || re.Code != bulkhead.CodeApplication || !strings.HasSuffix(re.Message, "returned -5: buffer error") {
+		t.Fatalf("Uncompress into 10 bytes: %v; want Z_BUF_ERROR as a RemoteError with zError's words", err)
 	}
 }

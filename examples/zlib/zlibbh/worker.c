@@ -13,6 +13,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
+#include <errno.h>
+
+/* bh_errtext copies an error expression's text s into dst (cap bytes): up to
+ * its first control byte (its NUL), at most cap - 1 bytes, cut to whole UTF-8
+ * characters. It returns dst, or NULL when s is NULL or nothing is left.
+ * s is a const void * so that char and unsigned char strings both fit and an
+ * integer does not. */
+static const char *bh_errtext(char *dst, size_t cap, const void *s) {
+	const uint8_t *p = (const uint8_t *)s;
+	size_t n = 0;
+	if (p == NULL) return NULL;
+	while (n < cap - 1 && p[n] >= 0x20 && p[n] != 0x7f) n++;
+	while (n > 0 && !bh__utf8(p, n)) n--;
+	if (n == 0) return NULL;
+	memcpy(dst, p, n);
+	dst[n] = 0;
+	return dst;
+}
 
 /* int compress2(Bytef *dest, uLongf *destLen, Bytef *source, uLong sourceLen, int level) */
 static int h_compress2(bh_call *bh_c, void *bh_unused) {
@@ -33,8 +51,15 @@ static int h_compress2(bh_call *bh_c, void *bh_unused) {
 	bh_cap_dest = (uint64_t)(compressBound(sourceLen));
 	if (bh_cap_dest > bh_max_frame()) { bh_rc = bh_fail(bh_c, BH_BAD_ARGUMENTS, "compress2: dest: a capacity of %llu bytes is over the frame limit", (unsigned long long)bh_cap_dest); goto bh_done; }
 	if ((dest = calloc(bh_cap_dest ? bh_cap_dest : 1, 1)) == NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "compress2: out of memory"); goto bh_done; }
+	errno = 0; /* a library that fails without setting errno leaves 0, not a stale value */
 	int ret = compress2((void *)dest, &destLen, (void *)(uintptr_t)bh_p_source, sourceLen, level);
-	if (!(ret == Z_OK)) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "compress2: compress2 returned %lld", (long long)ret); goto bh_done; }
+	int bh_errno = errno;
+	if (!(ret == Z_OK)) {
+		char bh_etext[257];
+		errno = bh_errno;
+		if (bh_errtext(bh_etext, sizeof bh_etext, zError(ret)) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "compress2: compress2 returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
+		{ bh_rc = bh_fail(bh_c, BH_APPLICATION, "compress2: compress2 returned %lld", (long long)ret); goto bh_done; }
+	}
 	if ((uint64_t)(destLen) > bh_cap_dest) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "compress2: dest: the library says it wrote more than the buffer holds"); goto bh_done; }
 	bh_put_bytes(bh_c->result, dest, (size_t)(destLen));
 bh_done:
@@ -60,8 +85,15 @@ static int h_uncompress(bh_call *bh_c, void *bh_unused) {
 	bh_cap_dest = (uint64_t)(destCap);
 	if (bh_cap_dest > bh_max_frame()) { bh_rc = bh_fail(bh_c, BH_BAD_ARGUMENTS, "uncompress: dest: a capacity of %llu bytes is over the frame limit", (unsigned long long)bh_cap_dest); goto bh_done; }
 	if ((dest = calloc(bh_cap_dest ? bh_cap_dest : 1, 1)) == NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "uncompress: out of memory"); goto bh_done; }
+	errno = 0; /* a library that fails without setting errno leaves 0, not a stale value */
 	int ret = uncompress((void *)dest, &destLen, (void *)(uintptr_t)bh_p_source, sourceLen);
-	if (!(ret == Z_OK)) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "uncompress: uncompress returned %lld", (long long)ret); goto bh_done; }
+	int bh_errno = errno;
+	if (!(ret == Z_OK)) {
+		char bh_etext[257];
+		errno = bh_errno;
+		if (bh_errtext(bh_etext, sizeof bh_etext, zError(ret)) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "uncompress: uncompress returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
+		{ bh_rc = bh_fail(bh_c, BH_APPLICATION, "uncompress: uncompress returned %lld", (long long)ret); goto bh_done; }
+	}
 	if ((uint64_t)(destLen) > bh_cap_dest) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "uncompress: dest: the library says it wrote more than the buffer holds"); goto bh_done; }
 	bh_put_bytes(bh_c->result, dest, (size_t)(destLen));
 bh_done:

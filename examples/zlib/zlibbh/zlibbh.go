@@ -27,6 +27,7 @@ func Worker(ctx context.Context) (string, error) {
 //	int compress2(Bytef *dest, uLongf *destLen, Bytef *source, uLong sourceLen, int level)
 //
 // It fails with a *bulkhead.RemoteError unless ret == Z_OK.
+// Its message ends with the library's words, zError(ret).
 func Compress2(ctx context.Context, caller bulkhead.Caller, source []byte, level int32) ([]byte, error) {
 	return bulkhead.CallAs[[]byte](ctx, caller, "compress2", source, level)
 }
@@ -36,6 +37,7 @@ func Compress2(ctx context.Context, caller bulkhead.Caller, source []byte, level
 //	int uncompress(Bytef *dest, uLongf *destLen, Bytef *source, uLong sourceLen)
 //
 // It fails with a *bulkhead.RemoteError unless ret == Z_OK.
+// Its message ends with the library's words, zError(ret).
 func Uncompress(ctx context.Context, caller bulkhead.Caller, source []byte, destCap uint64) ([]byte, error) {
 	return bulkhead.CallAs[[]byte](ctx, caller, "uncompress", source, destCap)
 }

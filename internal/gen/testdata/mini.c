@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "mini.h"
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -63,6 +64,43 @@ char *mini_repeat(const char *s, int k) {
 	}
 	out[n * (size_t)k] = 0;
 	return out;
+}
+
+int mini_check(int code) {
+	if (code < 0) {
+		errno = -code;
+		return -1;
+	}
+	return code;
+}
+
+int mini_ok(int r) {
+	errno = EDOM;
+	return r == 0;
+}
+
+const char *mini_errname(int code) {
+	static char long_name[301], split[258];
+	switch (code) {
+	case 1:
+		return "gr\xc3\xbcn fault";
+	case 2:
+		return NULL;
+	case 3:
+		return "";
+	case 4:
+		return "first line\nsecond line";
+	case 5:
+		memset(long_name, 'x', 300);
+		return long_name;
+	case 6:
+		return "bad \xff byte";
+	case 7:
+		memset(split, 'x', 255);
+		memcpy(split + 255, "\xc3\xbc", 3);
+		return split;
+	}
+	return "unknown";
 }
 
 long mini_move(struct mini_point *p, int dx, int dy, double k) {

@@ -85,6 +85,17 @@ const char *mini_color_name(int c);
 /* mini_repeat is a string the caller frees; "\xff" for k < 0, not UTF-8. */
 char *mini_repeat(const char *s, int k);
 
+/* mini_check returns 0 for 0, the code for a positive one, and -1 with
+ * errno set to -code for a negative one. */
+int mini_check(int code);
+/* mini_ok reports r == 0, and sets errno to EDOM: a status expression that
+ * clobbers errno. */
+int mini_ok(int r);
+/* mini_errname names mini_check's positive codes: UTF-8 text (1), NULL (2),
+ * "" (3), a newline (4), 300 bytes (5), a byte that is not UTF-8 (6), a
+ * two-byte character across the 256th byte (7). */
+const char *mini_errname(int code);
+
 /* A counter behind an opaque handle, for gen's handles across calls. */
 typedef struct mini_counter *mini_counter_t;
 /* A new counter at start; NULL when start is negative. */
