@@ -24,14 +24,8 @@ func TestMain(m *testing.M) {
 	testutil.Main(m, map[string]func(){"null": runNullWorker}, "null", worker.IsWorker)
 }
 
-// runNullWorker is the Go SDK worker of the null-call benchmark.
-func runNullWorker() {
-	var s worker.Server
-	s.Handle("null", func(context.Context, worker.Args) (any, error) { return nil, nil })
-	s.Run()
-}
-
-func generate(t testing.TB, specPath string) map[string][]byte {
+// loadSpec reads and parses the annotation file at specPath.
+func loadSpec(t testing.TB, specPath string) *Spec {
 	t.Helper()
 	data, err := os.ReadFile(specPath)
 	if err != nil {
@@ -41,7 +35,19 @@ func generate(t testing.TB, specPath string) map[string][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := Generate(s)
+	return s
+}
+
+// runNullWorker is the Go SDK worker of the null-call benchmark.
+func runNullWorker() {
+	var s worker.Server
+	s.Handle("null", func(context.Context, worker.Args) (any, error) { return nil, nil })
+	s.Run()
+}
+
+func generate(t testing.TB, specPath string) map[string][]byte {
+	t.Helper()
+	files, err := Generate(loadSpec(t, specPath))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,15 +48,7 @@ func TestRealHeaders(t *testing.T) {
 				t.Skipf("no %s (CI installs libxml2-dev and libjpeg62-turbo-dev)", tt.header)
 			}
 			testutil.CheckLeaks(t)
-			data, err := os.ReadFile(tt.spec)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, err := ParseSpec(tt.spec, data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			runRealCalls(t, buildGenerated(t, gcc, s), tt.calls)
+			runRealCalls(t, buildGenerated(t, gcc, loadSpec(t, tt.spec)), tt.calls)
 		})
 	}
 }
@@ -231,4 +223,46 @@ func TestGeneratedSlowCall(t *testing.T) {
 		t.Fatalf("sleep(30): %v; want canceled by its deadline", err)
 	}
 	ce.Wait()
+}
+
+// libzstd's ZSTD_decompress, as the new user of trial 3 ran it: a failure
+// names its code in ZSTD_getErrorName's words, not as the raw -70.
+func TestRealZstd(t *testing.T) {
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("gcc not found in PATH")
+	}
+	if _, err := os.Stat("/usr/include/zstd.h"); err != nil {
+		t.Skip("no /usr/include/zstd.h: apt-get install libzstd-dev (CI does)")
+	}
+	testutil.CheckLeaks(t)
+	bin := buildGenerated(t, gcc, loadSpec(t, "testdata/real/zstd.toml"))
+	ctx := context.Background()
+	p, err := bulkhead.New(ctx, bulkhead.Config{Command: bin, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	in := []byte(strings.Repeat("bulkhead gen ", 100))
+	z, err := bulkhead.CallAs[[]byte](ctx, p, "ZSTD_compress", 1024, in, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := bulkhead.CallAs[[]byte](ctx, p, "ZSTD_decompress", len(in), z); err != nil || string(out) != string(in) {
+		t.Fatalf("ZSTD_decompress = %d bytes, %v; want the %d compressed", len(out), err, len(in))
+	}
+	for _, c := range []struct {
+		src  []byte
+		cap  int
+		want string
+	}{
+		{z, 10, "ZSTD_decompress: ZSTD_decompress returned -70: Destination buffer is too small"},
+		{[]byte("not zstd at all"), 100, "ZSTD_decompress: ZSTD_decompress returned -10: Unknown frame descriptor"},
+	} {
+		_, err := bulkhead.CallAs[[]byte](ctx, p, "ZSTD_decompress", c.cap, c.src)
+		var re *bulkhead.RemoteError
+		if !errors.As(err, &re) || re.Code != bulkhead.CodeApplication || re.Message != c.want {
+			t.Errorf("ZSTD_decompress into %d bytes: %v; want %q", c.cap, err, c.want)
+		}
+	}
 }
