@@ -194,6 +194,9 @@ func Parse(path string, data []byte) (*Config, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	if err := checkDurations(path, data); err != nil {
+		return nil, err
+	}
 	c, err := f.resolve(path, data)
 	if err != nil {
 		return nil, err

@@ -73,6 +73,39 @@ func TestConfigErrors(t *testing.T) {
 		{"server sandbox refused", base + "[[server]]\ncommand = \"" + exe + "\"\n[server.sandbox]\nmemory_max = \"1K\"\n[[server.class]]\nname = \"C\"\n",
 			[]string{"c.toml:8", "server.sandbox.memory_max", "MemoryMax"}},
 		{"server without a class", base + "[[server]]\nname = \"s\"\ncommand = \"" + exe + "\"\n", []string{"c.toml:5", "server"}},
+		// A duration given a number, which the toml package takes as nanoseconds, in every section.
+		{"bare integer heartbeat", base + "[nats]\nheartbeat = 5\n", []string{"c.toml:6: nats.heartbeat: " + `a duration is a string such as "100ms"`, "5ns"}},
+		{"bare integer max_deadline", "max_deadline = 60\n" + base, []string{"c.toml:1: max_deadline: a duration is a string"}},
+		{"bare integer drain_grace", "drain_grace = 30\n" + base, []string{"c.toml:1: drain_grace: a duration is a string"}},
+		{"bare integer start_timeout", base + "start_timeout = 10\n", []string{"c.toml:5: pool.start_timeout: a duration is a string"}},
+		{"bare integer in the second pool", base + "[[pool]]\nname = \"q\"\ncommand = \"" + exe + "\"\nidle_timeout = 7\n",
+			[]string{"c.toml:8: pool.idle_timeout: a duration is a string"}},
+		{"bare integer cpu_time", base + "[pool.limits]\ncpu_time = 2\n", []string{"c.toml:6: pool.limits.cpu_time: a duration is a string"}},
+		{"bare integer linger", base + "[activator]\nlinger = 2\n", []string{"c.toml:6: activator.linger: a duration is a string"}},
+		{"bare integer server start_timeout", base + "[[server]]\ncommand = \"" + exe + "\"\nstart_timeout = 3\n[[server.class]]\nname = \"C\"\n",
+			[]string{"c.toml:7: server.start_timeout: a duration is a string"}},
+		{"bare float duration", base + "kill_grace = 1.5\n", []string{"c.toml:5", "kill_grace"}},
+		{"negative max_deadline", "max_deadline = \"-1s\"\n" + base, []string{"c.toml:1: max_deadline: must not be negative"}},
+		{"tiny max_deadline", "max_deadline = \"60ns\"\n" + base, []string{"c.toml:1: max_deadline", "at least 1ms"}},
+		{"negative drain_grace", "drain_grace = \"-1s\"\n" + base, []string{"c.toml:1: drain_grace: must not be negative"}},
+		{"nats heartbeat too fast", base + "[nats]\nheartbeat = \"1ns\"\n", []string{"c.toml:6: nats.heartbeat", "10ms"}},
+		{"nats heartbeat too slow", base + "[nats]\nheartbeat = \"1h\"\n", []string{"c.toml:6: nats.heartbeat", "1m0s"}},
+		{"nats prefix not a token", base + "[nats]\nprefix = \"a.b c\"\n", []string{"c.toml:6: nats.prefix", "subject token"}},
+		{"nats node_id too long", base + "[nats]\nnode_id = \"" + strings.Repeat("n", 65) + "\"\n", []string{"c.toml:6: nats.node_id", "1 to 64"}},
+		{"nats node_id with a wildcard", base + "[nats]\nnode_id = \"node*\"\n", []string{"c.toml:6: nats.node_id"}},
+		{"nats version", base + "[nats]\nversion = \"1\"\n", []string{"c.toml:6: nats.version", "semantic version"}},
+		{"nats url without its colon", base + "[nats]\nurl = \"nats//127.0.0.1:14222\"\n", []string{"c.toml:6: nats.url", "nats//127.0.0.1:14222", "nats://host:port"}},
+		{"nats url with a bad scheme", base + "[nats]\nurl = \"http://127.0.0.1:4222\"\n", []string{"c.toml:6: nats.url", "not a NATS server URL"}},
+		{"nats url with a bad port", base + "[nats]\nurl = \"nats://h:99999\"\n", []string{"c.toml:6: nats.url"}},
+		{"nats url list with one bad", base + "[nats]\nurl = \"nats://a:4222, nats://b:x\"\n", []string{"c.toml:6: nats.url", "nats://b:x"}},
+		{"nats url mixing websocket", base + "[nats]\nurl = \"ws://a:80,nats://b:4222\"\n", []string{"c.toml:6: nats.url", "mixes"}},
+		{"nats url hides its password", base + "[nats]\nurl = \"nats://u:secret@h:4222/x\"\n", []string{"c.toml:6: nats.url", "u:xxxxx@h"}},
+		{"nats creds missing", base + "[nats]\ncreds = \"/nonexistent.creds\"\n", []string{"c.toml:6: nats.creds", "/nonexistent.creds", "no such file"}},
+		{"nats nkey_seed missing", base + "[nats]\nnkey_seed = \"/nonexistent.nk\"\n", []string{"c.toml:6: nats.nkey_seed", "no such file"}},
+		{"nats tls_ca unreadable", base + "[nats]\ntls_ca = \"/\"\n", []string{"c.toml:6: nats.tls_ca", "is a directory"}},
+		{"nats tls_ca not PEM", base + "[nats]\ntls_ca = \"" + exe + "\"\n", []string{"c.toml:6: nats.tls_ca", "no PEM certificate"}},
+		{"nats tls_key missing", base + "[nats]\ntls_cert = \"" + exe + "\"\ntls_key = \"/nonexistent.key\"\n", []string{"c.toml:7: nats.tls_key", "no such file"}},
+		{"nats tls pair not PEM", base + "[nats]\ntls_cert = \"" + exe + "\"\ntls_key = \"" + exe + "\"\n", []string{"c.toml:6: nats.tls_cert"}},
 		{"bad instancing", base + "[[server]]\ncommand = \"" + exe + "\"\n[[server.class]]\nname = \"C\"\ninstancing = \"often\"\n",
 			[]string{"c.toml:9", "instancing", "often"}},
 	}
@@ -92,6 +125,21 @@ func TestConfigErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// What nats.Connect takes passes CheckNATSURL.
+func TestCheckNATSURL(t *testing.T) {
+	for _, good := range []string{"nats://127.0.0.1:4222", "127.0.0.1:4222", "localhost", "tls://h:4443",
+		"nats://a:4222, nats://b:4222,nats://c:4222", "nats://u:p@h:4222", "ws://h:8080", "wss://h:443,ws://g:80", "nats://[::1]:4222/"} {
+		if err := CheckNATSURL(good); err != nil {
+			t.Errorf("CheckNATSURL(%q): %v", good, err)
+		}
+	}
+	for _, bad := range []string{"", " , ", "nats//h:4222", "http://h:4222", "nats://:4222", "nats://h:0", "nats://h:4222?x=1", "ws://a,nats://b"} {
+		if err := CheckNATSURL(bad); err == nil {
+			t.Errorf("CheckNATSURL(%q) accepted", bad)
+		}
 	}
 }
 

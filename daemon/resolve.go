@@ -50,6 +50,7 @@ func (f *File) resolve(path string, data []byte) (*Config, error) {
 		errs = append(errs, &ConfigError{File: path, Line: keyLineN(data, toml.Key(splitKey(key)), nth), Key: key, Err: err})
 	}
 	c.socketAccess(f, bad)
+	f.checkTimes(bad)
 	c.NATS = f.NATS
 	f.NATS.check(bad)
 	c = c.withDefaults()
@@ -72,6 +73,20 @@ func (f *File) resolve(path string, data []byte) (*Config, error) {
 		errs = append(errs, &ConfigError{File: path, Err: errors.New("no [[pool]] and no [[server]]: nothing to serve")})
 	}
 	return c, errors.Join(errs...)
+}
+
+// checkTimes refuses a negative max_deadline or drain_grace (zero is the
+// default), and a max_deadline too short for any call to finish.
+func (f *File) checkTimes(bad func(string, int, error)) {
+	switch {
+	case f.MaxDeadline < 0:
+		bad("max_deadline", -1, errors.New("must not be negative (zero: 5m)"))
+	case f.MaxDeadline > 0 && f.MaxDeadline < time.Millisecond:
+		bad("max_deadline", -1, fmt.Errorf("%v: every call would end before it ran; want at least 1ms (zero: 5m)", f.MaxDeadline))
+	}
+	if f.DrainGrace < 0 {
+		bad("drain_grace", -1, errors.New("must not be negative (zero: 30s)"))
+	}
 }
 
 // withDefaults is a copy of c with its zero values replaced.
