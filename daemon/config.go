@@ -170,6 +170,17 @@ func (e *ConfigError) Error() string {
 
 func (e *ConfigError) Unwrap() error { return e.Err }
 
+// KeyError is err blamed on the dotted key ("nats.nkey_seed") of the file
+// c came from, with the key's line if the file still says where: for what
+// only a user of the config can find wrong (NATS's own parse of a seed).
+func (c *Config) KeyError(key string, err error) *ConfigError {
+	ce := &ConfigError{File: c.Path, Key: key, Err: err}
+	if data, rerr := os.ReadFile(c.Path); rerr == nil {
+		ce.Line = keyLine(data, toml.Key(splitKey(key)))
+	}
+	return ce
+}
+
 // Load reads the configuration at path, refusing unknown keys, values of
 // the wrong type and values out of range, each with its file, line and key.
 func Load(path string) (*Config, error) {

@@ -31,6 +31,16 @@ func newServeCmd() *cobra.Command {
 			if config == "" {
 				return usagef("--config is required")
 			}
+			if natsURL != "" {
+				if err := daemon.CheckNATSURL(natsURL); err != nil {
+					return usagef("--nats: %v", err)
+				}
+			}
+			if listen != "" {
+				if err := checkListen(listen); err != nil {
+					return usagef("%v", err)
+				}
+			}
 			if err := setSelf(); err != nil {
 				return err
 			}
@@ -38,19 +48,19 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if check {
-				fmt.Fprintf(c.OutOrStdout(), "%s: ok (%d pools, %d class servers)\n", config, len(cfg.Pools), len(cfg.Activator.Servers))
-				return nil
-			}
 			if natsURL != "" {
 				cfg.NATS.URL = natsURL
 			}
-			if listen != "" {
-				if err := checkListen(listen); err != nil {
-					return usagef("%v", err)
+			if check {
+				if cfg.NATS.URL != "" {
+					if _, err := natsOptions(cfg); err != nil {
+						return err
+					}
 				}
+				fmt.Fprintf(c.OutOrStdout(), "%s: ok (%d pools, %d class servers)\n", config, len(cfg.Pools), len(cfg.Activator.Servers))
+				return nil
 			}
-			return serve(c.Context(), cfg, config, socket, listen)
+			return serve(c.Context(), cfg, natsURL != "", socket, listen)
 		},
 	}
 	cmd.Flags().StringVar(&config, "config", "", "the TOML config (examples/serve/bulkhead.toml)")
@@ -62,7 +72,9 @@ func newServeCmd() *cobra.Command {
 }
 
 // serve runs the daemon until SIGTERM or SIGINT (ctx), reloading on SIGHUP.
-func serve(ctx context.Context, cfg *daemon.Config, path, socket, listen string) error {
+// natsFlag says the NATS URL came from --nats rather than the config.
+func serve(ctx context.Context, cfg *daemon.Config, natsFlag bool, socket, listen string) error {
+	path := cfg.Path
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -75,7 +87,7 @@ func serve(ctx context.Context, cfg *daemon.Config, path, socket, listen string)
 		ln.Close()
 		return err
 	}
-	node, err := startNode(s, cfg, log)
+	node, err := startNode(s, cfg, natsFlag, log)
 	if err != nil {
 		shutdown(s, cfg.DrainGrace, log)
 		ln.Close()

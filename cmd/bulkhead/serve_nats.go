@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/bulkhead-go/bulkhead/cluster"
@@ -11,9 +14,11 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// natsOptions turns the [nats] section into nats.go's options: the
-// credentials, NKeys and TLS are NATS's, nothing of ours.
-func natsOptions(n daemon.NATS) ([]nats.Option, error) {
+// natsOptions turns the [nats] section of cfg into nats.go's options:
+// the credentials, NKeys and TLS are NATS's, nothing of ours. A seed that
+// NATS cannot read is a *daemon.ConfigError naming nkey_seed.
+func natsOptions(cfg *daemon.Config) ([]nats.Option, error) {
+	n := cfg.NATS
 	opts := []nats.Option{nats.Name(n.Name), nats.MaxReconnects(-1)}
 	if n.Creds != "" {
 		opts = append(opts, nats.UserCredentials(n.Creds))
@@ -21,7 +26,7 @@ func natsOptions(n daemon.NATS) ([]nats.Option, error) {
 	if n.NKey != "" {
 		o, err := nats.NkeyOptionFromSeed(n.NKey)
 		if err != nil {
-			return nil, err
+			return nil, cfg.KeyError("nats.nkey_seed", fmt.Errorf("%s: %w", n.NKey, err))
 		}
 		opts = append(opts, o)
 	}
@@ -44,19 +49,40 @@ type servedNode struct {
 	log  *slog.Logger
 }
 
-// startNode makes s a cluster node when cfg has a NATS URL.
-func startNode(s *daemon.Server, cfg *daemon.Config, log *slog.Logger) (*servedNode, error) {
+// redactURLs is a NATS URL list with its passwords hidden, for messages.
+func redactURLs(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			parts[i] = u.Redacted()
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// natsSource says where the NATS URL came from, for messages.
+func natsSource(cfg *daemon.Config, fromFlag bool) string {
+	if fromFlag {
+		return "--nats"
+	}
+	return "the [nats] url of " + cfg.Path
+}
+
+// startNode makes s a cluster node when cfg has a NATS URL (from the
+// --nats flag if fromFlag).
+func startNode(s *daemon.Server, cfg *daemon.Config, fromFlag bool, log *slog.Logger) (*servedNode, error) {
 	n := cfg.NATS
 	if n.URL == "" {
 		return &servedNode{}, nil
 	}
-	opts, err := natsOptions(n)
+	opts, err := natsOptions(cfg)
 	if err != nil {
 		return nil, err
 	}
 	nc, err := nats.Connect(n.URL, opts...)
 	if err != nil {
-		return nil, err
+		err = fmt.Errorf("cannot connect to the NATS server at %s (%s): %w", redactURLs(n.URL), natsSource(cfg, fromFlag), err)
+		return nil, hinted{err, "is a NATS server running there? README.md, \"A NATS server\", says how to run one"}
 	}
 	node, err := cluster.NewNode(nc, s, cluster.NodeConfig{ID: n.NodeID, Prefix: n.Prefix, Version: n.Version,
 		Heartbeat: n.Heartbeat, MaxDeadline: cfg.MaxDeadline, Logger: log})

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// serve --check refuses the [nats] settings that could not connect, each
+// with its file, line and key; a bad --nats is a usage error.
+func TestServeCheckNATS(t *testing.T) {
+	dir := t.TempDir()
+	seed := filepath.Join(dir, "bad.nk")
+	if err := os.WriteFile(seed, []byte("not a seed\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := "socket = \"" + filepath.Join(dir, "s.sock") + "\"\n[[pool]]\nname = \"demo\"\ncommand = \"${BULKHEAD_SELF}\"\nargs = [\"worker\"]\n[nats]\n"
+	tests := []struct {
+		name, nats string
+		flags      []string
+		code       int
+		want       []string // in stdout for code 0, stderr otherwise
+	}{
+		{"valid", "url = \"nats://127.0.0.1:4222, tls://n2:4443\"\nheartbeat = \"250ms\"\n", nil, 0, []string{"ok (1 pools"}},
+		{"url without its colon", "url = \"nats//127.0.0.1:14222\"\n", nil, 1, []string{"c.toml:7: nats.url", "nats://host:port"}},
+		{"creds missing", "url = \"nats://127.0.0.1:4222\"\ncreds = \"/nonexistent.creds\"\n", nil, 1,
+			[]string{"c.toml:8: nats.creds", "/nonexistent.creds", "no such file"}},
+		{"tls_cert missing", "tls_cert = \"/nonexistent.pem\"\ntls_key = \"/nonexistent.key\"\n", nil, 1,
+			[]string{"c.toml:7: nats.tls_cert", "c.toml:8: nats.tls_key"}},
+		{"seed NATS cannot read", "url = \"nats://127.0.0.1:4222\"\nnkey_seed = \"" + seed + "\"\n", nil, 1,
+			[]string{"c.toml:8: nats.nkey_seed", seed}},
+		{"heartbeat as a number", "heartbeat = 5\n", nil, 1, []string{"c.toml:7: nats.heartbeat", `a duration is a string such as "100ms"`}},
+		{"bad --nats", "", []string{"--nats", "nats//127.0.0.1:4222"}, 2, []string{"--nats", "not a NATS server URL"}},
+		{"--nats checked with the file's seed", "nkey_seed = \"" + seed + "\"\n", []string{"--nats", "nats://127.0.0.1:4222"}, 1,
+			[]string{"c.toml:7: nats.nkey_seed"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := filepath.Join(dir, "c.toml")
+			if err := os.WriteFile(cfg, []byte(base+tt.nats), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, out, errs := run(t, append([]string{"serve", "--check", "--config", cfg}, tt.flags...)...)
+			got := out
+			if tt.code != 0 {
+				got = errs
+			}
+			if code != tt.code {
+				t.Errorf("exit %d, want %d: %s%s", code, tt.code, out, errs)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("output %q lacks %q", got, w)
+				}
+			}
+		})
+	}
+}
+
+// A node that cannot reach its NATS server says which URL it tried and
+// where that URL came from, and exits 1.
+func TestServeNATSUnreachable(t *testing.T) {
+	checkLeaks(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.toml")
+	text := "socket = \"" + filepath.Join(dir, "s.sock") + "\"\n[[pool]]\nname = \"demo\"\ncommand = \"${BULKHEAD_SELF}\"\nargs = [\"worker\"]\nworkers = 1\n" +
+		"[nats]\nurl = \"nats://127.0.0.1:1\"\n"
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.Executable()
+	for _, tt := range []struct {
+		flags []string
+		want  []string
+	}{
+		{nil, []string{"nats://127.0.0.1:1", "the [nats] url of " + cfg, "no servers available", "hint: is a NATS server running"}},
+		{[]string{"--nats", "nats://u:secret@127.0.0.1:1"}, []string{"nats://u:xxxxx@127.0.0.1:1", "(--nats)"}},
+	} {
+		cmd := exec.Command(exe, append([]string{"serve", "--config", cfg}, tt.flags...)...)
+		cmd.Env = append(os.Environ(), cliEnv+"=1")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+			t.Fatalf("serve %q: %v, want exit 1\n%s", tt.flags, err, stderr.String())
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(stderr.String(), w) {
+				t.Errorf("serve %q: stderr lacks %q:\n%s", tt.flags, w, stderr.String())
+			}
+		}
+		if strings.Contains(stderr.String(), "secret") {
+			t.Errorf("the password is in the message:\n%s", stderr.String())
+		}
+	}
+}
