@@ -45,6 +45,15 @@ const (
 // that the daemon package does not import cluster and NATS with it.
 var natsName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
+// CheckNATSToken reports whether s, a node id or a prefix (what), is
+// what package cluster takes: one NATS subject token.
+func CheckNATSToken(what, s string) error {
+	if !natsName.MatchString(s) {
+		return fmt.Errorf("%q: a %s is one NATS subject token: 1 to 64 of A-Z a-z 0-9 _ -", s, what)
+	}
+	return nil
+}
+
 // semver is a micro service's version, as nats.go/micro checks it.
 var semver = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$`)
 
@@ -69,8 +78,10 @@ func (n *NATS) check(bad func(string, int, error)) {
 		bad("nats.heartbeat", -1, fmt.Errorf("%v: want %v to %v (zero: 100ms)", n.Heartbeat, minHeartbeat, maxHeartbeat))
 	}
 	for _, f := range []struct{ key, v, what string }{{"nats.node_id", n.NodeID, "node id"}, {"nats.prefix", n.Prefix, "prefix"}} {
-		if f.v != "" && !natsName.MatchString(f.v) {
-			bad(f.key, -1, fmt.Errorf("%q: a %s is one NATS subject token: 1 to 64 of A-Z a-z 0-9 _ -", f.v, f.what))
+		if f.v != "" {
+			if err := CheckNATSToken(f.what, f.v); err != nil {
+				bad(f.key, -1, err)
+			}
 		}
 	}
 	if n.Version != "" && !semver.MatchString(n.Version) {

@@ -23,18 +23,24 @@ import (
 // an object of one of its classes (--class, call_object.go).
 func newCallCmd() *cobra.Command {
 	var (
-		socket, class, ctor string
-		timeout             time.Duration
+		class, ctor string
+		timeout     time.Duration
+		to          = target{clientID: "bulkhead call"}
 	)
 	cmd := &cobra.Command{
-		Use:   "call --socket S [--timeout D] POOL METHOD [JSON-ARGS...]\n  call --socket S --class CLASS [--new JSON-ARRAY] METHOD [JSON-ARGS...] [, METHOD [JSON-ARGS...]]...",
-		Short: "Call a method of a daemon's pool or of an object, and print the result as JSON",
+		Use: "call (--socket S | --nats URL [--nats-prefix P]) [--timeout D] POOL METHOD [JSON-ARGS...]\n" +
+			"  call (--socket S | --nats URL) --class CLASS [--new JSON-ARRAY] METHOD [JSON-ARGS...] [, METHOD [JSON-ARGS...]]...",
+		Short: "Call a method of a daemon's or a cluster's pool or of an object, and print the result as JSON",
 		Long: "call sends one call to a pool of `bulkhead serve` and prints its result as JSON. Each\n" +
 			"argument is a JSON value: a number without a fraction or exponent is an integer (int64, or\n" +
 			"uint64 above that; larger ones are refused), others are floats, strings are text. Flags go\n" +
 			"before POOL: what follows POOL is arguments, so -5 needs no --. @FILE is the file's\n" +
 			"contents as a byte string (@- reads stdin). A byte string in the result prints as base64.\n" +
 			"A remote failure prints the typed error as JSON and exits 1.\n\n" +
+			"--socket calls one daemon; --nats calls a cluster (`bulkhead serve --nats`) through its NATS\n" +
+			"server, as client.DialNATS does: the call goes to a node with a free worker, and elsewhere if\n" +
+			"that node is lost before it starts the call. Over NATS the arguments and the result must\n" +
+			"each fit the NATS server's max_payload (1 MiB by default).\n\n" +
 			"With --class, call creates an object of CLASS (create_instance, with the elements of --new\n" +
 			"as the constructor's arguments: a generated handle class takes the constructor's C name\n" +
 			"first, --new '[\"gzopen\", \"/tmp/x.gz\", \"wb\"]'), calls its methods in order (a lone \",\"\n" +
@@ -49,11 +55,11 @@ func newCallCmd() *cobra.Command {
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			if socket == "" {
-				return usagef("--socket is required")
+			if err := to.check(); err != nil {
+				return err
 			}
 			if class != "" {
-				return objectCmd(c, socket, timeout, class, ctor, args)
+				return objectCmd(c, to, timeout, class, ctor, args)
 			}
 			if ctor != "" {
 				return usagef("--new goes with --class")
@@ -62,15 +68,17 @@ func newCallCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			err = runCall(c.Context(), c.OutOrStdout(), socket, timeout, args[0], args[1], vals)
+			err = runCall(c.Context(), c.OutOrStdout(), to, timeout, args[0], args[1], vals)
 			if errors.Is(err, client.ErrPermission) {
 				return hinted{err, fmt.Sprintf("pool %q does not exist, or your uid %d is not in its allow_uids, allow_gids or allow_users;\n"+
-					"  bulkhead status --socket %s lists the pools you may use", args[0], os.Getuid(), socket)}
+					"  %s lists the pools you may use", args[0], os.Getuid(), to.where())}
 			}
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&socket, "socket", "", "the daemon's socket")
+	cmd.Flags().StringVar(&to.socket, "socket", "", "the daemon's socket")
+	cmd.Flags().StringVar(&to.natsURL, "nats", "", "call a cluster through this NATS server instead (nats://host:port, comma-separated for several)")
+	cmd.Flags().StringVar(&to.prefix, "nats-prefix", "", "with --nats: the nodes' [nats] prefix (default \"bulkhead\")")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "the call's deadline (with --class: all of them)")
 	cmd.Flags().StringVar(&class, "class", "", "call an object of this class instead of a pool")
 	cmd.Flags().StringVar(&ctor, "new", "", "with --class: the constructor's arguments, a JSON array")
@@ -99,15 +107,15 @@ func callArgs(rest []string, stdin io.Reader) ([]any, error) {
 	return vals, nil
 }
 
-func runCall(ctx context.Context, out io.Writer, socket string, timeout time.Duration, pool, method string, args []any) error {
+func runCall(ctx context.Context, out io.Writer, to target, timeout time.Duration, pool, method string, args []any) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	c, err := client.Dial(ctx, socket, client.Options{Name: "bulkhead call"})
+	c, err := to.dial(ctx, pool)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	r, err := c.Pool(pool).Call(ctx, method, args...)
+	defer c.close()
+	r, err := c.pool.Call(ctx, method, args...)
 	return printReply(out, r, err)
 }
 

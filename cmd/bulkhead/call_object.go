@@ -21,7 +21,7 @@ type objCall struct {
 }
 
 // objectCmd is `bulkhead call --class`: its arguments checked, then run.
-func objectCmd(c *cobra.Command, socket string, timeout time.Duration, class, ctor string, args []string) error {
+func objectCmd(c *cobra.Command, to target, timeout time.Duration, class, ctor string, args []string) error {
 	var ctorArgs []any
 	if ctor != "" {
 		v, err := callArg(ctor, c.InOrStdin())
@@ -51,10 +51,10 @@ func objectCmd(c *cobra.Command, socket string, timeout time.Duration, class, ct
 			}
 		}
 	}
-	err := runObject(c.Context(), c.OutOrStdout(), socket, timeout, class, ctorArgs, calls)
+	err := runObject(c.Context(), c.OutOrStdout(), to, timeout, class, ctorArgs, calls)
 	if errors.Is(err, client.ErrPermission) {
 		return hinted{err, fmt.Sprintf("class %q does not exist, or your uid %d is not in its allow_uids, allow_gids or allow_users;\n"+
-			"  bulkhead status --socket %s lists the classes you may use", class, os.Getuid(), socket)}
+			"  %s lists the classes you may use", class, os.Getuid(), to.where())}
 	}
 	return err
 }
@@ -62,15 +62,15 @@ func objectCmd(c *cobra.Command, socket string, timeout time.Duration, class, ct
 // runObject creates an object of class, makes calls on it in order,
 // printing each result, and releases it. The first failure, the
 // creation's included, is printed and ends the run.
-func runObject(ctx context.Context, out io.Writer, socket string, timeout time.Duration, class string, ctor []any, calls []objCall) error {
+func runObject(ctx context.Context, out io.Writer, to target, timeout time.Duration, class string, ctor []any, calls []objCall) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	c, err := client.Dial(ctx, socket, client.Options{Name: "bulkhead call"})
+	c, err := to.dial(ctx, "")
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	o, err := c.CreateInstance(ctx, class, ctor...)
+	defer c.close()
+	o, err := c.create(ctx, class, ctor...)
 	if err != nil {
 		return printReply(out, bulkhead.Reply{}, err)
 	}
