@@ -3,10 +3,15 @@
  * It speaks docs/CLIENT-PROTOCOL.md over the daemon's Unix socket: calls on
  * the daemon's pools, and objects of its class servers (create_instance,
  * object calls, release, class objects, the running object table), plus the
- * daemon's status and stats. Build bulkhead_client.c with any C99 compiler
- * on Linux; the header is usable from C++ (extern "C") and through an FFI
- * (the types are plain structs of fixed size, and every function returns 0
- * or -1).
+ * daemon's status and stats. It speaks the socket only: connected to a
+ * cluster node's socket (`bulkhead serve --nats`), it calls that node's pools
+ * and objects, run by that machine's workers, with no dispatch to the other
+ * nodes and no failover when that node goes (only the Go client,
+ * client.DialNATS, is a client of the cluster).
+ *
+ * Build bulkhead_client.c with any C99 compiler on Linux; the header is
+ * usable from C++ (extern "C") and through an FFI (the types are plain
+ * structs of fixed size, and every function returns 0 or -1).
  *
  *     bhc_error err;
  *     bhc_client *c = bhc_connect("/tmp/bulkhead.sock", "myprog", 5000, &err);

@@ -16,6 +16,11 @@ its connection (ProtocolError), nothing more.
 
 A Client is one connection. Its requests run one at a time (a lock serialises them), so use one
 Client per thread for parallel calls.
+
+It speaks the daemon's Unix socket only. Connected to a cluster node's socket (`bulkhead serve
+--nats`), it calls that node's pools and objects, run by that machine's workers: no dispatch to the
+other nodes, no failover when that node goes. Only the Go client (client.DialNATS) is a client of
+the cluster.
 """
 
 import collections

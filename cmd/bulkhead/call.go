@@ -227,24 +227,41 @@ func jsonable(v any) any {
 	return v
 }
 
-// newStatusCmd is `bulkhead status`: a daemon's pools, then their workers.
+// newStatusCmd is `bulkhead status`: a daemon's pools, then their
+// workers; or, with --nats, the live nodes of a cluster's pool
+// (status_nats.go).
 func newStatusCmd() *cobra.Command {
 	var (
-		socket  string
 		asJSON  bool
 		timeout time.Duration
+		wait    time.Duration
+		to      = target{clientID: "bulkhead status"}
 	)
 	cmd := &cobra.Command{
-		Use:   "status --socket S [--json]",
-		Short: "Show a daemon's pools and workers, and its class servers",
-		Args:  noArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			if socket == "" {
-				return usagef("--socket is required")
+		Use:   "status --socket S [--json]\n  status --nats URL [--nats-prefix P] [--wait D] [--json] POOL",
+		Short: "Show a daemon's pools and workers, and its class servers; or a cluster pool's nodes",
+		Args: func(_ *cobra.Command, args []string) error {
+			if to.natsURL != "" && len(args) != 1 {
+				return usagef("with --nats, want one POOL, got %d arguments", len(args))
+			}
+			if to.natsURL == "" && len(args) > 0 {
+				return usagef("status --socket takes no arguments, got %q (POOL goes with --nats)", args)
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := to.check(); err != nil {
+				return err
+			}
+			if to.natsURL != "" {
+				if wait <= 0 {
+					return usagef("--wait must be positive")
+				}
+				return natsStatus(c.Context(), c.OutOrStdout(), to, timeout, wait, args[0], asJSON)
 			}
 			ctx, cancel := context.WithTimeout(c.Context(), timeout)
 			defer cancel()
-			cl, err := client.Dial(ctx, socket, client.Options{Name: "bulkhead status"})
+			cl, err := client.Dial(ctx, to.socket, client.Options{Name: "bulkhead status"})
 			if err != nil {
 				return err
 			}
@@ -265,9 +282,12 @@ func newStatusCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&socket, "socket", "", "the daemon's socket")
+	cmd.Flags().StringVar(&to.socket, "socket", "", "the daemon's socket")
+	cmd.Flags().StringVar(&to.natsURL, "nats", "", "list the live nodes of a cluster's POOL on this NATS server instead")
+	cmd.Flags().StringVar(&to.prefix, "nats-prefix", "", "with --nats: the nodes' [nats] prefix (default \"bulkhead\")")
+	cmd.Flags().DurationVar(&wait, "wait", time.Second, "with --nats: how long to listen to the nodes' heartbeats")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the daemon")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the daemon or the NATS server")
 	return cmd
 }
 

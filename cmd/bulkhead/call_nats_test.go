@@ -61,6 +61,18 @@ func TestCallNATS(t *testing.T) {
 			}
 		})
 	}
+	// status --nats lists the pool's live node, by its heartbeats.
+	if code, out, errs := run(t, "status", "--nats", url, "--wait", "2s", "demo"); code != 0 || !strings.HasPrefix(out, "pool demo: 1 live node: ") {
+		t.Errorf("status --nats demo: exit %d, %q %q", code, out, errs)
+	}
+	if code, out, errs := run(t, "status", "--nats", url, "--wait", "300ms", "--json", "nosuch"); code != 0 || !strings.Contains(out, `"nodes": []`) {
+		t.Errorf("status --nats nosuch: exit %d, %q %q", code, out, errs)
+	}
+	for _, args := range [][]string{{"--nats", url}, {"--nats", url, "a", "b"}, {"--socket", p.sock, "demo"}, {"--nats", url, "--wait", "0s", "demo"}, {}} {
+		if code, _, errs := run(t, append([]string{"status"}, args...)...); code != 2 {
+			t.Errorf("status %q: exit %d, %q; want 2", args, code, errs)
+		}
+	}
 	// A NATS server that is not there is named.
 	if code, _, errs := run(t, "call", "--nats", "nats://127.0.0.1:1", "demo", "echo", "1"); code != 1 || !strings.Contains(errs, "nats://127.0.0.1:1 (--nats)") {
 		t.Errorf("call --nats to nowhere: exit %d, %q", code, errs)

@@ -82,7 +82,7 @@ func startNode(s *daemon.Server, cfg *daemon.Config, fromFlag bool, log *slog.Lo
 	nc, err := nats.Connect(n.URL, opts...)
 	if err != nil {
 		err = fmt.Errorf("cannot connect to the NATS server at %s (%s): %w", redactURLs(n.URL), natsSource(cfg, fromFlag), err)
-		return nil, hinted{err, "is a NATS server running there? README.md, \"A NATS server\", says how to run one"}
+		return nil, hinted{err, "is a NATS server running there? README.md, \"Run it across machines\", says how to run one"}
 	}
 	node, err := cluster.NewNode(nc, s, cluster.NodeConfig{ID: n.NodeID, Prefix: n.Prefix, Version: n.Version,
 		Heartbeat: n.Heartbeat, MaxDeadline: cfg.MaxDeadline, Logger: log})
