@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -49,6 +50,29 @@ type servedNode struct {
 	log  *slog.Logger
 }
 
+// connectionLog makes the NATS connection's losses and returns visible in
+// the node's log: while it is away, its clients find the node lost. The
+// handlers run on nats.go's callback goroutine, which nc.Close ends.
+func connectionLog(log *slog.Logger) []nats.Option {
+	return []nats.Option{
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if !nc.IsClosed() { // not our own Close
+				log.Warn("cluster node: disconnected from NATS; reconnecting", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("cluster node: reconnected to NATS", "nats", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Error("cluster node: NATS error", "subject", subject, "err", err)
+		}),
+	}
+}
+
 // redactURLs is a NATS URL list with its passwords hidden, for messages.
 func redactURLs(s string) string {
 	parts := strings.Split(s, ",")
@@ -79,7 +103,7 @@ func startNode(s *daemon.Server, cfg *daemon.Config, fromFlag bool, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(n.URL, opts...)
+	nc, err := nats.Connect(n.URL, append(opts, connectionLog(log)...)...)
 	if err != nil {
 		err = fmt.Errorf("cannot connect to the NATS server at %s (%s): %w", redactURLs(n.URL), natsSource(cfg, fromFlag), err)
 		return nil, hinted{err, "is a NATS server running there? README.md, \"Run it across machines\", says how to run one"}
@@ -88,6 +112,9 @@ func startNode(s *daemon.Server, cfg *daemon.Config, fromFlag bool, log *slog.Lo
 		Heartbeat: n.Heartbeat, MaxDeadline: cfg.MaxDeadline, Logger: log})
 	if err != nil {
 		nc.Close()
+		if errors.Is(err, cluster.ErrNodeIDInUse) && n.NodeID != "" {
+			return nil, cfg.KeyError("nats.node_id", err)
+		}
 		return nil, err
 	}
 	log.Info("cluster node", "nats", nc.ConnectedUrlRedacted(), "node", node.ID(), "pools", s.PoolNames())

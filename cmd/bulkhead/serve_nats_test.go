@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bulkhead-go/bulkhead/internal/natsembed"
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
 )
 
 // serve --check refuses the [nats] settings that could not connect, each
@@ -96,4 +99,44 @@ func TestServeNATSUnreachable(t *testing.T) {
 			t.Errorf("the password is in the message:\n%s", stderr.String())
 		}
 	}
+}
+
+// A node logs the loss of its NATS server, and a second node given the
+// id of a live one refuses to start, blaming the config's node_id.
+func TestServeNATSLostAndDuplicateID(t *testing.T) {
+	ns, err := natsembed.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	p := startServe(t, "--nats", ns.URL())
+	var id string
+	testutil.Until(t, "the cluster node record", func() bool {
+		_, rest, ok := strings.Cut(p.log.String(), `"msg":"cluster node"`)
+		if ok {
+			_, rest, ok = strings.Cut(rest, `"node":"`)
+			id, _, _ = strings.Cut(rest, `"`)
+		}
+		return ok && id != ""
+	})
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c2.toml")
+	text := "socket = \"" + filepath.Join(dir, "s.sock") + "\"\n[[pool]]\nname = \"demo\"\ncommand = \"${BULKHEAD_SELF}\"\nargs = [\"worker\"]\nworkers = 1\n" +
+		"[nats]\nurl = \"" + ns.URL() + "\"\nnode_id = \"" + id + "\"\n"
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.Executable()
+	cmd := exec.Command(exe, "serve", "--config", cfg)
+	cmd.Env = append(os.Environ(), cliEnv+"=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(stderr.String(), "c2.toml:9: nats.node_id: cluster: node id in use") {
+		t.Fatalf("a second node %q: %v, want exit 1 naming c2.toml:9 nats.node_id\n%s", id, err, stderr.String())
+	}
+	ns.Close()
+	testutil.Until(t, "the node to log the NATS server's loss", func() bool {
+		return strings.Contains(p.log.String(), "disconnected from NATS")
+	})
 }
