@@ -362,7 +362,7 @@ func emitCall(w cw) {
 	w.line("if (!(%s)) {", w.f.spec.Status)
 	w.line("\tchar bh_etext[%d];", errTextMax+1)
 	w.line("\terrno = bh_errno;")
-	w.line("\tif (bh_errtext(bh_etext, sizeof bh_etext, %s) != NULL) %s", w.f.spec.Error,
+	w.line("\tif (bh_errtext(bh_etext, sizeof bh_etext, (%s)) != NULL) %s", w.f.spec.Error,
 		w.fail("BH_APPLICATION", w.f.spec.Name+" returned %lld: %s", "(long long)ret", "bh_etext"))
 	w.line("\t%s", w.fail("BH_APPLICATION", w.f.spec.Name+" returned %lld", "(long long)ret"))
 	w.line("}")

@@ -78,7 +78,7 @@ static int h_gzwrite(bh_call *bh_c, void *bh_state, void *bh_unused) {
 	if (!(ret > 0 || len == 0)) {
 		char bh_etext[257];
 		errno = bh_errno;
-		if (bh_errtext(bh_etext, sizeof bh_etext, gzerror(file, NULL)) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzwrite: gzwrite returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
+		if (bh_errtext(bh_etext, sizeof bh_etext, (gzerror(file, NULL))) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzwrite: gzwrite returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
 		{ bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzwrite: gzwrite returned %lld", (long long)ret); goto bh_done; }
 	}
 	bh_put_null(bh_c->result);
@@ -106,7 +106,7 @@ static int h_gzread(bh_call *bh_c, void *bh_state, void *bh_unused) {
 	if (!(ret >= 0)) {
 		char bh_etext[257];
 		errno = bh_errno;
-		if (bh_errtext(bh_etext, sizeof bh_etext, gzerror(file, NULL)) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzread: gzread returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
+		if (bh_errtext(bh_etext, sizeof bh_etext, (gzerror(file, NULL))) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzread: gzread returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
 		{ bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzread: gzread returned %lld", (long long)ret); goto bh_done; }
 	}
 	if ((uint64_t)(ret) > bh_cap_buf) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzread: buf: the library says it wrote more than the buffer holds"); goto bh_done; }
@@ -131,7 +131,7 @@ static int h_gzflush(bh_call *bh_c, void *bh_state, void *bh_unused) {
 	if (!(ret == Z_OK)) {
 		char bh_etext[257];
 		errno = bh_errno;
-		if (bh_errtext(bh_etext, sizeof bh_etext, gzerror(file, NULL)) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzflush: gzflush returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
+		if (bh_errtext(bh_etext, sizeof bh_etext, (gzerror(file, NULL))) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzflush: gzflush returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
 		{ bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzflush: gzflush returned %lld", (long long)ret); goto bh_done; }
 	}
 	bh_put_null(bh_c->result);
@@ -157,7 +157,7 @@ static int h_gzsetparams(bh_call *bh_c, void *bh_state, void *bh_unused) {
 	if (!(ret == Z_OK)) {
 		char bh_etext[257];
 		errno = bh_errno;
-		if (bh_errtext(bh_etext, sizeof bh_etext, gzerror(file, NULL)) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzsetparams: gzsetparams returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
+		if (bh_errtext(bh_etext, sizeof bh_etext, (gzerror(file, NULL))) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzsetparams: gzsetparams returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
 		{ bh_rc = bh_fail(bh_c, BH_APPLICATION, "gzsetparams: gzsetparams returned %lld", (long long)ret); goto bh_done; }
 	}
 	bh_put_null(bh_c->result);

@@ -54,7 +54,7 @@ static int h_tjDecompressHeader3(bh_call *bh_c, void *bh_unused) {
 	if (!(ret == 0)) {
 		char bh_etext[257];
 		errno = bh_errno;
-		if (bh_errtext(bh_etext, sizeof bh_etext, tjGetErrorStr2(handle)) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "tjDecompressHeader3: tjDecompressHeader3 returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
+		if (bh_errtext(bh_etext, sizeof bh_etext, (tjGetErrorStr2(handle))) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "tjDecompressHeader3: tjDecompressHeader3 returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
 		{ bh_rc = bh_fail(bh_c, BH_APPLICATION, "tjDecompressHeader3: tjDecompressHeader3 returned %lld", (long long)ret); goto bh_done; }
 	}
 	bh_put_array(bh_c->result, 4);

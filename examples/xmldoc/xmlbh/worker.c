@@ -117,7 +117,7 @@ static int h_xmlSaveFile(bh_call *bh_c, void *bh_state, void *bh_unused) {
 	if (!(ret >= 0)) {
 		char bh_etext[257];
 		errno = bh_errno;
-		if (bh_errtext(bh_etext, sizeof bh_etext, errno != 0 ? strerror(errno) : NULL) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "xmlSaveFile: xmlSaveFile returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
+		if (bh_errtext(bh_etext, sizeof bh_etext, (errno != 0 ? strerror(errno) : NULL)) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "xmlSaveFile: xmlSaveFile returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
 		{ bh_rc = bh_fail(bh_c, BH_APPLICATION, "xmlSaveFile: xmlSaveFile returned %lld", (long long)ret); goto bh_done; }
 	}
 	bh_put_null(bh_c->result);

@@ -57,7 +57,7 @@ static int h_compress2(bh_call *bh_c, void *bh_unused) {
 	if (!(ret == Z_OK)) {
 		char bh_etext[257];
 		errno = bh_errno;
-		if (bh_errtext(bh_etext, sizeof bh_etext, zError(ret)) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "compress2: compress2 returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
+		if (bh_errtext(bh_etext, sizeof bh_etext, (zError(ret))) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "compress2: compress2 returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
 		{ bh_rc = bh_fail(bh_c, BH_APPLICATION, "compress2: compress2 returned %lld", (long long)ret); goto bh_done; }
 	}
 	if ((uint64_t)(destLen) > bh_cap_dest) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "compress2: dest: the library says it wrote more than the buffer holds"); goto bh_done; }
@@ -91,7 +91,7 @@ static int h_uncompress(bh_call *bh_c, void *bh_unused) {
 	if (!(ret == Z_OK)) {
 		char bh_etext[257];
 		errno = bh_errno;
-		if (bh_errtext(bh_etext, sizeof bh_etext, zError(ret)) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "uncompress: uncompress returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
+		if (bh_errtext(bh_etext, sizeof bh_etext, (zError(ret))) != NULL) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "uncompress: uncompress returned %lld: %s", (long long)ret, bh_etext); goto bh_done; }
 		{ bh_rc = bh_fail(bh_c, BH_APPLICATION, "uncompress: uncompress returned %lld", (long long)ret); goto bh_done; }
 	}
 	if ((uint64_t)(destLen) > bh_cap_dest) { bh_rc = bh_fail(bh_c, BH_APPLICATION, "uncompress: dest: the library says it wrote more than the buffer holds"); goto bh_done; }
