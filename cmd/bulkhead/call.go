@@ -28,7 +28,7 @@ func newCallCmd() *cobra.Command {
 		to          = target{clientID: "bulkhead call"}
 	)
 	cmd := &cobra.Command{
-		Use: "call (--socket S | --nats URL [--nats-prefix P]) [--timeout D] POOL METHOD [JSON-ARGS...]\n" +
+		Use: "call (--socket S | --nats URL [--nats-prefix P] [--nats-creds F]) [--timeout D] POOL METHOD [JSON-ARGS...]\n" +
 			"  call (--socket S | --nats URL) --class CLASS [--new JSON-ARRAY] METHOD [JSON-ARGS...] [, METHOD [JSON-ARGS...]]...",
 		Short: "Call a method of a daemon's or a cluster's pool or of an object, and print the result as JSON",
 		Long: "call sends one call to a pool of `bulkhead serve` and prints its result as JSON. Each\n" +
@@ -77,8 +77,7 @@ func newCallCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&to.socket, "socket", "", "the daemon's socket")
-	cmd.Flags().StringVar(&to.natsURL, "nats", "", "call a cluster through this NATS server instead (nats://host:port, comma-separated for several)")
-	cmd.Flags().StringVar(&to.prefix, "nats-prefix", "", "with --nats: the nodes' [nats] prefix (default \"bulkhead\")")
+	to.natsFlags(cmd, "call a cluster through this NATS server instead (nats://host:port, comma-separated for several)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "the call's deadline (with --class: all of them)")
 	cmd.Flags().StringVar(&class, "class", "", "call an object of this class instead of a pool")
 	cmd.Flags().StringVar(&ctor, "new", "", "with --class: the constructor's arguments, a JSON array")
@@ -238,7 +237,7 @@ func newStatusCmd() *cobra.Command {
 		to      = target{clientID: "bulkhead status"}
 	)
 	cmd := &cobra.Command{
-		Use:   "status --socket S [--json]\n  status --nats URL [--nats-prefix P] [--wait D] [--json] POOL",
+		Use:   "status --socket S [--json]\n  status --nats URL [--nats-prefix P] [--nats-creds F] [--wait D] [--json] POOL",
 		Short: "Show a daemon's pools and workers, and its class servers; or a cluster pool's nodes",
 		Args: func(_ *cobra.Command, args []string) error {
 			if to.natsURL != "" && len(args) != 1 {
@@ -283,8 +282,7 @@ func newStatusCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&to.socket, "socket", "", "the daemon's socket")
-	cmd.Flags().StringVar(&to.natsURL, "nats", "", "list the live nodes of a cluster's POOL on this NATS server instead")
-	cmd.Flags().StringVar(&to.prefix, "nats-prefix", "", "with --nats: the nodes' [nats] prefix (default \"bulkhead\")")
+	to.natsFlags(cmd, "list the live nodes of a cluster's POOL on this NATS server instead")
 	cmd.Flags().DurationVar(&wait, "wait", time.Second, "with --nats: how long to listen to the nodes' heartbeats")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the daemon or the NATS server")

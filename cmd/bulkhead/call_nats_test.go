@@ -47,6 +47,8 @@ func TestCallNATS(t *testing.T) {
 		{"neither", []string{"demo", "echo", "1"}, 2, "--socket or --nats is required"},
 		{"bad url", []string{"--nats", "nats//127.0.0.1:4222", "demo", "echo", "1"}, 2, "not a NATS server URL"},
 		{"prefix without nats", []string{"--socket", p.sock, "--nats-prefix", "x", "demo", "echo", "1"}, 2, "--nats-prefix goes with --nats"},
+		{"creds missing", []string{"--nats", url, "--nats-creds", "/nonexistent.creds", "demo", "echo", "1"}, 2, "--nats-creds: open /nonexistent.creds"},
+		{"creds without nats", []string{"--socket", p.sock, "--nats-creds", "/etc/hostname", "demo", "echo", "1"}, 2, "--nats-creds goes with --nats"},
 		{"bad prefix", []string{"--nats", url, "--nats-prefix", "a.b", "demo", "echo", "1"}, 2, "--nats-prefix: \"a.b\""},
 	}
 	for _, tt := range tests {

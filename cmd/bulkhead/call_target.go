@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/client"
 	"github.com/bulkhead-go/bulkhead/cluster"
 	"github.com/bulkhead-go/bulkhead/daemon"
 	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
 )
 
 // target is where `bulkhead call` sends: one daemon's socket, or a
@@ -18,6 +20,7 @@ type target struct {
 	socket   string // the daemon's socket; "" with natsURL
 	natsURL  string // the NATS server of a cluster; "" with socket
 	prefix   string // the nodes' [nats] prefix; "" for the default
+	creds    string // a NATS .creds file; "" for none
 	clientID string // the connection's name
 }
 
@@ -47,6 +50,8 @@ func (t target) check() error {
 		return usagef("--socket or --nats is required")
 	case t.prefix != "" && t.natsURL == "":
 		return usagef("--nats-prefix goes with --nats")
+	case t.creds != "" && t.natsURL == "":
+		return usagef("--nats-creds goes with --nats")
 	case t.natsURL != "":
 		if err := daemon.CheckNATSURL(t.natsURL); err != nil {
 			return usagef("--nats: %v", err)
@@ -54,6 +59,11 @@ func (t target) check() error {
 		if t.prefix != "" {
 			if err := daemon.CheckNATSToken("prefix", t.prefix); err != nil {
 				return usagef("--nats-prefix: %v", err)
+			}
+		}
+		if t.creds != "" {
+			if _, err := os.ReadFile(t.creds); err != nil {
+				return usagef("--nats-creds: %v", err)
 			}
 		}
 	}
@@ -76,7 +86,11 @@ func (t target) dial(ctx context.Context, pool string) (*conn, error) {
 				return o, nil
 			}}, nil
 	}
-	c, err := cluster.Dial(ctx, t.natsURL, pool, cluster.Options{Prefix: t.prefix}, nats.Name(t.clientID))
+	nopts := []nats.Option{nats.Name(t.clientID)}
+	if t.creds != "" {
+		nopts = append(nopts, nats.UserCredentials(t.creds))
+	}
+	c, err := cluster.Dial(ctx, t.natsURL, pool, cluster.Options{Prefix: t.prefix}, nopts...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the cluster on the NATS server at %s (--nats): %w", redactURLs(t.natsURL), err)
 	}
@@ -88,6 +102,15 @@ func (t target) dial(ctx context.Context, pool string) (*conn, error) {
 			}
 			return o, nil
 		}}, nil
+}
+
+// natsFlags adds the flags of a cluster target: --nats, what it is for,
+// and the options that go with it.
+func (t *target) natsFlags(cmd *cobra.Command, usage string) {
+	fs := cmd.Flags()
+	fs.StringVar(&t.natsURL, "nats", "", usage)
+	fs.StringVar(&t.prefix, "nats-prefix", "", "with --nats: the nodes' [nats] prefix (default \"bulkhead\")")
+	fs.StringVar(&t.creds, "nats-creds", "", "with --nats: a NATS .creds file (JWT and NKey seed) to connect with")
 }
 
 // where names t in hints: the command that lists what it serves.
