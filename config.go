@@ -400,7 +400,7 @@ func (c *Config) settings() (settings, error) {
 		bad("Command: %w", err)
 	} else {
 		s.path = p
-		s.syms = &elfSymbols{path: p}
+		s.syms = &elfSymbols{path: p, privateTmp: c.Sandbox.PrivateTmp}
 	}
 	s.sizes(bad)
 	if c.Spares < 0 || c.Spares > maxSpares {

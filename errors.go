@@ -105,8 +105,13 @@ type CrashError struct {
 	MaxRSS int64
 	// Function is the native function the worker died in, when its crash
 	// report names it: for a Go worker whose C code faulted, the C function
-	// its cgo call had entered (from the Go runtime's report on stderr).
-	// "" when the report does not say.
+	// its cgo call had entered (from the Go runtime's report on stderr);
+	// for a C SDK worker, the innermost named frame of its report: the
+	// faulting function, named from the symbol tables of the program or of
+	// the library it is in if the report did not name it, or if none names
+	// it (a static function of a stripped library), the nearest caller that
+	// has a name, such as the library's exported function the call
+	// entered. Stderr shows every frame. "" when the report does not say.
 	Function string
 	// Fingerprint is the call's quarantine fingerprint ("method key", or
 	// "method #hash" of its arguments), set only with

@@ -5,9 +5,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-
-	"github.com/bulkhead-go/bulkhead/internal/stackscan"
 )
 
 // Crash reports and stacks of C SDK workers (sdk/c/bulkhead.h). Its crash
@@ -21,10 +18,11 @@ import (
 //	/lib/x86_64-linux-gnu/libc.so.6(__libc_start_main+0x85) [0x7f...]
 //
 // (glibc's backtrace_symbols_fd, from the faulting frame on), and its STACK
-// answer has the same lines after "bulkhead: stack of pid N". A function the
-// program does not export shows as an offset in the program only; the
-// dispatcher names it from the symbol table of the program it started,
-// when the report's program is that file.
+// answer has the same lines after "bulkhead: stack of pid N". A function
+// the program or a library does not export shows as an offset in its file
+// only; the dispatcher names it from the symbol table of the program it
+// started, when the report's program is that file, or of the library's
+// file, within the bounds of forensics_elf.go: the report is the worker's.
 
 const (
 	cCrashMarker   = "bulkhead: fatal signal "
@@ -84,26 +82,72 @@ func parseCReport(text string) (r cReport, ok bool) {
 		}
 		r.frames = append(r.frames, cFrame{module: m[1], symbol: m[2], offset: off})
 		r.frameLines = append(r.frameLines, i)
+		if len(r.frames) == maxReportFrames {
+			break
+		}
 	}
 	return r, true
 }
 
-// name names frame f: its symbol, or the function of the program's symbol
-// table (syms) at its offset, or "".
-func (r *cReport) name(f cFrame, syms *elfSymbols) string {
+// namer names a report's frames, reading at most maxReportFiles libraries
+// for it (forensics_elf.go).
+type namer struct {
+	r      *cReport
+	syms   *elfSymbols // nil: name only what the report names
+	budget int
+}
+
+func newNamer(r *cReport, syms *elfSymbols) *namer {
+	return &namer{r: r, syms: syms, budget: maxReportFiles}
+}
+
+// lookup returns the function that a symbol table names at frame f's
+// offset (f has no symbol), and f's offset in it; "" if none does. A frame
+// of the program is named from the pool's program, if the report's program
+// is that file; a frame of a library, from the library's file.
+func (n *namer) lookup(f cFrame) (name string, at uint64) {
+	if n.syms == nil || f.symbol != "" || f.module == "" {
+		return "", 0
+	}
+	if f.module == n.r.argv0 {
+		if name, at = n.syms.lookup(n.r.exe, f.offset); name != "" {
+			return cleanSymbol(name), at
+		}
+	}
+	if tab := n.syms.library(f.module, &n.budget); tab != nil {
+		name, at = tab.Lookup(f.offset)
+	}
+	return cleanSymbol(name), at
+}
+
+// name names frame f: its symbol, or lookup's.
+func (n *namer) name(f cFrame) string {
 	if f.symbol != "" {
 		return f.symbol
 	}
-	if syms == nil || f.module == "" || f.module != r.argv0 {
+	name, _ := n.lookup(f)
+	return name
+}
+
+// symbolName is what a symbol a C, C++ or Rust compiler wrote looks like.
+var symbolName = regexp.MustCompile(`^[A-Za-z_.$@][A-Za-z0-9_.$@]{0,255}$`)
+
+// cleanSymbol returns name if it looks like a symbol, else "": the name
+// comes from a file a hostile report named.
+func cleanSymbol(name string) string {
+	if !symbolName.MatchString(name) {
 		return ""
 	}
-	name, _ := syms.lookup(r.exe, f.offset)
 	return name
 }
 
 // cFunction returns the function a C SDK worker died in, from the last
-// crash report in its stderr: the faulting frame's function, or for
-// SIGABRT the first frame outside the C library (abort's caller).
+// crash report in its stderr: the innermost frame that has a name (the
+// faulting frame's function, or if it has none, as a static function of a
+// stripped library has not, the nearest caller that has), looking from the
+// faulting frame on, or for SIGABRT from the first frame outside the C
+// library (abort's caller). It looks no further than the SDK's own frames
+// (bh_serve, bh__*): those name no call's code.
 func cFunction(stderr string, syms *elfSymbols) string {
 	i := strings.LastIndex(stderr, cCrashMarker)
 	if i < 0 || (i > 0 && stderr[i-1] != '\n') {
@@ -113,13 +157,28 @@ func cFunction(stderr string, syms *elfSymbols) string {
 	if !ok {
 		return ""
 	}
+	n := newNamer(&r, syms)
+	first := true
 	for _, f := range r.frames {
 		if r.signal == 6 && isLibc(f.module) {
 			continue
 		}
-		return r.name(f, syms)
+		name := n.name(f)
+		switch {
+		case name == "":
+			first = false
+		case !first && sdkFunction(name):
+			return ""
+		default:
+			return name
+		}
 	}
 	return ""
+}
+
+// sdkFunction reports whether name is the C SDK's own (bulkhead.h).
+func sdkFunction(name string) bool {
+	return name == "bh_serve" || strings.HasPrefix(name, "bh__")
 }
 
 // isLibc reports whether module is the C library (abort, raise).
@@ -129,64 +188,23 @@ func isLibc(module string) bool {
 }
 
 // symbolizeStack returns a C SDK STACK dump with each frame that has no
-// symbol followed by the function syms names for it; other dumps as they
-// are.
+// symbol followed by the function the symbol tables name for it (the
+// program's, a library's); other dumps as they are.
 func symbolizeStack(dump string, syms *elfSymbols) string {
 	r, ok := parseCReport(dump)
 	if !ok {
 		return dump
 	}
+	n := newNamer(&r, syms)
 	changed := false
 	for k, f := range r.frames {
-		if f.symbol != "" {
-			continue
-		}
-		if f.module == r.argv0 && syms != nil {
-			if n, at := syms.lookup(r.exe, f.offset); n != "" {
-				r.lines[r.frameLines[k]] += " " + n + "+0x" + strconv.FormatUint(at, 16)
-				changed = true
-			}
+		if name, at := n.lookup(f); name != "" {
+			r.lines[r.frameLines[k]] += " " + name + "+0x" + strconv.FormatUint(at, 16)
+			changed = true
 		}
 	}
 	if !changed {
 		return dump
 	}
 	return strings.Join(r.lines, "\n")
-}
-
-// elfSymbols is the function symbols of a pool's worker program, read the
-// first time a report needs them, never under the pool's lock. A worker's
-// report names its program's file; only the file the pool started is read.
-type elfSymbols struct {
-	path string // the program the pool starts (settings.path)
-	once sync.Once
-	real string // path with its symbolic links resolved
-	tab  *stackscan.Symtab
-}
-
-// lookup returns the function at offset off of exe (an address less the
-// load bias: the file's own address) and off's offset in it; "" if exe is
-// not the pool's program or no function covers off.
-func (s *elfSymbols) lookup(exe string, off uint64) (name string, at uint64) {
-	s.once.Do(s.load)
-	if exe == "" || exe != s.real || s.tab == nil {
-		return "", 0
-	}
-	return s.tab.Lookup(off)
-}
-
-func (s *elfSymbols) load() {
-	real, err := filepath.EvalSymlinks(s.path)
-	if err != nil {
-		return
-	}
-	real, err = filepath.Abs(real)
-	if err != nil {
-		return
-	}
-	tab, err := stackscan.Load(real, nil)
-	if err != nil {
-		return
-	}
-	s.real, s.tab = real, tab
 }

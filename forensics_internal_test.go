@@ -3,6 +3,7 @@ package bulkhead
 import (
 	"debug/elf"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -30,49 +31,135 @@ func TestNativeFunction(t *testing.T) {
 	}
 }
 
-// TestSymbolizeStack: a C SDK STACK's frames in the pool's program are
-// named from its symbol table (here, the test binary's own), and frames of
-// another file are left as they are.
-func TestSymbolizeStack(t *testing.T) {
-	exe, err := os.Executable()
+// buildLib builds a shared library with gcc, unstripped or stripped, and
+// returns its path and the address of its static function lib_static.
+func buildLib(t *testing.T, dir, name string, strip bool) (path string, static uint64) {
+	t.Helper()
+	gcc, err := exec.LookPath("gcc")
 	if err != nil {
+		t.Skip("gcc not found in PATH")
+	}
+	src := filepath.Join(dir, "lib.c")
+	code := "__attribute__((noinline)) static int lib_static(volatile int *p) { return *p + 1; }\n" +
+		"int lib_export(int *p) { return lib_static(p) * 2; }\n"
+	if err := os.WriteFile(src, []byte(code), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	syms := &elfSymbols{path: exe}
-	real, _ := filepath.EvalSymlinks(exe)
-	name, start := funcStart(t, real, "TestSymbolizeStack")
-	dump := "bulkhead: stack of pid 1, in call 2 \"m\"\nbulkhead: program ./t is " + real + "\n" +
-		"./t(+0x" + strconv.FormatUint(start+3, 16) + ")[0x1]\n" +
-		"/other(+0x" + strconv.FormatUint(start+3, 16) + ")[0x1]\n"
-	got := symbolizeStack(dump, syms)
-	want := strings.Replace(dump, ")[0x1]\n", ")[0x1] "+name+"+0x3\n", 1)
-	if got != want {
-		t.Errorf("symbolizeStack:\n%s\nwant\n%s", got, want)
+	path = filepath.Join(dir, name)
+	unstripped := path + ".full"
+	if out, err := exec.Command(gcc, "-O2", "-shared", "-fPIC", "-o", unstripped, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
 	}
-	if n, _ := syms.lookup("/not/the/program", start); n != "" {
-		t.Errorf("lookup in another file named %q", n)
-	}
-}
-
-// funcStart finds the symbol and address of a function of the ELF file exe
-// whose name ends with suffix.
-func funcStart(t *testing.T, exe, suffix string) (string, uint64) {
-	f, err := elf.Open(exe)
+	f, err := elf.Open(unstripped)
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	defer f.Close()
 	syms, err := f.Symbols()
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	for _, s := range syms {
-		if strings.HasSuffix(s.Name, "."+suffix) && elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Size > 3 {
-			return s.Name, s.Value
+		if s.Name == "lib_static" {
+			static = s.Value
 		}
 	}
-	t.Skip("no symbol " + suffix)
-	return "", 0
+	if static == 0 {
+		t.Fatal("gcc's library has no lib_static")
+	}
+	args := []string{"-O2", "-shared", "-fPIC", "-o", path, src}
+	if strip {
+		args = append(args, "-s")
+	}
+	if out, err := exec.Command(gcc, args...).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	return path, static
+}
+
+// TestCFunctionLibrary: an unnamed frame of a library is named from the
+// library's .symtab, and Function is otherwise the innermost frame that
+// has a name; what a report names is read only within bounds.
+func TestCFunctionLibrary(t *testing.T) {
+	dir := t.TempDir()
+	lib, static := buildLib(t, dir, "libt.so", false)
+	stripped, _ := buildLib(t, t.TempDir(), "libs.so", true)
+	if err := os.Mkdir(filepath.Join(dir, "x"), 0o700); err != nil { // for x/../libt.so
+		t.Fatal(err)
+	}
+	off := "+0x" + strconv.FormatUint(static+1, 16)
+	head := "bulkhead: fatal signal 11 (SIGSEGV), code 1, address 0x0, in call 3 \"m\"\nbulkhead: program ./w is /w\n"
+	caller := "LIB(lib_export+0x5)[0x2]\n./w(h_m+0x9)[0x3]\n"
+	tests := []struct {
+		name, module string
+		private      bool // Sandbox.PrivateTmp
+		want         string
+	}{
+		{"unstripped", lib, false, "lib_static"},
+		{"stripped", stripped, false, "lib_export"},
+		{"relative", "libt.so", false, "lib_export"},
+		{"dotdot", filepath.Join(dir, "x") + "/../libt.so", false, "lib_export"},
+		{"device", "/dev/zero", false, "lib_export"},
+		{"proc", "/proc/self/root" + lib, false, "lib_export"},
+		{"too long", "/" + strings.Repeat("a/", 2100) + "libt.so", false, "lib_export"},
+	}
+	if strings.HasPrefix(lib, "/tmp/") {
+		tests = append(tests, struct {
+			name, module string
+			private      bool
+			want         string
+		}{"private tmp", lib, true, "lib_export"})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			syms := &elfSymbols{path: "/nonexistent", privateTmp: tt.private}
+			stderr := head + tt.module + "(" + off + ")[0x1]\n" + strings.ReplaceAll(caller, "LIB", tt.module)
+			if got := nativeFunction(stderr, syms); got != tt.want {
+				t.Errorf("nativeFunction = %q, want %q\n%s", got, tt.want, stderr)
+			}
+		})
+	}
+	// The search ends at the C SDK's own frames: they name no call's code.
+	sdk := head + stripped + "(" + off + ")[0x1]\n./w(bh__on_call+0x1)[0x2]\n./w(bh_serve+0x1)[0x3]\n"
+	if got := nativeFunction(sdk, &elfSymbols{}); got != "" {
+		t.Errorf("nativeFunction named %q, a frame of the SDK", got)
+	}
+}
+
+// TestSymbolizeStack: a C SDK STACK's unnamed frames are named from the
+// symbol tables of the pool's program (its report's program is that file)
+// and of the libraries it names, at most maxReportFiles of them per report.
+func TestSymbolizeStack(t *testing.T) {
+	dir := t.TempDir()
+	prog, static := buildLib(t, dir, "prog", false) // a shared object stands for the program
+	syms := &elfSymbols{path: prog}
+	off := "+0x" + strconv.FormatUint(static+1, 16)
+	dump := "bulkhead: stack of pid 1, in call 2 \"m\"\nbulkhead: program ./t is " + prog + "\n" +
+		"./t(" + off + ")[0x1]\n" + "./other(" + off + ")[0x1]\n"
+	want := strings.Replace(dump, ")[0x1]\n", ")[0x1] lib_static+0x1\n", 1)
+	if got := symbolizeStack(dump, syms); got != want {
+		t.Errorf("symbolizeStack:\n%s\nwant\n%s", got, want)
+	}
+	if n, _ := syms.lookup("/not/the/program", static); n != "" {
+		t.Errorf("lookup in another file named %q", n)
+	}
+	// Ten libraries: eight are read, the others' frames left as they are.
+	dump = "bulkhead: stack of pid 1, in call 2 \"m\"\n"
+	for i := range 10 {
+		link := filepath.Join(dir, "lib"+strconv.Itoa(i)+".so")
+		if err := os.Link(prog, link); err != nil {
+			t.Fatal(err)
+		}
+		dump += link + "(" + off + ")[0x1]\n"
+	}
+	syms = &elfSymbols{path: "/nonexistent"}
+	if got := strings.Count(symbolizeStack(dump, syms), " lib_static+0x1"); got != maxReportFiles {
+		t.Errorf("%d of 10 libraries read, want %d", got, maxReportFiles)
+	}
+	// The pool keeps what it read: the next report reads the others.
+	if got := strings.Count(symbolizeStack(dump, syms), " lib_static+0x1"); got != 10 {
+		t.Errorf("second report: %d of 10 named, want 10", got)
+	}
 }
 
 // FuzzNativeFunction: whatever a worker writes to stderr, the function

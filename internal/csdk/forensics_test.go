@@ -6,6 +6,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,12 +26,8 @@ import (
 // named from the program's symbol table: cworker's functions are static).
 func TestCrashReport(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	bin := buildCWorker(t)
 	ctx := context.Background()
-	pool, err := bulkhead.New(ctx, bulkhead.Config{Command: bin, Workers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool := crashPool(t, buildCWorker(t))
 	defer pool.Close(ctx)
 	tests := []struct {
 		kind     string
@@ -192,5 +191,83 @@ func TestTraceparent(t *testing.T) {
 			t.Errorf("%v: an untraced call's handler saw %v, %v", tt.defines, got, err)
 		}
 		pool.Close(ctx)
+	}
+}
+
+// crashPool starts a pool of one worker of bin.
+func crashPool(t *testing.T, bin string) *bulkhead.Pool {
+	pool, err := bulkhead.New(context.Background(), bulkhead.Config{Command: bin, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pool
+}
+
+// buildCrashLib builds testdata/crashlib.c, linked with zlib and with
+// testdata/libcrash.c built as a shared library of its own (unstripped).
+func buildCrashLib(t *testing.T) string {
+	t.Helper()
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("gcc not found in PATH")
+	}
+	if _, err := os.Stat("/usr/include/zlib.h"); err != nil {
+		t.Skip("no zlib.h: apt-get install zlib1g-dev (.ci/run does)")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "crashlib")
+	for _, args := range [][]string{
+		{"-shared", "-fPIC", "-o", filepath.Join(dir, "libcrash.so"), "testdata/libcrash.c"},
+		{"-pedantic", "-I", "../../sdk/c", "-o", bin, "testdata/crashlib.c",
+			"-L", dir, "-Wl,-rpath," + dir, "-lcrash", "-lz"},
+	} {
+		cmd := exec.Command(gcc, append([]string{"-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
+		}
+	}
+	return bin
+}
+
+// TestCrashInLibrary: a fault in a function a shared library does not
+// export. zlib's inflate_fast is hidden, and the system's zlib is
+// stripped: no symbol table names it, and Function is the innermost frame
+// that has a name, inflate, the exported function the call entered.
+// libcrash.so's libcrash_store is static but the library is not stripped:
+// the dispatcher names it from the library's .symtab.
+func TestCrashInLibrary(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ctx := context.Background()
+	pool := crashPool(t, buildCrashLib(t))
+	defer pool.Close(ctx)
+	tests := []struct {
+		method, function string
+		unnamed          string // the faulting frame's module, which the report shows without a name
+	}{
+		{"inflate", "inflate", "libz.so"},
+		{"libcrash", "libcrash_store", "libcrash.so"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method, func(t *testing.T) {
+			_, err := pool.Call(ctx, tt.method)
+			var ce *bulkhead.CrashError
+			if !errors.As(err, &ce) {
+				t.Fatalf("%s: %v; want a *CrashError", tt.method, err)
+			}
+			if ce.Signal != syscall.SIGSEGV || ce.Function != tt.function {
+				t.Errorf("%s: signal %v, function %q; want SIGSEGV, %q\nstderr:\n%s",
+					tt.method, ce.Signal, ce.Function, tt.function, ce.Stderr)
+			}
+			// The report's faulting frame has no name: the name came from
+			// the dispatcher, or from a caller's frame.
+			lines := strings.Split(ce.Stderr, "\n")
+			for i, l := range lines {
+				if strings.HasPrefix(l, "bulkhead: program ") && i+1 < len(lines) {
+					if f := lines[i+1]; !strings.Contains(f, tt.unnamed) || !strings.Contains(f, "(+0x") {
+						t.Errorf("%s: faulting frame %q; want an unnamed frame of %s", tt.method, f, tt.unnamed)
+					}
+				}
+			}
+		})
 	}
 }

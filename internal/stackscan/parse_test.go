@@ -2,6 +2,7 @@ package stackscan
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,6 +109,23 @@ func TestLoadNotELF(t *testing.T) {
 	if _, err := Load(fifo, nil); err == nil {
 		t.Error("Load of a FIFO succeeded")
 	}
+	// A device, even behind a symbolic link: refused before it is opened
+	// for reading.
+	link := filepath.Join(t.TempDir(), "lib.so")
+	if err := os.Symlink("/dev/zero", link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(link, nil); !errors.Is(err, ErrNotELF) {
+		t.Errorf("Load of a link to /dev/zero: %v; want ErrNotELF", err)
+	}
+	// A real ELF file whose symbol table is over the bound given.
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := LoadWithin(exe, nil, 16); err != nil || len(s.funcs) != 0 || s.Read() != 0 || s.gotab != nil {
+		t.Errorf("LoadWithin(%s, 16 bytes): %v; read a table over the bound", exe, err)
+	}
 }
 
 // FuzzParseMaps: any maps text gives mappings with Start < End, 4-letter
@@ -167,7 +185,7 @@ func FuzzLoad(f *testing.F) {
 	}
 	f.Add([]byte("\x7fELF\x02\x01\x01"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s, err := parse(bytes.NewReader(b))
+		s, err := parse(bytes.NewReader(b), maxSymbolTable)
 		if err != nil {
 			return
 		}

@@ -10,8 +10,11 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Limits on the ELF files read for their symbols: a worker maps what it
@@ -27,6 +30,7 @@ var ErrNotELF = errors.New("no symbol table")
 // Symtab is an ELF file's function symbols and loadable segments.
 type Symtab struct {
 	read  uint64 // bytes of symbol tables and strings read
+	max   uint64 // bound on a table's bytes (and its strings')
 	funcs []fn
 	loads []segment
 	gotab *gosym.Table // a Go program's function table, if it has no .symtab
@@ -43,9 +47,17 @@ type segment struct{ off, size, vaddr uint64 }
 // file at path; if m is not nil, the file must be the inode m maps (not
 // its device: under overlayfs, maps may give the lower layer's device and
 // stat the overlay's). A malformed file is an error, never a panic.
-func Load(path string, m *Mapping) (s *Symtab, err error) {
-	// O_NONBLOCK: a FIFO put where the file was must not block the open.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+func Load(path string, m *Mapping) (*Symtab, error) {
+	return LoadWithin(path, m, maxSymbolTable)
+}
+
+// LoadWithin is Load with a symbol table (and its strings) of at most
+// maxTable bytes read: for a file a hostile process named, a tighter bound
+// on what it costs to read. Whatever path names, nothing but a regular file
+// is opened for reading (a device's open can have effects: a watchdog's
+// starts it): path is opened with O_PATH, checked, then reopened.
+func LoadWithin(path string, m *Mapping, maxTable uint64) (s *Symtab, err error) {
+	f, err := openRegular(path)
 	if err != nil {
 		return nil, err
 	}
@@ -54,21 +66,48 @@ func Load(path string, m *Mapping) (s *Symtab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if !fi.Mode().IsRegular() || fi.Size() > MaxSymbolFile {
-		return nil, fmt.Errorf("%s: not a regular file of at most 1 GiB: %w", path, ErrNotELF)
-	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); m != nil && (!ok || st.Ino != m.Inode) {
 		return nil, fmt.Errorf("%s: not the file mapped (another inode): %w", path, ErrNotELF)
 	}
-	s, err = parse(f)
+	s, err = parse(f, maxTable)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return s, nil
 }
 
+// openRegular opens path for reading if it is a regular file of at most
+// MaxSymbolFile bytes; it never opens anything else for reading, not even
+// for an instant (a FIFO, a device), and a file swapped in between is
+// another inode, refused.
+func openRegular(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size > MaxSymbolFile {
+		return nil, fmt.Errorf("%s: not a regular file of at most 1 GiB: %w", path, ErrNotELF)
+	}
+	// Reopening the O_PATH descriptor's magic link opens that inode.
+	f, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(fd), os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	var again unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &again); err != nil || again.Ino != st.Ino || again.Dev != st.Dev {
+		f.Close()
+		return nil, fmt.Errorf("%s: changed while opened: %w", path, ErrNotELF)
+	}
+	return f, nil
+}
+
 // parse reads an ELF file's symbols; a malformed file is an error.
-func parse(r io.ReaderAt) (s *Symtab, err error) {
+func parse(r io.ReaderAt, maxTable uint64) (s *Symtab, err error) {
 	defer func() {
 		if p := recover(); p != nil { // debug/elf on a hostile file
 			s, err = nil, fmt.Errorf("%v: %w", p, ErrNotELF)
@@ -78,7 +117,7 @@ func parse(r io.ReaderAt) (s *Symtab, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, ErrNotELF)
 	}
-	s = &Symtab{}
+	s = &Symtab{max: maxTable}
 	for _, p := range ef.Progs {
 		if p.Type == elf.PT_LOAD {
 			s.loads = append(s.loads, segment{p.Off, p.Filesz, p.Vaddr})
@@ -114,7 +153,7 @@ func (s *Symtab) symbols(ef *elf.File, typ elf.SectionType, read func() ([]elf.S
 		if sec.Type != typ {
 			continue
 		}
-		if sec.Size > maxSymbolTable || int(sec.Link) >= len(ef.Sections) || ef.Sections[sec.Link].Size > maxSymbolTable {
+		if sec.Size > s.max || int(sec.Link) >= len(ef.Sections) || ef.Sections[sec.Link].Size > s.max {
 			return nil
 		}
 		s.read += sec.Size + ef.Sections[sec.Link].Size
@@ -130,7 +169,7 @@ func (s *Symtab) symbols(ef *elf.File, typ elf.SectionType, read func() ([]elf.S
 // Go's that cgo programs export, in dyn, gives where it is.
 func (s *Symtab) goTable(ef *elf.File, dyn []elf.Symbol) *gosym.Table {
 	pcln, text := ef.Section(".gopclntab"), ef.Section(".text")
-	if pcln == nil || text == nil || pcln.Size > maxSymbolTable || pcln.Type == elf.SHT_NOBITS {
+	if pcln == nil || text == nil || pcln.Size > s.max || pcln.Type == elf.SHT_NOBITS {
 		return nil
 	}
 	s.read += pcln.Size
@@ -167,6 +206,10 @@ func (s *Symtab) Vaddr(off uint64) (uint64, bool) {
 	}
 	return 0, false
 }
+
+// Read is how many bytes of symbol tables and strings were read: what the
+// table cost, for a reader's budget.
+func (s *Symtab) Read() uint64 { return s.read }
 
 // Lookup returns the function covering vaddr and vaddr's offset in it, or
 // "" if none does.

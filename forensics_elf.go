@@ -1,0 +1,153 @@
+package bulkhead
+
+import (
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/bulkhead-go/bulkhead/internal/stackscan"
+	"golang.org/x/sys/unix"
+)
+
+// Naming a C SDK report's frames that have no symbol (a static function)
+// from the ELF symbol tables of the files they are in: the pool's program,
+// and the shared libraries the report names.
+//
+// The report is hostile input (the worker wrote it), and it names files
+// that the dispatcher opens. The worker is dead when its report is read (a
+// zombie has no /proc/PID/maps), so nothing proves it had the library
+// mapped; what a report can make the dispatcher do is bounded instead:
+//   - a library's path is at most PATH_MAX bytes, absolute and clean (no
+//     "..", no "//"), not under /proc, /sys or /dev, nor under /tmp when the
+//     worker has a private one (Sandbox.PrivateTmp: not the same files);
+//   - nothing but a regular file of at most 1 GiB is opened for reading, not
+//     even for an instant: a device or FIFO is refused from its O_PATH
+//     descriptor's stat (stackscan.LoadWithin), whatever symbolic links
+//     lead to it;
+//   - of each file only its ELF headers and its .symtab or .dynsym and their
+//     strings, each at most maxLibTable bytes, are read; at most
+//     maxReportFiles files per report, maxReportFrames frames looked at;
+//   - a file's symbols are kept per pool (at most maxLibCache files, by
+//     path, dev, inode, size and mtime): a crash loop does not reread them.
+//
+// What comes back is function names, which go to the caller's CrashError
+// and the pool's log, never to the worker. A caller of a hostile worker
+// could so learn the function names of an ELF file the dispatcher may read
+// and the worker may not; a worker in its own mount namespace may see
+// other files at the same paths, whose names are then wrong.
+const (
+	maxReportFrames = 64       // the SDK writes at most 64 (BH__FRAMES)
+	maxReportFiles  = 8        // libraries read per report
+	maxLibTable     = 16 << 20 // a library's symbol table, and its strings
+	maxLibCache     = 16       // libraries whose symbols a pool keeps
+	maxModulePath   = 4096     // PATH_MAX
+)
+
+// elfSymbols is the function symbols of a pool's worker program, read the
+// first time a report needs them, never under the pool's lock, and of the
+// libraries its reports name. A worker's report names its program's file;
+// only the file the pool started is read as the program.
+type elfSymbols struct {
+	path       string // the program the pool starts (settings.path)
+	privateTmp bool   // its workers have a /tmp of their own
+	once       sync.Once
+	real       string // path with its symbolic links resolved
+	tab        *stackscan.Symtab
+
+	mu   sync.Mutex
+	libs map[string]libSymbols // by path
+}
+
+// libSymbols is a library's symbols (nil: it has none we could read), and
+// which file they are of.
+type libSymbols struct {
+	id  fileID
+	tab *stackscan.Symtab
+}
+
+type fileID struct {
+	dev, ino    uint64
+	size, mtime int64
+}
+
+// lookup returns the function at offset off of exe (an address less the
+// load bias: the file's own address) and off's offset in it; "" if exe is
+// not the pool's program or no function covers off.
+func (s *elfSymbols) lookup(exe string, off uint64) (name string, at uint64) {
+	s.once.Do(s.load)
+	if exe == "" || exe != s.real || s.tab == nil {
+		return "", 0
+	}
+	return s.tab.Lookup(off)
+}
+
+func (s *elfSymbols) load() {
+	real, err := filepath.EvalSymlinks(s.path)
+	if err != nil {
+		return
+	}
+	real, err = filepath.Abs(real)
+	if err != nil {
+		return
+	}
+	tab, err := stackscan.Load(real, nil)
+	if err != nil {
+		return
+	}
+	s.real, s.tab = real, tab
+}
+
+// library returns the symbols of the library at path, from the pool's
+// cache or read now if budget (files left to read for this report) allows;
+// nil if path may not be read or has no symbols.
+func (s *elfSymbols) library(path string, budget *int) *stackscan.Symtab {
+	if !s.readable(path) {
+		return nil
+	}
+	var st unix.Stat_t // stat opens nothing
+	if err := unix.Stat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil
+	}
+	id := fileID{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano()}
+	s.mu.Lock()
+	c, ok := s.libs[path]
+	s.mu.Unlock()
+	if ok && c.id == id {
+		return c.tab
+	}
+	if *budget <= 0 {
+		return nil
+	}
+	*budget--
+	tab, err := stackscan.LoadWithin(path, &stackscan.Mapping{Inode: st.Ino}, maxLibTable)
+	if err != nil {
+		tab = nil
+	}
+	s.mu.Lock()
+	if s.libs == nil {
+		s.libs = make(map[string]libSymbols)
+	}
+	if _, ok := s.libs[path]; !ok && len(s.libs) >= maxLibCache {
+		for k := range s.libs { // forget any one
+			delete(s.libs, k)
+			break
+		}
+	}
+	s.libs[path] = libSymbols{id, tab}
+	s.mu.Unlock()
+	return tab
+}
+
+// readable reports whether a report's module path may be read for its
+// symbols (see above).
+func (s *elfSymbols) readable(path string) bool {
+	if len(path) > maxModulePath || !filepath.IsAbs(path) || filepath.Clean(path) != path {
+		return false
+	}
+	for _, dir := range []string{"/proc", "/sys", "/dev"} {
+		if path == dir || strings.HasPrefix(path, dir+"/") {
+			return false
+		}
+	}
+	return !s.privateTmp || !strings.HasPrefix(path, "/tmp/")
+}
