@@ -216,10 +216,14 @@ func buildCrashLib(t *testing.T) string {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "crashlib")
+	worker := []string{"-pedantic", "-I", "../../sdk/c", "-o", bin, "testdata/crashlib.c",
+		"-L", dir, "-Wl,-rpath," + dir, "-lcrash", "-lz"}
+	if _, err := os.Stat("/usr/include/zstd.h"); err == nil {
+		worker = append(worker, "-DCRASHLIB_ZSTD", "-D_DEFAULT_SOURCE", "-lzstd")
+	}
 	for _, args := range [][]string{
 		{"-shared", "-fPIC", "-o", filepath.Join(dir, "libcrash.so"), "testdata/libcrash.c"},
-		{"-pedantic", "-I", "../../sdk/c", "-o", bin, "testdata/crashlib.c",
-			"-L", dir, "-Wl,-rpath," + dir, "-lcrash", "-lz"},
+		worker,
 	} {
 		cmd := exec.Command(gcc, append([]string{"-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"}, args...)...)
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -246,15 +250,23 @@ func TestCrashInLibrary(t *testing.T) {
 	}{
 		{"inflate", "inflate", "libz.so"},
 		{"libcrash", "libcrash_store", "libcrash.so"},
+		// The new user's case: which exported function of libzstd is the
+		// innermost named frame depends on libzstd's version.
+		{"zstd", "ZSTD_*", "libzstd.so"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method, func(t *testing.T) {
 			_, err := pool.Call(ctx, tt.method)
+			var re *bulkhead.RemoteError
+			if errors.As(err, &re) && re.Code == bulkhead.CodeUnknownMethod {
+				t.Skip("crashlib was built without libzstd (apt-get install libzstd-dev; .ci/run does)")
+			}
 			var ce *bulkhead.CrashError
 			if !errors.As(err, &ce) {
 				t.Fatalf("%s: %v; want a *CrashError", tt.method, err)
 			}
-			if ce.Signal != syscall.SIGSEGV || ce.Function != tt.function {
+			want, wild := strings.CutSuffix(tt.function, "*")
+			if ce.Signal != syscall.SIGSEGV || ce.Function != tt.function && !(wild && strings.HasPrefix(ce.Function, want)) {
 				t.Errorf("%s: signal %v, function %q; want SIGSEGV, %q\nstderr:\n%s",
 					tt.method, ce.Signal, ce.Function, tt.function, ce.Stderr)
 			}
