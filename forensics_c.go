@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/bulkhead-go/bulkhead/internal/stackscan"
 )
 
 // Crash reports and stacks of C SDK workers (sdk/c/bulkhead.h). Its crash
@@ -95,10 +97,27 @@ type namer struct {
 	r      *cReport
 	syms   *elfSymbols // nil: name only what the report names
 	budget int
+	pid    int               // a live worker's, whose maps are mapped; else 0
+	mapped map[string]uint64 // its executable mappings' paths and inodes
 }
 
 func newNamer(r *cReport, syms *elfSymbols) *namer {
 	return &namer{r: r, syms: syms, budget: maxReportFiles}
+}
+
+// live has n read only the libraries that pid has mapped executable, if
+// its maps can be read (it may have died since its report).
+func (n *namer) live(pid int) {
+	maps, err := stackscan.ReadMaps(pid)
+	if err != nil || len(maps) == 0 {
+		return
+	}
+	n.pid, n.mapped = pid, make(map[string]uint64)
+	for _, m := range maps {
+		if _, seen := n.mapped[m.Path]; !seen && m.Exec() {
+			n.mapped[m.Path] = m.Inode
+		}
+	}
 }
 
 // lookup returns the function that a symbol table names at frame f's
@@ -114,7 +133,11 @@ func (n *namer) lookup(f cFrame) (name string, at uint64) {
 			return cleanSymbol(name), at
 		}
 	}
-	if tab := n.syms.library(f.module, &n.budget); tab != nil {
+	ino, mapped := n.mapped[f.module]
+	if n.pid != 0 && !mapped {
+		return "", 0
+	}
+	if tab := n.syms.library(f.module, n.pid, ino, &n.budget); tab != nil {
 		name, at = tab.Lookup(f.offset)
 	}
 	return cleanSymbol(name), at
@@ -187,15 +210,19 @@ func isLibc(module string) bool {
 	return strings.HasPrefix(b, "libc.so") || strings.HasPrefix(b, "libc-")
 }
 
-// symbolizeStack returns a C SDK STACK dump with each frame that has no
-// symbol followed by the function the symbol tables name for it (the
-// program's, a library's); other dumps as they are.
-func symbolizeStack(dump string, syms *elfSymbols) string {
+// symbolizeStack returns a C SDK STACK dump of worker pid with each frame
+// that has no symbol followed by the function the symbol tables name for
+// it (the program's, a library's that pid has mapped); other dumps as they
+// are.
+func symbolizeStack(dump string, syms *elfSymbols, pid int) string {
 	r, ok := parseCReport(dump)
 	if !ok {
 		return dump
 	}
 	n := newNamer(&r, syms)
+	if pid > 0 {
+		n.live(pid)
+	}
 	changed := false
 	for k, f := range r.frames {
 		if name, at := n.lookup(f); name != "" {

@@ -2,6 +2,7 @@ package bulkhead
 
 import (
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -14,9 +15,13 @@ import (
 // and the shared libraries the report names.
 //
 // The report is hostile input (the worker wrote it), and it names files
-// that the dispatcher opens. The worker is dead when its report is read (a
-// zombie has no /proc/PID/maps), so nothing proves it had the library
-// mapped; what a report can make the dispatcher do is bounded instead:
+// that the dispatcher opens. A STACK dump comes from a live worker: a
+// library is read only if its /proc/PID/maps shows it mapped executable,
+// through the worker's own root (its mount namespace), and only if it is
+// still the inode mapped. A crash report's worker is dead when the report
+// is read (a zombie has no maps), so nothing proves it had the library
+// mapped; what a report can make the dispatcher do is bounded instead (for
+// a STACK's libraries too):
 //   - a library's path is at most PATH_MAX bytes, absolute and clean (no
 //     "..", no "//"), not under /proc, /sys or /dev, nor under /tmp when the
 //     worker has a private one (Sandbox.PrivateTmp: not the same files);
@@ -97,15 +102,21 @@ func (s *elfSymbols) load() {
 	s.real, s.tab = real, tab
 }
 
-// library returns the symbols of the library at path, from the pool's
-// cache or read now if budget (files left to read for this report) allows;
-// nil if path may not be read or has no symbols.
-func (s *elfSymbols) library(path string, budget *int) *stackscan.Symtab {
-	if !s.readable(path) {
+// library returns the symbols of the library a report names as path,
+// from the pool's cache or read now if budget (files left to read for this
+// report) allows; nil if path may not be read or has no symbols. The file
+// read is at path, or for a live worker (pid not 0) at path in its root if
+// it is the inode its maps show mapped there (ino).
+func (s *elfSymbols) library(path string, pid int, ino uint64, budget *int) *stackscan.Symtab {
+	if !s.readable(path, pid != 0) {
 		return nil
 	}
+	read := path
+	if pid != 0 {
+		read = "/proc/" + strconv.Itoa(pid) + "/root" + path
+	}
 	var st unix.Stat_t // stat opens nothing
-	if err := unix.Stat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if err := unix.Stat(read, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || (pid != 0 && st.Ino != ino) {
 		return nil
 	}
 	id := fileID{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano()}
@@ -119,7 +130,7 @@ func (s *elfSymbols) library(path string, budget *int) *stackscan.Symtab {
 		return nil
 	}
 	*budget--
-	tab, err := stackscan.LoadWithin(path, &stackscan.Mapping{Inode: st.Ino}, maxLibTable)
+	tab, err := stackscan.LoadWithin(read, &stackscan.Mapping{Inode: st.Ino}, maxLibTable)
 	if err != nil {
 		tab = nil
 	}
@@ -139,8 +150,8 @@ func (s *elfSymbols) library(path string, budget *int) *stackscan.Symtab {
 }
 
 // readable reports whether a report's module path may be read for its
-// symbols (see above).
-func (s *elfSymbols) readable(path string) bool {
+// symbols (see above): live, through a live worker's root.
+func (s *elfSymbols) readable(path string, live bool) bool {
 	if len(path) > maxModulePath || !filepath.IsAbs(path) || filepath.Clean(path) != path {
 		return false
 	}
@@ -149,5 +160,5 @@ func (s *elfSymbols) readable(path string) bool {
 			return false
 		}
 	}
-	return !s.privateTmp || !strings.HasPrefix(path, "/tmp/")
+	return live || !s.privateTmp || !strings.HasPrefix(path, "/tmp/")
 }

@@ -137,7 +137,7 @@ func TestSymbolizeStack(t *testing.T) {
 	dump := "bulkhead: stack of pid 1, in call 2 \"m\"\nbulkhead: program ./t is " + prog + "\n" +
 		"./t(" + off + ")[0x1]\n" + "./other(" + off + ")[0x1]\n"
 	want := strings.Replace(dump, ")[0x1]\n", ")[0x1] lib_static+0x1\n", 1)
-	if got := symbolizeStack(dump, syms); got != want {
+	if got := symbolizeStack(dump, syms, 0); got != want {
 		t.Errorf("symbolizeStack:\n%s\nwant\n%s", got, want)
 	}
 	if n, _ := syms.lookup("/not/the/program", static); n != "" {
@@ -153,12 +153,59 @@ func TestSymbolizeStack(t *testing.T) {
 		dump += link + "(" + off + ")[0x1]\n"
 	}
 	syms = &elfSymbols{path: "/nonexistent"}
-	if got := strings.Count(symbolizeStack(dump, syms), " lib_static+0x1"); got != maxReportFiles {
+	if got := strings.Count(symbolizeStack(dump, syms, 0), " lib_static+0x1"); got != maxReportFiles {
 		t.Errorf("%d of 10 libraries read, want %d", got, maxReportFiles)
 	}
 	// The pool keeps what it read: the next report reads the others.
-	if got := strings.Count(symbolizeStack(dump, syms), " lib_static+0x1"); got != 10 {
+	if got := strings.Count(symbolizeStack(dump, syms, 0), " lib_static+0x1"); got != 10 {
 		t.Errorf("second report: %d of 10 named, want 10", got)
+	}
+}
+
+// TestSymbolizeStackLive: the STACK of a live worker names a library's
+// frame only if the worker has that library mapped.
+func TestSymbolizeStackLive(t *testing.T) {
+	dir := t.TempDir()
+	lib, static := buildLib(t, dir, "libt.so", false)
+	other, _ := buildLib(t, t.TempDir(), "libt.so", false) // the same code, not mapped
+	src, bin := filepath.Join(dir, "main.c"), filepath.Join(dir, "main")
+	code := "#include <unistd.h>\nint lib_export(int *p);\n" +
+		"int main(void) { char c = 'r'; if (write(1, &c, 1) != 1) return 1;\n" +
+		"  return read(0, &c, 1) < 0 ? lib_export(0) : 0; }\n"
+	if err := os.WriteFile(src, []byte(code), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("gcc", "-o", bin, src, "-L", dir, "-Wl,-rpath,"+dir, "-lt").CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close() // it reads end of file and exits
+		if err := cmd.Wait(); err != nil {
+			t.Error(err)
+		}
+	}()
+	off := "+0x" + strconv.FormatUint(static+1, 16)
+	dump := "bulkhead: stack of pid 1, in call 2 \"m\"\n" + lib + "(" + off + ")[0x1]\n" + other + "(" + off + ")[0x1]\n"
+	// Its main has run (it wrote a byte): the loader has mapped lib.
+	if _, err := stdout.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	got := symbolizeStack(dump, &elfSymbols{path: "/nonexistent"}, cmd.Process.Pid)
+	want := strings.Replace(dump, ")[0x1]\n", ")[0x1] lib_static+0x1\n", 1)
+	if got != want {
+		t.Errorf("symbolizeStack of a live process:\n%s\nwant\n%s", got, want)
 	}
 }
 

@@ -70,7 +70,7 @@ func (p *Pool) reportSlow(w *workerProc, id uint64, method string, running time.
 	defer p.wg.Done()
 	scan, scanned := p.scanStacks(w)
 	stack, why := p.askStack(w, scan)
-	stack = symbolizeStack(stack, w.syms) // a C SDK worker's unexported frames
+	stack = symbolizeStack(stack, w.syms, w.PID) // a C SDK worker's unexported frames
 	attrs := []any{"pid", w.PID, "method", method, "request_id", id, "running", running, "slow_call", p.cfg.SlowCall}
 	if stack != "" {
 		attrs = append(attrs, "stack", stack)

@@ -65,7 +65,7 @@ type Report struct {
 func Scan(pid int) Report {
 	r := Report{PID: pid}
 	proc := "/proc/" + strconv.Itoa(pid)
-	maps, err := readBounded(proc+"/maps", maxMapsFile)
+	maps, err := ReadMaps(pid)
 	if err != nil {
 		r.Err = err
 		return r
@@ -75,7 +75,7 @@ func Scan(pid int) Report {
 		r.Err = err
 		return r
 	}
-	s := scanner{pid: pid, proc: proc, maps: ParseMaps(maps), syms: map[string]*Symtab{}}
+	s := scanner{pid: pid, proc: proc, maps: maps, syms: map[string]*Symtab{}}
 	for _, m := range s.maps {
 		if m.Exec() {
 			s.exec = append(s.exec, m)
@@ -86,6 +86,15 @@ func Scan(pid int) Report {
 		r.Threads = append(r.Threads, s.thread(tid))
 	}
 	return r
+}
+
+// ReadMaps reads and parses /proc/PID/maps, at most 4 MiB of it.
+func ReadMaps(pid int) ([]Mapping, error) {
+	b, err := readBounded("/proc/"+strconv.Itoa(pid)+"/maps", maxMapsFile)
+	if err != nil {
+		return nil, err
+	}
+	return ParseMaps(b), nil
 }
 
 // threads lists pid's threads, in order, at most MaxThreads of them.
