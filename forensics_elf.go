@@ -32,8 +32,9 @@ import (
 //   - of each file only its ELF headers and its .symtab or .dynsym and their
 //     strings, each at most maxLibTable bytes, are read; at most
 //     maxReportFiles files per report, maxReportFrames frames looked at;
-//   - a file's symbols are kept per pool (at most maxLibCache files, by
-//     path, dev, inode, size and mtime): a crash loop does not reread them.
+//   - a file's symbols are kept per pool (at most maxLibCache files and
+//     maxLibCacheRead bytes of their tables, by path, dev, inode, size and
+//     mtime): a crash loop does not reread them.
 //
 // What comes back is function names, which go to the caller's CrashError
 // and the pool's log, never to the worker. A caller of a hostile worker
@@ -45,6 +46,7 @@ const (
 	maxReportFiles  = 8        // libraries read per report
 	maxLibTable     = 16 << 20 // a library's symbol table, and its strings
 	maxLibCache     = 16       // libraries whose symbols a pool keeps
+	maxLibCacheRead = 64 << 20 // and the bytes of their tables
 	maxModulePath   = 4096     // PATH_MAX
 )
 
@@ -59,8 +61,9 @@ type elfSymbols struct {
 	real       string // path with its symbolic links resolved
 	tab        *stackscan.Symtab
 
-	mu   sync.Mutex
-	libs map[string]libSymbols // by path
+	mu     sync.Mutex
+	libs   map[string]libSymbols // by path
+	cached uint64                // the bytes of their tables (Symtab.Read)
 }
 
 // libSymbols is a library's symbols (nil: it has none we could read), and
@@ -134,19 +137,43 @@ func (s *elfSymbols) library(path string, pid int, ino uint64, budget *int) *sta
 	if err != nil {
 		tab = nil
 	}
+	s.keep(path, libSymbols{id, tab})
+	return tab
+}
+
+// keep caches l as path's symbols, forgetting others (any) to stay within
+// maxLibCache files and maxLibCacheRead bytes.
+func (s *elfSymbols) keep(path string, l libSymbols) {
+	size := l.size()
+	if size > maxLibCacheRead {
+		return
+	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.libs == nil {
 		s.libs = make(map[string]libSymbols)
 	}
-	if _, ok := s.libs[path]; !ok && len(s.libs) >= maxLibCache {
-		for k := range s.libs { // forget any one
-			delete(s.libs, k)
+	if old, ok := s.libs[path]; ok {
+		s.cached -= old.size()
+		delete(s.libs, path)
+	}
+	for k, old := range s.libs {
+		if len(s.libs) < maxLibCache && s.cached+size <= maxLibCacheRead {
 			break
 		}
+		s.cached -= old.size()
+		delete(s.libs, k)
 	}
-	s.libs[path] = libSymbols{id, tab}
-	s.mu.Unlock()
-	return tab
+	s.libs[path] = l
+	s.cached += size
+}
+
+// size is what l's table cost to read: what it holds, give or take.
+func (l libSymbols) size() uint64 {
+	if l.tab == nil {
+		return 0
+	}
+	return l.tab.Read()
 }
 
 // readable reports whether a report's module path may be read for its

@@ -225,3 +225,16 @@ func FuzzNativeFunction(f *testing.F) {
 		}
 	})
 }
+
+// TestLibraryCacheBound: a pool keeps at most maxLibCache libraries'
+// symbols, however many files its workers' reports name.
+func TestLibraryCacheBound(t *testing.T) {
+	s := &elfSymbols{}
+	for i := range 3 * maxLibCache {
+		s.keep("/lib/l"+strconv.Itoa(i)+".so", libSymbols{})
+		s.keep("/lib/l0.so", libSymbols{}) // replacing one adds none
+	}
+	if len(s.libs) > maxLibCache || s.cached != 0 {
+		t.Errorf("%d libraries and %d bytes kept, want at most %d and 0", len(s.libs), s.cached, maxLibCache)
+	}
+}
