@@ -51,6 +51,7 @@ type Options struct {
 type Stats struct {
 	Retried  uint64 // sends after a node refused a call or was lost before starting it
 	NodeLost uint64 // calls failed with *NodeLostError
+	Held     uint64 // times a call waited in the client, every node's workers running its other calls
 }
 
 // maxNodes bounds the nodes a client tracks: anyone allowed to publish on
@@ -68,7 +69,7 @@ type Client struct {
 	id    string    // names the client's sessions on nodes (HeaderClient)
 	born  time.Time // when New made it: after two heartbeats it knows every live node
 
-	retried, nodeLost atomic.Uint64
+	retried, nodeLost, held atomic.Uint64
 
 	subs []*nats.Subscription
 	stop chan struct{}
@@ -83,6 +84,8 @@ type Client struct {
 	lostAt   map[string]uint64 // the losses count when each node was found lost
 	next     uint64
 	changed  chan struct{} // closed and replaced when a node appears
+	freed    chan struct{} // nil, or closed when a worker may have freed: a call ended, a heartbeat came
+	onHold   func()        // tests: called as a call starts to wait for freed
 	closed   bool
 }
 
@@ -324,6 +327,7 @@ func (c *Client) Call(ctx context.Context, method string, args ...any) (bulkhead
 		case next == resend:
 			c.retried.Add(1)
 			since = time.Time{}
+		case next == held:
 		case since.IsZero():
 			since = time.Now()
 		case time.Since(since) >= c.opts.NoNodeWait:
@@ -339,7 +343,7 @@ const maxHeaders = 512
 
 // Stats returns the client's counters.
 func (c *Client) Stats() Stats {
-	return Stats{Retried: c.retried.Load(), NodeLost: c.nodeLost.Load()}
+	return Stats{Retried: c.retried.Load(), NodeLost: c.nodeLost.Load(), Held: c.held.Load()}
 }
 
 // outcome is what a try left to do.
@@ -349,6 +353,7 @@ const (
 	finished outcome = iota // the call ended: its reply or error
 	resend                  // a node did not start it: send it again
 	noNode                  // no node would take it: try again, up to NoNodeWait
+	held                    // no node had a worker free: try again
 )
 
 // try sends the call once, to the chosen node or, knowing none, to the
@@ -360,6 +365,9 @@ func (c *Client) try(ctx context.Context, method string, payload []byte, exclude
 		return bulkhead.Reply{}, finished, bulkhead.ErrClosed
 	}
 	n := c.pickLocked(exclude)
+	if n != nil && c.fullLocked(exclude) {
+		return c.hold(ctx, method)
+	}
 	if n == nil && len(exclude) > 0 {
 		// Every node it knows refused it: wait for one to appear (a
 		// rolling restart) or for the heartbeats to tell again.
@@ -417,6 +425,46 @@ func (c *Client) try(ctx context.Context, method string, payload []byte, exclude
 			Reason: "the NATS server dropped the node, which may have run the call"}
 	}
 	return bulkhead.Reply{}, finished, bulkhead.ErrClosed
+}
+
+// fullLocked: every live node's workers run a call of this client's. A
+// call then waits in the client for one of them to end (or a heartbeat to
+// tell of more workers) rather than in a node's queue: it is not sent
+// until a worker is free for it, and a node lost meanwhile costs it
+// nothing. Calls of other clients are the nodes' to queue.
+func (c *Client) fullLocked(exclude map[string]bool) bool {
+	if c.opts.Random {
+		return false
+	}
+	now := time.Now()
+	for _, n := range c.nodes {
+		if n.pool && !n.draining && !exclude[n.id] && now.Sub(n.seen) <= c.opts.LostAfter &&
+			(n.workers == 0 || int64(n.mine) < n.workers) {
+			return false
+		}
+	}
+	return true
+}
+
+// hold waits, mu held on entry and released, for a call of this client's
+// to end or a heartbeat, or ctx's end.
+func (c *Client) hold(ctx context.Context, method string) (bulkhead.Reply, outcome, error) {
+	if c.freed == nil {
+		c.freed = make(chan struct{})
+	}
+	freed := c.freed
+	c.mu.Unlock()
+	c.held.Add(1)
+	if c.onHold != nil {
+		c.onHold()
+	}
+	select {
+	case <-freed:
+		return bulkhead.Reply{}, held, nil
+	case <-ctx.Done():
+		return bulkhead.Reply{}, finished, &bulkhead.CanceledError{Method: method, Err: ctx.Err(), ExitCode: -1,
+			Reason: "it waited in the client while every node's workers ran its other calls; nothing was sent"}
+	}
 }
 
 // registerLocked makes a call pending, on node ("": not known yet).
@@ -480,7 +528,16 @@ func (c *Client) done(n *nodeState) {
 	if n != nil {
 		c.mu.Lock()
 		n.mine--
+		c.wakeLocked()
 		c.mu.Unlock()
+	}
+}
+
+// wakeLocked wakes the calls waiting for a free worker, if any.
+func (c *Client) wakeLocked() {
+	if c.freed != nil {
+		close(c.freed)
+		c.freed = nil
 	}
 }
 

@@ -607,3 +607,45 @@ func TestNodeIDComesBack(t *testing.T) {
 		t.Fatalf("call: %q, %v", who, err)
 	}
 }
+
+// TestClientHoldsCalls: a client with a call on every worker of every
+// node keeps its next call until one ends, rather than queue it on a node.
+func TestClientHoldsCalls(t *testing.T) {
+	testutil.CheckLeaks(t)
+	url := startNATS(t)
+	startNode(t, url, "a", 1)
+	c := dial(t, url, cluster.Options{}, 1)
+	holding := make(chan struct{}, 1)
+	cluster.SetOnHold(c, func() { holding <- struct{}{} })
+	ctx := ctxT(t, 20*time.Second)
+	queued := sniff(t, url, "queued")
+	path, held := fifo(t)
+	hctx, release := context.WithCancel(ctx)
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.Call(hctx, "hold", path)
+		first <- err
+	}()
+	<-held
+	second := make(chan error, 1)
+	go func() {
+		_, err := c.Call(ctx, "null")
+		second <- err
+	}()
+	<-holding
+	release()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Fatalf("held call: %v", err)
+	}
+	if err := <-second; err != nil {
+		t.Fatalf("the call kept in the client: %v", err)
+	}
+	select {
+	case <-queued:
+		t.Error("the node queued a call the client should have kept")
+	default:
+	}
+	if st := c.Stats(); st.Held == 0 {
+		t.Errorf("stats: %+v, want a call held", st)
+	}
+}

@@ -65,6 +65,7 @@ func (c *Client) onLoad(m *nats.Msg, pool bool) {
 		n.objects = true
 		return
 	}
+	c.wakeLocked()
 	if n.workers == 0 && l.Workers > 0 {
 		close(c.changed) // WaitNodes counts it now
 		c.changed = make(chan struct{})
