@@ -134,10 +134,15 @@ func TestNodeBoundsRequests(t *testing.T) {
 	// The first call takes the pool's one worker; the second waits for it
 	// on the node, which says so: both count against the limit.
 	queued := sniff(t, url, "queued")
+	c2, err := cluster.Dial(ctxT(t, 30*time.Second), url, "g", cluster.Options{}) // a client keeps its own calls beyond the workers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
 	errc := make(chan error, g.limit)
-	for i := range g.limit {
+	for i, cl := range []*cluster.Client{c, c2}[:g.limit] {
 		go func() {
-			_, err := c.Call(ctxT(t, 30*time.Second), "m")
+			_, err := cl.Call(ctxT(t, 30*time.Second), "m")
 			errc <- err
 		}()
 		if i == 0 {
@@ -146,7 +151,12 @@ func TestNodeBoundsRequests(t *testing.T) {
 			<-queued
 		}
 	}
-	_, err = c.Call(ctxT(t, 30*time.Second), "over")
+	c3, err := cluster.Dial(ctxT(t, 30*time.Second), url, "g", cluster.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	_, err = c3.Call(ctxT(t, 30*time.Second), "over")
 	var oe *bulkhead.OverloadedError
 	if !errors.As(err, &oe) || oe.Method != "over" || oe.Queued != g.limit {
 		t.Fatalf("a call beyond the limit: %v", err)
