@@ -195,42 +195,46 @@ func parallelCalls(b *testing.B, cs []bulkhead.Caller, callers int, method strin
 //
 // go test -run '^$' -bench Aggregate -count 1 ./cluster
 func BenchmarkAggregate(b *testing.B) {
-	b.Run("cluster", func(b *testing.B) {
-		url := startNATS(b)
-		for i := range 3 {
-			startNode(b, url, fmt.Sprintf("agg%d", i), 1)
-		}
-		c := dial(b, url, cluster.Options{}, 3)
-		t0 := time.Now()
-		parallelCalls(b, []bulkhead.Caller{c}, 12, "null")
-		b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "calls/s")
-	})
-	b.Run("nats", func(b *testing.B) {
-		// The engine's floor: the same pools, each behind a bare nats.go
-		// responder in a queue group (a goroutine per request, no start
-		// marker), and nats.go's Request from the callers.
-		url := startNATS(b)
-		for i := range 3 {
-			startBareResponder(b, url, fmt.Sprintf("bare%d", i))
-		}
-		nc, err := nats.Connect(url)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer nc.Close()
-		t0 := time.Now()
-		parallelCalls(b, []bulkhead.Caller{natsCaller{nc}}, 12, "null")
-		b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "calls/s")
-	})
-	b.Run("daemons", func(b *testing.B) {
-		var cs []bulkhead.Caller
-		for i := range 3 {
-			cs = append(cs, startDaemon(b, fmt.Sprintf("d%d", i)))
-		}
-		t0 := time.Now()
-		parallelCalls(b, cs, 12, "null")
-		b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "calls/s")
-	})
+	// "null" shows the transports' cost alone; "work" is a call that
+	// takes 1 ms in its worker (it sleeps), as native work does.
+	for _, method := range []string{"null", "work"} {
+		b.Run("cluster/"+method, func(b *testing.B) {
+			url := startNATS(b)
+			for i := range 3 {
+				startNode(b, url, fmt.Sprintf("agg%d", i), 1)
+			}
+			c := dial(b, url, cluster.Options{}, 3)
+			t0 := time.Now()
+			parallelCalls(b, []bulkhead.Caller{c}, 12, method)
+			b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "calls/s")
+		})
+		b.Run("nats/"+method, func(b *testing.B) {
+			// The engine's floor: the same pools, each behind a bare
+			// nats.go responder in a queue group (a goroutine per request,
+			// no start marker), and nats.go's Request from the callers.
+			url := startNATS(b)
+			for i := range 3 {
+				startBareResponder(b, url, fmt.Sprintf("bare%d", i))
+			}
+			nc, err := nats.Connect(url)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer nc.Close()
+			t0 := time.Now()
+			parallelCalls(b, []bulkhead.Caller{natsCaller{nc}}, 12, method)
+			b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "calls/s")
+		})
+		b.Run("daemons/"+method, func(b *testing.B) {
+			var cs []bulkhead.Caller
+			for i := range 3 {
+				cs = append(cs, startDaemon(b, fmt.Sprintf("d%d", i)))
+			}
+			t0 := time.Now()
+			parallelCalls(b, cs, 12, method)
+			b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "calls/s")
+		})
+	}
 }
 
 // startDaemon serves pool "p" of one worker on a socket of its own and
