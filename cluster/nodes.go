@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/bulkhead-go/bulkhead/activation"
@@ -36,6 +38,33 @@ func (c *Client) Nodes() []string {
 			out = append(out, id)
 		}
 	}
+	return out
+}
+
+// NodeLoad is what a client knows of one node of its pool, from the
+// node's last heartbeat: for status pages and tools.
+type NodeLoad struct {
+	ID       string
+	Free     int64         // its workers not running a call, as it last said
+	Workers  int64         // its workers serving calls, as it last said
+	Mine     int           // this client's calls on it now
+	Draining bool          // it refused a call, left its subject, or said so
+	Age      time.Duration // since its last heartbeat
+}
+
+// NodeLoads lists the nodes of the client's pool that it knows, live or
+// draining, sorted by id.
+func (c *Client) NodeLoads() []NodeLoad {
+	now := time.Now()
+	c.mu.Lock()
+	out := make([]NodeLoad, 0, len(c.nodes))
+	for id, n := range c.nodes {
+		if n.pool {
+			out = append(out, NodeLoad{ID: id, Free: n.free, Workers: n.workers, Mine: n.mine, Draining: n.draining, Age: now.Sub(n.seen)})
+		}
+	}
+	c.mu.Unlock()
+	slices.SortFunc(out, func(a, b NodeLoad) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 

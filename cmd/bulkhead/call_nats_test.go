@@ -64,7 +64,7 @@ func TestCallNATS(t *testing.T) {
 		})
 	}
 	// status --nats lists the pool's live node, by its heartbeats.
-	if code, out, errs := run(t, "status", "--nats", url, "--wait", "2s", "demo"); code != 0 || !strings.HasPrefix(out, "pool demo: 1 live node: ") {
+	if code, out, errs := run(t, "status", "--nats", url, "--wait", "2s", "demo"); code != 0 || !strings.HasPrefix(out, "pool demo: 1 live node\n") || !strings.Contains(out, "workers free") {
 		t.Errorf("status --nats demo: exit %d, %q %q", code, out, errs)
 	}
 	if code, out, errs := run(t, "status", "--nats", url, "--wait", "300ms", "--json", "nosuch"); code != 0 || !strings.Contains(out, `"nodes": []`) {

@@ -35,7 +35,7 @@ type remoteObject interface {
 // is ""), the activation API, and Close.
 type conn struct {
 	pool   bulkhead.Caller
-	nodes  func() []string // the live nodes of the pool; nil on a socket
+	nodes  func() []cluster.NodeLoad // the nodes of the pool, by their heartbeats; nil on a socket
 	create func(ctx context.Context, class string, args ...any) (remoteObject, error)
 	close  func() error
 }
@@ -94,7 +94,7 @@ func (t target) dial(ctx context.Context, pool string) (*conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the cluster on the NATS server at %s (--nats): %w", redactURLs(t.natsURL), err)
 	}
-	return &conn{pool: c, close: c.Close, nodes: c.Nodes,
+	return &conn{pool: c, close: c.Close, nodes: c.NodeLoads,
 		create: func(ctx context.Context, class string, args ...any) (remoteObject, error) {
 			o, err := c.CreateInstance(ctx, class, args...)
 			if err != nil {

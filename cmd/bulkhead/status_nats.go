@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
-	"strings"
 	"time"
+
+	"github.com/bulkhead-go/bulkhead/cluster"
 )
 
 // natsStatus prints the live nodes of a cluster's pool: those whose
@@ -29,10 +29,24 @@ func natsStatus(ctx context.Context, out io.Writer, to target, timeout, wait tim
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	nodes := c.nodes()
-	slices.Sort(nodes)
+	var nodes []cluster.NodeLoad
+	for _, n := range c.nodes() {
+		if !n.Draining {
+			nodes = append(nodes, n)
+		}
+	}
 	if asJSON {
-		b, err := json.MarshalIndent(map[string]any{"pool": pool, "nodes": nodes}, "", "  ")
+		type node struct {
+			ID      string `json:"id"`
+			Free    int64  `json:"free"`
+			Workers int64  `json:"workers"`
+			AgeMS   int64  `json:"heartbeat_age_ms"`
+		}
+		js := []node{}
+		for _, n := range nodes {
+			js = append(js, node{n.ID, n.Free, n.Workers, n.Age.Milliseconds()})
+		}
+		b, err := json.MarshalIndent(map[string]any{"pool": pool, "nodes": js}, "", "  ")
 		if err != nil {
 			return err
 		}
@@ -47,6 +61,9 @@ func natsStatus(ctx context.Context, out io.Writer, to target, timeout, wait tim
 	if len(nodes) == 1 {
 		noun = "node"
 	}
-	fmt.Fprintf(out, "pool %s: %d live %s: %s\n", pool, len(nodes), noun, strings.Join(nodes, " "))
+	fmt.Fprintf(out, "pool %s: %d live %s\n", pool, len(nodes), noun)
+	for _, n := range nodes {
+		fmt.Fprintf(out, "  %-24s %d of %d workers free  (heartbeat %v ago)\n", n.ID, max(n.Free, 0), n.Workers, n.Age.Round(time.Millisecond))
+	}
 	return nil
 }
