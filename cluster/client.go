@@ -211,6 +211,7 @@ func (c *Client) Close() error {
 	c.closed = true
 	calls := c.calls
 	c.calls = map[uint64]*pending{}
+	c.wakeLocked() // held calls see closed
 	c.mu.Unlock()
 	close(c.stop)
 	c.wg.Wait()

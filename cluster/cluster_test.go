@@ -641,6 +641,25 @@ func TestClientHoldsCalls(t *testing.T) {
 	if err := <-second; err != nil {
 		t.Fatalf("the call kept in the client: %v", err)
 	}
+	// A call held at Close ends with ErrClosed.
+	path2, held2 := fifo(t)
+	go func() {
+		_, err := c.Call(ctx, "hold", path2)
+		first <- err
+	}()
+	<-held2
+	go func() {
+		_, err := c.Call(ctx, "null")
+		second <- err
+	}()
+	<-holding
+	c.Close()
+	if err := <-second; !errors.Is(err, bulkhead.ErrClosed) {
+		t.Fatalf("a call held at Close: %v", err)
+	}
+	if err := <-first; !errors.Is(err, bulkhead.ErrClosed) {
+		t.Fatalf("a call in flight at Close: %v", err)
+	}
 	if st := c.Stats(); st.Held == 0 {
 		t.Errorf("stats: %+v, want a call held", st)
 	}
