@@ -1,5 +1,7 @@
 package cluster
 
+import "context"
+
 // A node's admission of a pool's calls (docs/DESIGN.md, "The start marker
 // across nodes"). A call sent to the node's own subject that finds a free
 // worker runs at once, with no marker: its client counts it as possibly
@@ -86,4 +88,68 @@ func (g *gate) refuseAll() {
 		}
 	}
 	g.waiting = nil
+}
+
+// confirmStart says started, and has the NATS server acknowledge it,
+// before the call runs: once the server has it, the client sees it before
+// it could learn that this node is gone, so it never sends elsewhere a
+// call this node started. The acknowledgement must come on the connection
+// the call came on: across a reconnect, the client may have found this
+// node lost meanwhile and sent the call elsewhere, so it is refused, not
+// run. False: not started.
+func (n *Node) confirmStart(ctx context.Context, reply string, reconnects uint64) bool {
+	if n.nc.PublishMsg(n.msg(reply, statusStarted, nil)) != nil || n.fl.flush(ctx) != nil {
+		return false // the client times out, or sends it elsewhere
+	}
+	if n.nc.Stats().Reconnects != reconnects {
+		n.nc.PublishMsg(n.msg(reply, statusResend, nil))
+		return false
+	}
+	return true
+}
+
+// admit waits until w's call may run (w nil: it may now). False: it may
+// not, and holds no slot; a call refused as the node drains is answered
+// refused, one whose ctx ended is not answered (its client has returned).
+func (n *Node) admit(ctx context.Context, pool, reply string, w *waiter) bool {
+	if w == nil {
+		return true
+	}
+	select {
+	case <-w.ready:
+	case <-ctx.Done():
+	}
+	n.mu.Lock()
+	refused, abandoned := w.refused, n.gates[pool].abandon(w)
+	n.mu.Unlock()
+	if refused {
+		n.nc.PublishMsg(n.msg(reply, statusRefused, nil))
+	}
+	return !abandoned
+}
+
+// leave gives a call's slot back, admitting the next waiter.
+func (n *Node) leave(pool string) {
+	n.mu.Lock()
+	capacity := 0
+	if ps := n.pools[pool]; ps != nil {
+		capacity = ps.capacity
+	}
+	n.gates[pool].leave(capacity)
+	n.mu.Unlock()
+}
+
+// setCapacity records a pool's workers serving now; more of them admit
+// waiting calls.
+func (n *Node) setCapacity(pool string, c int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ps, g := n.pools[pool], n.gates[pool]
+	if ps == nil || ps.capacity == c {
+		return
+	}
+	ps.capacity = c
+	if g != nil {
+		g.admitWaiting(c)
+	}
 }
