@@ -34,6 +34,8 @@ type Subscription struct {
 	events string             // the object's events subject
 	ns     *nats.Subscription // on it
 
+	ended chan struct{} // closed when it ends
+
 	mu    sync.Mutex
 	err   error
 	done  bool
@@ -66,7 +68,8 @@ func (o *Object) Subscribe(ctx context.Context, buffer int) (*Subscription, erro
 	if _, err := decodeReply(ans); err != nil {
 		return nil, err
 	}
-	s := &Subscription{c: o.c, node: o.node, object: o.h, ch: make(chan Event, buffer), events: ans.Header.Get(HeaderEvents)}
+	s := &Subscription{c: o.c, node: o.node, object: o.h, ch: make(chan Event, buffer), ended: make(chan struct{}),
+		events: ans.Header.Get(HeaderEvents)}
 	if !o.c.isEventsSubject(o.node, s.events) {
 		return nil, fmt.Errorf("%w: node %s named events subject %q", clientwire.ErrProtocol, o.node, s.events)
 	}
@@ -225,6 +228,7 @@ func (s *Subscription) end(err error) {
 	if !s.done {
 		s.done, s.err = true, err
 		close(s.ch)
+		close(s.ended)
 	}
 	s.ns = nil
 	s.mu.Unlock()

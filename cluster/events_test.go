@@ -53,6 +53,7 @@ func TestEventsAcrossNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	<-cluster.Ended(slow) // reading before could keep up
 	for range slow.Events() {
 	}
 	if !errors.Is(slow.Err(), activation.ErrSubscriberTooSlow) {
