@@ -79,9 +79,10 @@ type Client struct {
 	nodes    map[string]*nodeState
 	gone     map[string]time.Time // nodes found lost, ignored for LostAfter
 	calls    map[uint64]*pending
-	rotNames map[string]target // the names this client registered: their objects' node and session
-	losses   uint64            // nodes found lost so far
-	lostAt   map[string]uint64 // the losses count when each node was found lost
+	ending   map[*Subscription]struct{} // subscriptions whose node's end waits for its last events
+	rotNames map[string]target          // the names this client registered: their objects' node and session
+	losses   uint64                     // nodes found lost so far
+	lostAt   map[string]uint64          // the losses count when each node was found lost
 	next     uint64
 	changed  chan struct{} // closed and replaced when a node appears
 	freed    chan struct{} // nil, or closed when a worker may have freed: a call ended, a heartbeat came
@@ -163,7 +164,7 @@ func New(nc *nats.Conn, pool string, opts Options) (*Client, error) {
 	}
 	c := &Client{nc: nc, s: subjects{prefix: opts.Prefix, pool: pool}, opts: opts, inbox: nc.NewInbox() + ".",
 		id: nuid.Next(), born: time.Now(), stop: make(chan struct{}), nodes: make(map[string]*nodeState), gone: make(map[string]time.Time),
-		calls: make(map[uint64]*pending), changed: make(chan struct{}), rotNames: make(map[string]target),
+		calls: make(map[uint64]*pending), ending: make(map[*Subscription]struct{}), changed: make(chan struct{}), rotNames: make(map[string]target),
 		lostAt: make(map[string]uint64)}
 	// One subscription takes every answer and probe reply, so that they
 	// are handled in the order the NATS server sent them: a node's
@@ -212,7 +213,12 @@ func (c *Client) Close() error {
 	calls := c.calls
 	c.calls = map[uint64]*pending{}
 	c.wakeLocked() // held calls see closed
+	ending := c.ending
+	c.ending = map[*Subscription]struct{}{}
 	c.mu.Unlock()
+	for s := range ending {
+		s.end(bulkhead.ErrClosed) // a no-op for one its events ended
+	}
 	close(c.stop)
 	c.wg.Wait()
 	for _, s := range c.subs {
@@ -258,7 +264,7 @@ func (c *Client) onAnswer(id uint64, noResponders bool, m *nats.Msg) {
 	case p.acked:
 		delete(c.calls, id)
 		c.mu.Unlock()
-		p.sub.end(subscriptionEnd(m, noResponders))
+		p.sub.endOnReply(m, noResponders)
 		return
 	case p.sub != nil && st == statusResult:
 		p.acked = true

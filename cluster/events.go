@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/activation"
@@ -46,6 +47,11 @@ type Subscription struct {
 	// The newest event early dropped, for room: a gap if it was the
 	// subscription's (most are from before it, the forwarder's for others).
 	droppedGen, droppedSeq uint64
+	// The node's end, come on the reply subject before the events it
+	// numbered before it (they come on the events subject, handled on
+	// another goroutine); zero endAt: none.
+	endErr error
+	endAt  time.Time
 }
 
 // Subscribe subscribes to the object's events with a queue of buffer
@@ -235,6 +241,44 @@ func (s *Subscription) end(err error) {
 	if ns != nil {
 		ns.Unsubscribe()
 	}
+}
+
+// endOnReply ends the subscription as the node's answer m on its reply
+// subject says, once the events the node numbered before that end are
+// delivered: they come on the events subject, which another goroutine
+// handles, and the end numbered there ends it. If they never come (NATS
+// dropped them), the client's monitor ends it after LostAfter.
+func (s *Subscription) endOnReply(m *nats.Msg, noResponders bool) {
+	err := subscriptionEnd(m, noResponders)
+	gen, seq, ok := parseSeq(m.Header)
+	s.mu.Lock()
+	wait := ok && s.acked && !s.done && gen == s.gen && seq > s.last+1
+	if wait {
+		s.endErr, s.endAt = err, time.Now()
+	}
+	s.mu.Unlock()
+	if !wait {
+		s.end(err)
+		return
+	}
+	s.c.mu.Lock()
+	s.c.ending[s] = struct{}{}
+	s.c.mu.Unlock()
+}
+
+// endOverdueLocked ends the subscriptions whose node's end came longer
+// than after ago without the events before it. Called by the monitor.
+func (c *Client) endOverdueLocked(now time.Time, after time.Duration) []*Subscription {
+	var due []*Subscription
+	for s := range c.ending {
+		s.mu.Lock()
+		if s.done || now.Sub(s.endAt) > after {
+			due = append(due, s)
+			delete(c.ending, s)
+		}
+		s.mu.Unlock()
+	}
+	return due
 }
 
 // forgetSub drops subscription id from the calls in flight; false if it

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/activation"
 	"github.com/bulkhead-go/bulkhead/cluster"
 	"github.com/bulkhead-go/bulkhead/internal/testutil"
@@ -207,5 +208,67 @@ func TestEventsGapAndHostile(t *testing.T) {
 	}
 	if !errors.Is(sub.Err(), activation.ErrSubscriberTooSlow) {
 		t.Fatalf("after a gap: %v", sub.Err())
+	}
+}
+
+// TestEventsBeforeEnd: the node's end of a subscription, on its reply
+// subject, may be handled before the events numbered before it, which
+// come on the events subject: the subscription delivers them first.
+func TestEventsBeforeEnd(t *testing.T) {
+	testutil.CheckLeaks(t)
+	url := startNATS(t)
+	startNode(t, url, "be", 1)
+	ctx := ctxT(t, 30*time.Second)
+	c := dial(t, url, cluster.Options{}, 1)
+	o := objectsOn(t, c, "be")["be"]
+	defer o.Release()
+	obs := observe(t, url)
+	// The subscribe request's reply subject: its answer carries the number.
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	replies := make(chan string, 4)
+	if _, err := nc.Subscribe("_INBOX.>", func(m *nats.Msg) {
+		if m.Header.Get(cluster.HeaderSeq) != "" && m.Header.Get(cluster.HeaderStatus) == "result" {
+			replies <- m.Subject
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := o.Subscribe(ctx, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply := <-replies
+	if _, err := o.Call(ctx, "add", 1); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := obs.next(t)
+	<-sub.Events()
+	gen, _, _ := strings.Cut(first.Header.Get(cluster.HeaderSeq), ".")
+	end := func(subject string) *nats.Msg {
+		return &nats.Msg{Subject: subject, Data: []byte("\xa2dkindfclosedgmessageegone."),
+			Header: nats.Header{cluster.HeaderStatus: {"error"}, cluster.HeaderSeq: {gen + ".3"}}}
+	}
+	// The end on the reply subject first, then event 2 and the end on
+	// the events subject, as a node whose events NATS delivers late.
+	for _, m := range []*nats.Msg{end(reply),
+		{Subject: first.Subject, Data: first.Data, Header: nats.Header{cluster.HeaderStatus: {"event"}, cluster.HeaderSeq: {gen + ".2"}}},
+		end(first.Subject)} {
+		if err := nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got int
+	for range sub.Events() {
+		got++
+	}
+	if got != 1 || !errors.Is(sub.Err(), bulkhead.ErrClosed) {
+		t.Fatalf("after the end: %d events, %v; want event 2, then the end", got, sub.Err())
 	}
 }

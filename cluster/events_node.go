@@ -221,11 +221,13 @@ func (n *Node) forward(f *forwarder) {
 	}
 	// In order after the events, on the subject; and on each reply
 	// subject, in case NATS dropped the first for a slow subscriber.
-	m := n.msg(f.subject, statusError, errorPayload(end))
-	m.Header.Set(HeaderSeq, strconv.FormatUint(f.gen, 10)+"."+strconv.FormatUint(seq, 10))
-	n.nc.PublishMsg(m)
-	for _, r := range replies {
-		n.answerErr(r, end)
+	// The end's number goes on each too: its client waits for the events
+	// numbered before it, which come on the subject, before it ends.
+	num := strconv.FormatUint(f.gen, 10) + "." + strconv.FormatUint(seq, 10)
+	for _, subject := range append(replies, f.subject) {
+		m := n.msg(subject, statusError, errorPayload(end))
+		m.Header.Set(HeaderSeq, num)
+		n.nc.PublishMsg(m)
 	}
 }
 

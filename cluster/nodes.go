@@ -181,12 +181,19 @@ func (c *Client) monitor() {
 				c.probeLocked(n)
 			}
 		}
+		overdue := c.endOverdueLocked(now, c.opts.LostAfter)
 		for id, at := range c.gone {
 			if now.Sub(at) > c.opts.LostAfter {
 				delete(c.gone, id)
 			}
 		}
 		c.mu.Unlock()
+		for _, s := range overdue {
+			s.mu.Lock()
+			err := s.endErr
+			s.mu.Unlock()
+			s.end(err) // a no-op if the events subject ended it first
+		}
 	}
 }
 
