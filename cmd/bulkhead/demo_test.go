@@ -16,6 +16,7 @@ import (
 	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/examples/crashy"
 	"github.com/bulkhead-go/bulkhead/examples/crashy/native"
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -218,7 +219,7 @@ func TestTallyCatches(t *testing.T) {
 // The worker subcommand refuses to run outside a pool.
 func TestWorkerOutsidePool(t *testing.T) {
 	cmd := exec.Command(os.Args[0], workerArg)
-	cmd.Env = append(os.Environ(), cliEnv+"=1")
+	cmd.Env = testutil.HelperEnviron("cli")
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 78 || !strings.Contains(string(out), "BULKHEAD_FD") {
@@ -229,7 +230,7 @@ func TestWorkerOutsidePool(t *testing.T) {
 // SIGKILL the demo in mid-run: none of its workers outlives it.
 func TestDemoKilled(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "demo", "--calls", "1000000", "--workers", "3", "--crash-rate", "0.02", "--progress-every", "20ms")
-	cmd.Env = append(os.Environ(), cliEnv+"=1", "TMPDIR="+t.TempDir())
+	cmd.Env = testutil.HelperEnviron("cli", "TMPDIR="+t.TempDir())
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -288,7 +289,7 @@ func TestDemoKilled(t *testing.T) {
 // TestClusterDemo runs `demo --nodes 3`: node processes (this binary, as
 // the CLI), one SIGKILLed mid-run, and the checks of the issue.
 func TestClusterDemo(t *testing.T) {
-	t.Setenv(cliEnv, "1") // the node processes are this binary: run them as the CLI
+	t.Setenv(testutil.HelperEnv, "cli") // the node processes are this binary: run them as the CLI
 	code, out, errs := run(t, "demo", "--nodes", "3", "--calls", "600", "--workers", "1", "--json", "--quiet")
 	checkClusterDemo(t, code, out, errs)
 }

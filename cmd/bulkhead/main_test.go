@@ -9,27 +9,22 @@ import (
 	"testing"
 
 	"github.com/bulkhead-go/bulkhead/internal/proc"
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
 	"github.com/bulkhead-go/bulkhead/worker"
-	"go.uber.org/goleak"
 )
 
-// cliEnv makes the test binary run the CLI on its arguments instead of the
-// tests: the helper-process pattern, for tests that need a dispatcher of
-// their own to kill.
-const cliEnv = "BULKHEAD_TEST_CLI"
-
-// The test binary is also the demo's worker: the demo re-executes
-// os.Executable() with the "worker" subcommand, and here that is this binary.
+// The test binary's helper processes (internal/testutil's registry): "cli"
+// runs the CLI on its arguments, for tests that need a dispatcher, a node
+// or a storm client of their own. It is also the default, for processes
+// started as workers: the demo re-executes os.Executable() with the
+// "worker" subcommand, and the storm's class server with "storm", and here
+// that is this binary. Goroutine leaks are checked for the whole binary.
 func TestMain(m *testing.M) {
-	if worker.IsWorker() && os.Getenv(stormServeEnv) != "" {
-		serveStormClasses() // the storm's class server (storm_test.go)
-		return
-	}
-	if worker.IsWorker() || os.Getenv(cliEnv) != "" {
-		os.Exit(execute(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
-	}
-	goleak.VerifyTestMain(m)
+	testutil.Main(testutil.VerifyLeaks(m), map[string]func(){"cli": runCLI}, "cli", worker.IsWorker)
 }
+
+// runCLI runs the CLI on the process's arguments and exits with its code.
+func runCLI() { os.Exit(execute(context.Background(), os.Args[1:], os.Stdout, os.Stderr)) }
 
 // run runs the CLI in-process.
 func run(t *testing.T, args ...string) (code int, stdout, stderr string) {

@@ -83,7 +83,7 @@ func TestServeNATSUnreachable(t *testing.T) {
 		{[]string{"--nats", "nats://u:secret@127.0.0.1:1"}, []string{"nats://u:xxxxx@127.0.0.1:1", "(--nats)"}},
 	} {
 		cmd := exec.Command(exe, append([]string{"serve", "--config", cfg}, tt.flags...)...)
-		cmd.Env = append(os.Environ(), cliEnv+"=1")
+		cmd.Env = testutil.HelperEnviron("cli")
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		err := cmd.Run()
@@ -128,7 +128,7 @@ func TestServeNATSLostAndDuplicateID(t *testing.T) {
 	}
 	exe, _ := os.Executable()
 	cmd := exec.Command(exe, "serve", "--config", cfg)
-	cmd.Env = append(os.Environ(), cliEnv+"=1")
+	cmd.Env = testutil.HelperEnviron("cli")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err = cmd.Run()

@@ -80,7 +80,7 @@ func startServe(t *testing.T, args ...string) *serveProcess {
 	p.writeConfig(t, 1)
 	exe, _ := os.Executable()
 	p.cmd = exec.Command(exe, append([]string{"serve", "--config", p.cfg}, args...)...)
-	p.cmd.Env = append(os.Environ(), cliEnv+"=1")
+	p.cmd.Env = testutil.HelperEnviron("cli")
 	stderr, _ := p.cmd.StderrPipe()
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

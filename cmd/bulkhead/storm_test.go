@@ -9,9 +9,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
 )
 
-// The test binary doubles as the storm's class server.
+// The test binary doubles as the storm's class server: started as a worker,
+// it runs the CLI (TestMain), and "storm" with BULKHEAD_STORM_SERVER set
+// serves the classes, as the bulkhead binary does.
 
 func stormTestOptions(t *testing.T, n int) stormOptions {
 	exe, err := os.Executable()
@@ -19,7 +23,7 @@ func stormTestOptions(t *testing.T, n int) stormOptions {
 		t.Fatal(err)
 	}
 	return stormOptions{Activations: n, Goroutines: 8, Calls: 2, Recycle: 7, SingleEvery: 10,
-		serverCmd: exe, serverEnv: []string{stormServeEnv + "=1"}}
+		serverCmd: exe, serverArgs: []string{"storm"}, serverEnv: []string{stormServeEnv + "=1"}}
 }
 
 // The short storm CI runs under -race: every path, servers stopping at zero
@@ -77,7 +81,7 @@ func TestStormFlagValidation(t *testing.T) {
 // hold across the client protocol, with references owned by connections
 // and clients that go away holding them.
 func TestStormThroughDaemon(t *testing.T) {
-	t.Setenv(cliEnv, "1") // the client processes are this test binary, as the CLI
+	t.Setenv(testutil.HelperEnv, "cli") // the client processes are this test binary, as the CLI
 	o := stormTestOptions(t, 400)
 	o.Clients = 4
 	res, err := runStorm(context.Background(), o)

@@ -26,11 +26,15 @@ func HelperEnviron(name string, env ...string) []string {
 	return append(e, env...)
 }
 
+// Runner runs a test binary's tests and returns its exit code: a
+// *testing.M, or one wrapped by VerifyLeaks.
+type Runner interface{ Run() int }
+
 // Main is a test binary's one entry point: it runs the helper that
 // HelperEnv names from helpers, or def when HelperEnv is unset and
 // isWorker says the process was started as a worker, and exits; or else
 // the tests.
-func Main(m *testing.M, helpers map[string]func(), def string, isWorker func() bool) {
+func Main(m Runner, helpers map[string]func(), def string, isWorker func() bool) {
 	name := os.Getenv(HelperEnv)
 	if name == "" && isWorker() {
 		name = def
@@ -80,4 +84,24 @@ func Children() []string {
 		out = append(out, c.String())
 	}
 	return out
+}
+
+// VerifyLeaks wraps m so that a run whose tests all passed fails if
+// goroutines outlive them, as goleak.VerifyTestMain does, for a package that
+// checks goroutines once for the whole binary rather than in each test's
+// CheckLeaks. Helper processes are not checked: Main runs them instead of m.
+func VerifyLeaks(m Runner) Runner { return leakChecked{m} }
+
+type leakChecked struct{ m Runner }
+
+func (l leakChecked) Run() int {
+	code := l.m.Run()
+	if code != 0 {
+		return code
+	}
+	if err := goleak.Find(); err != nil {
+		fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
+		return 1
+	}
+	return 0
 }
