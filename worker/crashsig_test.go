@@ -14,21 +14,21 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
-// crashHelperEnv selects what TestCrashSignalsHelper does in a child process.
-const crashHelperEnv = "BULKHEAD_TEST_CRASHSIG"
+// crashModeEnv selects what the "crashsig" helper process does.
+const crashModeEnv = "CRASHSIG_MODE"
 
-// TestCrashSignalsHelper is not a test: it is the body of the child processes
-// of TestCrashSignals. This test binary has no C code, so init did not
-// install the handler; the child installs it as init would in a cgo worker,
-// except in mode "uninstalled".
-func TestCrashSignalsHelper(t *testing.T) {
-	mode := os.Getenv(crashHelperEnv)
-	if mode == "" {
-		t.Skip("helper process of TestCrashSignals")
-	}
+func helpers() map[string]func() { return map[string]func(){"crashsig": runCrashSignalsHelper} }
+
+// runCrashSignalsHelper is the body of the child processes of
+// TestCrashSignals. This test binary has no C code, so init did not install
+// the handler; the child installs it as init would in a cgo worker, except
+// in mode "uninstalled".
+func runCrashSignalsHelper() {
+	mode := os.Getenv(crashModeEnv)
 	_ = unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{}) // deliberate crashes: no core files
 	if mode != "uninstalled" {
 		installCrashSignals(os.Getenv("GOTRACEBACK"))
@@ -102,8 +102,8 @@ func TestCrashSignals(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			cmd := exec.Command(os.Args[0], "-test.run=^TestCrashSignalsHelper$", "-test.count=1")
-			cmd.Env = append(os.Environ(), crashHelperEnv+"="+tt.mode, "GOTRACEBACK="+tt.gotraceback)
+			cmd := exec.Command(os.Args[0])
+			cmd.Env = testutil.HelperEnviron("crashsig", crashModeEnv+"="+tt.mode, "GOTRACEBACK="+tt.gotraceback)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			out, err := cmd.StdoutPipe()

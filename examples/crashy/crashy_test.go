@@ -16,18 +16,16 @@ import (
 	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/examples/crashy"
 	"github.com/bulkhead-go/bulkhead/examples/crashy/native"
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
 	"github.com/bulkhead-go/bulkhead/worker"
-	"go.uber.org/goleak"
 )
 
 // The test binary doubles as the crashy worker: a pool started by a test
-// re-executes it, and TestMain runs crashy.Main instead of the tests.
+// re-executes it, and TestMain runs crashy.Main instead of the tests
+// (the module's one helper registry, internal/testutil). Goroutine leaks
+// are checked for the whole binary.
 func TestMain(m *testing.M) {
-	if worker.IsWorker() {
-		crashy.Main()
-		return
-	}
-	goleak.VerifyTestMain(m)
+	testutil.Main(testutil.VerifyLeaks(m), map[string]func(){"crashy": crashy.Main}, "crashy", worker.IsWorker)
 }
 
 // logSink hands the pool's log records to a test as they happen.
