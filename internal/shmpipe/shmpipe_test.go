@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -104,16 +106,13 @@ func TestShutWakesAndRefuses(t *testing.T) {
 // The two ends in different processes: the child echoes a hash of what it
 // reads back through a second pipe.
 func TestAcrossProcesses(t *testing.T) {
-	if os.Getenv("SHMPIPE_CHILD") != "" {
-		return
-	}
 	const size = 4096
 	fd, mem := newRegion(t, 2*Region(size)) // two pipes in one region
 	toChild, _ := New(mem[:Region(size)], size, 100)
 	fromChild, _ := New(mem[Region(size):], size, 100)
 
-	cmd := exec.Command(os.Args[0], "-test.run=TestChildEcho")
-	cmd.Env = append(os.Environ(), "SHMPIPE_CHILD=1")
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = testutil.HelperEnviron("echo")
 	cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(fd), "region")}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -136,20 +135,32 @@ func TestAcrossProcesses(t *testing.T) {
 	}
 }
 
-func TestChildEcho(t *testing.T) {
-	if os.Getenv("SHMPIPE_CHILD") == "" {
-		t.Skip("child half of TestAcrossProcesses")
-	}
+// The test binary's helper processes come from the module's one registry
+// (internal/testutil); none is a pool worker.
+func TestMain(m *testing.M) {
+	testutil.Main(m, map[string]func(){"echo": runChildEcho}, "", func() bool { return false })
+}
+
+// runChildEcho is the child half of TestAcrossProcesses: it reads the
+// region's first pipe to its end and writes the bytes' hash to the second.
+func runChildEcho() {
 	const size = 4096
-	mem := mapRegion(t, 3, 2*Region(size))
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, "echo child:", err)
+		os.Exit(1)
+	}
+	mem, err := unix.Mmap(3, 0, 2*Region(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		fail(err)
+	}
 	in, _ := New(mem[:Region(size)], size, 100)
 	out, _ := New(mem[Region(size):], size, 100)
 	h := sha256.New()
 	if _, err := io.Copy(h, in); err != nil {
-		t.Fatal(err)
+		fail(err)
 	}
 	if _, err := out.Write(h.Sum(nil)); err != nil {
-		t.Fatal(err)
+		fail(err)
 	}
 }
 

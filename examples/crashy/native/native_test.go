@@ -15,12 +15,13 @@ import (
 	"testing"
 
 	"github.com/bulkhead-go/bulkhead/examples/crashy/native"
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
 )
 
-// helperEnv selects what TestHelperProcess does when the test binary is
-// re-executed as a child. Its child writes progress lines to fd 3 (reportFD).
+// modeEnv selects what the "native" helper process does (runHelperProcess).
+// It writes progress lines to fd 3 (reportFD).
 const (
-	helperEnv = "CRASHY_HELPER_MODE"
+	modeEnv   = "CRASHY_HELPER_MODE"
 	reportFD  = 3
 	leakBytes = 64 << 20
 )
@@ -28,13 +29,16 @@ const (
 // unreachableStatus is the exit status of a helper whose fault returned.
 const unreachableStatus = 100
 
-// TestHelperProcess is not a real test: it is the body of the child
-// processes started by the tests below.
-func TestHelperProcess(t *testing.T) {
-	mode := os.Getenv(helperEnv)
-	if mode == "" {
-		t.Skip("helper process for the crash tests; does nothing on its own")
-	}
+// The test binary's helper processes come from the module's one registry
+// (internal/testutil); none is a pool worker.
+func TestMain(m *testing.M) {
+	testutil.Main(m, map[string]func(){"native": runHelperProcess}, "", func() bool { return false })
+}
+
+// runHelperProcess is the body of the child processes started by the tests
+// below.
+func runHelperProcess() {
+	mode := os.Getenv(modeEnv)
 	// No core files from the deliberate crashes.
 	_ = syscall.Setrlimit(syscall.RLIMIT_CORE, &syscall.Rlimit{})
 	report := os.NewFile(reportFD, "report")
@@ -125,8 +129,8 @@ func startHelper(t *testing.T, mode string) *child {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &child{cmd: exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")}
-	c.cmd.Env = append(os.Environ(), helperEnv+"="+mode)
+	c := &child{cmd: exec.Command(os.Args[0])}
+	c.cmd.Env = testutil.HelperEnviron("native", modeEnv+"="+mode)
 	c.cmd.ExtraFiles = []*os.File{w} // fd 3 in the child
 	c.cmd.Stderr = &c.stderr
 	if err := c.cmd.Start(); err != nil {
