@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/bulkhead-go/bulkhead/client"
+	"github.com/bulkhead-go/bulkhead/internal/testutil"
 )
 
 // A pool or class the peer may not use is "permission denied", whether it
@@ -74,7 +75,7 @@ func TestOtherUIDRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", mine)
-	cmd.Env = []string{"BULKHEAD_TEST_HELPER=client", "SOCKET=" + d.sock, "OBJECTS=1"}
+	cmd.Env = []string{testutil.HelperEnv + "=client", "SOCKET=" + d.sock, "OBJECTS=1"}
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "dial: bulkhead: permission denied") {
 		t.Fatalf("nobody's client: %v, %s", err, out)
