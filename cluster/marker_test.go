@@ -209,9 +209,10 @@ func TestNoStartAcrossReconnect(t *testing.T) {
 	}
 }
 
-// TestOverNATSPayload: arguments or a result over the NATS server's
-// max_payload fail that call at once with bulkhead.ErrEncoding (and
-// nothing else: the client and the node go on).
+// TestOverNATSPayload: arguments over the NATS server's max_payload fail
+// that call at once with bulkhead.ErrEncoding (nothing sent); a result
+// over it with a *RemoteError (the call ran); the client and the node go
+// on.
 func TestOverNATSPayload(t *testing.T) {
 	testutil.CheckLeaks(t)
 	url := startNATS(t)
@@ -228,8 +229,12 @@ func TestOverNATSPayload(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := c.Call(ctx, tc.method, tc.arg)
-			if !errors.Is(err, bulkhead.ErrEncoding) || errors.Is(err, bulkhead.ErrClosed) {
-				t.Fatalf("%s over max_payload: %v, want ErrEncoding", tc.name, err)
+			var remote *bulkhead.RemoteError
+			switch {
+			case tc.name == "arguments" && (!errors.Is(err, bulkhead.ErrEncoding) || errors.Is(err, bulkhead.ErrClosed)):
+				t.Fatalf("arguments over max_payload: %v, want ErrEncoding (nothing sent)", err)
+			case tc.name == "result" && (!errors.As(err, &remote) || remote.Code != bulkhead.CodeApplication || errors.Is(err, bulkhead.ErrEncoding)):
+				t.Fatalf("a result over max_payload: %v, want a *RemoteError (the call ran)", err)
 			}
 			if _, err := c.Call(ctx, "big", 1<<10); err != nil {
 				t.Fatalf("the next call: %v", err)

@@ -382,11 +382,11 @@ func (n *Node) run(s subjects, reply string, req *clientwire.Request, timeout ti
 		n.answerErr(reply, err)
 		return
 	}
-	n.answerResult(reply, rep)
+	n.answerResult(reply, req.Method, rep)
 }
 
 // answerResult answers with a call's result, and releases it.
-func (n *Node) answerResult(reply string, r bulkhead.Reply) {
+func (n *Node) answerResult(reply, method string, r bulkhead.Reply) {
 	raw := r.Raw()
 	if raw == nil {
 		raw = []byte{0xf6}
@@ -395,8 +395,10 @@ func (n *Node) answerResult(reply string, r bulkhead.Reply) {
 	size := len(raw)
 	r.Release()
 	if errors.Is(err, nats.ErrMaxPayload) {
-		n.answerErr(reply, fmt.Errorf("%w: %w: the result is %d bytes, over the NATS server's max_payload (%d bytes with headers)",
-			bulkhead.ErrEncoding, wire.ErrTooLarge, size, n.nc.MaxPayload()))
+		// The call ran: an application error, as a worker's result too
+		// large for its frame is, not ErrEncoding (nothing sent).
+		n.answerErr(reply, &bulkhead.RemoteError{Code: bulkhead.CodeApplication, Method: method,
+			Message: fmt.Sprintf("the call ran, but its result is %d bytes, over the NATS server's max_payload (%d bytes with headers)", size, n.nc.MaxPayload())})
 	}
 }
 

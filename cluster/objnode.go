@@ -217,7 +217,7 @@ func (n *Node) runObject(reply, client, events string, req *clientwire.Request, 
 		return
 	}
 	if r, ok := rep.(bulkhead.Reply); ok {
-		n.answerResult(reply, r)
+		n.answerResult(reply, req.Method, r)
 		return
 	}
 	p, err := wire.Marshal(rep)
