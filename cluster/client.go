@@ -409,7 +409,7 @@ func (c *Client) try(ctx context.Context, method string, payload []byte, exclude
 			c.nc.PublishMsg(&nats.Msg{Subject: c.s.node(p.node), Header: nats.Header{HeaderCancel: {c.reply(id)}}})
 		}
 		return bulkhead.Reply{}, finished, &bulkhead.CanceledError{Method: method, Err: ctx.Err(), ExitCode: -1,
-			Started: started, Reason: "its ctx ended while a node had it (the deadline travelled with it)"}
+			Started: started, Reason: c.because("its ctx ended while a node had it (the deadline travelled with it)")}
 	}
 	switch ev.kind {
 	case evFinal:
@@ -470,8 +470,17 @@ func (c *Client) hold(ctx context.Context, method string) (bulkhead.Reply, outco
 		return bulkhead.Reply{}, held, nil
 	case <-ctx.Done():
 		return bulkhead.Reply{}, finished, &bulkhead.CanceledError{Method: method, Err: ctx.Err(), ExitCode: -1,
-			Reason: "it waited in the client while every node's workers ran its other calls; nothing was sent"}
+			Reason: c.because("it waited in the client while every node's workers ran its other calls; nothing was sent")}
 	}
+}
+
+// because is why for a call that ended by its ctx, and that the client's
+// connection to NATS was down then, if it was: the likelier cause.
+func (c *Client) because(why string) string {
+	if st := c.nc.Status(); st != nats.CONNECTED {
+		return why + "; the client's connection to NATS was " + strings.ToLower(st.String()) + " then"
+	}
+	return why
 }
 
 // registerLocked makes a call pending, on node ("": not known yet).
@@ -524,8 +533,13 @@ func (c *Client) waitNode(ctx context.Context, method string, changed chan struc
 	case <-changed:
 	case <-t.C:
 	case <-ctx.Done():
-		return bulkhead.Reply{}, finished, &bulkhead.CanceledError{Method: method, Err: ctx.Err(), ExitCode: -1,
+		err := &bulkhead.CanceledError{Method: method, Err: ctx.Err(), ExitCode: -1,
 			Reason: "no node would take it (none serves the pool, or every one refused it)"}
+		if len(c.NodeLoads()) == 0 {
+			// None ever heard of: a typo of the pool, or nothing up yet.
+			return bulkhead.Reply{}, finished, fmt.Errorf("%w: no node serves pool %q: %w", clientwire.ErrNotFound, c.s.pool, err)
+		}
+		return bulkhead.Reply{}, finished, err
 	}
 	clear(exclude)
 	return bulkhead.Reply{}, noNode, nil

@@ -6,6 +6,7 @@ package cluster_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/client"
 	"github.com/bulkhead-go/bulkhead/cluster"
+	"github.com/bulkhead-go/bulkhead/internal/natsembed"
 	"github.com/bulkhead-go/bulkhead/internal/testutil"
 	"github.com/nats-io/nats.go"
 )
@@ -257,6 +259,13 @@ func TestNoNodeServesThePool(t *testing.T) {
 	if _, err := c.Call(context.Background(), "null"); !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("call: %v, want ErrNotFound", err)
 	}
+	// With a deadline sooner than NoNodeWait: both what ended it and why.
+	dctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	var ce *bulkhead.CanceledError
+	if _, err := c.Call(dctx, "null"); !errors.Is(err, client.ErrNotFound) || !errors.As(err, &ce) {
+		t.Fatalf("call with a deadline: %v, want ErrNotFound and a *CanceledError", err)
+	}
 	if st := c.Stats(); st.Retried != 0 {
 		t.Errorf("stats: %+v, want no retry counted", st)
 	}
@@ -367,5 +376,39 @@ func TestClientHoldsCalls(t *testing.T) {
 	}
 	if st := c.Stats(); st.Held == 0 {
 		t.Errorf("stats: %+v, want a call held", st)
+	}
+}
+
+// TestCallWhileNATSDown: a call that ends by its deadline while the
+// client's connection to NATS is down says so.
+func TestCallWhileNATSDown(t *testing.T) {
+	testutil.CheckLeaks(t)
+	s, err := natsembed.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, s.URL(), "a", 1)
+	down := make(chan struct{})
+	nc, err := nats.Connect(s.URL(), nats.DisconnectErrHandler(func(*nats.Conn, error) { close(down) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c, err := cluster.New(nc, "p", cluster.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.WaitNodes(ctxT(t, 10*time.Second), 1); err != nil {
+		t.Fatal(err)
+	}
+	n.node.Close() // while NATS is up: its cleanup must not wait on it
+	s.Close()
+	<-down
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	var ce *bulkhead.CanceledError
+	if _, err := c.Call(ctx, "null"); !errors.As(err, &ce) || !strings.Contains(ce.Reason, "connection to NATS was") {
+		t.Fatalf("call while NATS is down: %v", err)
 	}
 }
