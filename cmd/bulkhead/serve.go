@@ -126,9 +126,12 @@ func serve(ctx context.Context, cfg *daemon.Config, natsFlag bool, socket, liste
 		case <-ctx.Done():
 			notify.Stopping()
 			log.Info("draining", "grace", cfg.DrainGrace.String())
+			t0 := time.Now()
 			node.leave(cfg.DrainGrace)
 			shutdown(s, cfg.DrainGrace, log)
-			return <-served
+			err := <-served
+			log.Info("drained", "took", time.Since(t0).Round(time.Millisecond).String())
+			return err
 		}
 	}
 }
