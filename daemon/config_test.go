@@ -130,13 +130,13 @@ func TestConfigErrors(t *testing.T) {
 
 // What nats.Connect takes passes CheckNATSURL.
 func TestCheckNATSURL(t *testing.T) {
-	for _, good := range []string{"nats://127.0.0.1:4222", "127.0.0.1:4222", "localhost", "tls://h:4443",
+	for _, good := range []string{"nats://127.0.0.1:4222", "127.0.0.1:4222", "localhost:4222", "nats://localhost", "tls://h:4443",
 		"nats://a:4222, nats://b:4222,nats://c:4222", "nats://u:p@h:4222", "ws://h:8080", "wss://h:443,ws://g:80", "nats://[::1]:4222/"} {
 		if err := CheckNATSURL(good); err != nil {
 			t.Errorf("CheckNATSURL(%q): %v", good, err)
 		}
 	}
-	for _, bad := range []string{"", " , ", "nats//h:4222", "http://h:4222", "nats://:4222", "nats://h:0", "nats://h:4222?x=1", "ws://a,nats://b"} {
+	for _, bad := range []string{"", " , ", "nats//h:4222", "http://h:4222", "nats://:4222", "nats://h:0", "nats://h:4222?x=1", "ws://a,nats://b", "notaurl", "nats://a:4222,notaurl"} {
 		if err := CheckNATSURL(bad); err == nil {
 			t.Errorf("CheckNATSURL(%q) accepted", bad)
 		}

@@ -126,7 +126,10 @@ var natsSchemes = map[string]bool{"nats": true, "tls": true, "ws": true, "wss": 
 // CheckNATSURL reports whether s is what nats.Connect takes: one or
 // more comma-separated server URLs, scheme://[user[:password]@]host[:port]
 // with scheme nats, tls, ws or wss (not ws and the others mixed), or a
-// bare host:port (nats://).
+// bare host:port (nats://). A bare word without a port, such as
+// "notaurl", is refused although nats.go would read it as
+// nats://notaurl:4222: it is far more often a mistyped URL than a host,
+// and it would fail only at dial time.
 func CheckNATSURL(s string) error {
 	var ws, other bool
 	n := 0
@@ -137,12 +140,13 @@ func CheckNATSURL(s string) error {
 		}
 		n++
 		full := part
-		if !strings.Contains(part, "://") {
+		bare := !strings.Contains(part, "://")
+		if bare {
 			full = "nats://" + part // as nats.go reads it
 		}
 		u, err := url.Parse(full)
 		bad := err != nil || !natsSchemes[u.Scheme] || u.Hostname() == "" || (u.Path != "" && u.Path != "/") ||
-			u.RawQuery != "" || u.Fragment != ""
+			u.RawQuery != "" || u.Fragment != "" || (bare && u.Port() == "")
 		if !bad && u.Port() != "" {
 			p, err := strconv.Atoi(u.Port())
 			bad = err != nil || p < 1 || p > 65535

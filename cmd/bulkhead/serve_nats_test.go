@@ -37,6 +37,8 @@ func TestServeCheckNATS(t *testing.T) {
 			[]string{"c.toml:8: nats.nkey_seed", seed}},
 		{"heartbeat as a number", "heartbeat = 5\n", nil, 1, []string{"c.toml:7: nats.heartbeat", `a duration is a string such as "100ms"`}},
 		{"bad --nats", "", []string{"--nats", "nats//127.0.0.1:4222"}, 2, []string{"--nats", "not a NATS server URL"}},
+		{"--nats a bare word", "", []string{"--nats", "notaurl"}, 2, []string{"--nats", `"notaurl" is not a NATS server URL`}},
+		{"url a bare word", "url = \"notaurl\"\n", nil, 1, []string{"c.toml:7: nats.url", `"notaurl" is not a NATS server URL`}},
 		{"--nats checked with the file's seed", "nkey_seed = \"" + seed + "\"\n", []string{"--nats", "nats://127.0.0.1:4222"}, 1,
 			[]string{"c.toml:7: nats.nkey_seed"}},
 	}
