@@ -239,6 +239,10 @@ func newStatusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status --socket S [--json]\n  status --nats URL [--nats-prefix P] [--nats-creds F] [--wait D] [--json] POOL",
 		Short: "Show a daemon's pools and workers, and its class servers; or a cluster pool's nodes",
+		Long: "status --socket shows a daemon's pools and workers, and its class servers.\n" +
+			"status --nats shows the live nodes of a cluster's POOL: those whose heartbeat it hears\n" +
+			"within --wait. When no live node serves POOL it says so and exits 1 (--json too), so\n" +
+			"it works as a health check in scripts.",
 		Args: func(_ *cobra.Command, args []string) error {
 			if to.natsURL != "" && len(args) != 1 {
 				return usagef("with --nats, want one POOL, got %d arguments", len(args))

@@ -67,8 +67,13 @@ func TestCallNATS(t *testing.T) {
 	if code, out, errs := run(t, "status", "--nats", url, "--wait", "2s", "demo"); code != 0 || !strings.HasPrefix(out, "pool demo: 1 live node\n") || !strings.Contains(out, "workers free") {
 		t.Errorf("status --nats demo: exit %d, %q %q", code, out, errs)
 	}
-	if code, out, errs := run(t, "status", "--nats", url, "--wait", "300ms", "--json", "nosuch"); code != 0 || !strings.Contains(out, `"nodes": []`) {
-		t.Errorf("status --nats nosuch: exit %d, %q %q", code, out, errs)
+	// A pool no live node serves exits 1, text and JSON alike: a health check.
+	if code, out, errs := run(t, "status", "--nats", url, "--wait", "300ms", "--json", "nosuch"); code != 1 || !strings.Contains(out, `"nodes": []`) ||
+		!strings.Contains(errs, "pool nosuch: no live node") {
+		t.Errorf("status --nats --json nosuch: exit %d, %q %q; want 1", code, out, errs)
+	}
+	if code, out, errs := run(t, "status", "--nats", url, "--wait", "300ms", "nosuch"); code != 1 || out != "pool nosuch: no live node (none heartbeat within 300ms)\n" {
+		t.Errorf("status --nats nosuch: exit %d, %q %q; want 1", code, out, errs)
 	}
 	for _, args := range [][]string{{"--nats", url}, {"--nats", url, "a", "b"}, {"--socket", p.sock, "demo"}, {"--nats", url, "--wait", "0s", "demo"}, {}} {
 		if code, _, errs := run(t, append([]string{"status"}, args...)...); code != 2 {

@@ -13,7 +13,7 @@ import (
 // natsStatus prints the live nodes of a cluster's pool: those whose
 // heartbeat a client of it hears within wait (a node heartbeats every
 // 100 ms unless its [nats] heartbeat says otherwise), draining ones left
-// out.
+// out. With none, it prints so and exits 1, a health check for scripts.
 func natsStatus(ctx context.Context, out io.Writer, to target, timeout, wait time.Duration, pool string, asJSON bool) error {
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -51,11 +51,11 @@ func natsStatus(ctx context.Context, out io.Writer, to target, timeout, wait tim
 			return err
 		}
 		fmt.Fprintln(out, string(b))
-		return nil
+		return noLiveNode(pool, wait, len(nodes))
 	}
 	if len(nodes) == 0 {
 		fmt.Fprintf(out, "pool %s: no live node (none heartbeat within %v)\n", pool, wait)
-		return nil
+		return noLiveNode(pool, wait, 0)
 	}
 	noun := "nodes"
 	if len(nodes) == 1 {
@@ -66,4 +66,13 @@ func natsStatus(ctx context.Context, out io.Writer, to target, timeout, wait tim
 		fmt.Fprintf(out, "  %-24s %d of %d workers free  (heartbeat %v ago)\n", n.ID, max(n.Free, 0), n.Workers, n.Age.Round(time.Millisecond))
 	}
 	return nil
+}
+
+// noLiveNode is exit status 1 when a pool has no live node: `status
+// --nats` is then a health check that fails.
+func noLiveNode(pool string, wait time.Duration, n int) error {
+	if n > 0 {
+		return nil
+	}
+	return exitError{1, fmt.Errorf("pool %s: no live node (none heartbeat within %v)", pool, wait)}
 }
