@@ -143,6 +143,39 @@ func TestCheckNATSURL(t *testing.T) {
 	}
 }
 
+// ChangedKeys names each changed [nats] key, and only those.
+func TestNATSChangedKeys(t *testing.T) {
+	base := NATS{URL: "nats://a:4222", Prefix: "bulkhead", Heartbeat: 100 * time.Millisecond}
+	if got := base.ChangedKeys(base); got != nil {
+		t.Errorf("unchanged: %q", got)
+	}
+	two := base
+	two.Prefix, two.Heartbeat = "other", time.Second
+	if got := base.ChangedKeys(two); !reflect.DeepEqual(got, []string{"nats.prefix", "nats.heartbeat"}) {
+		t.Errorf("prefix and heartbeat changed: %q", got)
+	}
+	// Every field, one at a time.
+	nt := reflect.TypeOf(NATS{})
+	for i := range nt.NumField() {
+		changed := base
+		f := reflect.ValueOf(&changed).Elem().Field(i)
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString(f.String() + "x")
+		case reflect.Bool:
+			f.SetBool(!f.Bool())
+		case reflect.Int64:
+			f.SetInt(f.Int() + 1)
+		default:
+			t.Fatalf("field %s: kind %v not covered", nt.Field(i).Name, f.Kind())
+		}
+		want := []string{"nats." + nt.Field(i).Tag.Get("toml")}
+		if got := base.ChangedKeys(changed); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s changed: %q, want %q", nt.Field(i).Name, got, want)
+		}
+	}
+}
+
 // A sandbox's memory_max is bytes, as an integer or with a unit.
 func TestConfigMemoryMaxUnits(t *testing.T) {
 	exe, _ := os.Executable()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -170,4 +171,20 @@ func CheckNATSURL(s string) error {
 		return fmt.Errorf("%q mixes websocket (ws://, wss://) and other URLs, which nats.go refuses", s)
 	}
 	return nil
+}
+
+// ChangedKeys are the keys ("nats.prefix", ...) whose values differ
+// between a and b, in the section's order. A running node keeps the
+// settings it started with (its connection and subjects are made once), so
+// a reload reports these as taking effect at the next start. Every field is
+// compared, by reflection, so a new key cannot be forgotten.
+func (a NATS) ChangedKeys(b NATS) []string {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	var keys []string
+	for i := range va.NumField() {
+		if va.Field(i).Interface() != vb.Field(i).Interface() {
+			keys = append(keys, "nats."+va.Type().Field(i).Tag.Get("toml"))
+		}
+	}
+	return keys
 }

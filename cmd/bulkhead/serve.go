@@ -115,7 +115,9 @@ func serve(ctx context.Context, cfg *daemon.Config, natsFlag bool, socket, liste
 		select {
 		case <-hup:
 			notify.Reloading()
-			reload(ctx, s, path, log)
+			if next := reload(ctx, s, path, log); next != nil {
+				warnNATSChanged(cfg.NATS, next.NATS, natsFlag, log)
+			}
 			node.sync()
 			notify.Ready()
 		case err := <-served:
@@ -136,14 +138,30 @@ func serve(ctx context.Context, cfg *daemon.Config, natsFlag bool, socket, liste
 	}
 }
 
-// reload applies the config at path; a bad one is logged and ignored.
-func reload(ctx context.Context, s *daemon.Server, path string, log *slog.Logger) {
+// reload applies the config at path and returns it; a bad one is logged
+// and ignored (nil).
+func reload(ctx context.Context, s *daemon.Server, path string, log *slog.Logger) *daemon.Config {
 	cfg, err := daemon.Load(path)
 	if err == nil {
 		err = s.Reload(ctx, cfg)
 	}
 	if err != nil {
 		log.Error("reload refused; the running configuration stays", "path", path, "err", err)
+		return nil
+	}
+	return cfg
+}
+
+// warnNATSChanged logs the [nats] keys a reload changed from those the
+// node started with (was): a reload applies the pools, but the node's
+// connection and subjects are made at start, so they wait for the next.
+// With --nats (natsFlag) the flag's URL stays, whatever the file says.
+func warnNATSChanged(was, now daemon.NATS, natsFlag bool, log *slog.Logger) {
+	if natsFlag {
+		now.URL = was.URL
+	}
+	if keys := was.ChangedKeys(now); len(keys) > 0 {
+		log.Warn("reload: the changed [nats] keys take effect at the next start; the node keeps its old NATS settings until then", "keys", keys)
 	}
 }
 

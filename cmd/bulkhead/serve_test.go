@@ -329,9 +329,12 @@ func TestServeNATS(t *testing.T) {
 	if err != nil || got != "hello" {
 		t.Fatalf("echo over NATS: %q, %v\n%s", got, err, p.log)
 	}
-	// A reload that adds a pool reaches NATS without a restart.
+	// A reload that adds a pool reaches NATS without a restart; one that
+	// changes [nats] keeps the node's old prefix (the added pool is under
+	// it) and warns that the change waits for the next start.
 	p.writeConfig(t, 1)
-	added := "\n[[pool]]\nname = \"added\"\ncommand = \"${BULKHEAD_SELF}\"\nargs = [\"worker\"]\nworkers = 1\n"
+	added := "\n[[pool]]\nname = \"added\"\ncommand = \"${BULKHEAD_SELF}\"\nargs = [\"worker\"]\nworkers = 1\n" +
+		"[nats]\nprefix = \"other\"\nurl = \"nats://127.0.0.1:1\"\n"
 	f, err := os.OpenFile(p.cfg, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -357,6 +360,9 @@ func TestServeNATS(t *testing.T) {
 	}
 	if !strings.Contains(p.log.String(), `"msg":"cluster node"`) {
 		t.Errorf("no cluster node record in the log:\n%s", p.log)
+	}
+	if !regexp.MustCompile(`"level":"WARN","msg":"reload: the changed \[nats\] keys take effect at the next start[^"]*","keys":\["nats.prefix"\]`).MatchString(p.log.String()) {
+		t.Errorf("no warning naming nats.prefix (and only it: --nats overrides the url) after the reload:\n%s", p.log)
 	}
 }
 
