@@ -240,7 +240,7 @@ func (cs *clusterSummary) writeText(w io.Writer) {
 	fmt.Fprintf(w, "lost           %-10d must be 0: %d never answered, %d answered ok but started by no worker\n", s.Lost, s.LostNoAnswer, s.LostUnstarted)
 	fmt.Fprintf(w, "retried        %-10d sent again: not started on a node that refused or was lost\n", cs.Retried)
 	fmt.Fprintf(w, "duplicated     %-10d must be 0 (from the workers' journals, across nodes)\n", s.Duplicated)
-	fmt.Fprintf(w, "nodes used     %d of %d; calls started per node: %v\n", cs.NodesUsed, cs.Nodes, cs.CallsPerNode)
+	fmt.Fprintf(w, "nodes used     %d of %d; calls started per node: %s\n", cs.NodesUsed, cs.Nodes, perNode(cs.CallsPerNode))
 	fmt.Fprintf(w, "failover       %.1f ms from the SIGKILL to the last call sent to the dead node\n", cs.FailoverMs)
 	fmt.Fprintf(w, "latency        p50 %v  p99 %v\n", time.Duration(s.P50us)*time.Microsecond, time.Duration(s.P99us)*time.Microsecond)
 	fmt.Fprintf(w, "\nworker deaths as each node's pool saw them (%s):\n", cs.NodePoolsNote)
@@ -250,4 +250,13 @@ func (cs *clusterSummary) writeText(w io.Writer) {
 			id, p.WorkerDeaths.Startup, p.WorkerDeaths.Call, p.WorkerDeaths.Idle, p.WorkersStarted, p.Redispatch,
 			time.Duration(p.RespawnP50)*time.Microsecond)
 	}
+}
+
+// perNode is a count by node for people: "node0 322, node1 780", sorted.
+func perNode(m map[string]int) string {
+	parts := make([]string, 0, len(m))
+	for _, id := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", id, m[id]))
+	}
+	return strings.Join(parts, ", ")
 }

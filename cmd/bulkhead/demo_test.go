@@ -153,6 +153,18 @@ func TestDemoText(t *testing.T) {
 	}
 }
 
+// The cluster demo's text summary gives the calls per node sorted, for
+// people, not as a Go map.
+func TestClusterDemoTextPerNode(t *testing.T) {
+	cs := &clusterSummary{summary: &summary{}, Nodes: 3, NodesUsed: 3,
+		CallsPerNode: map[string]int{"node2": 888, "node0": 322, "node1": 780}}
+	var b strings.Builder
+	cs.writeText(&b)
+	if want := "nodes used     3 of 3; calls started per node: node0 322, node1 780, node2 888\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("summary lacks %q:\n%s", want, b.String())
+	}
+}
+
 // The checks can fail: a journal that shows a call started twice, or a
 // success no worker started, or a call never answered, is caught.
 func TestTallyCatches(t *testing.T) {
