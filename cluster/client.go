@@ -54,6 +54,12 @@ type Stats struct {
 	Held     uint64 // times a call waited in the client, every node's workers running its other calls
 }
 
+// ReconnectInterval is how long Dial's connection, and a node's in
+// bulkhead serve, waits between tries to reach its NATS server again
+// (nats.go's default is 2 s): a NATS server's restart stalls calls about
+// this long.
+const ReconnectInterval = 250 * time.Millisecond
+
 // maxNodes bounds the nodes a client tracks: anyone allowed to publish on
 // a load subject could make some up (NATS's permissions decide who may).
 const maxNodes = 1024
@@ -118,9 +124,13 @@ type event struct {
 
 // Dial connects to the NATS server at url (nats.Options as nats.Connect
 // takes them: credentials, TLS, NKeys) and returns a client of pool; Close
-// closes the connection.
+// closes the connection. The connection reconnects for as long as the
+// client lives, every ReconnectInterval, as a node's does: nats.go's own
+// default gives up after 60 tries, two minutes, and a client of a NATS
+// server down that long would be closed for good. nopts come after these
+// and override them.
 func Dial(ctx context.Context, url, pool string, opts Options, nopts ...nats.Option) (*Client, error) {
-	nc, err := nats.Connect(url, nopts...)
+	nc, err := nats.Connect(url, append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(ReconnectInterval)}, nopts...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -412,3 +412,25 @@ func TestCallWhileNATSDown(t *testing.T) {
 		t.Fatalf("call while NATS is down: %v", err)
 	}
 }
+
+// TestDialReconnectsForever: a client's connection, like a node's, never
+// stops trying to reach its NATS server (nats.go's default gives up after
+// two minutes, and the client would be closed for good); options given to
+// Dial still override it.
+func TestDialReconnectsForever(t *testing.T) {
+	url := startNATS(t)
+	for _, tc := range []struct {
+		opts []nats.Option
+		want int
+	}{{nil, -1}, {[]nats.Option{nats.MaxReconnects(5)}, 5}} {
+		c, err := cluster.Dial(ctxT(t, 10*time.Second), url, "p", cluster.Options{}, tc.opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := cluster.ConnOf(c).Opts
+		c.Close()
+		if o.MaxReconnect != tc.want || o.ReconnectWait != cluster.ReconnectInterval {
+			t.Errorf("Dial(%d options): MaxReconnect %d, ReconnectWait %v; want %d, %v", len(tc.opts), o.MaxReconnect, o.ReconnectWait, tc.want, cluster.ReconnectInterval)
+		}
+	}
+}

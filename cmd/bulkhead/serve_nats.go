@@ -20,7 +20,7 @@ import (
 // NATS cannot read is a *daemon.ConfigError naming nkey_seed.
 func natsOptions(cfg *daemon.Config) ([]nats.Option, error) {
 	n := cfg.NATS
-	opts := []nats.Option{nats.Name(n.Name), nats.MaxReconnects(-1)}
+	opts := []nats.Option{nats.Name(n.Name), nats.MaxReconnects(-1), nats.ReconnectWait(cluster.ReconnectInterval)}
 	if n.Creds != "" {
 		opts = append(opts, nats.UserCredentials(n.Creds))
 	}
