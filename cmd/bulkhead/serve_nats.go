@@ -105,8 +105,13 @@ func startNode(s *daemon.Server, cfg *daemon.Config, fromFlag bool, log *slog.Lo
 	}
 	nc, err := nats.Connect(n.URL, append(opts, connectionLog(log)...)...)
 	if err != nil {
+		hint := "is a NATS server running there? README.md, \"Run it across machines\", says how to run one"
+		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) ||
+			n.Creds != "" || n.NKey != "" {
+			hint = "the server may have refused the credentials: check [nats] creds, nkey_seed, or the URL's user"
+		}
 		err = fmt.Errorf("cannot connect to the NATS server at %s (%s): %w", redactURLs(n.URL), natsSource(cfg, fromFlag), err)
-		return nil, hinted{err, "is a NATS server running there? README.md, \"Run it across machines\", says how to run one"}
+		return nil, hinted{err, hint}
 	}
 	node, err := cluster.NewNode(nc, s, cluster.NodeConfig{ID: n.NodeID, Prefix: n.Prefix, Version: n.Version,
 		Heartbeat: n.Heartbeat, MaxDeadline: cfg.MaxDeadline, Logger: log})
