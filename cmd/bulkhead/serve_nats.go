@@ -107,7 +107,7 @@ func startNode(s *daemon.Server, cfg *daemon.Config, fromFlag bool, log *slog.Lo
 	if err != nil {
 		hint := "is a NATS server running there? README.md, \"Run it across machines\", says how to run one"
 		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) ||
-			n.Creds != "" || n.NKey != "" {
+			strings.Contains(strings.ToLower(err.Error()), "authoriz") {
 			hint = "the server may have refused the credentials: check [nats] creds, nkey_seed, or the URL's user"
 		}
 		err = fmt.Errorf("cannot connect to the NATS server at %s (%s): %w", redactURLs(n.URL), natsSource(cfg, fromFlag), err)
