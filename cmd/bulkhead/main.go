@@ -93,7 +93,9 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(stderr, "bulkhead: %s\n", errorText(err))
+	for _, line := range errorLines(err) {
+		fmt.Fprintf(stderr, "bulkhead: %s\n", line)
+	}
 	var h hinted
 	if errors.As(err, &h) {
 		fmt.Fprintf(stderr, "hint: %s\n", h.hint)
@@ -116,6 +118,20 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func errorText(err error) string {
 	msg := strings.TrimPrefix(err.Error(), libPrefix)
 	return strings.ReplaceAll(msg, ": "+libPrefix, ": ")
+}
+
+// errorLines are err's messages, one per error that errors.Join joined
+// (a config's report of several): each line, prefixed, reads on its own.
+func errorLines(err error) []string {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []string{errorText(err)}
+	}
+	var lines []string
+	for _, e := range j.Unwrap() {
+		lines = append(lines, errorLines(e)...)
+	}
+	return lines
 }
 
 // libPrefix starts every error message of the bulkhead packages.

@@ -82,6 +82,26 @@ func TestErrorsSayBulkheadOnce(t *testing.T) {
 	}
 }
 
+// A report of several config errors gives each its own line, each with
+// one "bulkhead: ", so that a line read alone (grep) says what it is.
+func TestErrorsSayBulkheadOncePerLine(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "c.toml")
+	text := "socket = \"/tmp/x.sock\"\nwrokers = 1\n[[pool]]\nname = \"u\"\ncommand = \"/bin/true\"\nkill_grace = 5\n[natz]\nurl = \"x\"\n"
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := run(t, "serve", "--check", "--config", cfg)
+	lines := strings.Split(strings.TrimSuffix(errs, "\n"), "\n")
+	if code != 1 || len(lines) < 3 {
+		t.Fatalf("exit %d, %q; want exit 1 and at least 3 errors", code, errs)
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "bulkhead: "+cfg+":") || strings.Count(l, "bulkhead: ") != 1 {
+			t.Errorf("line %q: want one \"bulkhead: \" and then the file:line", l)
+		}
+	}
+}
+
 // childrenOf lists pid's child processes, zombies included.
 func childrenOf(pid int) []int {
 	var out []int
