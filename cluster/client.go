@@ -418,6 +418,10 @@ func (c *Client) try(ctx context.Context, method string, payload []byte, exclude
 			// The deadline travelled; a cancellation is told.
 			c.nc.PublishMsg(&nats.Msg{Subject: c.s.node(p.node), Header: nats.Header{HeaderCancel: {c.reply(id)}}})
 		}
+		if p.node == "" { // sent to the queue group, and no node said it took it
+			return bulkhead.Reply{}, finished, c.unserved(&bulkhead.CanceledError{Method: method, Err: ctx.Err(), ExitCode: -1,
+				Reason: c.because("its ctx ended before any node took it")})
+		}
 		return bulkhead.Reply{}, finished, &bulkhead.CanceledError{Method: method, Err: ctx.Err(), ExitCode: -1,
 			Started: started, Reason: c.because("its ctx ended while a node had it (the deadline travelled with it)")}
 	}
@@ -543,16 +547,21 @@ func (c *Client) waitNode(ctx context.Context, method string, changed chan struc
 	case <-changed:
 	case <-t.C:
 	case <-ctx.Done():
-		err := &bulkhead.CanceledError{Method: method, Err: ctx.Err(), ExitCode: -1,
-			Reason: "no node would take it (none serves the pool, or every one refused it)"}
-		if len(c.NodeLoads()) == 0 {
-			// None ever heard of: a typo of the pool, or nothing up yet.
-			return bulkhead.Reply{}, finished, fmt.Errorf("%w: no node serves pool %q: %w", clientwire.ErrNotFound, c.s.pool, err)
-		}
-		return bulkhead.Reply{}, finished, err
+		return bulkhead.Reply{}, finished, c.unserved(&bulkhead.CanceledError{Method: method, Err: ctx.Err(), ExitCode: -1,
+			Reason: "no node would take it (none serves the pool, or every one refused it)"})
 	}
 	clear(exclude)
 	return bulkhead.Reply{}, noNode, nil
+}
+
+// unserved is err, a call that ended by its ctx with no node taking it,
+// matching ErrNotFound too if the client has heard of no node of the pool
+// (a typo of its name, or nothing up yet).
+func (c *Client) unserved(err *bulkhead.CanceledError) error {
+	if len(c.NodeLoads()) == 0 {
+		return fmt.Errorf("%w: no node serves pool %q: %w", clientwire.ErrNotFound, c.s.pool, err)
+	}
+	return err
 }
 
 func (c *Client) done(n *nodeState) {
