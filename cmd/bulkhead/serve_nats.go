@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bulkhead-go/bulkhead/cluster"
@@ -43,11 +44,17 @@ func natsOptions(cfg *daemon.Config) ([]nats.Option, error) {
 	return opts, nil
 }
 
-// servedNode is the daemon's cluster node, or nothing without NATS.
+// servedNode is the daemon's cluster node, or nothing without NATS. A
+// node whose NATS server cannot be reached at start joins once it can
+// (join), while the daemon's socket serves: boot order does not matter.
 type servedNode struct {
-	node *cluster.Node // nil without NATS
-	nc   *nats.Conn
 	log  *slog.Logger
+	stop chan struct{}  // closed by leave: join gives up
+	wg   sync.WaitGroup // join
+
+	mu   sync.Mutex
+	node *cluster.Node // nil until it has joined
+	nc   *nats.Conn
 }
 
 // connectionLog makes the NATS connection's losses and returns visible in
@@ -93,46 +100,105 @@ func natsSource(cfg *daemon.Config, fromFlag bool) string {
 }
 
 // startNode makes s a cluster node when cfg has a NATS URL (from the
-// --nats flag if fromFlag).
+// --nats flag if fromFlag). A NATS server that cannot be reached leaves
+// the node to join later; any other error (credentials, an id in use) is
+// returned.
 func startNode(s *daemon.Server, cfg *daemon.Config, fromFlag bool, log *slog.Logger) (*servedNode, error) {
-	n := cfg.NATS
-	if n.URL == "" {
-		return &servedNode{}, nil
+	sn := &servedNode{log: log, stop: make(chan struct{})}
+	if cfg.NATS.URL == "" {
+		return sn, nil
 	}
 	opts, err := natsOptions(cfg)
 	if err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(n.URL, append(opts, connectionLog(log)...)...)
+	opts = append(opts, connectionLog(log)...)
+	err = sn.connect(s, cfg, opts)
+	switch {
+	case errors.Is(err, nats.ErrNoServers):
+		log.Warn("cluster node: no NATS server answers; the socket serves, and the node joins once one does",
+			"nats", redactURLs(cfg.NATS.URL), "from", natsSource(cfg, fromFlag), "err", err)
+		sn.wg.Add(1)
+		go sn.join(s, cfg, opts)
+		return sn, nil
+	case err != nil:
+		return nil, connectError(cfg, fromFlag, err)
+	}
+	return sn, nil
+}
+
+// connect connects to NATS and makes the node.
+func (sn *servedNode) connect(s *daemon.Server, cfg *daemon.Config, opts []nats.Option) error {
+	n := cfg.NATS
+	nc, err := nats.Connect(n.URL, opts...)
 	if err != nil {
-		hint := "is a NATS server running there? README.md, \"Run it across machines\", says how to run one"
-		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) ||
-			strings.Contains(strings.ToLower(err.Error()), "authoriz") {
-			hint = "the server may have refused the credentials: check [nats] creds, nkey_seed, or the URL's user"
-		}
-		err = fmt.Errorf("cannot connect to the NATS server at %s (%s): %w", redactURLs(n.URL), natsSource(cfg, fromFlag), err)
-		return nil, hinted{err, hint}
+		return err
 	}
 	node, err := cluster.NewNode(nc, s, cluster.NodeConfig{ID: n.NodeID, Prefix: n.Prefix, Version: n.Version,
-		Heartbeat: n.Heartbeat, MaxDeadline: cfg.MaxDeadline, Logger: log})
+		Heartbeat: n.Heartbeat, MaxDeadline: cfg.MaxDeadline, Logger: sn.log})
 	if err != nil {
 		nc.Close()
-		if errors.Is(err, cluster.ErrNodeIDInUse) && n.NodeID != "" {
-			return nil, cfg.KeyError("nats.node_id", err)
-		}
-		return nil, err
+		return err
 	}
-	log.Info("cluster node", "nats", nc.ConnectedUrlRedacted(), "node", node.ID(), "pools", s.PoolNames())
-	return &servedNode{node: node, nc: nc, log: log}, nil
+	sn.mu.Lock()
+	sn.node, sn.nc = node, nc
+	sn.mu.Unlock()
+	sn.log.Info("cluster node", "nats", nc.ConnectedUrlRedacted(), "node", node.ID(), "pools", s.PoolNames())
+	return nil
+}
+
+// join tries to connect, ever less often (up to every 10 s, each failure
+// logged then), until it has or leave stops it.
+func (sn *servedNode) join(s *daemon.Server, cfg *daemon.Config, opts []nats.Option) {
+	defer sn.wg.Done()
+	wait := cluster.ReconnectInterval
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-sn.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		err := sn.connect(s, cfg, opts)
+		if err == nil {
+			return
+		}
+		if wait = min(2*wait, 10*time.Second); wait == 10*time.Second || !errors.Is(err, nats.ErrNoServers) {
+			sn.log.Warn("cluster node: not joined yet", "nats", redactURLs(cfg.NATS.URL), "err", err)
+		}
+	}
+}
+
+// connectError is a failed start's error: the URL, where it came from,
+// and a hint.
+func connectError(cfg *daemon.Config, fromFlag bool, err error) error {
+	n := cfg.NATS
+	if errors.Is(err, cluster.ErrNodeIDInUse) && n.NodeID != "" {
+		return cfg.KeyError("nats.node_id", err)
+	}
+	if errors.Is(err, cluster.ErrNodeIDInUse) {
+		return err
+	}
+	hint := "is a NATS server running there? README.md, \"Run it across machines\", says how to run one"
+	if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) ||
+		strings.Contains(strings.ToLower(err.Error()), "authoriz") {
+		hint = "the server may have refused the credentials: check [nats] creds, nkey_seed, or the URL's user"
+	}
+	err = fmt.Errorf("cannot connect to the NATS server at %s (%s): %w", redactURLs(n.URL), natsSource(cfg, fromFlag), err)
+	return hinted{err, hint}
 }
 
 // sync registers on NATS the pools a reload added, and deregisters those
 // it removed.
 func (sn *servedNode) sync() {
-	if sn.node == nil {
-		return
+	sn.mu.Lock()
+	node := sn.node
+	sn.mu.Unlock()
+	if node == nil {
+		return // not joined yet: NewNode will serve the pools as they are then
 	}
-	if err := sn.node.Sync(); err != nil {
+	if err := node.Sync(); err != nil {
 		sn.log.Error("cluster node: the reloaded pools are not all on NATS", "err", err)
 	}
 }
@@ -140,14 +206,19 @@ func (sn *servedNode) sync() {
 // leave drains the node (it leaves the queue group, then waits for its
 // calls within grace), closes it and its connection.
 func (sn *servedNode) leave(grace time.Duration) {
-	if sn.node == nil {
+	close(sn.stop)
+	sn.wg.Wait()
+	sn.mu.Lock()
+	node, nc := sn.node, sn.nc
+	sn.mu.Unlock()
+	if node == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	if err := sn.node.Drain(ctx); err != nil {
+	if err := node.Drain(ctx); err != nil {
 		sn.log.Warn("cluster node drained with calls left", "err", err)
 	}
-	sn.node.Close()
-	sn.nc.Close()
+	node.Close()
+	nc.Close()
 }

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/bulkhead-go/bulkhead/internal/natsembed"
@@ -65,41 +68,37 @@ func TestServeCheckNATS(t *testing.T) {
 	}
 }
 
-// A node that cannot reach its NATS server says which URL it tried and
-// where that URL came from, and exits 1.
-func TestServeNATSUnreachable(t *testing.T) {
+// TestServeNATSJoinsLater: a node whose NATS server is not up yet serves
+// its socket at once, says so (the URL's password hidden), and joins once
+// the server is up.
+func TestServeNATSJoinsLater(t *testing.T) {
 	checkLeaks(t)
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "c.toml")
-	text := "socket = \"" + filepath.Join(dir, "s.sock") + "\"\n[[pool]]\nname = \"demo\"\ncommand = \"${BULKHEAD_SELF}\"\nargs = [\"worker\"]\nworkers = 1\n" +
-		"[nats]\nurl = \"nats://127.0.0.1:1\"\n"
-	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
-	exe, _ := os.Executable()
-	for _, tt := range []struct {
-		flags []string
-		want  []string
-	}{
-		{nil, []string{"nats://127.0.0.1:1", "the [nats] url of " + cfg, "no servers available", "hint: is a NATS server running"}},
-		{[]string{"--nats", "nats://u:secret@127.0.0.1:1"}, []string{"nats://u:xxxxx@127.0.0.1:1", "(--nats)"}},
-	} {
-		cmd := exec.Command(exe, append([]string{"serve", "--config", cfg}, tt.flags...)...)
-		cmd.Env = testutil.HelperEnviron("cli")
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		err := cmd.Run()
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-			t.Fatalf("serve %q: %v, want exit 1\n%s", tt.flags, err, stderr.String())
-		}
-		for _, w := range tt.want {
-			if !strings.Contains(stderr.String(), w) {
-				t.Errorf("serve %q: stderr lacks %q:\n%s", tt.flags, w, stderr.String())
-			}
-		}
-		if strings.Contains(stderr.String(), "secret") {
-			t.Errorf("the password is in the message:\n%s", stderr.String())
-		}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	url := fmt.Sprintf("nats://u:secret@127.0.0.1:%d", port)
+	p := startServe(t, "--nats", url) // it waits until the socket serves
+	testutil.Until(t, "the warning", func() bool { return strings.Contains(p.log.String(), "no NATS server answers") })
+	ns, err := natsembed.StartAt(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	testutil.Until(t, "the node to join", func() bool { return strings.Contains(p.log.String(), `"msg":"cluster node"`) })
+	if code, out, errs := run(t, "call", "--nats", ns.URL(), "demo", "echo", "1"); code != 0 || strings.TrimSpace(out) != "1" {
+		t.Errorf("call --nats once joined: exit %d, %q %q", code, out, errs)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.done
+	if err := p.cmd.Wait(); err != nil {
+		t.Errorf("serve after SIGTERM: %v\n%s", err, p.log.String())
+	}
+	logs := p.log.String()
+	if !strings.Contains(logs, fmt.Sprintf("nats://u:xxxxx@127.0.0.1:%d", port)) || strings.Contains(logs, "secret") {
+		t.Errorf("the log should name the URL with its password hidden:\n%s", logs)
 	}
 }
 

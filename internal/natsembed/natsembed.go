@@ -1,7 +1,7 @@
 // Package natsembed runs a NATS server inside this process, on 127.0.0.1
-// and a random port: for the tests, the demo and `bulkhead serve
-// --nats embedded`. It is the only importer of nats-server, which is
-// heavy, so that the library's users never pull it in.
+// and a random port: for the tests, `bulkhead demo --nodes` and `bulkhead
+// storm --nodes`. It is the only importer of nats-server, which is heavy,
+// so that the library's users never pull it in.
 package natsembed
 
 import (
@@ -15,8 +15,11 @@ import (
 type Server struct{ s *server.Server }
 
 // Start starts a server and waits until it takes connections.
-func Start() (*Server, error) {
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
+func Start() (*Server, error) { return StartAt(server.RANDOM_PORT) }
+
+// StartAt starts a server on port of 127.0.0.1, as Start does.
+func StartAt(port int) (*Server, error) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
 	if err != nil {
 		return nil, err
 	}
