@@ -316,3 +316,40 @@ func TestClientClose(t *testing.T) {
 		t.Fatalf("call after Close: %v", err)
 	}
 }
+
+// TestDiscover: a client lists the pools the nodes serve, and their
+// nodes, from NATS micro's discovery; a stranger's answer is ignored.
+func TestDiscover(t *testing.T) {
+	testutil.CheckLeaks(t)
+	url := startNATS(t)
+	startNode(t, url, "a", 1)
+	startNode(t, url, "b", 1)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	stranger, err := micro.AddService(nc, micro.Config{Name: "other", Version: "1.0.0", Metadata: map[string]string{"node": "x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Stop()
+	if err := stranger.AddEndpoint("e", micro.HandlerFunc(func(micro.Request) {}), micro.WithEndpointSubject("elsewhere.e")); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, url, cluster.Options{}, 2)
+	svcs, err := c.Discover(ctxT(t, 10*time.Second), 500*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]cluster.Service{}
+	for _, s := range svcs {
+		found[s.Name] = s
+	}
+	if p := found["p"]; fmt.Sprint(p.Nodes) != "[a b]" || fmt.Sprint(p.Versions) != "[1.0.0]" {
+		t.Errorf("pool p: %+v", p)
+	}
+	if _, ok := found["other"]; ok {
+		t.Errorf("a service of another prefix is listed: %+v", svcs)
+	}
+}

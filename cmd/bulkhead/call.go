@@ -237,15 +237,17 @@ func newStatusCmd() *cobra.Command {
 		to      = target{clientID: "bulkhead status"}
 	)
 	cmd := &cobra.Command{
-		Use:   "status --socket S [--json]\n  status --nats URL [--nats-prefix P] [--nats-creds F] [--wait D] [--json] POOL",
+		Use:   "status --socket S [--json]\n  status --nats URL [--nats-prefix P] [--nats-creds F] [--wait D] [--json] [POOL]",
 		Short: "Show a daemon's pools and workers, and its class servers; or a cluster pool's nodes",
 		Long: "status --socket shows a daemon's pools and workers, and its class servers.\n" +
 			"status --nats shows the live nodes of a cluster's POOL: those whose heartbeat it hears\n" +
 			"within --wait. When no live node serves POOL it says so and exits 1 (--json too), so\n" +
-			"it works as a health check in scripts.",
+			"it works as a health check in scripts. Without POOL, it lists the pools (and objects\n" +
+			"services) the cluster's nodes serve, and their nodes, by NATS micro's discovery\n" +
+			"($SRV.INFO), exiting 1 if none answers within --wait.",
 		Args: func(_ *cobra.Command, args []string) error {
-			if to.natsURL != "" && len(args) != 1 {
-				return usagef("with --nats, want one POOL, got %d arguments", len(args))
+			if to.natsURL != "" && len(args) > 1 {
+				return usagef("with --nats, want one POOL or none, got %d arguments", len(args))
 			}
 			if to.natsURL == "" && len(args) > 0 {
 				return usagef("status --socket takes no arguments, got %q (POOL goes with --nats)", args)
@@ -259,6 +261,9 @@ func newStatusCmd() *cobra.Command {
 			if to.natsURL != "" {
 				if wait <= 0 {
 					return usagef("--wait must be positive")
+				}
+				if len(args) == 0 {
+					return natsServices(c.Context(), c.OutOrStdout(), to, timeout, wait, asJSON)
 				}
 				return natsStatus(c.Context(), c.OutOrStdout(), to, timeout, wait, args[0], asJSON)
 			}

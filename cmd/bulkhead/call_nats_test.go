@@ -75,7 +75,14 @@ func TestCallNATS(t *testing.T) {
 	if code, out, errs := run(t, "status", "--nats", url, "--wait", "300ms", "nosuch"); code != 1 || out != "pool nosuch: no live node (none heartbeat within 300ms)\n" {
 		t.Errorf("status --nats nosuch: exit %d, %q %q; want 1", code, out, errs)
 	}
-	for _, args := range [][]string{{"--nats", url}, {"--nats", url, "a", "b"}, {"--socket", p.sock, "demo"}, {"--nats", url, "--wait", "0s", "demo"}, {}} {
+	// Without a pool: the pools the nodes serve, by micro's discovery.
+	if code, out, errs := run(t, "status", "--nats", url, "--wait", "500ms"); code != 0 || !strings.Contains(out, "demo ") || !strings.Contains(out, "1 node(s)") {
+		t.Errorf("status --nats: exit %d, %q %q", code, out, errs)
+	}
+	if code, out, errs := run(t, "status", "--nats", url, "--wait", "500ms", "--json"); code != 0 || !strings.Contains(out, `"name": "demo"`) {
+		t.Errorf("status --nats --json: exit %d, %q %q", code, out, errs)
+	}
+	for _, args := range [][]string{{"--nats", url, "a", "b"}, {"--socket", p.sock, "demo"}, {"--nats", url, "--wait", "0s", "demo"}, {}} {
 		if code, _, errs := run(t, append([]string{"status"}, args...)...); code != 2 {
 			t.Errorf("status %q: exit %d, %q; want 2", args, code, errs)
 		}

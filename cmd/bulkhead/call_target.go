@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/bulkhead-go/bulkhead"
 	"github.com/bulkhead-go/bulkhead/client"
@@ -34,10 +35,11 @@ type remoteObject interface {
 // conn is a connection to a target: a caller of one pool (none if pool
 // is ""), the activation API, and Close.
 type conn struct {
-	pool   bulkhead.Caller
-	nodes  func() []cluster.NodeLoad // the nodes of the pool, by their heartbeats; nil on a socket
-	create func(ctx context.Context, class string, args ...any) (remoteObject, error)
-	close  func() error
+	pool     bulkhead.Caller
+	nodes    func() []cluster.NodeLoad                                       // the nodes of the pool, by their heartbeats; nil on a socket
+	discover func(context.Context, time.Duration) ([]cluster.Service, error) // nil on a socket
+	create   func(ctx context.Context, class string, args ...any) (remoteObject, error)
+	close    func() error
 }
 
 // check refuses --socket with --nats, neither, and a --nats URL
@@ -94,7 +96,7 @@ func (t target) dial(ctx context.Context, pool string) (*conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the cluster on the NATS server at %s (--nats): %w", redactURLs(t.natsURL), err)
 	}
-	return &conn{pool: c, close: c.Close, nodes: c.NodeLoads,
+	return &conn{pool: c, close: c.Close, nodes: c.NodeLoads, discover: c.Discover,
 		create: func(ctx context.Context, class string, args ...any) (remoteObject, error) {
 			o, err := c.CreateInstance(ctx, class, args...)
 			if err != nil {

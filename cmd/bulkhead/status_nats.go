@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/bulkhead-go/bulkhead/cluster"
@@ -75,4 +76,45 @@ func noLiveNode(pool string, wait time.Duration, n int) error {
 		return nil
 	}
 	return exitError{1, fmt.Errorf("pool %s: no live node (none heartbeat within %v)", pool, wait)}
+}
+
+// natsServices prints the pools (and objects services) the cluster's
+// nodes serve, and their nodes, as NATS micro's discovery finds them
+// within wait; none is an error (exit 1).
+func natsServices(ctx context.Context, out io.Writer, to target, timeout, wait time.Duration, asJSON bool) error {
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := to.dial(dctx, "")
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	svcs, err := c.discover(ctx, wait)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		type svc struct {
+			Name     string   `json:"name"`
+			Versions []string `json:"versions"`
+			Nodes    []string `json:"nodes"`
+		}
+		js := []svc{}
+		for _, s := range svcs {
+			js = append(js, svc(s))
+		}
+		b, err := json.MarshalIndent(map[string]any{"services": js}, "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out, string(b))
+	} else {
+		for _, s := range svcs {
+			fmt.Fprintf(out, "%-24s %d node(s): %s  (version %s)\n", s.Name, len(s.Nodes), strings.Join(s.Nodes, " "), strings.Join(s.Versions, ", "))
+		}
+	}
+	if len(svcs) == 0 {
+		return fmt.Errorf("no node of the cluster answered within %v", wait)
+	}
+	return nil
 }
