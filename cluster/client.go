@@ -86,6 +86,8 @@ type Client struct {
 	gone     map[string]time.Time // nodes found lost, ignored for LostAfter
 	calls    map[uint64]*pending
 	ending   map[*Subscription]struct{} // subscriptions whose node's end waits for its last events
+	conns    uint64                     // the connection's reconnects, as last looked (connChangedLocked)
+	grace    time.Time                  // until then no node is found lost: the connection was remade
 	rotNames map[string]target          // the names this client registered: their objects' node and session
 	losses   uint64                     // nodes found lost so far
 	lostAt   map[string]uint64          // the losses count when each node was found lost
@@ -102,6 +104,7 @@ type pending struct {
 	group   bool   // sent to the queue group: the node says started before it runs it
 	queued  bool   // the node said it waits for a worker: it says started before it runs it
 	started bool
+	conn    uint64        // the client's conns when it was sent
 	sub     *Subscription // a subscription's request: its events come after its answer
 	acked   bool          // the subscription's answer came: it delivers events now
 	ev      chan event    // never blocks: at most three events per call
@@ -420,10 +423,10 @@ func (c *Client) try(ctx context.Context, method string, payload []byte, exclude
 		}
 		if p.node == "" { // sent to the queue group, and no node said it took it
 			return bulkhead.Reply{}, finished, c.unserved(&bulkhead.CanceledError{Method: method, Err: ctx.Err(), ExitCode: -1,
-				Reason: c.because("its ctx ended before any node took it")})
+				Reason: c.because("its ctx ended before any node took it", p.conn)})
 		}
 		return bulkhead.Reply{}, finished, &bulkhead.CanceledError{Method: method, Err: ctx.Err(), ExitCode: -1,
-			Started: started, Reason: c.because("its ctx ended while a node had it (the deadline travelled with it)")}
+			Started: started, Reason: c.because("its ctx ended while a node had it (the deadline travelled with it)", p.conn)}
 	}
 	switch ev.kind {
 	case evFinal:
@@ -484,15 +487,18 @@ func (c *Client) hold(ctx context.Context, method string) (bulkhead.Reply, outco
 		return bulkhead.Reply{}, held, nil
 	case <-ctx.Done():
 		return bulkhead.Reply{}, finished, &bulkhead.CanceledError{Method: method, Err: ctx.Err(), ExitCode: -1,
-			Reason: c.because("it waited in the client while every node's workers ran its other calls; nothing was sent")}
+			Reason: c.because("it waited in the client while every node's workers ran its other calls; nothing was sent", c.conns)}
 	}
 }
 
 // because is why for a call that ended by its ctx, and that the client's
 // connection to NATS was down then, if it was: the likelier cause.
-func (c *Client) because(why string) string {
+func (c *Client) because(why string, conns uint64) string {
 	if st := c.nc.Status(); st != nats.CONNECTED {
 		return why + "; the client's connection to NATS was " + strings.ToLower(st.String()) + " then"
+	}
+	if c.nc.Stats().Reconnects != conns {
+		return why + "; the client's connection to NATS was remade meanwhile"
 	}
 	return why
 }
@@ -500,7 +506,7 @@ func (c *Client) because(why string) string {
 // registerLocked makes a call pending, on node ("": not known yet).
 func (c *Client) registerLocked(node string) (uint64, *pending) {
 	c.next++
-	p := &pending{node: node, group: node == "", ev: make(chan event, 1)}
+	p := &pending{node: node, group: node == "", conn: c.conns, ev: make(chan event, 1)}
 	c.calls[c.next] = p
 	return c.next, p
 }

@@ -6,6 +6,7 @@ package cluster_test
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -432,5 +433,72 @@ func TestDialReconnectsForever(t *testing.T) {
 		if o.MaxReconnect != tc.want || o.ReconnectWait != cluster.ReconnectInterval {
 			t.Errorf("Dial(%d options): MaxReconnect %d, ReconnectWait %v; want %d, %v", len(tc.opts), o.MaxReconnect, o.ReconnectWait, tc.want, cluster.ReconnectInterval)
 		}
+	}
+}
+
+// TestNATSRestartIsNotNodeLoss: a NATS server that restarts while a call
+// runs does not make its client find the node lost (the probes it sent
+// while cut off, answered by the new server before the node is back,
+// would say "no responders"): the call goes on, and so does the node.
+func TestNATSRestartIsNotNodeLoss(t *testing.T) {
+	testutil.CheckLeaks(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	s, err := natsembed.StartAt(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, s.URL(), "a", 1) // nats.go's default: back 2 s after a loss
+	nodeUp := make(chan struct{}, 1)
+	n.nc.SetReconnectHandler(func(*nats.Conn) { nodeUp <- struct{}{} })
+	clientUp := make(chan struct{}, 1)
+	nc, err := nats.Connect(s.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
+		nats.ReconnectHandler(func(*nats.Conn) { clientUp <- struct{}{} }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c, err := cluster.New(nc, "p", cluster.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t, 20*time.Second)
+	if err := c.WaitNodes(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	path, held := fifo(t)
+	hctx, release := context.WithCancel(ctx)
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.Call(hctx, "hold", path)
+		first <- err
+	}()
+	<-held
+	s.Close()
+	<-time.After(600 * time.Millisecond) // the outage: longer than LostAfter, so the client probes meanwhile
+	s2, err := natsembed.StartAt(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	<-clientUp
+	<-nodeUp
+	if err := n.nc.Flush(); err != nil { // the new server has the node's subscriptions
+		t.Fatal(err)
+	}
+	release()
+	if err := <-first; errors.Is(err, cluster.ErrNodeLost) {
+		t.Fatalf("the call across the restart: %v; its node was not lost", err)
+	}
+	if who, err := bulkhead.CallAs[string](ctx, c, "who"); err != nil || who != "a" {
+		t.Fatalf("after the restart: %q, %v", who, err)
+	}
+	if st := c.Stats(); st.NodeLost != 0 {
+		t.Errorf("stats: %+v", st)
 	}
 }

@@ -26,6 +26,7 @@ type nodeState struct {
 	objects  bool      // it serves objects (it sent their heartbeat)
 	draining bool      // refused a call, left its subject, or said so
 	probed   time.Time // a probe is out since then; zero: none
+	probedOn uint64    // the client's conns when the probe went out
 }
 
 // Nodes lists the live nodes the client knows, for status and tests.
@@ -108,14 +109,21 @@ func (c *Client) onLoad(m *nats.Msg, pool bool) {
 // go elsewhere, the started ones fail with *NodeLostError.
 func (c *Client) onProbe(id string, noResponders bool) {
 	c.mu.Lock()
+	now := time.Now()
+	conns := c.connChangedLocked(now)
 	n := c.nodes[id]
 	if n == nil {
 		c.mu.Unlock()
 		return
 	}
 	n.probed = time.Time{}
-	if !noResponders {
-		n.seen = time.Now()
+	if !noResponders || n.probedOn != conns || now.Before(c.grace) {
+		// Alive; or the probe went out before the connection was remade,
+		// or too soon after: its "no responders" may be a new NATS server's
+		// that the node has not reached yet. Asked again if still silent.
+		if !noResponders {
+			n.seen = now
+		}
 		c.mu.Unlock()
 		return
 	}
@@ -147,12 +155,43 @@ func (c *Client) onProbe(id string, noResponders bool) {
 	}
 }
 
+// reconnectGrace is how long after its connection to NATS was remade a
+// client finds no node lost: a NATS server that restarted knows no node
+// until each reconnects (a node of bulkhead serve tries every 250 ms;
+// nats.go's default is every 2 s).
+const reconnectGrace = 3 * time.Second
+
+// connChangedLocked looks whether the connection to NATS was remade since
+// it last did, and returns its count of reconnects. When it was, the NATS
+// server may be a new one, which knows no node until they reconnect too
+// and has lost what the old one had not delivered: the nodes get a grace
+// to be heard again, and a call a node had said it queued may have said
+// started to the old server, so it is counted as started (never sent
+// again: at most once holds over a NATS server's restart too).
+func (c *Client) connChangedLocked(now time.Time) uint64 {
+	rc := c.nc.Stats().Reconnects
+	if rc == c.conns {
+		return rc
+	}
+	c.conns = rc
+	c.grace = now.Add(max(c.opts.LostAfter, reconnectGrace))
+	for _, p := range c.calls {
+		if p.sub == nil && (p.queued || p.group) {
+			p.started = true
+		}
+	}
+	for _, n := range c.nodes {
+		n.seen, n.probed = now, time.Time{}
+	}
+	return rc
+}
+
 // probeLocked asks node n whether it lives, unless a probe is out.
 func (c *Client) probeLocked(n *nodeState) {
 	if !n.probed.IsZero() {
 		return
 	}
-	n.probed = time.Now()
+	n.probed, n.probedOn = time.Now(), c.connChangedLocked(time.Now())
 	c.nc.PublishMsg(&nats.Msg{Subject: c.s.alive(n.id), Reply: c.inbox + "p." + n.id}) // buffered, no I/O wait
 }
 
@@ -173,6 +212,7 @@ func (c *Client) monitor() {
 		}
 		now := time.Now()
 		c.mu.Lock()
+		c.connChangedLocked(now)
 		for _, n := range c.nodes {
 			if !n.probed.IsZero() && now.Sub(n.probed) > c.opts.LostAfter {
 				n.probed = time.Time{} // its answer is overdue: ask again
