@@ -51,7 +51,7 @@ type Options struct {
 type Stats struct {
 	Retried  uint64 // sends after a node refused a call or was lost before starting it
 	NodeLost uint64 // calls failed with *NodeLostError
-	Held     uint64 // times a call waited in the client, every node's workers running its other calls
+	Held     uint64 // calls that waited in the client, every node's workers running its other calls
 }
 
 // ReconnectInterval is how long Dial's connection, and a node's in
@@ -336,8 +336,9 @@ func (c *Client) Call(ctx context.Context, method string, args ...any) (bulkhead
 	}
 	exclude := map[string]bool{}
 	var since time.Time // since when no node would take it
+	wasHeld := false    // counted in Stats.Held
 	for {
-		rep, next, err := c.try(ctx, method, payload, exclude)
+		rep, next, err := c.try(ctx, method, payload, exclude, &wasHeld)
 		switch {
 		case next == finished:
 			if errors.Is(err, ErrNodeLost) {
@@ -378,7 +379,7 @@ const (
 
 // try sends the call once, to the chosen node or, knowing none, to the
 // queue group.
-func (c *Client) try(ctx context.Context, method string, payload []byte, exclude map[string]bool) (bulkhead.Reply, outcome, error) {
+func (c *Client) try(ctx context.Context, method string, payload []byte, exclude map[string]bool, wasHeld *bool) (bulkhead.Reply, outcome, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -386,7 +387,7 @@ func (c *Client) try(ctx context.Context, method string, payload []byte, exclude
 	}
 	n := c.pickLocked(exclude)
 	if n != nil && c.fullLocked(exclude) {
-		return c.hold(ctx, method)
+		return c.hold(ctx, method, wasHeld)
 	}
 	if n == nil && len(exclude) > 0 {
 		// Every node it knows refused it: wait for one to appear (a
@@ -472,13 +473,16 @@ func (c *Client) fullLocked(exclude map[string]bool) bool {
 
 // hold waits, mu held on entry and released, for a call of this client's
 // to end or a heartbeat, or ctx's end.
-func (c *Client) hold(ctx context.Context, method string) (bulkhead.Reply, outcome, error) {
+func (c *Client) hold(ctx context.Context, method string, wasHeld *bool) (bulkhead.Reply, outcome, error) {
 	if c.freed == nil {
 		c.freed = make(chan struct{})
 	}
 	freed := c.freed
 	c.mu.Unlock()
-	c.held.Add(1)
+	if !*wasHeld {
+		*wasHeld = true
+		c.held.Add(1)
+	}
 	if c.onHold != nil {
 		c.onHold()
 	}

@@ -353,3 +353,17 @@ func TestDiscover(t *testing.T) {
 		t.Errorf("a service of another prefix is listed: %+v", svcs)
 	}
 }
+
+// TestDiscoverNothing: with no micro service on the NATS server at all,
+// Discover finds nothing, and no error.
+func TestDiscoverNothing(t *testing.T) {
+	url := startNATS(t)
+	c, err := cluster.Dial(ctxT(t, 10*time.Second), url, "p", cluster.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if svcs, err := c.Discover(ctxT(t, 10*time.Second), 300*time.Millisecond); err != nil || len(svcs) != 0 {
+		t.Fatalf("Discover: %v, %v; want nothing, no error", svcs, err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 )
 
@@ -40,8 +41,8 @@ func (c *Client) Discover(ctx context.Context, wait time.Duration) ([]Service, e
 	byName := map[string]*Service{}
 	for range maxDiscovered {
 		m, err := sub.NextMsgWithContext(ctx)
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-			break
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil || errors.Is(err, nats.ErrNoResponders) {
+			break // wait is over, or no micro service at all listens
 		}
 		if err != nil {
 			return nil, err
