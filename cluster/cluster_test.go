@@ -100,13 +100,7 @@ func TestNodeKilledMidCall(t *testing.T) {
 	proc := startNodeProcess(t, url, "doomed")
 	c := dial(t, url, cluster.Options{}, 1)
 	ctx := ctxT(t, 20*time.Second)
-	path, held := fifo(t)
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.Call(ctx, "hold", path)
-		errc <- err
-	}()
-	<-held
+	errc := holdCall(t, ctx, c)
 	startNode(t, url, "live", 1)
 	proc.Process.Kill()
 	err := <-errc
@@ -159,14 +153,8 @@ func TestSlowNode(t *testing.T) {
 	startNode(t, url, "slow", 1)
 	c := dial(t, url, cluster.Options{}, 1)
 	ctx := ctxT(t, 20*time.Second)
-	path, held := fifo(t)
 	hctx, cancel := context.WithCancel(ctx)
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.Call(hctx, "hold", path)
-		errc <- err
-	}()
-	<-held
+	errc := holdCall(t, hctx, c)
 	startNode(t, url, "fast", 1)
 	if err := c.WaitNodes(ctx, 2); err != nil {
 		t.Fatal(err)

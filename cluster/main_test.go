@@ -288,6 +288,20 @@ func dial(t testing.TB, url string, opts cluster.Options, want int) *cluster.Cli
 	return c
 }
 
+// holdCall makes c call "hold" with ctx and returns once a worker holds
+// it; the call's error comes on the channel when ctx ends or its node goes.
+func holdCall(t *testing.T, ctx context.Context, c bulkhead.Caller) <-chan error {
+	t.Helper()
+	path, held := fifo(t)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Call(ctx, "hold", path)
+		errc <- err
+	}()
+	<-held
+	return errc
+}
+
 // fifo makes a FIFO and returns its path and a channel that gets a value
 // once a worker's hold call has opened and written it.
 func fifo(t *testing.T) (string, <-chan struct{}) {

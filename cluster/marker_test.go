@@ -114,13 +114,7 @@ func TestQueuedCallIsRetried(t *testing.T) {
 	c2 := dial(t, url, cluster.Options{}, 1) // a client of its own: a client keeps its own calls beyond the workers
 	ctx := ctxT(t, 20*time.Second)
 	queued := sniff(t, url, "queued")
-	path, held := fifo(t)
-	first, second := make(chan error, 1), make(chan error, 1)
-	go func() {
-		_, err := c.Call(ctx, "hold", path)
-		first <- err
-	}()
-	<-held
+	first, second := holdCall(t, ctx, c), make(chan error, 1)
 	var who string
 	go func() {
 		var err error
@@ -177,14 +171,8 @@ func TestNoStartAcrossReconnect(t *testing.T) {
 	c2 := dial(t, url, cluster.Options{}, 1) // the queued call's: a client keeps its own calls beyond the workers
 	ctx := ctxT(t, 20*time.Second)
 	queued := sniff(t, url, "queued")
-	path, held := fifo(t)
 	hctx, release := context.WithCancel(ctx)
-	first := make(chan error, 1)
-	go func() {
-		_, err := c.Call(hctx, "hold", path)
-		first <- err
-	}()
-	<-held
+	first := holdCall(t, hctx, c)
 	var who string
 	second := make(chan error, 1)
 	go func() {
@@ -303,13 +291,7 @@ func TestNodeIDComesBack(t *testing.T) {
 	proc := startNodeProcess(t, url, "again")
 	c := dial(t, url, cluster.Options{}, 1)
 	ctx := ctxT(t, 20*time.Second)
-	path, held := fifo(t)
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.Call(ctx, "hold", path)
-		errc <- err
-	}()
-	<-held
+	errc := holdCall(t, ctx, c)
 	proc.Process.Kill()
 	if err := <-errc; !errors.Is(err, cluster.ErrNodeLost) {
 		t.Fatalf("call on the killed node: %v", err)
@@ -335,14 +317,8 @@ func TestClientHoldsCalls(t *testing.T) {
 	holding := make(chan struct{}, 1)
 	cluster.SetOnHold(c, func() { holding <- struct{}{} })
 	ctx := ctxT(t, 20*time.Second)
-	path, held := fifo(t)
 	hctx, release := context.WithCancel(ctx)
-	first := make(chan error, 1)
-	go func() {
-		_, err := c.Call(hctx, "hold", path)
-		first <- err
-	}()
-	<-held
+	first := holdCall(t, hctx, c)
 	second := make(chan error, 1)
 	go func() {
 		_, err := c.Call(ctx, "null")
@@ -357,12 +333,7 @@ func TestClientHoldsCalls(t *testing.T) {
 		t.Fatalf("the call kept in the client: %v", err)
 	}
 	// A call held at Close ends with ErrClosed.
-	path2, held2 := fifo(t)
-	go func() {
-		_, err := c.Call(ctx, "hold", path2)
-		first <- err
-	}()
-	<-held2
+	first = holdCall(t, ctx, c)
 	go func() {
 		_, err := c.Call(ctx, "null")
 		second <- err
@@ -471,14 +442,8 @@ func TestNATSRestartIsNotNodeLoss(t *testing.T) {
 	if err := c.WaitNodes(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	path, held := fifo(t)
 	hctx, release := context.WithCancel(ctx)
-	first := make(chan error, 1)
-	go func() {
-		_, err := c.Call(hctx, "hold", path)
-		first <- err
-	}()
-	<-held
+	first := holdCall(t, hctx, c)
 	s.Close()
 	<-time.After(600 * time.Millisecond) // the outage: longer than LostAfter, so the client probes meanwhile
 	s2, err := natsembed.StartAt(port)
