@@ -96,6 +96,7 @@ func serve(ctx context.Context, cfg *daemon.Config, natsFlag bool, socket, liste
 	if listen != "" {
 		obs, err := serveObs(listen, daemonCollector{s}, daemonStatus{s}, os.Stderr)
 		if err != nil {
+			node.leave(0) // its joining goroutine too, before the server it serves goes
 			ln.Close()
 			s.Shutdown(context.Background())
 			return err
