@@ -100,13 +100,13 @@ type Client struct {
 
 // pending is a call in flight.
 type pending struct {
-	node    string // "" until known (sent to the queue group)
-	group   bool   // sent to the queue group: the node says started before it runs it
-	queued  bool   // the node said it waits for a worker: it says started before it runs it
-	started bool
+	node    string        // "" until known (sent to the queue group)
+	group   bool          // sent to the queue group: the node says started before it runs it
+	queued  bool          // the node said it waits for a worker: it says started before it runs it
+	started bool          // the node said started (or the connection was remade since it said queued)
 	conn    uint64        // the client's conns when it was sent
-	sub     *Subscription // a subscription's request: its events come after its answer
-	acked   bool          // the subscription's answer came: it delivers events now
+	sub     *Subscription // a subscription's request: its events come on the object's events subject
+	acked   bool          // the subscription's answer came: the next message on the reply subject ends it
 	ev      chan event    // never blocks: at most three events per call
 }
 
