@@ -81,21 +81,22 @@ type Client struct {
 	stop chan struct{}
 	wg   sync.WaitGroup // the monitor
 
-	mu       sync.Mutex
-	nodes    map[string]*nodeState
-	gone     map[string]time.Time // nodes found lost, ignored for LostAfter
-	calls    map[uint64]*pending
-	ending   map[*Subscription]struct{} // subscriptions whose node's end waits for its last events
-	conns    uint64                     // the connection's reconnects, as last looked (connChangedLocked)
-	grace    time.Time                  // until then no node is found lost: the connection was remade
-	rotNames map[string]target          // the names this client registered: their objects' node and session
-	losses   uint64                     // nodes found lost so far
-	lostAt   map[string]uint64          // the losses count when each node was found lost
-	next     uint64
-	changed  chan struct{} // closed and replaced when a node appears
-	freed    chan struct{} // nil, or closed when a worker may have freed: a call ended, a heartbeat came
-	onHold   func()        // tests: called as a call starts to wait for freed
-	closed   bool
+	mu         sync.Mutex
+	nodes      map[string]*nodeState
+	gone       map[string]time.Time // nodes found lost, ignored for LostAfter
+	calls      map[uint64]*pending
+	ending     map[*Subscription]struct{} // subscriptions whose node's end waits for its last events
+	conns      uint64                     // the connection's reconnects, as last looked (connChangedLocked)
+	grace      time.Time                  // until then no node is found lost: the connection was remade
+	rotNames   map[string]target          // the names this client registered: their objects' node and session
+	losses     uint64                     // nodes found lost so far
+	lostAt     map[string]uint64          // the losses count when each node was found lost
+	next       uint64
+	changed    chan struct{}     // closed and replaced when a node appears
+	freed      chan struct{}     // nil, or closed when a worker may have freed: a call ended, a heartbeat came
+	onHold     func()            // tests: called as a call starts to wait for freed
+	onProbeOut func(nats.Status) // tests: called, under mu, as a probe goes out, with the connection's status
+	closed     bool
 }
 
 // pending is a call in flight.

@@ -6,6 +6,10 @@ import "github.com/nats-io/nats.go"
 // a free worker.
 func SetOnHold(c *Client, f func()) { c.onHold = f }
 
+// SetOnProbe makes f run, under the client's lock (it must not block), as
+// each probe of a node goes out, with the connection's status then.
+func SetOnProbe(c *Client, f func(nats.Status)) { c.onProbeOut = f }
+
 // Ended is closed when s ends: for a test that must not read its events
 // until then (a reader that reads is never cut off).
 func Ended(s *Subscription) <-chan struct{} { return s.ended }

@@ -438,6 +438,15 @@ func TestNATSRestartIsNotNodeLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	probedWhileDown := make(chan struct{}, 1)
+	cluster.SetOnProbe(c, func(st nats.Status) {
+		if st != nats.CONNECTED {
+			select {
+			case probedWhileDown <- struct{}{}:
+			default:
+			}
+		}
+	})
 	ctx := ctxT(t, 20*time.Second)
 	if err := c.WaitNodes(ctx, 1); err != nil {
 		t.Fatal(err)
@@ -445,7 +454,7 @@ func TestNATSRestartIsNotNodeLoss(t *testing.T) {
 	hctx, release := context.WithCancel(ctx)
 	first := holdCall(t, hctx, c)
 	s.Close()
-	<-time.After(600 * time.Millisecond) // the outage: longer than LostAfter, so the client probes meanwhile
+	<-probedWhileDown // a probe the restarted server would answer "no responders" before the node is back
 	s2, err := natsembed.StartAt(port)
 	if err != nil {
 		t.Fatal(err)

@@ -193,6 +193,9 @@ func (c *Client) probeLocked(n *nodeState) {
 	}
 	n.probed, n.probedOn = time.Now(), c.connChangedLocked(time.Now())
 	c.nc.PublishMsg(&nats.Msg{Subject: c.s.alive(n.id), Reply: c.inbox + "p." + n.id}) // buffered, no I/O wait
+	if c.onProbeOut != nil {
+		c.onProbeOut(c.nc.Status())
+	}
 }
 
 // monitor probes nodes that have been silent for LostAfter, and forgets
